@@ -1,0 +1,20 @@
+using System.CommandLine;
+using QuantLlama.Cli.Commands;
+
+namespace QuantLlama.Cli;
+
+public static class Program
+{
+    public static int Main(string[] args)
+    {
+        var root = GenerateCommand.Create();
+        root.Subcommands.Add(InspectCommand.Create());
+        root.Subcommands.Add(ConvertLlama2cCommand.Create());
+        root.Subcommands.Add(QuantizeCommand.Create());
+        root.Subcommands.Add(TokenizeCommand.Create());
+        root.Subcommands.Add(ModelsCommand.Create());
+        root.Subcommands.Add(ConvertGgmlCommand.Create());
+        root.Subcommands.Add(BenchCommand.Create());
+        return CliErrors.Run(() => root.Parse(args).Invoke());
+    }
+}

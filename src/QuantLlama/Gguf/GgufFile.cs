@@ -1,0 +1,444 @@
+using System.IO.MemoryMappedFiles;
+using System.Runtime.InteropServices;
+using System.Text;
+using QuantLlama.Tensors;
+
+namespace QuantLlama.Gguf;
+
+/// <summary>
+/// A GGUF file (versions 1 to 3), memory-mapped: metadata and tensor infos are parsed at open,
+/// tensor bytes stay in the page cache and are handed out as spans or pointers into the mapping.
+/// Every count, length and offset read from the file is checked against the file's size before use,
+/// so a truncated or hostile file gives a <see cref="GgufFormatException"/>, never a crash or a huge allocation.
+/// </summary>
+public sealed unsafe class GgufFile : IDisposable
+{
+    public const uint Magic = 0x46554747; // "GGUF" read as a little-endian uint32
+    public const int DefaultAlignment = 32;
+    private const int MaxDimensions = 4;
+    private const int MaxArrayNesting = 8;
+
+    private readonly MemoryMappedFile? _mapping;
+    private readonly MemoryMappedViewAccessor? _view;
+    private byte* _base;
+    private readonly long _length;
+    private readonly Dictionary<string, GgufValue> _metadata;
+    private readonly Dictionary<string, GgufTensorInfo> _tensorsByName;
+
+    public string FileName { get; }
+    public uint Version { get; }
+    public long Alignment { get; }
+    /// <summary>Absolute file offset where tensor data starts.</summary>
+    public long DataOffset { get; }
+    public long FileSize => _length;
+    /// <summary>Metadata in file order.</summary>
+    public IReadOnlyList<KeyValuePair<string, GgufValue>> MetadataList { get; }
+    public IReadOnlyDictionary<string, GgufValue> Metadata => _metadata;
+    /// <summary>Tensor infos in file order.</summary>
+    public IReadOnlyList<GgufTensorInfo> Tensors { get; }
+
+    /// <summary>Opens and memory-maps a GGUF file. Nothing of the tensor data is read.</summary>
+    public static GgufFile Open(string path)
+    {
+        var info = new FileInfo(path);
+        if (!info.Exists) throw new FileNotFoundException($"{path}: no such file", path);
+        if (info.Length == 0) throw new GgufFormatException(path, 0, "the file is empty");
+        var mapping = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+        MemoryMappedViewAccessor? view = null;
+        try
+        {
+            view = mapping.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+            byte* p = null;
+            view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
+            p += view.PointerOffset;
+            return new GgufFile(path, p, info.Length, mapping, view);
+        }
+        catch
+        {
+            view?.Dispose();
+            mapping.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Parses a GGUF image already in memory (tests, embedded files). The memory must outlive the object.</summary>
+    public static GgufFile FromMemory(byte* data, long length, string name = "<memory>")
+        => new(name, data, length, null, null);
+
+    private GgufFile(string fileName, byte* data, long length, MemoryMappedFile? mapping, MemoryMappedViewAccessor? view)
+    {
+        FileName = fileName;
+        _base = data;
+        _length = length;
+        _mapping = mapping;
+        _view = view;
+        try
+        {
+            var r = new Cursor(this);
+            uint magic = r.U32("magic");
+            if (magic != Magic)
+                throw Error(0, $"not a GGUF file (magic 0x{magic:X8}, expected 0x{Magic:X8} \"GGUF\")");
+            Version = r.U32("version");
+            if (Version is < 1 or > 3)
+                throw Error(4, (Version & 0xFFFF) == 0 && Version != 0
+                    ? $"unsupported GGUF version {Version} (a big-endian file? only little-endian files are supported)"
+                    : $"unsupported GGUF version {Version} (1, 2 and 3 are supported)");
+            r.Wide = Version >= 2;
+            long tensorCountAt = r.Position;
+            long tensorCount = r.Count("tensor count");
+            long kvCount = r.Count("metadata count");
+            // Every metadata entry takes at least 13 bytes (key length, type, one-byte value) and every tensor info at least 24.
+            if (kvCount > r.Remaining / 13) throw Error(tensorCountAt, $"metadata count {kvCount} is larger than the file can hold");
+            if (tensorCount > r.Remaining / 24) throw Error(tensorCountAt, $"tensor count {tensorCount} is larger than the file can hold");
+
+            var list = new List<KeyValuePair<string, GgufValue>>((int)kvCount);
+            _metadata = new Dictionary<string, GgufValue>((int)kvCount, StringComparer.Ordinal);
+            for (long i = 0; i < kvCount; i++)
+            {
+                long at = r.Position;
+                string key = r.String("metadata key");
+                var type = r.ValueType("metadata type of '" + key + "'");
+                var value = r.Value(type, key, 0);
+                if (!_metadata.TryAdd(key, value)) throw Error(at, $"duplicate metadata key '{key}'");
+                list.Add(new(key, value));
+            }
+            MetadataList = list;
+
+            long alignment = DefaultAlignment;
+            if (_metadata.TryGetValue("general.alignment", out var alignValue))
+            {
+                if (!alignValue.IsInteger) throw Error(0, $"general.alignment has type {alignValue.Type}, expected an integer");
+                alignment = Convert.ToInt64(alignValue.Value);
+                if (alignment <= 0 || alignment > 1 << 20 || (alignment & (alignment - 1)) != 0)
+                    throw Error(0, $"general.alignment {alignment} is not a power of two");
+            }
+            Alignment = alignment;
+
+            var tensors = new List<GgufTensorInfo>((int)tensorCount);
+            _tensorsByName = new Dictionary<string, GgufTensorInfo>((int)tensorCount, StringComparer.Ordinal);
+            var infoOffsets = new List<long>((int)tensorCount);
+            for (long i = 0; i < tensorCount; i++)
+            {
+                long at = r.Position;
+                var t = r.TensorInfo();
+                if (!_tensorsByName.TryAdd(t.Name, t)) throw Error(at, $"duplicate tensor name '{t.Name}'");
+                tensors.Add(t);
+                infoOffsets.Add(at);
+            }
+            Tensors = tensors;
+
+            DataOffset = AlignUp(r.Position, alignment);
+            long dataSize = _length - DataOffset;
+            if (tensorCount > 0 && dataSize < 0) throw Error(r.Position, "the file ends before its tensor data section");
+            CheckTensorPlacement(tensors, infoOffsets, dataSize);
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    private void CheckTensorPlacement(List<GgufTensorInfo> tensors, List<long> infoOffsets, long dataSize)
+    {
+        var order = Enumerable.Range(0, tensors.Count).OrderBy(i => tensors[i].Offset).ToArray();
+        long previousEnd = 0;
+        string? previousName = null;
+        foreach (int i in order)
+        {
+            var t = tensors[i];
+            if (t.Offset % Alignment != 0)
+                throw Error(infoOffsets[i], $"tensor '{t.Name}' offset {t.Offset} is not aligned to {Alignment} bytes");
+            if (t.Offset > dataSize || t.ByteSize > dataSize - t.Offset)
+                throw Error(infoOffsets[i], $"tensor '{t.Name}' data ({t.ByteSize} bytes at data offset {t.Offset}) lies past the end of the file ({dataSize} data bytes); the file is truncated");
+            if (t.Offset < previousEnd)
+                throw Error(infoOffsets[i], $"tensor '{t.Name}' overlaps tensor '{previousName}'");
+            previousEnd = t.Offset + t.ByteSize;
+            previousName = t.Name;
+        }
+    }
+
+    internal static long AlignUp(long value, long alignment) => (value + alignment - 1) / alignment * alignment;
+
+    private GgufFormatException Error(long offset, string problem) => new(FileName, offset, problem);
+
+    // ---- tensors ---------------------------------------------------------------------------------------------------
+
+    public GgufTensorInfo? FindTensor(string name) => _tensorsByName.GetValueOrDefault(name);
+
+    public GgufTensorInfo GetTensor(string name) => FindTensor(name)
+        ?? throw new KeyNotFoundException($"{FileName}: no tensor named '{name}'");
+
+    /// <summary>A pointer to a tensor's bytes inside the mapping; valid until the file is disposed.</summary>
+    public byte* GetTensorPointer(GgufTensorInfo tensor)
+    {
+        ObjectDisposedException.ThrowIf(_base == null, this);
+        return _base + DataOffset + tensor.Offset;
+    }
+
+    /// <summary>A tensor's bytes as a span into the mapping (tensors over 2 GB: use <see cref="GetTensorPointer"/>).</summary>
+    public ReadOnlySpan<byte> GetTensorData(GgufTensorInfo tensor)
+    {
+        if (tensor.ByteSize > int.MaxValue)
+            throw new NotSupportedException($"tensor '{tensor.Name}' is {tensor.ByteSize} bytes; use GetTensorPointer for tensors over 2 GB");
+        return new ReadOnlySpan<byte>(GetTensorPointer(tensor), (int)tensor.ByteSize);
+    }
+
+    public ReadOnlySpan<byte> GetTensorData(string name) => GetTensorData(GetTensor(name));
+
+    // ---- typed metadata accessors ------------------------------------------------------------------------------------
+
+    public bool ContainsKey(string key) => _metadata.ContainsKey(key);
+
+    public GgufValue GetValue(string key) => _metadata.TryGetValue(key, out var v)
+        ? v
+        : throw new KeyNotFoundException($"{FileName}: metadata key '{key}' is missing");
+
+    public string GetString(string key) => Expect(key, GgufValueType.String) is string s ? s : "";
+
+    public string? GetStringOrNull(string key) => _metadata.ContainsKey(key) ? GetString(key) : null;
+
+    public bool GetBool(string key) => (bool)Expect(key, GgufValueType.Bool);
+
+    public bool GetBool(string key, bool fallback) => _metadata.ContainsKey(key) ? GetBool(key) : fallback;
+
+    /// <summary>Any integer type, range-checked into a long (writers disagree on u32 versus i32 and u64).</summary>
+    public long GetInteger(string key)
+    {
+        var v = GetValue(key);
+        if (!v.IsInteger) throw MistypedKey(key, v, "an integer");
+        if (v.Value is ulong u && u > long.MaxValue) throw new FormatException($"{FileName}: metadata '{key}' = {u} is too large");
+        return Convert.ToInt64(v.Value);
+    }
+
+    public long GetInteger(string key, long fallback) => _metadata.ContainsKey(key) ? GetInteger(key) : fallback;
+
+    /// <summary>A float32 or float64 value.</summary>
+    public double GetFloat(string key)
+    {
+        var v = GetValue(key);
+        return v.Value switch
+        {
+            float f => f,
+            double d => d,
+            _ => throw MistypedKey(key, v, "a float"),
+        };
+    }
+
+    public double GetFloat(string key, double fallback) => _metadata.ContainsKey(key) ? GetFloat(key) : fallback;
+
+    public GgufArray GetArray(string key) => (GgufArray)Expect(key, GgufValueType.Array);
+
+    public GgufArray? GetArrayOrNull(string key) => _metadata.ContainsKey(key) ? GetArray(key) : null;
+
+    public string[] GetStringArray(string key) => TypedArray<string>(key, GgufValueType.String);
+
+    public float[] GetFloatArray(string key) => TypedArray<float>(key, GgufValueType.Float32);
+
+    /// <summary>An array of any integer type, as ints (token types, token ids).</summary>
+    public int[] GetIntArray(string key)
+    {
+        var a = GetArray(key);
+        return a.Items switch
+        {
+            int[] i => i,
+            uint[] u => Array.ConvertAll(u, x => checked((int)x)),
+            byte[] b => Array.ConvertAll(b, x => (int)x),
+            sbyte[] sb => Array.ConvertAll(sb, x => (int)x),
+            short[] s => Array.ConvertAll(s, x => (int)x),
+            ushort[] us => Array.ConvertAll(us, x => (int)x),
+            long[] l => Array.ConvertAll(l, x => checked((int)x)),
+            ulong[] ul => Array.ConvertAll(ul, x => checked((int)x)),
+            _ => throw new FormatException($"{FileName}: metadata '{key}' is an array of {a.ElementType}, expected integers"),
+        };
+    }
+
+    private T[] TypedArray<T>(string key, GgufValueType elementType)
+    {
+        var a = GetArray(key);
+        if (a.ElementType != elementType)
+            throw new FormatException($"{FileName}: metadata '{key}' is an array of {a.ElementType}, expected {elementType}");
+        return (T[])a.Items;
+    }
+
+    private object Expect(string key, GgufValueType type)
+    {
+        var v = GetValue(key);
+        if (v.Type != type) throw MistypedKey(key, v, type.ToString());
+        return v.Value;
+    }
+
+    private FormatException MistypedKey(string key, GgufValue v, string expected)
+        => new($"{FileName}: metadata '{key}' has type {v.Type}, expected {expected}");
+
+    public void Dispose()
+    {
+        if (_view != null && _base != null) _view.SafeMemoryMappedViewHandle.ReleasePointer();
+        _base = null;
+        _view?.Dispose();
+        _mapping?.Dispose();
+    }
+
+    // ---- the parser ------------------------------------------------------------------------------------------------
+
+    /// <summary>A bounds-checked reading position in the file.</summary>
+    private sealed class Cursor(GgufFile file)
+    {
+        public long Position;
+        /// <summary>Counts and lengths are 64-bit from version 2 on, 32-bit in version 1.</summary>
+        public bool Wide = true;
+
+        public long Remaining => file._length - Position;
+
+        private byte* Take(long bytes, string what)
+        {
+            if (bytes > Remaining)
+                throw file.Error(Position, $"the file ends while reading {what} ({bytes} bytes needed, {Remaining} left); the file is truncated");
+            byte* p = file._base + Position;
+            Position += bytes;
+            return p;
+        }
+
+        public uint U32(string what) => Unsafe32(Take(4, what));
+        public ulong U64(string what) => *(ulong*)Take(8, what);
+        private static uint Unsafe32(byte* p) => *(uint*)p;
+
+        /// <summary>A count or length: u32 in v1, u64 after; never beyond what the file can hold.</summary>
+        public long Count(string what)
+        {
+            long at = Position;
+            ulong n = Wide ? U64(what) : U32(what);
+            if (n > (ulong)file._length)
+                throw file.Error(at, $"{what} {n} is larger than the file ({file._length} bytes)");
+            return (long)n;
+        }
+
+        public string String(string what)
+        {
+            long at = Position;
+            long length = Count(what + " length");
+            if (length > Remaining)
+                throw file.Error(at, $"{what} length {length} runs past the end of the file ({Remaining} bytes left)");
+            byte* p = Take(length, what);
+            return Encoding.UTF8.GetString(p, (int)Math.Min(length, int.MaxValue));
+        }
+
+        public GgufValueType ValueType(string what)
+        {
+            long at = Position;
+            uint t = U32(what);
+            if (t > (uint)GgufValueType.Float64) throw file.Error(at, $"invalid GGUF type {t} for {what}");
+            return (GgufValueType)t;
+        }
+
+        public GgufValue Value(GgufValueType type, string key, int depth) => type switch
+        {
+            GgufValueType.UInt8 => GgufValue.From(*Take(1, key)),
+            GgufValueType.Int8 => GgufValue.From(*(sbyte*)Take(1, key)),
+            GgufValueType.UInt16 => GgufValue.From(*(ushort*)Take(2, key)),
+            GgufValueType.Int16 => GgufValue.From(*(short*)Take(2, key)),
+            GgufValueType.UInt32 => GgufValue.From(U32(key)),
+            GgufValueType.Int32 => GgufValue.From((int)U32(key)),
+            GgufValueType.Float32 => GgufValue.From(*(float*)Take(4, key)),
+            GgufValueType.Bool => Bool(key),
+            GgufValueType.String => GgufValue.From(String(key)),
+            GgufValueType.UInt64 => GgufValue.From(U64(key)),
+            GgufValueType.Int64 => GgufValue.From((long)U64(key)),
+            GgufValueType.Float64 => GgufValue.From(*(double*)Take(8, key)),
+            GgufValueType.Array => GgufValue.From(Array(key, depth)),
+            _ => throw file.Error(Position, $"invalid GGUF type {(uint)type} for '{key}'"),
+        };
+
+        private GgufValue Bool(string key)
+        {
+            long at = Position;
+            byte b = *Take(1, key);
+            if (b > 1) throw file.Error(at, $"'{key}' is a bool with value {b}");
+            return GgufValue.From(b != 0);
+        }
+
+        private GgufArray Array(string key, int depth)
+        {
+            if (depth >= MaxArrayNesting) throw file.Error(Position, $"'{key}' nests arrays more than {MaxArrayNesting} deep");
+            var elementType = ValueType($"array element type of '{key}'");
+            long at = Position;
+            long count = Count($"array length of '{key}'");
+            long minElementBytes = elementType switch
+            {
+                GgufValueType.String => Wide ? 8 : 4,
+                GgufValueType.Array => 4 + (Wide ? 8 : 4),
+                _ => Marshal.SizeOf(GgufValue.ClrTypeOf(elementType) == typeof(bool) ? typeof(byte) : GgufValue.ClrTypeOf(elementType)),
+            };
+            if (count > Remaining / minElementBytes)
+                throw file.Error(at, $"array '{key}' claims {count} {elementType} elements, more than the {Remaining} bytes left can hold");
+            int n = (int)count;
+            switch (elementType)
+            {
+                case GgufValueType.String:
+                {
+                    var items = new string[n];
+                    for (int i = 0; i < n; i++) items[i] = String($"element {i} of '{key}'");
+                    return new GgufArray(elementType, items);
+                }
+                case GgufValueType.Array:
+                {
+                    var items = new GgufArray[n];
+                    // Each element is a whole array value: its own element type, length and items.
+                    for (int i = 0; i < n; i++) items[i] = Array(key, depth + 1);
+                    return new GgufArray(elementType, items);
+                }
+                case GgufValueType.Bool:
+                {
+                    var items = new bool[n];
+                    for (int i = 0; i < n; i++) items[i] = (bool)Bool(key).Value;
+                    return new GgufArray(elementType, items);
+                }
+                default:
+                {
+                    var clr = GgufValue.ClrTypeOf(elementType);
+                    var items = System.Array.CreateInstance(clr, n);
+                    long bytes = (long)n * minElementBytes;
+                    byte* src = Take(bytes, $"array '{key}'");
+                    var handle = GCHandle.Alloc(items, GCHandleType.Pinned);
+                    try { Buffer.MemoryCopy(src, (void*)handle.AddrOfPinnedObject(), bytes, bytes); }
+                    finally { handle.Free(); }
+                    return new GgufArray(elementType, items);
+                }
+            }
+        }
+
+        public GgufTensorInfo TensorInfo()
+        {
+            string name = String("tensor name");
+            long dimsAt = Position;
+            uint nDims = U32($"dimension count of tensor '{name}'");
+            if (nDims > MaxDimensions) throw file.Error(dimsAt, $"tensor '{name}' has {nDims} dimensions (at most {MaxDimensions})");
+            var dims = new long[nDims];
+            long elements = 1;
+            for (int d = 0; d < nDims; d++)
+            {
+                long dAt = Position;
+                ulong n = Wide ? U64($"dimension {d} of '{name}'") : U32($"dimension {d} of '{name}'");
+                if (n > long.MaxValue) throw file.Error(dAt, $"tensor '{name}' dimension {d} = {n} is negative or too large");
+                dims[d] = (long)n;
+                if (n != 0 && elements > long.MaxValue / (long)n)
+                    throw file.Error(dAt, $"tensor '{name}' has more elements than a 64-bit count can hold");
+                elements *= (long)n;
+            }
+            long typeAt = Position;
+            uint rawType = U32($"type of tensor '{name}'");
+            if (!GgmlTypeInfo.IsKnown(rawType)) throw file.Error(typeAt, $"tensor '{name}' has unknown ggml type {rawType}");
+            var type = (GgmlType)rawType;
+            int blockSize = GgmlTypeInfo.BlockSize(type);
+            if (nDims > 0 && dims[0] % blockSize != 0)
+                throw file.Error(dimsAt, $"tensor '{name}' row length {dims[0]} is not a multiple of the {type} block size {blockSize}");
+            long blocks = elements / blockSize;
+            int typeSize = GgmlTypeInfo.TypeSize(type);
+            if (blocks > long.MaxValue / typeSize) throw file.Error(dimsAt, $"tensor '{name}' byte size overflows");
+            long offsetAt = Position;
+            ulong offset = U64($"offset of tensor '{name}'");
+            if (offset > (ulong)file._length) throw file.Error(offsetAt, $"tensor '{name}' offset {offset} lies past the end of the file");
+            return new GgufTensorInfo(name, dims, type, (long)offset, blocks * typeSize);
+        }
+    }
+}
