@@ -41,20 +41,20 @@ public class GgufRoundTripTests
 
         using var f = GgufFile.Open(path);
         Assert.Equal(version, f.Version);
-        Assert.Equal("llama", f.GetString("general.architecture"));
-        Assert.Equal((byte)200, f.GetValue("u8").Value);
-        Assert.Equal((sbyte)-5, f.GetValue("i8").Value);
-        Assert.Equal((ushort)65000, f.GetValue("u16").Value);
-        Assert.Equal((short)-30000, f.GetValue("i16").Value);
-        Assert.Equal(4000000000L, f.GetInteger("u32"));
-        Assert.Equal(-123456L, f.GetInteger("i32"));
-        Assert.Equal(ulong.MaxValue - 1, f.GetValue("u64").Value);
-        Assert.Equal(long.MinValue + 1, f.GetInteger("i64"));
-        Assert.Equal(1.5, f.GetFloat("f32"));
-        Assert.Equal(Math.PI, f.GetFloat("f64"));
-        Assert.True(f.GetBool("bool"));
-        Assert.Equal(["a", "ünï", ""], f.GetStringArray("strings"));
-        var nested = f.GetArray("nested").As<GgufArray>();
+        Assert.Equal("llama", f.Metadata.GetString("general.architecture"));
+        Assert.Equal((byte)200, f.Metadata.GetValue("u8").Value);
+        Assert.Equal((sbyte)-5, f.Metadata.GetValue("i8").Value);
+        Assert.Equal((ushort)65000, f.Metadata.GetValue("u16").Value);
+        Assert.Equal((short)-30000, f.Metadata.GetValue("i16").Value);
+        Assert.Equal(4000000000L, f.Metadata.GetInteger("u32"));
+        Assert.Equal(-123456L, f.Metadata.GetInteger("i32"));
+        Assert.Equal(ulong.MaxValue - 1, f.Metadata.GetValue("u64").Value);
+        Assert.Equal(long.MinValue + 1, f.Metadata.GetInteger("i64"));
+        Assert.Equal(1.5, f.Metadata.GetFloat("f32"));
+        Assert.Equal(Math.PI, f.Metadata.GetFloat("f64"));
+        Assert.True(f.Metadata.GetBool("bool"));
+        Assert.Equal(["a", "ünï", ""], f.Metadata.GetStringArray("strings"));
+        var nested = f.Metadata.GetArray("nested").As<GgufArray>();
         Assert.Equal([1, 2], nested[0].As<int>());
         Assert.Equal(["x"], nested[1].As<string>());
 
@@ -74,9 +74,9 @@ public class GgufRoundTripTests
         string path = Path.Combine(TestPaths.NewTempDirectory(), "k.gguf");
         new GgufWriter().Set("name", "x").Write(path);
         using var f = GgufFile.Open(path);
-        var missing = Assert.Throws<KeyNotFoundException>(() => f.GetString("absent"));
+        var missing = Assert.Throws<KeyNotFoundException>(() => f.Metadata.GetString("absent"));
         Assert.Contains("'absent' is missing", missing.Message);
-        var mistyped = Assert.Throws<FormatException>(() => f.GetInteger("name"));
+        var mistyped = Assert.Throws<FormatException>(() => f.Metadata.GetInteger("name"));
         Assert.Contains("has type String, expected an integer", mistyped.Message);
     }
 

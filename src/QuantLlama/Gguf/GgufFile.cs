@@ -11,7 +11,7 @@ namespace QuantLlama.Gguf;
 /// Every count, length and offset read from the file is checked against the file's size before use,
 /// so a truncated or hostile file gives a <see cref="GgufFormatException"/>, never a crash or a huge allocation.
 /// </summary>
-public sealed unsafe class GgufFile : IDisposable
+public sealed unsafe class GgufFile : IModelFile
 {
     public const uint Magic = 0x46554747; // "GGUF" read as a little-endian uint32
     public const int DefaultAlignment = 32;
@@ -23,17 +23,18 @@ public sealed unsafe class GgufFile : IDisposable
     private byte* _base;
     private readonly long _length;
     private readonly Dictionary<string, GgufValue> _metadata;
+    private readonly GgufMetadata _metadataView;
     private readonly Dictionary<string, GgufTensorInfo> _tensorsByName;
 
     public string FileName { get; }
     public uint Version { get; }
+    public string FormatDescription => $"GGUF v{Version}";
     public long Alignment { get; }
     /// <summary>Absolute file offset where tensor data starts.</summary>
     public long DataOffset { get; }
     public long FileSize => _length;
-    /// <summary>Metadata in file order.</summary>
-    public IReadOnlyList<KeyValuePair<string, GgufValue>> MetadataList { get; }
-    public IReadOnlyDictionary<string, GgufValue> Metadata => _metadata;
+    /// <summary>Metadata in file order, with typed accessors.</summary>
+    public GgufMetadata Metadata => _metadataView;
     /// <summary>Tensor infos in file order.</summary>
     public IReadOnlyList<GgufTensorInfo> Tensors { get; }
 
@@ -102,7 +103,7 @@ public sealed unsafe class GgufFile : IDisposable
                 if (!_metadata.TryAdd(key, value)) throw Error(at, $"duplicate metadata key '{key}'");
                 list.Add(new(key, value));
             }
-            MetadataList = list;
+            _metadataView = new GgufMetadata(fileName, list);
 
             long alignment = DefaultAlignment;
             if (_metadata.TryGetValue("general.alignment", out var alignValue))
@@ -185,91 +186,6 @@ public sealed unsafe class GgufFile : IDisposable
     }
 
     public ReadOnlySpan<byte> GetTensorData(string name) => GetTensorData(GetTensor(name));
-
-    // ---- typed metadata accessors ------------------------------------------------------------------------------------
-
-    public bool ContainsKey(string key) => _metadata.ContainsKey(key);
-
-    public GgufValue GetValue(string key) => _metadata.TryGetValue(key, out var v)
-        ? v
-        : throw new KeyNotFoundException($"{FileName}: metadata key '{key}' is missing");
-
-    public string GetString(string key) => Expect(key, GgufValueType.String) is string s ? s : "";
-
-    public string? GetStringOrNull(string key) => _metadata.ContainsKey(key) ? GetString(key) : null;
-
-    public bool GetBool(string key) => (bool)Expect(key, GgufValueType.Bool);
-
-    public bool GetBool(string key, bool fallback) => _metadata.ContainsKey(key) ? GetBool(key) : fallback;
-
-    /// <summary>Any integer type, range-checked into a long (writers disagree on u32 versus i32 and u64).</summary>
-    public long GetInteger(string key)
-    {
-        var v = GetValue(key);
-        if (!v.IsInteger) throw MistypedKey(key, v, "an integer");
-        if (v.Value is ulong u && u > long.MaxValue) throw new FormatException($"{FileName}: metadata '{key}' = {u} is too large");
-        return Convert.ToInt64(v.Value);
-    }
-
-    public long GetInteger(string key, long fallback) => _metadata.ContainsKey(key) ? GetInteger(key) : fallback;
-
-    /// <summary>A float32 or float64 value.</summary>
-    public double GetFloat(string key)
-    {
-        var v = GetValue(key);
-        return v.Value switch
-        {
-            float f => f,
-            double d => d,
-            _ => throw MistypedKey(key, v, "a float"),
-        };
-    }
-
-    public double GetFloat(string key, double fallback) => _metadata.ContainsKey(key) ? GetFloat(key) : fallback;
-
-    public GgufArray GetArray(string key) => (GgufArray)Expect(key, GgufValueType.Array);
-
-    public GgufArray? GetArrayOrNull(string key) => _metadata.ContainsKey(key) ? GetArray(key) : null;
-
-    public string[] GetStringArray(string key) => TypedArray<string>(key, GgufValueType.String);
-
-    public float[] GetFloatArray(string key) => TypedArray<float>(key, GgufValueType.Float32);
-
-    /// <summary>An array of any integer type, as ints (token types, token ids).</summary>
-    public int[] GetIntArray(string key)
-    {
-        var a = GetArray(key);
-        return a.Items switch
-        {
-            int[] i => i,
-            uint[] u => Array.ConvertAll(u, x => checked((int)x)),
-            byte[] b => Array.ConvertAll(b, x => (int)x),
-            sbyte[] sb => Array.ConvertAll(sb, x => (int)x),
-            short[] s => Array.ConvertAll(s, x => (int)x),
-            ushort[] us => Array.ConvertAll(us, x => (int)x),
-            long[] l => Array.ConvertAll(l, x => checked((int)x)),
-            ulong[] ul => Array.ConvertAll(ul, x => checked((int)x)),
-            _ => throw new FormatException($"{FileName}: metadata '{key}' is an array of {a.ElementType}, expected integers"),
-        };
-    }
-
-    private T[] TypedArray<T>(string key, GgufValueType elementType)
-    {
-        var a = GetArray(key);
-        if (a.ElementType != elementType)
-            throw new FormatException($"{FileName}: metadata '{key}' is an array of {a.ElementType}, expected {elementType}");
-        return (T[])a.Items;
-    }
-
-    private object Expect(string key, GgufValueType type)
-    {
-        var v = GetValue(key);
-        if (v.Type != type) throw MistypedKey(key, v, type.ToString());
-        return v.Value;
-    }
-
-    private FormatException MistypedKey(string key, GgufValue v, string expected)
-        => new($"{FileName}: metadata '{key}' has type {v.Type}, expected {expected}");
 
     public void Dispose()
     {

@@ -50,9 +50,9 @@ public sealed class GgufWriter
     public GgufWriter Set(string key, int[] value) => Set(key, GgufValue.FromArray(value));
 
     /// <summary>Copies every metadata entry of an open file (e.g. when re-quantizing it).</summary>
-    public GgufWriter CopyMetadataFrom(GgufFile source)
+    public GgufWriter CopyMetadataFrom(IModelFile source)
     {
-        foreach (var kv in source.MetadataList) Set(kv.Key, kv.Value);
+        foreach (var kv in source.Metadata.Entries) Set(kv.Key, kv.Value);
         return this;
     }
 
