@@ -1,0 +1,15 @@
+using QuantLlama.Gguf;
+
+namespace QuantLlama.Tokenizers;
+
+/// <summary>Builds the tokenizer a model file describes, or one from a Hugging Face tokenizer.json.</summary>
+public static class TokenizerFactory
+{
+    /// <summary>From the tokenizer.ggml.* metadata of a GGUF (or legacy) model file.</summary>
+    public static ITokenizer FromMetadata(GgufMetadata metadata)
+        => throw new NotSupportedException("tokenizers are not implemented yet");
+
+    /// <summary>From a Hugging Face tokenizer.json (BPE: SentencePiece-style with byte fallback, or byte-level).</summary>
+    public static ITokenizer FromHuggingFaceJson(string path)
+        => throw new NotSupportedException("tokenizer.json is not supported yet");
+}
