@@ -1,0 +1,53 @@
+using QuantLlama.Tensors;
+
+namespace QuantLlama.Quants;
+
+/// <summary>
+/// For one weight type: the activation type ggml pairs it with (vec_dot_type), the activation quantizer and the
+/// row dot. <c>Dot4</c> (optional) computes one weight row against 4 activation rows with exactly the per-row
+/// arithmetic of <c>Dot</c> on the AVX2 path, so MatMat and MatVec agree to the bit.
+/// </summary>
+internal readonly unsafe struct TypeKernel
+{
+    public required GgmlType WeightType { get; init; }
+    public required GgmlType ActivationType { get; init; }
+    /// <summary>(x, dst, n): n f32 values to ActivationType.</summary>
+    public required delegate*<float*, byte*, int, void> QuantizeActivation { get; init; }
+    /// <summary>(weights, activation, n): dot of n values.</summary>
+    public required delegate*<byte*, byte*, int, float> Dot { get; init; }
+    /// <summary>(weights, activation, activationStride, n, y, yStride) for 4 activation rows; AVX2 path only.</summary>
+    public delegate*<byte*, byte*, nint, int, float*, nint, void> Dot4Avx2 { get; init; }
+}
+
+internal static unsafe class QuantKernels
+{
+    private static void ActivationQ8_0(float* x, byte* y, int n) => Q8_0.QuantizeActivation(x, y, n / Q8_0.BlockSize, withSum: false);
+    private static void ActivationQ8_1(float* x, byte* y, int n) => Q8_0.QuantizeActivation(x, y, n / Q8_1.BlockSize, withSum: true);
+
+    private static readonly TypeKernel?[] Table = Build();
+
+    private static TypeKernel?[] Build()
+    {
+        var t = new TypeKernel?[64];
+        t[(int)GgmlType.F32] = new TypeKernel { WeightType = GgmlType.F32, ActivationType = GgmlType.F32, QuantizeActivation = &F32.CopyActivation, Dot = &F32.Dot };
+        t[(int)GgmlType.F16] = new TypeKernel { WeightType = GgmlType.F16, ActivationType = GgmlType.F16, QuantizeActivation = &F16.QuantizeActivation, Dot = &F16.Dot };
+        t[(int)GgmlType.BF16] = new TypeKernel { WeightType = GgmlType.BF16, ActivationType = GgmlType.BF16, QuantizeActivation = &BF16.QuantizeActivation, Dot = &BF16.Dot };
+        t[(int)GgmlType.Q4_0] = new TypeKernel { WeightType = GgmlType.Q4_0, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &Q4_0.Dot, Dot4Avx2 = &Q4_0.Dot4Avx2 };
+        t[(int)GgmlType.Q4_1] = new TypeKernel { WeightType = GgmlType.Q4_1, ActivationType = GgmlType.Q8_1, QuantizeActivation = &ActivationQ8_1, Dot = &Q4_1.Dot };
+        t[(int)GgmlType.Q5_0] = new TypeKernel { WeightType = GgmlType.Q5_0, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &Q5_0.Dot };
+        t[(int)GgmlType.Q5_1] = new TypeKernel { WeightType = GgmlType.Q5_1, ActivationType = GgmlType.Q8_1, QuantizeActivation = &ActivationQ8_1, Dot = &Q5_1.Dot };
+        t[(int)GgmlType.Q8_0] = new TypeKernel { WeightType = GgmlType.Q8_0, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &Q8_0.Dot, Dot4Avx2 = &Q8_0.Dot4Avx2 };
+        // ggml has no Q8_1 weight kernel; ours reads its d and quants against a Q8_0 activation.
+        t[(int)GgmlType.Q8_1] = new TypeKernel { WeightType = GgmlType.Q8_1, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &Q8_1.Dot };
+        // KQUANTS: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (activation Q8_K) are wired here once the kquants branch lands:
+        // t[(int)GgmlType.Q4_K] = new TypeKernel { WeightType = GgmlType.Q4_K, ActivationType = GgmlType.Q8_K,
+        //     QuantizeActivation = &ActivationQ8_K, Dot = &DotQ4_K };
+        return t;
+    }
+
+    /// <summary>True when matrix products over weights of this type are implemented.</summary>
+    public static bool IsSupported(GgmlType type) => (int)type < Table.Length && Table[(int)type].HasValue;
+
+    public static TypeKernel Get(GgmlType type)
+        => IsSupported(type) ? Table[(int)type]!.Value : throw new NotSupportedException($"matrix products over {type} weights are not implemented");
+}
