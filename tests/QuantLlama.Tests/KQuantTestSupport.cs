@@ -10,7 +10,11 @@ internal static class KQuantFormats
     {
         switch (type)
         {
+            case GgmlType.Q2_K: Q2_K.Quantize(src, dst); break;
+            case GgmlType.Q3_K: Q3_K.Quantize(src, dst); break;
             case GgmlType.Q4_K: Q4_K.Quantize(src, dst); break;
+            case GgmlType.Q5_K: Q5_K.Quantize(src, dst); break;
+            case GgmlType.Q6_K: Q6_K.Quantize(src, dst); break;
             case GgmlType.Q8_K: Q8_K.Quantize(src, dst); break;
             default: throw new NotSupportedException(type.ToString());
         }
@@ -20,7 +24,11 @@ internal static class KQuantFormats
     {
         switch (type)
         {
+            case GgmlType.Q2_K: Q2_K.Dequantize(src, dst); break;
+            case GgmlType.Q3_K: Q3_K.Dequantize(src, dst); break;
             case GgmlType.Q4_K: Q4_K.Dequantize(src, dst); break;
+            case GgmlType.Q5_K: Q5_K.Dequantize(src, dst); break;
+            case GgmlType.Q6_K: Q6_K.Dequantize(src, dst); break;
             case GgmlType.Q8_K: Q8_K.Dequantize(src, dst); break;
             default: throw new NotSupportedException(type.ToString());
         }
@@ -28,7 +36,11 @@ internal static class KQuantFormats
 
     public static float Dot(GgmlType type, ReadOnlySpan<byte> weights, ReadOnlySpan<byte> q8) => type switch
     {
+        GgmlType.Q2_K => Q2_K.Dot(weights, q8),
+        GgmlType.Q3_K => Q3_K.Dot(weights, q8),
         GgmlType.Q4_K => Q4_K.Dot(weights, q8),
+        GgmlType.Q5_K => Q5_K.Dot(weights, q8),
+        GgmlType.Q6_K => Q6_K.Dot(weights, q8),
         _ => throw new NotSupportedException(type.ToString()),
     };
 }

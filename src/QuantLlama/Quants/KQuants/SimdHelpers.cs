@@ -24,6 +24,11 @@ internal static class SimdHelpers
         return s.ToScalar();
     }
 
+    /// <summary>Shifts each 16-bit lane right by a count known only at run time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<ushort> ShiftRight16(Vector256<ushort> v, int count) =>
+        Avx2.ShiftRightLogical(v, Vector128.CreateScalar((ushort)count));
+
     /// <summary>
     /// pshufb mask that broadcasts 16-bit element <paramref name="k"/> of each 128-bit lane to the whole lane.
     /// </summary>
