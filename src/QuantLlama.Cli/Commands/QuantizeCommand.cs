@@ -15,14 +15,15 @@ public static class QuantizeCommand
         command.Arguments.Add(input);
         command.Arguments.Add(output);
         command.Arguments.Add(type);
-        command.SetAction(parseResult =>
+        // System.CommandLine reports exceptions from actions itself, so user errors are turned into one line here.
+        command.SetAction(parseResult => CliErrors.Run(() =>
         {
             string typeName = parseResult.GetValue(type)!;
             if (!ModelQuantizer.TryParseTarget(typeName, out _))
                 throw new CliUsageException($"unknown quantization type '{typeName}'; expected one of {ModelQuantizer.TargetNames}");
             ModelQuantizer.Quantize(parseResult.GetValue(input)!, parseResult.GetValue(output)!, typeName, Console.Error.WriteLine);
             return 0;
-        });
+        }));
         return command;
     }
 }

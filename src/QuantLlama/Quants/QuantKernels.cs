@@ -24,6 +24,19 @@ internal static unsafe class QuantKernels
     private static void ActivationQ8_0(float* x, byte* y, int n) => Q8_0.QuantizeActivation(x, y, n / Q8_0.BlockSize, withSum: false);
     private static void ActivationQ8_1(float* x, byte* y, int n) => Q8_0.QuantizeActivation(x, y, n / Q8_1.BlockSize, withSum: true);
 
+    private const int QK_K = GgmlTypeInfo.QK_K;
+    private const int Q8KBytes = 4 + QK_K + QK_K / 16 * 2;
+
+    private static void ActivationQ8_K(float* x, byte* y, int n)
+        => KQuants.Q8_K.Quantize(new ReadOnlySpan<float>(x, n), new Span<byte>(y, n / QK_K * Q8KBytes));
+
+    private static ReadOnlySpan<byte> Q8K(byte* a, int n) => new(a, n / QK_K * Q8KBytes);
+    private static float DotQ2_K(byte* w, byte* a, int n) => KQuants.Q2_K.Dot(new ReadOnlySpan<byte>(w, n / QK_K * 84), Q8K(a, n));
+    private static float DotQ3_K(byte* w, byte* a, int n) => KQuants.Q3_K.Dot(new ReadOnlySpan<byte>(w, n / QK_K * 110), Q8K(a, n));
+    private static float DotQ4_K(byte* w, byte* a, int n) => KQuants.Q4_K.Dot(new ReadOnlySpan<byte>(w, n / QK_K * 144), Q8K(a, n));
+    private static float DotQ5_K(byte* w, byte* a, int n) => KQuants.Q5_K.Dot(new ReadOnlySpan<byte>(w, n / QK_K * 176), Q8K(a, n));
+    private static float DotQ6_K(byte* w, byte* a, int n) => KQuants.Q6_K.Dot(new ReadOnlySpan<byte>(w, n / QK_K * 210), Q8K(a, n));
+
     private static readonly TypeKernel?[] Table = Build();
 
     private static TypeKernel?[] Build()
@@ -39,9 +52,12 @@ internal static unsafe class QuantKernels
         t[(int)GgmlType.Q8_0] = new TypeKernel { WeightType = GgmlType.Q8_0, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &Q8_0.Dot, Dot4Avx2 = &Q8_0.Dot4Avx2 };
         // ggml has no Q8_1 weight kernel; ours reads its d and quants against a Q8_0 activation.
         t[(int)GgmlType.Q8_1] = new TypeKernel { WeightType = GgmlType.Q8_1, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &Q8_1.Dot };
-        // KQUANTS: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (activation Q8_K) are wired here once the kquants branch lands:
-        // t[(int)GgmlType.Q4_K] = new TypeKernel { WeightType = GgmlType.Q4_K, ActivationType = GgmlType.Q8_K,
-        //     QuantizeActivation = &ActivationQ8_K, Dot = &DotQ4_K };
+        // K-quants (from the kquants branch): activation Q8_K, quantized by ggml's reference quantize_row_q8_K.
+        t[(int)GgmlType.Q2_K] = new TypeKernel { WeightType = GgmlType.Q2_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ2_K };
+        t[(int)GgmlType.Q3_K] = new TypeKernel { WeightType = GgmlType.Q3_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ3_K };
+        t[(int)GgmlType.Q4_K] = new TypeKernel { WeightType = GgmlType.Q4_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ4_K };
+        t[(int)GgmlType.Q5_K] = new TypeKernel { WeightType = GgmlType.Q5_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ5_K };
+        t[(int)GgmlType.Q6_K] = new TypeKernel { WeightType = GgmlType.Q6_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ6_K };
         return t;
     }
 
