@@ -18,6 +18,12 @@ public static class Quantizer
                 var h = MemoryMarshal.Cast<byte, Half>(dst);
                 for (int i = 0; i < src.Length; i++) h[i] = (Half)src[i];
                 return;
+            case GgmlType.Q2_K: KQuants.Q2_K.Quantize(src, dst); return;
+            case GgmlType.Q3_K: KQuants.Q3_K.Quantize(src, dst); return;
+            case GgmlType.Q4_K: KQuants.Q4_K.Quantize(src, dst); return;
+            case GgmlType.Q5_K: KQuants.Q5_K.Quantize(src, dst); return;
+            case GgmlType.Q6_K: KQuants.Q6_K.Quantize(src, dst); return;
+            case GgmlType.Q8_K: KQuants.Q8_K.Quantize(src, dst); return;
             default:
                 throw new NotSupportedException($"quantizing to {type} is not implemented");
         }
