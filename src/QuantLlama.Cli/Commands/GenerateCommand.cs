@@ -116,7 +116,7 @@ public static class GenerateCommand
         var template = family.ResolveTemplate(file.Metadata.GetStringOrNull("tokenizer.chat_template"));
 
         if (a.Tracing) model.Tracer = new ForwardTracer();
-        var sampler = new LogitsProcessor(a.Seed, Sampling.Sampling.FromArguments(a.Temperature, a.TopK, a.TopP));
+        var sampler = new LogitsProcessor(a.Seed, SamplingStrategy.FromArguments(a.Temperature, a.TopK, a.TopP));
         var options = new GenerationOptions
         {
             SampleLength = a.SampleLength,

@@ -10,18 +10,18 @@ public enum SamplingKind
 }
 
 /// <summary>How the next token is chosen (candle's <c>Sampling</c>).</summary>
-public sealed record Sampling(SamplingKind Kind, double Temperature = 0, int TopK = 0, double TopP = 1)
+public sealed record SamplingStrategy(SamplingKind Kind, double Temperature = 0, int TopK = 0, double TopP = 1)
 {
     /// <summary>The choice candle's quantized example makes from --temperature, --top-k and --top-p.</summary>
-    public static Sampling FromArguments(double temperature, int? topK, double? topP)
+    public static SamplingStrategy FromArguments(double temperature, int? topK, double? topP)
     {
-        if (temperature <= 0) return new Sampling(SamplingKind.ArgMax);
+        if (temperature <= 0) return new SamplingStrategy(SamplingKind.ArgMax);
         return (topK, topP) switch
         {
-            (null, null) => new Sampling(SamplingKind.All, temperature),
-            (int k, null) => new Sampling(SamplingKind.TopK, temperature, TopK: k),
-            (null, double p) => new Sampling(SamplingKind.TopP, temperature, TopP: p),
-            (int k, double p) => new Sampling(SamplingKind.TopKThenTopP, temperature, k, p),
+            (null, null) => new SamplingStrategy(SamplingKind.All, temperature),
+            (int k, null) => new SamplingStrategy(SamplingKind.TopK, temperature, TopK: k),
+            (null, double p) => new SamplingStrategy(SamplingKind.TopP, temperature, TopP: p),
+            (int k, double p) => new SamplingStrategy(SamplingKind.TopKThenTopP, temperature, k, p),
         };
     }
 }
@@ -42,9 +42,9 @@ public sealed class LogitsProcessor
     private float[] _subset = [];
     private readonly DescendingProbability _comparer = new();
 
-    public Sampling Sampling { get; }
+    public SamplingStrategy Sampling { get; }
 
-    public LogitsProcessor(ulong seed, Sampling sampling)
+    public LogitsProcessor(ulong seed, SamplingStrategy sampling)
     {
         if (sampling.Kind is SamplingKind.TopK or SamplingKind.TopKThenTopP && sampling.TopK <= 0)
             throw new ArgumentException($"top-k must be positive, got {sampling.TopK}");

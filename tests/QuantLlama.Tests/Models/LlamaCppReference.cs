@@ -2,7 +2,7 @@ using LLama;
 using LLama.Common;
 using LLama.Native;
 
-namespace QuantLlama.Tests.Models;
+namespace QuantLlama.Tests;
 
 /// <summary>
 /// llama.cpp (through LLamaSharp) as the reference for the model tests: the logits it computes for a batch of tokens
@@ -77,7 +77,7 @@ internal sealed class LlamaCppReference : IDisposable
         var logits = Feed(prompt);
         for (int i = 0; i < count; i++)
         {
-            int next = Sampling.LogitsProcessor.ArgMax(logits);
+            int next = QuantLlama.Sampling.LogitsProcessor.ArgMax(logits);
             output.Add(next);
             if (i < count - 1) logits = Feed([next]);
         }

@@ -5,7 +5,7 @@ using QuantLlama.Sampling;
 using QuantLlama.Tensors;
 using Xunit.Abstractions;
 
-namespace QuantLlama.Tests.Models;
+namespace QuantLlama.Tests;
 
 public class LlamaModelTests(ITestOutputHelper output)
 {

@@ -2,7 +2,7 @@ using QuantLlama.Gguf;
 using QuantLlama.Quants;
 using QuantLlama.Tensors;
 
-namespace QuantLlama.Tests.Models;
+namespace QuantLlama.Tests;
 
 /// <summary>
 /// Writes small LLaMA / Mixtral GGUFs with random weights and the Llama 2 vocabulary (copied from the shared
