@@ -21,7 +21,7 @@ public static class GenerateCommand
         var root = new RootCommand("QuantLlama: fast inference of quantized LLaMA-family models (GGUF and GGML), in pure C#.");
         var model = new Option<string?>("--model") { Description = "GGUF (or legacy GGML) model file; downloaded from the Hub for --which when absent" };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "Hugging Face tokenizer.json to use instead of the model file's vocabulary" };
-        var which = new Option<string>("--which") { Description = "Model to use when --model is not given: " + string.Join(", ", ModelFamily.Known.Select(f => f.Which)), DefaultValueFactory = _ => "7b" };
+        var which = new Option<string>("--which") { Description = "Model to use when --model is not given (see `quantllama models`)", DefaultValueFactory = _ => ModelRegistry.DefaultName };
         var prompt = new Option<string>("--prompt") { Description = "Prompt text, or 'interactive', or 'chat'", DefaultValueFactory = _ => DefaultPrompt };
         var sampleLen = new Option<int>("--sample-len", "-n") { Description = "Tokens to sample per prompt", DefaultValueFactory = _ => 1000 };
         var temperature = new Option<double>("--temperature") { Description = "Sampling temperature (0 or less: greedy)", DefaultValueFactory = _ => 0.8 };
@@ -79,8 +79,7 @@ public static class GenerateCommand
 
     private static void Validate(Arguments a)
     {
-        if (ModelFamily.Find(a.Which) == null)
-            throw new CliUsageException($"unknown --which '{a.Which}'; known: {string.Join(", ", ModelFamily.Known.Select(f => f.Which))}");
+        ModelRegistry.Get(a.Which); // an unknown name is an error even beside --model, as in candle
         if (a.SampleLength < 0) throw new CliUsageException($"--sample-len must not be negative, got {a.SampleLength}");
         if (!double.IsFinite(a.Temperature)) throw new CliUsageException("--temperature must be a number");
         if (a.TopP is double p && !(p > 0 && p <= 1)) throw new CliUsageException($"--top-p must be in (0, 1], got {p}");
@@ -101,9 +100,9 @@ public static class GenerateCommand
         err.WriteLine(string.Format(inv, "temp: {0:F2} repeat-penalty: {1:F2} repeat-last-n: {2}", a.Temperature, a.RepeatPenalty, a.RepeatLastN));
         ApplyThreads(a.Threads);
 
-        string path = ModelLocator.Resolve(a.Model, a.Which);
+        var resolved = ModelLocator.Locate(a.Model, a.Which);
         var load = Stopwatch.StartNew();
-        using var model = LlamaModel.Load(path, new LlamaModelOptions { ContextSize = a.Context }, a.Gqa ?? 1);
+        using var model = LlamaModel.Load(resolved.Path, new LlamaModelOptions { ContextSize = a.Context }, a.Gqa ?? resolved.Gqa);
         var file = model.File;
         err.WriteLine(string.Format(inv, "loaded {0} tensors ({1}) in {2:F2}s", file.Tensors.Count, FormatSize(model.WeightBytes), load.Elapsed.TotalSeconds));
         err.WriteLine($"params: {model.Config}, n_ctx: {model.ContextSize}, kv cache: {model.KvCacheType} ({FormatSize(model.KvCacheBytes)})");
@@ -112,8 +111,8 @@ public static class GenerateCommand
         ITokenizer tok = a.Tokenizer != null
             ? TokenizerFactory.FromHuggingFaceJson(a.Tokenizer)
             : TokenizerFactory.FromMetadata(file.Metadata);
-        var family = ModelFamily.Find(a.Which)!;
-        var template = family.ResolveTemplate(file.Metadata.GetStringOrNull("tokenizer.chat_template"));
+        var registryTemplate = resolved.Entry?.Template ?? ModelRegistry.Get(a.Which).Template;
+        var template = ChatTemplate.Resolve(registryTemplate, file.Metadata.GetStringOrNull("tokenizer.chat_template"));
 
         if (a.Tracing) model.Tracer = new ForwardTracer();
         var sampler = new LogitsProcessor(a.Seed, SamplingStrategy.FromArguments(a.Temperature, a.TopK, a.TopP));
@@ -208,7 +207,7 @@ public static class GenerateCommand
         return result;
     }
 
-    private static IEnumerable<int> EndOfTurnIds(ITokenizer tok, ChatTemplateKind template)
+    private static IEnumerable<int> EndOfTurnIds(ITokenizer tok, ChatTemplateFamily template)
     {
         foreach (string piece in ChatTemplate.EndOfTurnTokens(template))
         {

@@ -1,8 +1,9 @@
-using System.Text;
 using QuantLlama.Gguf;
 using QuantLlama.Models;
 using QuantLlama.Sampling;
 using QuantLlama.Tensors;
+using QuantLlama.Tests.Oracle;
+using QuantLlama.Tokenizers;
 using Xunit.Abstractions;
 
 namespace QuantLlama.Tests;
@@ -20,15 +21,21 @@ public class LlamaModelTests(ITestOutputHelper output)
     public void GreedyContinuationMatchesLlamaCpp(string fileName)
     {
         string path = TestPaths.SharedFile("llamacpp", fileName);
-        List<int> expected;
-        using (var reference = new LlamaCppReference(TestPaths.SharedFile("llamacpp", "stories260K.gguf"), 128))
-            expected = reference.Greedy(OnceUponATime, 64);
+        int[] expected;
+        using (var reference = LlamaCppModel.Load(path, 128))
+        {
+            Assert.Equal(OnceUponATime, reference.Tokenize("Once upon a time"));
+            expected = reference.GenerateGreedy(OnceUponATime, 64, stopAtEndOfGeneration: false);
+        }
 
         using var model = LlamaModel.Load(path);
+        var tokenizer = TokenizerFactory.FromMetadata(model.File.Metadata);
+        Assert.Equal(OnceUponATime, tokenizer.Encode("Once upon a time", addSpecial: true, parseSpecial: false));
         var actual = Greedy(model, OnceUponATime, 64);
         Assert.Equal(expected, actual);
 
-        string text = Detokenize(model.File, [.. OnceUponATime.Skip(1), .. actual]);
+        var decoder = new StreamingDecoder(tokenizer);
+        string text = "Once upon a time" + string.Concat(actual.Select(decoder.Push)) + decoder.Flush();
         output.WriteLine(text);
         Assert.StartsWith("Once upon a time, there was a little girl named Lily. She loved to play outside in the park.", text);
     }
@@ -141,10 +148,10 @@ public class LlamaModelTests(ITestOutputHelper output)
     private void CompareWithLlamaCpp(string path, double tolerance)
     {
         float[] expectedBatch, expectedNext;
-        using (var reference = new LlamaCppReference(path))
+        using (var reference = LlamaCppModel.Load(path, 64, f32KvCache: true))
         {
-            expectedBatch = reference.Feed(SomeTokens);
-            expectedNext = reference.Feed([319]);
+            expectedBatch = reference.LastLogits(SomeTokens);
+            expectedNext = reference.LastLogits([.. SomeTokens, 319]);
         }
         using var model = LlamaModel.Load(path, new LlamaModelOptions { KvCacheType = KvCacheType.F32 });
         var batch = model.Forward(SomeTokens, 0).ToArray();
@@ -179,21 +186,5 @@ public class LlamaModelTests(ITestOutputHelper output)
         float m = 0;
         for (int i = 0; i < a.Length; i++) m = Math.Max(m, Math.Abs(a[i] - b[i]));
         return m;
-    }
-
-    /// <summary>SentencePiece pieces joined ('▁' → space, byte tokens as bytes), without the leading space.</summary>
-    private static string Detokenize(IModelFile file, IEnumerable<int> ids)
-    {
-        var tokens = file.Metadata.GetStringArray("tokenizer.ggml.tokens");
-        var bytes = new List<byte>();
-        foreach (int id in ids)
-        {
-            string piece = tokens[id];
-            if (piece.Length == 6 && piece.StartsWith("<0x") && piece.EndsWith('>'))
-                bytes.Add(Convert.ToByte(piece.Substring(3, 2), 16));
-            else if (!(piece.StartsWith('<') && piece.EndsWith('>')))
-                bytes.AddRange(Encoding.UTF8.GetBytes(piece.Replace('▁', ' ')));
-        }
-        return Encoding.UTF8.GetString(bytes.ToArray()).TrimStart(' ');
     }
 }
