@@ -23,6 +23,9 @@ public sealed class FakeHubServer : IDisposable
         public required byte[] Content { get; init; }
         public required string Commit { get; init; }
         public bool Lfs { get; init; } = true;
+
+        /// <summary>What X-Linked-Size claims, when it should differ from the real length.</summary>
+        public long? AnnouncedSize { get; set; }
         public string Sha256 => Convert.ToHexStringLower(SHA256.HashData(Content));
 
         /// <summary>The git blob hash, which the Hub gives as the ETag of a file not stored in LFS.</summary>
@@ -64,6 +67,9 @@ public sealed class FakeHubServer : IDisposable
     public int HoldBlobsUntilHeads { get; set; }
 
     private readonly TaskCompletionSource _headsArrived = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Renamed repositories: old id → new id, answered with a relative 307 as the Hub does.</summary>
+    public Dictionary<string, string> Renamed { get; } = [];
 
     public HubFile Add(string repo, string path, byte[] content, string? commit = null, bool lfs = true)
     {
@@ -169,6 +175,11 @@ public sealed class FakeHubServer : IDisposable
         string repo = parts[0] + "/" + parts[1];
         string revision = parts[3];
         string file = string.Join('/', parts[4..]);
+        if (Renamed.TryGetValue(repo, out var newRepo))
+        {
+            await WriteHeadAsync(stream, 307, "Temporary Redirect", [("Location", $"/{newRepo}/resolve/{parts[3]}/{string.Join('/', parts[4..])}")], 0);
+            return;
+        }
         List<HubFile> inRepo;
         lock (_files) inRepo = _files.Where(f => f.Repo == repo).ToList();
         if (inRepo.Count == 0)
@@ -196,7 +207,7 @@ public sealed class FakeHubServer : IDisposable
                 ("Location", $"{Endpoint}/blobs/{match.Sha256}"),
                 ("X-Repo-Commit", match.Commit),
                 ("X-Linked-Etag", $"\"{match.Sha256}\""),
-                ("X-Linked-Size", match.Content.Length.ToString()),
+                ("X-Linked-Size", (match.AnnouncedSize ?? match.Content.Length).ToString()),
                 ("ETag", "W/\"not-the-blob-name\""),
             ], 0);
             return;

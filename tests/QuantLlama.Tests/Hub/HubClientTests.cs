@@ -258,6 +258,53 @@ public sealed class HubClientTests : IDisposable
         Assert.Empty(_server.Requests);
     }
 
+    [Fact]
+    public void RenamedRepositoryIsFollowedAndCachedUnderTheNameAskedFor()
+    {
+        var hubFile = _server.Add("ggml-org/models-moved", File, _content);
+        _server.Renamed[Repo] = "ggml-org/models-moved";
+
+        string path = Download();
+
+        Assert.Equal(Path.Combine(RepoFolder, "snapshots", hubFile.Commit, "tinyllamas", "stories260K.gguf"), path);
+        Assert.Equal(_content, System.IO.File.ReadAllBytes(path));
+        Assert.Equal(1, _server.Count("HEAD", "/ggml-org/models-moved/resolve/main/"));
+    }
+
+    [Fact]
+    public void FileLargerThanTheFreeSpaceIsRefusedBeforeDownloading()
+    {
+        var hubFile = _server.Add(Repo, File, _content);
+        hubFile.AnnouncedSize = 1L << 60; // an exabyte: no disk has that free
+
+        var e = Assert.Throws<HubException>(() => Download());
+
+        Assert.Equal(HubErrorKind.DiskFull, e.Kind);
+        Assert.Contains("HF_HUB_CACHE", e.Message);
+        Assert.Equal(0, _server.Count("GET", "/"));
+    }
+
+    [Fact]
+    public void ProgressIsReportedFromStartToFinish()
+    {
+        _server.Add(Repo, File, _content);
+        var progress = new RecordingProgress();
+
+        Download(Options() with { Progress = progress });
+
+        Assert.Equal([$"start {Repo}/{File} {_content.Length} 0", $"finish True"], progress.Events.Where(e => !e.StartsWith("report")));
+        Assert.Equal($"report {_content.Length}", progress.Events[^2]);
+    }
+
+    private sealed class RecordingProgress : IDownloadProgress
+    {
+        public List<string> Events { get; } = [];
+        public void Start(string label, long? totalBytes, long resumedFrom) => Events.Add($"start {label} {totalBytes} {resumedFrom}");
+        public void Report(long bytesDone) => Events.Add($"report {bytesDone}");
+        public void Finish(bool succeeded) => Events.Add($"finish {succeeded}");
+        public void Note(string message) => Events.Add($"note {message}");
+    }
+
     public void Dispose()
     {
         _server.Dispose();
