@@ -139,3 +139,39 @@ public class ModelRegistryTests
         Assert.Contains("no-such-model.gguf", e.Message);
     }
 }
+
+public class ModelLocatorOfflineTests
+{
+    [Fact]
+    public void MissingRelativePathThatLooksLikeAHubFileSaysBothReadingsFailed()
+    {
+        string cache = TestPaths.NewTempDirectory();
+        try
+        {
+            var options = new HubOptions { CacheDirectory = cache, Offline = true, Endpoint = "http://127.0.0.1:9" };
+            var e = Assert.Throws<HubException>(() => ModelLocator.Locate("models/llama/model.gguf", "7b", options));
+            Assert.Equal(HubErrorKind.NotInCache, e.Kind);
+            Assert.StartsWith("--model models/llama/model.gguf: no such local file, and as a Hub file: ", e.Message);
+        }
+        finally
+        {
+            Directory.Delete(cache, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void WhichOfflineWithAnEmptyCacheNamesTheRepositoryAndFile()
+    {
+        string cache = TestPaths.NewTempDirectory();
+        try
+        {
+            var options = new HubOptions { CacheDirectory = cache, Offline = true, Endpoint = "http://127.0.0.1:9" };
+            var e = Assert.Throws<HubException>(() => ModelLocator.Locate(null, "70b", options));
+            Assert.Contains("TheBloke/Llama-2-70B-GGML/llama-2-70b.ggmlv3.q4_0.bin", e.Message);
+        }
+        finally
+        {
+            Directory.Delete(cache, recursive: true);
+        }
+    }
+}
