@@ -15,8 +15,9 @@ public static class Program
         root.Subcommands.Add(ModelsCommand.Create());
         root.Subcommands.Add(ConvertGgmlCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
-        // System.CommandLine's own handler would print user errors as "Unhandled exception" with a stack trace;
-        // let them reach CliErrors, which prints one "error: ..." line.
+        root.Subcommands.Add(CachePutCommand.Create());
+        // The library's default handler would print "Unhandled exception" and a stack trace; user errors
+        // must reach CliErrors to become one line.
         var invocation = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
         return CliErrors.Run(() => root.Parse(args).Invoke(invocation));
     }

@@ -6,10 +6,8 @@ namespace QuantLlama.Tokenizers;
 public static class TokenizerFactory
 {
     /// <summary>From the tokenizer.ggml.* metadata of a GGUF (or legacy) model file.</summary>
-    public static ITokenizer FromMetadata(GgufMetadata metadata)
-        => throw new NotSupportedException("tokenizers are not implemented yet");
+    public static ITokenizer FromMetadata(GgufMetadata metadata) => new LlamaTokenizer(metadata);
 
     /// <summary>From a Hugging Face tokenizer.json (BPE: SentencePiece-style with byte fallback, or byte-level).</summary>
-    public static ITokenizer FromHuggingFaceJson(string path)
-        => throw new NotSupportedException("tokenizer.json is not supported yet");
+    public static ITokenizer FromHuggingFaceJson(string path) => new LlamaTokenizer(HuggingFaceTokenizerJson.ToMetadata(path));
 }
