@@ -427,7 +427,8 @@ public sealed class LlamaTokenizer : ITokenizer
     private void EncodeSentencePiece(string text, int start, int end, List<int> output)
     {
         if (end <= start) return;
-        var symbols = ArrayPool<Symbol>.Shared.Rent(end - start);
+        bool pooled = end - start <= 1 << 20; // huge inputs get their own array, freed after the call
+        var symbols = pooled ? ArrayPool<Symbol>.Shared.Rent(end - start) : new Symbol[end - start];
         try
         {
             int count = 0;
@@ -471,7 +472,7 @@ public sealed class LlamaTokenizer : ITokenizer
         }
         finally
         {
-            ArrayPool<Symbol>.Shared.Return(symbols);
+            if (pooled) ArrayPool<Symbol>.Shared.Return(symbols);
         }
     }
 
@@ -509,8 +510,11 @@ public sealed class LlamaTokenizer : ITokenizer
         foreach (int wordLength in words)
         {
             // byte-level encoding of the word: one char per UTF-8 byte
-            int maxChars = wordLength * 4;
-            var buffer = t_wordBuffer is { } wb && wb.Length >= maxChars ? wb : (t_wordBuffer = new char[Math.Max(maxChars, 256)]);
+            int maxChars = 0;
+            for (int k = 0; k < wordLength; k++)
+                maxChars += Rune.IsValid(cps[cpStart + k]) ? new Rune(cps[cpStart + k]).Utf8SequenceLength : 3;
+            var buffer = maxChars > 65536 ? new char[maxChars] // a huge "word": not kept past this call
+                : t_wordBuffer is { } wb && wb.Length >= maxChars ? wb : (t_wordBuffer = new char[Math.Max(maxChars, 256)]);
             int nchar = 0;
             for (int k = 0; k < wordLength; k++)
             {
@@ -528,6 +532,7 @@ public sealed class LlamaTokenizer : ITokenizer
                 symbols[k] = new Symbol { Start = k, Length = 1, Prev = k - 1, Next = k + 1 == nchar ? -1 : k + 1 };
 
             queue.Clear();
+            queue.EnsureCapacity(nchar);
             for (int k = 1; k < nchar; k++) TryAddBpeBigram(word, symbols, queue, k - 1, k);
 
             while (queue.TryDequeue(out int size, out long key))
