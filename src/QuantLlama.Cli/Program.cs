@@ -15,6 +15,10 @@ public static class Program
         root.Subcommands.Add(ModelsCommand.Create());
         root.Subcommands.Add(ConvertGgmlCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
-        return CliErrors.Run(() => root.Parse(args).Invoke());
+        root.Subcommands.Add(CachePutCommand.Create());
+        // The library's default handler would print "Unhandled exception" and a stack trace; user errors
+        // must reach CliErrors to become one line.
+        var invocation = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
+        return CliErrors.Run(() => root.Parse(args).Invoke(invocation));
     }
 }

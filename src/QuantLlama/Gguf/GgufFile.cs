@@ -17,6 +17,9 @@ public sealed unsafe class GgufFile : IModelFile
     public const int DefaultAlignment = 32;
     private const int MaxDimensions = 4;
     private const int MaxArrayNesting = 8;
+    private const long MaxAlignment = 1 << 20;
+    /// <summary>Longest string or array .NET can hold (Array.MaxLength); longer ones are rejected, not truncated.</summary>
+    private const long MaxItems = 0x7FFFFFC7;
 
     private readonly MemoryMappedFile? _mapping;
     private readonly MemoryMappedViewAccessor? _view;
@@ -64,7 +67,11 @@ public sealed unsafe class GgufFile : IModelFile
 
     /// <summary>Parses a GGUF image already in memory (tests, embedded files). The memory must outlive the object.</summary>
     public static GgufFile FromMemory(byte* data, long length, string name = "<memory>")
-        => new(name, data, length, null, null);
+    {
+        if (data == null && length != 0) throw new ArgumentNullException(nameof(data));
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        return new(name, data, length, null, null);
+    }
 
     private GgufFile(string fileName, byte* data, long length, MemoryMappedFile? mapping, MemoryMappedViewAccessor? view)
     {
@@ -88,19 +95,24 @@ public sealed unsafe class GgufFile : IModelFile
             long tensorCountAt = r.Position;
             long tensorCount = r.Count("tensor count");
             long kvCount = r.Count("metadata count");
-            // Every metadata entry takes at least 13 bytes (key length, type, one-byte value) and every tensor info at least 24.
-            if (kvCount > r.Remaining / 13) throw Error(tensorCountAt, $"metadata count {kvCount} is larger than the file can hold");
-            if (tensorCount > r.Remaining / 24) throw Error(tensorCountAt, $"tensor count {tensorCount} is larger than the file can hold");
+            // Every metadata entry takes at least 13 bytes (key length, type, one-byte value) and every tensor info at
+            // least 24 (name length, dimension count, type, offset); 9 and 20 with version 1's 32-bit lengths.
+            long minEntryBytes = r.Wide ? 13 : 9, minTensorBytes = r.Wide ? 24 : 20;
+            if (kvCount > r.Remaining / minEntryBytes) throw Error(tensorCountAt + (r.Wide ? 8 : 4), $"metadata count {kvCount} is larger than the file can hold");
+            if (tensorCount > (r.Remaining - kvCount * minEntryBytes) / minTensorBytes) throw Error(tensorCountAt, $"tensor count {tensorCount} is larger than the file can hold");
 
-            var list = new List<KeyValuePair<string, GgufValue>>((int)kvCount);
-            _metadata = new Dictionary<string, GgufValue>((int)kvCount, StringComparer.Ordinal);
+            // Capacities are capped: the counts are only plausible, not yet proven by the entries that follow.
+            var list = new List<KeyValuePair<string, GgufValue>>(InitialCapacity(kvCount));
+            _metadata = new Dictionary<string, GgufValue>(InitialCapacity(kvCount), StringComparer.Ordinal);
+            long alignmentAt = 0;
             for (long i = 0; i < kvCount; i++)
             {
                 long at = r.Position;
                 string key = r.String("metadata key");
-                var type = r.ValueType("metadata type of '" + key + "'");
+                var type = r.ValueType($"metadata type of '{key}'");
                 var value = r.Value(type, key, 0);
                 if (!_metadata.TryAdd(key, value)) throw Error(at, $"duplicate metadata key '{key}'");
+                if (key == "general.alignment") alignmentAt = at;
                 list.Add(new(key, value));
             }
             _metadataView = new GgufMetadata(fileName, list);
@@ -108,16 +120,17 @@ public sealed unsafe class GgufFile : IModelFile
             long alignment = DefaultAlignment;
             if (_metadata.TryGetValue("general.alignment", out var alignValue))
             {
-                if (!alignValue.IsInteger) throw Error(0, $"general.alignment has type {alignValue.Type}, expected an integer");
-                alignment = Convert.ToInt64(alignValue.Value);
-                if (alignment <= 0 || alignment > 1 << 20 || (alignment & (alignment - 1)) != 0)
-                    throw Error(0, $"general.alignment {alignment} is not a power of two");
+                if (!alignValue.IsInteger) throw Error(alignmentAt, $"general.alignment has type {alignValue.Type}, expected an integer");
+                bool valid = alignValue.Value is ulong u ? u is > 0 and <= MaxAlignment : Convert.ToInt64(alignValue.Value) is > 0 and <= MaxAlignment;
+                if (valid) alignment = Convert.ToInt64(alignValue.Value);
+                if (!valid || (alignment & (alignment - 1)) != 0)
+                    throw Error(alignmentAt, $"general.alignment {alignValue} is not a power of two between 1 and {MaxAlignment}");
             }
             Alignment = alignment;
 
-            var tensors = new List<GgufTensorInfo>((int)tensorCount);
-            _tensorsByName = new Dictionary<string, GgufTensorInfo>((int)tensorCount, StringComparer.Ordinal);
-            var infoOffsets = new List<long>((int)tensorCount);
+            var tensors = new List<GgufTensorInfo>(InitialCapacity(tensorCount));
+            _tensorsByName = new Dictionary<string, GgufTensorInfo>(InitialCapacity(tensorCount), StringComparer.Ordinal);
+            var infoOffsets = new List<long>(InitialCapacity(tensorCount));
             for (long i = 0; i < tensorCount; i++)
             {
                 long at = r.Position;
@@ -158,6 +171,8 @@ public sealed unsafe class GgufFile : IModelFile
             previousName = t.Name;
         }
     }
+
+    private static int InitialCapacity(long count) => (int)Math.Min(count, 4096);
 
     internal static long AlignUp(long value, long alignment) => (value + alignment - 1) / alignment * alignment;
 
@@ -232,11 +247,13 @@ public sealed unsafe class GgufFile : IModelFile
         public string String(string what)
         {
             long at = Position;
-            long length = Count(what + " length");
+            long length = Count($"{what} length");
             if (length > Remaining)
                 throw file.Error(at, $"{what} length {length} runs past the end of the file ({Remaining} bytes left)");
+            if (length > MaxItems)
+                throw file.Error(at, $"{what} length {length} is longer than a string can be");
             byte* p = Take(length, what);
-            return Encoding.UTF8.GetString(p, (int)Math.Min(length, int.MaxValue));
+            return Encoding.UTF8.GetString(p, (int)length);
         }
 
         public GgufValueType ValueType(string what)
@@ -247,29 +264,33 @@ public sealed unsafe class GgufFile : IModelFile
             return (GgufValueType)t;
         }
 
-        public GgufValue Value(GgufValueType type, string key, int depth) => type switch
+        public GgufValue Value(GgufValueType type, string key, int depth)
         {
-            GgufValueType.UInt8 => GgufValue.From(*Take(1, key)),
-            GgufValueType.Int8 => GgufValue.From(*(sbyte*)Take(1, key)),
-            GgufValueType.UInt16 => GgufValue.From(*(ushort*)Take(2, key)),
-            GgufValueType.Int16 => GgufValue.From(*(short*)Take(2, key)),
-            GgufValueType.UInt32 => GgufValue.From(U32(key)),
-            GgufValueType.Int32 => GgufValue.From((int)U32(key)),
-            GgufValueType.Float32 => GgufValue.From(*(float*)Take(4, key)),
-            GgufValueType.Bool => Bool(key),
-            GgufValueType.String => GgufValue.From(String(key)),
-            GgufValueType.UInt64 => GgufValue.From(U64(key)),
-            GgufValueType.Int64 => GgufValue.From((long)U64(key)),
-            GgufValueType.Float64 => GgufValue.From(*(double*)Take(8, key)),
-            GgufValueType.Array => GgufValue.From(Array(key, depth)),
-            _ => throw file.Error(Position, $"invalid GGUF type {(uint)type} for '{key}'"),
-        };
+            string what = $"'{key}'";
+            return type switch
+            {
+                GgufValueType.UInt8 => GgufValue.From(*Take(1, what)),
+                GgufValueType.Int8 => GgufValue.From(*(sbyte*)Take(1, what)),
+                GgufValueType.UInt16 => GgufValue.From(*(ushort*)Take(2, what)),
+                GgufValueType.Int16 => GgufValue.From(*(short*)Take(2, what)),
+                GgufValueType.UInt32 => GgufValue.From(U32(what)),
+                GgufValueType.Int32 => GgufValue.From((int)U32(what)),
+                GgufValueType.Float32 => GgufValue.From(*(float*)Take(4, what)),
+                GgufValueType.Bool => Bool(what),
+                GgufValueType.String => GgufValue.From(String(what)),
+                GgufValueType.UInt64 => GgufValue.From(U64(what)),
+                GgufValueType.Int64 => GgufValue.From((long)U64(what)),
+                GgufValueType.Float64 => GgufValue.From(*(double*)Take(8, what)),
+                GgufValueType.Array => GgufValue.From(Array(key, depth)),
+                _ => throw file.Error(Position, $"invalid GGUF type {(uint)type} for {what}"),
+            };
+        }
 
-        private GgufValue Bool(string key)
+        private GgufValue Bool(string what)
         {
             long at = Position;
-            byte b = *Take(1, key);
-            if (b > 1) throw file.Error(at, $"'{key}' is a bool with value {b}");
+            byte b = *Take(1, what);
+            if (b > 1) throw file.Error(at, $"{what} is a bool with value {b} (only 0 and 1 are valid)");
             return GgufValue.From(b != 0);
         }
 
@@ -287,26 +308,29 @@ public sealed unsafe class GgufFile : IModelFile
             };
             if (count > Remaining / minElementBytes)
                 throw file.Error(at, $"array '{key}' claims {count} {elementType} elements, more than the {Remaining} bytes left can hold");
+            if (count > MaxItems)
+                throw file.Error(at, $"array '{key}' has {count} elements, more than an array can hold");
             int n = (int)count;
             switch (elementType)
             {
                 case GgufValueType.String:
                 {
-                    var items = new string[n];
-                    for (int i = 0; i < n; i++) items[i] = String($"element {i} of '{key}'");
-                    return new GgufArray(elementType, items);
+                    // Grown as the strings prove present: a count of empty-looking strings must not allocate up front.
+                    var items = new List<string>(InitialCapacity(n));
+                    for (int i = 0; i < n; i++) items.Add(String($"element {i} of '{key}'"));
+                    return new GgufArray(elementType, items.ToArray());
                 }
                 case GgufValueType.Array:
                 {
-                    var items = new GgufArray[n];
+                    var items = new List<GgufArray>(InitialCapacity(n));
                     // Each element is a whole array value: its own element type, length and items.
-                    for (int i = 0; i < n; i++) items[i] = Array(key, depth + 1);
-                    return new GgufArray(elementType, items);
+                    for (int i = 0; i < n; i++) items.Add(Array(key, depth + 1));
+                    return new GgufArray(elementType, items.ToArray());
                 }
                 case GgufValueType.Bool:
                 {
                     var items = new bool[n];
-                    for (int i = 0; i < n; i++) items[i] = (bool)Bool(key).Value;
+                    for (int i = 0; i < n; i++) items[i] = (bool)Bool($"element {i} of '{key}'").Value;
                     return new GgufArray(elementType, items);
                 }
                 default:

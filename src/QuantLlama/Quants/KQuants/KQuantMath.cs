@@ -1,0 +1,362 @@
+using System.Runtime.CompilerServices;
+
+namespace QuantLlama.Quants.KQuants;
+
+/// <summary>Which dot-product kernel the k-quants use; tests force one to compare it with the scalar reference.</summary>
+public enum KQuantKernel
+{
+    Auto,
+    Scalar,
+    Avx2,
+    Avx512,
+    AdvSimd,
+}
+
+/// <summary>
+/// The kernel chosen at run time for the k-quant dots. <see cref="Forced"/> lets tests pin a path; forcing a path the
+/// CPU lacks falls back to the best supported one, so a forced test never crashes on an older machine.
+/// </summary>
+public static class KQuantKernels
+{
+    /// <summary>Set by tests (and benchmarks) to pin one kernel; <see cref="KQuantKernel.Auto"/> picks the best.</summary>
+    internal static KQuantKernel Forced { get; set; } = KQuantKernel.Auto;
+
+    public static bool IsSupported(KQuantKernel kernel) => kernel switch
+    {
+        KQuantKernel.Auto or KQuantKernel.Scalar => true,
+        KQuantKernel.Avx2 => System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported,
+        KQuantKernel.Avx512 => System.Runtime.Intrinsics.X86.Avx512BW.IsSupported && System.Runtime.Intrinsics.X86.Avx512F.VL.IsSupported,
+        KQuantKernel.AdvSimd => System.Runtime.Intrinsics.Arm.AdvSimd.Arm64.IsSupported,
+        _ => false,
+    };
+
+    /// <summary>The kernel a dot runs now: the forced one when supported, otherwise the best the CPU has.</summary>
+    internal static KQuantKernel Current
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get
+        {
+            var forced = Forced;
+            if (forced != KQuantKernel.Auto && IsSupported(forced)) return forced;
+            return Best;
+        }
+    }
+
+    private static readonly KQuantKernel Best =
+        IsSupported(KQuantKernel.Avx512) ? KQuantKernel.Avx512 :
+        IsSupported(KQuantKernel.Avx2) ? KQuantKernel.Avx2 :
+        IsSupported(KQuantKernel.AdvSimd) ? KQuantKernel.AdvSimd : KQuantKernel.Scalar;
+}
+
+/// <summary>
+/// The scale-search helpers shared by ggml's k-quant reference quantizers, ported operation for operation: the same
+/// float operations in the same order (plain IEEE single precision, no fused multiply-add: ggml-base is built
+/// without it), so the chosen quants and scales match llama.cpp to the bit.
+/// </summary>
+internal static class KQuantMath
+{
+    public const int QK_K = 256;
+
+    /// <summary>ggml's GROUP_MAX_EPS: below this a group counts as all zero.</summary>
+    public const float GroupMaxEps = 1e-15f;
+
+    /// <summary>
+    /// ggml's nearest_int: round half to even through the float mantissa (adding 1.5·2^23). Kept as the bit trick,
+    /// not Math.Round, so out-of-range and NaN inputs give the same (garbage) integer llama.cpp gets.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int NearestInt(float value)
+    {
+        float shifted = value + 12582912f;
+        int bits = BitConverter.SingleToInt32Bits(shifted);
+        return (bits & 0x007fffff) - 0x00400000;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ushort ToHalfBits(float value) => BitConverter.HalfToUInt16Bits((Half)value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float FromHalfBits(ushort bits) => (float)BitConverter.UInt16BitsToHalf(bits);
+
+    /// <summary>Round-trips a value through fp16, as storing and reloading a block's scale does.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float ThroughHalf(float value) => (float)(Half)value;
+
+    /// <summary>
+    /// make_qx_quants with rmse_type 1 and no importance weights (weights x²): symmetric quants in
+    /// [0, 2·nmax) and the scale minimising the weighted error over 19 candidate scales.
+    /// </summary>
+    public static float MakeQxQuants(int n, int nmax, ReadOnlySpan<float> x, Span<sbyte> levels)
+    {
+        float max = 0, amax = 0;
+        for (int i = 0; i < n; i++)
+        {
+            float ax = MathF.Abs(x[i]);
+            if (ax > amax) { amax = ax; max = x[i]; }
+        }
+        if (amax < GroupMaxEps)
+        {
+            levels[..n].Clear();
+            return 0f;
+        }
+        float iscale = -nmax / max;
+        float sumlx = 0, suml2 = 0;
+        for (int i = 0; i < n; i++)
+        {
+            int l = NearestInt(iscale * x[i]);
+            l = Math.Max(-nmax, Math.Min(nmax - 1, l));
+            levels[i] = (sbyte)(l + nmax);
+            float w = x[i] * x[i];
+            sumlx += w * x[i] * l;
+            suml2 += w * l * l;
+        }
+        float scale = suml2 != 0 ? sumlx / suml2 : 0.0f;
+        float best = scale * sumlx;
+        for (int step = -9; step <= 9; step++)
+        {
+            if (step == 0) continue;
+            iscale = -(nmax + 0.1f * step) / max;
+            sumlx = suml2 = 0;
+            for (int i = 0; i < n; i++)
+            {
+                int l = NearestInt(iscale * x[i]);
+                l = Math.Max(-nmax, Math.Min(nmax - 1, l));
+                float w = x[i] * x[i];
+                sumlx += w * x[i] * l;
+                suml2 += w * l * l;
+            }
+            if (suml2 > 0 && sumlx * sumlx > best * suml2)
+            {
+                for (int i = 0; i < n; i++)
+                {
+                    int l = NearestInt(iscale * x[i]);
+                    levels[i] = (sbyte)(nmax + Math.Max(-nmax, Math.Min(nmax - 1, l)));
+                }
+                scale = sumlx / suml2;
+                best = scale * sumlx;
+            }
+        }
+        return scale;
+    }
+
+    /// <summary>
+    /// make_q3_quants with do_rmse: symmetric quants, then up to five passes of coordinate descent moving single
+    /// quants while the weighted (x²) fit improves. Levels come back offset by nmax.
+    /// </summary>
+    public static float MakeQ3Quants(int n, int nmax, ReadOnlySpan<float> x, Span<sbyte> levels)
+    {
+        float max = 0, amax = 0;
+        for (int i = 0; i < n; i++)
+        {
+            float ax = MathF.Abs(x[i]);
+            if (ax > amax) { amax = ax; max = x[i]; }
+        }
+        if (amax < GroupMaxEps)
+        {
+            levels[..n].Clear();
+            return 0f;
+        }
+        float iscale = -nmax / max;
+        float sumlx = 0, suml2 = 0;
+        for (int i = 0; i < n; i++)
+        {
+            int l = NearestInt(iscale * x[i]);
+            l = Math.Max(-nmax, Math.Min(nmax - 1, l));
+            levels[i] = (sbyte)l;
+            float w = x[i] * x[i];
+            sumlx += w * x[i] * l;
+            suml2 += w * l * l;
+        }
+        for (int attempt = 0; attempt < 5; attempt++)
+        {
+            int changed = 0;
+            for (int i = 0; i < n; i++)
+            {
+                float w = x[i] * x[i];
+                float slx = sumlx - w * x[i] * levels[i];
+                if (slx > 0)
+                {
+                    float sl2 = suml2 - w * levels[i] * levels[i];
+                    int newL = NearestInt(x[i] * sl2 / slx);
+                    newL = Math.Max(-nmax, Math.Min(nmax - 1, newL));
+                    if (newL != levels[i])
+                    {
+                        slx += w * x[i] * newL;
+                        sl2 += w * newL * newL;
+                        if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2)
+                        {
+                            levels[i] = (sbyte)newL;
+                            sumlx = slx;
+                            suml2 = sl2;
+                            changed++;
+                        }
+                    }
+                }
+            }
+            if (changed == 0) break;
+        }
+        for (int i = 0; i < n; i++) levels[i] += (sbyte)nmax;
+        return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+    }
+
+    /// <summary>
+    /// make_qkx2_quants: asymmetric quants in [0, nmax] with a non-positive offset, searching nstep+1 scales around
+    /// nmax/(max-min) and keeping the least weighted error (absolute or squared). Returns the scale; the offset
+    /// comes back negated in <paramref name="theMin"/>.
+    /// </summary>
+    public static float MakeQkx2Quants(int n, int nmax, ReadOnlySpan<float> x, ReadOnlySpan<float> weights,
+        Span<byte> levels, out float theMin, Span<byte> scratch, float rmin, float rdelta, int nstep, bool useMad)
+    {
+        float min = x[0];
+        float max = x[0];
+        float sumW = weights[0];
+        float sumX = sumW * x[0];
+        for (int i = 1; i < n; i++)
+        {
+            if (x[i] < min) min = x[i];
+            if (x[i] > max) max = x[i];
+            float w = weights[i];
+            sumW += w;
+            sumX += w * x[i];
+        }
+        if (min > 0) min = 0;
+        if (max == min)
+        {
+            levels[..n].Clear();
+            theMin = -min;
+            return 0f;
+        }
+        float iscale = nmax / (max - min);
+        float scale = 1 / iscale;
+        float bestError = 0;
+        for (int i = 0; i < n; i++)
+        {
+            int l = NearestInt(iscale * (x[i] - min));
+            levels[i] = (byte)Math.Max(0, Math.Min(nmax, l));
+            float diff = scale * levels[i] + min - x[i];
+            diff = useMad ? MathF.Abs(diff) : diff * diff;
+            bestError += weights[i] * diff;
+        }
+        if (nstep < 1)
+        {
+            theMin = -min;
+            return scale;
+        }
+        for (int step = 0; step <= nstep; step++)
+        {
+            iscale = (rmin + rdelta * step + nmax) / (max - min);
+            float sumL = 0, sumL2 = 0, sumXL = 0;
+            for (int i = 0; i < n; i++)
+            {
+                int l = NearestInt(iscale * (x[i] - min));
+                l = Math.Max(0, Math.Min(nmax, l));
+                scratch[i] = (byte)l;
+                float w = weights[i];
+                sumL += w * l;
+                sumL2 += w * l * l;
+                sumXL += w * l * x[i];
+            }
+            float det = sumW * sumL2 - sumL * sumL;
+            if (det > 0)
+            {
+                float thisScale = (sumW * sumXL - sumX * sumL) / det;
+                float thisMin = (sumL2 * sumX - sumL * sumXL) / det;
+                if (thisMin > 0)
+                {
+                    thisMin = 0;
+                    thisScale = sumXL / sumL2;
+                }
+                float error = 0;
+                for (int i = 0; i < n; i++)
+                {
+                    float diff = thisScale * scratch[i] + thisMin - x[i];
+                    diff = useMad ? MathF.Abs(diff) : diff * diff;
+                    error += weights[i] * diff;
+                }
+                if (error < bestError)
+                {
+                    scratch[..n].CopyTo(levels);
+                    bestError = error;
+                    scale = thisScale;
+                    min = thisMin;
+                }
+            }
+        }
+        theMin = -min;
+        return scale;
+    }
+
+    /// <summary>
+    /// Unpacks the j-th 6-bit scale and min of Q4_K/Q5_K's 12-byte table: the first four live in the low six bits
+    /// of bytes 0–7, the last four in nibbles of bytes 8–11 with their top two bits in the spare bits of bytes 0–7.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void GetScaleMinK4(int j, ReadOnlySpan<byte> q, out byte scale, out byte min)
+    {
+        if (j < 4)
+        {
+            scale = (byte)(q[j] & 63);
+            min = (byte)(q[j + 4] & 63);
+        }
+        else
+        {
+            scale = (byte)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+            min = (byte)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+        }
+    }
+
+    /// <summary>
+    /// Packs the eight 6-bit scales and mins of Q4_K/Q5_K (as the reference quantizer does) into the 12-byte table.
+    /// </summary>
+    public static void PackScaleMinK4(ReadOnlySpan<byte> scales, ReadOnlySpan<byte> mins, Span<byte> table)
+    {
+        for (int j = 0; j < 8; j++)
+        {
+            byte ls = scales[j], lm = mins[j];
+            if (j < 4)
+            {
+                table[j] = ls;
+                table[j + 4] = lm;
+            }
+            else
+            {
+                table[j + 4] = (byte)((ls & 0xF) | ((lm & 0xF) << 4));
+                table[j - 4] |= (byte)((ls >> 4) << 6);
+                table[j] |= (byte)((lm >> 4) << 6);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Expands the 12-byte Q4_K/Q5_K table into 8 scales (bytes 0–7) and 8 mins (bytes 8–15) with four 32-bit
+    /// operations (ggml's kmask trick), for the SIMD kernels.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe void UnpackScaleMinK4(byte* table, uint* utmp)
+    {
+        const uint kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+        uint u0 = Unsafe.ReadUnaligned<uint>(table);
+        uint u1 = Unsafe.ReadUnaligned<uint>(table + 4);
+        uint u2 = Unsafe.ReadUnaligned<uint>(table + 8);
+        utmp[3] = ((u2 >> 4) & kmask2) | (((u1 >> 6) & kmask3) << 4);
+        utmp[2] = u1 & kmask1;
+        utmp[1] = (u2 & kmask2) | (((u0 >> 6) & kmask3) << 4);
+        utmp[0] = u0 & kmask1;
+    }
+
+    /// <summary>Unpacks Q3_K's 12-byte table of sixteen 6-bit scales (stored +32) into sixteen signed scales.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe void UnpackQ3Scales(byte* table, sbyte* scales)
+    {
+        const uint kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
+        uint a0 = Unsafe.ReadUnaligned<uint>(table);
+        uint a1 = Unsafe.ReadUnaligned<uint>(table + 4);
+        uint tmp = Unsafe.ReadUnaligned<uint>(table + 8);
+        uint* aux = (uint*)scales;
+        aux[2] = ((a0 >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
+        aux[3] = ((a1 >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
+        aux[0] = (a0 & kmask2) | (((tmp >> 0) & kmask1) << 4);
+        aux[1] = (a1 & kmask2) | (((tmp >> 2) & kmask1) << 4);
+        for (int i = 0; i < 16; i++) scales[i] -= 32;
+    }
+}

@@ -1,0 +1,209 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace QuantLlama.Quants.KQuants;
+
+/// <summary>
+/// ggml's block_q2_K: 256 values in 16 groups of 16; value = D·(scale_g & 15)·q − DMin·(scale_g >> 4) with 2-bit q
+/// (bits 2j…2j+1 of byte 32h + l hold value 128h + 32j + l).
+/// </summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public unsafe struct BlockQ2K
+{
+    /// <summary>Low nibble: the group's scale; high nibble: its min.</summary>
+    public fixed byte Scales[KQuantMath.QK_K / 16];
+    public fixed byte Qs[KQuantMath.QK_K / 4];
+    public ushort D;
+    public ushort DMin;
+}
+
+/// <summary>Q2_K: 2.625 bits per weight.</summary>
+public static unsafe class Q2_K
+{
+    public const int BlockSize = KQuantMath.QK_K;
+    public const int BlockBytes = BlockSize / 16 + BlockSize / 4 + 2 + 2;
+
+    /// <summary>quantize_row_q2_K_ref, bit for bit.</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        int blocks = KQuantRows.BlockCount(src.Length, dst.Length, BlockBytes);
+        fixed (byte* p = dst)
+        {
+            for (int i = 0; i < blocks; i++)
+                QuantizeBlock(src.Slice(i * BlockSize, BlockSize), (BlockQ2K*)(p + i * BlockBytes));
+        }
+    }
+
+    private static void QuantizeBlock(ReadOnlySpan<float> x, BlockQ2K* y)
+    {
+        const float q4scale = 15f;
+        Span<byte> levels = stackalloc byte[BlockSize];
+        Span<byte> scratch = stackalloc byte[16];
+        Span<float> weights = stackalloc float[16];
+        Span<float> mins = stackalloc float[16];
+        Span<float> scales = stackalloc float[16];
+        float maxScale = 0, maxMin = 0;
+        for (int g = 0; g < 16; g++)
+        {
+            var xs = x.Slice(16 * g, 16);
+            for (int l = 0; l < 16; l++) weights[l] = MathF.Abs(xs[l]);
+            scales[g] = KQuantMath.MakeQkx2Quants(16, 3, xs, weights, levels.Slice(16 * g, 16), out mins[g], scratch,
+                -0.5f, 0.1f, 15, true);
+            if (scales[g] > maxScale) maxScale = scales[g];
+            if (mins[g] > maxMin) maxMin = mins[g];
+        }
+
+        if (maxScale > 0)
+        {
+            float iscale = q4scale / maxScale;
+            for (int g = 0; g < 16; g++) y->Scales[g] = (byte)KQuantMath.NearestInt(iscale * scales[g]);
+            y->D = KQuantMath.ToHalfBits(maxScale / q4scale);
+        }
+        else
+        {
+            for (int g = 0; g < 16; g++) y->Scales[g] = 0;
+            y->D = KQuantMath.ToHalfBits(0f);
+        }
+        if (maxMin > 0)
+        {
+            float iscale = q4scale / maxMin;
+            for (int g = 0; g < 16; g++) y->Scales[g] |= (byte)(KQuantMath.NearestInt(iscale * mins[g]) << 4);
+            y->DMin = KQuantMath.ToHalfBits(maxMin / q4scale);
+        }
+        else
+        {
+            y->DMin = KQuantMath.ToHalfBits(0f);
+        }
+
+        float dAll = KQuantMath.FromHalfBits(y->D), mAll = KQuantMath.FromHalfBits(y->DMin);
+        for (int g = 0; g < 16; g++)
+        {
+            float d = dAll * (y->Scales[g] & 0xF);
+            if (d == 0) continue;
+            float dm = mAll * (y->Scales[g] >> 4);
+            for (int k = 0; k < 16; k++)
+            {
+                int l = KQuantMath.NearestInt((x[16 * g + k] + dm) / d);
+                levels[16 * g + k] = (byte)Math.Max(0, Math.Min(3, l));
+            }
+        }
+
+        for (int h = 0; h < 2; h++)
+        {
+            int o = 128 * h;
+            for (int l = 0; l < 32; l++)
+                y->Qs[32 * h + l] = (byte)(levels[o + l] | (levels[o + l + 32] << 2) | (levels[o + l + 64] << 4) | (levels[o + l + 96] << 6));
+        }
+    }
+
+    /// <summary>dequantize_row_q2_K, bit for bit.</summary>
+    public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        int blocks = KQuantRows.BlockCount(dst.Length, src.Length, BlockBytes);
+        fixed (byte* p = src)
+        fixed (float* yp = dst)
+        {
+            float* y = yp;
+            for (int i = 0; i < blocks; i++)
+            {
+                var x = (BlockQ2K*)(p + i * BlockBytes);
+                float d = KQuantMath.FromHalfBits(x->D), min = KQuantMath.FromHalfBits(x->DMin);
+                byte* q = x->Qs;
+                int g = 0;
+                for (int h = 0; h < 2; h++)
+                {
+                    for (int shift = 0; shift < 8; shift += 2)
+                    {
+                        int sc = x->Scales[g++];
+                        float dl = d * (sc & 0xF), ml = min * (sc >> 4);
+                        for (int l = 0; l < 16; l++) *y++ = dl * ((q[l] >> shift) & 3) - ml;
+                        sc = x->Scales[g++];
+                        dl = d * (sc & 0xF);
+                        ml = min * (sc >> 4);
+                        for (int l = 0; l < 16; l++) *y++ = dl * ((q[l + 16] >> shift) & 3) - ml;
+                    }
+                    q += 32;
+                }
+            }
+        }
+    }
+
+    /// <summary>Dot product of a Q2_K row with a Q8_K-quantized activation row of as many blocks.</summary>
+    public static float Dot(ReadOnlySpan<byte> weights, ReadOnlySpan<byte> q8k)
+    {
+        int blocks = KQuantRows.DotBlockCount(weights.Length, BlockBytes, q8k.Length);
+        fixed (byte* w = weights)
+        fixed (byte* a = q8k)
+            return Dot(w, a, blocks);
+    }
+
+    internal static float Dot(byte* weights, byte* q8k, int blocks) => KQuantKernels.Current switch
+    {
+        KQuantKernel.Avx2 or KQuantKernel.Avx512 => DotAvx2(weights, q8k, blocks),
+        _ => DotScalar(weights, q8k, blocks),
+    };
+
+    internal static float DotScalar(byte* weights, byte* q8k, int blocks)
+    {
+        float sum = 0;
+        for (int i = 0; i < blocks; i++)
+        {
+            var x = (BlockQ2K*)(weights + i * BlockBytes);
+            var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
+            int sumMins = 0;
+            for (int g = 0; g < 16; g++) sumMins += y->BSums[g] * (x->Scales[g] >> 4);
+            int sumi = 0;
+            for (int c = 0; c < 8; c++)
+            {
+                byte* q = x->Qs + 32 * (c / 4);
+                int shift = 2 * (c % 4);
+                sbyte* q8 = y->Qs + 32 * c;
+                int lo = 0, hi = 0;
+                for (int l = 0; l < 16; l++)
+                {
+                    lo += ((q[l] >> shift) & 3) * q8[l];
+                    hi += ((q[l + 16] >> shift) & 3) * q8[l + 16];
+                }
+                sumi += (x->Scales[2 * c] & 0xF) * lo + (x->Scales[2 * c + 1] & 0xF) * hi;
+            }
+            float dAll = y->D * KQuantMath.FromHalfBits(x->D);
+            float dMin = y->D * KQuantMath.FromHalfBits(x->DMin);
+            sum += dAll * sumi - dMin * sumMins;
+        }
+        return sum;
+    }
+
+    internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
+    {
+        var m3 = Vector256.Create((byte)0x03);
+        var m4 = Vector128.Create((byte)0x0F);
+        var acc = Vector256<float>.Zero;
+        var accMins = Vector256<float>.Zero;
+        for (int i = 0; i < blocks; i++)
+        {
+            var x = (BlockQ2K*)(weights + i * BlockBytes);
+            var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
+            float dAll = y->D * KQuantMath.FromHalfBits(x->D);
+            float dMin = -y->D * KQuantMath.FromHalfBits(x->DMin);
+            Vector128<byte> packed = Sse2.LoadVector128(x->Scales);
+            Vector128<sbyte> scales = Sse2.And(packed, m4).AsSByte();
+            Vector128<byte> mins = Sse2.And(Sse2.ShiftRightLogical(packed.AsUInt16(), 4).AsByte(), m4);
+            Vector256<int> minProducts = Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(mins), Avx.LoadVector256(y->BSums));
+            accMins = Fma.MultiplyAdd(Vector256.Create(dMin), Avx.ConvertToVector256Single(minProducts), accMins);
+            var sumi = Vector256<int>.Zero;
+            for (int h = 0; h < 2; h++)
+            {
+                Vector256<ushort> bits = Avx.LoadVector256(x->Qs + 32 * h).AsUInt16();
+                for (int j = 0; j < 4; j++)
+                {
+                    int c = 4 * h + j;
+                    Vector256<byte> q = Avx2.And(SimdHelpers.ShiftRight16(bits, 2 * j).AsByte(), m3);
+                    sumi = Avx2.Add(sumi, Q6_K.Group(q, y->Qs + 32 * c, scales, c));
+                }
+            }
+            acc = Fma.MultiplyAdd(Vector256.Create(dAll), Avx.ConvertToVector256Single(sumi), acc);
+        }
+        return SimdHelpers.HorizontalSum(acc) + SimdHelpers.HorizontalSum(accMins);
+    }
+}

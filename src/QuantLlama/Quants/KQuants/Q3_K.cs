@@ -1,0 +1,217 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace QuantLlama.Quants.KQuants;
+
+/// <summary>
+/// ggml's block_q3_K: 256 values in 16 groups of 16; value = D·(scale_g − 32)·(q − 4) with q's low two bits in Qs
+/// (as Q2_K) and the third bit in HMask (bit c of byte l for value 32c + l), and 6-bit scales packed in 12 bytes.
+/// </summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public unsafe struct BlockQ3K
+{
+    public fixed byte HMask[KQuantMath.QK_K / 8];
+    /// <summary>Byte 32h + l: bits 2j…2j+1 hold value 128h + 32j + l.</summary>
+    public fixed byte Qs[KQuantMath.QK_K / 4];
+    public fixed byte Scales[12];
+    public ushort D;
+}
+
+/// <summary>Q3_K: 3.4375 bits per weight.</summary>
+public static unsafe class Q3_K
+{
+    public const int BlockSize = KQuantMath.QK_K;
+    public const int BlockBytes = BlockSize / 8 + BlockSize / 4 + 12 + 2;
+
+    /// <summary>quantize_row_q3_K_ref, bit for bit.</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        int blocks = KQuantRows.BlockCount(src.Length, dst.Length, BlockBytes);
+        fixed (byte* p = dst)
+        {
+            for (int i = 0; i < blocks; i++)
+                QuantizeBlock(src.Slice(i * BlockSize, BlockSize), (BlockQ3K*)(p + i * BlockBytes));
+        }
+    }
+
+    private static void QuantizeBlock(ReadOnlySpan<float> x, BlockQ3K* y)
+    {
+        Span<sbyte> levels = stackalloc sbyte[BlockSize];
+        Span<float> scales = stackalloc float[16];
+        float maxScale = 0, amax = 0;
+        for (int g = 0; g < 16; g++)
+        {
+            scales[g] = KQuantMath.MakeQ3Quants(16, 4, x.Slice(16 * g, 16), levels.Slice(16 * g, 16));
+            float scale = MathF.Abs(scales[g]);
+            if (scale > amax) { amax = scale; maxScale = scales[g]; }
+        }
+
+        byte* table = y->Scales;
+        new Span<byte>(table, 12).Clear();
+        if (maxScale != 0)
+        {
+            float iscale = -32f / maxScale;
+            for (int g = 0; g < 16; g++)
+            {
+                sbyte l8 = (sbyte)KQuantMath.NearestInt(iscale * scales[g]);
+                int l = Math.Max(-32, Math.Min(31, (int)l8)) + 32;
+                if (g < 8) table[g] = (byte)(l & 0xF);
+                else table[g - 8] |= (byte)((l & 0xF) << 4);
+                l >>= 4;
+                table[g % 4 + 8] |= (byte)(l << (2 * (g / 4)));
+            }
+            y->D = KQuantMath.ToHalfBits(1 / iscale);
+        }
+        else
+        {
+            y->D = KQuantMath.ToHalfBits(0f);
+        }
+
+        float dAll = KQuantMath.FromHalfBits(y->D);
+        for (int g = 0; g < 16; g++)
+        {
+            int sc = g < 8 ? table[g] & 0xF : table[g - 8] >> 4;
+            sc = (sc | (((table[8 + g % 4] >> (2 * (g / 4))) & 3) << 4)) - 32;
+            float d = dAll * sc;
+            if (d == 0) continue;
+            for (int k = 0; k < 16; k++)
+            {
+                int l = KQuantMath.NearestInt(x[16 * g + k] / d);
+                levels[16 * g + k] = (sbyte)(Math.Max(-4, Math.Min(3, l)) + 4);
+            }
+        }
+
+        new Span<byte>(y->HMask, 32).Clear();
+        int m = 0;
+        byte hm = 1;
+        for (int j = 0; j < BlockSize; j++)
+        {
+            if (levels[j] > 3)
+            {
+                y->HMask[m] |= hm;
+                levels[j] -= 4;
+            }
+            if (++m == 32)
+            {
+                m = 0;
+                hm <<= 1;
+            }
+        }
+        for (int h = 0; h < 2; h++)
+        {
+            int o = 128 * h;
+            for (int l = 0; l < 32; l++)
+                y->Qs[32 * h + l] = (byte)((byte)levels[o + l] | ((byte)levels[o + l + 32] << 2) | ((byte)levels[o + l + 64] << 4) | ((byte)levels[o + l + 96] << 6));
+        }
+    }
+
+    /// <summary>dequantize_row_q3_K, bit for bit.</summary>
+    public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        int blocks = KQuantRows.BlockCount(dst.Length, src.Length, BlockBytes);
+        sbyte* scales = stackalloc sbyte[16];
+        fixed (byte* p = src)
+        fixed (float* yp = dst)
+        {
+            float* y = yp;
+            for (int i = 0; i < blocks; i++)
+            {
+                var x = (BlockQ3K*)(p + i * BlockBytes);
+                float dAll = KQuantMath.FromHalfBits(x->D);
+                KQuantMath.UnpackQ3Scales(x->Scales, scales);
+                byte* q = x->Qs;
+                byte* hmask = x->HMask;
+                int m = 1, g = 0;
+                for (int h = 0; h < 2; h++)
+                {
+                    for (int shift = 0; shift < 8; shift += 2)
+                    {
+                        float dl = dAll * scales[g++];
+                        for (int l = 0; l < 16; l++) *y++ = dl * (((q[l] >> shift) & 3) - ((hmask[l] & m) != 0 ? 0 : 4));
+                        dl = dAll * scales[g++];
+                        for (int l = 0; l < 16; l++) *y++ = dl * (((q[l + 16] >> shift) & 3) - ((hmask[l + 16] & m) != 0 ? 0 : 4));
+                        m <<= 1;
+                    }
+                    q += 32;
+                }
+            }
+        }
+    }
+
+    /// <summary>Dot product of a Q3_K row with a Q8_K-quantized activation row of as many blocks.</summary>
+    public static float Dot(ReadOnlySpan<byte> weights, ReadOnlySpan<byte> q8k)
+    {
+        int blocks = KQuantRows.DotBlockCount(weights.Length, BlockBytes, q8k.Length);
+        fixed (byte* w = weights)
+        fixed (byte* a = q8k)
+            return Dot(w, a, blocks);
+    }
+
+    internal static float Dot(byte* weights, byte* q8k, int blocks) => KQuantKernels.Current switch
+    {
+        KQuantKernel.Avx2 or KQuantKernel.Avx512 => DotAvx2(weights, q8k, blocks),
+        _ => DotScalar(weights, q8k, blocks),
+    };
+
+    internal static float DotScalar(byte* weights, byte* q8k, int blocks)
+    {
+        float sum = 0;
+        sbyte* scales = stackalloc sbyte[16];
+        for (int i = 0; i < blocks; i++)
+        {
+            var x = (BlockQ3K*)(weights + i * BlockBytes);
+            var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
+            KQuantMath.UnpackQ3Scales(x->Scales, scales);
+            int sumi = 0;
+            for (int c = 0; c < 8; c++)
+            {
+                byte* q = x->Qs + 32 * (c / 4);
+                int shift = 2 * (c % 4);
+                sbyte* q8 = y->Qs + 32 * c;
+                int lo = 0, hi = 0;
+                for (int l = 0; l < 16; l++)
+                {
+                    lo += (((q[l] >> shift) & 3) - (((x->HMask[l] >> c) & 1) != 0 ? 0 : 4)) * q8[l];
+                    hi += (((q[l + 16] >> shift) & 3) - (((x->HMask[l + 16] >> c) & 1) != 0 ? 0 : 4)) * q8[l + 16];
+                }
+                sumi += scales[2 * c] * lo + scales[2 * c + 1] * hi;
+            }
+            sum += y->D * KQuantMath.FromHalfBits(x->D) * sumi;
+        }
+        return sum;
+    }
+
+    internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
+    {
+        var m3 = Vector256.Create((byte)0x03);
+        var one = Vector256.Create((byte)0x01);
+        var acc = Vector256<float>.Zero;
+        sbyte* scaleBytes = stackalloc sbyte[16];
+        for (int i = 0; i < blocks; i++)
+        {
+            var x = (BlockQ3K*)(weights + i * BlockBytes);
+            var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
+            float d = y->D * KQuantMath.FromHalfBits(x->D);
+            KQuantMath.UnpackQ3Scales(x->Scales, scaleBytes);
+            Vector128<sbyte> scales = Sse2.LoadVector128(scaleBytes);
+            // Quants are used as q + 4·h in [0, 8): take 4·Σ scale·bsum off once per block.
+            Vector256<int> offset = Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(scales), Avx.LoadVector256(y->BSums));
+            Vector256<int> sumi = Avx2.Subtract(Vector256<int>.Zero, Avx2.ShiftLeftLogical(offset, 2));
+            Vector256<ushort> hbits = Avx.LoadVector256(x->HMask).AsUInt16();
+            for (int h = 0; h < 2; h++)
+            {
+                Vector256<ushort> bits = Avx.LoadVector256(x->Qs + 32 * h).AsUInt16();
+                for (int j = 0; j < 4; j++)
+                {
+                    int c = 4 * h + j;
+                    Vector256<byte> low = Avx2.And(SimdHelpers.ShiftRight16(bits, 2 * j).AsByte(), m3);
+                    Vector256<byte> high = Avx2.ShiftLeftLogical(Avx2.And(SimdHelpers.ShiftRight16(hbits, c).AsByte(), one).AsUInt16(), 2).AsByte();
+                    sumi = Avx2.Add(sumi, Q6_K.Group(Avx2.Or(low, high), y->Qs + 32 * c, scales, c));
+                }
+            }
+            acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
+        }
+        return SimdHelpers.HorizontalSum(acc);
+    }
+}

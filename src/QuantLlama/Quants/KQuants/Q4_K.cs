@@ -1,0 +1,225 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace QuantLlama.Quants.KQuants;
+
+/// <summary>
+/// ggml's block_q4_K: 256 values in 8 sub-blocks of 32; value = D·scale_j·q − DMin·min_j with 4-bit q and 6-bit
+/// scale/min pairs packed into 12 bytes (see <see cref="KQuantMath.GetScaleMinK4"/>).
+/// </summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public unsafe struct BlockQ4K
+{
+    /// <summary>fp16 bits of the super-block scale of the scales.</summary>
+    public ushort D;
+    /// <summary>fp16 bits of the super-block scale of the mins.</summary>
+    public ushort DMin;
+    public fixed byte Scales[12];
+    /// <summary>Nibbles: byte 32·c + l holds value 64·c + l (low) and 64·c + 32 + l (high).</summary>
+    public fixed byte Qs[KQuantMath.QK_K / 2];
+}
+
+/// <summary>Q4_K: 4.5 bits per weight, the workhorse of Q4_K_M models.</summary>
+public static unsafe class Q4_K
+{
+    public const int BlockSize = KQuantMath.QK_K;
+    public const int BlockBytes = 2 + 2 + 12 + BlockSize / 2;
+
+    /// <summary>quantize_row_q4_K_ref, bit for bit.</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        int blocks = KQuantRows.BlockCount(src.Length, dst.Length, BlockBytes);
+        fixed (byte* p = dst)
+        {
+            for (int i = 0; i < blocks; i++)
+                QuantizeBlock(src.Slice(i * BlockSize, BlockSize), (BlockQ4K*)(p + i * BlockBytes));
+        }
+    }
+
+    private static void QuantizeBlock(ReadOnlySpan<float> x, BlockQ4K* y)
+    {
+        Span<byte> levels = stackalloc byte[BlockSize];
+        Span<byte> scratch = stackalloc byte[32];
+        Span<float> weights = stackalloc float[32];
+        Span<float> mins = stackalloc float[8];
+        Span<float> scales = stackalloc float[8];
+        float maxScale = 0, maxMin = 0;
+        for (int j = 0; j < 8; j++)
+        {
+            var xs = x.Slice(32 * j, 32);
+            float sumX2 = 0;
+            for (int l = 0; l < 32; l++) sumX2 += xs[l] * xs[l];
+            float avX = MathF.Sqrt(sumX2 / 32);
+            for (int l = 0; l < 32; l++) weights[l] = avX + MathF.Abs(xs[l]);
+            scales[j] = KQuantMath.MakeQkx2Quants(32, 15, xs, weights, levels.Slice(32 * j, 32), out mins[j], scratch,
+                -1f, 0.1f, 20, false);
+            if (scales[j] > maxScale) maxScale = scales[j];
+            if (mins[j] > maxMin) maxMin = mins[j];
+        }
+
+        float invScale = maxScale > 0 ? 63f / maxScale : 0f;
+        float invMin = maxMin > 0 ? 63f / maxMin : 0f;
+        Span<byte> ls = stackalloc byte[8];
+        Span<byte> lm = stackalloc byte[8];
+        for (int j = 0; j < 8; j++)
+        {
+            ls[j] = Math.Min((byte)63, (byte)KQuantMath.NearestInt(invScale * scales[j]));
+            lm[j] = Math.Min((byte)63, (byte)KQuantMath.NearestInt(invMin * mins[j]));
+        }
+        var table = new Span<byte>(y->Scales, 12);
+        KQuantMath.PackScaleMinK4(ls, lm, table);
+        y->D = KQuantMath.ToHalfBits(maxScale / 63f);
+        y->DMin = KQuantMath.ToHalfBits(maxMin / 63f);
+
+        // Requantize against the scales as stored (fp16 and 6-bit), which is what dequantization will use.
+        float dAll = KQuantMath.FromHalfBits(y->D), mAll = KQuantMath.FromHalfBits(y->DMin);
+        for (int j = 0; j < 8; j++)
+        {
+            KQuantMath.GetScaleMinK4(j, table, out byte sc, out byte m);
+            float d = dAll * sc;
+            if (d == 0) continue;
+            float dm = mAll * m;
+            for (int k = 0; k < 32; k++)
+            {
+                int l = KQuantMath.NearestInt((x[32 * j + k] + dm) / d);
+                levels[32 * j + k] = (byte)Math.Max(0, Math.Min(15, l));
+            }
+        }
+
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 32; l++)
+                y->Qs[32 * c + l] = (byte)(levels[64 * c + l] | (levels[64 * c + l + 32] << 4));
+    }
+
+    /// <summary>dequantize_row_q4_K, bit for bit.</summary>
+    public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        int blocks = KQuantRows.BlockCount(dst.Length, src.Length, BlockBytes);
+        fixed (byte* p = src)
+        fixed (float* yp = dst)
+        {
+            float* y = yp;
+            for (int i = 0; i < blocks; i++)
+            {
+                var x = (BlockQ4K*)(p + i * BlockBytes);
+                var table = new ReadOnlySpan<byte>(x->Scales, 12);
+                float d = KQuantMath.FromHalfBits(x->D), min = KQuantMath.FromHalfBits(x->DMin);
+                byte* q = x->Qs;
+                for (int j = 0; j < 8; j += 2)
+                {
+                    KQuantMath.GetScaleMinK4(j, table, out byte sc, out byte m);
+                    float d1 = d * sc, m1 = min * m;
+                    KQuantMath.GetScaleMinK4(j + 1, table, out sc, out m);
+                    float d2 = d * sc, m2 = min * m;
+                    for (int l = 0; l < 32; l++) *y++ = d1 * (q[l] & 0xF) - m1;
+                    for (int l = 0; l < 32; l++) *y++ = d2 * (q[l] >> 4) - m2;
+                    q += 32;
+                }
+            }
+        }
+    }
+
+    /// <summary>Dot product of a Q4_K row with a Q8_K-quantized activation row of as many blocks.</summary>
+    public static float Dot(ReadOnlySpan<byte> weights, ReadOnlySpan<byte> q8k)
+    {
+        int blocks = KQuantRows.DotBlockCount(weights.Length, BlockBytes, q8k.Length);
+        fixed (byte* w = weights)
+        fixed (byte* a = q8k)
+            return Dot(w, a, blocks);
+    }
+
+    internal static float Dot(byte* weights, byte* q8k, int blocks) => KQuantKernels.Current switch
+    {
+        KQuantKernel.Avx2 or KQuantKernel.Avx512 => DotAvx2(weights, q8k, blocks),
+        _ => DotScalar(weights, q8k, blocks),
+    };
+
+    /// <summary>
+    /// Reference: exact integer sums per block, then d·Σ scale·(q·q8) − dmin·Σ min·bsum in single precision.
+    /// </summary>
+    internal static float DotScalar(byte* weights, byte* q8k, int blocks)
+    {
+        float sum = 0;
+        uint* utmp = stackalloc uint[4];
+        for (int i = 0; i < blocks; i++)
+        {
+            var x = (BlockQ4K*)(weights + i * BlockBytes);
+            var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
+            KQuantMath.UnpackScaleMinK4(x->Scales, utmp);
+            byte* sc = (byte*)utmp;
+            byte* mn = sc + 8;
+            int sumMins = 0;
+            for (int j = 0; j < 16; j++) sumMins += y->BSums[j] * mn[j / 2];
+            int sumi = 0;
+            for (int c = 0; c < 4; c++)
+            {
+                int lo = 0, hi = 0;
+                for (int l = 0; l < 32; l++)
+                {
+                    int q = x->Qs[32 * c + l];
+                    lo += (q & 0xF) * y->Qs[64 * c + l];
+                    hi += (q >> 4) * y->Qs[64 * c + 32 + l];
+                }
+                sumi += sc[2 * c] * lo + sc[2 * c + 1] * hi;
+            }
+            float d = y->D * KQuantMath.FromHalfBits(x->D);
+            float dmin = y->D * KQuantMath.FromHalfBits(x->DMin);
+            sum += d * sumi - dmin * sumMins;
+        }
+        return sum;
+    }
+
+    internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
+    {
+        var m4 = Vector256.Create((byte)0x0F);
+        var acc = Vector256<float>.Zero;
+        var accMins = Vector128<float>.Zero;
+        uint* utmp = stackalloc uint[4];
+        Vector256<byte> s0 = SimdHelpers.WordBroadcastMask(0), s1 = SimdHelpers.WordBroadcastMask(1);
+        Vector256<byte> s2 = SimdHelpers.WordBroadcastMask(2), s3 = SimdHelpers.WordBroadcastMask(3);
+        Vector256<byte> s4 = SimdHelpers.WordBroadcastMask(4), s5 = SimdHelpers.WordBroadcastMask(5);
+        Vector256<byte> s6 = SimdHelpers.WordBroadcastMask(6), s7 = SimdHelpers.WordBroadcastMask(7);
+        for (int i = 0; i < blocks; i++)
+        {
+            var x = (BlockQ4K*)(weights + i * BlockBytes);
+            var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
+            float d = y->D * KQuantMath.FromHalfBits(x->D);
+            float dmin = -y->D * KQuantMath.FromHalfBits(x->DMin);
+            KQuantMath.UnpackScaleMinK4(x->Scales, utmp);
+            // 8 scales then 8 mins, widened to 16 bits.
+            Vector256<short> scalesAndMins = Avx2.ConvertToVector256Int16(Sse2.LoadVector128((byte*)utmp));
+
+            Vector256<short> bsums = Avx.LoadVector256(y->BSums);
+            Vector128<short> pairSums = Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper());
+            Vector128<int> minProducts = Sse2.MultiplyAddAdjacent(scalesAndMins.GetUpper(), pairSums);
+            accMins = Fma.MultiplyAdd(Vector128.Create(dmin), Sse2.ConvertToVector128Single(minProducts), accMins);
+
+            Vector128<short> sc128 = scalesAndMins.GetLower();
+            Vector256<byte> scales = Vector256.Create(sc128, sc128).AsByte();
+            byte* q4 = x->Qs;
+            sbyte* q8 = y->Qs;
+            Vector256<int> sumi = Chunk(q4, q8, scales, s0, s1, m4);
+            sumi = Avx2.Add(sumi, Chunk(q4 + 32, q8 + 64, scales, s2, s3, m4));
+            sumi = Avx2.Add(sumi, Chunk(q4 + 64, q8 + 128, scales, s4, s5, m4));
+            sumi = Avx2.Add(sumi, Chunk(q4 + 96, q8 + 192, scales, s6, s7, m4));
+            acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
+        }
+        return SimdHelpers.HorizontalSum(acc) + SimdHelpers.HorizontalSum(accMins);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static Vector256<int> Chunk(byte* q4, sbyte* q8, Vector256<byte> scales, Vector256<byte> maskLo,
+            Vector256<byte> maskHi, Vector256<byte> m4)
+        {
+            Vector256<byte> bits = Avx.LoadVector256(q4);
+            Vector256<byte> lo = Avx2.And(bits, m4);
+            Vector256<byte> hi = Avx2.And(Avx2.ShiftRightLogical(bits.AsUInt16(), 4).AsByte(), m4);
+            Vector256<short> pLo = Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256(q8));
+            Vector256<short> pHi = Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256(q8 + 32));
+            Vector256<int> sLo = Avx2.MultiplyAddAdjacent(Avx2.Shuffle(scales, maskLo).AsInt16(), pLo);
+            Vector256<int> sHi = Avx2.MultiplyAddAdjacent(Avx2.Shuffle(scales, maskHi).AsInt16(), pHi);
+            return Avx2.Add(sLo, sHi);
+        }
+    }
+}

@@ -1,0 +1,228 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace QuantLlama.Quants.KQuants;
+
+/// <summary>
+/// ggml's block_q5_K: as Q4_K, plus a fifth bit per value in Qh (bit 2c of byte l for value 64c + l, bit 2c+1 for
+/// value 64c + 32 + l).
+/// </summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public unsafe struct BlockQ5K
+{
+    public ushort D;
+    public ushort DMin;
+    public fixed byte Scales[12];
+    public fixed byte Qh[KQuantMath.QK_K / 8];
+    public fixed byte Qs[KQuantMath.QK_K / 2];
+}
+
+/// <summary>Q5_K: 5.5 bits per weight.</summary>
+public static unsafe class Q5_K
+{
+    public const int BlockSize = KQuantMath.QK_K;
+    public const int BlockBytes = 2 + 2 + 12 + BlockSize / 8 + BlockSize / 2;
+
+    /// <summary>quantize_row_q5_K_ref, bit for bit.</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        int blocks = KQuantRows.BlockCount(src.Length, dst.Length, BlockBytes);
+        fixed (byte* p = dst)
+        {
+            for (int i = 0; i < blocks; i++)
+                QuantizeBlock(src.Slice(i * BlockSize, BlockSize), (BlockQ5K*)(p + i * BlockBytes));
+        }
+    }
+
+    private static void QuantizeBlock(ReadOnlySpan<float> x, BlockQ5K* y)
+    {
+        Span<byte> levels = stackalloc byte[BlockSize];
+        Span<byte> scratch = stackalloc byte[32];
+        Span<float> weights = stackalloc float[32];
+        Span<float> mins = stackalloc float[8];
+        Span<float> scales = stackalloc float[8];
+        float maxScale = 0, maxMin = 0;
+        for (int j = 0; j < 8; j++)
+        {
+            var xs = x.Slice(32 * j, 32);
+            float sumX2 = 0;
+            for (int l = 0; l < 32; l++) sumX2 += xs[l] * xs[l];
+            float avX = MathF.Sqrt(sumX2 / 32);
+            for (int l = 0; l < 32; l++) weights[l] = avX + MathF.Abs(xs[l]);
+            scales[j] = KQuantMath.MakeQkx2Quants(32, 31, xs, weights, levels.Slice(32 * j, 32), out mins[j], scratch,
+                -0.5f, 0.1f, 15, false);
+            if (scales[j] > maxScale) maxScale = scales[j];
+            if (mins[j] > maxMin) maxMin = mins[j];
+        }
+
+        float invScale = maxScale > 0 ? 63f / maxScale : 0f;
+        float invMin = maxMin > 0 ? 63f / maxMin : 0f;
+        Span<byte> ls = stackalloc byte[8];
+        Span<byte> lm = stackalloc byte[8];
+        for (int j = 0; j < 8; j++)
+        {
+            ls[j] = Math.Min((byte)63, (byte)KQuantMath.NearestInt(invScale * scales[j]));
+            lm[j] = Math.Min((byte)63, (byte)KQuantMath.NearestInt(invMin * mins[j]));
+        }
+        var table = new Span<byte>(y->Scales, 12);
+        KQuantMath.PackScaleMinK4(ls, lm, table);
+        y->D = KQuantMath.ToHalfBits(maxScale / 63f);
+        y->DMin = KQuantMath.ToHalfBits(maxMin / 63f);
+
+        float dAll = KQuantMath.FromHalfBits(y->D), mAll = KQuantMath.FromHalfBits(y->DMin);
+        for (int j = 0; j < 8; j++)
+        {
+            KQuantMath.GetScaleMinK4(j, table, out byte sc, out byte m);
+            float d = dAll * sc;
+            if (d == 0) continue;
+            float dm = mAll * m;
+            for (int k = 0; k < 32; k++)
+            {
+                int l = KQuantMath.NearestInt((x[32 * j + k] + dm) / d);
+                levels[32 * j + k] = (byte)Math.Max(0, Math.Min(31, l));
+            }
+        }
+
+        new Span<byte>(y->Qh, 32).Clear();
+        byte m1 = 1, m2 = 2;
+        for (int c = 0; c < 4; c++)
+        {
+            for (int l = 0; l < 32; l++)
+            {
+                int l1 = levels[64 * c + l];
+                if (l1 > 15) { l1 -= 16; y->Qh[l] |= m1; }
+                int l2 = levels[64 * c + l + 32];
+                if (l2 > 15) { l2 -= 16; y->Qh[l] |= m2; }
+                y->Qs[32 * c + l] = (byte)(l1 | (l2 << 4));
+            }
+            m1 <<= 2;
+            m2 <<= 2;
+        }
+    }
+
+    /// <summary>dequantize_row_q5_K, bit for bit.</summary>
+    public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        int blocks = KQuantRows.BlockCount(dst.Length, src.Length, BlockBytes);
+        fixed (byte* p = src)
+        fixed (float* yp = dst)
+        {
+            float* y = yp;
+            for (int i = 0; i < blocks; i++)
+            {
+                var x = (BlockQ5K*)(p + i * BlockBytes);
+                var table = new ReadOnlySpan<byte>(x->Scales, 12);
+                float d = KQuantMath.FromHalfBits(x->D), min = KQuantMath.FromHalfBits(x->DMin);
+                byte* ql = x->Qs;
+                byte* qh = x->Qh;
+                int u1 = 1, u2 = 2;
+                for (int j = 0; j < 8; j += 2)
+                {
+                    KQuantMath.GetScaleMinK4(j, table, out byte sc, out byte m);
+                    float d1 = d * sc, m1 = min * m;
+                    KQuantMath.GetScaleMinK4(j + 1, table, out sc, out m);
+                    float d2 = d * sc, m2 = min * m;
+                    for (int l = 0; l < 32; l++) *y++ = d1 * ((ql[l] & 0xF) + ((qh[l] & u1) != 0 ? 16 : 0)) - m1;
+                    for (int l = 0; l < 32; l++) *y++ = d2 * ((ql[l] >> 4) + ((qh[l] & u2) != 0 ? 16 : 0)) - m2;
+                    ql += 32;
+                    u1 <<= 2;
+                    u2 <<= 2;
+                }
+            }
+        }
+    }
+
+    /// <summary>Dot product of a Q5_K row with a Q8_K-quantized activation row of as many blocks.</summary>
+    public static float Dot(ReadOnlySpan<byte> weights, ReadOnlySpan<byte> q8k)
+    {
+        int blocks = KQuantRows.DotBlockCount(weights.Length, BlockBytes, q8k.Length);
+        fixed (byte* w = weights)
+        fixed (byte* a = q8k)
+            return Dot(w, a, blocks);
+    }
+
+    internal static float Dot(byte* weights, byte* q8k, int blocks) => KQuantKernels.Current switch
+    {
+        KQuantKernel.Avx2 or KQuantKernel.Avx512 => DotAvx2(weights, q8k, blocks),
+        _ => DotScalar(weights, q8k, blocks),
+    };
+
+    internal static float DotScalar(byte* weights, byte* q8k, int blocks)
+    {
+        float sum = 0;
+        uint* utmp = stackalloc uint[4];
+        for (int i = 0; i < blocks; i++)
+        {
+            var x = (BlockQ5K*)(weights + i * BlockBytes);
+            var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
+            KQuantMath.UnpackScaleMinK4(x->Scales, utmp);
+            byte* sc = (byte*)utmp;
+            byte* mn = sc + 8;
+            int sumMins = 0;
+            for (int j = 0; j < 16; j++) sumMins += y->BSums[j] * mn[j / 2];
+            int sumi = 0;
+            for (int c = 0; c < 4; c++)
+            {
+                int lo = 0, hi = 0;
+                for (int l = 0; l < 32; l++)
+                {
+                    int q = x->Qs[32 * c + l], h = x->Qh[l];
+                    lo += ((q & 0xF) | (((h >> (2 * c)) & 1) << 4)) * y->Qs[64 * c + l];
+                    hi += ((q >> 4) | (((h >> (2 * c + 1)) & 1) << 4)) * y->Qs[64 * c + 32 + l];
+                }
+                sumi += sc[2 * c] * lo + sc[2 * c + 1] * hi;
+            }
+            float d = y->D * KQuantMath.FromHalfBits(x->D);
+            float dmin = y->D * KQuantMath.FromHalfBits(x->DMin);
+            sum += d * sumi - dmin * sumMins;
+        }
+        return sum;
+    }
+
+    internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
+    {
+        var m4 = Vector256.Create((byte)0x0F);
+        var one = Vector256.Create((byte)0x01);
+        var acc = Vector256<float>.Zero;
+        var accMins = Vector128<float>.Zero;
+        uint* utmp = stackalloc uint[4];
+        for (int i = 0; i < blocks; i++)
+        {
+            var x = (BlockQ5K*)(weights + i * BlockBytes);
+            var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
+            float d = y->D * KQuantMath.FromHalfBits(x->D);
+            float dmin = -y->D * KQuantMath.FromHalfBits(x->DMin);
+            KQuantMath.UnpackScaleMinK4(x->Scales, utmp);
+            Vector256<short> scalesAndMins = Avx2.ConvertToVector256Int16(Sse2.LoadVector128((byte*)utmp));
+
+            Vector256<short> bsums = Avx.LoadVector256(y->BSums);
+            Vector128<short> pairSums = Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper());
+            Vector128<int> minProducts = Sse2.MultiplyAddAdjacent(scalesAndMins.GetUpper(), pairSums);
+            accMins = Fma.MultiplyAdd(Vector128.Create(dmin), Sse2.ConvertToVector128Single(minProducts), accMins);
+
+            Vector128<short> sc128 = scalesAndMins.GetLower();
+            Vector256<byte> scales = Vector256.Create(sc128, sc128).AsByte();
+            Vector256<ushort> hbits = Avx.LoadVector256(x->Qh).AsUInt16();
+            byte* q5 = x->Qs;
+            sbyte* q8 = y->Qs;
+            var sumi = Vector256<int>.Zero;
+            for (int c = 0; c < 4; c++)
+            {
+                Vector256<byte> bits = Avx.LoadVector256(q5 + 32 * c);
+                Vector256<byte> hLo = Avx2.ShiftLeftLogical(Avx2.And(SimdHelpers.ShiftRight16(hbits, 2 * c).AsByte(), one).AsUInt16(), 4).AsByte();
+                Vector256<byte> hHi = Avx2.ShiftLeftLogical(Avx2.And(SimdHelpers.ShiftRight16(hbits, 2 * c + 1).AsByte(), one).AsUInt16(), 4).AsByte();
+                Vector256<byte> lo = Avx2.Or(Avx2.And(bits, m4), hLo);
+                Vector256<byte> hi = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits.AsUInt16(), 4).AsByte(), m4), hHi);
+                Vector256<short> pLo = Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256(q8 + 64 * c));
+                Vector256<short> pHi = Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256(q8 + 64 * c + 32));
+                Vector256<int> sLo = Avx2.MultiplyAddAdjacent(Avx2.Shuffle(scales, SimdHelpers.WordBroadcastMask(2 * c)).AsInt16(), pLo);
+                Vector256<int> sHi = Avx2.MultiplyAddAdjacent(Avx2.Shuffle(scales, SimdHelpers.WordBroadcastMask(2 * c + 1)).AsInt16(), pHi);
+                sumi = Avx2.Add(sumi, Avx2.Add(sLo, sHi));
+            }
+            acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
+        }
+        return SimdHelpers.HorizontalSum(acc) + SimdHelpers.HorizontalSum(accMins);
+    }
+}

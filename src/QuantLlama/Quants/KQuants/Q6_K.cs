@@ -1,0 +1,219 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace QuantLlama.Quants.KQuants;
+
+/// <summary>
+/// ggml's block_q6_K: 256 values in 16 groups of 16; value = D·scale_g·(q − 32) with 6-bit q split into low nibbles
+/// (Ql) and high pairs of bits (Qh), and signed 8-bit group scales.
+/// </summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public unsafe struct BlockQ6K
+{
+    /// <summary>Half 0/1 (values 128h…): byte 64h + l holds value 128h + l (low) and 128h + 64 + l (high);
+    /// byte 64h + 32 + l holds 128h + 32 + l and 128h + 96 + l.</summary>
+    public fixed byte Ql[KQuantMath.QK_K / 2];
+    /// <summary>Byte 32h + l: bits 0–1, 2–3, 4–5, 6–7 are the top bits of values 128h + l, +32, +64, +96.</summary>
+    public fixed byte Qh[KQuantMath.QK_K / 4];
+    public fixed sbyte Scales[KQuantMath.QK_K / 16];
+    public ushort D;
+}
+
+/// <summary>Q6_K: 6.5625 bits per weight (output heads and attention/feed-forward tensors of Q4_K_M).</summary>
+public static unsafe class Q6_K
+{
+    public const int BlockSize = KQuantMath.QK_K;
+    public const int BlockBytes = BlockSize / 2 + BlockSize / 4 + BlockSize / 16 + 2;
+
+    /// <summary>quantize_row_q6_K_ref, bit for bit.</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        int blocks = KQuantRows.BlockCount(src.Length, dst.Length, BlockBytes);
+        fixed (byte* p = dst)
+        {
+            for (int i = 0; i < blocks; i++)
+                QuantizeBlock(src.Slice(i * BlockSize, BlockSize), (BlockQ6K*)(p + i * BlockBytes));
+        }
+    }
+
+    private static void QuantizeBlock(ReadOnlySpan<float> x, BlockQ6K* y)
+    {
+        Span<sbyte> levels = stackalloc sbyte[BlockSize];
+        Span<float> scales = stackalloc float[16];
+        float maxScale = 0, maxAbsScale = 0;
+        for (int g = 0; g < 16; g++)
+        {
+            float scale = KQuantMath.MakeQxQuants(16, 32, x.Slice(16 * g, 16), levels.Slice(16 * g, 16));
+            scales[g] = scale;
+            float abs = MathF.Abs(scale);
+            if (abs > maxAbsScale) { maxAbsScale = abs; maxScale = scale; }
+        }
+        if (maxAbsScale < KQuantMath.GroupMaxEps)
+        {
+            *y = default;
+            return;
+        }
+
+        float iscale = -128f / maxScale;
+        y->D = KQuantMath.ToHalfBits(1 / iscale);
+        for (int g = 0; g < 16; g++)
+            y->Scales[g] = (sbyte)Math.Min(127, KQuantMath.NearestInt(iscale * scales[g]));
+
+        float dAll = KQuantMath.FromHalfBits(y->D);
+        for (int g = 0; g < 16; g++)
+        {
+            float d = dAll * y->Scales[g];
+            if (d == 0) continue;
+            for (int k = 0; k < 16; k++)
+            {
+                int l = KQuantMath.NearestInt(x[16 * g + k] / d);
+                levels[16 * g + k] = (sbyte)(Math.Max(-32, Math.Min(31, l)) + 32);
+            }
+        }
+
+        for (int h = 0; h < 2; h++)
+        {
+            byte* ql = y->Ql + 64 * h;
+            byte* qh = y->Qh + 32 * h;
+            int o = 128 * h;
+            for (int l = 0; l < 32; l++)
+            {
+                int q1 = levels[o + l], q2 = levels[o + l + 32], q3 = levels[o + l + 64], q4 = levels[o + l + 96];
+                ql[l] = (byte)((q1 & 0xF) | ((q3 & 0xF) << 4));
+                ql[l + 32] = (byte)((q2 & 0xF) | ((q4 & 0xF) << 4));
+                qh[l] = (byte)((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
+            }
+        }
+    }
+
+    /// <summary>dequantize_row_q6_K, bit for bit.</summary>
+    public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        int blocks = KQuantRows.BlockCount(dst.Length, src.Length, BlockBytes);
+        fixed (byte* p = src)
+        fixed (float* yp = dst)
+        {
+            for (int i = 0; i < blocks; i++)
+            {
+                var x = (BlockQ6K*)(p + i * BlockBytes);
+                float d = KQuantMath.FromHalfBits(x->D);
+                for (int h = 0; h < 2; h++)
+                {
+                    byte* ql = x->Ql + 64 * h;
+                    byte* qh = x->Qh + 32 * h;
+                    sbyte* sc = x->Scales + 8 * h;
+                    float* y = yp + i * BlockSize + 128 * h;
+                    for (int l = 0; l < 32; l++)
+                    {
+                        int g = l / 16;
+                        int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                        int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                        int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                        int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                        y[l] = d * sc[g] * q1;
+                        y[l + 32] = d * sc[g + 2] * q2;
+                        y[l + 64] = d * sc[g + 4] * q3;
+                        y[l + 96] = d * sc[g + 6] * q4;
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Dot product of a Q6_K row with a Q8_K-quantized activation row of as many blocks.</summary>
+    public static float Dot(ReadOnlySpan<byte> weights, ReadOnlySpan<byte> q8k)
+    {
+        int blocks = KQuantRows.DotBlockCount(weights.Length, BlockBytes, q8k.Length);
+        fixed (byte* w = weights)
+        fixed (byte* a = q8k)
+            return Dot(w, a, blocks);
+    }
+
+    internal static float Dot(byte* weights, byte* q8k, int blocks) => KQuantKernels.Current switch
+    {
+        KQuantKernel.Avx2 or KQuantKernel.Avx512 => DotAvx2(weights, q8k, blocks),
+        _ => DotScalar(weights, q8k, blocks),
+    };
+
+    internal static float DotScalar(byte* weights, byte* q8k, int blocks)
+    {
+        float sum = 0;
+        for (int i = 0; i < blocks; i++)
+        {
+            var x = (BlockQ6K*)(weights + i * BlockBytes);
+            var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
+            int sumi = 0;
+            for (int h = 0; h < 2; h++)
+            {
+                byte* ql = x->Ql + 64 * h;
+                byte* qh = x->Qh + 32 * h;
+                sbyte* q8 = y->Qs + 128 * h;
+                int s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+                for (int l = 0; l < 16; l++)
+                {
+                    s0 += (((ql[l] & 0xF) | ((qh[l] & 3) << 4)) - 32) * q8[l];
+                    s2 += (((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32) * q8[l + 32];
+                    s4 += (((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32) * q8[l + 64];
+                    s6 += (((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32) * q8[l + 96];
+                    int m = l + 16;
+                    s1 += (((ql[m] & 0xF) | ((qh[m] & 3) << 4)) - 32) * q8[m];
+                    s3 += (((ql[m + 32] & 0xF) | (((qh[m] >> 2) & 3) << 4)) - 32) * q8[m + 32];
+                    s5 += (((ql[m] >> 4) | (((qh[m] >> 4) & 3) << 4)) - 32) * q8[m + 64];
+                    s7 += (((ql[m + 32] >> 4) | (((qh[m] >> 6) & 3) << 4)) - 32) * q8[m + 96];
+                }
+                sbyte* sc = x->Scales + 8 * h;
+                sumi += sc[0] * s0 + sc[1] * s1 + sc[2] * s2 + sc[3] * s3 + sc[4] * s4 + sc[5] * s5 + sc[6] * s6 + sc[7] * s7;
+            }
+            sum += y->D * KQuantMath.FromHalfBits(x->D) * sumi;
+        }
+        return sum;
+    }
+
+    internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
+    {
+        var m4 = Vector256.Create((byte)0x0F);
+        var m2 = Vector256.Create((byte)0x03);
+        var m2x4 = Vector256.Create((byte)0x30);
+        var acc = Vector256<float>.Zero;
+        for (int i = 0; i < blocks; i++)
+        {
+            var x = (BlockQ6K*)(weights + i * BlockBytes);
+            var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
+            float d = y->D * KQuantMath.FromHalfBits(x->D);
+            Vector128<sbyte> scales = Sse2.LoadVector128(x->Scales);
+            // The −32 offset of every quant, applied once per block through the activation's group sums.
+            Vector256<int> offset = Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(scales), Avx.LoadVector256(y->BSums));
+            Vector256<int> sumi = Avx2.ShiftLeftLogical(offset, 5);
+            sumi = Avx2.Subtract(Vector256<int>.Zero, sumi);
+            for (int h = 0; h < 2; h++)
+            {
+                Vector256<byte> bits1 = Avx.LoadVector256(x->Ql + 64 * h);
+                Vector256<byte> bits2 = Avx.LoadVector256(x->Ql + 64 * h + 32);
+                Vector256<byte> high = Avx.LoadVector256(x->Qh + 32 * h);
+                Vector256<ushort> high16 = high.AsUInt16();
+                Vector256<byte> q0 = Avx2.Or(Avx2.And(bits1, m4), Avx2.ShiftLeftLogical(Avx2.And(high, m2).AsUInt16(), 4).AsByte());
+                Vector256<byte> q1 = Avx2.Or(Avx2.And(bits2, m4), Avx2.ShiftLeftLogical(Avx2.And(Avx2.ShiftRightLogical(high16, 2).AsByte(), m2).AsUInt16(), 4).AsByte());
+                Vector256<byte> q2 = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits1.AsUInt16(), 4).AsByte(), m4), Avx2.And(high, m2x4));
+                Vector256<byte> q3 = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits2.AsUInt16(), 4).AsByte(), m4), Avx2.And(Avx2.ShiftRightLogical(high16, 2).AsByte(), m2x4));
+                sbyte* q8 = y->Qs + 128 * h;
+                int k = 4 * h;
+                sumi = Avx2.Add(sumi, Group(q0, q8, scales, k));
+                sumi = Avx2.Add(sumi, Group(q1, q8 + 32, scales, k + 1));
+                sumi = Avx2.Add(sumi, Group(q2, q8 + 64, scales, k + 2));
+                sumi = Avx2.Add(sumi, Group(q3, q8 + 96, scales, k + 3));
+            }
+            acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
+        }
+        return SimdHelpers.HorizontalSum(acc);
+    }
+
+    /// <summary>32 unsigned quants times 32 activations, the low 16 scaled by scale 2k and the high 16 by 2k+1.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<int> Group(Vector256<byte> q, sbyte* q8, Vector128<sbyte> scales, int k)
+    {
+        Vector256<short> products = Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256(q8));
+        Vector256<short> scale = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k).AsSByte()));
+        return Avx2.MultiplyAddAdjacent(products, scale);
+    }
+}

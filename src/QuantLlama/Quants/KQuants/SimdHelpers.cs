@@ -1,0 +1,45 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace QuantLlama.Quants.KQuants;
+
+/// <summary>Small SIMD building blocks shared by the k-quant dot kernels.</summary>
+internal static class SimdHelpers
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float HorizontalSum(Vector256<float> v)
+    {
+        Vector128<float> s = Sse.Add(v.GetLower(), v.GetUpper());
+        s = Sse.Add(s, Sse.MoveHighToLow(s, s));
+        s = Sse.AddScalar(s, Sse.Shuffle(s, s, 0x55));
+        return s.ToScalar();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float HorizontalSum(Vector128<float> s)
+    {
+        s = Sse.Add(s, Sse.MoveHighToLow(s, s));
+        s = Sse.AddScalar(s, Sse.Shuffle(s, s, 0x55));
+        return s.ToScalar();
+    }
+
+    /// <summary>Shifts each 16-bit lane right by a count known only at run time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<ushort> ShiftRight16(Vector256<ushort> v, int count) =>
+        Avx2.ShiftRightLogical(v, Vector128.CreateScalar((ushort)count));
+
+    /// <summary>
+    /// pshufb mask that broadcasts 16-bit element <paramref name="k"/> of each 128-bit lane to the whole lane.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<byte> WordBroadcastMask(int k) => Vector256.Create((ushort)((2 * k) | ((2 * k + 1) << 8))).AsByte();
+
+    /// <summary>
+    /// pshufb mask over 16 signed scale bytes giving byte 2k eight times, then byte 2k+1 eight times: sign-extended
+    /// to 16 bits it puts scale 2k in the low 128-bit lane and scale 2k+1 in the high one.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<byte> ScalePairMask(int k) =>
+        Vector128.Create((ulong)(0x0101010101010101UL * (ulong)(2 * k)), 0x0101010101010101UL * (ulong)(2 * k + 1)).AsByte();
+}

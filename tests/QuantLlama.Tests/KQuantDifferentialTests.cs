@@ -1,0 +1,93 @@
+using QuantLlama.Quants.KQuants;
+using QuantLlama.Tensors;
+using QuantLlama.Tests.Oracle;
+
+namespace QuantLlama.Tests;
+
+/// <summary>
+/// The k-quants against llama.cpp's own ggml (LLamaSharp.Backend.Cpu 0.30.0): quantized bytes and dequantized
+/// floats must be identical; dot products agree within a stated float-rounding tolerance.
+/// </summary>
+public class KQuantDifferentialTests
+{
+    public static TheoryData<GgmlType> WeightTypes => new() { GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K };
+
+    public static TheoryData<GgmlType> AllTypes => new()
+        { GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.Q8_K };
+
+    [Theory]
+    [MemberData(nameof(AllTypes))]
+    public void QuantizedBytesAndDequantizedFloatsMatchLlamaCpp(GgmlType type)
+    {
+        Assert.True(GgmlNativeKQuants.IsAvailable, "llama.cpp's native ggml did not load");
+        int rowIndex = 0;
+        foreach (var (name, row) in KQuantTestRows.All())
+        {
+            byte[] expected = type == GgmlType.Q8_K ? GgmlNativeKQuants.QuantizeQ8K(row) : GgmlNativeKQuants.Quantize(type, row);
+            var actual = new byte[expected.Length];
+            KQuantFormats.Quantize(type, row, actual);
+            if (type == GgmlType.Q8_K) KQuantTestRows.ZeroUnwrittenQ8KSums(expected, actual);
+            AssertBytesEqual(expected, actual, $"{type} quantize of row '{name}' (#{rowIndex})");
+
+            float[] expectedValues = GgmlNativeKQuants.Dequantize(type, expected, row.Length);
+            var actualValues = new float[row.Length];
+            KQuantFormats.Dequantize(type, expected, actualValues);
+            for (int i = 0; i < row.Length; i++)
+            {
+                if (BitConverter.SingleToInt32Bits(expectedValues[i]) != BitConverter.SingleToInt32Bits(actualValues[i]))
+                    Assert.Fail($"{type} dequantize of row '{name}': value {i} is {actualValues[i]:R}, llama.cpp gives {expectedValues[i]:R}");
+            }
+            rowIndex++;
+        }
+    }
+
+    [Fact]
+    public void CpuBackendQ8KQuantizerIsTheReferenceOne()
+    {
+        foreach (var (name, row) in KQuantTestRows.All())
+        {
+            byte[] reference = GgmlNativeKQuants.QuantizeQ8K(row);
+            byte[] cpu = GgmlNativeKQuants.QuantizeQ8K(row, cpuVariant: true);
+            KQuantTestRows.ZeroUnwrittenQ8KSums(reference, cpu);
+            AssertBytesEqual(reference, cpu, $"Q8_K of row '{name}'");
+        }
+    }
+
+    /// <summary>
+    /// Dot products agree within 1e-5 of Σ|w_i·a_i| (the dequantized magnitudes). Every integer part of both
+    /// kernels is exact; they differ only in how the per-block float terms d·Σ(scale·q·q8) and dmin·Σ(min·bsum)
+    /// are rounded and summed (llama.cpp's AVX2 kernel accumulates eight FMA lanes and adds the min terms
+    /// separately), so the difference is a few float ulps of the magnitude sum per block.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(WeightTypes))]
+    public void DotProductsMatchLlamaCppVecDot(GgmlType type)
+    {
+        Assert.True(GgmlNativeKQuants.IsAvailable, "llama.cpp's native ggml did not load");
+        var rng = new Random(1234 + (int)type);
+        foreach (var (name, row) in KQuantTestRows.All())
+        {
+            byte[] weights = GgmlNativeKQuants.Quantize(type, row);
+            float[] activation = KQuantTestRows.Gaussian(rng, row.Length, 1f);
+            byte[] q8 = GgmlNativeKQuants.QuantizeQ8K(activation, cpuVariant: true);
+            float expected = GgmlNativeKQuants.VecDot(type, weights, q8, row.Length);
+            double magnitude = KQuantTestRows.MagnitudeSum(type, weights, q8, row.Length);
+            foreach (var kernel in new[] { KQuantKernel.Scalar, KQuantKernel.Auto })
+            {
+                float actual = KQuantTestRows.WithKernel(kernel, () => KQuantFormats.Dot(type, weights, q8));
+                Assert.True(Math.Abs(actual - expected) <= 1e-5 * magnitude + 1e-30,
+                    $"{type} dot ({kernel}) of row '{name}': {actual:R} vs llama.cpp {expected:R} (magnitude {magnitude:G4})");
+            }
+        }
+    }
+
+    internal static void AssertBytesEqual(byte[] expected, byte[] actual, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++)
+        {
+            if (expected[i] != actual[i])
+                Assert.Fail($"{what}: byte {i} is 0x{actual[i]:x2}, llama.cpp gives 0x{expected[i]:x2}");
+        }
+    }
+}
