@@ -305,7 +305,10 @@ public sealed class HubClient : IDisposable
             throw new HubException(HubErrorKind.Server, $"{what}: the server gave no commit hash (X-Repo-Commit); is HF_ENDPOINT a Hugging Face Hub?");
         if (etag == null || !IsValidEtag(etag))
             throw new HubException(HubErrorKind.Server, $"{what}: the server gave no usable ETag; is HF_ENDPOINT a Hugging Face Hub?");
-        long? size = long.TryParse(Header(response, "X-Linked-Size"), out long linked) ? linked : response.Content.Headers.ContentLength;
+        // A redirect's own Content-Length is that of its little body, not of the file.
+        bool redirected = (int)response.StatusCode is >= 300 and < 400;
+        long? size = long.TryParse(Header(response, "X-Linked-Size"), out long linked) ? linked
+            : redirected ? null : response.Content.Headers.ContentLength;
         return new HubFileMetadata(commit.ToLowerInvariant(), etag, size, downloadUrl);
     }
 
