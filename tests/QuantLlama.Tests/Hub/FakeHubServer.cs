@@ -68,6 +68,12 @@ public sealed class FakeHubServer : IDisposable
 
     private readonly TaskCompletionSource _headsArrived = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
+    /// <summary>Where LFS redirects send clients for the bytes (another server plays the CDN); this server by default.</summary>
+    public string? BlobEndpoint { get; set; }
+
+    /// <summary>Answer Range requests with the whole file (200), as some servers do.</summary>
+    public bool IgnoreRange { get; set; }
+
     /// <summary>Renamed repositories: old id → new id, answered with a relative 307 as the Hub does.</summary>
     public Dictionary<string, string> Renamed { get; } = [];
 
@@ -204,7 +210,7 @@ public sealed class FakeHubServer : IDisposable
         {
             await WriteHeadAsync(stream, 302, "Found",
             [
-                ("Location", $"{Endpoint}/blobs/{match.Sha256}"),
+                ("Location", $"{BlobEndpoint ?? Endpoint}/blobs/{match.Sha256}"),
                 ("X-Repo-Commit", match.Commit),
                 ("X-Linked-Etag", $"\"{match.Sha256}\""),
                 ("X-Linked-Size", (match.AnnouncedSize ?? match.Content.Length).ToString()),
@@ -225,6 +231,7 @@ public sealed class FakeHubServer : IDisposable
             content[content.Length / 3] ^= 0x5A;
         }
         long start = 0;
+        if (IgnoreRange) range = null;
         if (range != null && range.StartsWith("bytes=", StringComparison.Ordinal) && range.EndsWith('-'))
             start = long.Parse(range["bytes=".Length..^1]);
         if (start >= content.Length && range != null)
