@@ -71,6 +71,12 @@ public sealed class FakeHubServer : IDisposable
     /// <summary>Where LFS redirects send clients for the bytes (another server plays the CDN); this server by default.</summary>
     public string? BlobEndpoint { get; set; }
 
+    /// <summary>Answer the next this-many blob GETs with 503 Service Unavailable.</summary>
+    public int UnavailableLeft;
+
+    /// <summary>Serve blobs with this many extra bytes beyond the announced size.</summary>
+    public int ExtraBytes { get; set; }
+
     /// <summary>Answer Range requests with the whole file (200), as some servers do.</summary>
     public bool IgnoreRange { get; set; }
 
@@ -224,7 +230,13 @@ public sealed class FakeHubServer : IDisposable
 
     private async Task ServeBlobAsync(TcpClient client, NetworkStream stream, HubFile blob, string? range, bool isHead)
     {
+        if (!isHead && Interlocked.Decrement(ref UnavailableLeft) >= 0)
+        {
+            await WriteHeadAsync(stream, 503, "Service Unavailable", [], 0);
+            return;
+        }
         byte[] content = blob.Content;
+        if (ExtraBytes > 0) content = [.. content, .. new byte[ExtraBytes]];
         if (CorruptBlobs)
         {
             content = (byte[])content.Clone();

@@ -216,6 +216,30 @@ public sealed class HubClientTests : IDisposable
     }
 
     [Fact]
+    public void BusyServerIsRetried()
+    {
+        _server.Add(Repo, File, _content);
+        _server.UnavailableLeft = 2;
+
+        string path = Download();
+
+        Assert.Equal(_content, System.IO.File.ReadAllBytes(path));
+        Assert.Equal(3, _server.Count("GET", "/blobs/"));
+    }
+
+    [Fact]
+    public void BodyLongerThanAnnouncedIsCutOffAndNotCached()
+    {
+        _server.Add(Repo, File, _content);
+        _server.ExtraBytes = 5_000_000;
+
+        var e = Assert.Throws<HubException>(() => Download(Options(maxAttempts: 1)));
+
+        Assert.Equal(HubErrorKind.Corrupted, e.Kind);
+        Assert.Empty(Directory.GetFiles(Path.Combine(RepoFolder, "blobs")));
+    }
+
+    [Fact]
     public void StaleIncompleteFileLongerThanTheBlobIsDiscarded()
     {
         var hubFile = _server.Add(Repo, File, _content);
