@@ -16,6 +16,9 @@ public static class Program
         root.Subcommands.Add(ConvertGgmlCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(CachePutCommand.Create());
-        return CliErrors.Run(() => root.Parse(args).Invoke());
+        // The library's default handler would print "Unhandled exception" and a stack trace; user errors
+        // must reach CliErrors to become one line.
+        var invocation = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
+        return CliErrors.Run(() => root.Parse(args).Invoke(invocation));
     }
 }
