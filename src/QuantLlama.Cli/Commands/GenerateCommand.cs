@@ -226,8 +226,7 @@ public static class GenerateCommand
 
     private static void ApplyThreads(int? threads)
     {
-        // The quants helper's worker pool takes the thread count; until it lands the products run single-threaded.
-        _ = threads;
+        if (threads is int t) QuantLlama.Compute.WorkerPool.SetThreadCount(t);
     }
 
     private static bool HasF16c() => X86Base.IsSupported && (X86Base.CpuId(1, 0).Ecx & (1 << 29)) != 0;
