@@ -10,11 +10,11 @@ public class KQuantTests
 {
     public static TheoryData<GgmlType> WeightTypes => KQuantDifferentialTests.WeightTypes;
 
-    public static TheoryData<GgmlType, KQuantKernel> WeightTypesAndSimdKernels()
+    public static TheoryData<GgmlType, KernelPath> WeightTypesAndSimdKernels()
     {
-        var data = new TheoryData<GgmlType, KQuantKernel>();
+        var data = new TheoryData<GgmlType, KernelPath>();
         foreach (GgmlType type in new[] { GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K })
-            foreach (var kernel in new[] { KQuantKernel.Avx2, KQuantKernel.Avx512, KQuantKernel.AdvSimd })
+            foreach (var kernel in new[] { KernelPath.Avx2, KernelPath.Avx512, KernelPath.AdvSimd })
                 data.Add(type, kernel);
         return data;
     }
@@ -43,9 +43,9 @@ public class KQuantTests
     /// </summary>
     [Theory]
     [MemberData(nameof(WeightTypesAndSimdKernels))]
-    public void SimdDotMatchesScalar(GgmlType type, KQuantKernel kernel)
+    public void SimdDotMatchesScalar(GgmlType type, KernelPath kernel)
     {
-        if (!KQuantKernels.IsSupported(kernel)) return; // this CPU cannot run that path; another machine checks it
+        if (!Kernels.IsSupported(kernel)) return; // this CPU cannot run that path; another machine checks it
         var rng = new Random(7 * (int)type + (int)kernel);
         foreach (int blocks in new[] { 1, 2, 3, 7, 13, 33 })
         {
@@ -53,7 +53,7 @@ public class KQuantTests
             byte[] weights = RandomWeightBlocks(rng, type, blocks);
             var q8 = new byte[blocks * Q8_K.BlockBytes];
             Q8_K.Quantize(KQuantTestRows.Gaussian(rng, n, 2f), q8);
-            float scalar = KQuantTestRows.WithKernel(KQuantKernel.Scalar, () => KQuantFormats.Dot(type, weights, q8));
+            float scalar = KQuantTestRows.WithKernel(KernelPath.Scalar, () => KQuantFormats.Dot(type, weights, q8));
             float simd = KQuantTestRows.WithKernel(kernel, () => KQuantFormats.Dot(type, weights, q8));
             double magnitude = KQuantTestRows.MagnitudeSum(type, weights, q8, n);
             Assert.True(magnitude > 0);
@@ -78,7 +78,7 @@ public class KQuantTests
         Q8_K.Dequantize(q8, a);
         double expected = 0;
         for (int i = 0; i < n; i++) expected += (double)w[i] * a[i];
-        float actual = KQuantTestRows.WithKernel(KQuantKernel.Scalar, () => KQuantFormats.Dot(type, weights, q8));
+        float actual = KQuantTestRows.WithKernel(KernelPath.Scalar, () => KQuantFormats.Dot(type, weights, q8));
         double magnitude = KQuantTestRows.MagnitudeSum(type, weights, q8, n);
         Assert.True(Math.Abs(actual - expected) <= 1e-5 * magnitude, $"{type}: {actual} vs {expected}");
     }
