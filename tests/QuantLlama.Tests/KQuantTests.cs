@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using QuantLlama.Compute;
 using QuantLlama.Quants;
 using QuantLlama.Quants.KQuants;
 using QuantLlama.Tensors;
@@ -163,5 +164,51 @@ public class KQuantTests
             }
         }
         return bytes;
+    }
+}
+
+/// <summary>Matrix products over k-quant weights: the MatMul dispatch against the row dot and llama.cpp.</summary>
+[Collection("KernelSettings")]
+public class KQuantMatMulTests
+{
+    /// <summary>
+    /// MatVec and MatMat (single- and multi-threaded sizes) give, for every output, exactly the row dot with the
+    /// activation quantized to Q8_K, and agree with llama.cpp's vec_dot within the float-rounding tolerance.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KQuantDifferentialTests.WeightTypes), MemberType = typeof(KQuantDifferentialTests))]
+    public unsafe void MatVecAndMatMatAreRowDotsWithQ8KActivations(GgmlType type)
+    {
+        foreach (var (rows, cols, n) in new[] { (37, 512, 1), (29, 768, 3), (256, 512, 4) })
+        {
+            var rng = new Random(rows + cols + (int)type);
+            float[] wf = KQuantTestRows.Gaussian(rng, rows * cols, 0.05f);
+            long rowBytes = GgmlTypeInfo.RowBytes(type, cols);
+            var w = new byte[rowBytes * rows];
+            Quantizer.QuantizeRow(type, wf, w);
+            float[] x = KQuantTestRows.Gaussian(rng, n * cols, 1f);
+            var y = new float[n * rows];
+            var yv = new float[rows];
+            fixed (byte* wp = w) MatMul.MatMat(type, wp, rows, cols, x, n, y);
+            for (int i = 0; i < n; i++)
+            {
+                var q8 = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q8_K, cols)];
+                Q8_K.Quantize(x.AsSpan(i * cols, cols), q8);
+                fixed (byte* wp = w) MatMul.MatVec(type, wp, rows, cols, x.AsSpan(i * cols, cols), yv);
+                for (int r = 0; r < rows; r++)
+                {
+                    var wr = w.AsSpan((int)(r * rowBytes), (int)rowBytes);
+                    float dot = KQuantFormats.Dot(type, wr.ToArray(), q8);
+                    Assert.Equal(dot, y[i * rows + r]);
+                    Assert.Equal(dot, yv[r]);
+                    if (r % 50 == 0)
+                    {
+                        float expected = Oracle.GgmlNative.VecDot(type, cols, wr, q8);
+                        double magnitude = KQuantTestRows.MagnitudeSum(type, wr.ToArray(), q8, cols);
+                        Assert.True(Math.Abs(dot - expected) <= 1e-5 * magnitude + 1e-30, $"{type} row {r}: {dot:R} vs llama.cpp {expected:R}");
+                    }
+                }
+            }
+        }
     }
 }
