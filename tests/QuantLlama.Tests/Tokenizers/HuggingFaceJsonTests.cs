@@ -71,6 +71,26 @@ public class HuggingFaceJsonTests
         Assert.Equal([(byte)'\n'], tok.TokenToBytes(tok.TextToId("<0x0A>")));
     }
 
+    [Fact]
+    public void WithoutTokenizerConfigBosAndEosComeFromTheAddedTokens()
+    {
+        string dir = TestPaths.NewTempDirectory();
+        try
+        {
+            string path = Path.Combine(dir, "tokenizer.json");
+            File.Copy(VocabTestCases.TokenizerJsonPath("llama2"), path);
+            var metadata = HuggingFaceTokenizerJson.ToMetadata(path);
+            Assert.Equal(1, metadata.GetInteger("tokenizer.ggml.bos_token_id"));
+            Assert.Equal(2, metadata.GetInteger("tokenizer.ggml.eos_token_id"));
+            Assert.False(metadata.ContainsKey("tokenizer.ggml.add_eos_token"));
+            Assert.True(metadata.GetBool("tokenizer.ggml.add_bos_token")); // from the TemplateProcessing post-processor
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
     private static void AssertVectors(LlamaTokenizer tok, string vocab)
     {
         var failures = new List<string>();
