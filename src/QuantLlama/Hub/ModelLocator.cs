@@ -33,7 +33,15 @@ public static class ModelLocator
             if (TryParseHubReference(model, out string repo, out string file, out string revision))
             {
                 var known = ModelRegistry.FindByFile(repo, file);
-                return new ResolvedModel(Download(repo, file, revision, options), known, repo, file, revision);
+                try
+                {
+                    return new ResolvedModel(Download(repo, file, revision, options), known, repo, file, revision);
+                }
+                catch (HubException e) when (e.Kind is HubErrorKind.RepositoryNotFound or HubErrorKind.FileNotFound or HubErrorKind.NotInCache)
+                {
+                    // It may have been meant as a local path with a typo: say both readings failed.
+                    throw new HubException(e.Kind, $"--model {model}: no such local file, and as a Hub file: {e.Message}", e);
+                }
             }
             if (Directory.Exists(model)) throw new FileNotFoundException($"{model}: is a directory; --model takes a model file", model);
             throw new FileNotFoundException($"{model}: no such file (--model takes a local file or owner/repo/file.gguf on the Hub)", model);

@@ -162,6 +162,13 @@ public sealed class LlamaTokenizer : ITokenizer
                 _attrs[i] |= TokenAttributes.Control;
             }
         }
+        // llama.cpp's Gemma 4 fix: there </s> is ordinary text, not an end of generation
+        if (textToId.TryGetValue("<|tool_response>", out int toolResponse) && _endOfGeneration.Contains(toolResponse) &&
+            textToId.TryGetValue("</s>", out int endOfSentence) && endOfSentence != EosId)
+        {
+            _endOfGeneration.Remove(endOfSentence);
+            _attrs[endOfSentence] = TokenAttributes.Normal;
+        }
         EotId = eot;
         EomId = eom;
         foreach (int id in new[] { EosId, eot, eom })
@@ -194,8 +201,8 @@ public sealed class LlamaTokenizer : ITokenizer
 
     private static readonly HashSet<string> EogNames =
     [
-        "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
-        "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>", "<end_of_utterance>", "<｜end▁of▁sentence｜>",
+        "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<end_of_turn>", "<|tool_response>", "<|endoftext|>", "<|eom_id|>",
+        "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>", "<end_of_utterance>", "<｜end▁of▁sentence｜>", "</s>",
     ];
 
     private static readonly HashSet<string> FimPreNames = ["<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>", "<|code_prefix|>"];

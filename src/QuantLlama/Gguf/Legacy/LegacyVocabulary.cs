@@ -39,7 +39,6 @@ public static class LegacyVocabulary
     private const int FirstByteTokenId = 3;
 
     private const char SpaceMarker = '\u2581'; // ▁
-    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     /// <summary>Normalizes one token. <paramref name="score"/> is null when the file has no scores.</summary>
     public static (string Text, float Score, int Type) Normalize(int id, ReadOnlySpan<byte> piece, float? score)
@@ -91,17 +90,7 @@ public static class LegacyVocabulary
         _ => -1,
     };
 
-    private static string Decode(ReadOnlySpan<byte> piece)
-    {
-        try
-        {
-            return StrictUtf8.GetString(piece);
-        }
-        catch (DecoderFallbackException)
-        {
-            // A lone byte outside the byte-token range can only be spelled as a byte token; longer invalid
-            // sequences keep what decodes (a damaged piece must not stop the model from loading).
-            return piece.Length == 1 ? ByteTokenText(piece[0]) : Encoding.UTF8.GetString(piece);
-        }
-    }
+    // Invalid UTF-8 longer than one byte keeps what decodes (U+FFFD for the rest): a damaged piece must not stop
+    // the model from loading. A lone invalid byte was already made a byte token.
+    private static string Decode(ReadOnlySpan<byte> piece) => Encoding.UTF8.GetString(piece);
 }

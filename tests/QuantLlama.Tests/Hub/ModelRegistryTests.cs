@@ -1,0 +1,177 @@
+using QuantLlama.Hub;
+
+namespace QuantLlama.Tests.Hub;
+
+public class ModelRegistryTests
+{
+    [Theory]
+    [InlineData("7b", "TheBloke/Llama-2-7B-GGML", "llama-2-7b.ggmlv3.q4_0.bin", 1)]
+    [InlineData("13b", "TheBloke/Llama-2-13B-GGML", "llama-2-13b.ggmlv3.q4_0.bin", 1)]
+    [InlineData("70b", "TheBloke/Llama-2-70B-GGML", "llama-2-70b.ggmlv3.q4_0.bin", 8)]
+    [InlineData("7b-chat", "TheBloke/Llama-2-7B-Chat-GGML", "llama-2-7b-chat.ggmlv3.q4_0.bin", 1)]
+    [InlineData("13b-chat", "TheBloke/Llama-2-13B-Chat-GGML", "llama-2-13b-chat.ggmlv3.q4_0.bin", 1)]
+    [InlineData("70b-chat", "TheBloke/Llama-2-70B-Chat-GGML", "llama-2-70b-chat.ggmlv3.q4_0.bin", 8)]
+    [InlineData("7b-code", "TheBloke/CodeLlama-7B-GGUF", "codellama-7b.Q8_0.gguf", null)]
+    [InlineData("13b-code", "TheBloke/CodeLlama-13B-GGUF", "codellama-13b.Q8_0.gguf", null)]
+    [InlineData("32b-code", "TheBloke/CodeLlama-34B-GGUF", "codellama-34b.Q8_0.gguf", null)]
+    [InlineData("7b-leo", "TheBloke/leo-hessianai-7B-GGUF", "leo-hessianai-7b.Q4_K_M.gguf", null)]
+    [InlineData("13b-leo", "TheBloke/leo-hessianai-13B-GGUF", "leo-hessianai-13b.Q4_K_M.gguf", null)]
+    [InlineData("7b-mistral", "TheBloke/Mistral-7B-v0.1-GGUF", "mistral-7b-v0.1.Q4_K_S.gguf", null)]
+    [InlineData("7b-mistral-instruct", "TheBloke/Mistral-7B-Instruct-v0.1-GGUF", "mistral-7b-instruct-v0.1.Q4_K_S.gguf", null)]
+    [InlineData("7b-mistral-instruct-v0.2", "TheBloke/Mistral-7B-Instruct-v0.2-GGUF", "mistral-7b-instruct-v0.2.Q4_K_S.gguf", null)]
+    [InlineData("7b-zephyr-a", "TheBloke/zephyr-7B-alpha-GGUF", "zephyr-7b-alpha.Q4_K_M.gguf", null)]
+    [InlineData("7b-zephyr-b", "TheBloke/zephyr-7B-beta-GGUF", "zephyr-7b-beta.Q4_K_M.gguf", null)]
+    [InlineData("7b-open-chat-3.5", "TheBloke/openchat_3.5-GGUF", "openchat_3.5.Q4_K_M.gguf", null)]
+    [InlineData("7b-starling-a", "TheBloke/Starling-LM-7B-alpha-GGUF", "starling-lm-7b-alpha.Q4_K_M.gguf", null)]
+    [InlineData("mixtral", "TheBloke/Mixtral-8x7B-v0.1-GGUF", "mixtral-8x7b-v0.1.Q4_K_M.gguf", null)]
+    [InlineData("mixtral-instruct", "TheBloke/Mixtral-8x7B-Instruct-v0.1-GGUF", "mixtral-8x7b-instruct-v0.1.Q4_K_M.gguf", null)]
+    [InlineData("llama3-8b", "QuantFactory/Meta-Llama-3-8B-GGUF", "Meta-Llama-3-8B.Q4_K_S.gguf", null)]
+    [InlineData("smollm2-360m-instruct", "HuggingFaceTB/SmolLM2-360M-Instruct-GGUF", "smollm2-360m-instruct-q8_0.gguf", null)]
+    [InlineData("smollm2-1.7b-instruct", "HuggingFaceTB/SmolLM2-1.7B-Instruct-GGUF", "smollm2-1.7b-instruct-q4_k_m.gguf", null)]
+    [InlineData("deepseekr1-llama8b", "unsloth/DeepSeek-R1-Distill-Llama-8B-GGUF", "DeepSeek-R1-Distill-Llama-8B-Q4_K_M.gguf", null)]
+    [InlineData("stories260k", "ggml-org/models", "tinyllamas/stories260K.gguf", null)]
+    public void CandleNamesMapToTheirRepositoryAndFile(string name, string repo, string file, int? gqa)
+    {
+        var e = ModelRegistry.Get(name);
+        Assert.Equal(name, e.Name);
+        Assert.Equal(repo, e.Repo);
+        Assert.Equal(file, e.File);
+        Assert.Equal("main", e.Revision);
+        Assert.Equal(gqa, e.Gqa);
+        Assert.Equal(file.EndsWith(".bin"), e.IsLegacyGgml);
+    }
+
+    [Fact]
+    public void Phi3IsPinnedToCandlesCommit()
+    {
+        var e = ModelRegistry.Get("phi3");
+        Assert.Equal("microsoft/Phi-3-mini-4k-instruct-gguf", e.Repo);
+        Assert.Equal("Phi-3-mini-4k-instruct-q4.gguf", e.File);
+        Assert.Equal("5eef2ce24766d31909c0b269fe90c817a8f263fb", e.Revision);
+    }
+
+    [Theory]
+    [InlineData("7b", "none")]
+    [InlineData("7b-chat", "llama2-chat")]
+    [InlineData("7b-mistral-instruct", "mistral")]
+    [InlineData("mixtral-instruct", "mistral")]
+    [InlineData("7b-zephyr-b", "zephyr")]
+    [InlineData("7b-open-chat-3.5", "openchat")]
+    [InlineData("7b-starling-a", "openchat")]
+    [InlineData("deepseekr1-llama8b", "deepseek")]
+    [InlineData("smollm2-360m-instruct", "chatml")]
+    [InlineData("stories260k", "none")]
+    public void EachNameCarriesItsChatTemplateFamily(string name, string family)
+    {
+        var e = ModelRegistry.Get(name);
+        Assert.Equal(family, e.TemplateName);
+        Assert.True(ChatTemplateFamilyNames.TryParse(family, out var parsed));
+        Assert.Equal(e.Template, parsed);
+    }
+
+    [Fact]
+    public void NamesAreUniqueAndEveryEntryIsAValidHubPath()
+    {
+        Assert.Equal(ModelRegistry.All.Count, ModelRegistry.Names.Distinct(StringComparer.OrdinalIgnoreCase).Count());
+        Assert.Equal("7b", ModelRegistry.DefaultName);
+        foreach (var e in ModelRegistry.All)
+        {
+            HubCache.ValidateRepo(e.Repo);
+            HubCache.ValidateFile(e.File);
+            Assert.True(ModelLocator.TryParseHubReference(e.HubReference, out var repo, out var file, out _));
+            Assert.Equal((e.Repo, e.File), (repo, file));
+        }
+    }
+
+    [Fact]
+    public void CandleSpellingsAndCaseAreAccepted()
+    {
+        Assert.Equal("smollm2-360m-instruct", ModelRegistry.Get("SmoLM2-360M-Instruct").Name);
+        Assert.Equal("7b-chat", ModelRegistry.Get("7B-Chat").Name);
+    }
+
+    [Fact]
+    public void UnknownNameListsTheKnownOnes()
+    {
+        var e = Assert.Throws<ArgumentException>(() => ModelRegistry.Get("8b-nonsense"));
+        Assert.Contains("8b-nonsense", e.Message);
+        Assert.Contains("stories260k", e.Message);
+    }
+
+    [Theory]
+    [InlineData("ggml-org/models/tinyllamas/stories260K.gguf", "ggml-org/models", "tinyllamas/stories260K.gguf", "main")]
+    [InlineData("TheBloke/Llama-2-7B-GGML/llama-2-7b.ggmlv3.q4_0.bin", "TheBloke/Llama-2-7B-GGML", "llama-2-7b.ggmlv3.q4_0.bin", "main")]
+    [InlineData("owner/name@v1.0/model.gguf", "owner/name", "model.gguf", "v1.0")]
+    public void HubReferencesParse(string reference, string repo, string file, string revision)
+    {
+        Assert.True(ModelLocator.TryParseHubReference(reference, out var r, out var f, out var v));
+        Assert.Equal((repo, file, revision), (r, f, v));
+    }
+
+    [Theory]
+    [InlineData("model.gguf")]
+    [InlineData("models/model.gguf")]
+    [InlineData("/abs/path/to/model.gguf")]
+    [InlineData("./owner/name/model.gguf")]
+    [InlineData("owner/../name/model.gguf")]
+    [InlineData("owner//model.gguf")]
+    [InlineData("https://huggingface.co/owner/name/model.gguf")]
+    [InlineData("~/owner/name/model.gguf")]
+    public void LocalLookingPathsAreNotHubReferences(string reference)
+    {
+        Assert.False(ModelLocator.TryParseHubReference(reference, out _, out _, out _));
+    }
+
+    [Fact]
+    public void ExistingLocalFileIsReturnedAsIsWithoutAnEntry()
+    {
+        string path = TestPaths.SharedFile("llamacpp", "stories260K.gguf");
+        Assert.Equal(path, ModelLocator.Resolve(path, "7b"));
+        var resolved = ModelLocator.Locate(path, "7b");
+        Assert.Null(resolved.Entry);
+        Assert.Equal(1, resolved.Gqa);
+    }
+
+    [Fact]
+    public void MissingLocalFileIsAFileNotFoundError()
+    {
+        var e = Assert.Throws<FileNotFoundException>(() => ModelLocator.Resolve("no-such-model.gguf", "7b"));
+        Assert.Contains("no-such-model.gguf", e.Message);
+    }
+}
+
+public class ModelLocatorOfflineTests
+{
+    [Fact]
+    public void MissingRelativePathThatLooksLikeAHubFileSaysBothReadingsFailed()
+    {
+        string cache = TestPaths.NewTempDirectory();
+        try
+        {
+            var options = new HubOptions { CacheDirectory = cache, Offline = true, Endpoint = "http://127.0.0.1:9" };
+            var e = Assert.Throws<HubException>(() => ModelLocator.Locate("models/llama/model.gguf", "7b", options));
+            Assert.Equal(HubErrorKind.NotInCache, e.Kind);
+            Assert.StartsWith("--model models/llama/model.gguf: no such local file, and as a Hub file: ", e.Message);
+        }
+        finally
+        {
+            Directory.Delete(cache, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void WhichOfflineWithAnEmptyCacheNamesTheRepositoryAndFile()
+    {
+        string cache = TestPaths.NewTempDirectory();
+        try
+        {
+            var options = new HubOptions { CacheDirectory = cache, Offline = true, Endpoint = "http://127.0.0.1:9" };
+            var e = Assert.Throws<HubException>(() => ModelLocator.Locate(null, "70b", options));
+            Assert.Contains("TheBloke/Llama-2-70B-GGML/llama-2-70b.ggmlv3.q4_0.bin", e.Message);
+        }
+        finally
+        {
+            Directory.Delete(cache, recursive: true);
+        }
+    }
+}
