@@ -1,4 +1,6 @@
 using QuantLlama.Gguf;
+using QuantLlama.Gguf.Legacy;
+using QuantLlama.Tests.Legacy;
 using QuantLlama.Models;
 using QuantLlama.Sampling;
 using QuantLlama.Tensors;
@@ -38,6 +40,27 @@ public class LlamaModelTests(ITestOutputHelper output)
         string text = "Once upon a time" + string.Concat(actual.Select(decoder.Push)) + decoder.Flush();
         output.WriteLine(text);
         Assert.StartsWith("Once upon a time, there was a little girl named Lily. She loved to play outside in the park.", text);
+    }
+
+    [Fact]
+    public void LegacyGgjtFileGivesTheSameContinuationAsItsGguf()
+    {
+        string dir = TestPaths.NewTempDirectory();
+        try
+        {
+            string gguf = TestPaths.SharedFile("llamacpp", "stories260K.gguf");
+            string ggjt = Path.Combine(dir, "stories260K.ggjt.bin");
+            using (var source = GgufFile.Open(gguf))
+                LegacyGgmlWriter.FromGguf(source, GgmlLegacyFormat.Ggjt, 3, VocabSpelling.SentencePiece).Write(ggjt);
+            using var a = LlamaModel.Load(gguf);
+            using var b = LlamaModel.Load(ggjt);
+            Assert.Equal(a.Config with { ContextLength = 0 }, b.Config with { ContextLength = 0 });
+            Assert.Equal(Greedy(a, OnceUponATime, 24), Greedy(b, OnceUponATime, 24));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
