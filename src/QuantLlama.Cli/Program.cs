@@ -15,6 +15,7 @@ public static class Program
         root.Subcommands.Add(ModelsCommand.Create());
         root.Subcommands.Add(ConvertGgmlCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(DownloadCommand.Create());
         root.Subcommands.Add(CachePutCommand.Create());
         // The library's default handler would print "Unhandled exception" and a stack trace; user errors
         // must reach CliErrors to become one line.
