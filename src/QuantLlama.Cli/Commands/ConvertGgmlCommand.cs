@@ -35,7 +35,8 @@ public static class ConvertGgmlCommand
         command.Options.Add(contextLength);
         command.Options.Add(eps);
         command.Options.Add(name);
-        command.SetAction(parseResult =>
+        // CliErrors.Run here too: System.CommandLine's own handler would print a stack trace for errors thrown in actions.
+        command.SetAction(parseResult => CliErrors.Run(() =>
         {
             string inputPath = parseResult.GetValue(input)!;
             string outputPath = parseResult.GetValue(output)!;
@@ -57,7 +58,7 @@ public static class ConvertGgmlCommand
             int written = GgmlLegacyConverter.ToGguf(source, outputPath, parseResult.GetValue(name));
             Console.Error.WriteLine($"wrote {outputPath} ({written} tensors)");
             return 0;
-        });
+        }));
         return command;
     }
 }

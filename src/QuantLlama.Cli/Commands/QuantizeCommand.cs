@@ -1,17 +1,29 @@
 using System.CommandLine;
+using QuantLlama.Quants;
 
 namespace QuantLlama.Cli.Commands;
 
+/// <summary><c>quantllama quantize INPUT.gguf OUTPUT.gguf TYPE</c>: llama-quantize's type choices and bytes, in C#.</summary>
 public static class QuantizeCommand
 {
     public static Command Create()
     {
-        var command = new Command("quantize", "(not implemented yet)");
-        command.SetAction(_ =>
+        var input = new Argument<string>("input") { Description = "GGUF model to quantize (F32, F16, BF16, or already quantized)" };
+        var output = new Argument<string>("output") { Description = "GGUF file to write (written to OUTPUT.tmp, then renamed)" };
+        var type = new Argument<string>("type") { Description = "a llama.cpp mix or a type: " + ModelQuantizer.TargetNames };
+        var command = new Command("quantize", "Quantize a GGUF model the way llama-quantize does");
+        command.Arguments.Add(input);
+        command.Arguments.Add(output);
+        command.Arguments.Add(type);
+        // System.CommandLine reports exceptions from actions itself, so user errors are turned into one line here.
+        command.SetAction(parseResult => CliErrors.Run(() =>
         {
-            Console.Error.WriteLine("error: quantize is not implemented yet");
-            return 1;
-        });
+            string typeName = parseResult.GetValue(type)!;
+            if (!ModelQuantizer.TryParseTarget(typeName, out _))
+                throw new CliUsageException($"unknown quantization type '{typeName}'; expected one of {ModelQuantizer.TargetNames}");
+            ModelQuantizer.Quantize(parseResult.GetValue(input)!, parseResult.GetValue(output)!, typeName, Console.Error.WriteLine);
+            return 0;
+        }));
         return command;
     }
 }

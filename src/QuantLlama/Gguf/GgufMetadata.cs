@@ -72,18 +72,32 @@ public sealed class GgufMetadata : IReadOnlyDictionary<string, GgufValue>
     public int[] GetIntArray(string key)
     {
         var a = GetArray(key);
-        return a.Items switch
+        // Switch on the declared type, not the CLR array: the runtime lets a uint[] pass as an int[] (and ulong[] as long[]).
+        return a.ElementType switch
         {
-            int[] i => i,
-            uint[] u => Array.ConvertAll(u, x => checked((int)x)),
-            byte[] b => Array.ConvertAll(b, x => (int)x),
-            sbyte[] sb => Array.ConvertAll(sb, x => (int)x),
-            short[] s => Array.ConvertAll(s, x => (int)x),
-            ushort[] us => Array.ConvertAll(us, x => (int)x),
-            long[] l => Array.ConvertAll(l, x => checked((int)x)),
-            ulong[] ul => Array.ConvertAll(ul, x => checked((int)x)),
+            GgufValueType.Int32 => (int[])a.Items,
+            GgufValueType.UInt32 => ToInts(key, (uint[])a.Items, x => x),
+            GgufValueType.UInt8 => Array.ConvertAll((byte[])a.Items, x => (int)x),
+            GgufValueType.Int8 => Array.ConvertAll((sbyte[])a.Items, x => (int)x),
+            GgufValueType.Int16 => Array.ConvertAll((short[])a.Items, x => (int)x),
+            GgufValueType.UInt16 => Array.ConvertAll((ushort[])a.Items, x => (int)x),
+            GgufValueType.Int64 => ToInts(key, (long[])a.Items, x => x),
+            GgufValueType.UInt64 => ToInts(key, (ulong[])a.Items, x => x > long.MaxValue ? long.MaxValue : (long)x),
             _ => throw new FormatException($"{FileName}: metadata '{key}' is an array of {a.ElementType}, expected integers"),
         };
+    }
+
+    private int[] ToInts<T>(string key, T[] items, Func<T, long> widen)
+    {
+        var result = new int[items.Length];
+        for (int i = 0; i < items.Length; i++)
+        {
+            long v = widen(items[i]);
+            if (v is < int.MinValue or > int.MaxValue)
+                throw new FormatException($"{FileName}: metadata '{key}' element {i} = {items[i]} does not fit a 32-bit integer");
+            result[i] = (int)v;
+        }
+        return result;
     }
 
     private T[] TypedArray<T>(string key, GgufValueType elementType)

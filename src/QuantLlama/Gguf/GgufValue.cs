@@ -38,8 +38,10 @@ public sealed class GgufArray
         Items = items;
     }
 
-    public T[] As<T>() => Items as T[]
-        ?? throw new InvalidCastException($"array of {ElementType} is not an array of {typeof(T).Name}");
+    /// <summary>The items as T[]; T must be exactly the element type's CLR type (a uint array is not an int array).</summary>
+    public T[] As<T>() => Items.GetType().GetElementType() == typeof(T)
+        ? (T[])Items
+        : throw new InvalidCastException($"array of {ElementType} is not an array of {typeof(T).Name}");
 }
 
 /// <summary>One metadata value: its GGUF type and the CLR value (arrays as <see cref="GgufArray"/>).</summary>

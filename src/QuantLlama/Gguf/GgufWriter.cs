@@ -16,6 +16,7 @@ public sealed class GgufWriter
 
     public uint Version { get; }
     public int Alignment { get; private set; } = GgufFile.DefaultAlignment;
+    public int TensorCount => _tensors.Count;
 
     private sealed record PendingTensor(string Name, long[] Dimensions, GgmlType Type, long ByteSize, Action<Stream> WriteData);
 
@@ -28,15 +29,18 @@ public sealed class GgufWriter
     /// <summary>Adds or replaces a metadata entry (replacing keeps its original position).</summary>
     public GgufWriter Set(string key, GgufValue value)
     {
+        if (key == "general.alignment")
+        {
+            if (!value.IsInteger) throw new ArgumentException("general.alignment must be an integer");
+            long a = value.Value is ulong u ? (long)Math.Min(u, 1UL << 32) : Convert.ToInt64(value.Value);
+            if (a <= 0 || a > 1 << 20 || (a & (a - 1)) != 0) throw new ArgumentException("general.alignment must be a power of two up to 2^20");
+            Alignment = (int)a;
+            // llama.cpp reads this key only as a uint32 (and aborts on any other type).
+            value = GgufValue.From((uint)a);
+        }
         int i = _metadata.FindIndex(kv => kv.Key == key);
         if (i >= 0) _metadata[i] = new(key, value);
         else _metadata.Add(new(key, value));
-        if (key == "general.alignment")
-        {
-            long a = Convert.ToInt64(value.Value);
-            if (a <= 0 || (a & (a - 1)) != 0) throw new ArgumentException("general.alignment must be a power of two");
-            Alignment = (int)a;
-        }
         return this;
     }
 

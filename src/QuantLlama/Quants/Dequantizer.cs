@@ -6,6 +6,11 @@ namespace QuantLlama.Quants;
 /// <summary>Blocks of any supported type to f32 values.</summary>
 public static class Dequantizer
 {
+    /// <summary>True when <see cref="DequantizeRow"/> handles the type.</summary>
+    public static bool IsSupported(GgmlType type) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16
+        or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q8_0 or GgmlType.Q8_1
+        or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.Q8_K;
+
     /// <summary>Dequantizes src (a whole number of blocks of <paramref name="type"/>) into dst.</summary>
     public static void DequantizeRow(GgmlType type, ReadOnlySpan<byte> src, Span<float> dst)
     {
@@ -14,10 +19,20 @@ public static class Dequantizer
             case GgmlType.F32:
                 MemoryMarshal.Cast<byte, float>(src)[..dst.Length].CopyTo(dst);
                 return;
-            case GgmlType.F16:
-                var h = MemoryMarshal.Cast<byte, Half>(src);
-                for (int i = 0; i < dst.Length; i++) dst[i] = (float)h[i];
-                return;
+            case GgmlType.F16: F16.Dequantize(src, dst); return;
+            case GgmlType.BF16: BF16.Dequantize(src, dst); return;
+            case GgmlType.Q4_0: Q4_0.Dequantize(src, dst); return;
+            case GgmlType.Q4_1: Q4_1.Dequantize(src, dst); return;
+            case GgmlType.Q5_0: Q5_0.Dequantize(src, dst); return;
+            case GgmlType.Q5_1: Q5_1.Dequantize(src, dst); return;
+            case GgmlType.Q8_0: Q8_0.Dequantize(src, dst); return;
+            case GgmlType.Q8_1: Q8_1.Dequantize(src, dst); return;
+            case GgmlType.Q2_K: KQuants.Q2_K.Dequantize(src, dst); return;
+            case GgmlType.Q3_K: KQuants.Q3_K.Dequantize(src, dst); return;
+            case GgmlType.Q4_K: KQuants.Q4_K.Dequantize(src, dst); return;
+            case GgmlType.Q5_K: KQuants.Q5_K.Dequantize(src, dst); return;
+            case GgmlType.Q6_K: KQuants.Q6_K.Dequantize(src, dst); return;
+            case GgmlType.Q8_K: KQuants.Q8_K.Dequantize(src, dst); return;
             default:
                 throw new NotSupportedException($"dequantizing {type} is not implemented");
         }

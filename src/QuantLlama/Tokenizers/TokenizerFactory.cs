@@ -9,6 +9,5 @@ public static class TokenizerFactory
     public static ITokenizer FromMetadata(GgufMetadata metadata) => new LlamaTokenizer(metadata);
 
     /// <summary>From a Hugging Face tokenizer.json (BPE: SentencePiece-style with byte fallback, or byte-level).</summary>
-    public static ITokenizer FromHuggingFaceJson(string path)
-        => throw new NotSupportedException("tokenizer.json is not supported yet");
+    public static ITokenizer FromHuggingFaceJson(string path) => new LlamaTokenizer(HuggingFaceTokenizerJson.ToMetadata(path));
 }

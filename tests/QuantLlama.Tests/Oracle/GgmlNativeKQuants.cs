@@ -29,7 +29,7 @@ internal static unsafe class GgmlNativeKQuants
 
     private static Library? Load()
     {
-        string variant = Avx2.IsSupported ? "avx2" : Avx.IsSupported ? "avx" : "noavx";
+        string variant = Avx512F.IsSupported ? "avx512" : Avx2.IsSupported ? "avx2" : Avx.IsSupported ? "avx" : "noavx";
         string dir = Path.Combine(AppContext.BaseDirectory, "runtimes", "linux-x64", "native", variant);
         string basePath = Path.Combine(dir, "libggml-base.so"), cpuPath = Path.Combine(dir, "libggml-cpu.so");
         if (!OperatingSystem.IsLinux() || !File.Exists(basePath) || !File.Exists(cpuPath)) return null;

@@ -36,7 +36,9 @@ public sealed class LlamaCppModel : IDisposable
 
     /// <summary>Loads a GGUF file with llama.cpp (CPU only). Throws if llama.cpp refuses the file.</summary>
     /// <param name="contextSize">Context length for evaluations; 0 takes the model's own.</param>
-    public static LlamaCppModel Load(string ggufPath, int contextSize = 256)
+    /// <param name="f32KvCache">Keep keys and values in f32 (llama.cpp's default is f16), so that a comparison of
+    /// logits measures the weights' arithmetic rather than the attention's rounding (flash attention off too).</param>
+    public static LlamaCppModel Load(string ggufPath, int contextSize = 256, bool f32KvCache = false)
     {
         EnsureNativeLibrary();
         var parameters = new ModelParams(ggufPath)
@@ -47,6 +49,12 @@ public sealed class LlamaCppModel : IDisposable
             BatchThreads = 2,
             BatchSize = 512,
         };
+        if (f32KvCache)
+        {
+            parameters.TypeK = GGMLType.GGML_TYPE_F32;
+            parameters.TypeV = GGMLType.GGML_TYPE_F32;
+            parameters.FlashAttention = false; // its CPU kernel rounds queries to f16
+        }
         var weights = LLamaWeights.LoadFromFile(parameters);
         return new LlamaCppModel(ggufPath, weights, parameters);
     }

@@ -39,7 +39,6 @@ public static class LegacyVocabulary
     private const int FirstByteTokenId = 3;
 
     private const char SpaceMarker = '\u2581'; // ▁
-    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     /// <summary>Normalizes one token. <paramref name="score"/> is null when the file has no scores.</summary>
     public static (string Text, float Score, int Type) Normalize(int id, ReadOnlySpan<byte> piece, float? score)
@@ -59,10 +58,22 @@ public static class LegacyVocabulary
             text = Decode(piece).Replace(' ', SpaceMarker);
             type = LegacyTokenType.Normal;
         }
-        // Without scores, rank by id: SentencePiece BPE vocabularies list pieces by decreasing score.
-        float s = score ?? (type == LegacyTokenType.Normal ? -id : 0f);
-        return (text, s, type);
+        return (text, score ?? SynthesizedScore(id, text, type), type);
     }
+
+    /// <summary>The score of a token in a file without scores (unversioned ggml).</summary>
+    /// <remarks>
+    /// Only the order of scores matters to a BPE tokenizer. SentencePiece lists learned pieces by decreasing score,
+    /// so -id orders them; Llama's runs of spaces (▁, ▁▁, ...) are the exception, added with score -1e9 so that
+    /// they never win a merge. With these two rules the order equals that of Llama's real scores.
+    /// </remarks>
+    public static float SynthesizedScore(int id, string text, int type)
+    {
+        if (type != LegacyTokenType.Normal) return 0f;
+        return text.AsSpan().ContainsAnyExcept(SpaceMarker) ? -id : WhitespaceScore;
+    }
+
+    private const float WhitespaceScore = -1e9f;
 
     /// <summary>True when the pieces look like convert.py's spelling (empty control tokens, raw bytes, spaces).</summary>
     public static bool LooksLikeConvertPy(int id, ReadOnlySpan<byte> piece)
@@ -91,17 +102,7 @@ public static class LegacyVocabulary
         _ => -1,
     };
 
-    private static string Decode(ReadOnlySpan<byte> piece)
-    {
-        try
-        {
-            return StrictUtf8.GetString(piece);
-        }
-        catch (DecoderFallbackException)
-        {
-            // A lone byte outside the byte-token range can only be spelled as a byte token; longer invalid
-            // sequences keep what decodes (a damaged piece must not stop the model from loading).
-            return piece.Length == 1 ? ByteTokenText(piece[0]) : Encoding.UTF8.GetString(piece);
-        }
-    }
+    // Invalid UTF-8 longer than one byte keeps what decodes (U+FFFD for the rest): a damaged piece must not stop
+    // the model from loading. A lone invalid byte was already made a byte token.
+    private static string Decode(ReadOnlySpan<byte> piece) => Encoding.UTF8.GetString(piece);
 }

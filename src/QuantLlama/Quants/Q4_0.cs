@@ -1,0 +1,248 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
+using System.Runtime.Intrinsics.X86;
+
+namespace QuantLlama.Quants;
+
+/// <summary>
+/// Q4_0: blocks of 32 values as one fp16 scale d and 16 bytes of 4-bit quants (value j in the low nibble of
+/// byte j, value j+16 in its high nibble); value = d * (q - 8). Activation partner: Q8_0.
+/// </summary>
+public static unsafe class Q4_0
+{
+    public const int BlockSize = 32;
+    public const int TypeSize = 18;
+
+    [StructLayout(LayoutKind.Sequential, Pack = 1)]
+    public struct Block
+    {
+        public ushort D;
+        public fixed byte Qs[BlockSize / 2];
+    }
+
+    /// <summary>Reference quantizer, byte for byte ggml's quantize_row_q4_0_ref.</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        int nb = Blocks.Check(src.Length, BlockSize, dst.Length, TypeSize);
+        fixed (float* x0 = src)
+        fixed (byte* y0 = dst)
+        {
+            for (int i = 0; i < nb; i++)
+            {
+                float* x = x0 + i * BlockSize;
+                var y = (Block*)(y0 + i * TypeSize);
+                float amax = 0, max = 0;
+                for (int j = 0; j < BlockSize; j++)
+                {
+                    float v = x[j];
+                    if (amax < MathF.Abs(v)) { amax = MathF.Abs(v); max = v; }
+                }
+                float d = max / -8;
+                float id = d != 0 ? 1.0f / d : 0.0f;
+                y->D = Fp16.FromFloat(d);
+                for (int j = 0; j < BlockSize / 2; j++)
+                {
+                    float v0 = x[j] * id;
+                    float v1 = x[BlockSize / 2 + j] * id;
+                    int q0 = Math.Min(15, (int)(sbyte)X86Convert.Truncate(v0 + 8.5f));
+                    int q1 = Math.Min(15, (int)(sbyte)X86Convert.Truncate(v1 + 8.5f));
+                    y->Qs[j] = (byte)(q0 | (q1 << 4));
+                }
+            }
+        }
+    }
+
+    public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        int nb = Blocks.Check(dst.Length, BlockSize, src.Length, TypeSize);
+        fixed (byte* x0 = src)
+        fixed (float* y = dst)
+        {
+            for (int i = 0; i < nb; i++)
+            {
+                var x = (Block*)(x0 + i * TypeSize);
+                float d = Fp16.ToFloat(x->D);
+                for (int j = 0; j < BlockSize / 2; j++)
+                {
+                    y[i * BlockSize + j] = ((x->Qs[j] & 0x0F) - 8) * d;
+                    y[i * BlockSize + j + BlockSize / 2] = ((x->Qs[j] >> 4) - 8) * d;
+                }
+            }
+        }
+    }
+
+    /// <summary>Dot of a Q4_0 weight row with a Q8_0 activation row.</summary>
+    public static float Dot(ReadOnlySpan<byte> weights, ReadOnlySpan<byte> q8Activation)
+    {
+        int nb = weights.Length / TypeSize;
+        if (weights.Length % TypeSize != 0 || q8Activation.Length < nb * Q8_0.TypeSize) throw new ArgumentException("row lengths do not match");
+        fixed (byte* w = weights)
+        fixed (byte* a = q8Activation)
+            return Dot(w, a, nb * BlockSize);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static float Dot(byte* w, byte* a, int n)
+    {
+        if (Kernels.UseAvx512) return DotAvx512(w, a, n);
+        if (Kernels.UseAvx2) return DotAvx2(w, a, n);
+        if (Kernels.UseAdvSimd) return DotAdvSimd(w, a, n);
+        return DotScalar(w, a, n);
+    }
+
+    internal static float DotScalar(byte* w, byte* a, int n)
+    {
+        int nb = n / BlockSize;
+        float sum = 0;
+        for (int i = 0; i < nb; i++)
+        {
+            var x = (Block*)(w + i * TypeSize);
+            var y = (Q8_0.Block*)(a + i * Q8_0.TypeSize);
+            int sumi = 0;
+            for (int j = 0; j < BlockSize / 2; j++)
+            {
+                sumi += ((x->Qs[j] & 0x0F) - 8) * y->Qs[j];
+                sumi += ((x->Qs[j] >> 4) - 8) * y->Qs[j + BlockSize / 2];
+            }
+            sum += Fp16.ToFloat(x->D) * Fp16.ToFloat(y->D) * sumi;
+        }
+        return sum;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<sbyte> WeightsAvx2(byte* x)
+        => Avx2.Subtract(Simd.BytesFromNibbles32(x + 2), Vector256.Create((byte)8)).AsSByte();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> BlockAvx2(byte* x, byte* y)
+        => Simd.MulSumI8Float(WeightsAvx2(x), Avx.LoadVector256((sbyte*)(y + 2)));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> ScaleAvx2(byte* x, byte* y)
+        => Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
+
+    internal static float DotAvx2(byte* w, byte* a, int n)
+    {
+        int nb = n / BlockSize;
+        var acc0 = Vector256<float>.Zero;
+        var acc1 = Vector256<float>.Zero;
+        var mask = Vector256.Create((byte)0x0F);
+        var eight = Vector256.Create((byte)8);
+        var ones = Vector256.Create((short)1);
+        byte* x = w, y = a;
+        byte* end = w + (nb & ~1) * TypeSize;
+        for (; x < end; x += 2 * TypeSize, y += 2 * Q8_0.TypeSize)
+        {
+            var d0 = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
+            var d1 = Vector256.Create(Fp16.ToFloat(*(ushort*)(x + TypeSize)) * Fp16.ToFloat(*(ushort*)(y + Q8_0.TypeSize)));
+            // (q - 8) * y summed in pairs as q * y - 8 * y: the same int16 values as ggml's sign trick, one op fewer.
+            var y0 = Avx.LoadVector256((sbyte*)(y + 2));
+            var y1 = Avx.LoadVector256((sbyte*)(y + Q8_0.TypeSize + 2));
+            var s0 = Avx2.Subtract(Avx2.MultiplyAddAdjacent(Nibbles(x + 2, mask), y0), Avx2.MultiplyAddAdjacent(eight, y0));
+            var s1 = Avx2.Subtract(Avx2.MultiplyAddAdjacent(Nibbles(x + TypeSize + 2, mask), y1), Avx2.MultiplyAddAdjacent(eight, y1));
+            var p0 = Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s0, ones));
+            var p1 = Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s1, ones));
+            acc0 = Fma.MultiplyAdd(d0, p0, acc0);
+            acc1 = Fma.MultiplyAdd(d1, p1, acc1);
+        }
+        if ((nb & 1) != 0)
+            acc0 = Fma.MultiplyAdd(ScaleAvx2(x, y), BlockAvx2(x, y), acc0);
+        return Simd.HSum(Avx.Add(acc0, acc1));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> Nibbles(byte* p, Vector256<byte> mask)
+    {
+        var tmp = Sse2.LoadVector128(p);
+        return Vector256.Create(tmp, Sse2.ShiftRightLogical(tmp.AsUInt16(), 4).AsByte()) & mask;
+    }
+
+    /// <summary>One weight row against 4 activation rows; per row exactly DotAvx2's arithmetic.</summary>
+    internal static void Dot4Avx2(byte* w, byte* a, nint aStride, int n, float* y, nint yStride)
+    {
+        int nb = n / BlockSize;
+        Vector256<float> e0 = default, e1 = default, e2 = default, e3 = default;
+        Vector256<float> o0 = default, o1 = default, o2 = default, o3 = default;
+        for (int i = 0; i < nb; i++)
+        {
+            byte* x = w + i * TypeSize;
+            byte* y0 = a + i * Q8_0.TypeSize;
+            var qx = WeightsAvx2(x);
+            var ax = Avx2.Sign(qx, qx).AsByte();
+            float dx = Fp16.ToFloat(*(ushort*)x);
+            var p0 = Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(y0 + 2)), qx));
+            var p1 = Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(y0 + aStride + 2)), qx));
+            var p2 = Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(y0 + 2 * aStride + 2)), qx));
+            var p3 = Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(y0 + 3 * aStride + 2)), qx));
+            var d0 = Vector256.Create(dx * Fp16.ToFloat(*(ushort*)y0));
+            var d1 = Vector256.Create(dx * Fp16.ToFloat(*(ushort*)(y0 + aStride)));
+            var d2 = Vector256.Create(dx * Fp16.ToFloat(*(ushort*)(y0 + 2 * aStride)));
+            var d3 = Vector256.Create(dx * Fp16.ToFloat(*(ushort*)(y0 + 3 * aStride)));
+            if ((i & 1) == 0)
+            {
+                e0 = Fma.MultiplyAdd(d0, p0, e0); e1 = Fma.MultiplyAdd(d1, p1, e1);
+                e2 = Fma.MultiplyAdd(d2, p2, e2); e3 = Fma.MultiplyAdd(d3, p3, e3);
+            }
+            else
+            {
+                o0 = Fma.MultiplyAdd(d0, p0, o0); o1 = Fma.MultiplyAdd(d1, p1, o1);
+                o2 = Fma.MultiplyAdd(d2, p2, o2); o3 = Fma.MultiplyAdd(d3, p3, o3);
+            }
+        }
+        y[0] = Simd.HSum(Avx.Add(e0, o0));
+        y[yStride] = Simd.HSum(Avx.Add(e1, o1));
+        y[2 * yStride] = Simd.HSum(Avx.Add(e2, o2));
+        y[3 * yStride] = Simd.HSum(Avx.Add(e3, o3));
+    }
+
+    internal static float DotAvx512(byte* w, byte* a, int n)
+    {
+        if (!Avx512BW.IsSupported) return DotAvx2(w, a, n);
+        int nb = n / BlockSize;
+        var acc = Vector512<float>.Zero;
+        int i = 0;
+        for (; i + 1 < nb; i += 2)
+        {
+            byte* x = w + i * TypeSize;
+            byte* y = a + i * Q8_0.TypeSize;
+            var qx = Vector512.Create(WeightsAvx2(x), WeightsAvx2(x + TypeSize));
+            var qy = Vector512.Create(Avx.LoadVector256((sbyte*)(y + 2)), Avx.LoadVector256((sbyte*)(y + Q8_0.TypeSize + 2)));
+            var d = Simd512.Scales(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y),
+                Fp16.ToFloat(*(ushort*)(x + TypeSize)) * Fp16.ToFloat(*(ushort*)(y + Q8_0.TypeSize)));
+            acc = Avx512F.FusedMultiplyAdd(d, Simd512.MulSumI8Float(qx, qy), acc);
+        }
+        float sum = Simd.HSum(acc);
+        if (i < nb)
+        {
+            byte* x = w + i * TypeSize;
+            byte* y = a + i * Q8_0.TypeSize;
+            sum += Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y) * Simd.HSum(BlockAvx2(x, y));
+        }
+        return sum;
+    }
+
+    internal static float DotAdvSimd(byte* w, byte* a, int n)
+    {
+        if (!AdvSimd.Arm64.IsSupported) return DotScalar(w, a, n);
+        int nb = n / BlockSize;
+        var acc = Vector128<float>.Zero;
+        var mask = Vector128.Create((byte)0x0F);
+        var eight = Vector128.Create((sbyte)8);
+        for (int i = 0; i < nb; i++)
+        {
+            byte* x = w + i * TypeSize;
+            byte* y = a + i * Q8_0.TypeSize;
+            var v = AdvSimd.LoadVector128(x + 2);
+            var lo = AdvSimd.Subtract(AdvSimd.And(v, mask).AsSByte(), eight);
+            var hi = AdvSimd.Subtract(AdvSimd.ShiftRightLogical(v, 4).AsSByte(), eight);
+            var y0 = AdvSimd.LoadVector128((sbyte*)(y + 2));
+            var y1 = AdvSimd.LoadVector128((sbyte*)(y + 18));
+            var p = ArmDot.DotI8(lo, y0, hi, y1);
+            float d = Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y);
+            acc = AdvSimd.FusedMultiplyAdd(acc, AdvSimd.ConvertToSingle(p), Vector128.Create(d));
+        }
+        return Simd.HSum(acc);
+    }
+}

@@ -1,0 +1,127 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace QuantLlama.Quants;
+
+/// <summary>
+/// Q4_1: blocks of 32 values as fp16 scale d, fp16 minimum m and 16 bytes of 4-bit quants (nibbles as in Q4_0);
+/// value = d * q + m. Activation partner: Q8_1 (its s = d * sum(q) carries the m term).
+/// </summary>
+public static unsafe class Q4_1
+{
+    public const int BlockSize = 32;
+    public const int TypeSize = 20;
+
+    [StructLayout(LayoutKind.Sequential, Pack = 1)]
+    public struct Block
+    {
+        public ushort D;
+        public ushort M;
+        public fixed byte Qs[BlockSize / 2];
+    }
+
+    /// <summary>Reference quantizer, byte for byte ggml's quantize_row_q4_1_ref.</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        int nb = Blocks.Check(src.Length, BlockSize, dst.Length, TypeSize);
+        fixed (float* x0 = src)
+        fixed (byte* y0 = dst)
+        {
+            for (int i = 0; i < nb; i++)
+            {
+                float* x = x0 + i * BlockSize;
+                var y = (Block*)(y0 + i * TypeSize);
+                float min = float.MaxValue, max = -float.MaxValue;
+                for (int j = 0; j < BlockSize; j++)
+                {
+                    float v = x[j];
+                    if (v < min) min = v;
+                    if (v > max) max = v;
+                }
+                float d = (max - min) / ((1 << 4) - 1);
+                float id = d != 0 ? 1.0f / d : 0.0f;
+                y->D = Fp16.FromFloat(d);
+                y->M = Fp16.FromFloat(min);
+                for (int j = 0; j < BlockSize / 2; j++)
+                {
+                    float v0 = (x[j] - min) * id;
+                    float v1 = (x[BlockSize / 2 + j] - min) * id;
+                    int q0 = Math.Min(15, (int)(sbyte)X86Convert.Truncate(v0 + 0.5f));
+                    int q1 = Math.Min(15, (int)(sbyte)X86Convert.Truncate(v1 + 0.5f));
+                    y->Qs[j] = (byte)(q0 | (q1 << 4));
+                }
+            }
+        }
+    }
+
+    public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        int nb = Blocks.Check(dst.Length, BlockSize, src.Length, TypeSize);
+        fixed (byte* x0 = src)
+        fixed (float* y = dst)
+        {
+            for (int i = 0; i < nb; i++)
+            {
+                var x = (Block*)(x0 + i * TypeSize);
+                float d = Fp16.ToFloat(x->D), m = Fp16.ToFloat(x->M);
+                for (int j = 0; j < BlockSize / 2; j++)
+                {
+                    y[i * BlockSize + j] = (x->Qs[j] & 0x0F) * d + m;
+                    y[i * BlockSize + j + BlockSize / 2] = (x->Qs[j] >> 4) * d + m;
+                }
+            }
+        }
+    }
+
+    /// <summary>Dot of a Q4_1 weight row with a Q8_1 activation row.</summary>
+    public static float Dot(ReadOnlySpan<byte> weights, ReadOnlySpan<byte> q8_1Activation)
+    {
+        int nb = weights.Length / TypeSize;
+        if (weights.Length % TypeSize != 0 || q8_1Activation.Length < nb * Q8_1.TypeSize) throw new ArgumentException("row lengths do not match");
+        fixed (byte* w = weights)
+        fixed (byte* a = q8_1Activation)
+            return Dot(w, a, nb * BlockSize);
+    }
+
+    internal static float Dot(byte* w, byte* a, int n) => Kernels.UseAvx2 ? DotAvx2(w, a, n) : DotScalar(w, a, n);
+
+    internal static float DotScalar(byte* w, byte* a, int n)
+    {
+        int nb = n / BlockSize;
+        float sum = 0, summs = 0;
+        for (int i = 0; i < nb; i++)
+        {
+            var x = (Block*)(w + i * TypeSize);
+            var y = (Q8_1.Block*)(a + i * Q8_1.TypeSize);
+            int sumi = 0;
+            for (int j = 0; j < BlockSize / 2; j++)
+            {
+                sumi += (x->Qs[j] & 0x0F) * y->Qs[j];
+                sumi += (x->Qs[j] >> 4) * y->Qs[j + BlockSize / 2];
+            }
+            sum += Fp16.ToFloat(x->D) * Fp16.ToFloat(y->D) * sumi;
+            summs += Fp16.ToFloat(x->M) * Fp16.ToFloat(y->S);
+        }
+        return sum + summs;
+    }
+
+    internal static float DotAvx2(byte* w, byte* a, int n)
+    {
+        int nb = n / BlockSize;
+        var acc0 = Vector256<float>.Zero;
+        var acc1 = Vector256<float>.Zero;
+        float summs = 0;
+        for (int i = 0; i < nb; i++)
+        {
+            byte* x = w + i * TypeSize;
+            byte* y = a + i * Q8_1.TypeSize;
+            summs += Fp16.ToFloat(*(ushort*)(x + 2)) * Fp16.ToFloat(*(ushort*)(y + 2));
+            var d = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
+            var q = Simd.MulSumU8I8Float(Simd.BytesFromNibbles32(x + 4), Avx.LoadVector256((sbyte*)(y + 4)));
+            if ((i & 1) == 0) acc0 = Fma.MultiplyAdd(d, q, acc0);
+            else acc1 = Fma.MultiplyAdd(d, q, acc1);
+        }
+        return Simd.HSum(Avx.Add(acc0, acc1)) + summs;
+    }
+}

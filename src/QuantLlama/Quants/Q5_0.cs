@@ -1,0 +1,137 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace QuantLlama.Quants;
+
+/// <summary>
+/// Q5_0: blocks of 32 values as fp16 scale d, 32 high bits qh (bit j = fifth bit of value j) and 16 bytes of
+/// low nibbles (as Q4_0); value = d * (q - 16). Activation partner: Q8_0.
+/// </summary>
+public static unsafe class Q5_0
+{
+    public const int BlockSize = 32;
+    public const int TypeSize = 22;
+
+    [StructLayout(LayoutKind.Sequential, Pack = 1)]
+    public struct Block
+    {
+        public ushort D;
+        public fixed byte Qh[4];
+        public fixed byte Qs[BlockSize / 2];
+    }
+
+    /// <summary>Reference quantizer, byte for byte ggml's quantize_row_q5_0_ref.</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        int nb = Blocks.Check(src.Length, BlockSize, dst.Length, TypeSize);
+        fixed (float* x0 = src)
+        fixed (byte* y0 = dst)
+        {
+            for (int i = 0; i < nb; i++)
+            {
+                float* x = x0 + i * BlockSize;
+                var y = (Block*)(y0 + i * TypeSize);
+                float amax = 0, max = 0;
+                for (int j = 0; j < BlockSize; j++)
+                {
+                    float v = x[j];
+                    if (amax < MathF.Abs(v)) { amax = MathF.Abs(v); max = v; }
+                }
+                float d = max / -16;
+                float id = d != 0 ? 1.0f / d : 0.0f;
+                y->D = Fp16.FromFloat(d);
+                uint qh = 0;
+                for (int j = 0; j < BlockSize / 2; j++)
+                {
+                    float v0 = x[j] * id;
+                    float v1 = x[BlockSize / 2 + j] * id;
+                    uint q0 = (uint)Math.Min(31, (int)(sbyte)X86Convert.Truncate(v0 + 16.5f));
+                    uint q1 = (uint)Math.Min(31, (int)(sbyte)X86Convert.Truncate(v1 + 16.5f));
+                    y->Qs[j] = (byte)((q0 & 0x0F) | ((q1 & 0x0F) << 4));
+                    qh |= ((q0 & 0x10u) >> 4) << j;
+                    qh |= ((q1 & 0x10u) >> 4) << (j + BlockSize / 2);
+                }
+                Unsafe.WriteUnaligned(y->Qh, qh);
+            }
+        }
+    }
+
+    public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        int nb = Blocks.Check(dst.Length, BlockSize, src.Length, TypeSize);
+        fixed (byte* x0 = src)
+        fixed (float* y = dst)
+        {
+            for (int i = 0; i < nb; i++)
+            {
+                var x = (Block*)(x0 + i * TypeSize);
+                float d = Fp16.ToFloat(x->D);
+                uint qh = Unsafe.ReadUnaligned<uint>(x->Qh);
+                for (int j = 0; j < BlockSize / 2; j++)
+                {
+                    int h0 = (int)(((qh >> j) << 4) & 0x10);
+                    int h1 = (int)((qh >> (j + 12)) & 0x10);
+                    y[i * BlockSize + j] = (((x->Qs[j] & 0x0F) | h0) - 16) * d;
+                    y[i * BlockSize + j + BlockSize / 2] = (((x->Qs[j] >> 4) | h1) - 16) * d;
+                }
+            }
+        }
+    }
+
+    /// <summary>Dot of a Q5_0 weight row with a Q8_0 activation row.</summary>
+    public static float Dot(ReadOnlySpan<byte> weights, ReadOnlySpan<byte> q8Activation)
+    {
+        int nb = weights.Length / TypeSize;
+        if (weights.Length % TypeSize != 0 || q8Activation.Length < nb * Q8_0.TypeSize) throw new ArgumentException("row lengths do not match");
+        fixed (byte* w = weights)
+        fixed (byte* a = q8Activation)
+            return Dot(w, a, nb * BlockSize);
+    }
+
+    internal static float Dot(byte* w, byte* a, int n) => Kernels.UseAvx2 ? DotAvx2(w, a, n) : DotScalar(w, a, n);
+
+    internal static float DotScalar(byte* w, byte* a, int n)
+    {
+        int nb = n / BlockSize;
+        float sum = 0;
+        for (int i = 0; i < nb; i++)
+        {
+            var x = (Block*)(w + i * TypeSize);
+            var y = (Q8_0.Block*)(a + i * Q8_0.TypeSize);
+            uint qh = Unsafe.ReadUnaligned<uint>(x->Qh);
+            int sumi = 0;
+            for (int j = 0; j < BlockSize / 2; j++)
+            {
+                int h0 = (int)(((qh >> j) << 4) & 0x10);
+                int h1 = (int)((qh >> (j + 12)) & 0x10);
+                sumi += (((x->Qs[j] & 0x0F) | h0) - 16) * y->Qs[j];
+                sumi += (((x->Qs[j] >> 4) | h1) - 16) * y->Qs[j + BlockSize / 2];
+            }
+            sum += Fp16.ToFloat(x->D) * Fp16.ToFloat(y->D) * sumi;
+        }
+        return sum;
+    }
+
+    internal static float DotAvx2(byte* w, byte* a, int n)
+    {
+        int nb = n / BlockSize;
+        var acc0 = Vector256<float>.Zero;
+        var acc1 = Vector256<float>.Zero;
+        for (int i = 0; i < nb; i++)
+        {
+            byte* x = w + i * TypeSize;
+            byte* y = a + i * Q8_0.TypeSize;
+            var d = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
+            var qx = Simd.BytesFromNibbles32(x + 6);
+            // Where the fifth bit is clear the value is nibble - 16: set the top nibble (two's complement).
+            var hi = Avx2.AndNot(Simd.BytesFromBits32(x + 2), Vector256.Create((byte)0xF0));
+            qx |= hi;
+            var q = Simd.MulSumI8Float(qx.AsSByte(), Avx.LoadVector256((sbyte*)(y + 2)));
+            if ((i & 1) == 0) acc0 = Fma.MultiplyAdd(d, q, acc0);
+            else acc1 = Fma.MultiplyAdd(d, q, acc1);
+        }
+        return Simd.HSum(Avx.Add(acc0, acc1));
+    }
+}

@@ -1,0 +1,321 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
+using System.Runtime.Intrinsics.X86;
+
+namespace QuantLlama.Quants;
+
+/// <summary>
+/// Q8_0: blocks of 32 values as one fp16 scale d and 32 int8 quants; value = d * q.
+/// Also the activation partner of Q4_0, Q5_0 and Q8_0 weights.
+/// </summary>
+public static unsafe class Q8_0
+{
+    public const int BlockSize = 32;
+    public const int TypeSize = 34;
+
+    [StructLayout(LayoutKind.Sequential, Pack = 1)]
+    public struct Block
+    {
+        public ushort D;
+        public fixed sbyte Qs[BlockSize];
+    }
+
+    /// <summary>Reference quantizer, byte for byte ggml's quantize_row_q8_0_ref (scale amax/127, roundf).</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        int nb = Blocks.Check(src.Length, BlockSize, dst.Length, TypeSize);
+        fixed (float* x0 = src)
+        fixed (byte* y0 = dst)
+        {
+            for (int i = 0; i < nb; i++)
+            {
+                float* x = x0 + i * BlockSize;
+                var y = (Block*)(y0 + i * TypeSize);
+                float amax = 0;
+                for (int j = 0; j < BlockSize; j++) amax = MathF.Max(amax, MathF.Abs(x[j]));
+                float d = amax / ((1 << 7) - 1);
+                float id = d != 0 ? 1.0f / d : 0.0f;
+                y->D = Fp16.FromFloat(d);
+                for (int j = 0; j < BlockSize; j++)
+                    y->Qs[j] = (sbyte)X86Convert.Truncate(MathF.Round(x[j] * id, MidpointRounding.AwayFromZero));
+            }
+        }
+    }
+
+    public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        int nb = Blocks.Check(dst.Length, BlockSize, src.Length, TypeSize);
+        fixed (byte* x0 = src)
+        fixed (float* y = dst)
+        {
+            for (int i = 0; i < nb; i++)
+            {
+                var x = (Block*)(x0 + i * TypeSize);
+                float d = Fp16.ToFloat(x->D);
+                for (int j = 0; j < BlockSize; j++) y[i * BlockSize + j] = x->Qs[j] * d;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Activation quantizer, byte for byte what ggml-cpu's x86 quantize_row_q8_0 produces (the vec_dot input):
+    /// d = amax/127 stored as fp16, quants = round-half-even(x * (127/amax)).
+    /// </summary>
+    public static void QuantizeActivation(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        int nb = Blocks.Check(src.Length, BlockSize, dst.Length, TypeSize);
+        fixed (float* x = src)
+        fixed (byte* y = dst)
+            QuantizeActivation(x, y, nb, withSum: false);
+    }
+
+    /// <summary>Shared by Q8_0 and Q8_1 activations: Q8_1 blocks add s = d * sum(q) after d.</summary>
+    internal static void QuantizeActivation(float* x, byte* y, int nb, bool withSum)
+    {
+        int typeSize = withSum ? Q8_1.TypeSize : TypeSize;
+        int qsOffset = withSum ? 4 : 2;
+        if (Kernels.UseAvx2)
+        {
+            for (int i = 0; i < nb; i++, x += BlockSize, y += typeSize)
+            {
+                var v0 = Avx.LoadVector256(x);
+                var v1 = Avx.LoadVector256(x + 8);
+                var v2 = Avx.LoadVector256(x + 16);
+                var v3 = Avx.LoadVector256(x + 24);
+                var signBit = Vector256.Create(-0.0f);
+                var maxAbs = Avx.AndNot(signBit, v0);
+                maxAbs = Avx.Max(maxAbs, Avx.AndNot(signBit, v1));
+                maxAbs = Avx.Max(maxAbs, Avx.AndNot(signBit, v2));
+                maxAbs = Avx.Max(maxAbs, Avx.AndNot(signBit, v3));
+                var max4 = Sse.Max(maxAbs.GetUpper(), maxAbs.GetLower());
+                max4 = Sse.Max(max4, Sse.MoveHighToLow(max4, max4));
+                max4 = Sse.MaxScalar(max4, Sse3.MoveHighAndDuplicate(max4));
+                float maxScalar = max4.ToScalar();
+                float d = maxScalar / 127.0f;
+                *(ushort*)y = Fp16.FromFloat(d);
+                var mul = Vector256.Create(maxScalar != 0.0f ? 127.0f / maxScalar : 0.0f);
+                var i0 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.Multiply(v0, mul)));
+                var i1 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.Multiply(v1, mul)));
+                var i2 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.Multiply(v2, mul)));
+                var i3 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.Multiply(v3, mul)));
+                if (withSum)
+                    *(ushort*)(y + 2) = Fp16.FromFloat(d * Simd.HSum(Avx2.Add(Avx2.Add(i0, i1), Avx2.Add(i2, i3))));
+                var s01 = Avx2.PackSignedSaturate(i0, i1);
+                var s23 = Avx2.PackSignedSaturate(i2, i3);
+                var b = Avx2.PackSignedSaturate(s01, s23);
+                b = Avx2.PermuteVar8x32(b.AsInt32(), Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7)).AsSByte();
+                Avx.Store((sbyte*)(y + qsOffset), b);
+            }
+            return;
+        }
+        for (int i = 0; i < nb; i++, x += BlockSize, y += typeSize)
+        {
+            float amax = 0;
+            for (int j = 0; j < BlockSize; j++) amax = MathF.Max(amax, MathF.Abs(x[j]));
+            float d = amax / 127.0f;
+            float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+            *(ushort*)y = Fp16.FromFloat(d);
+            sbyte* q = (sbyte*)(y + qsOffset);
+            int sum = 0;
+            for (int j = 0; j < BlockSize; j++)
+            {
+                int v = Math.Clamp(X86Convert.Truncate(MathF.Round(x[j] * id)), -128, 127);
+                q[j] = (sbyte)v;
+                sum += v;
+            }
+            if (withSum) *(ushort*)(y + 2) = Fp16.FromFloat(d * sum);
+        }
+    }
+
+    /// <summary>Dot of a Q8_0 weight row with a Q8_0 activation row (both <paramref name="n"/> values).</summary>
+    public static float Dot(ReadOnlySpan<byte> weights, ReadOnlySpan<byte> activation)
+    {
+        int nb = weights.Length / TypeSize;
+        if (weights.Length % TypeSize != 0 || activation.Length < weights.Length) throw new ArgumentException("row lengths do not match");
+        fixed (byte* w = weights)
+        fixed (byte* a = activation)
+            return Dot(w, a, nb * BlockSize);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static float Dot(byte* w, byte* a, int n)
+    {
+        if (Kernels.UseAvx512) return DotAvx512(w, a, n);
+        if (Kernels.UseAvx2) return DotAvx2(w, a, n);
+        if (Kernels.UseAdvSimd) return DotAdvSimd(w, a, n);
+        return DotScalar(w, a, n);
+    }
+
+    internal static float DotScalar(byte* w, byte* a, int n)
+    {
+        int nb = n / BlockSize;
+        float sum = 0;
+        for (int i = 0; i < nb; i++)
+        {
+            var x = (Block*)(w + i * TypeSize);
+            var y = (Block*)(a + i * TypeSize);
+            int sumi = 0;
+            for (int j = 0; j < BlockSize; j++) sumi += x->Qs[j] * y->Qs[j];
+            sum += Fp16.ToFloat(x->D) * Fp16.ToFloat(y->D) * sumi;
+        }
+        return sum;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> BlockAvx2(byte* w, byte* a)
+    {
+        var qx = Avx.LoadVector256((sbyte*)(w + 2));
+        var qy = Avx.LoadVector256((sbyte*)(a + 2));
+        return Simd.MulSumI8Float(qx, qy);
+    }
+
+    internal static float DotAvx2(byte* w, byte* a, int n)
+    {
+        int nb = n / BlockSize;
+        var acc0 = Vector256<float>.Zero;
+        var acc1 = Vector256<float>.Zero;
+        byte* x = w, y = a;
+        byte* end = w + (nb & ~1) * TypeSize;
+        for (; x < end; x += 2 * TypeSize, y += 2 * TypeSize)
+        {
+            var d0 = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
+            var d1 = Vector256.Create(Fp16.ToFloat(*(ushort*)(x + TypeSize)) * Fp16.ToFloat(*(ushort*)(y + TypeSize)));
+            var p0 = BlockAvx2(x, y);
+            var p1 = BlockAvx2(x + TypeSize, y + TypeSize);
+            acc0 = Fma.MultiplyAdd(d0, p0, acc0);
+            acc1 = Fma.MultiplyAdd(d1, p1, acc1);
+        }
+        if ((nb & 1) != 0)
+        {
+            var d0 = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
+            acc0 = Fma.MultiplyAdd(d0, BlockAvx2(x, y), acc0);
+        }
+        return Simd.HSum(Avx.Add(acc0, acc1));
+    }
+
+    /// <summary>
+    /// Dots of one weight row with 4 activation rows (a, a+aStride, ...), sharing each weight block load.
+    /// Per row the arithmetic is exactly DotAvx2's, so results are identical to 4 single calls.
+    /// </summary>
+    internal static void Dot4Avx2(byte* w, byte* a, nint aStride, int n, float* y, nint yStride)
+    {
+        int nb = n / BlockSize;
+        Vector256<float> e0 = default, e1 = default, e2 = default, e3 = default;
+        Vector256<float> o0 = default, o1 = default, o2 = default, o3 = default;
+        for (int i = 0; i < nb; i++)
+        {
+            byte* x = w + i * TypeSize;
+            byte* y0 = a + i * TypeSize;
+            var qx = Avx.LoadVector256((sbyte*)(x + 2));
+            var ax = Avx2.Sign(qx, qx).AsByte();
+            float dx = Fp16.ToFloat(*(ushort*)x);
+            var p0 = Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(y0 + 2)), qx));
+            var p1 = Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(y0 + aStride + 2)), qx));
+            var p2 = Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(y0 + 2 * aStride + 2)), qx));
+            var p3 = Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(y0 + 3 * aStride + 2)), qx));
+            var d0 = Vector256.Create(dx * Fp16.ToFloat(*(ushort*)y0));
+            var d1 = Vector256.Create(dx * Fp16.ToFloat(*(ushort*)(y0 + aStride)));
+            var d2 = Vector256.Create(dx * Fp16.ToFloat(*(ushort*)(y0 + 2 * aStride)));
+            var d3 = Vector256.Create(dx * Fp16.ToFloat(*(ushort*)(y0 + 3 * aStride)));
+            if ((i & 1) == 0)
+            {
+                e0 = Fma.MultiplyAdd(d0, p0, e0); e1 = Fma.MultiplyAdd(d1, p1, e1);
+                e2 = Fma.MultiplyAdd(d2, p2, e2); e3 = Fma.MultiplyAdd(d3, p3, e3);
+            }
+            else
+            {
+                o0 = Fma.MultiplyAdd(d0, p0, o0); o1 = Fma.MultiplyAdd(d1, p1, o1);
+                o2 = Fma.MultiplyAdd(d2, p2, o2); o3 = Fma.MultiplyAdd(d3, p3, o3);
+            }
+        }
+        y[0] = Simd.HSum(Avx.Add(e0, o0));
+        y[yStride] = Simd.HSum(Avx.Add(e1, o1));
+        y[2 * yStride] = Simd.HSum(Avx.Add(e2, o2));
+        y[3 * yStride] = Simd.HSum(Avx.Add(e3, o3));
+    }
+
+    internal static float DotAvx512(byte* w, byte* a, int n)
+    {
+        if (!Avx512BW.IsSupported) return DotAvx2(w, a, n);
+        int nb = n / BlockSize;
+        var acc = Vector512<float>.Zero;
+        var ones = Vector512.Create((short)1);
+        int i = 0;
+        for (; i + 1 < nb; i += 2)
+        {
+            byte* x = w + i * TypeSize;
+            byte* y = a + i * TypeSize;
+            var qx = Vector512.Create(Avx.LoadVector256((sbyte*)(x + 2)), Avx.LoadVector256((sbyte*)(x + TypeSize + 2)));
+            var qy = Vector512.Create(Avx.LoadVector256((sbyte*)(y + 2)), Avx.LoadVector256((sbyte*)(y + TypeSize + 2)));
+            var ax = Avx512BW.Abs(qx);
+            var sy = Avx512BW.BlendVariable(qy, Avx512BW.Subtract(Vector512<sbyte>.Zero, qy), Avx512BW.CompareLessThan(qx, Vector512<sbyte>.Zero));
+            var sums = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(ax, sy), ones);
+            var d = Vector512.Create(
+                Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y)),
+                Vector256.Create(Fp16.ToFloat(*(ushort*)(x + TypeSize)) * Fp16.ToFloat(*(ushort*)(y + TypeSize))));
+            acc = Avx512F.FusedMultiplyAdd(d, Avx512F.ConvertToVector512Single(sums), acc);
+        }
+        float sum = Simd.HSum(acc);
+        if (i < nb)
+        {
+            byte* x = w + i * TypeSize;
+            byte* y = a + i * TypeSize;
+            sum += Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y) * Simd.HSum(BlockAvx2(x, y));
+        }
+        return sum;
+    }
+
+    internal static float DotAdvSimd(byte* w, byte* a, int n)
+    {
+        if (!AdvSimd.Arm64.IsSupported) return DotScalar(w, a, n);
+        int nb = n / BlockSize;
+        var acc = Vector128<float>.Zero;
+        for (int i = 0; i < nb; i++)
+        {
+            byte* x = w + i * TypeSize;
+            byte* y = a + i * TypeSize;
+            var x0 = AdvSimd.LoadVector128((sbyte*)(x + 2));
+            var x1 = AdvSimd.LoadVector128((sbyte*)(x + 18));
+            var y0 = AdvSimd.LoadVector128((sbyte*)(y + 2));
+            var y1 = AdvSimd.LoadVector128((sbyte*)(y + 18));
+            var p = ArmDot.DotI8(x0, y0, x1, y1);
+            float d = Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y);
+            acc = AdvSimd.FusedMultiplyAdd(acc, AdvSimd.ConvertToSingle(p), Vector128.Create(d));
+        }
+        return Simd.HSum(acc);
+    }
+}
+
+/// <summary>Signed byte dot products on ARM: SDOT where the CPU has it, widening multiplies where not.</summary>
+internal static class ArmDot
+{
+    /// <summary>4 int32 lanes whose total is dot(x0, y0) + dot(x1, y1).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<int> DotI8(Vector128<sbyte> x0, Vector128<sbyte> y0, Vector128<sbyte> x1, Vector128<sbyte> y1)
+    {
+        if (Dp.IsSupported)
+            return Dp.DotProduct(Dp.DotProduct(Vector128<int>.Zero, x0, y0), x1, y1);
+        var p0 = AdvSimd.MultiplyWideningLower(x0.GetLower(), y0.GetLower());
+        p0 = AdvSimd.MultiplyWideningUpperAndAdd(p0, x0, y0);
+        var p1 = AdvSimd.MultiplyWideningLower(x1.GetLower(), y1.GetLower());
+        p1 = AdvSimd.MultiplyWideningUpperAndAdd(p1, x1, y1);
+        return AdvSimd.AddPairwiseWideningAndAdd(AdvSimd.AddPairwiseWidening(p0), p1);
+    }
+}
+
+/// <summary>Block-count checks shared by the row quantizers and dequantizers.</summary>
+internal static class Blocks
+{
+    /// <summary>Number of blocks; throws when the value count is not whole blocks or the byte buffer is too short.</summary>
+    public static int Check(int values, int blockSize, int bytes, int typeSize)
+    {
+        if (values % blockSize != 0)
+            throw new ArgumentException($"{values} values is not a whole number of blocks of {blockSize}");
+        int nb = values / blockSize;
+        if (bytes < (long)nb * typeSize)
+            throw new ArgumentException($"{bytes} bytes cannot hold {nb} blocks of {typeSize} bytes");
+        return nb;
+    }
+}

@@ -1,0 +1,108 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace QuantLlama.Quants;
+
+/// <summary>
+/// Q8_1: blocks of 32 values as fp16 scale d, fp16 s = d * sum(q), and 32 int8 quants; value = d * q.
+/// The activation partner of Q4_1 and Q5_1 weights (s carries their min term).
+/// </summary>
+public static unsafe class Q8_1
+{
+    public const int BlockSize = 32;
+    public const int TypeSize = 36;
+
+    [StructLayout(LayoutKind.Sequential, Pack = 1)]
+    public struct Block
+    {
+        public ushort D;
+        public ushort S;
+        public fixed sbyte Qs[BlockSize];
+    }
+
+    /// <summary>Reference quantizer, byte for byte ggml's quantize_row_q8_1_ref.</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        int nb = Blocks.Check(src.Length, BlockSize, dst.Length, TypeSize);
+        fixed (float* x0 = src)
+        fixed (byte* y0 = dst)
+        {
+            for (int i = 0; i < nb; i++)
+            {
+                float* x = x0 + i * BlockSize;
+                var y = (Block*)(y0 + i * TypeSize);
+                float amax = 0;
+                for (int j = 0; j < BlockSize; j++) amax = MathF.Max(amax, MathF.Abs(x[j]));
+                float d = amax / ((1 << 7) - 1);
+                float id = d != 0 ? 1.0f / d : 0.0f;
+                y->D = Fp16.FromFloat(d);
+                int sum = 0;
+                for (int j = 0; j < BlockSize / 2; j++)
+                {
+                    float v0 = x[j] * id;
+                    float v1 = x[BlockSize / 2 + j] * id;
+                    y->Qs[j] = (sbyte)X86Convert.Truncate(MathF.Round(v0, MidpointRounding.AwayFromZero));
+                    y->Qs[BlockSize / 2 + j] = (sbyte)X86Convert.Truncate(MathF.Round(v1, MidpointRounding.AwayFromZero));
+                    sum += y->Qs[j];
+                    sum += y->Qs[BlockSize / 2 + j];
+                }
+                y->S = Fp16.FromFloat(sum * d);
+            }
+        }
+    }
+
+    public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        int nb = Blocks.Check(dst.Length, BlockSize, src.Length, TypeSize);
+        fixed (byte* x0 = src)
+        fixed (float* y = dst)
+        {
+            for (int i = 0; i < nb; i++)
+            {
+                var x = (Block*)(x0 + i * TypeSize);
+                float d = Fp16.ToFloat(x->D);
+                for (int j = 0; j < BlockSize; j++) y[i * BlockSize + j] = x->Qs[j] * d;
+            }
+        }
+    }
+
+    /// <summary>Activation quantizer, byte for byte ggml-cpu's x86 quantize_row_q8_1 (see Q8_0.QuantizeActivation).</summary>
+    public static void QuantizeActivation(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        int nb = Blocks.Check(src.Length, BlockSize, dst.Length, TypeSize);
+        fixed (float* x = src)
+        fixed (byte* y = dst)
+            Q8_0.QuantizeActivation(x, y, nb, withSum: true);
+    }
+
+    /// <summary>
+    /// Q8_1 as a weight (ggml has no kernel for it): dot with a Q8_0 activation, the scale-only part of the block.
+    /// </summary>
+    internal static float Dot(byte* w, byte* a, int n)
+    {
+        int nb = n / BlockSize;
+        float sum = 0;
+        if (Kernels.UseAvx2)
+        {
+            var acc = Vector256<float>.Zero;
+            for (int i = 0; i < nb; i++)
+            {
+                byte* x = w + i * TypeSize;
+                byte* y = a + i * Q8_0.TypeSize;
+                var q = Simd.MulSumI8Float(Avx.LoadVector256((sbyte*)(x + 4)), Avx.LoadVector256((sbyte*)(y + 2)));
+                acc = Fma.MultiplyAdd(Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y)), q, acc);
+            }
+            return Simd.HSum(acc);
+        }
+        for (int i = 0; i < nb; i++)
+        {
+            var x = (Block*)(w + i * TypeSize);
+            var y = (Q8_0.Block*)(a + i * Q8_0.TypeSize);
+            int sumi = 0;
+            for (int j = 0; j < BlockSize; j++) sumi += x->Qs[j] * y->Qs[j];
+            sum += Fp16.ToFloat(x->D) * Fp16.ToFloat(y->D) * sumi;
+        }
+        return sum;
+    }
+}

@@ -1,0 +1,69 @@
+using QuantLlama.Tensors;
+
+namespace QuantLlama.Quants;
+
+/// <summary>
+/// For one weight type: the activation type ggml pairs it with (vec_dot_type), the activation quantizer and the
+/// row dot. <c>Dot4</c> (optional) computes one weight row against 4 activation rows with exactly the per-row
+/// arithmetic of <c>Dot</c> on the AVX2 path, so MatMat and MatVec agree to the bit.
+/// </summary>
+internal readonly unsafe struct TypeKernel
+{
+    public required GgmlType WeightType { get; init; }
+    public required GgmlType ActivationType { get; init; }
+    /// <summary>(x, dst, n): n f32 values to ActivationType.</summary>
+    public required delegate*<float*, byte*, int, void> QuantizeActivation { get; init; }
+    /// <summary>(weights, activation, n): dot of n values.</summary>
+    public required delegate*<byte*, byte*, int, float> Dot { get; init; }
+    /// <summary>(weights, activation, activationStride, n, y, yStride) for 4 activation rows; AVX2 path only.</summary>
+    public delegate*<byte*, byte*, nint, int, float*, nint, void> Dot4Avx2 { get; init; }
+}
+
+internal static unsafe class QuantKernels
+{
+    private static void ActivationQ8_0(float* x, byte* y, int n) => Q8_0.QuantizeActivation(x, y, n / Q8_0.BlockSize, withSum: false);
+    private static void ActivationQ8_1(float* x, byte* y, int n) => Q8_0.QuantizeActivation(x, y, n / Q8_1.BlockSize, withSum: true);
+
+    private const int QK_K = GgmlTypeInfo.QK_K;
+    private const int Q8KBytes = 4 + QK_K + QK_K / 16 * 2;
+
+    private static void ActivationQ8_K(float* x, byte* y, int n)
+        => KQuants.Q8_K.Quantize(new ReadOnlySpan<float>(x, n), new Span<byte>(y, n / QK_K * Q8KBytes));
+
+    private static ReadOnlySpan<byte> Q8K(byte* a, int n) => new(a, n / QK_K * Q8KBytes);
+    private static float DotQ2_K(byte* w, byte* a, int n) => KQuants.Q2_K.Dot(new ReadOnlySpan<byte>(w, n / QK_K * 84), Q8K(a, n));
+    private static float DotQ3_K(byte* w, byte* a, int n) => KQuants.Q3_K.Dot(new ReadOnlySpan<byte>(w, n / QK_K * 110), Q8K(a, n));
+    private static float DotQ4_K(byte* w, byte* a, int n) => KQuants.Q4_K.Dot(new ReadOnlySpan<byte>(w, n / QK_K * 144), Q8K(a, n));
+    private static float DotQ5_K(byte* w, byte* a, int n) => KQuants.Q5_K.Dot(new ReadOnlySpan<byte>(w, n / QK_K * 176), Q8K(a, n));
+    private static float DotQ6_K(byte* w, byte* a, int n) => KQuants.Q6_K.Dot(new ReadOnlySpan<byte>(w, n / QK_K * 210), Q8K(a, n));
+
+    private static readonly TypeKernel?[] Table = Build();
+
+    private static TypeKernel?[] Build()
+    {
+        var t = new TypeKernel?[64];
+        t[(int)GgmlType.F32] = new TypeKernel { WeightType = GgmlType.F32, ActivationType = GgmlType.F32, QuantizeActivation = &F32.CopyActivation, Dot = &F32.Dot };
+        t[(int)GgmlType.F16] = new TypeKernel { WeightType = GgmlType.F16, ActivationType = GgmlType.F16, QuantizeActivation = &F16.QuantizeActivation, Dot = &F16.Dot };
+        t[(int)GgmlType.BF16] = new TypeKernel { WeightType = GgmlType.BF16, ActivationType = GgmlType.BF16, QuantizeActivation = &BF16.QuantizeActivation, Dot = &BF16.Dot };
+        t[(int)GgmlType.Q4_0] = new TypeKernel { WeightType = GgmlType.Q4_0, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &Q4_0.Dot, Dot4Avx2 = &Q4_0.Dot4Avx2 };
+        t[(int)GgmlType.Q4_1] = new TypeKernel { WeightType = GgmlType.Q4_1, ActivationType = GgmlType.Q8_1, QuantizeActivation = &ActivationQ8_1, Dot = &Q4_1.Dot };
+        t[(int)GgmlType.Q5_0] = new TypeKernel { WeightType = GgmlType.Q5_0, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &Q5_0.Dot };
+        t[(int)GgmlType.Q5_1] = new TypeKernel { WeightType = GgmlType.Q5_1, ActivationType = GgmlType.Q8_1, QuantizeActivation = &ActivationQ8_1, Dot = &Q5_1.Dot };
+        t[(int)GgmlType.Q8_0] = new TypeKernel { WeightType = GgmlType.Q8_0, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &Q8_0.Dot, Dot4Avx2 = &Q8_0.Dot4Avx2 };
+        // ggml has no Q8_1 weight kernel; ours reads its d and quants against a Q8_0 activation.
+        t[(int)GgmlType.Q8_1] = new TypeKernel { WeightType = GgmlType.Q8_1, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &Q8_1.Dot };
+        // K-quants (from the kquants branch): activation Q8_K, quantized by ggml's reference quantize_row_q8_K.
+        t[(int)GgmlType.Q2_K] = new TypeKernel { WeightType = GgmlType.Q2_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ2_K };
+        t[(int)GgmlType.Q3_K] = new TypeKernel { WeightType = GgmlType.Q3_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ3_K };
+        t[(int)GgmlType.Q4_K] = new TypeKernel { WeightType = GgmlType.Q4_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ4_K };
+        t[(int)GgmlType.Q5_K] = new TypeKernel { WeightType = GgmlType.Q5_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ5_K };
+        t[(int)GgmlType.Q6_K] = new TypeKernel { WeightType = GgmlType.Q6_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ6_K };
+        return t;
+    }
+
+    /// <summary>True when matrix products over weights of this type are implemented.</summary>
+    public static bool IsSupported(GgmlType type) => (int)type < Table.Length && Table[(int)type].HasValue;
+
+    public static TypeKernel Get(GgmlType type)
+        => IsSupported(type) ? Table[(int)type]!.Value : throw new NotSupportedException($"matrix products over {type} weights are not implemented");
+}

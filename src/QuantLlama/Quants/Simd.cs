@@ -1,0 +1,129 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
+using System.Runtime.Intrinsics.X86;
+
+namespace QuantLlama.Quants;
+
+/// <summary>Building blocks shared by the SIMD kernels (the same steps ggml's x86/ARM kernels use).</summary>
+internal static unsafe class Simd
+{
+    /// <summary>32 nibbles (16 bytes) to 32 bytes: low nibbles in lanes 0-15, high nibbles in lanes 16-31.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<byte> BytesFromNibbles32(byte* p)
+    {
+        var tmp = Sse2.LoadVector128(p);
+        var hi = Sse2.ShiftRightLogical(tmp.AsUInt16(), 4).AsByte();
+        return Vector256.Create(tmp, hi) & Vector256.Create((byte)0x0F);
+    }
+
+    /// <summary>32 bits (4 bytes) to 32 bytes, 0xFF where the bit is set and 0 where not.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<byte> BytesFromBits32(byte* p)
+    {
+        uint x32 = Unsafe.ReadUnaligned<uint>(p);
+        var shuffle = Vector256.Create(0x0000000000000000UL, 0x0101010101010101UL, 0x0202020202020202UL, 0x0303030303030303UL).AsByte();
+        var bytes = Avx2.Shuffle(Vector256.Create(x32).AsByte(), shuffle);
+        bytes |= Vector256.Create(0x7fbfdfeff7fbfdfeUL).AsByte();
+        return Avx2.CompareEqual(bytes, Vector256<byte>.AllBitsSet);
+    }
+
+    /// <summary>Sums of four adjacent unsigned-by-signed byte products, as 8 int32 lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> MulSumU8I8Quads(Vector256<byte> ax, Vector256<sbyte> sy)
+    {
+        if (AvxVnni.IsSupported) return AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, ax, sy);
+        var dot = Avx2.MultiplyAddAdjacent(ax, sy);
+        return Avx2.MultiplyAddAdjacent(dot, Vector256.Create((short)1));
+    }
+
+    /// <summary>ggml's mul_sum_us8_pairs_float: unsigned x by signed y, summed in fours, as floats.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> MulSumU8I8Float(Vector256<byte> ax, Vector256<sbyte> sy)
+        => Avx.ConvertToVector256Single(MulSumU8I8Quads(ax, sy));
+
+    /// <summary>ggml's mul_sum_i8_pairs_float: signed x by signed y via |x| and sign(y, x).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> MulSumI8Float(Vector256<sbyte> x, Vector256<sbyte> y)
+    {
+        var ax = Avx2.Sign(x, x).AsByte();
+        var sy = Avx2.Sign(y, x);
+        return MulSumU8I8Float(ax, sy);
+    }
+
+    /// <summary>Horizontal sum of 8 floats in ggml's order (hsum_float_8).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float HSum(Vector256<float> x)
+    {
+        var res = Sse.Add(x.GetUpper(), x.GetLower());
+        res = Sse.Add(res, Sse.MoveHighToLow(res, res));
+        res = Sse.AddScalar(res, Sse3.MoveHighAndDuplicate(res));
+        return res.ToScalar();
+    }
+
+    /// <summary>Horizontal sum of 8 int32.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int HSum(Vector256<int> x)
+    {
+        var s = Sse2.Add(x.GetUpper(), x.GetLower());
+        s = Sse2.Add(s, Sse2.Shuffle(s, 0b_01_00_11_10));
+        s = Sse2.Add(s, Sse2.Shuffle(s, 0b_10_11_00_01));
+        return s.ToScalar();
+    }
+
+    /// <summary>Horizontal sum of 16 floats (pairwise halves).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float HSum(Vector512<float> x) => HSum(Avx.Add(x.GetLower(), x.GetUpper()));
+
+    /// <summary>Horizontal sum of 4 floats on ARM.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float HSum(Vector128<float> x) => Vector128.Sum(x);
+
+    /// <summary>Half bits (8 lanes, zero-extended to int32) to floats, exactly (subnormals included).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> HalfToSingle(Vector256<int> h)
+    {
+        var sign = Avx2.ShiftLeftLogical(h & Vector256.Create(0x8000), 16);
+        var mag = h & Vector256.Create(0x7FFF);
+        // Exponent+mantissa shifted into float position, rescaled by 2^112: exact for normals and subnormals.
+        var f = Avx.Multiply(Avx2.ShiftLeftLogical(mag, 13).AsSingle(), Vector256.Create(BitConverter.UInt32BitsToSingle(0x77800000u)));
+        // Inf/NaN: half exponent 31 becomes float exponent 255.
+        var isInfNan = Avx2.CompareGreaterThan(mag, Vector256.Create(0x7BFF));
+        var infNan = Avx2.ShiftLeftLogical(mag, 13) | Vector256.Create(0x7F800000);
+        f = Avx.BlendVariable(f, infNan.AsSingle(), isInfNan.AsSingle());
+        return (f.AsInt32() | sign).AsSingle();
+    }
+
+    /// <summary>8 halves at p to 8 floats.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> LoadHalf8(ushort* p) => HalfToSingle(Avx2.ConvertToVector256Int32(p));
+
+    /// <summary>8 bfloat16 at p to 8 floats.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> LoadBF16x8(ushort* p) => Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(p), 16).AsSingle();
+}
+
+/// <summary>AVX-512 building blocks (two 32-value blocks per 512-bit register).</summary>
+internal static unsafe class Simd512
+{
+    /// <summary>Signed-by-signed byte products summed in fours as 16 floats (|x| times y with x's sign).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> MulSumI8Float(Vector512<sbyte> x, Vector512<sbyte> y)
+    {
+        var ax = Avx512BW.Abs(x);
+        var sy = Avx512BW.BlendVariable(y, Avx512BW.Subtract(Vector512<sbyte>.Zero, y), Avx512BW.CompareLessThan(x, Vector512<sbyte>.Zero));
+        return MulSumU8I8Float(ax, sy);
+    }
+
+    /// <summary>Unsigned-by-signed byte products summed in fours as 16 floats.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> MulSumU8I8Float(Vector512<byte> ax, Vector512<sbyte> sy)
+    {
+        var sums = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(ax, sy), Vector512.Create((short)1));
+        return Avx512F.ConvertToVector512Single(sums);
+    }
+
+    /// <summary>Scale vector: d0 in lanes 0-7 (first block), d1 in lanes 8-15 (second block).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Scales(float d0, float d1) => Vector512.Create(Vector256.Create(d0), Vector256.Create(d1));
+}

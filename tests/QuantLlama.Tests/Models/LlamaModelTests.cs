@@ -1,0 +1,190 @@
+using QuantLlama.Gguf;
+using QuantLlama.Models;
+using QuantLlama.Sampling;
+using QuantLlama.Tensors;
+using QuantLlama.Tests.Oracle;
+using QuantLlama.Tokenizers;
+using Xunit.Abstractions;
+
+namespace QuantLlama.Tests;
+
+public class LlamaModelTests(ITestOutputHelper output)
+{
+    /// <summary>BOS + "Once upon a time" in the stories260K vocabulary.</summary>
+    private static readonly int[] OnceUponATime = [1, 403, 407, 261, 378];
+
+    private static readonly int[] SomeTokens = [1, 450, 4996, 17354, 1701, 432, 17204, 975, 278, 17366, 11203, 29889];
+
+    [Theory]
+    [InlineData("stories260K.gguf")]
+    [InlineData("stories260K-Q8_0.gguf")]
+    public void GreedyContinuationMatchesLlamaCpp(string fileName)
+    {
+        string path = TestPaths.SharedFile("llamacpp", fileName);
+        int[] expected;
+        using (var reference = LlamaCppModel.Load(path, 128))
+        {
+            Assert.Equal(OnceUponATime, reference.Tokenize("Once upon a time"));
+            expected = reference.GenerateGreedy(OnceUponATime, 64, stopAtEndOfGeneration: false);
+        }
+
+        using var model = LlamaModel.Load(path);
+        var tokenizer = TokenizerFactory.FromMetadata(model.File.Metadata);
+        Assert.Equal(OnceUponATime, tokenizer.Encode("Once upon a time", addSpecial: true, parseSpecial: false));
+        var actual = Greedy(model, OnceUponATime, 64);
+        Assert.Equal(expected, actual);
+
+        var decoder = new StreamingDecoder(tokenizer);
+        string text = "Once upon a time" + string.Concat(actual.Select(decoder.Push)) + decoder.Flush();
+        output.WriteLine(text);
+        Assert.StartsWith("Once upon a time, there was a little girl named Lily. She loved to play outside in the park.", text);
+    }
+
+    [Fact]
+    public void SplitPromptGivesTheSameLogitsAsABatch()
+    {
+        string path = TestPaths.SharedFile("llamacpp", "stories260K.gguf");
+        using var batched = LlamaModel.Load(path, new LlamaModelOptions { KvCacheType = KvCacheType.F32 });
+        using var split = LlamaModel.Load(path, new LlamaModelOptions { KvCacheType = KvCacheType.F32, MaxBatch = 2 });
+        var a = batched.Forward(OnceUponATime, 0).ToArray();
+        var b = Array.Empty<float>();
+        for (int i = 0; i < OnceUponATime.Length; i++) b = split.Forward(OnceUponATime.AsSpan(i, 1), i).ToArray();
+        Assert.True(MaxAbsDiff(a, b) < 1e-4f, $"max diff {MaxAbsDiff(a, b)}");
+    }
+
+    /// <summary>
+    /// The last position's logits after a 12-token batch and after one more token (matrix-vector path, KV cache),
+    /// against llama.cpp on the same file. Bound: max |ours − llama.cpp| ≤ tolerance × max(1, max |logit|).
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.F32, 1e-4, false)]
+    [InlineData(GgmlType.F32, 1e-4, true)]
+    [InlineData(GgmlType.F16, 2e-3, false)]
+    public void LogitsMatchLlamaCpp(GgmlType type, double tolerance, bool tiedOutput)
+    {
+        string dir = TestPaths.NewTempDirectory();
+        try
+        {
+            string path = SyntheticLlama.Write(dir, type, new SyntheticLlama.Shape { TiedOutput = tiedOutput });
+            CompareWithLlamaCpp(path, tolerance);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
+    public void MixtralLogitsMatchLlamaCppAndBothExpertLayoutsAgree()
+    {
+        string dir = TestPaths.NewTempDirectory();
+        try
+        {
+            var shape = new SyntheticLlama.Shape { Experts = 4, ExpertsUsed = 2 };
+            string stacked = SyntheticLlama.Write(dir, GgmlType.F32, shape);
+            string split = SyntheticLlama.Write(dir, GgmlType.F32, shape with { SplitExperts = true });
+            CompareWithLlamaCpp(stacked, 1e-4);
+
+            using var a = LlamaModel.Load(stacked);
+            using var b = LlamaModel.Load(split);
+            Assert.True(a.Config.IsMixtureOfExperts);
+            Assert.Equal(a.Forward(SomeTokens, 0).ToArray(), b.Forward(SomeTokens, 0).ToArray());
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
+    public void ConfigComesFromMetadataAndTensorShapes()
+    {
+        using var file = GgufFile.Open(TestPaths.SharedFile("llamacpp", "stories260K.gguf"));
+        var c = LlamaConfig.FromModelFile(file);
+        Assert.Equal(64, c.EmbeddingLength);
+        Assert.Equal(172, c.FeedForwardLength);
+        Assert.Equal(5, c.BlockCount);
+        Assert.Equal(8, c.HeadCount);
+        Assert.Equal(4, c.HeadCountKv);
+        Assert.Equal(512, c.VocabSize);
+        Assert.Equal(128, c.ContextLength);
+        Assert.Equal(8, c.HeadDim);
+        Assert.False(c.IsMixtureOfExperts);
+    }
+
+    [Fact]
+    public void TooManyTokensForTheContextIsAClearError()
+    {
+        using var model = LlamaModel.Load(TestPaths.SharedFile("llamacpp", "stories260K.gguf"), new LlamaModelOptions { ContextSize = 8 });
+        model.Forward(OnceUponATime, 0);
+        var e = Assert.Throws<ContextFullException>(() => model.Forward(OnceUponATime, 5));
+        Assert.Contains("context holds 8 tokens, 10 are needed", e.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => model.Forward([512], 0));
+    }
+
+    [Fact]
+    public void MissingTensorIsReportedByName()
+    {
+        string dir = TestPaths.NewTempDirectory();
+        try
+        {
+            string path = Path.Combine(dir, "broken.gguf");
+            using (var src = GgufFile.Open(TestPaths.SharedFile("llamacpp", "stories260K.gguf")))
+            {
+                var w = new GgufWriter().CopyMetadataFrom(src);
+                foreach (var t in src.Tensors)
+                    if (t.Name != "blk.3.attn_k.weight") w.AddTensor(t.Name, t.Type, t.Dimensions, src.GetTensorData(t).ToArray());
+                w.Write(path);
+            }
+            var e = Assert.Throws<InvalidDataException>(() => LlamaModel.Load(path));
+            Assert.Contains("tensor 'blk.3.attn_k.weight' is missing", e.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    private void CompareWithLlamaCpp(string path, double tolerance)
+    {
+        float[] expectedBatch, expectedNext;
+        using (var reference = LlamaCppModel.Load(path, 64, f32KvCache: true))
+        {
+            expectedBatch = reference.LastLogits(SomeTokens);
+            expectedNext = reference.LastLogits([.. SomeTokens, 319]);
+        }
+        using var model = LlamaModel.Load(path, new LlamaModelOptions { KvCacheType = KvCacheType.F32 });
+        var batch = model.Forward(SomeTokens, 0).ToArray();
+        var next = model.Forward([319], SomeTokens.Length).ToArray();
+        foreach (var (expected, actual, what) in new[] { (expectedBatch, batch, "batch"), (expectedNext, next, "next") })
+        {
+            float scale = Math.Max(1f, expected.Max(MathF.Abs));
+            float diff = MaxAbsDiff(expected, actual);
+            output.WriteLine($"{Path.GetFileName(path)} {what}: max |logit| {scale:G4}, max diff {diff:G4} ({diff / scale:G3} relative)");
+            Assert.True(diff <= tolerance * scale, $"{what}: max diff {diff} > {tolerance} × {scale}");
+            Assert.Equal(LogitsProcessor.ArgMax(expected), LogitsProcessor.ArgMax(actual));
+        }
+    }
+
+    internal static List<int> Greedy(LlamaModel model, IReadOnlyList<int> prompt, int count)
+    {
+        var output = new List<int>();
+        var logits = model.Forward(prompt.ToArray(), 0);
+        int position = prompt.Count;
+        for (int i = 0; i < count; i++)
+        {
+            int next = LogitsProcessor.ArgMax(logits);
+            output.Add(next);
+            if (i < count - 1) logits = model.Forward([next], position++);
+        }
+        return output;
+    }
+
+    private static float MaxAbsDiff(float[] a, float[] b)
+    {
+        Assert.Equal(a.Length, b.Length);
+        float m = 0;
+        for (int i = 0; i < a.Length; i++) m = Math.Max(m, Math.Abs(a[i] - b[i]));
+        return m;
+    }
+}

@@ -1,0 +1,124 @@
+using QuantLlama.Gguf;
+using QuantLlama.Quants;
+using QuantLlama.Tensors;
+
+namespace QuantLlama.Tests;
+
+/// <summary>
+/// Writes small LLaMA / Mixtral GGUFs with random weights and the Llama 2 vocabulary (copied from the shared
+/// vocab-only file), in any weight type, for differential tests against llama.cpp.
+/// </summary>
+internal static class SyntheticLlama
+{
+    public sealed record Shape
+    {
+        public int Dim { get; init; } = 256;
+        public int FeedForward { get; init; } = 768;
+        public int Heads { get; init; } = 4;
+        public int KvHeads { get; init; } = 2;
+        public int Layers { get; init; } = 2;
+        public int Context { get; init; } = 256;
+        public int Experts { get; init; }
+        public int ExpertsUsed { get; init; }
+        /// <summary>Write expert weights as one tensor per expert (the older Mixtral naming) instead of 3-D tensors.</summary>
+        public bool SplitExperts { get; init; }
+        /// <summary>Leave out output.weight so the head is tied to token_embd.</summary>
+        public bool TiedOutput { get; init; }
+    }
+
+    public static string VocabFile => TestPaths.SharedFile("vocab", "ggml-vocab-llama-spm.gguf");
+
+    public static string Write(string directory, GgmlType type, Shape shape, int seed = 1234)
+    {
+        string path = Path.Combine(directory, $"synthetic-{type}-{seed}{(shape.Experts > 0 ? "-moe" : "")}{(shape.SplitExperts ? "-split" : "")}.gguf");
+        using var vocab = GgufFile.Open(VocabFile);
+        int nVocab = vocab.Metadata.GetStringArray("tokenizer.ggml.tokens").Length;
+        var w = new GgufWriter();
+        w.Set("general.architecture", "llama").Set("general.name", "synthetic");
+        w.Set("llama.context_length", (uint)(shape.Context))
+            .Set("llama.embedding_length", (uint)(shape.Dim))
+            .Set("llama.block_count", (uint)(shape.Layers))
+            .Set("llama.feed_forward_length", (uint)(shape.FeedForward))
+            .Set("llama.attention.head_count", (uint)(shape.Heads))
+            .Set("llama.attention.head_count_kv", (uint)(shape.KvHeads))
+            .Set("llama.attention.layer_norm_rms_epsilon", 1e-5f)
+            .Set("llama.rope.freq_base", 10000f)
+            .Set("llama.rope.dimension_count", (uint)(shape.Dim / shape.Heads));
+        if (shape.Experts > 0)
+            w.Set("llama.expert_count", (uint)(shape.Experts)).Set("llama.expert_used_count", (uint)(shape.ExpertsUsed));
+        foreach (var (k, v) in vocab.Metadata.Entries)
+            if (k.StartsWith("tokenizer.", StringComparison.Ordinal)) w.Set(k, v);
+
+        var rng = new Random(seed);
+        int dim = shape.Dim, ff = shape.FeedForward, kvDim = dim / shape.Heads * shape.KvHeads;
+        void Matrix(string name, GgmlType t, int cols, int rows, float scale, int planes = 1)
+            => w.AddTensor(name, t, planes == 1 ? [cols, rows] : [cols, rows, planes], Quantize(t, Random(rng, (long)cols * rows * planes, scale), cols));
+        void Norm(string name) => w.AddTensor(name, [dim], Enumerable.Range(0, dim).Select(_ => 0.8f + 0.4f * rng.NextSingle()).ToArray());
+
+        Matrix("token_embd.weight", type, dim, nVocab, 1.0f);
+        Norm("output_norm.weight");
+        if (!shape.TiedOutput) Matrix("output.weight", type, dim, nVocab, 1.0f / MathF.Sqrt(dim));
+        float inScale = 1.0f / MathF.Sqrt(dim), ffScale = 1.0f / MathF.Sqrt(ff);
+        for (int l = 0; l < shape.Layers; l++)
+        {
+            string p = $"blk.{l}.";
+            Norm(p + "attn_norm.weight");
+            Matrix(p + "attn_q.weight", type, dim, dim, inScale * 2);
+            Matrix(p + "attn_k.weight", type, dim, kvDim, inScale * 2);
+            Matrix(p + "attn_v.weight", type, dim, kvDim, inScale);
+            Matrix(p + "attn_output.weight", type, dim, dim, inScale);
+            Norm(p + "ffn_norm.weight");
+            if (shape.Experts == 0)
+            {
+                Matrix(p + "ffn_gate.weight", type, dim, ff, inScale);
+                Matrix(p + "ffn_up.weight", type, dim, ff, inScale);
+                Matrix(p + "ffn_down.weight", type, ff, dim, ffScale);
+                continue;
+            }
+            Matrix(p + "ffn_gate_inp.weight", GgmlType.F32, dim, shape.Experts, inScale * 4);
+            if (shape.SplitExperts)
+            {
+                // Same random stream as the 3-D layout: expert e's slice of each stacked tensor.
+                var gate = Random(rng, (long)dim * ff * shape.Experts, inScale);
+                var up = Random(rng, (long)dim * ff * shape.Experts, inScale);
+                var down = Random(rng, (long)ff * dim * shape.Experts, ffScale);
+                for (int e = 0; e < shape.Experts; e++)
+                {
+                    w.AddTensor($"{p}ffn_gate.{e}.weight", type, [dim, ff], Quantize(type, gate.AsSpan(e * dim * ff, dim * ff).ToArray(), dim));
+                    w.AddTensor($"{p}ffn_down.{e}.weight", type, [ff, dim], Quantize(type, down.AsSpan(e * dim * ff, dim * ff).ToArray(), ff));
+                    w.AddTensor($"{p}ffn_up.{e}.weight", type, [dim, ff], Quantize(type, up.AsSpan(e * dim * ff, dim * ff).ToArray(), dim));
+                }
+            }
+            else
+            {
+                var gate = Random(rng, (long)dim * ff * shape.Experts, inScale);
+                var up = Random(rng, (long)dim * ff * shape.Experts, inScale);
+                var down = Random(rng, (long)ff * dim * shape.Experts, ffScale);
+                w.AddTensor(p + "ffn_gate_exps.weight", type, [dim, ff, shape.Experts], Quantize(type, gate, dim));
+                w.AddTensor(p + "ffn_down_exps.weight", type, [ff, dim, shape.Experts], Quantize(type, down, ff));
+                w.AddTensor(p + "ffn_up_exps.weight", type, [dim, ff, shape.Experts], Quantize(type, up, dim));
+            }
+        }
+        w.Write(path);
+        return path;
+    }
+
+    /// <summary>Uniform values in [-scale·√3, scale·√3] (standard deviation = scale).</summary>
+    private static float[] Random(Random rng, long count, float scale)
+    {
+        var a = new float[count];
+        float s = scale * MathF.Sqrt(3);
+        for (long i = 0; i < count; i++) a[i] = (rng.NextSingle() * 2 - 1) * s;
+        return a;
+    }
+
+    private static byte[] Quantize(GgmlType type, float[] values, int rowLength)
+    {
+        long rowBytes = GgmlTypeInfo.RowBytes(type, rowLength);
+        int rows = values.Length / rowLength;
+        var bytes = new byte[rowBytes * rows];
+        for (int r = 0; r < rows; r++)
+            Quantizer.QuantizeRow(type, values.AsSpan(r * rowLength, rowLength), bytes.AsSpan((int)(r * rowBytes), (int)rowBytes));
+        return bytes;
+    }
+}

@@ -1,0 +1,105 @@
+using QuantLlama.Compute;
+using QuantLlama.Quants;
+using QuantLlama.Tensors;
+
+namespace QuantLlama.Tests.Quants;
+
+/// <summary>Tests that change process-wide kernel settings (Kernels.Path, WorkerPool thread count) run alone.</summary>
+[CollectionDefinition("KernelSettings", DisableParallelization = true)]
+public class KernelSettingsCollection;
+
+/// <summary>Each SIMD path against the scalar reference, on random data with odd block counts and tails.</summary>
+[Collection("KernelSettings")]
+public class KernelPathTests
+{
+    public static readonly TheoryData<GgmlType> WeightTypes = new()
+    {
+        GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q8_0, GgmlType.Q8_1,
+    };
+
+    [Fact]
+    public void ThisMachineRunsAvx2AndScalar()
+    {
+        Assert.Contains(KernelPath.Scalar, Kernels.Supported);
+        if (System.Runtime.Intrinsics.X86.Avx2.IsSupported) Assert.Contains(KernelPath.Avx2, Kernels.Supported);
+        Assert.Equal(Kernels.Supported[^1], Kernels.Best);
+    }
+
+    [Fact]
+    public void ForcingAnUnsupportedPathThrows()
+    {
+        foreach (var path in Enum.GetValues<KernelPath>().Where(p => !Kernels.IsSupported(p)))
+            Assert.Throws<NotSupportedException>(() => Kernels.Path = path);
+    }
+
+    [Theory]
+    [MemberData(nameof(WeightTypes))]
+    public unsafe void EverySimdPathMatchesScalarDot(GgmlType type)
+    {
+        var kernel = QuantKernels.Get(type);
+        int blockSize = GgmlTypeInfo.BlockSize(type);
+        // Block counts 1..9 and 33 hit every unroll remainder; float types also get lengths that are not multiples of 8.
+        int[] lengths = blockSize == 1 ? [1, 7, 8, 15, 16, 31, 33, 100, 1001] : [32, 64, 96, 128, 160, 224, 288, 1056];
+        foreach (int n in lengths)
+        {
+            for (int seed = 0; seed < 3; seed++)
+            {
+                var w = new byte[GgmlTypeInfo.RowBytes(type, n)];
+                Quantizer.QuantizeRow(type, TestRows.Random(n, 100 + seed), w);
+                var x = TestRows.Random(n, 200 + seed, seed == 2 ? 1e-3f : 1f);
+                float scalar = Run(KernelPath.Scalar, type, kernel, w, x, out var scalarAct);
+                foreach (var path in Kernels.Supported)
+                {
+                    float simd = Run(path, type, kernel, w, x, out var act);
+                    GgmlDifferentialTests.AssertBytes(scalarAct, act, $"{type} activation on {path}, n={n}");
+                    double bound = GgmlDifferentialTests.DotTolerance(type, kernel.ActivationType, w, act, n);
+                    Assert.True(Math.Abs(simd - scalar) <= bound, $"{type} n={n} seed={seed} {path}: {simd:R} vs scalar {scalar:R} (tolerance {bound:R})");
+                }
+            }
+        }
+    }
+
+    private static unsafe float Run(KernelPath path, GgmlType type, TypeKernel kernel, byte[] w, float[] x, out byte[] activation)
+    {
+        var saved = Kernels.Path;
+        try
+        {
+            Kernels.Path = path;
+            activation = new byte[GgmlTypeInfo.RowBytes(kernel.ActivationType, x.Length)];
+            fixed (float* xp = x)
+            fixed (byte* ap = activation)
+            fixed (byte* wp = w)
+            {
+                kernel.QuantizeActivation(xp, ap, x.Length);
+                return kernel.Dot(wp, ap, x.Length);
+            }
+        }
+        finally
+        {
+            Kernels.Path = saved;
+        }
+    }
+
+    [Fact]
+    public void Avx2DotOfTwoBlocksIsExactOnSmallIntegers()
+    {
+        // Scales of 1 and small integer quants: every path must give the exact integer dot.
+        var w = new float[64];
+        var x = new float[64];
+        for (int i = 0; i < 64; i++) { w[i] = (i % 15) - 7; x[i] = (i % 9) - 4; }
+        w[0] = -8; w[32] = -8; x[0] = 127; x[32] = -127;
+        var wq = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q4_0, 64)];
+        Quantizer.QuantizeRow(GgmlType.Q4_0, w, wq);
+        var back = new float[64];
+        Dequantizer.DequantizeRow(GgmlType.Q4_0, wq, back);
+        Assert.Equal(w, back);
+        var xq = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q8_0, 64)];
+        Q8_0.QuantizeActivation(x, xq);
+        var xback = new float[64];
+        Dequantizer.DequantizeRow(GgmlType.Q8_0, xq, xback);
+        double expected = 0;
+        for (int i = 0; i < 64; i++) expected += (double)back[i] * xback[i];
+        foreach (var path in Kernels.Supported)
+            Assert.Equal(expected, GgmlDifferentialTests.DotOnPath(GgmlType.Q4_0, path, wq, xq, 64), 3);
+    }
+}

@@ -1,0 +1,166 @@
+using QuantLlama.Compute;
+using QuantLlama.Quants;
+using QuantLlama.Tensors;
+
+namespace QuantLlama.Tests.Quants;
+
+/// <summary>
+/// MatVec/MatMat over every type against the dequantize-then-float reference (double sums), within the error
+/// the activation's quantization to the partner type can cause; MatMat equal to MatVec bit for bit; results
+/// independent of the thread count.
+/// </summary>
+[Collection("KernelSettings")]
+public class MatMulTests
+{
+    public static readonly TheoryData<GgmlType> WeightTypes = KernelPathTests.WeightTypes;
+
+    [Theory]
+    [MemberData(nameof(WeightTypes))]
+    public unsafe void MatVecEqualsDequantizedReferenceWithinActivationError(GgmlType type)
+    {
+        var kernel = QuantKernels.Get(type);
+        foreach (var (rows, cols) in new[] { (37, 256), (300, 96), (5, 32), (1024, 1024) })
+        {
+            var wf = TestRows.Random(rows * cols, 1);
+            var w = new byte[GgmlTypeInfo.RowBytes(type, cols) * rows];
+            Quantizer.QuantizeRow(type, wf, w);
+            var deq = new float[rows * cols];
+            Dequantizer.DequantizeRow(type, w, deq);
+            var x = TestRows.Random(cols, 2);
+            var y = new float[rows];
+            fixed (byte* wp = w) MatMul.MatVec(type, wp, rows, cols, x, y);
+            for (int r = 0; r < rows; r++)
+            {
+                var wr = deq.AsSpan(r * cols, cols);
+                double exact = 0, absSum = 0, bound = 0;
+                for (int i = 0; i < cols; i++) { exact += (double)wr[i] * x[i]; absSum += Math.Abs((double)wr[i] * x[i]); }
+                bound = ActivationErrorBound(kernel.ActivationType, wr, x) + (cols + 16) * Math.Pow(2, -23) * absSum * 2;
+                Assert.True(Math.Abs(y[r] - exact) <= bound, $"{type} {rows}x{cols} row {r}: {y[r]:R} vs {exact:R} (tolerance {bound:R})");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Largest change the activation's rounding can make to the dot: Q8 blocks round each value to within
+    /// half a step (amax/127)/2 and store the step as fp16 (relative error 2^-11 on up to 127 steps);
+    /// F16 and BF16 round each value relatively by 2^-11 and 2^-8.
+    /// </summary>
+    private static double ActivationErrorBound(GgmlType activation, ReadOnlySpan<float> w, float[] x)
+    {
+        double bound = 0;
+        switch (activation)
+        {
+            case GgmlType.F32: return 0;
+            case GgmlType.F16:
+            case GgmlType.BF16:
+                double rel = activation == GgmlType.F16 ? Math.Pow(2, -11) : Math.Pow(2, -8);
+                for (int i = 0; i < x.Length; i++) bound += Math.Abs(w[i] * (double)x[i]) * rel;
+                return bound * 1.01 + 1e-30;
+            default:
+                for (int b = 0; b < x.Length / 32; b++)
+                {
+                    double amax = 0, wabs = 0;
+                    for (int i = b * 32; i < b * 32 + 32; i++) { amax = Math.Max(amax, Math.Abs(x[i])); wabs += Math.Abs(w[i]); }
+                    double step = amax / 127;
+                    bound += wabs * (step / 2 + 127 * step * Math.Pow(2, -11));
+                }
+                return bound * 1.01 + 1e-30;
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(WeightTypes))]
+    public unsafe void MatMatEqualsMatVecBitForBitOnEveryPath(GgmlType type)
+    {
+        const int rows = 70, cols = 320, n = 11;
+        var w = new byte[GgmlTypeInfo.RowBytes(type, cols) * rows];
+        Quantizer.QuantizeRow(type, TestRows.Random(rows * cols, 3), w);
+        var x = TestRows.Random(n * cols, 4);
+        var saved = Kernels.Path;
+        try
+        {
+            foreach (var path in Kernels.Supported)
+            {
+                Kernels.Path = path;
+                var y = new float[n * rows];
+                fixed (byte* wp = w)
+                {
+                    MatMul.MatMat(type, wp, rows, cols, x, n, y);
+                    for (int i = 0; i < n; i++)
+                    {
+                        var yi = new float[rows];
+                        MatMul.MatVec(type, wp, rows, cols, x.AsSpan(i * cols, cols), yi);
+                        for (int r = 0; r < rows; r++)
+                            Assert.True(BitConverter.SingleToInt32Bits(yi[r]) == BitConverter.SingleToInt32Bits(y[i * rows + r]),
+                                $"{type} {path} activation {i} row {r}: MatVec {yi[r]:R}, MatMat {y[i * rows + r]:R}");
+                    }
+                }
+            }
+        }
+        finally
+        {
+            Kernels.Path = saved;
+        }
+    }
+
+    [Fact]
+    public unsafe void ResultsDoNotDependOnThreadCount()
+    {
+        const int rows = 512, cols = 512, n = 6;
+        var w = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q4_0, cols) * rows];
+        Quantizer.QuantizeRow(GgmlType.Q4_0, TestRows.Random(rows * cols, 5), w);
+        var x = TestRows.Random(n * cols, 6);
+        int saved = WorkerPool.ThreadCount;
+        try
+        {
+            float[]? first = null;
+            foreach (int threads in new[] { 1, 2, 3, 8 })
+            {
+                WorkerPool.SetThreadCount(threads);
+                Assert.Equal(threads, WorkerPool.ThreadCount);
+                var y = new float[n * rows];
+                fixed (byte* wp = w) MatMul.MatMat(GgmlType.Q4_0, wp, rows, cols, x, n, y);
+                if (first == null) first = y;
+                else Assert.Equal(first, y);
+            }
+        }
+        finally
+        {
+            WorkerPool.SetThreadCount(saved);
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => WorkerPool.SetThreadCount(0));
+    }
+
+    [Fact]
+    public unsafe void BadArgumentsThrowClearly()
+    {
+        var w = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q8_0, 64) * 2];
+        fixed (byte* wp = w)
+        {
+            var p = wp;
+            Assert.Throws<ArgumentException>(() => MatMul.MatVec(GgmlType.Q8_0, p, 2, 64, new float[10], new float[2]));
+            Assert.Throws<ArgumentException>(() => MatMul.MatVec(GgmlType.Q8_0, p, 2, 48, new float[48], new float[2]));
+            Assert.Throws<NotSupportedException>(() => MatMul.MatVec(GgmlType.IQ2_XXS, p, 1, 256, new float[256], new float[1]));
+        }
+    }
+
+    [Fact]
+    public unsafe void ConcurrentCallersGetCorrectResults()
+    {
+        const int rows = 256, cols = 512;
+        var w = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q8_0, cols) * rows];
+        Quantizer.QuantizeRow(GgmlType.Q8_0, TestRows.Random(rows * cols, 8), w);
+        var x = TestRows.Random(cols, 9);
+        var expected = new float[rows];
+        fixed (byte* wp = w) MatMul.MatVec(GgmlType.Q8_0, wp, rows, cols, x, expected);
+        Parallel.For(0, 8, _ =>
+        {
+            var y = new float[rows];
+            for (int k = 0; k < 20; k++)
+            {
+                fixed (byte* wp = w) MatMul.MatVec(GgmlType.Q8_0, wp, rows, cols, x, y);
+                Assert.Equal(expected, y);
+            }
+        });
+    }
+}
