@@ -109,7 +109,7 @@ public sealed unsafe class GgufFile : IModelFile
             {
                 long at = r.Position;
                 string key = r.String("metadata key");
-                var type = r.ValueType($"metadata type of '{key}'");
+                var type = r.ValueType($"'{key}'");
                 var value = r.Value(type, key, 0);
                 if (!_metadata.TryAdd(key, value)) throw Error(at, $"duplicate metadata key '{key}'");
                 if (key == "general.alignment") alignmentAt = at;

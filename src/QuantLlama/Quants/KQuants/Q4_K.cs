@@ -176,7 +176,6 @@ public static unsafe class Q4_K
         var m4 = Vector256.Create((byte)0x0F);
         var acc = Vector256<float>.Zero;
         var accMins = Vector128<float>.Zero;
-        uint* utmp = stackalloc uint[4];
         Vector256<byte> s0 = SimdHelpers.WordBroadcastMask(0), s1 = SimdHelpers.WordBroadcastMask(1);
         Vector256<byte> s2 = SimdHelpers.WordBroadcastMask(2), s3 = SimdHelpers.WordBroadcastMask(3);
         Vector256<byte> s4 = SimdHelpers.WordBroadcastMask(4), s5 = SimdHelpers.WordBroadcastMask(5);
@@ -187,9 +186,8 @@ public static unsafe class Q4_K
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
             float d = y->D * KQuantMath.FromHalfBits(x->D);
             float dmin = -y->D * KQuantMath.FromHalfBits(x->DMin);
-            KQuantMath.UnpackScaleMinK4(x->Scales, utmp);
             // 8 scales then 8 mins, widened to 16 bits.
-            Vector256<short> scalesAndMins = Avx2.ConvertToVector256Int16(Sse2.LoadVector128((byte*)utmp));
+            Vector256<short> scalesAndMins = Avx2.ConvertToVector256Int16(KQuantMath.UnpackScaleMinK4(x->Scales).AsByte());
 
             Vector256<short> bsums = Avx.LoadVector256(y->BSums);
             Vector128<short> pairSums = Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper());

@@ -186,26 +186,28 @@ public static unsafe class Q6_K
             Vector256<int> offset = Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(scales), Avx.LoadVector256(y->BSums));
             Vector256<int> sumi = Avx2.ShiftLeftLogical(offset, 5);
             sumi = Avx2.Subtract(Vector256<int>.Zero, sumi);
-            for (int h = 0; h < 2; h++)
-            {
-                Vector256<byte> bits1 = Avx.LoadVector256(x->Ql + 64 * h);
-                Vector256<byte> bits2 = Avx.LoadVector256(x->Ql + 64 * h + 32);
-                Vector256<byte> high = Avx.LoadVector256(x->Qh + 32 * h);
-                Vector256<ushort> high16 = high.AsUInt16();
-                Vector256<byte> q0 = Avx2.Or(Avx2.And(bits1, m4), Avx2.ShiftLeftLogical(Avx2.And(high, m2).AsUInt16(), 4).AsByte());
-                Vector256<byte> q1 = Avx2.Or(Avx2.And(bits2, m4), Avx2.ShiftLeftLogical(Avx2.And(Avx2.ShiftRightLogical(high16, 2).AsByte(), m2).AsUInt16(), 4).AsByte());
-                Vector256<byte> q2 = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits1.AsUInt16(), 4).AsByte(), m4), Avx2.And(high, m2x4));
-                Vector256<byte> q3 = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits2.AsUInt16(), 4).AsByte(), m4), Avx2.And(Avx2.ShiftRightLogical(high16, 2).AsByte(), m2x4));
-                sbyte* q8 = y->Qs + 128 * h;
-                int k = 4 * h;
-                sumi = Avx2.Add(sumi, Group(q0, q8, scales, k));
-                sumi = Avx2.Add(sumi, Group(q1, q8 + 32, scales, k + 1));
-                sumi = Avx2.Add(sumi, Group(q2, q8 + 64, scales, k + 2));
-                sumi = Avx2.Add(sumi, Group(q3, q8 + 96, scales, k + 3));
-            }
+            sumi = Avx2.Add(sumi, Half(x->Ql, x->Qh, y->Qs, scales, 0, m4, m2, m2x4));
+            sumi = Avx2.Add(sumi, Half(x->Ql + 64, x->Qh + 32, y->Qs + 128, scales, 4, m4, m2, m2x4));
             acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
         }
         return SimdHelpers.HorizontalSum(acc);
+
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+        static Vector256<int> Half(byte* ql, byte* qh, sbyte* q8, Vector128<sbyte> scales, int k,
+            Vector256<byte> m4, Vector256<byte> m2, Vector256<byte> m2x4)
+        {
+            Vector256<byte> bits1 = Avx.LoadVector256(ql);
+            Vector256<byte> bits2 = Avx.LoadVector256(ql + 32);
+            Vector256<byte> high = Avx.LoadVector256(qh);
+            Vector256<ushort> high16 = high.AsUInt16();
+            Vector256<byte> q0 = Avx2.Or(Avx2.And(bits1, m4), Avx2.ShiftLeftLogical(Avx2.And(high, m2).AsUInt16(), 4).AsByte());
+            Vector256<byte> q1 = Avx2.Or(Avx2.And(bits2, m4), Avx2.ShiftLeftLogical(Avx2.And(Avx2.ShiftRightLogical(high16, 2).AsByte(), m2).AsUInt16(), 4).AsByte());
+            Vector256<byte> q2 = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits1.AsUInt16(), 4).AsByte(), m4), Avx2.And(high, m2x4));
+            Vector256<byte> q3 = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits2.AsUInt16(), 4).AsByte(), m4), Avx2.And(Avx2.ShiftRightLogical(high16, 2).AsByte(), m2x4));
+            Vector256<int> s01 = Avx2.Add(Group(q0, q8, scales, k), Group(q1, q8 + 32, scales, k + 1));
+            Vector256<int> s23 = Avx2.Add(Group(q2, q8 + 64, scales, k + 2), Group(q3, q8 + 96, scales, k + 3));
+            return Avx2.Add(s01, s23);
+        }
     }
 
     /// <summary>32 unsigned quants times 32 activations, the low 16 scaled by scale 2k and the high 16 by 2k+1.</summary>

@@ -1,0 +1,44 @@
+using System.Diagnostics;
+using QuantLlama.Quants;
+using QuantLlama.Tensors;
+
+namespace QuantLlama.Bench;
+
+/// <summary>
+/// `quick [TYPE...]`: a fast sanity timing of the row dots (ours vs llama.cpp, best single call over interleaved rounds),
+/// for iterating on kernels; BenchmarkDotNet gives the numbers we publish.
+/// </summary>
+internal static class Quick
+{
+    public static void Run(string[] types)
+    {
+        var list = types.Length > 0 ? types.Select(t => Enum.Parse<GgmlType>(t, true)).ToArray()
+            : [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.F16, GgmlType.F32];
+        foreach (var type in list)
+        {
+            var b = new DotBenchmarks { Type = type };
+            b.Setup();
+            double ggml = double.MaxValue, ours = double.MaxValue;
+            // Interleaved rounds, best of each: on a shared machine the minimum is the least disturbed run.
+            for (int round = 0; round < 15; round++)
+            {
+                ggml = Math.Min(ggml, Time(() => b.LlamaCpp()));
+                ours = Math.Min(ours, Time(() => b.QuantLlama()));
+            }
+            Console.WriteLine($"{type,-5} llama.cpp {ggml,8:F2} us  ours {ours,8:F2} us  speed ratio (llama.cpp time / ours) {ggml / ours:F2}");
+        }
+    }
+
+    private static double Time(Func<float> f)
+    {
+        double best = double.MaxValue;
+        var total = Stopwatch.StartNew();
+        while (total.ElapsedMilliseconds < 200)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            f();
+            best = Math.Min(best, Stopwatch.GetElapsedTime(t0).TotalMicroseconds);
+        }
+        return best;
+    }
+}
