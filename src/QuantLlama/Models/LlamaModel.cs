@@ -343,57 +343,67 @@ public sealed unsafe class LlamaModel : IDisposable
             }
         }
 
-        var job = new AttentionJob(this, keys, values, n, start);
-        if (n * (start + n) >= 256 && c.HeadCount > 1)
-            Parallel.For(0, c.HeadCount, job.Head);
+        var job = new AttentionJob
+        {
+            Q = _q, Out = _att, Scores = _scores, Keys = keys, Values = values,
+            N = n, Start = start, Dim = dim, KvDim = kvDim, HeadDim = headDim, Group = c.HeadCount / c.HeadCountKv,
+            Context = ContextSize, F16 = KvCacheType == KvCacheType.F16,
+        };
+        // One item per query head; small jobs stay on this thread (the pool runs a single item inline).
+        if ((long)n * (start + n) * headDim >= 1 << 14)
+            WorkerPool.Run(c.HeadCount, &AttendHead, &job);
         else
-            for (int h = 0; h < c.HeadCount; h++) job.Head(h);
+            for (int h = 0; h < c.HeadCount; h++) AttendHead(&job, h);
 
         Mul(layer.Wo, _att, n, _xb);
         Add(_x, _xb, (long)n * dim);
     }
 
-    /// <summary>One query head over every row of the batch (causal): its own slice of the scores buffer.</summary>
-    private readonly struct AttentionJob(LlamaModel m, byte* keys, byte* values, int n, int start)
+    private struct AttentionJob
     {
-        public void Head(int h)
+        public float* Q, Out, Scores;
+        public byte* Keys, Values;
+        public int N, Start, Dim, KvDim, HeadDim, Group, Context;
+        public bool F16;
+    }
+
+    /// <summary>One query head over every row of the batch (causal), in its own slice of the scores buffer.</summary>
+    private static void AttendHead(void* context, int h)
+    {
+        ref var j = ref *(AttentionJob*)context;
+        int headDim = j.HeadDim, kvDim = j.KvDim;
+        int kvHead = h / j.Group;
+        int elementSize = j.F16 ? 2 : 4;
+        float scale = 1f / MathF.Sqrt(headDim);
+        float* scores = j.Scores + (long)h * j.Context;
+        for (int i = 0; i < j.N; i++)
         {
-            var c = m.Config;
-            int dim = c.EmbeddingLength, kvDim = c.KvDim, headDim = c.HeadDim;
-            int kvHead = h / (c.HeadCount / c.HeadCountKv);
-            float scale = 1f / MathF.Sqrt(headDim);
-            float* scores = m._scores + (long)h * m.ContextSize;
-            bool f16 = m.KvCacheType == KvCacheType.F16;
-            int es = m._elementSize;
-            for (int i = 0; i < n; i++)
+            float* q = j.Q + (long)i * j.Dim + h * headDim;
+            int positions = j.Start + i + 1;
+            float max = float.NegativeInfinity;
+            for (int t = 0; t < positions; t++)
             {
-                float* q = m._q + (long)i * dim + h * headDim;
-                int positions = start + i + 1;
-                float max = float.NegativeInfinity;
-                for (int t = 0; t < positions; t++)
-                {
-                    byte* k = keys + ((long)t * kvDim + kvHead * headDim) * es;
-                    float s = (f16 ? HalfVector.Dot(q, (Half*)k, headDim) : HalfVector.Dot(q, (float*)k, headDim)) * scale;
-                    scores[t] = s;
-                    if (s > max) max = s;
-                }
-                double sum = 0;
-                for (int t = 0; t < positions; t++)
-                {
-                    float e = MathF.Exp(scores[t] - max);
-                    scores[t] = e;
-                    sum += e;
-                }
-                float inv = (float)(1.0 / sum);
-                float* o = m._att + (long)i * dim + h * headDim;
-                new Span<float>(o, headDim).Clear();
-                for (int t = 0; t < positions; t++)
-                {
-                    byte* v = values + ((long)t * kvDim + kvHead * headDim) * es;
-                    float w = scores[t] * inv;
-                    if (f16) HalfVector.ScaleAdd(w, (Half*)v, o, headDim);
-                    else HalfVector.ScaleAdd(w, (float*)v, o, headDim);
-                }
+                byte* k = j.Keys + ((long)t * kvDim + kvHead * headDim) * elementSize;
+                float s = (j.F16 ? HalfVector.Dot(q, (Half*)k, headDim) : HalfVector.Dot(q, (float*)k, headDim)) * scale;
+                scores[t] = s;
+                if (s > max) max = s;
+            }
+            double sum = 0;
+            for (int t = 0; t < positions; t++)
+            {
+                float e = MathF.Exp(scores[t] - max);
+                scores[t] = e;
+                sum += e;
+            }
+            float inv = (float)(1.0 / sum);
+            float* o = j.Out + (long)i * j.Dim + h * headDim;
+            new Span<float>(o, headDim).Clear();
+            for (int t = 0; t < positions; t++)
+            {
+                byte* v = j.Values + ((long)t * kvDim + kvHead * headDim) * elementSize;
+                float w = scores[t] * inv;
+                if (j.F16) HalfVector.ScaleAdd(w, (Half*)v, o, headDim);
+                else HalfVector.ScaleAdd(w, (float*)v, o, headDim);
             }
         }
     }

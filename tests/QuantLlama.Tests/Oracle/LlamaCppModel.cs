@@ -59,6 +59,16 @@ public sealed class LlamaCppModel : IDisposable
         return new LlamaCppModel(ggufPath, weights, parameters);
     }
 
+    /// <summary>Loads only a GGUF's vocabulary (llama.cpp's vocab_only, as its tokenizer tests do): for Tokenize and
+    /// TokenToBytes; nothing can be evaluated.</summary>
+    public static LlamaCppModel LoadVocabOnly(string ggufPath)
+    {
+        EnsureNativeLibrary();
+        var parameters = new ModelParams(ggufPath) { VocabOnly = true, GpuLayerCount = 0 };
+        var weights = LLamaWeights.LoadFromFile(parameters);
+        return new LlamaCppModel(ggufPath, weights, parameters);
+    }
+
     /// <summary>Tokenizes as llama.cpp does (llama_tokenize).</summary>
     /// <param name="addSpecial">Add BOS (and EOS where the vocabulary says so).</param>
     /// <param name="parseSpecial">Recognize control-token text such as "&lt;s&gt;" in <paramref name="text"/>.</param>
