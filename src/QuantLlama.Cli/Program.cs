@@ -24,8 +24,8 @@ public static class Program
             Console.Error.WriteLine("error: " + string.Join("; ", parse.Errors.Select(e => e.Message)));
             return 1;
         }
-        // Exceptions reach CliErrors (one line for user errors) instead of System.CommandLine's stack-trace printer;
-        // Ctrl-C is left to the commands (generation stops cleanly and prints its statistics).
+        // The library's default handler would print "Unhandled exception" and a stack trace; user errors must reach
+        // CliErrors to become one line. Ctrl-C is left to the commands (generation stops cleanly, prints statistics).
         return CliErrors.Run(() => parse.Invoke(new InvocationConfiguration
         {
             EnableDefaultExceptionHandler = false,

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Compute;
 using QuantLlama.Generation;
 using QuantLlama.Hub;
 using QuantLlama.Models;
@@ -226,7 +227,7 @@ public static class GenerateCommand
 
     private static void ApplyThreads(int? threads)
     {
-        if (threads is int t) QuantLlama.Compute.WorkerPool.SetThreadCount(t);
+        if (threads is int t) WorkerPool.SetThreadCount(t);
     }
 
     private static bool HasF16c() => X86Base.IsSupported && (X86Base.CpuId(1, 0).Ecx & (1 << 29)) != 0;

@@ -244,13 +244,10 @@ public sealed class GgmlLegacyFileTests : IDisposable
         Assert.Throws<GgufFormatException>(() => ModelFileLoader.Open(tiny));
     }
 
-    internal static unsafe GgmlLegacyFile Open(LegacyGgmlWriter w, GgmlLegacyOptions? options = null)
+    private GgmlLegacyFile Open(LegacyGgmlWriter w, GgmlLegacyOptions? options = null)
     {
-        // FromMemory needs memory that outlives the object: a pinned array kept alive by the test's stack is not enough
-        // across a using block, so copy it to native memory owned by the process for the test's life.
-        var bytes = w.ToBytes();
-        var p = (byte*)System.Runtime.InteropServices.NativeMemory.Alloc((nuint)Math.Max(1, bytes.Length));
-        bytes.CopyTo(new Span<byte>(p, bytes.Length));
-        return GgmlLegacyFile.FromMemory(p, bytes.Length, "test.bin", options);
+        string path = Path.Combine(_dir, $"written-{Guid.NewGuid():N}.bin");
+        w.Write(path);
+        return GgmlLegacyFile.Open(path, options ?? GgmlLegacyOptions.Default);
     }
 }
