@@ -187,6 +187,13 @@ public static unsafe class GgmlNative
         return s;
     }
 
+    /// <summary>Raw from_float pointer (ggml-cpu's activation quantizer), for benchmarks.</summary>
+    public static delegate* unmanaged<float*, void*, long, void> FromFloatPointer(GgmlType type)
+    {
+        EnsureLoaded();
+        return CpuTraits(type)->FromFloat;
+    }
+
     /// <summary>Raw vec_dot pointer, for benchmarks that must not pay for the managed wrapper.</summary>
     public static delegate* unmanaged<int, float*, nuint, void*, nuint, void*, nuint, int, void> VecDotPointer(GgmlType type)
     {
