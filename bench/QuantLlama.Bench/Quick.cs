@@ -12,6 +12,35 @@ internal static class Quick
 {
     public static void Run(string[] types)
     {
+        if (types.Length > 0 && types[0] == "matvec")
+        {
+            foreach (var type in new[] { GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K })
+            {
+                var b = new MatVecBenchmarks { Type = type };
+                b.Setup();
+                double ggml = double.MaxValue, ours = double.MaxValue, all = double.MaxValue;
+                for (int round = 0; round < 8; round++)
+                {
+                    ggml = Math.Min(ggml, Time(() => b.LlamaCppOneThread()));
+                    ours = Math.Min(ours, Time(() => b.QuantLlamaOneThread()));
+                    all = Math.Min(all, Time(() => b.QuantLlamaAllCores()));
+                }
+                Console.WriteLine($"MatVec 4096x4096 {type,-5} llama.cpp 1 thread {ggml,9:F1} us  ours 1 thread {ours,9:F1} us (ratio {ggml / ours:F2})  ours {Environment.ProcessorCount} threads {all,9:F1} us");
+            }
+            foreach (var type in new[] { GgmlType.Q4_0, GgmlType.Q8_0 })
+            {
+                var b = new MatMatBenchmarks { Type = type };
+                b.Setup();
+                double vecs = double.MaxValue, mat = double.MaxValue;
+                for (int round = 0; round < 8; round++)
+                {
+                    vecs = Math.Min(vecs, Time(() => b.MatVecs()));
+                    mat = Math.Min(mat, Time(() => b.MatMat()));
+                }
+                Console.WriteLine($"32 x (1024x4096) {type,-5} 32 MatVecs {vecs,9:F1} us  one MatMat {mat,9:F1} us (MatMat {vecs / mat:F2}x faster)");
+            }
+            return;
+        }
         var list = types.Length > 0 ? types.Select(t => Enum.Parse<GgmlType>(t, true)).ToArray()
             : [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.F16, GgmlType.F32];
         foreach (var type in list)

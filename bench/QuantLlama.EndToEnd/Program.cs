@@ -10,6 +10,7 @@ using QuantLlama.Gguf;
 // End-to-end speed, QuantLlama against llama.cpp (LLamaSharp 0.30.0) on the same synthetic GGUFs.
 //   dotnet run -c Release --project bench/QuantLlama.EndToEnd -- [--dir /tmp/quantllama-bench] [--shape tinyllama]
 //     [--types F16,Q8_0,Q4_0,Q4_K_M,Q6_K] [--reps 5] [--threads 2] [--pp 512,64] [--tg 128] [--out results.md] [--clean]
+//     [--engines ours,llamacpp] [--vocab ggml-vocab-llama-spm.gguf] [--generate-only]
 // Each measurement is its own process (so load time, time to first token and peak RSS are real), the two engines
 // alternating run by run on the same file; the first run of each engine per model starts with the file evicted
 // from the page cache (cold), the rest warm. Figures are medians over the warm runs.
@@ -36,11 +37,18 @@ string? outPath = options.GetValueOrDefault("out");
 string[] engines = (options.GetValueOrDefault("engines") ?? "ours,llamacpp").Split(',');
 string vocab = options.GetValueOrDefault("vocab") ?? FindVocab();
 
+if (options.ContainsKey("generate-only"))
+{
+    foreach (string type in types) Console.WriteLine(SyntheticModels.Ensure(dir, shape, type, vocab, s => Console.Error.WriteLine(s)));
+    return 0;
+}
+
 var report = new StringBuilder();
 void Say(string line)
 {
     Console.WriteLine(line);
     report.AppendLine(line);
+    if (outPath != null) File.WriteAllText(outPath, report.ToString());
 }
 
 Console.Error.WriteLine($"models in {dir}; shape {shape}; {reps} runs per engine, {threads} threads");
@@ -173,8 +181,7 @@ static unsafe double StreamingReadBandwidth(int threads)
     byte* buffer = (byte*)NativeMemory.AlignedAlloc((nuint)size, 64);
     try
     {
-        new Span<byte>(buffer, int.MaxValue).Fill(1);
-        new Span<byte>(buffer + int.MaxValue, (int)(size - int.MaxValue)).Fill(1);
+        for (long offset = 0; offset < size; offset += 1 << 28) new Span<byte>(buffer + offset, 1 << 28).Fill(1);
         double best = 0;
         for (int pass = 0; pass < 3; pass++)
         {

@@ -15,6 +15,7 @@ public static class Program
         root.Subcommands.Add(ModelsCommand.Create());
         root.Subcommands.Add(ConvertGgmlCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(DownloadCommand.Create());
         root.Subcommands.Add(CachePutCommand.Create());
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)

@@ -26,20 +26,48 @@ public static unsafe class MatMul
 
     [ThreadStatic] private static byte[]? _scratch;
 
-    private struct Job
+    /// <summary>One weight matrix of a group of products that share an activation (Q/K/V, gate/up).</summary>
+    internal struct Product
+    {
+        public GgmlType Type;
+        public byte* Weights;
+        public int Rows;
+        /// <summary>Output, n x Rows row-major.</summary>
+        public float* Y;
+
+        public Product(GgmlType type, byte* weights, int rows, float* y)
+        {
+            Type = type;
+            Weights = weights;
+            Rows = rows;
+            Y = y;
+        }
+    }
+
+    private struct Part
     {
         public TypeKernel Kernel;
         public byte* Weights;
         public long WeightRowBytes;
+        public float* Y;
+        public int Rows;
+        /// <summary>Index of this matrix's first row among the group's concatenated rows.</summary>
+        public int FirstRow;
+        public bool UseDot4;
+    }
+
+    private struct Job
+    {
+        public Part* Parts;
+        public int PartCount;
+        public TypeKernel ActivationKernel;
         public byte* Activation;
         public long ActivationRowBytes;
         public float* X;
-        public float* Y;
-        public int Rows;
+        public int TotalRows;
         public int Cols;
         public int N;
         public int RowsPerChunk;
-        public bool UseDot4;
     }
 
     /// <summary>y[r] = dot(W[r], x) for every row r.</summary>
@@ -55,77 +83,130 @@ public static unsafe class MatMul
         if (rows < 0 || cols < 0 || n < 0) throw new ArgumentOutOfRangeException(nameof(rows), "negative matrix size");
         if ((long)n * cols > x.Length || (long)n * rows > y.Length) throw new ArgumentException("activation or output too short");
         if (rows == 0 || n == 0) return;
-        var kernel = QuantKernels.Get(type);
-        long weightRowBytes = GgmlTypeInfo.RowBytes(type, cols);
-        long activationRowBytes = GgmlTypeInfo.RowBytes(kernel.ActivationType, cols);
-        bool parallel = (long)rows * cols * n >= ParallelThreshold && WorkerPool.ThreadCount > 1;
-
         fixed (float* xp = x)
         fixed (float* yp = y)
         {
-            var job = new Job
-            {
-                Kernel = kernel, Weights = weights, WeightRowBytes = weightRowBytes,
-                ActivationRowBytes = activationRowBytes, X = xp, Y = yp, Rows = rows, Cols = cols, N = n,
-                UseDot4 = n >= Tile && kernel.Dot4Avx2 != null && Kernels.Path == KernelPath.Avx2,
-            };
-            if (kernel.ActivationType == GgmlType.F32)
-            {
-                job.Activation = (byte*)xp; // f32 weights take the activation as it is
-            }
-            else
-            {
-                job.Activation = Scratch(activationRowBytes * n);
-                if (parallel && n >= 8) WorkerPool.Run(n, &QuantizeActivationRow, &job);
-                else for (int i = 0; i < n; i++) QuantizeActivationRow(&job, i);
-            }
-
-            if (!parallel)
-            {
-                job.RowsPerChunk = rows;
-                RunChunk(&job, 0);
-                return;
-            }
-            // Enough chunks for load balance, each big enough that claiming it costs little.
-            int chunks = Math.Min(rows, WorkerPool.ThreadCount * 4);
-            job.RowsPerChunk = (rows + chunks - 1) / chunks;
-            chunks = (rows + job.RowsPerChunk - 1) / job.RowsPerChunk;
-            WorkerPool.Run(chunks, &RunChunk, &job);
+            var product = new Product(type, weights, rows, yp);
+            Group(&product, 1, cols, xp, n);
         }
+    }
+
+    /// <summary>
+    /// Several products over the same activation X (n x cols): the activation is quantized once per distinct
+    /// partner type (once in all for Q/K/V or gate/up of one type family) and all rows go out in one dispatch to the
+    /// worker pool, so a layer costs a few synchronisations instead of one per matrix. Each output element is the
+    /// same kernel call as in <see cref="MatMat"/>, so results are bit-identical.
+    /// </summary>
+    internal static void Group(Product* products, int count, int cols, float* x, int n)
+    {
+        if (count <= 0 || n <= 0) return;
+        var first = QuantKernels.Get(products[0].Type);
+        bool shared = true;
+        for (int p = 1; p < count; p++)
+            shared &= QuantKernels.Get(products[p].Type).ActivationType == first.ActivationType;
+        if (!shared)
+        {
+            for (int p = 0; p < count; p++) Group(products + p, 1, cols, x, n);
+            return;
+        }
+        const int MaxParts = 4;
+        if (count > MaxParts)
+        {
+            Group(products, MaxParts, cols, x, n);
+            Group(products + MaxParts, count - MaxParts, cols, x, n);
+            return;
+        }
+
+        Part* parts = stackalloc Part[MaxParts];
+        int totalRows = 0;
+        bool dot4Path = n >= Tile && Kernels.Path == KernelPath.Avx2;
+        for (int p = 0; p < count; p++)
+        {
+            var kernel = QuantKernels.Get(products[p].Type);
+            parts[p] = new Part
+            {
+                Kernel = kernel, Weights = products[p].Weights, WeightRowBytes = GgmlTypeInfo.RowBytes(kernel.WeightType, cols),
+                Y = products[p].Y, Rows = products[p].Rows, FirstRow = totalRows, UseDot4 = dot4Path && kernel.Dot4Avx2 != null,
+            };
+            totalRows += products[p].Rows;
+        }
+        if (totalRows == 0) return;
+        long activationRowBytes = GgmlTypeInfo.RowBytes(first.ActivationType, cols);
+        bool parallel = (long)totalRows * cols * n >= ParallelThreshold && WorkerPool.ThreadCount > 1;
+        var job = new Job
+        {
+            Parts = parts, PartCount = count, ActivationKernel = first, ActivationRowBytes = activationRowBytes,
+            X = x, TotalRows = totalRows, Cols = cols, N = n,
+        };
+        if (first.ActivationType == GgmlType.F32)
+        {
+            job.Activation = (byte*)x; // f32 weights take the activation as it is
+        }
+        else
+        {
+            job.Activation = Scratch(activationRowBytes * n);
+            if (parallel && n >= 8) WorkerPool.Run(n, &QuantizeActivationRow, &job);
+            else for (int i = 0; i < n; i++) QuantizeActivationRow(&job, i);
+        }
+
+        if (!parallel)
+        {
+            job.RowsPerChunk = totalRows;
+            RunChunk(&job, 0);
+            return;
+        }
+        // Enough chunks for load balance (a busy machine stalls threads unevenly), each big enough that claiming it
+        // costs little; chunk edges on multiples of 8 rows.
+        int chunks = Math.Min((totalRows + 7) / 8, WorkerPool.ThreadCount * 8);
+        job.RowsPerChunk = ((totalRows + chunks - 1) / chunks + 7) & ~7;
+        chunks = (totalRows + job.RowsPerChunk - 1) / job.RowsPerChunk;
+        WorkerPool.Run(chunks, &RunChunk, &job);
     }
 
     private static void QuantizeActivationRow(void* context, int i)
     {
         var job = (Job*)context;
-        job->Kernel.QuantizeActivation(job->X + (long)i * job->Cols, job->Activation + i * job->ActivationRowBytes, job->Cols);
+        job->ActivationKernel.QuantizeActivation(job->X + (long)i * job->Cols, job->Activation + i * job->ActivationRowBytes, job->Cols);
     }
 
     private static void RunChunk(void* context, int chunk)
     {
         var job = (Job*)context;
-        int r0 = chunk * job->RowsPerChunk;
-        int r1 = Math.Min(job->Rows, r0 + job->RowsPerChunk);
-        int n = job->N, cols = job->Cols, rows = job->Rows;
-        var dot = job->Kernel.Dot;
-        long aBytes = job->ActivationRowBytes;
-        int i = 0;
-        if (job->UseDot4)
+        int g0 = chunk * job->RowsPerChunk;
+        int g1 = Math.Min(job->TotalRows, g0 + job->RowsPerChunk);
+        for (int p = 0; p < job->PartCount; p++)
         {
-            var dot4 = job->Kernel.Dot4Avx2;
+            var part = job->Parts + p;
+            int r0 = Math.Max(g0 - part->FirstRow, 0);
+            int r1 = Math.Min(g1 - part->FirstRow, part->Rows);
+            if (r0 < r1) RunRows(job, part, r0, r1);
+        }
+    }
+
+    private static void RunRows(Job* job, Part* part, int r0, int r1)
+    {
+        int n = job->N, cols = job->Cols, rows = part->Rows;
+        var dot = part->Kernel.Dot;
+        long aBytes = job->ActivationRowBytes, wBytes = part->WeightRowBytes;
+        byte* weights = part->Weights;
+        int i = 0;
+        if (part->UseDot4)
+        {
+            var dot4 = part->Kernel.Dot4Avx2;
             for (; i + Tile <= n; i += Tile)
             {
                 byte* a = job->Activation + i * aBytes;
-                float* y = job->Y + (long)i * rows;
+                float* y = part->Y + (long)i * rows;
                 for (int r = r0; r < r1; r++)
-                    dot4(job->Weights + r * job->WeightRowBytes, a, (nint)aBytes, cols, y + r, rows);
+                    dot4(weights + r * wBytes, a, (nint)aBytes, cols, y + r, rows);
             }
         }
         for (; i < n; i++)
         {
             byte* a = job->Activation + i * aBytes;
-            float* y = job->Y + (long)i * rows;
+            float* y = part->Y + (long)i * rows;
             for (int r = r0; r < r1; r++)
-                y[r] = dot(job->Weights + r * job->WeightRowBytes, a, cols);
+                y[r] = dot(weights + r * wBytes, a, cols);
         }
     }
 

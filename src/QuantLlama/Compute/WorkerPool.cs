@@ -2,9 +2,11 @@ namespace QuantLlama.Compute;
 
 /// <summary>
 /// A persistent pool of worker threads for the matrix kernels. The calling thread works too, so
-/// <see cref="ThreadCount"/> threads in total share a job; workers sleep between jobs. Jobs are described by a
-/// function pointer and a context pointer, so running one allocates nothing. One job runs at a time; a job
-/// submitted while another runs (another thread, or from inside a job) simply runs on its caller's thread.
+/// <see cref="ThreadCount"/> threads in total share a job. Between jobs workers spin on a job counter for a short
+/// while (a forward pass submits hundreds of jobs microseconds apart, as llama.cpp's threads spin between
+/// operations), then sleep on a semaphore until woken. Jobs are described by a function pointer and a context
+/// pointer, so running one allocates nothing. One job runs at a time; a job submitted while another runs (another
+/// thread, or from inside a job) simply runs on its caller's thread.
 /// </summary>
 public static unsafe class WorkerPool
 {
@@ -12,7 +14,15 @@ public static unsafe class WorkerPool
     {
         public readonly SemaphoreSlim Wake = new(0);
         public volatile bool Stop;
+        /// <summary>1 while the worker is (about to be) blocked on <see cref="Wake"/>.</summary>
+        public int Sleeping;
     }
+
+    /// <summary>How long an idle worker spins for the next job before it sleeps.</summary>
+    private static readonly long SpinTicks = System.Diagnostics.Stopwatch.Frequency / 1000; // 1 ms
+
+    // Incremented (a full fence) to publish each job; workers wait for it to move past the last one they ran.
+    private static int _generation;
 
     private static readonly object ResizeGate = new();
     private static Worker[] _workers = [];
@@ -46,16 +56,15 @@ public static unsafe class WorkerPool
             while (Interlocked.CompareExchange(ref _busy, 1, 0) != 0) spin.SpinOnce();
             try
             {
-                foreach (var w in _workers)
-                {
-                    w.Stop = true;
-                    w.Wake.Release();
-                }
+                foreach (var w in _workers) w.Stop = true;
+                Interlocked.Increment(ref _generation);
+                foreach (var w in _workers) w.Wake.Release();
                 var workers = new Worker[threads - 1];
                 for (int i = 0; i < workers.Length; i++)
                 {
                     var w = workers[i] = new Worker();
-                    var thread = new Thread(() => WorkerLoop(w)) { IsBackground = true, Name = $"QuantLlama worker {i + 1}" };
+                    int seen = Volatile.Read(ref _generation);
+                    var thread = new Thread(() => WorkerLoop(w, seen)) { IsBackground = true, Name = $"QuantLlama worker {i + 1}" };
                     thread.Start();
                 }
                 _workers = workers;
@@ -84,14 +93,16 @@ public static unsafe class WorkerPool
         try
         {
             workers = _workers;
-            int helpers = Math.Min(workers.Length, count - 1);
             _body = body;
             _context = context;
             _itemCount = count;
             _nextItem = 0;
             _failure = null;
-            _running = helpers;
-            for (int i = 0; i < helpers; i++) workers[i].Wake.Release();
+            _running = workers.Length;
+            Interlocked.Increment(ref _generation);
+            // Only sleeping workers need the semaphore; spinning ones see the new generation by themselves.
+            foreach (var w in workers)
+                if (Volatile.Read(ref w.Sleeping) != 0) w.Wake.Release();
             try
             {
                 DoItems();
@@ -122,12 +133,13 @@ public static unsafe class WorkerPool
         while ((i = Interlocked.Increment(ref _nextItem) - 1) < count) body(context, i);
     }
 
-    private static void WorkerLoop(Worker self)
+    private static void WorkerLoop(Worker self, int seen)
     {
         while (true)
         {
-            self.Wake.Wait();
+            WaitForJob(self, seen);
             if (self.Stop) return;
+            seen = Volatile.Read(ref _generation);
             try
             {
                 DoItems();
@@ -141,6 +153,29 @@ public static unsafe class WorkerPool
             {
                 Interlocked.Decrement(ref _running);
             }
+        }
+    }
+
+    /// <summary>Spins until the generation moves past <paramref name="seen"/>; after <see cref="SpinTicks"/>, sleeps.</summary>
+    private static void WaitForJob(Worker self, int seen)
+    {
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        int spins = 0;
+        while (Volatile.Read(ref _generation) == seen)
+        {
+            if (++spins < 64 || System.Diagnostics.Stopwatch.GetTimestamp() - start < SpinTicks)
+            {
+                Thread.SpinWait(8);
+                if ((spins & 63) == 0) Thread.Yield(); // let another runnable thread in on a busy machine
+                continue;
+            }
+            // Announce the sleep before the last check (Exchange is a full fence, as is the submitter's Increment),
+            // so a job published in between either is seen here or finds Sleeping set and releases the semaphore.
+            Interlocked.Exchange(ref self.Sleeping, 1);
+            if (Volatile.Read(ref _generation) == seen) self.Wake.Wait();
+            Volatile.Write(ref self.Sleeping, 0);
+            start = System.Diagnostics.Stopwatch.GetTimestamp();
+            spins = 0;
         }
     }
 }

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using QuantLlama.Compute;
 using QuantLlama.Gguf;
 using QuantLlama.Quants;
@@ -317,9 +318,12 @@ public sealed unsafe class LlamaModel : IDisposable
         var c = Config;
         int dim = c.EmbeddingLength, kvDim = c.KvDim, headDim = c.HeadDim;
         RmsNorm(_x, layer.AttnNorm, _xb, n, dim);
-        Mul(layer.Wq, _xb, n, _q);
-        Mul(layer.Wk, _xb, n, _k);
-        Mul(layer.Wv, _xb, n, _v);
+        // One quantization of the normed activation and one dispatch for all three projections.
+        var qkv = stackalloc MatMul.Product[3];
+        qkv[0] = new MatMul.Product(layer.Wq.Type, layer.Wq.Data, layer.Wq.Rows, _q);
+        qkv[1] = new MatMul.Product(layer.Wk.Type, layer.Wk.Data, layer.Wk.Rows, _k);
+        qkv[2] = new MatMul.Product(layer.Wv.Type, layer.Wv.Data, layer.Wv.Rows, _v);
+        MatMul.Group(qkv, 3, dim, _xb, n);
         for (int i = 0; i < n; i++)
         {
             Rope(_q + (long)i * dim, c.HeadCount, i);
@@ -345,15 +349,14 @@ public sealed unsafe class LlamaModel : IDisposable
 
         var job = new AttentionJob
         {
-            Q = _q, Out = _att, Scores = _scores, Keys = keys, Values = values,
-            N = n, Start = start, Dim = dim, KvDim = kvDim, HeadDim = headDim, Group = c.HeadCount / c.HeadCountKv,
-            Context = ContextSize, F16 = KvCacheType == KvCacheType.F16,
+            Q = _q, Output = _att, Scores = _scores, Keys = keys, Values = values, Dim = dim, KvDim = kvDim,
+            HeadDim = headDim, Group = c.HeadCount / c.HeadCountKv, ContextSize = ContextSize, N = n, Start = start,
+            F16 = KvCacheType == KvCacheType.F16,
         };
-        // One item per query head; small jobs stay on this thread (the pool runs a single item inline).
-        if ((long)n * (start + n) * headDim >= 1 << 14)
-            WorkerPool.Run(c.HeadCount, &AttendHead, &job);
-        else
-            for (int h = 0; h < c.HeadCount; h++) AttendHead(&job, h);
+        // Heads in parallel once there is enough work to be worth a dispatch (one token late in a long context, or a prompt).
+        long work = (long)n * (start + n) * headDim * c.HeadCount;
+        if (work >= 1 << 16 && c.HeadCount > 1) WorkerPool.Run(c.HeadCount, &AttentionHead, &job);
+        else for (int h = 0; h < c.HeadCount; h++) AttentionHead(&job, h);
 
         Mul(layer.Wo, _att, n, _xb);
         Add(_x, _xb, (long)n * dim);
@@ -361,30 +364,32 @@ public sealed unsafe class LlamaModel : IDisposable
 
     private struct AttentionJob
     {
-        public float* Q, Out, Scores;
+        public float* Q, Output, Scores;
         public byte* Keys, Values;
-        public int N, Start, Dim, KvDim, HeadDim, Group, Context;
+        public int Dim, KvDim, HeadDim, Group, ContextSize, N, Start;
         public bool F16;
     }
 
-    /// <summary>One query head over every row of the batch (causal), in its own slice of the scores buffer.</summary>
-    private static void AttendHead(void* context, int h)
+    /// <summary>One query head over every row of the batch (causal): its own slice of the scores buffer.</summary>
+    private static void AttentionHead(void* context, int h)
     {
-        ref var j = ref *(AttentionJob*)context;
-        int headDim = j.HeadDim, kvDim = j.KvDim;
-        int kvHead = h / j.Group;
-        int elementSize = j.F16 ? 2 : 4;
+        var job = (AttentionJob*)context;
+        int dim = job->Dim, kvDim = job->KvDim, headDim = job->HeadDim, n = job->N, start = job->Start;
+        int kvHead = h / job->Group;
         float scale = 1f / MathF.Sqrt(headDim);
-        float* scores = j.Scores + (long)h * j.Context;
-        for (int i = 0; i < j.N; i++)
+        float* scores = job->Scores + (long)h * job->ContextSize;
+        bool f16 = job->F16;
+        int es = f16 ? 2 : 4;
+        for (int i = 0; i < n; i++)
         {
-            float* q = j.Q + (long)i * j.Dim + h * headDim;
-            int positions = j.Start + i + 1;
+            float* q = job->Q + (long)i * dim + h * headDim;
+            int positions = start + i + 1;
             float max = float.NegativeInfinity;
-            for (int t = 0; t < positions; t++)
+            byte* k = job->Keys + (long)kvHead * headDim * es;
+            long stride = (long)kvDim * es;
+            for (int t = 0; t < positions; t++, k += stride)
             {
-                byte* k = j.Keys + ((long)t * kvDim + kvHead * headDim) * elementSize;
-                float s = (j.F16 ? HalfVector.Dot(q, (Half*)k, headDim) : HalfVector.Dot(q, (float*)k, headDim)) * scale;
+                float s = (f16 ? HalfVector.Dot(q, (Half*)k, headDim) : HalfVector.Dot(q, (float*)k, headDim)) * scale;
                 scores[t] = s;
                 if (s > max) max = s;
             }
@@ -396,13 +401,13 @@ public sealed unsafe class LlamaModel : IDisposable
                 sum += e;
             }
             float inv = (float)(1.0 / sum);
-            float* o = j.Out + (long)i * j.Dim + h * headDim;
+            float* o = job->Output + (long)i * dim + h * headDim;
             new Span<float>(o, headDim).Clear();
-            for (int t = 0; t < positions; t++)
+            byte* v = job->Values + (long)kvHead * headDim * es;
+            for (int t = 0; t < positions; t++, v += stride)
             {
-                byte* v = j.Values + ((long)t * kvDim + kvHead * headDim) * elementSize;
                 float w = scores[t] * inv;
-                if (j.F16) HalfVector.ScaleAdd(w, (Half*)v, o, headDim);
+                if (f16) HalfVector.ScaleAdd(w, (Half*)v, o, headDim);
                 else HalfVector.ScaleAdd(w, (float*)v, o, headDim);
             }
         }
@@ -446,14 +451,11 @@ public sealed unsafe class LlamaModel : IDisposable
     private void FeedForward(in Weight gate, in Weight up, in Weight down, float* x, int n, float* output)
     {
         int ff = gate.Rows;
-        Mul(gate, x, n, _hb);
-        Mul(up, x, n, _hb2);
-        long count = (long)n * ff;
-        for (long i = 0; i < count; i++)
-        {
-            float g = _hb[i];
-            _hb[i] = g / (1f + MathF.Exp(-g)) * _hb2[i];
-        }
+        var gateUp = stackalloc MatMul.Product[2];
+        gateUp[0] = new MatMul.Product(gate.Type, gate.Data, gate.Rows, _hb);
+        gateUp[1] = new MatMul.Product(up.Type, up.Data, up.Rows, _hb2);
+        MatMul.Group(gateUp, 2, gate.Cols, x, n);
+        SwiGlu(_hb, _hb2, (long)n * ff);
         Mul(down, _hb, n, output);
     }
 
@@ -531,16 +533,57 @@ public sealed unsafe class LlamaModel : IDisposable
         for (int i = 0; i < n; i++)
         {
             float* xi = x + (long)i * dim, yi = y + (long)i * dim;
+            int j = 0;
             double sum = 0;
-            for (int j = 0; j < dim; j++) sum += (double)xi[j] * xi[j];
+            if (Vector256.IsHardwareAccelerated && dim >= 8)
+            {
+                var acc = Vector256<double>.Zero;
+                for (; j <= dim - 8; j += 8)
+                {
+                    var v = Vector256.Load(xi + j);
+                    var (lo, hi) = Vector256.Widen(v);
+                    acc += lo * lo + hi * hi;
+                }
+                sum = Vector256.Sum(acc);
+            }
+            for (; j < dim; j++) sum += (double)xi[j] * xi[j];
             float scale = 1f / MathF.Sqrt((float)(sum / dim) + eps);
-            for (int j = 0; j < dim; j++) yi[j] = xi[j] * scale * weight[j];
+            j = 0;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                var s = Vector256.Create(scale);
+                for (; j <= dim - 8; j += 8) Vector256.Store(Vector256.Load(xi + j) * s * Vector256.Load(weight + j), yi + j);
+            }
+            for (; j < dim; j++) yi[j] = xi[j] * scale * weight[j];
+        }
+    }
+
+    /// <summary>gate = silu(gate) * up, in place.</summary>
+    private static void SwiGlu(float* gate, float* up, long count)
+    {
+        long i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var one = Vector256<float>.One;
+            for (; i <= count - 8; i += 8)
+            {
+                var g = Vector256.Load(gate + i);
+                Vector256.Store(g / (one + Vector256.Exp(-g)) * Vector256.Load(up + i), gate + i);
+            }
+        }
+        for (; i < count; i++)
+        {
+            float g = gate[i];
+            gate[i] = g / (1f + MathF.Exp(-g)) * up[i];
         }
     }
 
     private static void Add(float* x, float* y, long count)
     {
-        for (long i = 0; i < count; i++) x[i] += y[i];
+        long i = 0;
+        if (Vector256.IsHardwareAccelerated)
+            for (; i <= count - 8; i += 8) Vector256.Store(Vector256.Load(x + i) + Vector256.Load(y + i), x + i);
+        for (; i < count; i++) x[i] += y[i];
     }
 
     public void Dispose()

@@ -41,6 +41,8 @@ public sealed class LogitsProcessor
     private int[] _order = [];
     private float[] _subset = [];
     private readonly DescendingProbability _comparer = new();
+    // Cached: Array.Sort with an IComparer allocates a Comparison delegate per call.
+    private readonly Comparison<int> _comparison;
 
     public SamplingStrategy Sampling { get; }
 
@@ -52,6 +54,7 @@ public sealed class LogitsProcessor
             throw new ArgumentException($"top-p must be a non-negative number, got {sampling.TopP}");
         _rng = ChaChaRng.SeedFromU64(seed);
         Sampling = sampling;
+        _comparison = _comparer.Compare;
     }
 
     public int Sample(ReadOnlySpan<float> logits)
@@ -175,7 +178,7 @@ public sealed class LogitsProcessor
         var order = _order.AsSpan(0, probs.Length);
         for (int i = 0; i < order.Length; i++) order[i] = i;
         _comparer.Probs = _probs;
-        Array.Sort(_order, 0, probs.Length, _comparer);
+        order.Sort(_comparison); // the order is total (ties by index), so any sort gives the same result
         return order;
     }
 

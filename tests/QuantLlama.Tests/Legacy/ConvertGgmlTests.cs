@@ -157,6 +157,6 @@ public sealed class ConvertGgmlTests : IDisposable
         var actual = converted.LastLogits(prompt);
         Assert.Equal(expected.Length, actual.Length);
         for (int i = 0; i < expected.Length; i++) Assert.Equal(expected[i], actual[i], 1e-4f);
-        Assert.Equal(original.GenerateGreedyText("Once upon a time", 30), converted.GenerateGreedyText("Once upon a time", 30));
+        Assert.Equal(original.GenerateGreedy(prompt, 8), converted.GenerateGreedy(prompt, 8));
     }
 }

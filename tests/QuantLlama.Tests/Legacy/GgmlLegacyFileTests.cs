@@ -242,15 +242,14 @@ public sealed class GgmlLegacyFileTests : IDisposable
         string tiny = Path.Combine(_dir, "tiny.bin");
         File.WriteAllBytes(tiny, [0x6c, 0x6d]);
         Assert.Throws<GgufFormatException>(() => ModelFileLoader.Open(tiny));
+        File.WriteAllBytes(tiny, [0x61, 0x6c, 0x67, 0x67, 1, 0, 0, 0]); // "ggla": a LoRA adapter
+        Assert.Contains("LoRA adapter", Assert.Throws<GgufFormatException>(() => ModelFileLoader.Open(tiny)).Message);
     }
 
-    internal static unsafe GgmlLegacyFile Open(LegacyGgmlWriter w, GgmlLegacyOptions? options = null)
+    private GgmlLegacyFile Open(LegacyGgmlWriter w, GgmlLegacyOptions? options = null)
     {
-        // FromMemory needs memory that outlives the object: a pinned array kept alive by the test's stack is not enough
-        // across a using block, so copy it to native memory owned by the process for the test's life.
-        var bytes = w.ToBytes();
-        var p = (byte*)System.Runtime.InteropServices.NativeMemory.Alloc((nuint)Math.Max(1, bytes.Length));
-        bytes.CopyTo(new Span<byte>(p, bytes.Length));
-        return GgmlLegacyFile.FromMemory(p, bytes.Length, "test.bin", options);
+        string path = Path.Combine(_dir, $"written-{Guid.NewGuid():N}.bin");
+        w.Write(path);
+        return GgmlLegacyFile.Open(path, options ?? GgmlLegacyOptions.Default);
     }
 }

@@ -1,7 +1,10 @@
+using System.Runtime.InteropServices;
 using System.Text;
 using QuantLlama.Gguf;
 using QuantLlama.Gguf.Legacy;
 using QuantLlama.Models;
+using QuantLlama.Quants;
+using QuantLlama.Tensors;
 using QuantLlama.Tokenizers;
 
 namespace QuantLlama.Tests.Legacy;
@@ -68,6 +71,43 @@ public sealed class LegacyModelTests : IDisposable
         Assert.Equal(expected.Text, actual.Text);
         if (suffix != "-Q4_0")
             Assert.StartsWith("Once upon a time, there was a little girl named Lily. She loved to play outside in the park.", actual.Text);
+    }
+
+    /// <summary>stories260K with its matrices re-encoded by our quantizer (rows of 172 stay F16), as a GGUF.</summary>
+    private string QuantizedGguf(GgmlType matrixType)
+    {
+        using var source = GgufFile.Open(Stories());
+        var writer = new GgufWriter().CopyMetadataFrom(source);
+        foreach (var t in source.Tensors)
+        {
+            var floats = MemoryMarshal.Cast<byte, float>(source.GetTensorData(t));
+            var type = t.Dimensions.Length < 2 ? GgmlType.F32
+                : t.Columns % GgmlTypeInfo.BlockSize(matrixType) == 0 ? matrixType : GgmlType.F16;
+            int cols = (int)t.Columns, rowBytes = (int)GgmlTypeInfo.RowBytes(type, cols);
+            var data = new byte[rowBytes * t.Rows];
+            for (int r = 0; r < t.Rows; r++)
+                Quantizer.QuantizeRow(type, floats.Slice(r * cols, cols), data.AsSpan(r * rowBytes, rowBytes));
+            writer.AddTensor(t.Name, type, t.Dimensions, data);
+        }
+        string path = Path.Combine(_dir, $"stories260K-{matrixType}.gguf");
+        writer.Write(path);
+        return path;
+    }
+
+    [Theory]
+    [InlineData(GgmlType.F16, GgmlLegacyFormat.Ggml, 0u)] // unaligned F16 rows
+    [InlineData(GgmlType.Q5_0, GgmlLegacyFormat.Ggjt, 2u)] // ggjt v2 Q5 blocks are GGUF's
+    [InlineData(GgmlType.Q5_1, GgmlLegacyFormat.Ggjt, 2u)]
+    [InlineData(GgmlType.Q4_1, GgmlLegacyFormat.Ggjt, 3u)]
+    public void OtherBlockTypes_GiveTheSameLogitsAsTheGguf(GgmlType matrixType, GgmlLegacyFormat format, uint version)
+    {
+        string gguf = QuantizedGguf(matrixType);
+        string legacy = WriteLegacy(gguf, format, version, VocabSpelling.ConvertPy);
+        using (var file = GgmlLegacyFile.Open(legacy)) Assert.Equal(matrixType, file.GetTensor("blk.0.attn_q.weight").Type);
+        var expected = Greedy(gguf, 1, 16);
+        var actual = Greedy(legacy, 1, 16);
+        Assert.Equal(expected.PromptLogits, actual.PromptLogits);
+        Assert.Equal(expected.Ids, actual.Ids);
     }
 
     [Fact]

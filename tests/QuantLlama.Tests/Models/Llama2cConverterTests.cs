@@ -138,6 +138,7 @@ public class Llama2cConverterTests
         ["dim not a multiple of heads"] = (b => Patch(b, 0, 65), "dim 65 is not a multiple of n_heads 8", 0),
         ["odd head size"] = (b => Patch(Patch(b, 0, 72), 12, 8), "the head size 9 (dim / n_heads) is odd", 12),
         ["sizes overflow"] = (b => Patch(Patch(b, 0, 1 << 30), 4, int.MaxValue), "the header's sizes overflow", 0),
+        ["newer llama2.c export"] = (b => Patch(Patch(b, 0, 0x616b3432), 4, 2), "this is a llama2.c version 2 export (magic \"ak42\")", 0),
         ["huge but consistent header"] = (b => Patch(b, 4, 1 << 30), "the file is truncated", 1056540),
     };
 
@@ -221,6 +222,28 @@ public class Llama2cConverterTests
             var missing = CliRunner.Run(["convert-llama2c", "--checkpoint", Path.Combine(dir, "none.bin"), "--tokenizer", Tokenizer, "--output", output]);
             Assert.Equal(1, missing.ExitCode);
             Assert.Contains("none.bin: no such file", missing.StdErr);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+}
+
+public class Llama2cSymlinkTests
+{
+    [Fact]
+    public void SymlinkedInputsConvert()
+    {
+        string dir = TestPaths.NewTempDirectory();
+        try
+        {
+            string checkpoint = Path.Combine(dir, "model.bin"), tokenizer = Path.Combine(dir, "tok.bin"), output = Path.Combine(dir, "out.gguf");
+            File.CreateSymbolicLink(checkpoint, TestPaths.SharedFile("models", "stories260K.bin"));
+            File.CreateSymbolicLink(tokenizer, TestPaths.SharedFile("models", "tok512.bin"));
+            var result = Llama2cConverter.Convert(checkpoint, tokenizer, output, "stories260K");
+            Assert.Equal(47, result.TensorCount);
+            Assert.Equal(File.ReadAllBytes(ConvertedModels.Stories260KGguf), File.ReadAllBytes(output));
         }
         finally
         {

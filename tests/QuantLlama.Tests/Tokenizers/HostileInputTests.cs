@@ -37,8 +37,8 @@ public class HostileInputTests
     public void HugeSingleWordTokenizes(string name)
     {
         var tok = VocabTestCases.Tokenizer(name);
-        var sb = new StringBuilder(2_000_000);
-        while (sb.Length < 2_000_000) sb.Append("ab");
+        var sb = new StringBuilder(200_000);
+        while (sb.Length < 200_000) sb.Append("ab");
         string word = sb.ToString();
         var ids = tok.Encode(word, false, false);
         Assert.InRange(ids.Count, 1, word.Length);

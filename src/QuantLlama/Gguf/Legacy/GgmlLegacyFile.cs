@@ -84,7 +84,7 @@ public sealed unsafe class GgmlLegacyFile : IModelFile
     public static GgmlLegacyFile Open(string path, GgmlLegacyOptions options)
     {
         var info = new FileInfo(path);
-        // A symlink's own length is its target's name (Hugging Face cache snapshots link to blobs): map the target.
+        // A symlink (as in the Hugging Face cache's snapshots) reports its own length: measure what it points to.
         if (info.LinkTarget != null && info.ResolveLinkTarget(returnFinalTarget: true) is FileInfo target) info = target;
         if (!info.Exists) throw new FileNotFoundException($"{path}: no such file", path);
         if (info.Length == 0) throw new GgufFormatException(path, 0, "the file is empty");

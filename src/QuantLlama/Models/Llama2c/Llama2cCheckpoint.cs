@@ -19,6 +19,8 @@ public sealed record Llama2cConfig(int Dim, int HiddenDim, int Layers, int Heads
 public sealed unsafe class Llama2cCheckpoint : IDisposable
 {
     public const int HeaderBytes = 7 * sizeof(int);
+    /// <summary>"ak42": the magic of llama2.c's newer export versions (1: float32, 2: int8), which have a 256-byte header.</summary>
+    public const uint NewFormatMagic = 0x616b3432;
 
     private readonly MemoryMappedFile _mapping;
     private readonly MemoryMappedViewAccessor _view;
@@ -40,6 +42,9 @@ public sealed unsafe class Llama2cCheckpoint : IDisposable
         _base = data;
         if (size < HeaderBytes) throw Error(size, $"the file has {size} bytes, less than the {HeaderBytes}-byte llama2.c header; the file is truncated or not a llama2.c checkpoint");
         var h = new ReadOnlySpan<int>(data, 7);
+        if ((uint)h[0] == NewFormatMagic)
+            throw Error(0, $"this is a llama2.c version {h[1]} export (magic \"ak42\"); only the legacy version 0 format "
+                + "(export.py --version 0, the format of run.c and the tinyllamas .bin files) is supported");
         string[] names = ["dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"];
         for (int i = 0; i < 7; i++)
             if (h[i] == 0 || (h[i] < 0 && i != 5) || h[i] == int.MinValue)
@@ -89,6 +94,8 @@ public sealed unsafe class Llama2cCheckpoint : IDisposable
     public static Llama2cCheckpoint Open(string path)
     {
         var info = new FileInfo(path);
+        // A symlink reports its own length: measure what it points to.
+        if (info.LinkTarget != null && info.ResolveLinkTarget(returnFinalTarget: true) is FileInfo target) info = target;
         if (!info.Exists) throw new FileNotFoundException($"{path}: no such file", path);
         if (info.Length == 0) throw new GgufFormatException(path, 0, "the file is empty");
         var mapping = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);

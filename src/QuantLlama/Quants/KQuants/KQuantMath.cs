@@ -3,52 +3,6 @@ using System.Runtime.CompilerServices;
 
 namespace QuantLlama.Quants.KQuants;
 
-/// <summary>Which dot-product kernel the k-quants use; tests force one to compare it with the scalar reference.</summary>
-public enum KQuantKernel
-{
-    Auto,
-    Scalar,
-    Avx2,
-    Avx512,
-    AdvSimd,
-}
-
-/// <summary>
-/// The kernel chosen at run time for the k-quant dots. <see cref="Forced"/> lets tests pin a path; forcing a path the
-/// CPU lacks falls back to the best supported one, so a forced test never crashes on an older machine.
-/// </summary>
-public static class KQuantKernels
-{
-    /// <summary>Set by tests (and benchmarks) to pin one kernel; <see cref="KQuantKernel.Auto"/> picks the best.</summary>
-    internal static KQuantKernel Forced { get; set; } = KQuantKernel.Auto;
-
-    public static bool IsSupported(KQuantKernel kernel) => kernel switch
-    {
-        KQuantKernel.Auto or KQuantKernel.Scalar => true,
-        KQuantKernel.Avx2 => System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported,
-        KQuantKernel.Avx512 => System.Runtime.Intrinsics.X86.Avx512BW.IsSupported && System.Runtime.Intrinsics.X86.Avx512F.VL.IsSupported,
-        KQuantKernel.AdvSimd => System.Runtime.Intrinsics.Arm.AdvSimd.Arm64.IsSupported,
-        _ => false,
-    };
-
-    /// <summary>The kernel a dot runs now: the forced one when supported, otherwise the best the CPU has.</summary>
-    internal static KQuantKernel Current
-    {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        get
-        {
-            var forced = Forced;
-            if (forced != KQuantKernel.Auto && IsSupported(forced)) return forced;
-            return Best;
-        }
-    }
-
-    private static readonly KQuantKernel Best =
-        IsSupported(KQuantKernel.Avx512) ? KQuantKernel.Avx512 :
-        IsSupported(KQuantKernel.Avx2) ? KQuantKernel.Avx2 :
-        IsSupported(KQuantKernel.AdvSimd) ? KQuantKernel.AdvSimd : KQuantKernel.Scalar;
-}
-
 /// <summary>
 /// The scale-search helpers shared by ggml's k-quant reference quantizers, ported operation for operation: the same
 /// float operations in the same order (plain IEEE single precision, no fused multiply-add: ggml-base is built

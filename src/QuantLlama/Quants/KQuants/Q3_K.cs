@@ -148,11 +148,9 @@ public static unsafe class Q3_K
             return Dot(w, a, blocks);
     }
 
-    internal static float Dot(byte* weights, byte* q8k, int blocks) => KQuantKernels.Current switch
-    {
-        KQuantKernel.Avx2 or KQuantKernel.Avx512 => DotAvx2(weights, q8k, blocks),
-        _ => DotScalar(weights, q8k, blocks),
-    };
+    /// <summary>The dot over <paramref name="blocks"/> blocks on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
+    internal static float Dot(byte* weights, byte* q8k, int blocks)
+        => Kernels.UseAvx2 ? DotAvx2(weights, q8k, blocks) : DotScalar(weights, q8k, blocks);
 
     internal static float DotScalar(byte* weights, byte* q8k, int blocks)
     {
