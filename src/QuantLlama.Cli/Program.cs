@@ -15,10 +15,21 @@ public static class Program
         root.Subcommands.Add(ModelsCommand.Create());
         root.Subcommands.Add(ConvertGgmlCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(DownloadCommand.Create());
         root.Subcommands.Add(CachePutCommand.Create());
-        // The library's default handler would print "Unhandled exception" and a stack trace; user errors
-        // must reach CliErrors to become one line.
-        var invocation = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
-        return CliErrors.Run(() => root.Parse(args).Invoke(invocation));
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            // One line, not the help screen: a mistyped value should not bury its own message.
+            Console.Error.WriteLine("error: " + string.Join("; ", parse.Errors.Select(e => e.Message)));
+            return 1;
+        }
+        // The library's default handler would print "Unhandled exception" and a stack trace; user errors must reach
+        // CliErrors to become one line. Ctrl-C is left to the commands (generation stops cleanly, prints statistics).
+        return CliErrors.Run(() => parse.Invoke(new InvocationConfiguration
+        {
+            EnableDefaultExceptionHandler = false,
+            ProcessTerminationTimeout = null,
+        }));
     }
 }

@@ -1,3 +1,4 @@
+using QuantLlama.Quants;
 using QuantLlama.Quants.KQuants;
 using QuantLlama.Tensors;
 using QuantLlama.Tests.Oracle;
@@ -8,6 +9,7 @@ namespace QuantLlama.Tests;
 /// The k-quants against llama.cpp's own ggml (LLamaSharp.Backend.Cpu 0.30.0): quantized bytes and dequantized
 /// floats must be identical; dot products agree within a stated float-rounding tolerance.
 /// </summary>
+[Collection("KernelSettings")]
 public class KQuantDifferentialTests
 {
     public static TheoryData<GgmlType> WeightTypes => new() { GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K };
@@ -19,17 +21,16 @@ public class KQuantDifferentialTests
     [MemberData(nameof(AllTypes))]
     public void QuantizedBytesAndDequantizedFloatsMatchLlamaCpp(GgmlType type)
     {
-        Assert.True(GgmlNativeKQuants.IsAvailable, "llama.cpp's native ggml did not load");
         int rowIndex = 0;
         foreach (var (name, row) in KQuantTestRows.All())
         {
-            byte[] expected = type == GgmlType.Q8_K ? GgmlNativeKQuants.QuantizeQ8K(row) : GgmlNativeKQuants.Quantize(type, row);
+            byte[] expected = type == GgmlType.Q8_K ? GgmlNative.QuantizeRowQ8KRef(row) : GgmlNative.QuantizeChunk(type, row, row.Length);
             var actual = new byte[expected.Length];
             KQuantFormats.Quantize(type, row, actual);
             if (type == GgmlType.Q8_K) KQuantTestRows.ZeroUnwrittenQ8KSums(expected, actual);
             AssertBytesEqual(expected, actual, $"{type} quantize of row '{name}' (#{rowIndex})");
 
-            float[] expectedValues = GgmlNativeKQuants.Dequantize(type, expected, row.Length);
+            float[] expectedValues = GgmlNative.Dequantize(type, expected, row.Length);
             var actualValues = new float[row.Length];
             KQuantFormats.Dequantize(type, expected, actualValues);
             for (int i = 0; i < row.Length; i++)
@@ -46,8 +47,8 @@ public class KQuantDifferentialTests
     {
         foreach (var (name, row) in KQuantTestRows.All())
         {
-            byte[] reference = GgmlNativeKQuants.QuantizeQ8K(row);
-            byte[] cpu = GgmlNativeKQuants.QuantizeQ8K(row, cpuVariant: true);
+            byte[] reference = GgmlNative.QuantizeRowQ8KRef(row);
+            byte[] cpu = GgmlNative.FromFloatCpu(GgmlType.Q8_K, row);
             KQuantTestRows.ZeroUnwrittenQ8KSums(reference, cpu);
             AssertBytesEqual(reference, cpu, $"Q8_K of row '{name}'");
         }
@@ -63,16 +64,15 @@ public class KQuantDifferentialTests
     [MemberData(nameof(WeightTypes))]
     public void DotProductsMatchLlamaCppVecDot(GgmlType type)
     {
-        Assert.True(GgmlNativeKQuants.IsAvailable, "llama.cpp's native ggml did not load");
         var rng = new Random(1234 + (int)type);
         foreach (var (name, row) in KQuantTestRows.All())
         {
-            byte[] weights = GgmlNativeKQuants.Quantize(type, row);
+            byte[] weights = GgmlNative.QuantizeChunk(type, row, row.Length);
             float[] activation = KQuantTestRows.Gaussian(rng, row.Length, 1f);
-            byte[] q8 = GgmlNativeKQuants.QuantizeQ8K(activation, cpuVariant: true);
-            float expected = GgmlNativeKQuants.VecDot(type, weights, q8, row.Length);
+            byte[] q8 = GgmlNative.FromFloatCpu(GgmlType.Q8_K, activation);
+            float expected = GgmlNative.VecDot(type, row.Length, weights, q8);
             double magnitude = KQuantTestRows.MagnitudeSum(type, weights, q8, row.Length);
-            foreach (var kernel in new[] { KQuantKernel.Scalar, KQuantKernel.Auto })
+            foreach (var kernel in Kernels.Supported)
             {
                 float actual = KQuantTestRows.WithKernel(kernel, () => KQuantFormats.Dot(type, weights, q8));
                 Assert.True(Math.Abs(actual - expected) <= 1e-5 * magnitude + 1e-30,

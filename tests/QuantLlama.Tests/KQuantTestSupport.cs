@@ -1,3 +1,4 @@
+using QuantLlama.Quants;
 using QuantLlama.Quants.KQuants;
 using QuantLlama.Tensors;
 
@@ -48,8 +49,6 @@ internal static class KQuantFormats
 /// <summary>Random and adversarial rows, and helpers shared by the k-quant tests.</summary>
 internal static class KQuantTestRows
 {
-    private static readonly object KernelLock = new();
-
     public static float[] Gaussian(Random rng, int n, float sigma)
     {
         var v = new float[n];
@@ -116,15 +115,12 @@ internal static class KQuantTestRows
         return s;
     }
 
-    /// <summary>Runs <paramref name="f"/> with the k-quant kernel pinned (serialised: the setting is global).</summary>
-    public static T WithKernel<T>(KQuantKernel kernel, Func<T> f)
+    /// <summary>Runs <paramref name="f"/> on one kernel path (callers sit in the non-parallel "KernelSettings" collection).</summary>
+    public static T WithKernel<T>(KernelPath path, Func<T> f)
     {
-        lock (KernelLock)
-        {
-            var saved = KQuantKernels.Forced;
-            KQuantKernels.Forced = kernel;
-            try { return f(); }
-            finally { KQuantKernels.Forced = saved; }
-        }
+        var saved = Kernels.Path;
+        Kernels.Path = path;
+        try { return f(); }
+        finally { Kernels.Path = saved; }
     }
 }

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using QuantLlama.Compute;
 using QuantLlama.Quants;
 using QuantLlama.Quants.KQuants;
 using QuantLlama.Tensors;
@@ -10,11 +11,11 @@ public class KQuantTests
 {
     public static TheoryData<GgmlType> WeightTypes => KQuantDifferentialTests.WeightTypes;
 
-    public static TheoryData<GgmlType, KQuantKernel> WeightTypesAndSimdKernels()
+    public static TheoryData<GgmlType, KernelPath> WeightTypesAndSimdKernels()
     {
-        var data = new TheoryData<GgmlType, KQuantKernel>();
+        var data = new TheoryData<GgmlType, KernelPath>();
         foreach (GgmlType type in new[] { GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K })
-            foreach (var kernel in new[] { KQuantKernel.Avx2, KQuantKernel.Avx512, KQuantKernel.AdvSimd })
+            foreach (var kernel in new[] { KernelPath.Avx2, KernelPath.Avx512, KernelPath.AdvSimd })
                 data.Add(type, kernel);
         return data;
     }
@@ -43,9 +44,9 @@ public class KQuantTests
     /// </summary>
     [Theory]
     [MemberData(nameof(WeightTypesAndSimdKernels))]
-    public void SimdDotMatchesScalar(GgmlType type, KQuantKernel kernel)
+    public void SimdDotMatchesScalar(GgmlType type, KernelPath kernel)
     {
-        if (!KQuantKernels.IsSupported(kernel)) return; // this CPU cannot run that path; another machine checks it
+        if (!Kernels.IsSupported(kernel)) return; // this CPU cannot run that path; another machine checks it
         var rng = new Random(7 * (int)type + (int)kernel);
         foreach (int blocks in new[] { 1, 2, 3, 7, 13, 33 })
         {
@@ -53,7 +54,7 @@ public class KQuantTests
             byte[] weights = RandomWeightBlocks(rng, type, blocks);
             var q8 = new byte[blocks * Q8_K.BlockBytes];
             Q8_K.Quantize(KQuantTestRows.Gaussian(rng, n, 2f), q8);
-            float scalar = KQuantTestRows.WithKernel(KQuantKernel.Scalar, () => KQuantFormats.Dot(type, weights, q8));
+            float scalar = KQuantTestRows.WithKernel(KernelPath.Scalar, () => KQuantFormats.Dot(type, weights, q8));
             float simd = KQuantTestRows.WithKernel(kernel, () => KQuantFormats.Dot(type, weights, q8));
             double magnitude = KQuantTestRows.MagnitudeSum(type, weights, q8, n);
             Assert.True(magnitude > 0);
@@ -78,7 +79,7 @@ public class KQuantTests
         Q8_K.Dequantize(q8, a);
         double expected = 0;
         for (int i = 0; i < n; i++) expected += (double)w[i] * a[i];
-        float actual = KQuantTestRows.WithKernel(KQuantKernel.Scalar, () => KQuantFormats.Dot(type, weights, q8));
+        float actual = KQuantTestRows.WithKernel(KernelPath.Scalar, () => KQuantFormats.Dot(type, weights, q8));
         double magnitude = KQuantTestRows.MagnitudeSum(type, weights, q8, n);
         Assert.True(Math.Abs(actual - expected) <= 1e-5 * magnitude, $"{type}: {actual} vs {expected}");
     }
@@ -163,5 +164,51 @@ public class KQuantTests
             }
         }
         return bytes;
+    }
+}
+
+/// <summary>Matrix products over k-quant weights: the MatMul dispatch against the row dot and llama.cpp.</summary>
+[Collection("KernelSettings")]
+public class KQuantMatMulTests
+{
+    /// <summary>
+    /// MatVec and MatMat (single- and multi-threaded sizes) give, for every output, exactly the row dot with the
+    /// activation quantized to Q8_K, and agree with llama.cpp's vec_dot within the float-rounding tolerance.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KQuantDifferentialTests.WeightTypes), MemberType = typeof(KQuantDifferentialTests))]
+    public unsafe void MatVecAndMatMatAreRowDotsWithQ8KActivations(GgmlType type)
+    {
+        foreach (var (rows, cols, n) in new[] { (37, 512, 1), (29, 768, 3), (256, 512, 4) })
+        {
+            var rng = new Random(rows + cols + (int)type);
+            float[] wf = KQuantTestRows.Gaussian(rng, rows * cols, 0.05f);
+            long rowBytes = GgmlTypeInfo.RowBytes(type, cols);
+            var w = new byte[rowBytes * rows];
+            Quantizer.QuantizeRow(type, wf, w);
+            float[] x = KQuantTestRows.Gaussian(rng, n * cols, 1f);
+            var y = new float[n * rows];
+            var yv = new float[rows];
+            fixed (byte* wp = w) MatMul.MatMat(type, wp, rows, cols, x, n, y);
+            for (int i = 0; i < n; i++)
+            {
+                var q8 = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q8_K, cols)];
+                Q8_K.Quantize(x.AsSpan(i * cols, cols), q8);
+                fixed (byte* wp = w) MatMul.MatVec(type, wp, rows, cols, x.AsSpan(i * cols, cols), yv);
+                for (int r = 0; r < rows; r++)
+                {
+                    var wr = w.AsSpan((int)(r * rowBytes), (int)rowBytes);
+                    float dot = KQuantFormats.Dot(type, wr.ToArray(), q8);
+                    Assert.Equal(dot, y[i * rows + r]);
+                    Assert.Equal(dot, yv[r]);
+                    if (r % 50 == 0)
+                    {
+                        float expected = Oracle.GgmlNative.VecDot(type, cols, wr, q8);
+                        double magnitude = KQuantTestRows.MagnitudeSum(type, wr.ToArray(), q8, cols);
+                        Assert.True(Math.Abs(dot - expected) <= 1e-5 * magnitude + 1e-30, $"{type} row {r}: {dot:R} vs llama.cpp {expected:R}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Compute;
 using QuantLlama.Generation;
 using QuantLlama.Hub;
 using QuantLlama.Models;
@@ -96,11 +97,11 @@ public static class GenerateCommand
         Validate(a);
         var err = Console.Error;
         var inv = CultureInfo.InvariantCulture;
+        var resolved = ModelLocator.Locate(a.Model, a.Which);
         err.WriteLine($"avx: {Lower(Avx.IsSupported)}, neon: {Lower(AdvSimd.IsSupported)}, simd128: false, f16c: {Lower(HasF16c())}, avx512: {Lower(Avx512F.IsSupported)}");
         err.WriteLine(string.Format(inv, "temp: {0:F2} repeat-penalty: {1:F2} repeat-last-n: {2}", a.Temperature, a.RepeatPenalty, a.RepeatLastN));
         ApplyThreads(a.Threads);
 
-        var resolved = ModelLocator.Locate(a.Model, a.Which);
         var load = Stopwatch.StartNew();
         using var model = LlamaModel.Load(resolved.Path, new LlamaModelOptions { ContextSize = a.Context }, a.Gqa ?? resolved.Gqa);
         var file = model.File;
@@ -147,19 +148,22 @@ public static class GenerateCommand
                 err.Write("> ");
                 err.Flush();
                 string? line = Console.In.ReadLine();
-                if (line == null) break; // end of input ends the session
+                if (line == null)
+                {
+                    err.WriteLine(); // end of input ends the session
+                    break;
+                }
                 if (line.Length == 0) continue;
                 if (interactive) generator.Reset();
                 string text = ChatTemplate.FormatTurn(template, line, firstTurn: interactive || first);
                 bool addBos = interactive || first || ChatTemplate.BosEveryTurn(template);
-                var result = Turn(generator, tok, a, text, addBos, stdout, cancel.Token);
+                var result = Turn(generator, tok, a, text, addBos, stdout, cancel.Token, session: true);
                 first = false;
-                if (result?.StopReason == StopReason.ContextFull)
+                if (chat && result?.StopReason is null or StopReason.ContextFull)
                 {
                     err.WriteLine("the context is full; ending the conversation");
                     break;
                 }
-                if (result == null) break;
             }
             return 0;
         }
@@ -175,9 +179,12 @@ public static class GenerateCommand
         }
     }
 
-    /// <summary>One prompt: echo it, generate, print the statistics. Null when the prompt did not fit.</summary>
+    /// <summary>
+    /// One prompt: echo it, generate, print the statistics. A prompt that does not fit is an error for a single
+    /// prompt, and gives null in an interactive or chat session.
+    /// </summary>
     private static GenerationResult? Turn(TextGenerator generator, ITokenizer tok, Arguments a, string text, bool addBos,
-        TextWriter stdout, CancellationToken cancel)
+        TextWriter stdout, CancellationToken cancel, bool session = false)
     {
         var err = Console.Error;
         var tokens = tok.Encode(text, addSpecial: addBos, parseSpecial: true);
@@ -193,7 +200,9 @@ public static class GenerateCommand
         catch (ContextFullException e)
         {
             stdout.WriteLine();
-            throw new CliUsageException($"the prompt does not fit: {e.Message}");
+            if (!session) throw new CliUsageException($"the prompt does not fit: {e.Message}");
+            err.WriteLine($"the prompt does not fit: {e.Message}");
+            return null;
         }
         stdout.WriteLine();
         stdout.Flush();
@@ -218,7 +227,7 @@ public static class GenerateCommand
 
     private static void ApplyThreads(int? threads)
     {
-        if (threads is int t) QuantLlama.Compute.WorkerPool.SetThreadCount(t);
+        if (threads is int t) WorkerPool.SetThreadCount(t);
     }
 
     private static bool HasF16c() => X86Base.IsSupported && (X86Base.CpuId(1, 0).Ecx & (1 << 29)) != 0;

@@ -1,16 +1,31 @@
 using System.CommandLine;
+using QuantLlama.Gguf;
 
 namespace QuantLlama.Cli.Commands;
 
+/// <summary>`quantllama inspect FILE`: format, metadata and tensor table of a GGUF or legacy GGML file.</summary>
 public static class InspectCommand
 {
     public static Command Create()
     {
-        var command = new Command("inspect", "(not implemented yet)");
-        command.SetAction(_ =>
+        var file = new Argument<FileInfo>("FILE") { Description = "a GGUF file or a legacy ggml/ggmf/ggjt file" };
+        var json = new Option<bool>("--json") { Description = "print machine-readable JSON instead of text" };
+        var arrayItems = new Option<int>("--array-items")
         {
-            Console.Error.WriteLine("error: inspect is not implemented yet");
-            return 1;
+            Description = "leading items shown of each metadata array (-1: all)",
+            DefaultValueFactory = _ => ModelInspector.DefaultArrayItems,
+        };
+        var command = new Command("inspect", "Show a model file's format, metadata and tensors.");
+        command.Arguments.Add(file);
+        command.Options.Add(json);
+        command.Options.Add(arrayItems);
+        command.SetAction(parseResult =>
+        {
+            string path = parseResult.GetValue(file)!.FullName;
+            using var model = ModelFileLoader.Open(path);
+            int items = parseResult.GetValue(arrayItems);
+            Console.Out.Write(parseResult.GetValue(json) ? ModelInspector.FormatJson(model, items) + "\n" : ModelInspector.FormatText(model, items));
+            return 0;
         });
         return command;
     }

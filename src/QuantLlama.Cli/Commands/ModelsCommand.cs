@@ -16,7 +16,7 @@ public static class ModelsCommand
             foreach (var e in ModelRegistry.All)
             {
                 string? cached = cache.TryGetCachedFile(e.Repo, e.Revision, e.File);
-                long? size = e.SizeBytes ?? (cached != null ? new FileInfo(cached).Length : null);
+                long? size = e.SizeBytes ?? (cached != null ? HubCache.FileLength(cached) : null);
                 string repo = e.Revision == "main" ? e.Repo : $"{e.Repo}@{e.Revision[..Math.Min(7, e.Revision.Length)]}";
                 rows.Add([
                     e.Name + (e.Name == ModelRegistry.DefaultName ? " (default)" : ""),

@@ -45,6 +45,8 @@ public sealed unsafe class GgufFile : IModelFile
     public static GgufFile Open(string path)
     {
         var info = new FileInfo(path);
+        // A symlink (as in the Hugging Face cache's snapshots) reports its own length: measure what it points to.
+        if (info.LinkTarget != null && info.ResolveLinkTarget(returnFinalTarget: true) is FileInfo target) info = target;
         if (!info.Exists) throw new FileNotFoundException($"{path}: no such file", path);
         if (info.Length == 0) throw new GgufFormatException(path, 0, "the file is empty");
         var mapping = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
@@ -109,7 +111,7 @@ public sealed unsafe class GgufFile : IModelFile
             {
                 long at = r.Position;
                 string key = r.String("metadata key");
-                var type = r.ValueType($"metadata type of '{key}'");
+                var type = r.ValueType($"'{key}'");
                 var value = r.Value(type, key, 0);
                 if (!_metadata.TryAdd(key, value)) throw Error(at, $"duplicate metadata key '{key}'");
                 if (key == "general.alignment") alignmentAt = at;
@@ -256,6 +258,23 @@ public sealed unsafe class GgufFile : IModelFile
             return Encoding.UTF8.GetString(p, (int)length);
         }
 
+        /// <summary>An array's string element: the fast path of <see cref="String"/>, which it defers to for errors.</summary>
+        private string ElementString(string key, int index)
+        {
+            int lengthBytes = Wide ? 8 : 4;
+            if (Remaining >= lengthBytes)
+            {
+                byte* p = file._base + Position;
+                ulong length = Wide ? *(ulong*)p : *(uint*)p;
+                if (length <= (ulong)(Remaining - lengthBytes) && length <= MaxItems)
+                {
+                    Position += lengthBytes + (long)length;
+                    return Encoding.UTF8.GetString(p + lengthBytes, (int)length);
+                }
+            }
+            return String($"element {index} of '{key}'"); // throws the precise error
+        }
+
         public GgufValueType ValueType(string what)
         {
             long at = Position;
@@ -317,7 +336,7 @@ public sealed unsafe class GgufFile : IModelFile
                 {
                     // Grown as the strings prove present: a count of empty-looking strings must not allocate up front.
                     var items = new List<string>(InitialCapacity(n));
-                    for (int i = 0; i < n; i++) items.Add(String($"element {i} of '{key}'"));
+                    for (int i = 0; i < n; i++) items.Add(ElementString(key, i));
                     return new GgufArray(elementType, items.ToArray());
                 }
                 case GgufValueType.Array:
@@ -330,7 +349,14 @@ public sealed unsafe class GgufFile : IModelFile
                 case GgufValueType.Bool:
                 {
                     var items = new bool[n];
-                    for (int i = 0; i < n; i++) items[i] = (bool)Bool($"element {i} of '{key}'").Value;
+                    for (int i = 0; i < n; i++)
+                    {
+                        byte v = Remaining >= 1 ? file._base[Position] : (byte)2;
+                        // The element's description is only built for the error (vocabularies have 10^5 elements).
+                        if (v > 1) Bool($"element {i} of '{key}'");
+                        items[i] = v != 0;
+                        Position++;
+                    }
                     return new GgufArray(elementType, items);
                 }
                 default:

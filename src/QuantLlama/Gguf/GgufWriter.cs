@@ -16,6 +16,7 @@ public sealed class GgufWriter
 
     public uint Version { get; }
     public int Alignment { get; private set; } = GgufFile.DefaultAlignment;
+    public int TensorCount => _tensors.Count;
 
     private sealed record PendingTensor(string Name, long[] Dimensions, GgmlType Type, long ByteSize, Action<Stream> WriteData);
 

@@ -135,6 +135,14 @@ public sealed partial class HubCache
         return info.ResolveLinkTarget(returnFinalTarget: true) is { Exists: true };
     }
 
+    /// <summary>A file's length, following symlinks (a snapshot's FileInfo.Length is the link's own).</summary>
+    public static long FileLength(string path)
+    {
+        var info = new FileInfo(path);
+        if (info.LinkTarget != null && info.ResolveLinkTarget(returnFinalTarget: true) is FileInfo target) info = target;
+        return info.Length;
+    }
+
     internal static string Sha256Hex(string path)
     {
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);

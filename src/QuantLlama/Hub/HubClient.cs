@@ -139,6 +139,11 @@ public sealed class HubClient : IDisposable
                     await GetIntoAsync(meta.DownloadUrl, incomplete, have, meta.Size, what, cancel).ConfigureAwait(false);
                     break;
                 }
+                catch (HubException e) when (e.Kind == HubErrorKind.Corrupted)
+                {
+                    File.Delete(incomplete);
+                    throw;
+                }
                 catch (Exception e) when (IsDiskFull(e))
                 {
                     throw DiskFull(Path.GetDirectoryName(blob)!, meta.Size, what, e);
@@ -205,6 +210,9 @@ public sealed class HubClient : IDisposable
                 idle.CancelAfter(_options.ReadTimeout);
                 int n = await body.ReadAsync(buffer, idle.Token).ConfigureAwait(false);
                 if (n == 0) break;
+                if (expectedSize is long limit && done + n > limit)
+                    throw new HubException(HubErrorKind.Corrupted,
+                        $"{what}: the server sent more than the {limit} bytes the Hub announced; the partial file was deleted, run again");
                 await output.WriteAsync(buffer.AsMemory(0, n), cancel).ConfigureAwait(false);
                 done += n;
                 _options.Progress?.Report(done);
@@ -293,7 +301,7 @@ public sealed class HubClient : IDisposable
                     $"{what}{at} not found on {_endpoint.Host} (HTTP 404): check the repository id and the file name");
             default:
                 throw new HubException(HubErrorKind.Server,
-                    $"{what}{at}: {response.RequestMessage?.RequestUri?.Host} answered HTTP {status} {response.ReasonPhrase}");
+                    $"{what}{at}: {response.RequestMessage?.RequestUri?.Host} answered HTTP {status} {response.ReasonPhrase}", statusCode: status);
         }
     }
 
@@ -305,7 +313,10 @@ public sealed class HubClient : IDisposable
             throw new HubException(HubErrorKind.Server, $"{what}: the server gave no commit hash (X-Repo-Commit); is HF_ENDPOINT a Hugging Face Hub?");
         if (etag == null || !IsValidEtag(etag))
             throw new HubException(HubErrorKind.Server, $"{what}: the server gave no usable ETag; is HF_ENDPOINT a Hugging Face Hub?");
-        long? size = long.TryParse(Header(response, "X-Linked-Size"), out long linked) ? linked : response.Content.Headers.ContentLength;
+        // A redirect's own Content-Length is that of its little body, not of the file.
+        bool redirected = (int)response.StatusCode is >= 300 and < 400;
+        long? size = long.TryParse(Header(response, "X-Linked-Size"), out long linked) ? linked
+            : redirected ? null : response.Content.Headers.ContentLength;
         return new HubFileMetadata(commit.ToLowerInvariant(), etag, size, downloadUrl);
     }
 
@@ -349,6 +360,7 @@ public sealed class HubClient : IDisposable
     private static bool IsTransient(Exception e, CancellationToken cancel) => e switch
     {
         HubException { Kind: HubErrorKind.NoNetwork } => true,
+        HubException { Kind: HubErrorKind.Server, StatusCode: >= 500 } => true, // a busy or restarting server
         HubException => false,
         OperationCanceledException => !cancel.IsCancellationRequested,
         HttpRequestException h => h.StatusCode == null,

@@ -25,7 +25,11 @@ public enum HubErrorKind
 /// A Hub download failure with a one-line message (no stack trace is needed to act on it). Derives from
 /// <see cref="IOException"/> so the CLI reports it as a user error.
 /// </summary>
-public sealed class HubException(HubErrorKind kind, string message, Exception? inner = null) : IOException(message, inner)
+public sealed class HubException(HubErrorKind kind, string message, Exception? inner = null, int? statusCode = null)
+    : IOException(message, inner)
 {
     public HubErrorKind Kind { get; } = kind;
+
+    /// <summary>The HTTP status behind the error, when there was one.</summary>
+    public int? StatusCode { get; } = statusCode;
 }

@@ -2,7 +2,9 @@ namespace QuantLlama.Hub;
 
 /// <summary>Where a model came from and how to run it.</summary>
 /// <param name="Path">The local file to open.</param>
-/// <param name="Entry">The <c>--which</c> entry (gqa for legacy files, chat template family); null for a plain local file or an unlisted hub file.</param>
+/// <param name="Entry">The registry entry whose settings apply (gqa for legacy files, chat template family): the
+/// <c>--which</c> entry, as in candle, where <c>--which</c> still sets them when <c>--model</c> names the file; for a
+/// <c>--model</c> Hub file that is itself a listed model, that model's entry. Null when neither applies.</param>
 /// <param name="Repo">Hub repository, when the file came from the Hub.</param>
 /// <param name="File">Path inside that repository.</param>
 /// <param name="Revision">Revision asked for.</param>
@@ -29,10 +31,11 @@ public static class ModelLocator
     {
         if (!string.IsNullOrEmpty(model))
         {
-            if (System.IO.File.Exists(model)) return new ResolvedModel(model, null);
+            var whichEntry = string.IsNullOrEmpty(which) ? null : ModelRegistry.Get(which);
+            if (System.IO.File.Exists(model)) return new ResolvedModel(model, whichEntry);
             if (TryParseHubReference(model, out string repo, out string file, out string revision))
             {
-                var known = ModelRegistry.FindByFile(repo, file);
+                var known = ModelRegistry.FindByFile(repo, file) ?? whichEntry;
                 try
                 {
                     return new ResolvedModel(Download(repo, file, revision, options), known, repo, file, revision);

@@ -243,7 +243,7 @@ public sealed unsafe class LlamaModel : IDisposable
         }
         catch (OutOfMemoryException)
         {
-            throw new InsufficientMemoryException($"cannot allocate {bytes / 1e6:F1} MB (try a smaller --ctx)");
+            throw new ArgumentException($"cannot allocate {bytes / 1e6:F1} MB for the model's buffers (try a smaller --ctx)");
         }
         _allocations.Add((IntPtr)p);
         return p;

@@ -111,17 +111,26 @@ public static unsafe class Q4_1
         int nb = n / BlockSize;
         var acc0 = Vector256<float>.Zero;
         var acc1 = Vector256<float>.Zero;
-        float summs = 0;
-        for (int i = 0; i < nb; i++)
+        float summs0 = 0, summs1 = 0;
+        byte* x = w, y = a;
+        byte* end = w + (nb & ~1) * TypeSize;
+        for (; x < end; x += 2 * TypeSize, y += 2 * Q8_1.TypeSize)
         {
-            byte* x = w + i * TypeSize;
-            byte* y = a + i * Q8_1.TypeSize;
-            summs += Fp16.ToFloat(*(ushort*)(x + 2)) * Fp16.ToFloat(*(ushort*)(y + 2));
-            var d = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
-            var q = Simd.MulSumU8I8Float(Simd.BytesFromNibbles32(x + 4), Avx.LoadVector256((sbyte*)(y + 4)));
-            if ((i & 1) == 0) acc0 = Fma.MultiplyAdd(d, q, acc0);
-            else acc1 = Fma.MultiplyAdd(d, q, acc1);
+            summs0 += Fp16.ToFloat(*(ushort*)(x + 2)) * Fp16.ToFloat(*(ushort*)(y + 2));
+            summs1 += Fp16.ToFloat(*(ushort*)(x + TypeSize + 2)) * Fp16.ToFloat(*(ushort*)(y + Q8_1.TypeSize + 2));
+            var d0 = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
+            var d1 = Vector256.Create(Fp16.ToFloat(*(ushort*)(x + TypeSize)) * Fp16.ToFloat(*(ushort*)(y + Q8_1.TypeSize)));
+            var q0 = Simd.MulSumU8I8Float(Simd.BytesFromNibbles32(x + 4), Avx.LoadVector256((sbyte*)(y + 4)));
+            var q1 = Simd.MulSumU8I8Float(Simd.BytesFromNibbles32(x + TypeSize + 4), Avx.LoadVector256((sbyte*)(y + Q8_1.TypeSize + 4)));
+            acc0 = Fma.MultiplyAdd(d0, q0, acc0);
+            acc1 = Fma.MultiplyAdd(d1, q1, acc1);
         }
-        return Simd.HSum(Avx.Add(acc0, acc1)) + summs;
+        if ((nb & 1) != 0)
+        {
+            summs0 += Fp16.ToFloat(*(ushort*)(x + 2)) * Fp16.ToFloat(*(ushort*)(y + 2));
+            var d0 = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
+            acc0 = Fma.MultiplyAdd(d0, Simd.MulSumU8I8Float(Simd.BytesFromNibbles32(x + 4), Avx.LoadVector256((sbyte*)(y + 4))), acc0);
+        }
+        return Simd.HSum(Avx.Add(acc0, acc1)) + (summs0 + summs1);
     }
 }

@@ -119,18 +119,24 @@ public static unsafe class Q5_0
         int nb = n / BlockSize;
         var acc0 = Vector256<float>.Zero;
         var acc1 = Vector256<float>.Zero;
-        for (int i = 0; i < nb; i++)
+        var high = Vector256.Create((byte)0xF0);
+        byte* x = w, y = a;
+        byte* end = w + (nb & ~1) * TypeSize;
+        for (; x < end; x += 2 * TypeSize, y += 2 * Q8_0.TypeSize)
         {
-            byte* x = w + i * TypeSize;
-            byte* y = a + i * Q8_0.TypeSize;
-            var d = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
-            var qx = Simd.BytesFromNibbles32(x + 6);
+            var d0 = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
+            var d1 = Vector256.Create(Fp16.ToFloat(*(ushort*)(x + TypeSize)) * Fp16.ToFloat(*(ushort*)(y + Q8_0.TypeSize)));
             // Where the fifth bit is clear the value is nibble - 16: set the top nibble (two's complement).
-            var hi = Avx2.AndNot(Simd.BytesFromBits32(x + 2), Vector256.Create((byte)0xF0));
-            qx |= hi;
-            var q = Simd.MulSumI8Float(qx.AsSByte(), Avx.LoadVector256((sbyte*)(y + 2)));
-            if ((i & 1) == 0) acc0 = Fma.MultiplyAdd(d, q, acc0);
-            else acc1 = Fma.MultiplyAdd(d, q, acc1);
+            var qx0 = Simd.BytesFromNibbles32(x + 6) | Avx2.AndNot(Simd.BytesFromBits32(x + 2), high);
+            var qx1 = Simd.BytesFromNibbles32(x + TypeSize + 6) | Avx2.AndNot(Simd.BytesFromBits32(x + TypeSize + 2), high);
+            acc0 = Fma.MultiplyAdd(d0, Simd.MulSumI8Float(qx0.AsSByte(), Avx.LoadVector256((sbyte*)(y + 2))), acc0);
+            acc1 = Fma.MultiplyAdd(d1, Simd.MulSumI8Float(qx1.AsSByte(), Avx.LoadVector256((sbyte*)(y + Q8_0.TypeSize + 2))), acc1);
+        }
+        if ((nb & 1) != 0)
+        {
+            var d0 = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
+            var qx0 = Simd.BytesFromNibbles32(x + 6) | Avx2.AndNot(Simd.BytesFromBits32(x + 2), high);
+            acc0 = Fma.MultiplyAdd(d0, Simd.MulSumI8Float(qx0.AsSByte(), Avx.LoadVector256((sbyte*)(y + 2))), acc0);
         }
         return Simd.HSum(Avx.Add(acc0, acc1));
     }

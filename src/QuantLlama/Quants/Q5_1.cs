@@ -123,18 +123,28 @@ public static unsafe class Q5_1
         int nb = n / BlockSize;
         var acc0 = Vector256<float>.Zero;
         var acc1 = Vector256<float>.Zero;
-        float summs = 0;
-        for (int i = 0; i < nb; i++)
+        float summs0 = 0, summs1 = 0;
+        var bit4 = Vector256.Create((byte)0x10);
+        byte* x = w, y = a;
+        byte* end = w + (nb & ~1) * TypeSize;
+        for (; x < end; x += 2 * TypeSize, y += 2 * Q8_1.TypeSize)
         {
-            byte* x = w + i * TypeSize;
-            byte* y = a + i * Q8_1.TypeSize;
-            summs += Fp16.ToFloat(*(ushort*)(x + 2)) * Fp16.ToFloat(*(ushort*)(y + 2));
-            var d = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
-            var qx = Simd.BytesFromNibbles32(x + 8) | (Simd.BytesFromBits32(x + 4) & Vector256.Create((byte)0x10));
-            var q = Simd.MulSumU8I8Float(qx, Avx.LoadVector256((sbyte*)(y + 4)));
-            if ((i & 1) == 0) acc0 = Fma.MultiplyAdd(d, q, acc0);
-            else acc1 = Fma.MultiplyAdd(d, q, acc1);
+            summs0 += Fp16.ToFloat(*(ushort*)(x + 2)) * Fp16.ToFloat(*(ushort*)(y + 2));
+            summs1 += Fp16.ToFloat(*(ushort*)(x + TypeSize + 2)) * Fp16.ToFloat(*(ushort*)(y + Q8_1.TypeSize + 2));
+            var d0 = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
+            var d1 = Vector256.Create(Fp16.ToFloat(*(ushort*)(x + TypeSize)) * Fp16.ToFloat(*(ushort*)(y + Q8_1.TypeSize)));
+            var qx0 = Simd.BytesFromNibbles32(x + 8) | (Simd.BytesFromBits32(x + 4) & bit4);
+            var qx1 = Simd.BytesFromNibbles32(x + TypeSize + 8) | (Simd.BytesFromBits32(x + TypeSize + 4) & bit4);
+            acc0 = Fma.MultiplyAdd(d0, Simd.MulSumU8I8Float(qx0, Avx.LoadVector256((sbyte*)(y + 4))), acc0);
+            acc1 = Fma.MultiplyAdd(d1, Simd.MulSumU8I8Float(qx1, Avx.LoadVector256((sbyte*)(y + Q8_1.TypeSize + 4))), acc1);
         }
-        return Simd.HSum(Avx.Add(acc0, acc1)) + summs;
+        if ((nb & 1) != 0)
+        {
+            summs0 += Fp16.ToFloat(*(ushort*)(x + 2)) * Fp16.ToFloat(*(ushort*)(y + 2));
+            var d0 = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
+            var qx0 = Simd.BytesFromNibbles32(x + 8) | (Simd.BytesFromBits32(x + 4) & bit4);
+            acc0 = Fma.MultiplyAdd(d0, Simd.MulSumU8I8Float(qx0, Avx.LoadVector256((sbyte*)(y + 4))), acc0);
+        }
+        return Simd.HSum(Avx.Add(acc0, acc1)) + (summs0 + summs1);
     }
 }

@@ -176,20 +176,19 @@ public static unsafe class Q8_0
         int nb = n / BlockSize;
         var acc0 = Vector256<float>.Zero;
         var acc1 = Vector256<float>.Zero;
-        int i = 0;
-        for (; i + 1 < nb; i += 2)
+        byte* x = w, y = a;
+        byte* end = w + (nb & ~1) * TypeSize;
+        for (; x < end; x += 2 * TypeSize, y += 2 * TypeSize)
         {
-            byte* x = w + i * TypeSize;
-            byte* y = a + i * TypeSize;
             var d0 = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
             var d1 = Vector256.Create(Fp16.ToFloat(*(ushort*)(x + TypeSize)) * Fp16.ToFloat(*(ushort*)(y + TypeSize)));
-            acc0 = Fma.MultiplyAdd(d0, BlockAvx2(x, y), acc0);
-            acc1 = Fma.MultiplyAdd(d1, BlockAvx2(x + TypeSize, y + TypeSize), acc1);
+            var p0 = BlockAvx2(x, y);
+            var p1 = BlockAvx2(x + TypeSize, y + TypeSize);
+            acc0 = Fma.MultiplyAdd(d0, p0, acc0);
+            acc1 = Fma.MultiplyAdd(d1, p1, acc1);
         }
-        if (i < nb)
+        if ((nb & 1) != 0)
         {
-            byte* x = w + i * TypeSize;
-            byte* y = a + i * TypeSize;
             var d0 = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
             acc0 = Fma.MultiplyAdd(d0, BlockAvx2(x, y), acc0);
         }

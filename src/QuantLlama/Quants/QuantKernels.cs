@@ -25,17 +25,13 @@ internal static unsafe class QuantKernels
     private static void ActivationQ8_1(float* x, byte* y, int n) => Q8_0.QuantizeActivation(x, y, n / Q8_1.BlockSize, withSum: true);
 
     private const int QK_K = GgmlTypeInfo.QK_K;
-    private const int Q8KBytes = 4 + QK_K + QK_K / 16 * 2;
 
-    private static void ActivationQ8_K(float* x, byte* y, int n)
-        => KQuants.Q8_K.Quantize(new ReadOnlySpan<float>(x, n), new Span<byte>(y, n / QK_K * Q8KBytes));
-
-    private static ReadOnlySpan<byte> Q8K(byte* a, int n) => new(a, n / QK_K * Q8KBytes);
-    private static float DotQ2_K(byte* w, byte* a, int n) => KQuants.Q2_K.Dot(new ReadOnlySpan<byte>(w, n / QK_K * 84), Q8K(a, n));
-    private static float DotQ3_K(byte* w, byte* a, int n) => KQuants.Q3_K.Dot(new ReadOnlySpan<byte>(w, n / QK_K * 110), Q8K(a, n));
-    private static float DotQ4_K(byte* w, byte* a, int n) => KQuants.Q4_K.Dot(new ReadOnlySpan<byte>(w, n / QK_K * 144), Q8K(a, n));
-    private static float DotQ5_K(byte* w, byte* a, int n) => KQuants.Q5_K.Dot(new ReadOnlySpan<byte>(w, n / QK_K * 176), Q8K(a, n));
-    private static float DotQ6_K(byte* w, byte* a, int n) => KQuants.Q6_K.Dot(new ReadOnlySpan<byte>(w, n / QK_K * 210), Q8K(a, n));
+    private static void ActivationQ8_K(float* x, byte* y, int n) => KQuants.Q8_K.Quantize(x, y, n);
+    private static float DotQ2_K(byte* w, byte* a, int n) => KQuants.Q2_K.Dot(w, a, n / QK_K);
+    private static float DotQ3_K(byte* w, byte* a, int n) => KQuants.Q3_K.Dot(w, a, n / QK_K);
+    private static float DotQ4_K(byte* w, byte* a, int n) => KQuants.Q4_K.Dot(w, a, n / QK_K);
+    private static float DotQ5_K(byte* w, byte* a, int n) => KQuants.Q5_K.Dot(w, a, n / QK_K);
+    private static float DotQ6_K(byte* w, byte* a, int n) => KQuants.Q6_K.Dot(w, a, n / QK_K);
 
     private static readonly TypeKernel?[] Table = Build();
 

@@ -110,8 +110,10 @@ public static class HuggingFaceTokenizerJson
             {
                 if (text != null && textToId.TryGetValue(text, out int id)) Add(key, GgufValue.From((uint)id));
             }
-            AddId("tokenizer.ggml.bos_token_id", config.Bos ?? TemplateBos(root));
-            AddId("tokenizer.ggml.eos_token_id", config.Eos);
+            // without tokenizer_config.json: the template's BOS, else the usual names among the added tokens
+            string? FirstAdded(params string[] names) => names.FirstOrDefault(name => added.Keys.Any(id => tokens[id] == name));
+            AddId("tokenizer.ggml.bos_token_id", config.Bos ?? TemplateBos(root) ?? FirstAdded("<|begin_of_text|>", "<s>", "<|startoftext|>"));
+            AddId("tokenizer.ggml.eos_token_id", config.Eos ?? FirstAdded("<|end_of_text|>", "</s>", "<|endoftext|>", "<|im_end|>", "<|eot_id|>"));
             AddId("tokenizer.ggml.unknown_token_id", config.Unk ?? unkToken);
             AddId("tokenizer.ggml.padding_token_id", config.Pad);
             if (config.AddBos is bool addBos) Add("tokenizer.ggml.add_bos_token", GgufValue.From(addBos));

@@ -26,6 +26,8 @@ public sealed class LlamaTokenizer : ITokenizer
     private readonly PreTokenizer? _pre;
     private readonly bool _ignoreMerges;
     private readonly int[] _specialTokens;
+    private readonly HashSet<string>.AlternateLookup<ReadOnlySpan<char>> _prefixesBeforeMarker;
+    private readonly int _maxPrefixBeforeMarker;
     private readonly int[] _byteTokens = new int[256];
     private readonly HashSet<int> _endOfGeneration = [];
 
@@ -187,6 +189,20 @@ public sealed class LlamaTokenizer : ITokenizer
             foreach (var t in new[] { "<unk>", "<s>", "<|endoftext|>" })
                 if (textToId.TryGetValue(t, out int id)) _attrs[id] &= ~TokenAttributes.RStrip;
         }
+
+        // Token prefixes that a ▁ follows inside a token: where none ends just before a ▁, no token can span that ▁'s
+        // left edge, so SentencePiece merging may run on the pieces either side of it independently.
+        var prefixes = new HashSet<string>(StringComparer.Ordinal);
+        if (Kind == ModelKind.SentencePiece)
+        {
+            foreach (string t in _texts)
+                for (int k = t.IndexOf(SpaceMarker, 1); k > 0; k = k + 1 < t.Length ? t.IndexOf(SpaceMarker, k + 1) : -1)
+                {
+                    prefixes.Add(t[..k]);
+                    _maxPrefixBeforeMarker = Math.Max(_maxPrefixBeforeMarker, k);
+                }
+        }
+        _prefixesBeforeMarker = prefixes.GetAlternateLookup<ReadOnlySpan<char>>();
 
         for (int b = 0; b < 256; b++) _byteTokens[b] = FindByteToken((byte)b);
         _bytes = new byte[n][];
@@ -390,14 +406,36 @@ public sealed class LlamaTokenizer : ITokenizer
 
     private void EncodeSentencePiece(string text, List<int> output)
     {
-        var symbols = ArrayPool<Symbol>.Shared.Rent(text.Length);
+        int chunkStart = 0;
+        for (int p = text.IndexOf(SpaceMarker, 1); p > 0; p = p + 1 < text.Length ? text.IndexOf(SpaceMarker, p + 1) : -1)
+        {
+            if (!CanCutBefore(text, p)) continue;
+            EncodeSentencePiece(text, chunkStart, p, output);
+            chunkStart = p;
+        }
+        EncodeSentencePiece(text, chunkStart, text.Length, output);
+    }
+
+    private bool CanCutBefore(string text, int p)
+    {
+        for (int len = 1; len <= _maxPrefixBeforeMarker && len <= p; len++)
+            if (_prefixesBeforeMarker.Contains(text.AsSpan(p - len, len))) return false;
+        return true;
+    }
+
+    /// <summary>llama.cpp's llm_tokenizer_spm on text[start..end): merge the best-scoring adjacent pair first.</summary>
+    private void EncodeSentencePiece(string text, int start, int end, List<int> output)
+    {
+        if (end <= start) return;
+        bool pooled = end - start <= 1 << 20; // huge inputs get their own array, freed after the call
+        var symbols = pooled ? ArrayPool<Symbol>.Shared.Rent(end - start) : new Symbol[end - start];
         try
         {
             int count = 0;
-            for (int offs = 0; offs < text.Length;)
+            for (int offs = start; offs < end;)
             {
-                int len = char.IsHighSurrogate(text[offs]) && offs + 1 < text.Length && char.IsLowSurrogate(text[offs + 1]) ? 2 : 1;
-                symbols[count] = new Symbol { Start = offs, Length = len, Prev = count - 1, Next = offs + len == text.Length ? -1 : count + 1 };
+                int len = char.IsHighSurrogate(text[offs]) && offs + 1 < end && char.IsLowSurrogate(text[offs + 1]) ? 2 : 1;
+                symbols[count] = new Symbol { Start = offs, Length = len, Prev = count - 1, Next = offs + len == end ? -1 : count + 1 };
                 offs += len;
                 count++;
             }
@@ -434,7 +472,7 @@ public sealed class LlamaTokenizer : ITokenizer
         }
         finally
         {
-            ArrayPool<Symbol>.Shared.Return(symbols);
+            if (pooled) ArrayPool<Symbol>.Shared.Return(symbols);
         }
     }
 
@@ -472,8 +510,11 @@ public sealed class LlamaTokenizer : ITokenizer
         foreach (int wordLength in words)
         {
             // byte-level encoding of the word: one char per UTF-8 byte
-            int maxChars = wordLength * 4;
-            var buffer = t_wordBuffer is { } wb && wb.Length >= maxChars ? wb : (t_wordBuffer = new char[Math.Max(maxChars, 256)]);
+            int maxChars = 0;
+            for (int k = 0; k < wordLength; k++)
+                maxChars += Rune.IsValid(cps[cpStart + k]) ? new Rune(cps[cpStart + k]).Utf8SequenceLength : 3;
+            var buffer = maxChars > 65536 ? new char[maxChars] // a huge "word": not kept past this call
+                : t_wordBuffer is { } wb && wb.Length >= maxChars ? wb : (t_wordBuffer = new char[Math.Max(maxChars, 256)]);
             int nchar = 0;
             for (int k = 0; k < wordLength; k++)
             {
@@ -491,6 +532,7 @@ public sealed class LlamaTokenizer : ITokenizer
                 symbols[k] = new Symbol { Start = k, Length = 1, Prev = k - 1, Next = k + 1 == nchar ? -1 : k + 1 };
 
             queue.Clear();
+            queue.EnsureCapacity(nchar);
             for (int k = 1; k < nchar; k++) TryAddBpeBigram(word, symbols, queue, k - 1, k);
 
             while (queue.TryDequeue(out int size, out long key))

@@ -68,6 +68,18 @@ public sealed class FakeHubServer : IDisposable
 
     private readonly TaskCompletionSource _headsArrived = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
+    /// <summary>Where LFS redirects send clients for the bytes (another server plays the CDN); this server by default.</summary>
+    public string? BlobEndpoint { get; set; }
+
+    /// <summary>Answer the next this-many blob GETs with 503 Service Unavailable.</summary>
+    public int UnavailableLeft;
+
+    /// <summary>Serve blobs with this many extra bytes beyond the announced size.</summary>
+    public int ExtraBytes { get; set; }
+
+    /// <summary>Answer Range requests with the whole file (200), as some servers do.</summary>
+    public bool IgnoreRange { get; set; }
+
     /// <summary>Renamed repositories: old id → new id, answered with a relative 307 as the Hub does.</summary>
     public Dictionary<string, string> Renamed { get; } = [];
 
@@ -204,7 +216,7 @@ public sealed class FakeHubServer : IDisposable
         {
             await WriteHeadAsync(stream, 302, "Found",
             [
-                ("Location", $"{Endpoint}/blobs/{match.Sha256}"),
+                ("Location", $"{BlobEndpoint ?? Endpoint}/blobs/{match.Sha256}"),
                 ("X-Repo-Commit", match.Commit),
                 ("X-Linked-Etag", $"\"{match.Sha256}\""),
                 ("X-Linked-Size", (match.AnnouncedSize ?? match.Content.Length).ToString()),
@@ -218,13 +230,20 @@ public sealed class FakeHubServer : IDisposable
 
     private async Task ServeBlobAsync(TcpClient client, NetworkStream stream, HubFile blob, string? range, bool isHead)
     {
+        if (!isHead && Interlocked.Decrement(ref UnavailableLeft) >= 0)
+        {
+            await WriteHeadAsync(stream, 503, "Service Unavailable", [], 0);
+            return;
+        }
         byte[] content = blob.Content;
+        if (ExtraBytes > 0) content = [.. content, .. new byte[ExtraBytes]];
         if (CorruptBlobs)
         {
             content = (byte[])content.Clone();
             content[content.Length / 3] ^= 0x5A;
         }
         long start = 0;
+        if (IgnoreRange) range = null;
         if (range != null && range.StartsWith("bytes=", StringComparison.Ordinal) && range.EndsWith('-'))
             start = long.Parse(range["bytes=".Length..^1]);
         if (start >= content.Length && range != null)

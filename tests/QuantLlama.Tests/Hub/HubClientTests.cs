@@ -184,6 +184,76 @@ public sealed class HubClientTests : IDisposable
     }
 
     [Fact]
+    public void TokenIsNotSentToTheHostThatServesTheBytes()
+    {
+        using var cdn = new FakeHubServer();
+        var hubFile = _server.Add(Repo, File, _content);
+        cdn.Add(Repo, File, _content, hubFile.Commit);
+        _server.GatedRepos.Add(Repo);
+        _server.BlobEndpoint = cdn.Endpoint;
+
+        string path = Download(Options(token: _server.ValidToken));
+
+        Assert.Equal(_content, System.IO.File.ReadAllBytes(path));
+        Assert.Equal(0, _server.Count("GET", "/"));
+        var blobGet = Assert.Single(cdn.Requests);
+        Assert.Equal("GET", blobGet.Method);
+        Assert.Null(blobGet.Authorization);
+    }
+
+    [Fact]
+    public void ServerThatIgnoresRangeMakesTheDownloadStartOver()
+    {
+        var hubFile = _server.Add(Repo, File, _content);
+        _server.DropsLeft = 1;
+        _server.IgnoreRange = true;
+
+        string path = Download();
+
+        Assert.Equal(_content, System.IO.File.ReadAllBytes(path));
+        Assert.Equal($"bytes={_content.Length / 2}-", _server.Requests.Last(r => r.Method == "GET").Range);
+        Assert.Equal(hubFile.Sha256, Convert.ToHexStringLower(SHA256.HashData(System.IO.File.ReadAllBytes(path))));
+    }
+
+    [Fact]
+    public void BusyServerIsRetried()
+    {
+        _server.Add(Repo, File, _content);
+        _server.UnavailableLeft = 2;
+
+        string path = Download();
+
+        Assert.Equal(_content, System.IO.File.ReadAllBytes(path));
+        Assert.Equal(3, _server.Count("GET", "/blobs/"));
+    }
+
+    [Fact]
+    public void BodyLongerThanAnnouncedIsCutOffAndNotCached()
+    {
+        _server.Add(Repo, File, _content);
+        _server.ExtraBytes = 5_000_000;
+
+        var e = Assert.Throws<HubException>(() => Download(Options(maxAttempts: 1)));
+
+        Assert.Equal(HubErrorKind.Corrupted, e.Kind);
+        Assert.Empty(Directory.GetFiles(Path.Combine(RepoFolder, "blobs")));
+    }
+
+    [Fact]
+    public void StaleIncompleteFileLongerThanTheBlobIsDiscarded()
+    {
+        var hubFile = _server.Add(Repo, File, _content);
+        Directory.CreateDirectory(Path.Combine(RepoFolder, "blobs"));
+        string incomplete = Path.Combine(RepoFolder, "blobs", hubFile.Sha256 + ".incomplete");
+        System.IO.File.WriteAllBytes(incomplete, new byte[_content.Length + 10]);
+
+        string path = Download();
+
+        Assert.Equal(_content, System.IO.File.ReadAllBytes(path));
+        Assert.Null(_server.Requests.Single(r => r.Method == "GET").Range);
+    }
+
+    [Fact]
     public void MissingRepositoryFileAndRevisionAreToldApart()
     {
         _server.Add(Repo, File, _content);

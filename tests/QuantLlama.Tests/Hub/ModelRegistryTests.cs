@@ -123,13 +123,19 @@ public class ModelRegistryTests
     }
 
     [Fact]
-    public void ExistingLocalFileIsReturnedAsIsWithoutAnEntry()
+    public void ExistingLocalFileIsReturnedAsIsWithWhichsSettingsAsInCandle()
     {
         string path = TestPaths.SharedFile("llamacpp", "stories260K.gguf");
         Assert.Equal(path, ModelLocator.Resolve(path, "7b"));
-        var resolved = ModelLocator.Locate(path, "7b");
-        Assert.Null(resolved.Entry);
-        Assert.Equal(1, resolved.Gqa);
+        Assert.Equal(1, ModelLocator.Locate(path, "7b").Gqa);
+        var resolved = ModelLocator.Locate(path, "70b-chat");
+        Assert.Equal(path, resolved.Path);
+        Assert.Equal(8, resolved.Gqa);
+        Assert.Equal(ChatTemplateFamily.Llama2Chat, resolved.Template);
+        var bare = ModelLocator.Locate(path, null);
+        Assert.Null(bare.Entry);
+        Assert.Equal(1, bare.Gqa);
+        Assert.Equal(ChatTemplateFamily.None, bare.Template);
     }
 
     [Fact]

@@ -68,3 +68,74 @@ public class ModelsCommandTests
         }
     }
 }
+
+/// <summary>`quantllama download` in its own process, configured only by the environment (HF_ENDPOINT, HF_HUB_CACHE,
+/// HF_TOKEN, HF_HUB_OFFLINE), against the local fake Hub.</summary>
+public sealed class DownloadCommandTests : IDisposable
+{
+    private readonly FakeHubServer _server = new();
+    private readonly string _cache = TestPaths.NewTempDirectory();
+
+    [Fact]
+    public void DownloadsWithTheEnvironmentsSettingsThenWorksOffline()
+    {
+        byte[] content = System.Security.Cryptography.RandomNumberGenerator.GetBytes(123_456);
+        var hubFile = _server.Add("ggml-org/models", "tinyllamas/stories260K.gguf", content);
+        _server.GatedRepos.Add("ggml-org/models");
+        var env = new Dictionary<string, string>
+        {
+            ["HF_ENDPOINT"] = _server.Endpoint,
+            ["HF_HUB_CACHE"] = _cache,
+            ["HF_TOKEN"] = _server.ValidToken,
+        };
+
+        var first = CliRunner.Run(["download", "--which", "stories260k"], environment: env);
+
+        Assert.Equal(0, first.ExitCode);
+        string path = first.StdOut.Trim();
+        Assert.Equal(Path.Combine(_cache, "models--ggml-org--models", "snapshots", hubFile.Commit, "tinyllamas", "stories260K.gguf"), path);
+        Assert.Equal(content, File.ReadAllBytes(path));
+        // stderr is not a terminal here: one line when the download starts and one when it ends, no bar.
+        string[] lines = first.StdErr.Trim().Split('\n');
+        Assert.Equal(2, lines.Length);
+        Assert.Equal("downloading ggml-org/models/tinyllamas/stories260K.gguf (123.5 kB)", lines[0]);
+        Assert.StartsWith("downloaded ggml-org/models/tinyllamas/stories260K.gguf: 123.5 kB in ", lines[1]);
+        int requests = _server.Requests.Count;
+
+        env["HF_HUB_OFFLINE"] = "1";
+        env.Remove("HF_TOKEN");
+        var second = CliRunner.Run(["download", "--model", "ggml-org/models/tinyllamas/stories260K.gguf"], environment: env);
+
+        Assert.Equal(0, second.ExitCode);
+        Assert.Equal(path, second.StdOut.Trim());
+        Assert.Equal("", second.StdErr);
+        Assert.Equal(requests, _server.Requests.Count);
+    }
+
+    [Fact]
+    public void GatedRepositoryWithoutATokenFailsWithOneActionableLine()
+    {
+        _server.Add("ggml-org/models", "tinyllamas/stories260K.gguf", [1, 2, 3]);
+        _server.GatedRepos.Add("ggml-org/models");
+        var env = new Dictionary<string, string>
+        {
+            ["HF_ENDPOINT"] = _server.Endpoint,
+            ["HF_HUB_CACHE"] = _cache,
+            ["HF_HOME"] = _cache, // no token file there
+            ["HF_TOKEN"] = "",
+        };
+
+        var r = CliRunner.Run(["download", "--which", "stories260k"], environment: env);
+
+        Assert.Equal(1, r.ExitCode);
+        string line = Assert.Single(r.StdErr.Trim().Split('\n'));
+        Assert.StartsWith("error: ggml-org/models: access denied (HTTP 401)", line);
+        Assert.Contains("set HF_TOKEN", line);
+    }
+
+    public void Dispose()
+    {
+        _server.Dispose();
+        Directory.Delete(_cache, recursive: true);
+    }
+}

@@ -24,6 +24,9 @@ internal static class SyntheticLlama
         public bool SplitExperts { get; init; }
         /// <summary>Leave out output.weight so the head is tied to token_embd.</summary>
         public bool TiedOutput { get; init; }
+        /// <summary>Type of token_embd and output (null: the weights' type). Q8_0 keeps the vocabulary-sized
+        /// matrices quick to quantize when the test is about the layers' type.</summary>
+        public GgmlType? EmbeddingType { get; init; }
     }
 
     public static string VocabFile => TestPaths.SharedFile("vocab", "ggml-vocab-llama-spm.gguf");
@@ -55,9 +58,10 @@ internal static class SyntheticLlama
             => w.AddTensor(name, t, planes == 1 ? [cols, rows] : [cols, rows, planes], Quantize(t, Random(rng, (long)cols * rows * planes, scale), cols));
         void Norm(string name) => w.AddTensor(name, [dim], Enumerable.Range(0, dim).Select(_ => 0.8f + 0.4f * rng.NextSingle()).ToArray());
 
-        Matrix("token_embd.weight", type, dim, nVocab, 1.0f);
+        var embeddingType = shape.EmbeddingType ?? type;
+        Matrix("token_embd.weight", embeddingType, dim, nVocab, 1.0f);
         Norm("output_norm.weight");
-        if (!shape.TiedOutput) Matrix("output.weight", type, dim, nVocab, 1.0f / MathF.Sqrt(dim));
+        if (!shape.TiedOutput) Matrix("output.weight", embeddingType, dim, nVocab, 1.0f / MathF.Sqrt(dim));
         float inScale = 1.0f / MathF.Sqrt(dim), ffScale = 1.0f / MathF.Sqrt(ff);
         for (int l = 0; l < shape.Layers; l++)
         {

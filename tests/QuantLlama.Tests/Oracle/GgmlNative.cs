@@ -120,11 +120,32 @@ public static unsafe class GgmlNative
         return dst;
     }
 
+    private static IntPtr BaseExport(string name)
+    {
+        EnsureLoaded();
+        return NativeLibrary.GetExport(NativeLibrary.Load(LibraryPath("libggml-base.so")), name);
+    }
+
+    /// <summary>
+    /// quantize_row_q8_K_ref, called by name: ggml's type traits leave Q8_K's from_float_ref empty.
+    /// </summary>
+    public static byte[] QuantizeRowQ8KRef(ReadOnlySpan<float> src)
+    {
+        var fn = (delegate* unmanaged<float*, void*, long, void>)BaseExport("quantize_row_q8_K_ref");
+        var dst = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q8_K, src.Length)];
+        fixed (float* s = src)
+        fixed (byte* d = dst)
+            fn(s, d, src.Length);
+        return dst;
+    }
+
     /// <summary>type_traits.to_float: blocks to f32.</summary>
     public static float[] Dequantize(GgmlType type, ReadOnlySpan<byte> src, int count)
     {
         EnsureLoaded();
         var fn = _getTypeTraits(type)->ToFloat;
+        // Q8_K has no to_float in the traits; its dequantizer is exported by name.
+        if (fn == null && type == GgmlType.Q8_K) fn = (delegate* unmanaged<void*, float*, long, void>)BaseExport("dequantize_row_q8_K");
         if (fn == null) throw new NotSupportedException($"ggml has no to_float for {type}");
         var dst = new float[count];
         fixed (byte* s = src)
@@ -164,6 +185,13 @@ public static unsafe class GgmlNative
         fixed (byte* a = activation)
             fn(n, &s, 0, w, 0, a, 0, 1);
         return s;
+    }
+
+    /// <summary>Raw from_float pointer (ggml-cpu's activation quantizer), for benchmarks.</summary>
+    public static delegate* unmanaged<float*, void*, long, void> FromFloatPointer(GgmlType type)
+    {
+        EnsureLoaded();
+        return CpuTraits(type)->FromFloat;
     }
 
     /// <summary>Raw vec_dot pointer, for benchmarks that must not pay for the managed wrapper.</summary>

@@ -59,6 +59,16 @@ public sealed class LlamaCppModel : IDisposable
         return new LlamaCppModel(ggufPath, weights, parameters);
     }
 
+    /// <summary>Loads only a GGUF's vocabulary (llama.cpp's vocab_only, as its tokenizer tests do): for Tokenize and
+    /// TokenToBytes; nothing can be evaluated.</summary>
+    public static LlamaCppModel LoadVocabOnly(string ggufPath)
+    {
+        EnsureNativeLibrary();
+        var parameters = new ModelParams(ggufPath) { VocabOnly = true, GpuLayerCount = 0 };
+        var weights = LLamaWeights.LoadFromFile(parameters);
+        return new LlamaCppModel(ggufPath, weights, parameters);
+    }
+
     /// <summary>Tokenizes as llama.cpp does (llama_tokenize).</summary>
     /// <param name="addSpecial">Add BOS (and EOS where the vocabulary says so).</param>
     /// <param name="parseSpecial">Recognize control-token text such as "&lt;s&gt;" in <paramref name="text"/>.</param>
@@ -143,7 +153,7 @@ public sealed class LlamaCppModel : IDisposable
     }
 
     /// <summary>
-    /// Picks llama.cpp's AVX2 build (this machine has no AVX-512; fall back if even AVX2 is missing) and silences
+    /// Picks llama.cpp's AVX2 build (falling back to AVX or the plain build where AVX2 is missing) and silences
     /// its log. Must run before LLamaSharp touches native code, once per process.
     /// </summary>
     public static void EnsureNativeLibrary()
@@ -153,8 +163,9 @@ public sealed class LlamaCppModel : IDisposable
             if (_nativeConfigured) return;
             if (!NativeLibraryConfig.LLama.LibraryHasLoaded)
             {
-                var avx = System.Runtime.Intrinsics.X86.Avx512F.IsSupported ? AvxLevel.Avx512
-                    : System.Runtime.Intrinsics.X86.Avx2.IsSupported ? AvxLevel.Avx2
+                // AVX2 even where AVX-512 exists: the same build (and so the same rounding) on every machine, and the
+                // same libggml-base as GgmlNative loads directly from the avx2 folder.
+                var avx = System.Runtime.Intrinsics.X86.Avx2.IsSupported ? AvxLevel.Avx2
                     : System.Runtime.Intrinsics.X86.Avx.IsSupported ? AvxLevel.Avx
                     : AvxLevel.None;
                 NativeLibraryConfig.All

@@ -17,4 +17,15 @@ public class LlamaCppOracleTests
         Assert.Equal(512, logits.Length);
         Assert.Equal(model.GenerateGreedy(prompt, 1)[0], LlamaCppModel.ArgMax(logits));
     }
+
+    [Fact]
+    public void TheAvx2BuildOfLlamaCppIsLoaded()
+    {
+        LlamaCppModel.EnsureNativeLibrary();
+        if (!OperatingSystem.IsLinux() || !System.Runtime.Intrinsics.X86.Avx2.IsSupported) return;
+        var loaded = File.ReadAllLines("/proc/self/maps").Where(l => l.EndsWith("/libllama.so") || l.EndsWith("/libggml-cpu.so"))
+            .Select(l => l[(l.IndexOf('/'))..]).Distinct().ToList();
+        Assert.NotEmpty(loaded);
+        Assert.All(loaded, path => Assert.Contains("/native/avx2/", path));
+    }
 }

@@ -12,14 +12,21 @@ namespace QuantLlama.Tests.Quants;
 [Collection("KernelSettings")]
 public class MatMulTests
 {
-    public static readonly TheoryData<GgmlType> WeightTypes = KernelPathTests.WeightTypes;
+    public static readonly TheoryData<GgmlType> WeightTypes = new()
+    {
+        GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q8_0, GgmlType.Q8_1,
+        GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
+    };
+
+    private static bool IsKQuant(GgmlType type) => GgmlTypeInfo.BlockSize(type) == GgmlTypeInfo.QK_K;
 
     [Theory]
     [MemberData(nameof(WeightTypes))]
     public unsafe void MatVecEqualsDequantizedReferenceWithinActivationError(GgmlType type)
     {
         var kernel = QuantKernels.Get(type);
-        foreach (var (rows, cols) in new[] { (37, 256), (300, 96), (5, 32), (1024, 1024) })
+        var shapes = IsKQuant(type) ? new[] { (37, 256), (300, 512), (5, 256), (160, 1024) } : new[] { (37, 256), (300, 96), (5, 32), (160, 1024) };
+        foreach (var (rows, cols) in shapes)
         {
             var wf = TestRows.Random(rows * cols, 1);
             var w = new byte[GgmlTypeInfo.RowBytes(type, cols) * rows];
@@ -57,10 +64,12 @@ public class MatMulTests
                 for (int i = 0; i < x.Length; i++) bound += Math.Abs(w[i] * (double)x[i]) * rel;
                 return bound * 1.01 + 1e-30;
             default:
-                for (int b = 0; b < x.Length / 32; b++)
+                // Q8_0/Q8_1 blocks of 32; Q8_K blocks of 256 (its scale is an f32, so the fp16 term only adds slack).
+                int block = activation == GgmlType.Q8_K ? GgmlTypeInfo.QK_K : 32;
+                for (int b = 0; b < x.Length / block; b++)
                 {
                     double amax = 0, wabs = 0;
-                    for (int i = b * 32; i < b * 32 + 32; i++) { amax = Math.Max(amax, Math.Abs(x[i])); wabs += Math.Abs(w[i]); }
+                    for (int i = b * block; i < b * block + block; i++) { amax = Math.Max(amax, Math.Abs(x[i])); wabs += Math.Abs(w[i]); }
                     double step = amax / 127;
                     bound += wabs * (step / 2 + 127 * step * Math.Pow(2, -11));
                 }
@@ -72,7 +81,8 @@ public class MatMulTests
     [MemberData(nameof(WeightTypes))]
     public unsafe void MatMatEqualsMatVecBitForBitOnEveryPath(GgmlType type)
     {
-        const int rows = 70, cols = 320, n = 11;
+        const int rows = 70, n = 11;
+        int cols = IsKQuant(type) ? 512 : 320;
         var w = new byte[GgmlTypeInfo.RowBytes(type, cols) * rows];
         Quantizer.QuantizeRow(type, TestRows.Random(rows * cols, 3), w);
         var x = TestRows.Random(n * cols, 4);

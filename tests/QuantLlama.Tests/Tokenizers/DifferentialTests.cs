@@ -1,4 +1,5 @@
 using QuantLlama.Gguf;
+using QuantLlama.Tests.Oracle;
 using QuantLlama.Tokenizers;
 
 namespace QuantLlama.Tests.Tokenizers;
@@ -13,7 +14,7 @@ public class DifferentialTests
     public void SameIdsAsLlamaCppOnRandomText(string name)
     {
         var ours = VocabTestCases.Tokenizer(name);
-        using var reference = new LlamaCppVocab(VocabTestCases.VocabPath(name));
+        using var reference = LlamaCppModel.LoadVocabOnly(VocabTestCases.VocabPath(name));
         var texts = RandomText.Generate(seed: name.Length * 7919, count: 300);
         texts.AddRange(VocabTestCases.Load(name).Select(c => c.Text));
         AssertSame(texts, t => reference.Tokenize(t, false, false), t => ours.Encode(t, false, false));
@@ -24,7 +25,7 @@ public class DifferentialTests
     [Fact]
     public void Llama3GgufFromTokenizerJsonSameIdsAsLlamaCpp()
     {
-        var metadata = HuggingFaceTokenizerJson.ToMetadata(TestPaths.SharedFile("tokenizers", "llama3", "tokenizer.json"));
+        var metadata = VocabTestCases.Llama3Metadata;
         string dir = TestPaths.NewTempDirectory();
         try
         {
@@ -38,8 +39,8 @@ public class DifferentialTests
             foreach (var (key, value) in metadata.Entries) writer.Set(key, value);
             writer.Write(path);
 
-            var ours = TokenizerFactory.FromHuggingFaceJson(TestPaths.SharedFile("tokenizers", "llama3", "tokenizer.json"));
-            using var reference = new LlamaCppVocab(path);
+            var ours = VocabTestCases.Llama3FromJson;
+            using var reference = LlamaCppModel.LoadVocabOnly(path);
             var texts = RandomText.Generate(seed: 2024, count: 300);
             AssertSame(texts, t => reference.Tokenize(t, false, false), t => ours.Encode(t, false, false));
             AssertSame(texts.Take(100), t => reference.Tokenize(t, true, true), t => ours.Encode(t, true, true));
@@ -58,7 +59,7 @@ public class DifferentialTests
     public void TokenizerJsonSameIdsAsHuggingFaceTokenizers(string model)
     {
         string json = TestPaths.SharedFile("tokenizers", model, "tokenizer.json");
-        var ours = TokenizerFactory.FromHuggingFaceJson(json);
+        var ours = model == "llama3" ? VocabTestCases.Llama3FromJson : VocabTestCases.Llama2FromJson;
         using var reference = new global::Tokenizers.DotNet.Tokenizer(json);
         var texts = RandomText.Generate(seed: model.GetHashCode(StringComparison.Ordinal) & 0xFFFF, count: 300);
         texts.AddRange(VocabTestCases.Load("llama-bpe").Select(c => c.Text));

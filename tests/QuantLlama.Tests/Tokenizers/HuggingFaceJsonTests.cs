@@ -5,16 +5,12 @@ namespace QuantLlama.Tests.Tokenizers;
 
 public class HuggingFaceJsonTests
 {
-    private static string JsonPath(string model) => TestPaths.SharedFile("tokenizers", model, "tokenizer.json");
-
-    private static readonly Lazy<LlamaTokenizer> Llama3FromJson = new(() => (LlamaTokenizer)TokenizerFactory.FromHuggingFaceJson(JsonPath("llama3")));
-    private static readonly Lazy<LlamaTokenizer> Llama2FromJson = new(() => (LlamaTokenizer)TokenizerFactory.FromHuggingFaceJson(JsonPath("llama2")));
 
     /// <summary>Llama 3 as llama.cpp's converter would store it: a GGUF written and read back, then the llama-bpe vectors.</summary>
     [Fact]
     public void Llama3VocabularyWrittenToGgufMatchesLlamaBpeTestVectors()
     {
-        var metadata = HuggingFaceTokenizerJson.ToMetadata(JsonPath("llama3"));
+        var metadata = VocabTestCases.Llama3Metadata;
         Assert.Equal("gpt2", metadata.GetString("tokenizer.ggml.model"));
         Assert.Equal("llama-bpe", metadata.GetString("tokenizer.ggml.pre"));
 
@@ -44,12 +40,15 @@ public class HuggingFaceJsonTests
     }
 
     [Fact]
-    public void Llama3TokenizerJsonGivesTheSameIdsAsTheGgufVocabulary() => AssertVectors(Llama3FromJson.Value, "llama-bpe");
+    public void Llama3TokenizerJsonGivesTheSameIdsAsTheGgufVocabulary()
+    {
+        AssertVectors(VocabTestCases.Llama3FromJson, "llama-bpe");
+    }
 
     [Fact]
     public void Llama3ParsesSpecialTokensOnlyWhenAsked()
     {
-        var tok = Llama3FromJson.Value;
+        var tok = VocabTestCases.Llama3FromJson;
         Assert.Equal([128000, 128006, 882, 128007, 271, 6151, 128009], tok.Encode("<|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>", true, true));
         var plain = tok.Encode("<|eot_id|>", false, false);
         Assert.DoesNotContain(128009, plain);
@@ -59,7 +58,7 @@ public class HuggingFaceJsonTests
     [Fact]
     public void Llama2StyleTokenizerJsonIsSentencePieceWithByteFallback()
     {
-        var tok = Llama2FromJson.Value;
+        var tok = VocabTestCases.Llama2FromJson;
         Assert.Equal(LlamaTokenizer.ModelKind.SentencePiece, tok.Kind);
         Assert.Equal(1, tok.BosId);
         Assert.Equal(2, tok.EosId);
@@ -70,6 +69,26 @@ public class HuggingFaceJsonTests
         Assert.Equal([1, 28705, 22557, 28705, 1526], tok.Encode(" Hello  world", true, false));
         Assert.Equal(TokenAttributes.Byte, tok.GetAttributes(tok.TextToId("<0x0A>")));
         Assert.Equal([(byte)'\n'], tok.TokenToBytes(tok.TextToId("<0x0A>")));
+    }
+
+    [Fact]
+    public void WithoutTokenizerConfigBosAndEosComeFromTheAddedTokens()
+    {
+        string dir = TestPaths.NewTempDirectory();
+        try
+        {
+            string path = Path.Combine(dir, "tokenizer.json");
+            File.Copy(VocabTestCases.TokenizerJsonPath("llama2"), path);
+            var metadata = HuggingFaceTokenizerJson.ToMetadata(path);
+            Assert.Equal(1, metadata.GetInteger("tokenizer.ggml.bos_token_id"));
+            Assert.Equal(2, metadata.GetInteger("tokenizer.ggml.eos_token_id"));
+            Assert.False(metadata.ContainsKey("tokenizer.ggml.add_eos_token"));
+            Assert.True(metadata.GetBool("tokenizer.ggml.add_bos_token")); // from the TemplateProcessing post-processor
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     private static void AssertVectors(LlamaTokenizer tok, string vocab)

@@ -29,6 +29,21 @@ public static class VocabTestCases
 
     private static readonly Dictionary<string, LlamaTokenizer> Cache = [];
 
+    public static string TokenizerJsonPath(string model) => TestPaths.SharedFile("tokenizers", model, "tokenizer.json");
+
+    private static readonly Lazy<GgufMetadata> Llama3MetadataLazy = new(() => HuggingFaceTokenizerJson.ToMetadata(TokenizerJsonPath("llama3")));
+    private static readonly Lazy<LlamaTokenizer> Llama3Lazy = new(() => new LlamaTokenizer(Llama3MetadataLazy.Value));
+    private static readonly Lazy<LlamaTokenizer> Llama2Lazy = new(() => (LlamaTokenizer)TokenizerFactory.FromHuggingFaceJson(TokenizerJsonPath("llama2")));
+
+    /// <summary>Llama 3's tokenizer.json as converter-style metadata (loaded once: the file is 9 MB).</summary>
+    public static GgufMetadata Llama3Metadata => Llama3MetadataLazy.Value;
+
+    /// <summary>The tokenizer from Llama 3's tokenizer.json (what TokenizerFactory.FromHuggingFaceJson builds).</summary>
+    public static LlamaTokenizer Llama3FromJson => Llama3Lazy.Value;
+
+    /// <summary>The tokenizer from the shared "llama2" tokenizer.json (SentencePiece-style BPE).</summary>
+    public static LlamaTokenizer Llama2FromJson => Llama2Lazy.Value;
+
     public static LlamaTokenizer Tokenizer(string name)
     {
         lock (Cache)

@@ -84,6 +84,8 @@ public sealed unsafe class GgmlLegacyFile : IModelFile
     public static GgmlLegacyFile Open(string path, GgmlLegacyOptions options)
     {
         var info = new FileInfo(path);
+        // A symlink (as in the Hugging Face cache's snapshots) reports its own length: measure what it points to.
+        if (info.LinkTarget != null && info.ResolveLinkTarget(returnFinalTarget: true) is FileInfo target) info = target;
         if (!info.Exists) throw new FileNotFoundException($"{path}: no such file", path);
         if (info.Length == 0) throw new GgufFormatException(path, 0, "the file is empty");
         var mapping = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);

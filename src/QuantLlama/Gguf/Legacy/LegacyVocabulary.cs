@@ -58,10 +58,22 @@ public static class LegacyVocabulary
             text = Decode(piece).Replace(' ', SpaceMarker);
             type = LegacyTokenType.Normal;
         }
-        // Without scores, rank by id: SentencePiece BPE vocabularies list pieces by decreasing score.
-        float s = score ?? (type == LegacyTokenType.Normal ? -id : 0f);
-        return (text, s, type);
+        return (text, score ?? SynthesizedScore(id, text, type), type);
     }
+
+    /// <summary>The score of a token in a file without scores (unversioned ggml).</summary>
+    /// <remarks>
+    /// Only the order of scores matters to a BPE tokenizer. SentencePiece lists learned pieces by decreasing score,
+    /// so -id orders them; Llama's runs of spaces (▁, ▁▁, ...) are the exception, added with score -1e9 so that
+    /// they never win a merge. With these two rules the order equals that of Llama's real scores.
+    /// </remarks>
+    public static float SynthesizedScore(int id, string text, int type)
+    {
+        if (type != LegacyTokenType.Normal) return 0f;
+        return text.AsSpan().ContainsAnyExcept(SpaceMarker) ? -id : WhitespaceScore;
+    }
+
+    private const float WhitespaceScore = -1e9f;
 
     /// <summary>True when the pieces look like convert.py's spelling (empty control tokens, raw bytes, spaces).</summary>
     public static bool LooksLikeConvertPy(int id, ReadOnlySpan<byte> piece)

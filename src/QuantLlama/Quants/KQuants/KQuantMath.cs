@@ -1,52 +1,7 @@
+using System.Runtime.Intrinsics;
 using System.Runtime.CompilerServices;
 
 namespace QuantLlama.Quants.KQuants;
-
-/// <summary>Which dot-product kernel the k-quants use; tests force one to compare it with the scalar reference.</summary>
-public enum KQuantKernel
-{
-    Auto,
-    Scalar,
-    Avx2,
-    Avx512,
-    AdvSimd,
-}
-
-/// <summary>
-/// The kernel chosen at run time for the k-quant dots. <see cref="Forced"/> lets tests pin a path; forcing a path the
-/// CPU lacks falls back to the best supported one, so a forced test never crashes on an older machine.
-/// </summary>
-public static class KQuantKernels
-{
-    /// <summary>Set by tests (and benchmarks) to pin one kernel; <see cref="KQuantKernel.Auto"/> picks the best.</summary>
-    internal static KQuantKernel Forced { get; set; } = KQuantKernel.Auto;
-
-    public static bool IsSupported(KQuantKernel kernel) => kernel switch
-    {
-        KQuantKernel.Auto or KQuantKernel.Scalar => true,
-        KQuantKernel.Avx2 => System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported,
-        KQuantKernel.Avx512 => System.Runtime.Intrinsics.X86.Avx512BW.IsSupported && System.Runtime.Intrinsics.X86.Avx512F.VL.IsSupported,
-        KQuantKernel.AdvSimd => System.Runtime.Intrinsics.Arm.AdvSimd.Arm64.IsSupported,
-        _ => false,
-    };
-
-    /// <summary>The kernel a dot runs now: the forced one when supported, otherwise the best the CPU has.</summary>
-    internal static KQuantKernel Current
-    {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        get
-        {
-            var forced = Forced;
-            if (forced != KQuantKernel.Auto && IsSupported(forced)) return forced;
-            return Best;
-        }
-    }
-
-    private static readonly KQuantKernel Best =
-        IsSupported(KQuantKernel.Avx512) ? KQuantKernel.Avx512 :
-        IsSupported(KQuantKernel.Avx2) ? KQuantKernel.Avx2 :
-        IsSupported(KQuantKernel.AdvSimd) ? KQuantKernel.AdvSimd : KQuantKernel.Scalar;
-}
 
 /// <summary>
 /// The scale-search helpers shared by ggml's k-quant reference quantizers, ported operation for operation: the same
@@ -75,8 +30,21 @@ internal static class KQuantMath
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ushort ToHalfBits(float value) => BitConverter.HalfToUInt16Bits((Half)value);
 
+    /// <summary>
+    /// Exact fp16 → f32 without a call (the framework's conversion is not inlined, and the kernels need one per
+    /// block): shifting exponent and mantissa into f32 position gives the value times 2^-112, for normal and
+    /// subnormal halves alike, and the multiply by 2^112 is exact. Infinities and NaNs are rebuilt separately.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float FromHalfBits(ushort bits) => (float)BitConverter.UInt16BitsToHalf(bits);
+    public static float FromHalfBits(ushort bits)
+    {
+        uint sign = (uint)(bits & 0x8000) << 16;
+        uint magnitude = (uint)(bits & 0x7fff);
+        if (magnitude >= 0x7c00)
+            return BitConverter.UInt32BitsToSingle(sign | 0x7f800000 | ((magnitude & 0x3ff) << 13));
+        float value = BitConverter.UInt32BitsToSingle(magnitude << 13) * 5.192296858534828e33f; // 2^112
+        return BitConverter.UInt32BitsToSingle(BitConverter.SingleToUInt32Bits(value) | sign);
+    }
 
     /// <summary>Round-trips a value through fp16, as storing and reloading a block's scale does.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -334,29 +302,47 @@ internal static class KQuantMath
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static unsafe void UnpackScaleMinK4(byte* table, uint* utmp)
     {
+        var v = UnpackScaleMinK4(table);
+        utmp[0] = v.GetElement(0);
+        utmp[1] = v.GetElement(1);
+        utmp[2] = v.GetElement(2);
+        utmp[3] = v.GetElement(3);
+    }
+
+    /// <summary>As above, into a register (no store/reload between the scalar unpacking and the SIMD use).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector128<uint> UnpackScaleMinK4(byte* table)
+    {
         const uint kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
         uint u0 = Unsafe.ReadUnaligned<uint>(table);
         uint u1 = Unsafe.ReadUnaligned<uint>(table + 4);
         uint u2 = Unsafe.ReadUnaligned<uint>(table + 8);
-        utmp[3] = ((u2 >> 4) & kmask2) | (((u1 >> 6) & kmask3) << 4);
-        utmp[2] = u1 & kmask1;
-        utmp[1] = (u2 & kmask2) | (((u0 >> 6) & kmask3) << 4);
-        utmp[0] = u0 & kmask1;
+        return Vector128.Create(
+            u0 & kmask1,
+            (u2 & kmask2) | (((u0 >> 6) & kmask3) << 4),
+            u1 & kmask1,
+            ((u2 >> 4) & kmask2) | (((u1 >> 6) & kmask3) << 4));
     }
 
     /// <summary>Unpacks Q3_K's 12-byte table of sixteen 6-bit scales (stored +32) into sixteen signed scales.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static unsafe void UnpackQ3Scales(byte* table, sbyte* scales)
     {
+        UnpackQ3ScalesBiased(table, (uint*)scales);
+        for (int i = 0; i < 16; i++) scales[i] -= 32;
+    }
+
+    /// <summary>As <see cref="UnpackQ3Scales"/> but leaves the +32 bias in (for kernels that remove it in SIMD).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe void UnpackQ3ScalesBiased(byte* table, uint* aux)
+    {
         const uint kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
         uint a0 = Unsafe.ReadUnaligned<uint>(table);
         uint a1 = Unsafe.ReadUnaligned<uint>(table + 4);
         uint tmp = Unsafe.ReadUnaligned<uint>(table + 8);
-        uint* aux = (uint*)scales;
         aux[2] = ((a0 >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
         aux[3] = ((a1 >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
         aux[0] = (a0 & kmask2) | (((tmp >> 0) & kmask1) << 4);
         aux[1] = (a1 & kmask2) | (((tmp >> 2) & kmask1) << 4);
-        for (int i = 0; i < 16; i++) scales[i] -= 32;
     }
 }

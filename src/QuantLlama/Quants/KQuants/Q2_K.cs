@@ -138,11 +138,9 @@ public static unsafe class Q2_K
             return Dot(w, a, blocks);
     }
 
-    internal static float Dot(byte* weights, byte* q8k, int blocks) => KQuantKernels.Current switch
-    {
-        KQuantKernel.Avx2 or KQuantKernel.Avx512 => DotAvx2(weights, q8k, blocks),
-        _ => DotScalar(weights, q8k, blocks),
-    };
+    /// <summary>The dot over <paramref name="blocks"/> blocks on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
+    internal static float Dot(byte* weights, byte* q8k, int blocks)
+        => Kernels.UseAvx2 ? DotAvx2(weights, q8k, blocks) : DotScalar(weights, q8k, blocks);
 
     internal static float DotScalar(byte* weights, byte* q8k, int blocks)
     {
@@ -191,19 +189,22 @@ public static unsafe class Q2_K
             Vector128<byte> mins = Sse2.And(Sse2.ShiftRightLogical(packed.AsUInt16(), 4).AsByte(), m4);
             Vector256<int> minProducts = Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(mins), Avx.LoadVector256(y->BSums));
             accMins = Fma.MultiplyAdd(Vector256.Create(dMin), Avx.ConvertToVector256Single(minProducts), accMins);
-            var sumi = Vector256<int>.Zero;
-            for (int h = 0; h < 2; h++)
-            {
-                Vector256<ushort> bits = Avx.LoadVector256(x->Qs + 32 * h).AsUInt16();
-                for (int j = 0; j < 4; j++)
-                {
-                    int c = 4 * h + j;
-                    Vector256<byte> q = Avx2.And(SimdHelpers.ShiftRight16(bits, 2 * j).AsByte(), m3);
-                    sumi = Avx2.Add(sumi, Q6_K.Group(q, y->Qs + 32 * c, scales, c));
-                }
-            }
+            Vector256<int> sumi = Avx2.Add(
+                Half(Avx.LoadVector256(x->Qs).AsUInt16(), y->Qs, scales, 0, m3),
+                Half(Avx.LoadVector256(x->Qs + 32).AsUInt16(), y->Qs + 128, scales, 4, m3));
             acc = Fma.MultiplyAdd(Vector256.Create(dAll), Avx.ConvertToVector256Single(sumi), acc);
         }
         return SimdHelpers.HorizontalSum(acc) + SimdHelpers.HorizontalSum(accMins);
+
+        // 128 values: bits 2j…2j+1 of the 32 bytes are chunk c + j.
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+        static Vector256<int> Half(Vector256<ushort> bits, sbyte* q8, Vector128<sbyte> scales, int c, Vector256<byte> m3)
+        {
+            Vector256<int> s01 = Avx2.Add(Q6_K.Group(Avx2.And(bits.AsByte(), m3), q8, scales, c),
+                Q6_K.Group(Avx2.And(Avx2.ShiftRightLogical(bits, 2).AsByte(), m3), q8 + 32, scales, c + 1));
+            Vector256<int> s23 = Avx2.Add(Q6_K.Group(Avx2.And(Avx2.ShiftRightLogical(bits, 4).AsByte(), m3), q8 + 64, scales, c + 2),
+                Q6_K.Group(Avx2.And(Avx2.ShiftRightLogical(bits, 6).AsByte(), m3), q8 + 96, scales, c + 3));
+            return Avx2.Add(s01, s23);
+        }
     }
 }

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
 
 namespace QuantLlama.Quants.KQuants;
@@ -130,11 +131,14 @@ public static unsafe class Q4_K
             return Dot(w, a, blocks);
     }
 
-    internal static float Dot(byte* weights, byte* q8k, int blocks) => KQuantKernels.Current switch
+    /// <summary>The dot over <paramref name="blocks"/> blocks on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
+    internal static float Dot(byte* weights, byte* q8k, int blocks)
     {
-        KQuantKernel.Avx2 or KQuantKernel.Avx512 => DotAvx2(weights, q8k, blocks),
-        _ => DotScalar(weights, q8k, blocks),
-    };
+        if (Kernels.UseAvx512) return DotAvx512(weights, q8k, blocks);
+        if (Kernels.UseAvx2) return DotAvx2(weights, q8k, blocks);
+        if (Kernels.UseAdvSimd) return DotAdvSimd(weights, q8k, blocks);
+        return DotScalar(weights, q8k, blocks);
+    }
 
     /// <summary>
     /// Reference: exact integer sums per block, then d·Σ scale·(q·q8) − dmin·Σ min·bsum in single precision.
@@ -176,7 +180,6 @@ public static unsafe class Q4_K
         var m4 = Vector256.Create((byte)0x0F);
         var acc = Vector256<float>.Zero;
         var accMins = Vector128<float>.Zero;
-        uint* utmp = stackalloc uint[4];
         Vector256<byte> s0 = SimdHelpers.WordBroadcastMask(0), s1 = SimdHelpers.WordBroadcastMask(1);
         Vector256<byte> s2 = SimdHelpers.WordBroadcastMask(2), s3 = SimdHelpers.WordBroadcastMask(3);
         Vector256<byte> s4 = SimdHelpers.WordBroadcastMask(4), s5 = SimdHelpers.WordBroadcastMask(5);
@@ -187,9 +190,8 @@ public static unsafe class Q4_K
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
             float d = y->D * KQuantMath.FromHalfBits(x->D);
             float dmin = -y->D * KQuantMath.FromHalfBits(x->DMin);
-            KQuantMath.UnpackScaleMinK4(x->Scales, utmp);
             // 8 scales then 8 mins, widened to 16 bits.
-            Vector256<short> scalesAndMins = Avx2.ConvertToVector256Int16(Sse2.LoadVector128((byte*)utmp));
+            Vector256<short> scalesAndMins = Avx2.ConvertToVector256Int16(KQuantMath.UnpackScaleMinK4(x->Scales).AsByte());
 
             Vector256<short> bsums = Avx.LoadVector256(y->BSums);
             Vector128<short> pairSums = Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper());
@@ -221,5 +223,91 @@ public static unsafe class Q4_K
             Vector256<int> sHi = Avx2.MultiplyAddAdjacent(Avx2.Shuffle(scales, maskHi).AsInt16(), pHi);
             return Avx2.Add(sLo, sHi);
         }
+    }
+
+    /// <summary>
+    /// AVX-512BW: one 64-byte load covers two 64-value chunks; its low nibbles are values 0–31 and 64–95 (scales
+    /// 0 and 2 of the pair), its high nibbles 32–63 and 96–127 (scales 1 and 3). Untested on this project's
+    /// AVX2-only build machine; the SIMD-vs-scalar tests run it wherever the CPU has AVX-512BW.
+    /// </summary>
+    internal static float DotAvx512(byte* weights, byte* q8k, int blocks)
+    {
+        if (!Avx512BW.IsSupported) return DotAvx2(weights, q8k, blocks);
+        var m4 = Vector512.Create((byte)0x0F);
+        var acc = Vector512<float>.Zero;
+        var accMins = Vector128<float>.Zero;
+        // vpermw indices: 16 copies of word a then 16 of word b.
+        Vector512<short> lo0 = PairIndex(0, 2), hi0 = PairIndex(1, 3), lo1 = PairIndex(4, 6), hi1 = PairIndex(5, 7);
+        for (int i = 0; i < blocks; i++)
+        {
+            var x = (BlockQ4K*)(weights + i * BlockBytes);
+            var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
+            float d = y->D * KQuantMath.FromHalfBits(x->D);
+            float dmin = -y->D * KQuantMath.FromHalfBits(x->DMin);
+            Vector256<short> scalesAndMins = Avx2.ConvertToVector256Int16(KQuantMath.UnpackScaleMinK4(x->Scales).AsByte());
+
+            Vector256<short> bsums = Avx.LoadVector256(y->BSums);
+            Vector128<short> pairSums = Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper());
+            Vector128<int> minProducts = Sse2.MultiplyAddAdjacent(scalesAndMins.GetUpper(), pairSums);
+            accMins = Fma.MultiplyAdd(Vector128.Create(dmin), Sse2.ConvertToVector128Single(minProducts), accMins);
+
+            Vector512<short> scales = Vector512.Create(scalesAndMins, scalesAndMins);
+            Vector512<int> sumi = Pair(x->Qs, y->Qs, scales, lo0, hi0, m4);
+            sumi = Avx512F.Add(sumi, Pair(x->Qs + 64, y->Qs + 128, scales, lo1, hi1, m4));
+            acc = Avx512F.FusedMultiplyAdd(Vector512.Create(d), Avx512F.ConvertToVector512Single(sumi), acc);
+        }
+        return Vector512.Sum(acc) + SimdHelpers.HorizontalSum(accMins);
+
+        static Vector512<short> PairIndex(int a, int b) => Vector512.Create(Vector256.Create((short)a), Vector256.Create((short)b));
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static Vector512<int> Pair(byte* q4, sbyte* q8, Vector512<short> scales, Vector512<short> loIndex,
+            Vector512<short> hiIndex, Vector512<byte> m4)
+        {
+            Vector512<byte> bits = Avx512BW.LoadVector512(q4);
+            Vector512<byte> lo = Avx512F.And(bits, m4);
+            Vector512<byte> hi = Avx512F.And(Avx512BW.ShiftRightLogical(bits.AsUInt16(), 4).AsByte(), m4);
+            Vector512<sbyte> q8Lo = Vector512.Create(Avx.LoadVector256(q8), Avx.LoadVector256(q8 + 64));
+            Vector512<sbyte> q8Hi = Vector512.Create(Avx.LoadVector256(q8 + 32), Avx.LoadVector256(q8 + 96));
+            Vector512<int> sLo = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(lo, q8Lo), Avx512BW.PermuteVar32x16(scales, loIndex));
+            Vector512<int> sHi = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(hi, q8Hi), Avx512BW.PermuteVar32x16(scales, hiIndex));
+            return Avx512F.Add(sLo, sHi);
+        }
+    }
+
+    /// <summary>
+    /// ARM64 AdvSimd: per 32-value sub-block an exact int32 dot (SDOT where the CPU has the dot-product
+    /// extension), scaled in integers as the scalar reference does. Untested here (x86 build machine).
+    /// </summary>
+    internal static float DotAdvSimd(byte* weights, byte* q8k, int blocks)
+    {
+        if (!AdvSimd.Arm64.IsSupported) return DotScalar(weights, q8k, blocks);
+        var m4 = Vector128.Create((byte)0x0F);
+        float sum = 0;
+        uint* utmp = stackalloc uint[4];
+        for (int i = 0; i < blocks; i++)
+        {
+            var x = (BlockQ4K*)(weights + i * BlockBytes);
+            var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
+            KQuantMath.UnpackScaleMinK4(x->Scales, utmp);
+            byte* sc = (byte*)utmp;
+            byte* mn = sc + 8;
+            int sumMins = 0;
+            for (int j = 0; j < 16; j++) sumMins += y->BSums[j] * mn[j / 2];
+            int sumi = 0;
+            for (int c = 0; c < 4; c++)
+            {
+                Vector128<byte> b0 = AdvSimd.LoadVector128(x->Qs + 32 * c);
+                Vector128<byte> b1 = AdvSimd.LoadVector128(x->Qs + 32 * c + 16);
+                sbyte* q8 = y->Qs + 64 * c;
+                int lo = ArmDot.Dot32(AdvSimd.And(b0, m4).AsSByte(), AdvSimd.And(b1, m4).AsSByte(), q8);
+                int hi = ArmDot.Dot32(AdvSimd.ShiftRightLogical(b0, 4).AsSByte(), AdvSimd.ShiftRightLogical(b1, 4).AsSByte(), q8 + 32);
+                sumi += sc[2 * c] * lo + sc[2 * c + 1] * hi;
+            }
+            float d = y->D * KQuantMath.FromHalfBits(x->D);
+            float dmin = y->D * KQuantMath.FromHalfBits(x->DMin);
+            sum += d * sumi - dmin * sumMins;
+        }
+        return sum;
     }
 }

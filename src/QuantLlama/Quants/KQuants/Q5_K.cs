@@ -143,11 +143,9 @@ public static unsafe class Q5_K
             return Dot(w, a, blocks);
     }
 
-    internal static float Dot(byte* weights, byte* q8k, int blocks) => KQuantKernels.Current switch
-    {
-        KQuantKernel.Avx2 or KQuantKernel.Avx512 => DotAvx2(weights, q8k, blocks),
-        _ => DotScalar(weights, q8k, blocks),
-    };
+    /// <summary>The dot over <paramref name="blocks"/> blocks on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
+    internal static float Dot(byte* weights, byte* q8k, int blocks)
+        => Kernels.UseAvx2 ? DotAvx2(weights, q8k, blocks) : DotScalar(weights, q8k, blocks);
 
     internal static float DotScalar(byte* weights, byte* q8k, int blocks)
     {
@@ -184,18 +182,17 @@ public static unsafe class Q5_K
     internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
     {
         var m4 = Vector256.Create((byte)0x0F);
-        var one = Vector256.Create((byte)0x01);
+        var sixteen = Vector256.Create((byte)0x10);
         var acc = Vector256<float>.Zero;
         var accMins = Vector128<float>.Zero;
-        uint* utmp = stackalloc uint[4];
         for (int i = 0; i < blocks; i++)
         {
             var x = (BlockQ5K*)(weights + i * BlockBytes);
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
             float d = y->D * KQuantMath.FromHalfBits(x->D);
             float dmin = -y->D * KQuantMath.FromHalfBits(x->DMin);
-            KQuantMath.UnpackScaleMinK4(x->Scales, utmp);
-            Vector256<short> scalesAndMins = Avx2.ConvertToVector256Int16(Sse2.LoadVector128((byte*)utmp));
+            // 8 scales then 8 mins, widened to 16 bits.
+            Vector256<short> scalesAndMins = Avx2.ConvertToVector256Int16(KQuantMath.UnpackScaleMinK4(x->Scales).AsByte());
 
             Vector256<short> bsums = Avx.LoadVector256(y->BSums);
             Vector128<short> pairSums = Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper());
@@ -205,24 +202,33 @@ public static unsafe class Q5_K
             Vector128<short> sc128 = scalesAndMins.GetLower();
             Vector256<byte> scales = Vector256.Create(sc128, sc128).AsByte();
             Vector256<ushort> hbits = Avx.LoadVector256(x->Qh).AsUInt16();
-            byte* q5 = x->Qs;
-            sbyte* q8 = y->Qs;
-            var sumi = Vector256<int>.Zero;
-            for (int c = 0; c < 4; c++)
-            {
-                Vector256<byte> bits = Avx.LoadVector256(q5 + 32 * c);
-                Vector256<byte> hLo = Avx2.ShiftLeftLogical(Avx2.And(SimdHelpers.ShiftRight16(hbits, 2 * c).AsByte(), one).AsUInt16(), 4).AsByte();
-                Vector256<byte> hHi = Avx2.ShiftLeftLogical(Avx2.And(SimdHelpers.ShiftRight16(hbits, 2 * c + 1).AsByte(), one).AsUInt16(), 4).AsByte();
-                Vector256<byte> lo = Avx2.Or(Avx2.And(bits, m4), hLo);
-                Vector256<byte> hi = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits.AsUInt16(), 4).AsByte(), m4), hHi);
-                Vector256<short> pLo = Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256(q8 + 64 * c));
-                Vector256<short> pHi = Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256(q8 + 64 * c + 32));
-                Vector256<int> sLo = Avx2.MultiplyAddAdjacent(Avx2.Shuffle(scales, SimdHelpers.WordBroadcastMask(2 * c)).AsInt16(), pLo);
-                Vector256<int> sHi = Avx2.MultiplyAddAdjacent(Avx2.Shuffle(scales, SimdHelpers.WordBroadcastMask(2 * c + 1)).AsInt16(), pHi);
-                sumi = Avx2.Add(sumi, Avx2.Add(sLo, sHi));
-            }
+            // The fifth bit of value 64c + l (+32) is bit 2c (2c+1) of Qh byte l, walked to bit 4 (value 16) one
+            // step per half-chunk. 16-bit shifts: bits 0–3 start from hbits << 4 and bits 4–7 from hbits itself,
+            // so no bit of the upper byte is shifted out before its turn.
+            Vector256<byte> h16 = Avx2.ShiftLeftLogical(hbits, 4).AsByte();
+            Vector256<int> sumi = Chunk(x->Qs, y->Qs, scales, ref h16, 0, m4, sixteen);
+            sumi = Avx2.Add(sumi, Chunk(x->Qs + 32, y->Qs + 64, scales, ref h16, 1, m4, sixteen));
+            h16 = hbits.AsByte();
+            sumi = Avx2.Add(sumi, Chunk(x->Qs + 64, y->Qs + 128, scales, ref h16, 2, m4, sixteen));
+            sumi = Avx2.Add(sumi, Chunk(x->Qs + 96, y->Qs + 192, scales, ref h16, 3, m4, sixteen));
             acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
         }
         return SimdHelpers.HorizontalSum(acc) + SimdHelpers.HorizontalSum(accMins);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static Vector256<int> Chunk(byte* q5, sbyte* q8, Vector256<byte> scales, ref Vector256<byte> h16, int c,
+            Vector256<byte> m4, Vector256<byte> sixteen)
+        {
+            Vector256<byte> bits = Avx.LoadVector256(q5);
+            Vector256<byte> lo = Avx2.Or(Avx2.And(bits, m4), Avx2.And(h16, sixteen));
+            h16 = Avx2.ShiftRightLogical(h16.AsUInt16(), 1).AsByte();
+            Vector256<byte> hi = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits.AsUInt16(), 4).AsByte(), m4), Avx2.And(h16, sixteen));
+            h16 = Avx2.ShiftRightLogical(h16.AsUInt16(), 1).AsByte();
+            Vector256<short> pLo = Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256(q8));
+            Vector256<short> pHi = Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256(q8 + 32));
+            Vector256<int> sLo = Avx2.MultiplyAddAdjacent(Avx2.Shuffle(scales, SimdHelpers.WordBroadcastMask(2 * c)).AsInt16(), pLo);
+            Vector256<int> sHi = Avx2.MultiplyAddAdjacent(Avx2.Shuffle(scales, SimdHelpers.WordBroadcastMask(2 * c + 1)).AsInt16(), pHi);
+            return Avx2.Add(sLo, sHi);
+        }
     }
 }

@@ -28,6 +28,13 @@ public static unsafe class Q8_K
             QuantizeBlock(src.Slice(i * BlockSize, BlockSize), ref y[i]);
     }
 
+    /// <summary>Quantizes n values (a whole number of blocks) from x into y; for the matrix products.</summary>
+    internal static void Quantize(float* x, byte* y, int n)
+    {
+        for (int i = 0; i < n / BlockSize; i++)
+            QuantizeBlock(new ReadOnlySpan<float>(x + i * BlockSize, BlockSize), ref *(BlockQ8K*)(y + i * BlockBytes));
+    }
+
     private static void QuantizeBlock(ReadOnlySpan<float> x, ref BlockQ8K y)
     {
         float max = 0, amax = 0;
