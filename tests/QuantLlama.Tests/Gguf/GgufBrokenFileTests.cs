@@ -120,6 +120,6 @@ public class GgufBrokenFileTests
     [Fact]
     public void MissingFileIsNotAFormatError()
     {
-        Assert.Throws<FileNotFoundException>(() => GgufFile.Open(Path.Combine(TestPaths.NewTempDirectory(), "absent.gguf")));
+        Assert.Throws<FileNotFoundException>(() => GgufFile.Open(Path.Combine(TestPaths.Shared, "no-such-dir", "absent.gguf")));
     }
 }

@@ -72,7 +72,8 @@ public class InspectTests
     [Fact]
     public void UnusualValuesStayOnOneLineAndValidJson()
     {
-        string path = Path.Combine(TestPaths.NewTempDirectory(), "odd.gguf");
+        string dir = TestPaths.NewTempDirectory();
+        string path = Path.Combine(dir, "odd.gguf");
         new GgufWriter()
             .Set("multi.line", "a\nb\t\"c\"\\")
             .Set("long", new string('x', 500))
@@ -81,13 +82,18 @@ public class InspectTests
             .Set("big", GgufValue.From(ulong.MaxValue))
             .Set("nested", GgufValue.From(new GgufArray(GgufValueType.Array, new[] { new GgufArray(GgufValueType.Bool, new[] { true, false }) })))
             .Write(path);
-        using var file = GgufFile.Open(path);
-        string text = ModelInspector.FormatText(file);
+        string text, jsonText;
+        using (var file = GgufFile.Open(path))
+        {
+            text = ModelInspector.FormatText(file);
+            jsonText = ModelInspector.FormatJson(file);
+        }
+        Directory.Delete(dir, recursive: true);
         Assert.Contains("multi.line  string           \"a\\nb\\t\\\"c\\\"\\\\\"", text);
         Assert.Contains("\"" + new string('x', 120) + "\"... (500 chars)", text);
         Assert.Contains("nested      [array x 1]      [[bool x 2]]", text);
         Assert.Contains("big         u64              18446744073709551615", text);
-        using var json = JsonDocument.Parse(ModelInspector.FormatJson(file));
+        using var json = JsonDocument.Parse(jsonText);
         var m = json.RootElement.GetProperty("metadata").EnumerateArray().ToDictionary(e => e.GetProperty("key").GetString()!);
         Assert.Equal("a\nb\t\"c\"\\", m["multi.line"].GetProperty("value").GetString());
         Assert.Equal(500, m["long"].GetProperty("value").GetString()!.Length);

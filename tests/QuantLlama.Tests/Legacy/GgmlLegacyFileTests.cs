@@ -242,6 +242,8 @@ public sealed class GgmlLegacyFileTests : IDisposable
         string tiny = Path.Combine(_dir, "tiny.bin");
         File.WriteAllBytes(tiny, [0x6c, 0x6d]);
         Assert.Throws<GgufFormatException>(() => ModelFileLoader.Open(tiny));
+        File.WriteAllBytes(tiny, [0x61, 0x6c, 0x67, 0x67, 1, 0, 0, 0]); // "ggla": a LoRA adapter
+        Assert.Contains("LoRA adapter", Assert.Throws<GgufFormatException>(() => ModelFileLoader.Open(tiny)).Message);
     }
 
     private GgmlLegacyFile Open(LegacyGgmlWriter w, GgmlLegacyOptions? options = null)

@@ -229,3 +229,25 @@ public class Llama2cConverterTests
         }
     }
 }
+
+public class Llama2cSymlinkTests
+{
+    [Fact]
+    public void SymlinkedInputsConvert()
+    {
+        string dir = TestPaths.NewTempDirectory();
+        try
+        {
+            string checkpoint = Path.Combine(dir, "model.bin"), tokenizer = Path.Combine(dir, "tok.bin"), output = Path.Combine(dir, "out.gguf");
+            File.CreateSymbolicLink(checkpoint, TestPaths.SharedFile("models", "stories260K.bin"));
+            File.CreateSymbolicLink(tokenizer, TestPaths.SharedFile("models", "tok512.bin"));
+            var result = Llama2cConverter.Convert(checkpoint, tokenizer, output, "stories260K");
+            Assert.Equal(47, result.TensorCount);
+            Assert.Equal(File.ReadAllBytes(ConvertedModels.Stories260KGguf), File.ReadAllBytes(output));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+}

@@ -94,6 +94,8 @@ public sealed unsafe class Llama2cCheckpoint : IDisposable
     public static Llama2cCheckpoint Open(string path)
     {
         var info = new FileInfo(path);
+        // A symlink reports its own length: measure what it points to.
+        if (info.LinkTarget != null && info.ResolveLinkTarget(returnFinalTarget: true) is FileInfo target) info = target;
         if (!info.Exists) throw new FileNotFoundException($"{path}: no such file", path);
         if (info.Length == 0) throw new GgufFormatException(path, 0, "the file is empty");
         var mapping = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
