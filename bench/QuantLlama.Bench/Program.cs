@@ -13,10 +13,6 @@ public static class Program
 {
     public static void Main(string[] args)
     {
-        if (args.Length > 0 && args[0] == "simdcheck")
-        {
-            Environment.Exit(SimdCheck.Run());
-        }
         if (args.Length > 0 && args[0] == "quick")
         {
             Quick.Run(args[1..]);

@@ -38,9 +38,6 @@ public static class Kernels
         }
     }
 
-    /// <summary>Forces a path from outside the library's tests (the bench's simdcheck); same rules as <see cref="Path"/>.</summary>
-    internal static void SetPathForChecks(KernelPath path) => Path = path;
-
     /// <summary>True when this CPU can run the given path.</summary>
     public static bool IsSupported(KernelPath path) => path switch
     {
