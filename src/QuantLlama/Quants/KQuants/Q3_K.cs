@@ -180,6 +180,7 @@ public static unsafe class Q3_K
         return sum;
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
     {
         var m3 = Vector256.Create((byte)0x03);
