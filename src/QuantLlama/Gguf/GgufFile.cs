@@ -1,4 +1,3 @@
-using System.IO.MemoryMappedFiles;
 using System.Runtime.InteropServices;
 using System.Text;
 using QuantLlama.Tensors;
@@ -21,8 +20,7 @@ public sealed unsafe class GgufFile : IModelFile
     /// <summary>Longest string or array .NET can hold (Array.MaxLength); longer ones are rejected, not truncated.</summary>
     private const long MaxItems = 0x7FFFFFC7;
 
-    private readonly MemoryMappedFile? _mapping;
-    private readonly MemoryMappedViewAccessor? _view;
+    private readonly MappedFile? _file;
     private byte* _base;
     private readonly long _length;
     private readonly Dictionary<string, GgufValue> _metadata;
@@ -43,45 +41,22 @@ public sealed unsafe class GgufFile : IModelFile
 
     /// <summary>Opens and memory-maps a GGUF file. Nothing of the tensor data is read.</summary>
     public static GgufFile Open(string path)
-    {
-        var info = new FileInfo(path);
-        // A symlink (as in the Hugging Face cache's snapshots) reports its own length: measure what it points to.
-        if (info.LinkTarget != null && info.ResolveLinkTarget(returnFinalTarget: true) is FileInfo target) info = target;
-        if (!info.Exists) throw new FileNotFoundException($"{path}: no such file", path);
-        if (info.Length == 0) throw new GgufFormatException(path, 0, "the file is empty");
-        var mapping = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-        MemoryMappedViewAccessor? view = null;
-        try
-        {
-            view = mapping.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-            byte* p = null;
-            view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
-            p += view.PointerOffset;
-            return new GgufFile(path, p, info.Length, mapping, view);
-        }
-        catch
-        {
-            view?.Dispose();
-            mapping.Dispose();
-            throw;
-        }
-    }
+        => MappedFile.Open(path, file => new GgufFile(path, file.Pointer, file.Length, file));
 
     /// <summary>Parses a GGUF image already in memory (tests, embedded files). The memory must outlive the object.</summary>
     public static GgufFile FromMemory(byte* data, long length, string name = "<memory>")
     {
         if (data == null && length != 0) throw new ArgumentNullException(nameof(data));
         ArgumentOutOfRangeException.ThrowIfNegative(length);
-        return new(name, data, length, null, null);
+        return new(name, data, length, null);
     }
 
-    private GgufFile(string fileName, byte* data, long length, MemoryMappedFile? mapping, MemoryMappedViewAccessor? view)
+    private GgufFile(string fileName, byte* data, long length, MappedFile? file)
     {
         FileName = fileName;
         _base = data;
         _length = length;
-        _mapping = mapping;
-        _view = view;
+        _file = file;
         try
         {
             var r = new Cursor(this);
@@ -206,43 +181,25 @@ public sealed unsafe class GgufFile : IModelFile
 
     public void Dispose()
     {
-        if (_view != null && _base != null) _view.SafeMemoryMappedViewHandle.ReleasePointer();
         _base = null;
-        _view?.Dispose();
-        _mapping?.Dispose();
+        _file?.Dispose();
     }
 
     // ---- the parser ------------------------------------------------------------------------------------------------
 
-    /// <summary>A bounds-checked reading position in the file.</summary>
-    private sealed class Cursor(GgufFile file)
+    /// <summary>The GGUF reader: <see cref="ByteCursor"/> plus GGUF's strings, values, arrays and tensor infos.</summary>
+    private sealed class Cursor(GgufFile file) : ByteCursor(file._base, file._length, file.FileName)
     {
-        public long Position;
         /// <summary>Counts and lengths are 64-bit from version 2 on, 32-bit in version 1.</summary>
         public bool Wide = true;
-
-        public long Remaining => file._length - Position;
-
-        private byte* Take(long bytes, string what)
-        {
-            if (bytes > Remaining)
-                throw file.Error(Position, $"the file ends while reading {what} ({bytes} bytes needed, {Remaining} left); the file is truncated");
-            byte* p = file._base + Position;
-            Position += bytes;
-            return p;
-        }
-
-        public uint U32(string what) => Unsafe32(Take(4, what));
-        public ulong U64(string what) => *(ulong*)Take(8, what);
-        private static uint Unsafe32(byte* p) => *(uint*)p;
 
         /// <summary>A count or length: u32 in v1, u64 after; never beyond what the file can hold.</summary>
         public long Count(string what)
         {
             long at = Position;
             ulong n = Wide ? U64(what) : U32(what);
-            if (n > (ulong)file._length)
-                throw file.Error(at, $"{what} {n} is larger than the file ({file._length} bytes)");
+            if (n > (ulong)Length)
+                throw Error(at, $"{what} {n} is larger than the file ({Length} bytes)");
             return (long)n;
         }
 
@@ -251,9 +208,9 @@ public sealed unsafe class GgufFile : IModelFile
             long at = Position;
             long length = Count($"{what} length");
             if (length > Remaining)
-                throw file.Error(at, $"{what} length {length} runs past the end of the file ({Remaining} bytes left)");
+                throw Error(at, $"{what} length {length} runs past the end of the file ({Remaining} bytes left)");
             if (length > MaxItems)
-                throw file.Error(at, $"{what} length {length} is longer than a string can be");
+                throw Error(at, $"{what} length {length} is longer than a string can be");
             byte* p = Take(length, what);
             return Encoding.UTF8.GetString(p, (int)length);
         }
@@ -264,7 +221,7 @@ public sealed unsafe class GgufFile : IModelFile
             int lengthBytes = Wide ? 8 : 4;
             if (Remaining >= lengthBytes)
             {
-                byte* p = file._base + Position;
+                byte* p = Data + Position;
                 ulong length = Wide ? *(ulong*)p : *(uint*)p;
                 if (length <= (ulong)(Remaining - lengthBytes) && length <= MaxItems)
                 {
@@ -279,7 +236,7 @@ public sealed unsafe class GgufFile : IModelFile
         {
             long at = Position;
             uint t = U32(what);
-            if (t > (uint)GgufValueType.Float64) throw file.Error(at, $"invalid GGUF type {t} for {what}");
+            if (t > (uint)GgufValueType.Float64) throw Error(at, $"invalid GGUF type {t} for {what}");
             return (GgufValueType)t;
         }
 
@@ -301,7 +258,7 @@ public sealed unsafe class GgufFile : IModelFile
                 GgufValueType.Int64 => GgufValue.From((long)U64(what)),
                 GgufValueType.Float64 => GgufValue.From(*(double*)Take(8, what)),
                 GgufValueType.Array => GgufValue.From(Array(key, depth)),
-                _ => throw file.Error(Position, $"invalid GGUF type {(uint)type} for {what}"),
+                _ => throw Error(Position, $"invalid GGUF type {(uint)type} for {what}"),
             };
         }
 
@@ -309,13 +266,13 @@ public sealed unsafe class GgufFile : IModelFile
         {
             long at = Position;
             byte b = *Take(1, what);
-            if (b > 1) throw file.Error(at, $"{what} is a bool with value {b} (only 0 and 1 are valid)");
+            if (b > 1) throw Error(at, $"{what} is a bool with value {b} (only 0 and 1 are valid)");
             return GgufValue.From(b != 0);
         }
 
         private GgufArray Array(string key, int depth)
         {
-            if (depth >= MaxArrayNesting) throw file.Error(Position, $"'{key}' nests arrays more than {MaxArrayNesting} deep");
+            if (depth >= MaxArrayNesting) throw Error(Position, $"'{key}' nests arrays more than {MaxArrayNesting} deep");
             var elementType = ValueType($"array element type of '{key}'");
             long at = Position;
             long count = Count($"array length of '{key}'");
@@ -326,9 +283,9 @@ public sealed unsafe class GgufFile : IModelFile
                 _ => Marshal.SizeOf(GgufValue.ClrTypeOf(elementType) == typeof(bool) ? typeof(byte) : GgufValue.ClrTypeOf(elementType)),
             };
             if (count > Remaining / minElementBytes)
-                throw file.Error(at, $"array '{key}' claims {count} {elementType} elements, more than the {Remaining} bytes left can hold");
+                throw Error(at, $"array '{key}' claims {count} {elementType} elements, more than the {Remaining} bytes left can hold");
             if (count > MaxItems)
-                throw file.Error(at, $"array '{key}' has {count} elements, more than an array can hold");
+                throw Error(at, $"array '{key}' has {count} elements, more than an array can hold");
             int n = (int)count;
             switch (elementType)
             {
@@ -351,7 +308,7 @@ public sealed unsafe class GgufFile : IModelFile
                     var items = new bool[n];
                     for (int i = 0; i < n; i++)
                     {
-                        byte v = Remaining >= 1 ? file._base[Position] : (byte)2;
+                        byte v = Remaining >= 1 ? Data[Position] : (byte)2;
                         // The element's description is only built for the error (vocabularies have 10^5 elements).
                         if (v > 1) Bool($"element {i} of '{key}'");
                         items[i] = v != 0;
@@ -378,32 +335,32 @@ public sealed unsafe class GgufFile : IModelFile
             string name = String("tensor name");
             long dimsAt = Position;
             uint nDims = U32($"dimension count of tensor '{name}'");
-            if (nDims > MaxDimensions) throw file.Error(dimsAt, $"tensor '{name}' has {nDims} dimensions (at most {MaxDimensions})");
+            if (nDims > MaxDimensions) throw Error(dimsAt, $"tensor '{name}' has {nDims} dimensions (at most {MaxDimensions})");
             var dims = new long[nDims];
             long elements = 1;
             for (int d = 0; d < nDims; d++)
             {
                 long dAt = Position;
                 ulong n = Wide ? U64($"dimension {d} of '{name}'") : U32($"dimension {d} of '{name}'");
-                if (n > long.MaxValue) throw file.Error(dAt, $"tensor '{name}' dimension {d} = {n} is negative or too large");
+                if (n > long.MaxValue) throw Error(dAt, $"tensor '{name}' dimension {d} = {n} is negative or too large");
                 dims[d] = (long)n;
                 if (n != 0 && elements > long.MaxValue / (long)n)
-                    throw file.Error(dAt, $"tensor '{name}' has more elements than a 64-bit count can hold");
+                    throw Error(dAt, $"tensor '{name}' has more elements than a 64-bit count can hold");
                 elements *= (long)n;
             }
             long typeAt = Position;
             uint rawType = U32($"type of tensor '{name}'");
-            if (!GgmlTypeInfo.IsKnown(rawType)) throw file.Error(typeAt, $"tensor '{name}' has unknown ggml type {rawType}");
+            if (!GgmlTypeInfo.IsKnown(rawType)) throw Error(typeAt, $"tensor '{name}' has unknown ggml type {rawType}");
             var type = (GgmlType)rawType;
             int blockSize = GgmlTypeInfo.BlockSize(type);
             if (nDims > 0 && dims[0] % blockSize != 0)
-                throw file.Error(dimsAt, $"tensor '{name}' row length {dims[0]} is not a multiple of the {type} block size {blockSize}");
+                throw Error(dimsAt, $"tensor '{name}' row length {dims[0]} is not a multiple of the {type} block size {blockSize}");
             long blocks = elements / blockSize;
             int typeSize = GgmlTypeInfo.TypeSize(type);
-            if (blocks > long.MaxValue / typeSize) throw file.Error(dimsAt, $"tensor '{name}' byte size overflows");
+            if (blocks > long.MaxValue / typeSize) throw Error(dimsAt, $"tensor '{name}' byte size overflows");
             long offsetAt = Position;
             ulong offset = U64($"offset of tensor '{name}'");
-            if (offset > (ulong)file._length) throw file.Error(offsetAt, $"tensor '{name}' offset {offset} lies past the end of the file");
+            if (offset > (ulong)Length) throw Error(offsetAt, $"tensor '{name}' offset {offset} lies past the end of the file");
             return new GgufTensorInfo(name, dims, type, (long)offset, blocks * typeSize);
         }
     }

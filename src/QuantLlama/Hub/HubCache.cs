@@ -1,3 +1,4 @@
+using QuantLlama.Gguf;
 using System.Security.Cryptography;
 using System.Text.RegularExpressions;
 
@@ -138,9 +139,7 @@ public sealed partial class HubCache
     /// <summary>A file's length, following symlinks (a snapshot's FileInfo.Length is the link's own).</summary>
     public static long FileLength(string path)
     {
-        var info = new FileInfo(path);
-        if (info.LinkTarget != null && info.ResolveLinkTarget(returnFinalTarget: true) is FileInfo target) info = target;
-        return info.Length;
+        return MappedFile.Resolve(path).Length;
     }
 
     internal static string Sha256Hex(string path)

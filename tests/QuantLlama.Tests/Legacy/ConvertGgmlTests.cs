@@ -6,22 +6,8 @@ using QuantLlama.Tokenizers;
 
 namespace QuantLlama.Tests.Legacy;
 
-public sealed class ConvertGgmlTests : IDisposable
+public sealed class ConvertGgmlTests : LegacyFileTestBase
 {
-    private readonly string _dir = TestPaths.NewTempDirectory();
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
-    private static string Stories(string suffix = "") => TestPaths.SharedFile("llamacpp", $"stories260K{suffix}.gguf");
-
-    private string WriteLegacy(string gguf, GgmlLegacyFormat format, uint version, VocabSpelling spelling)
-    {
-        using var source = GgufFile.Open(gguf);
-        string path = Path.Combine(_dir, $"{Path.GetFileNameWithoutExtension(gguf)}-{format}{version}-{spelling}.bin");
-        LegacyGgmlWriter.FromGguf(source, format, version, spelling).Write(path);
-        return path;
-    }
-
     [Fact]
     public void GgjtV1Vocab_TokenizesTheLlamaSpmTestVectors()
     {
@@ -47,7 +33,7 @@ public sealed class ConvertGgmlTests : IDisposable
         var types = gguf.Metadata.GetIntArray("tokenizer.ggml.token_type");
         var writer = new LegacyGgmlWriter { Format = format, Version = version, EmbeddingLength = 4096, HeadCount = 32, LayerCount = 32, RotaryDimensions = 128 };
         for (int i = 0; i < tokens.Length; i++) writer.Vocab.Add((LegacyGgmlWriter.Spell(tokens[i], types[i], VocabSpelling.ConvertPy), scores[i]));
-        string path = Path.Combine(_dir, "llama2-vocab.bin");
+        string path = Path.Combine(Dir, "llama2-vocab.bin");
         writer.Write(path);
 
         using var legacy = GgmlLegacyFile.Open(path);
@@ -85,7 +71,7 @@ public sealed class ConvertGgmlTests : IDisposable
     public void Converter_WritesTheSameTensorsAndVocabulary(string suffix, GgmlLegacyFormat format, uint version)
     {
         string legacyPath = WriteLegacy(Stories(suffix), format, version, VocabSpelling.ConvertPy);
-        string output = Path.Combine(_dir, "converted.gguf");
+        string output = Path.Combine(Dir, "converted.gguf");
         using (var legacy = GgmlLegacyFile.Open(legacyPath)) Assert.Equal(legacy.Tensors.Count, GgmlLegacyConverter.ToGguf(legacy, output));
 
         using var original = GgufFile.Open(Stories(suffix));
@@ -109,7 +95,7 @@ public sealed class ConvertGgmlTests : IDisposable
     public void Cli_ConvertsAndReportsBadInput()
     {
         string legacyPath = WriteLegacy(Stories("-Q8_0"), GgmlLegacyFormat.Ggjt, 3, VocabSpelling.ConvertPy);
-        string output = Path.Combine(_dir, "cli.gguf");
+        string output = Path.Combine(Dir, "cli.gguf");
         var ok = CliRunner.Run(["convert-ggml", legacyPath, output, "--gqa", "2", "--name", "stories"]);
         Assert.True(ok.ExitCode == 0, ok.StdErr);
         Assert.Contains("ggjt v3", ok.StdErr);
@@ -124,17 +110,17 @@ public sealed class ConvertGgmlTests : IDisposable
         Assert.StartsWith("error: ", wrongGqa.StdErr);
         Assert.Contains("--gqa 2", wrongGqa.StdErr);
 
-        string truncated = Path.Combine(_dir, "truncated.bin");
+        string truncated = Path.Combine(Dir, "truncated.bin");
         File.WriteAllBytes(truncated, File.ReadAllBytes(legacyPath)[..5000]);
-        var bad = CliRunner.Run(["convert-ggml", truncated, Path.Combine(_dir, "never.gguf")]);
+        var bad = CliRunner.Run(["convert-ggml", truncated, Path.Combine(Dir, "never.gguf")]);
         Assert.Equal(1, bad.ExitCode);
         Assert.StartsWith("error: ", bad.StdErr);
         Assert.Contains("truncated", bad.StdErr);
         Assert.DoesNotContain("   at ", bad.StdErr);
-        Assert.False(File.Exists(Path.Combine(_dir, "never.gguf")));
+        Assert.False(File.Exists(Path.Combine(Dir, "never.gguf")));
 
         var old = WriteLegacy(Stories("-Q4_0"), GgmlLegacyFormat.Ggjt, 2, VocabSpelling.SentencePiece);
-        var rejected = CliRunner.Run(["convert-ggml", old, Path.Combine(_dir, "never.gguf")]);
+        var rejected = CliRunner.Run(["convert-ggml", old, Path.Combine(Dir, "never.gguf")]);
         Assert.Equal(1, rejected.ExitCode);
         Assert.Contains("PR #1508", rejected.StdErr);
     }
@@ -145,7 +131,7 @@ public sealed class ConvertGgmlTests : IDisposable
     public void ConvertedFile_LlamaCppGivesTheSameLogitsAsTheOriginal(string suffix, GgmlLegacyFormat format, uint version)
     {
         string legacyPath = WriteLegacy(Stories(suffix), format, version, VocabSpelling.ConvertPy);
-        string output = Path.Combine(_dir, "for-llamacpp.gguf");
+        string output = Path.Combine(Dir, "for-llamacpp.gguf");
         // The stories260K GGUFs record RMS epsilon 1e-5, as this reader assumes for legacy files.
         using (var legacy = GgmlLegacyFile.Open(legacyPath)) GgmlLegacyConverter.ToGguf(legacy, output);
 

@@ -4,22 +4,8 @@ using QuantLlama.Tensors;
 
 namespace QuantLlama.Tests.Legacy;
 
-public sealed class GgmlLegacyFileTests : IDisposable
+public sealed class GgmlLegacyFileTests : LegacyFileTestBase
 {
-    private readonly string _dir = TestPaths.NewTempDirectory();
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
-    private static string Stories(string suffix = "") => TestPaths.SharedFile("llamacpp", $"stories260K{suffix}.gguf");
-
-    private string WriteLegacy(string gguf, GgmlLegacyFormat format, uint version, VocabSpelling spelling)
-    {
-        using var source = GgufFile.Open(gguf);
-        string path = Path.Combine(_dir, $"{Path.GetFileNameWithoutExtension(gguf)}-{format}{version}-{spelling}.bin");
-        LegacyGgmlWriter.FromGguf(source, format, version, spelling).Write(path);
-        return path;
-    }
-
     [Fact]
     public void GgjtV1VocabFile_HyperparametersAnd32000Tokens()
     {
@@ -239,7 +225,7 @@ public sealed class GgmlLegacyFileTests : IDisposable
     {
         using (var g = ModelFileLoader.Open(Stories())) Assert.IsType<GgufFile>(g);
         using (var l = ModelFileLoader.Open(TestPaths.SharedFile("vocab", "ggml-vocab-llama-ggjt-v1.bin"))) Assert.IsType<GgmlLegacyFile>(l);
-        string tiny = Path.Combine(_dir, "tiny.bin");
+        string tiny = Path.Combine(Dir, "tiny.bin");
         File.WriteAllBytes(tiny, [0x6c, 0x6d]);
         Assert.Throws<GgufFormatException>(() => ModelFileLoader.Open(tiny));
         File.WriteAllBytes(tiny, [0x61, 0x6c, 0x67, 0x67, 1, 0, 0, 0]); // "ggla": a LoRA adapter
@@ -248,7 +234,7 @@ public sealed class GgmlLegacyFileTests : IDisposable
 
     private GgmlLegacyFile Open(LegacyGgmlWriter w, GgmlLegacyOptions? options = null)
     {
-        string path = Path.Combine(_dir, $"written-{Guid.NewGuid():N}.bin");
+        string path = Path.Combine(Dir, $"written-{Guid.NewGuid():N}.bin");
         w.Write(path);
         return GgmlLegacyFile.Open(path, options ?? GgmlLegacyOptions.Default);
     }

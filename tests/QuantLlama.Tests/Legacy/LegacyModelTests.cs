@@ -10,22 +10,9 @@ using QuantLlama.Tokenizers;
 namespace QuantLlama.Tests.Legacy;
 
 /// <summary>Legacy files run through the engine exactly as the GGUF they were written from.</summary>
-public sealed class LegacyModelTests : IDisposable
+public sealed class LegacyModelTests : LegacyFileTestBase
 {
     private const string Prompt = "Once upon a time";
-    private readonly string _dir = TestPaths.NewTempDirectory();
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
-    private static string Stories(string suffix = "") => TestPaths.SharedFile("llamacpp", $"stories260K{suffix}.gguf");
-
-    private string WriteLegacy(string gguf, GgmlLegacyFormat format, uint version, VocabSpelling spelling)
-    {
-        using var source = GgufFile.Open(gguf);
-        string path = Path.Combine(_dir, $"{Path.GetFileNameWithoutExtension(gguf)}-{format}{version}-{spelling}.bin");
-        LegacyGgmlWriter.FromGguf(source, format, version, spelling).Write(path);
-        return path;
-    }
 
     private static (int[] Ids, float[] PromptLogits, string Text) Greedy(string path, int gqa, int steps)
     {
@@ -89,7 +76,7 @@ public sealed class LegacyModelTests : IDisposable
                 Quantizer.QuantizeRow(type, floats.Slice(r * cols, cols), data.AsSpan(r * rowBytes, rowBytes));
             writer.AddTensor(t.Name, type, t.Dimensions, data);
         }
-        string path = Path.Combine(_dir, $"stories260K-{matrixType}.gguf");
+        string path = Path.Combine(Dir, $"stories260K-{matrixType}.gguf");
         writer.Write(path);
         return path;
     }

@@ -1,4 +1,3 @@
-using System.IO.MemoryMappedFiles;
 using System.Text;
 using QuantLlama.Tensors;
 
@@ -46,8 +45,7 @@ public sealed unsafe class GgmlLegacyFile : IModelFile
     private const int MaxTensorNameLength = 1 << 16;
     private const string Architecture = "llama";
 
-    private readonly MemoryMappedFile? _mapping;
-    private readonly MemoryMappedViewAccessor? _view;
+    private readonly MappedFile? _file;
     private byte* _base;
     private readonly long _length;
     private readonly Dictionary<string, GgufTensorInfo> _tensorsByName = new(StringComparer.Ordinal);
@@ -82,48 +80,24 @@ public sealed unsafe class GgmlLegacyFile : IModelFile
 
     /// <summary>Opens and memory-maps a legacy file; reads the header, vocabulary and tensor headers only.</summary>
     public static GgmlLegacyFile Open(string path, GgmlLegacyOptions options)
-    {
-        var info = new FileInfo(path);
-        // A symlink (as in the Hugging Face cache's snapshots) reports its own length: measure what it points to.
-        if (info.LinkTarget != null && info.ResolveLinkTarget(returnFinalTarget: true) is FileInfo target) info = target;
-        if (!info.Exists) throw new FileNotFoundException($"{path}: no such file", path);
-        if (info.Length == 0) throw new GgufFormatException(path, 0, "the file is empty");
-        var mapping = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-        MemoryMappedViewAccessor? view = null;
-        try
-        {
-            view = mapping.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-            byte* p = null;
-            view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
-            p += view.PointerOffset;
-            return new GgmlLegacyFile(path, p, info.Length, mapping, view, options);
-        }
-        catch
-        {
-            view?.Dispose();
-            mapping.Dispose();
-            throw;
-        }
-    }
+        => MappedFile.Open(path, file => new GgmlLegacyFile(path, file.Pointer, file.Length, file, options));
 
     /// <summary>Parses a legacy file image already in memory (tests). The memory must outlive the object.</summary>
     public static GgmlLegacyFile FromMemory(byte* data, long length, string name = "<memory>", GgmlLegacyOptions? options = null)
-        => new(name, data, length, null, null, options ?? GgmlLegacyOptions.Default);
+        => new(name, data, length, null, options ?? GgmlLegacyOptions.Default);
 
-    private GgmlLegacyFile(string fileName, byte* data, long length, MemoryMappedFile? mapping, MemoryMappedViewAccessor? view,
-        GgmlLegacyOptions options)
+    private GgmlLegacyFile(string fileName, byte* data, long length, MappedFile? file, GgmlLegacyOptions options)
     {
         FileName = fileName;
         _base = data;
         _length = length;
-        _mapping = mapping;
-        _view = view;
+        _file = file;
         Options = options;
         try
         {
             if (options.Gqa < 1) throw new ArgumentException($"--gqa must be at least 1 (got {options.Gqa})");
             if (options.ContextLength < 1) throw new ArgumentException($"the context length must be at least 1 (got {options.ContextLength})");
-            var r = new Cursor(this);
+            var r = new ByteCursor(data, length, fileName);
 
             uint magic = r.U32("magic");
             (Format, Version) = magic switch
@@ -160,7 +134,7 @@ public sealed unsafe class GgmlLegacyFile : IModelFile
 
     // ---- vocabulary ------------------------------------------------------------------------------------------------
 
-    private (string[] Tokens, float[] Scores, int[] Types, LegacyVocabularyStyle Style) ReadVocabulary(Cursor r)
+    private (string[] Tokens, float[] Scores, int[] Types, LegacyVocabularyStyle Style) ReadVocabulary(ByteCursor r)
     {
         long countAt = r.Position - 7 * 4;
         long n = Hyperparameters.VocabSize;
@@ -187,7 +161,7 @@ public sealed unsafe class GgmlLegacyFile : IModelFile
 
     // ---- tensors ---------------------------------------------------------------------------------------------------
 
-    private GgufTensorInfo ReadTensor(Cursor r)
+    private GgufTensorInfo ReadTensor(ByteCursor r)
     {
         long at = r.Position;
         uint nDims = r.U32("a tensor's dimension count");
@@ -359,31 +333,7 @@ public sealed unsafe class GgmlLegacyFile : IModelFile
 
     public void Dispose()
     {
-        if (_view != null && _base != null) _view.SafeMemoryMappedViewHandle.ReleasePointer();
         _base = null;
-        _view?.Dispose();
-        _mapping?.Dispose();
-    }
-
-    /// <summary>A bounds-checked reading position.</summary>
-    private sealed class Cursor(GgmlLegacyFile file)
-    {
-        public long Position;
-        public long Remaining => file._length - Position;
-
-        public byte* Take(long bytes, string what)
-        {
-            if (bytes > Remaining)
-                throw file.Error(Position, $"the file ends while reading {what} ({bytes} bytes needed, {Remaining} left); the file is truncated");
-            byte* p = file._base + Position;
-            Position += bytes;
-            return p;
-        }
-
-        public void SkipTo(long position, string what) => Take(position - Position, what);
-
-        // Unaligned reads: ggml/ggmf headers follow variable-length names.
-        public uint U32(string what) => System.Runtime.CompilerServices.Unsafe.ReadUnaligned<uint>(Take(4, what));
-        public float F32(string what) => System.Runtime.CompilerServices.Unsafe.ReadUnaligned<float>(Take(4, what));
+        _file?.Dispose();
     }
 }

@@ -1,4 +1,3 @@
-using System.IO.MemoryMappedFiles;
 using QuantLlama.Gguf;
 
 namespace QuantLlama.Models.Llama2c;
@@ -22,8 +21,7 @@ public sealed unsafe class Llama2cCheckpoint : IDisposable
     /// <summary>"ak42": the magic of llama2.c's newer export versions (1: float32, 2: int8), which have a 256-byte header.</summary>
     public const uint NewFormatMagic = 0x616b3432;
 
-    private readonly MemoryMappedFile _mapping;
-    private readonly MemoryMappedViewAccessor _view;
+    private readonly MappedFile _file;
     private byte* _base;
 
     public string FileName { get; }
@@ -33,13 +31,14 @@ public sealed unsafe class Llama2cCheckpoint : IDisposable
     // Byte offsets of run.c's stacked arrays.
     private readonly long _tokenEmbedding, _rmsAtt, _wq, _wk, _wv, _wo, _rmsFfn, _w1, _w2, _w3, _rmsFinal, _wcls;
 
-    private Llama2cCheckpoint(string path, long size, MemoryMappedFile mapping, MemoryMappedViewAccessor view, byte* data)
+    private Llama2cCheckpoint(string path, MappedFile file)
     {
         FileName = path;
-        FileSize = size;
-        _mapping = mapping;
-        _view = view;
-        _base = data;
+        FileSize = file.Length;
+        _file = file;
+        _base = file.Pointer;
+        long size = file.Length;
+        byte* data = file.Pointer;
         if (size < HeaderBytes) throw Error(size, $"the file has {size} bytes, less than the {HeaderBytes}-byte llama2.c header; the file is truncated or not a llama2.c checkpoint");
         var h = new ReadOnlySpan<int>(data, 7);
         if ((uint)h[0] == NewFormatMagic)
@@ -91,33 +90,7 @@ public sealed unsafe class Llama2cCheckpoint : IDisposable
                 + (offset > size ? "; the file is truncated" : ""));
     }
 
-    public static Llama2cCheckpoint Open(string path)
-    {
-        var info = new FileInfo(path);
-        // A symlink reports its own length: measure what it points to.
-        if (info.LinkTarget != null && info.ResolveLinkTarget(returnFinalTarget: true) is FileInfo target) info = target;
-        if (!info.Exists) throw new FileNotFoundException($"{path}: no such file", path);
-        if (info.Length == 0) throw new GgufFormatException(path, 0, "the file is empty");
-        var mapping = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-        MemoryMappedViewAccessor? view = null;
-        try
-        {
-            view = mapping.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-            byte* p = null;
-            view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
-            return new Llama2cCheckpoint(path, info.Length, mapping, view, p + view.PointerOffset);
-        }
-        catch
-        {
-            if (view != null)
-            {
-                view.SafeMemoryMappedViewHandle.ReleasePointer();
-                view.Dispose();
-            }
-            mapping.Dispose();
-            throw;
-        }
-    }
+    public static Llama2cCheckpoint Open(string path) => MappedFile.Open(path, file => new Llama2cCheckpoint(path, file));
 
     private GgufFormatException Error(long offset, string problem) => new(FileName, offset, problem);
 
@@ -173,9 +146,7 @@ public sealed unsafe class Llama2cCheckpoint : IDisposable
 
     public void Dispose()
     {
-        if (_base != null) _view.SafeMemoryMappedViewHandle.ReleasePointer();
         _base = null;
-        _view.Dispose();
-        _mapping.Dispose();
+        _file.Dispose();
     }
 }

@@ -26,9 +26,7 @@ public sealed class Llama2cTokenizer
     public static Llama2cTokenizer Read(string path, int vocabSize)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(vocabSize);
-        var info = new FileInfo(path);
-        // A symlink reports its own length: measure what it points to.
-        if (info.LinkTarget != null && info.ResolveLinkTarget(returnFinalTarget: true) is FileInfo target) info = target;
+        var info = MappedFile.Resolve(path);
         if (!info.Exists) throw new FileNotFoundException($"{path}: no such file", path);
         // Each token takes at least 8 bytes: a file this short cannot hold the vocabulary, so fail before reading it.
         if (info.Length < 4 + 8L * vocabSize)
