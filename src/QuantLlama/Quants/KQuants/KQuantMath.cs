@@ -336,13 +336,25 @@ internal static class KQuantMath
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static unsafe void UnpackQ3ScalesBiased(byte* table, uint* aux)
     {
+        var v = UnpackQ3ScalesBiased(table);
+        aux[0] = v.GetElement(0);
+        aux[1] = v.GetElement(1);
+        aux[2] = v.GetElement(2);
+        aux[3] = v.GetElement(3);
+    }
+
+    /// <summary>As above, into a register (no store/reload before the SIMD use).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector128<uint> UnpackQ3ScalesBiased(byte* table)
+    {
         const uint kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
         uint a0 = Unsafe.ReadUnaligned<uint>(table);
         uint a1 = Unsafe.ReadUnaligned<uint>(table + 4);
         uint tmp = Unsafe.ReadUnaligned<uint>(table + 8);
-        aux[2] = ((a0 >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
-        aux[3] = ((a1 >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
-        aux[0] = (a0 & kmask2) | (((tmp >> 0) & kmask1) << 4);
-        aux[1] = (a1 & kmask2) | (((tmp >> 2) & kmask1) << 4);
+        return Vector128.Create(
+            (a0 & kmask2) | (((tmp >> 0) & kmask1) << 4),
+            (a1 & kmask2) | (((tmp >> 2) & kmask1) << 4),
+            ((a0 >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4),
+            ((a1 >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4));
     }
 }

@@ -172,6 +172,7 @@ public static unsafe class Q2_K
         return sum;
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
     {
         var m3 = Vector256.Create((byte)0x03);

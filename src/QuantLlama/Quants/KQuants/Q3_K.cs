@@ -180,19 +180,18 @@ public static unsafe class Q3_K
         return sum;
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
     {
         var m3 = Vector256.Create((byte)0x03);
         var bias = Vector128.Create((sbyte)32);
         var acc = Vector256<float>.Zero;
-        uint* scaleWords = stackalloc uint[4];
         for (int i = 0; i < blocks; i++)
         {
             var x = (BlockQ3K*)(weights + i * BlockBytes);
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
             float d = y->D * KQuantMath.FromHalfBits(x->D);
-            KQuantMath.UnpackQ3ScalesBiased(x->Scales, scaleWords);
-            Vector128<sbyte> scales = Sse2.Subtract(Sse2.LoadVector128((sbyte*)scaleWords), bias);
+            Vector128<sbyte> scales = Sse2.Subtract(KQuantMath.UnpackQ3ScalesBiased(x->Scales).AsSByte(), bias);
             // Quants are used as q + 4·h in [0, 8): take 4·Σ scale·bsum off once per block.
             Vector256<int> offset = Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(scales), Avx.LoadVector256(y->BSums));
             Vector256<int> sumi = Avx2.Subtract(Vector256<int>.Zero, Avx2.ShiftLeftLogical(offset, 2));

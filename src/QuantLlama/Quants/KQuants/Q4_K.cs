@@ -175,6 +175,7 @@ public static unsafe class Q4_K
         return sum;
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
     {
         var m4 = Vector256.Create((byte)0x0F);
@@ -230,6 +231,7 @@ public static unsafe class Q4_K
     /// 0 and 2 of the pair), its high nibbles 32–63 and 96–127 (scales 1 and 3). Untested on this project's
     /// AVX2-only build machine; the SIMD-vs-scalar tests run it wherever the CPU has AVX-512BW.
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     internal static float DotAvx512(byte* weights, byte* q8k, int blocks)
     {
         if (!Avx512BW.IsSupported) return DotAvx2(weights, q8k, blocks);
@@ -279,6 +281,7 @@ public static unsafe class Q4_K
     /// ARM64 AdvSimd: per 32-value sub-block an exact int32 dot (SDOT where the CPU has the dot-product
     /// extension), scaled in integers as the scalar reference does. Untested here (x86 build machine).
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     internal static float DotAdvSimd(byte* weights, byte* q8k, int blocks)
     {
         if (!AdvSimd.Arm64.IsSupported) return DotScalar(weights, q8k, blocks);

@@ -179,6 +179,7 @@ public static unsafe class Q5_K
         return sum;
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
     {
         var m4 = Vector256.Create((byte)0x0F);

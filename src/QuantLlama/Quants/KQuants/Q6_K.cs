@@ -174,6 +174,7 @@ public static unsafe class Q6_K
         return sum;
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
     {
         var m4 = Vector256.Create((byte)0x0F);
@@ -229,6 +230,7 @@ public static unsafe class Q6_K
     /// bytes sit two bits higher, hence the per-lane variable shift. Untested on this project's AVX2-only build
     /// machine; the SIMD-vs-scalar tests run it wherever the CPU has AVX-512BW.
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     internal static float DotAvx512(byte* weights, byte* q8k, int blocks)
     {
         if (!Avx512BW.IsSupported) return DotAvx2(weights, q8k, blocks);
@@ -273,6 +275,7 @@ public static unsafe class Q6_K
     }
 
     /// <summary>ARM64 AdvSimd: exact int32 dots per group of 16 (SDOT where available). Untested here (x86).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     internal static float DotAdvSimd(byte* weights, byte* q8k, int blocks)
     {
         if (!AdvSimd.Arm64.IsSupported) return DotScalar(weights, q8k, blocks);
