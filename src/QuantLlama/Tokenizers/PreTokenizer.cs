@@ -150,6 +150,17 @@ internal sealed class PreTokenizer
 
     private const int OutOfRange = -1;
 
+    /// <summary>The length of an English contraction ('s 't 'm 'd 're 've 'll) starting at pos, or 0.</summary>
+    private static int ContractionLength(ReadOnlySpan<int> cps, int pos, int end, bool ignoreCase)
+    {
+        if (cps[pos] != '\'' || pos + 1 >= end) return 0;
+        int n1 = ignoreCase ? CodePointClass.ToLower(cps[pos + 1]) : cps[pos + 1];
+        if (n1 is 's' or 't' or 'm' or 'd') return 2;
+        if (pos + 2 >= end) return 0;
+        int n2 = ignoreCase ? CodePointClass.ToLower(cps[pos + 2]) : cps[pos + 2];
+        return (n1 == 'r' && n2 == 'e') || (n1 == 'v' && n2 == 'e') || (n1 == 'l' && n2 == 'l') ? 3 : 0;
+    }
+
     // 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
     private static void Gpt2(ReadOnlySpan<int> cps, int start, int end, List<int> outLengths)
     {
@@ -162,16 +173,8 @@ internal sealed class PreTokenizer
         {
             int cp = Cp(cps, pos);
             var flags = Fl(cps, pos);
-            if (cp == '\'' && pos + 1 < end)
-            {
-                int n1 = Cp(cps, pos + 1);
-                if (n1 is 's' or 't' or 'm' or 'd') { pos += Add(pos + 2); continue; }
-                if (pos + 2 < end)
-                {
-                    int n2 = Cp(cps, pos + 2);
-                    if ((n1 == 'r' && n2 == 'e') || (n1 == 'v' && n2 == 'e') || (n1 == 'l' && n2 == 'l')) { pos += Add(pos + 3); continue; }
-                }
-            }
+            int contraction = ContractionLength(cps, pos, end, ignoreCase: false);
+            if (contraction > 0) { pos += Add(pos + contraction); continue; }
             var flags2 = cp == ' ' ? Fl(cps, pos + 1) : flags;
             if ((flags2 & CpFlags.Letter) != 0)
             {
@@ -214,16 +217,8 @@ internal sealed class PreTokenizer
         {
             int cp = Cp(cps, pos);
             var flags = Fl(cps, pos);
-            if (cp == '\'' && pos + 1 < end)
-            {
-                int n1 = CodePointClass.ToLower(Cp(cps, pos + 1));
-                if (n1 is 's' or 't' or 'm' or 'd') { pos += Add(pos + 2); continue; }
-                if (pos + 2 < end)
-                {
-                    int n2 = CodePointClass.ToLower(Cp(cps, pos + 2));
-                    if ((n1 == 'r' && n2 == 'e') || (n1 == 'v' && n2 == 'e') || (n1 == 'l' && n2 == 'l')) { pos += Add(pos + 3); continue; }
-                }
-            }
+            int contraction = ContractionLength(cps, pos, end, ignoreCase: true);
+            if (contraction > 0) { pos += Add(pos + contraction); continue; }
             if (!(cp == '\r' || cp == '\n' || (flags & CpFlags.Number) != 0))
             {
                 if ((flags & CpFlags.Letter) != 0 || (Fl(cps, pos + 1) & CpFlags.Letter) != 0)
