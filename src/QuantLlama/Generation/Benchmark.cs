@@ -110,8 +110,8 @@ public static class Benchmark
         var inv = CultureInfo.InvariantCulture;
         string size = FormatBytes(model.WeightBytes);
         long parameters = model.File.Tensors.Sum(t => t.ElementCount);
-        string paramText = parameters >= 1_000_000_000 ? (parameters / 1e9).ToString("F2 'B'", inv)
-            : parameters >= 1_000_000 ? (parameters / 1e6).ToString("F2 'M'", inv) : (parameters / 1e3).ToString("F2 'K'", inv);
+        string paramText = parameters >= 1_000_000_000 ? $"{(parameters / 1e9).ToString("F2", inv)} B"
+            : parameters >= 1_000_000 ? $"{(parameters / 1e6).ToString("F2", inv)} M" : $"{(parameters / 1e3).ToString("F2", inv)} K";
         string type = model.File.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteSize)).First().Key.ToString();
         var rows = new List<string[]> { new[] { "model", "size", "params", "type", "threads", "test", "t/s" } };
         foreach (var r in results)
@@ -139,8 +139,8 @@ public static class Benchmark
     private static string FormatBytes(long bytes)
     {
         var inv = CultureInfo.InvariantCulture;
-        return bytes >= 1L << 30 ? (bytes / (double)(1L << 30)).ToString("F2 'GiB'", inv)
-            : bytes >= 1L << 20 ? (bytes / (double)(1L << 20)).ToString("F2 'MiB'", inv)
-            : (bytes / 1024.0).ToString("F2 'KiB'", inv);
+        return bytes >= 1L << 30 ? $"{(bytes / (double)(1L << 30)).ToString("F2", inv)} GiB"
+            : bytes >= 1L << 20 ? $"{(bytes / (double)(1L << 20)).ToString("F2", inv)} MiB"
+            : $"{(bytes / 1024.0).ToString("F2", inv)} KiB";
     }
 }

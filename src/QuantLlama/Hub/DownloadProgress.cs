@@ -34,12 +34,28 @@ public sealed class ConsoleDownloadProgress : IDownloadProgress
     private long _lastDrawTicks;
     private int _lastLineLength;
 
-    public ConsoleDownloadProgress() : this(Console.Error, !Console.IsErrorRedirected) { }
+    private readonly int _width;
 
-    public ConsoleDownloadProgress(TextWriter output, bool interactive)
+    public ConsoleDownloadProgress() : this(Console.Error, !Console.IsErrorRedirected, TerminalWidth()) { }
+
+    /// <param name="width">Terminal columns; a longer bar line would wrap and break the in-place redraw (0: unlimited).</param>
+    public ConsoleDownloadProgress(TextWriter output, bool interactive, int width = 0)
     {
         _out = output;
         _interactive = interactive;
+        _width = width;
+    }
+
+    private static int TerminalWidth()
+    {
+        try
+        {
+            return Console.IsErrorRedirected ? 0 : Console.WindowWidth;
+        }
+        catch (Exception e) when (e is IOException or PlatformNotSupportedException or InvalidOperationException)
+        {
+            return 0;
+        }
     }
 
     public void Start(string label, long? totalBytes, long resumedFrom)
@@ -96,20 +112,29 @@ public sealed class ConsoleDownloadProgress : IDownloadProgress
         _lastDrawTicks = now;
         double seconds = _clock.Elapsed.TotalSeconds;
         double rate = seconds > 0.2 ? (_done - _resumedFrom) / seconds : 0;
-        string line;
+        string numbers;
         if (_total is long total && total > 0)
         {
             double fraction = Math.Clamp((double)_done / total, 0, 1);
-            const int width = 24;
-            int filled = (int)(fraction * width);
-            string bar = new string('#', filled) + new string('-', width - filled);
+            const int barWidth = 24;
+            int filled = (int)(fraction * barWidth);
+            string bar = new string('#', filled) + new string('-', barWidth - filled);
             string eta = rate > 0 ? FormatDuration((total - _done) / rate) : "--:--";
-            line = $"{_label} [{bar}] {fraction * 100,5:F1}% {FormatBytes(_done)}/{FormatBytes(total)} {FormatBytes((long)rate)}/s eta {eta}";
+            numbers = $" [{bar}] {fraction * 100,5:F1}% {FormatBytes(_done)}/{FormatBytes(total)} {FormatBytes((long)rate)}/s eta {eta}";
         }
         else
         {
-            line = $"{_label} {FormatBytes(_done)} {FormatBytes((long)rate)}/s";
+            numbers = $" {FormatBytes(_done)} {FormatBytes((long)rate)}/s";
         }
+        string label = _label;
+        if (_width > 0 && label.Length + numbers.Length > _width - 1)
+        {
+            // A line wider than the terminal would wrap and break the redraw: keep the label's end (the file name).
+            int room = Math.Max(8, _width - 1 - numbers.Length);
+            if (label.Length > room) label = "…" + label[^(room - 1)..];
+        }
+        string line = label + numbers;
+        if (_width > 0 && line.Length > _width - 1) line = line[..(_width - 1)];
         int pad = Math.Max(0, _lastLineLength - line.Length);
         _out.Write('\r' + line + new string(' ', pad));
         _out.Flush();

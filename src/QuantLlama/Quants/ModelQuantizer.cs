@@ -290,9 +290,9 @@ public static class ModelQuantizer
         {
             int position = ++index;
             var source = p.Source;
-            if (p.Warning != null) log($"warning: {p.Warning}");
             writer.AddTensor(source.Name, p.Type, source.Dimensions, stream =>
             {
+                if (p.Warning != null) log($"warning: {p.Warning}");
                 log($"[{position,4}/{plan.Count}] {source.Name,-36} {source.ShapeText,-20} {source.Type,-5} -> {p.Type}");
                 WriteTensor(model, source, p.Type, stream);
             });

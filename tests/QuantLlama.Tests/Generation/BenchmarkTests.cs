@@ -22,6 +22,8 @@ public class BenchmarkTests
         var pp = Cells(lines[2]);
         var tg = Cells(lines[3]);
         Assert.Equal("stories260K-Q8_0.gguf", pp[0]);
+        Assert.Matches(@"^\d+\.\d\d (KiB|MiB|GiB)$", pp[1]);
+        Assert.Matches(@"^\d+\.\d\d (K|M|B)$", pp[2]);
         Assert.Equal("Q8_0", pp[3]);
         Assert.Equal("1", pp[4]);
         Assert.Equal("pp32", pp[5]);

@@ -35,4 +35,18 @@ public class ConsoleDownloadProgressTests
         Assert.Contains("/s eta ", text);
         Assert.EndsWith("\n", text);
     }
+
+    [Fact]
+    public void BarLineIsShortenedToTheTerminalWidthFromTheLabelsStart()
+    {
+        var output = new StringWriter();
+        var progress = new ConsoleDownloadProgress(output, interactive: true, width: 60);
+
+        progress.Start("TheBloke/Llama-2-7B-Chat-GGML/llama-2-7b-chat.ggmlv3.q4_0.bin", 4_000_000_000, 0);
+
+        string line = output.ToString().TrimStart('\r');
+        Assert.Equal(59, line.Length);
+        Assert.StartsWith("…", line);
+        Assert.Contains("0.0% 0 B/4.00 GB", line);
+    }
 }

@@ -64,6 +64,35 @@ public class LlamaModelTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void SingleTokenForwardPassesAllocateNothing()
+    {
+        using var model = LlamaModel.Load(TestPaths.SharedFile("llamacpp", "stories260K-Q8_0.gguf"));
+        model.Forward(OnceUponATime, 0);
+        int next = LogitsProcessor.ArgMax(model.Forward([400], 5)); // warm-up: JIT, per-thread scratch
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int position = 6; position < 40; position++)
+            next = LogitsProcessor.ArgMax(model.Forward([next], position));
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
+    [Fact]
+    public void ModelBehindASymlinkLoads()
+    {
+        string dir = TestPaths.NewTempDirectory();
+        try
+        {
+            string link = Path.Combine(dir, "model.gguf");
+            File.CreateSymbolicLink(link, TestPaths.SharedFile("llamacpp", "stories260K.gguf"));
+            using var model = LlamaModel.Load(link);
+            Assert.Equal(512, model.Config.VocabSize);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
     public void SplitPromptGivesTheSameLogitsAsABatch()
     {
         string path = TestPaths.SharedFile("llamacpp", "stories260K.gguf");

@@ -85,6 +85,43 @@ public class ModelQuantizerTests
         }
     }
 
+    /// <summary>
+    /// llama_model_quantize itself (libllama in the test package) on the shared model for the K mixes whose
+    /// fallbacks are all types we have (64-wide rows: Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0; 172-wide to F16):
+    /// every tensor gets the same type and the same bytes.
+    /// </summary>
+    [Theory]
+    [InlineData("Q4_K_M", LLama.Native.LLamaFtype.MOSTLY_Q4_K_M)]
+    [InlineData("Q4_K_S", LLama.Native.LLamaFtype.MOSTLY_Q4_K_S)]
+    [InlineData("Q5_K_M", LLama.Native.LLamaFtype.MOSTLY_Q5_K_M)]
+    [InlineData("Q5_K_S", LLama.Native.LLamaFtype.MOSTLY_Q5_K_S)]
+    [InlineData("Q6_K", LLama.Native.LLamaFtype.MOSTLY_Q6_K)]
+    public void MixesMatchLlamaModelQuantizeTensorForTensor(string target, LLama.Native.LLamaFtype ftype)
+    {
+        var (output, _) = QuantizeToTemp(target);
+        string dir = Path.GetDirectoryName(output)!;
+        try
+        {
+            LlamaCppModel.EnsureNativeLibrary();
+            string reference = Path.Combine(dir, "llama.gguf");
+            Assert.True(LLama.LLamaQuantizer.Quantize(Source, reference, ftype, 1, true, true), "llama_model_quantize failed");
+            using var ours = GgufFile.Open(output);
+            using var theirs = GgufFile.Open(reference);
+            Assert.Equal(theirs.Tensors.Count, ours.Tensors.Count);
+            foreach (var t in theirs.Tensors)
+            {
+                var mine = ours.GetTensor(t.Name);
+                Assert.True(t.Type == mine.Type, $"{target}: {t.Name} is {mine.Type}, llama.cpp chose {t.Type}");
+                Assert.True(ours.GetTensorData(mine).SequenceEqual(theirs.GetTensorData(t)), $"{target}: {t.Name} ({t.Type}) bytes differ");
+            }
+            Assert.Equal(theirs.Metadata.GetInteger("general.file_type"), ours.Metadata.GetInteger("general.file_type"));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
     [Fact]
     public void AlreadyQuantizedInputIsRequantizedWithAWarning()
     {

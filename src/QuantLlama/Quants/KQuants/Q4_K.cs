@@ -188,15 +188,15 @@ public static unsafe class Q4_K
         {
             var x = (BlockQ4K*)(weights + i * BlockBytes);
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
-            float d = y->D * KQuantMath.FromHalfBits(x->D);
-            float dmin = -y->D * KQuantMath.FromHalfBits(x->DMin);
+            // [d, dmin] of the weights times the activation's scale, as the scalar reference computes them.
+            Vector128<float> scales2 = Sse.Multiply(SimdHelpers.HalvesToSingles(*(uint*)x), Vector128.Create(y->D));
             // 8 scales then 8 mins, widened to 16 bits.
             Vector256<short> scalesAndMins = Avx2.ConvertToVector256Int16(KQuantMath.UnpackScaleMinK4(x->Scales).AsByte());
 
             Vector256<short> bsums = Avx.LoadVector256(y->BSums);
             Vector128<short> pairSums = Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper());
             Vector128<int> minProducts = Sse2.MultiplyAddAdjacent(scalesAndMins.GetUpper(), pairSums);
-            accMins = Fma.MultiplyAdd(Vector128.Create(dmin), Sse2.ConvertToVector128Single(minProducts), accMins);
+            accMins = Fma.MultiplyAddNegated(Avx2.BroadcastScalarToVector128(Sse.Shuffle(scales2, scales2, 0x55)), Sse2.ConvertToVector128Single(minProducts), accMins);
 
             Vector128<short> sc128 = scalesAndMins.GetLower();
             Vector256<byte> scales = Vector256.Create(sc128, sc128).AsByte();
@@ -206,7 +206,7 @@ public static unsafe class Q4_K
             sumi = Avx2.Add(sumi, Chunk(q4 + 32, q8 + 64, scales, s2, s3, m4));
             sumi = Avx2.Add(sumi, Chunk(q4 + 64, q8 + 128, scales, s4, s5, m4));
             sumi = Avx2.Add(sumi, Chunk(q4 + 96, q8 + 192, scales, s6, s7, m4));
-            acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
+            acc = Fma.MultiplyAdd(Avx2.BroadcastScalarToVector256(scales2), Avx.ConvertToVector256Single(sumi), acc);
         }
         return SimdHelpers.HorizontalSum(acc) + SimdHelpers.HorizontalSum(accMins);
 
