@@ -159,8 +159,7 @@ public sealed unsafe class GgufFile : IModelFile
 
     public GgufTensorInfo? FindTensor(string name) => _tensorsByName.GetValueOrDefault(name);
 
-    public GgufTensorInfo GetTensor(string name) => FindTensor(name)
-        ?? throw new KeyNotFoundException($"{FileName}: no tensor named '{name}'");
+    public GgufTensorInfo GetTensor(string name) => IModelFile.RequireTensor(this, name);
 
     /// <summary>A pointer to a tensor's bytes inside the mapping; valid until the file is disposed.</summary>
     public byte* GetTensorPointer(GgufTensorInfo tensor)
@@ -170,12 +169,7 @@ public sealed unsafe class GgufFile : IModelFile
     }
 
     /// <summary>A tensor's bytes as a span into the mapping (tensors over 2 GB: use <see cref="GetTensorPointer"/>).</summary>
-    public ReadOnlySpan<byte> GetTensorData(GgufTensorInfo tensor)
-    {
-        if (tensor.ByteSize > int.MaxValue)
-            throw new NotSupportedException($"tensor '{tensor.Name}' is {tensor.ByteSize} bytes; use GetTensorPointer for tensors over 2 GB");
-        return new ReadOnlySpan<byte>(GetTensorPointer(tensor), (int)tensor.ByteSize);
-    }
+    public ReadOnlySpan<byte> GetTensorData(GgufTensorInfo tensor) => IModelFile.TensorSpan(this, tensor);
 
     public ReadOnlySpan<byte> GetTensorData(string name) => GetTensorData(GetTensor(name));
 

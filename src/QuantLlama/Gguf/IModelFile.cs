@@ -19,4 +19,16 @@ public unsafe interface IModelFile : IDisposable
 
     /// <summary>A pointer to the tensor's bytes inside the mapping, valid until the file is disposed.</summary>
     byte* GetTensorPointer(GgufTensorInfo tensor);
+
+    /// <summary>FindTensor, or a KeyNotFoundException that names the file: the implementations' GetTensor.</summary>
+    internal static GgufTensorInfo RequireTensor(IModelFile file, string name) => file.FindTensor(name)
+        ?? throw new KeyNotFoundException($"{file.FileName}: no tensor named '{name}'");
+
+    /// <summary>A tensor's bytes as a span into the mapping: the implementations' GetTensorData (over 2 GB: use the pointer).</summary>
+    internal static ReadOnlySpan<byte> TensorSpan(IModelFile file, GgufTensorInfo tensor)
+    {
+        if (tensor.ByteSize > int.MaxValue)
+            throw new NotSupportedException($"tensor '{tensor.Name}' is {tensor.ByteSize} bytes; use GetTensorPointer for tensors over 2 GB");
+        return new ReadOnlySpan<byte>(file.GetTensorPointer(tensor), (int)tensor.ByteSize);
+    }
 }

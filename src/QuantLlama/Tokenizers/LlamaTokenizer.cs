@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using System.Text;
 using QuantLlama.Gguf;
 
@@ -393,6 +394,26 @@ public sealed class LlamaTokenizer : ITokenizer
         public int Start, Length, Prev, Next;
     }
 
+    /// <summary>
+    /// Merges a dequeued pair (key's low 32 bits: the left symbol) into its left symbol, unless an earlier merge made
+    /// the entry stale (either side consumed, or the pair's length no longer the queued size). Shared by SPM and BPE.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool TryMerge(Symbol[] symbols, int size, long key, out int left)
+    {
+        left = (int)(uint)key;
+        ref var l = ref symbols[left];
+        if (l.Length == 0 || l.Next < 0) return false;
+        ref var r = ref symbols[l.Next];
+        if (r.Length == 0 || l.Length + r.Length != size) return false;
+
+        l.Length += r.Length;
+        r.Length = 0;
+        l.Next = r.Next;
+        if (r.Next >= 0) symbols[r.Next].Prev = left;
+        return true;
+    }
+
     // Highest score first, then leftmost: the order of llama.cpp's llm_bigram_spm queue.
     private static long SpmKey(float score, int left)
     {
@@ -445,19 +466,9 @@ public sealed class LlamaTokenizer : ITokenizer
 
             while (queue.TryDequeue(out int size, out long key))
             {
-                int left = (int)(uint)key;
-                ref var l = ref symbols[left];
-                if (l.Length == 0 || l.Next < 0) continue;
-                ref var r = ref symbols[l.Next];
-                if (r.Length == 0 || l.Length + r.Length != size) continue;
-
-                l.Length += r.Length;
-                r.Length = 0;
-                l.Next = r.Next;
-                if (r.Next >= 0) symbols[r.Next].Prev = left;
-
-                TryAddSpmBigram(text, symbols, queue, l.Prev, left);
-                TryAddSpmBigram(text, symbols, queue, left, l.Next);
+                if (!TryMerge(symbols, size, key, out int left)) continue;
+                TryAddSpmBigram(text, symbols, queue, symbols[left].Prev, left);
+                TryAddSpmBigram(text, symbols, queue, left, symbols[left].Next);
             }
 
             Span<byte> utf8 = stackalloc byte[8];
@@ -537,19 +548,9 @@ public sealed class LlamaTokenizer : ITokenizer
 
             while (queue.TryDequeue(out int size, out long key))
             {
-                int left = (int)(uint)key;
-                ref var l = ref symbols[left];
-                if (l.Length == 0 || l.Next < 0) continue;
-                ref var r = ref symbols[l.Next];
-                if (r.Length == 0 || l.Length + r.Length != size) continue;
-
-                l.Length += r.Length;
-                r.Length = 0;
-                l.Next = r.Next;
-                if (r.Next >= 0) symbols[r.Next].Prev = left;
-
-                TryAddBpeBigram(word, symbols, queue, l.Prev, left);
-                TryAddBpeBigram(word, symbols, queue, left, l.Next);
+                if (!TryMerge(symbols, size, key, out int left)) continue;
+                TryAddBpeBigram(word, symbols, queue, symbols[left].Prev, left);
+                TryAddBpeBigram(word, symbols, queue, left, symbols[left].Next);
             }
 
             for (int i = 0; i != -1 && nchar > 0; i = symbols[i].Next)

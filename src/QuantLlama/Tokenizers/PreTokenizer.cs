@@ -150,122 +150,145 @@ internal sealed class PreTokenizer
 
     private const int OutOfRange = -1;
 
+    /// <summary>
+    /// What the scanners share: code points and their classes read as out of range outside [start, end), and pieces
+    /// emitted by where they end.
+    /// </summary>
+    private ref struct Scanner
+    {
+        private readonly ReadOnlySpan<int> _cps;
+        private readonly int _start, _end;
+        private readonly List<int> _outLengths;
+        private int _prevEnd;
+
+        public Scanner(ReadOnlySpan<int> cps, int start, int end, List<int> outLengths)
+        {
+            _cps = cps;
+            _start = start;
+            _end = end;
+            _outLengths = outLengths;
+            _prevEnd = start;
+        }
+
+        public readonly int Cp(int p) => p >= _start && p < _end ? _cps[p] : OutOfRange;
+
+        public readonly CpFlags Fl(int p) => p >= _start && p < _end ? CodePointClass.Of(_cps[p]) : CpFlags.None;
+
+        /// <summary>Ends the current piece at e (an empty piece is dropped); returns its length.</summary>
+        public int Add(int e)
+        {
+            int len = e - _prevEnd;
+            if (len > 0) _outLengths.Add(len);
+            _prevEnd = e;
+            return len;
+        }
+    }
+
+    /// <summary>The length of an English contraction ('s 't 'm 'd 're 've 'll) starting at pos, or 0.</summary>
+    private static int ContractionLength(ReadOnlySpan<int> cps, int pos, int end, bool ignoreCase)
+    {
+        if (cps[pos] != '\'' || pos + 1 >= end) return 0;
+        int n1 = ignoreCase ? CodePointClass.ToLower(cps[pos + 1]) : cps[pos + 1];
+        if (n1 is 's' or 't' or 'm' or 'd') return 2;
+        if (pos + 2 >= end) return 0;
+        int n2 = ignoreCase ? CodePointClass.ToLower(cps[pos + 2]) : cps[pos + 2];
+        return (n1 == 'r' && n2 == 'e') || (n1 == 'v' && n2 == 'e') || (n1 == 'l' && n2 == 'l') ? 3 : 0;
+    }
+
     // 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
     private static void Gpt2(ReadOnlySpan<int> cps, int start, int end, List<int> outLengths)
     {
-        int prevEnd = start;
-        int Cp(ReadOnlySpan<int> c, int p) => p >= start && p < end ? c[p] : OutOfRange;
-        CpFlags Fl(ReadOnlySpan<int> c, int p) => p >= start && p < end ? CodePointClass.Of(c[p]) : CpFlags.None;
-        int Add(int e) { int len = e - prevEnd; if (len > 0) outLengths.Add(len); prevEnd = e; return len; }
+        var scan = new Scanner(cps, start, end, outLengths);
 
         for (int pos = start; pos < end;)
         {
-            int cp = Cp(cps, pos);
-            var flags = Fl(cps, pos);
-            if (cp == '\'' && pos + 1 < end)
-            {
-                int n1 = Cp(cps, pos + 1);
-                if (n1 is 's' or 't' or 'm' or 'd') { pos += Add(pos + 2); continue; }
-                if (pos + 2 < end)
-                {
-                    int n2 = Cp(cps, pos + 2);
-                    if ((n1 == 'r' && n2 == 'e') || (n1 == 'v' && n2 == 'e') || (n1 == 'l' && n2 == 'l')) { pos += Add(pos + 3); continue; }
-                }
-            }
-            var flags2 = cp == ' ' ? Fl(cps, pos + 1) : flags;
+            int cp = scan.Cp(pos);
+            var flags = scan.Fl(pos);
+            int contraction = ContractionLength(cps, pos, end, ignoreCase: false);
+            if (contraction > 0) { pos += scan.Add(pos + contraction); continue; }
+            var flags2 = cp == ' ' ? scan.Fl(pos + 1) : flags;
             if ((flags2 & CpFlags.Letter) != 0)
             {
                 if (cp == ' ') pos++;
-                while ((flags2 & CpFlags.Letter) != 0) flags2 = Fl(cps, ++pos);
-                Add(pos);
+                while ((flags2 & CpFlags.Letter) != 0) flags2 = scan.Fl(++pos);
+                scan.Add(pos);
                 continue;
             }
             if ((flags2 & CpFlags.Number) != 0)
             {
                 if (cp == ' ') pos++;
-                while ((flags2 & CpFlags.Number) != 0) flags2 = Fl(cps, ++pos);
-                Add(pos);
+                while ((flags2 & CpFlags.Number) != 0) flags2 = scan.Fl(++pos);
+                scan.Add(pos);
                 continue;
             }
             if ((flags2 & (CpFlags.Whitespace | CpFlags.Letter | CpFlags.Number)) == 0 && flags2 != CpFlags.None)
             {
                 if (cp == ' ') pos++;
-                while ((flags2 & (CpFlags.Whitespace | CpFlags.Letter | CpFlags.Number)) == 0 && flags2 != CpFlags.None) flags2 = Fl(cps, ++pos);
-                Add(pos);
+                while ((flags2 & (CpFlags.Whitespace | CpFlags.Letter | CpFlags.Number)) == 0 && flags2 != CpFlags.None) flags2 = scan.Fl(++pos);
+                scan.Add(pos);
                 continue;
             }
             int spaces = 0;
-            while ((Fl(cps, pos + spaces) & CpFlags.Whitespace) != 0) spaces++;
-            if (spaces > 1 && Cp(cps, pos + spaces) != OutOfRange) { pos += spaces - 1; Add(pos); continue; }
-            if (spaces > 0) { pos += spaces; Add(pos); continue; }
-            Add(++pos);
+            while ((scan.Fl(pos + spaces) & CpFlags.Whitespace) != 0) spaces++;
+            if (spaces > 1 && scan.Cp(pos + spaces) != OutOfRange) { pos += spaces - 1; scan.Add(pos); continue; }
+            if (spaces > 0) { pos += spaces; scan.Add(pos); continue; }
+            scan.Add(++pos);
         }
     }
 
     // (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,maxDigits}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
     private static Splitter Llama3(int maxDigits) => (cps, start, end, outLengths) =>
     {
-        int prevEnd = start;
-        int Cp(ReadOnlySpan<int> c, int p) => p >= start && p < end ? c[p] : OutOfRange;
-        CpFlags Fl(ReadOnlySpan<int> c, int p) => p >= start && p < end ? CodePointClass.Of(c[p]) : CpFlags.None;
-        int Add(int e) { int len = e - prevEnd; if (len > 0) outLengths.Add(len); prevEnd = e; return len; }
+        var scan = new Scanner(cps, start, end, outLengths);
 
         for (int pos = start; pos < end;)
         {
-            int cp = Cp(cps, pos);
-            var flags = Fl(cps, pos);
-            if (cp == '\'' && pos + 1 < end)
-            {
-                int n1 = CodePointClass.ToLower(Cp(cps, pos + 1));
-                if (n1 is 's' or 't' or 'm' or 'd') { pos += Add(pos + 2); continue; }
-                if (pos + 2 < end)
-                {
-                    int n2 = CodePointClass.ToLower(Cp(cps, pos + 2));
-                    if ((n1 == 'r' && n2 == 'e') || (n1 == 'v' && n2 == 'e') || (n1 == 'l' && n2 == 'l')) { pos += Add(pos + 3); continue; }
-                }
-            }
+            int cp = scan.Cp(pos);
+            var flags = scan.Fl(pos);
+            int contraction = ContractionLength(cps, pos, end, ignoreCase: true);
+            if (contraction > 0) { pos += scan.Add(pos + contraction); continue; }
             if (!(cp == '\r' || cp == '\n' || (flags & CpFlags.Number) != 0))
             {
-                if ((flags & CpFlags.Letter) != 0 || (Fl(cps, pos + 1) & CpFlags.Letter) != 0)
+                if ((flags & CpFlags.Letter) != 0 || (scan.Fl(pos + 1) & CpFlags.Letter) != 0)
                 {
                     pos++;
-                    while ((Fl(cps, pos) & CpFlags.Letter) != 0) pos++;
-                    Add(pos);
+                    while ((scan.Fl(pos) & CpFlags.Letter) != 0) pos++;
+                    scan.Add(pos);
                     continue;
                 }
             }
             if ((flags & CpFlags.Number) != 0)
             {
                 int ini = pos;
-                while ((Fl(cps, pos) & CpFlags.Number) != 0)
+                while ((scan.Fl(pos) & CpFlags.Number) != 0)
                 {
-                    if (++pos - ini >= maxDigits) { Add(pos); ini = pos; }
+                    if (++pos - ini >= maxDigits) { scan.Add(pos); ini = pos; }
                 }
-                Add(pos);
+                scan.Add(pos);
                 continue;
             }
-            var flags2 = cp == ' ' ? Fl(cps, pos + 1) : flags;
+            var flags2 = cp == ' ' ? scan.Fl(pos + 1) : flags;
             if ((flags2 & (CpFlags.Whitespace | CpFlags.Letter | CpFlags.Number)) == 0 && flags != CpFlags.None)
             {
                 if (cp == ' ') pos++;
-                while ((flags2 & (CpFlags.Whitespace | CpFlags.Letter | CpFlags.Number)) == 0 && flags2 != CpFlags.None) flags2 = Fl(cps, ++pos);
-                int c2 = Cp(cps, pos);
-                while (c2 is '\r' or '\n') c2 = Cp(cps, ++pos);
-                Add(pos);
+                while ((flags2 & (CpFlags.Whitespace | CpFlags.Letter | CpFlags.Number)) == 0 && flags2 != CpFlags.None) flags2 = scan.Fl(++pos);
+                int c2 = scan.Cp(pos);
+                while (c2 is '\r' or '\n') c2 = scan.Cp(++pos);
+                scan.Add(pos);
                 continue;
             }
             int spaces = 0;
             int lastNewlineEnd = 0;
-            while ((Fl(cps, pos + spaces) & CpFlags.Whitespace) != 0)
+            while ((scan.Fl(pos + spaces) & CpFlags.Whitespace) != 0)
             {
-                int c2 = Cp(cps, pos + spaces);
+                int c2 = scan.Cp(pos + spaces);
                 if (c2 is '\r' or '\n') lastNewlineEnd = pos + spaces + 1;
                 spaces++;
             }
-            if (lastNewlineEnd > 0) { pos = lastNewlineEnd; Add(pos); continue; }
-            if (spaces > 1 && Cp(cps, pos + spaces) != OutOfRange) { pos += spaces - 1; Add(pos); continue; }
-            if (spaces > 0) { pos += spaces; Add(pos); continue; }
-            Add(++pos);
+            if (lastNewlineEnd > 0) { pos = lastNewlineEnd; scan.Add(pos); continue; }
+            if (spaces > 1 && scan.Cp(pos + spaces) != OutOfRange) { pos += spaces - 1; scan.Add(pos); continue; }
+            if (spaces > 0) { pos += spaces; scan.Add(pos); continue; }
+            scan.Add(++pos);
         }
     };
 }

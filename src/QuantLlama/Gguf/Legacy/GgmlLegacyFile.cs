@@ -307,8 +307,7 @@ public sealed unsafe class GgmlLegacyFile : IModelFile
 
     public GgufTensorInfo? FindTensor(string name) => _tensorsByName.GetValueOrDefault(name);
 
-    public GgufTensorInfo GetTensor(string name) => FindTensor(name)
-        ?? throw new KeyNotFoundException($"{FileName}: no tensor named '{name}'");
+    public GgufTensorInfo GetTensor(string name) => IModelFile.RequireTensor(this, name);
 
     /// <summary>The tensor's name as stored in the file (<c>layers.0.attention.wq.weight</c>).</summary>
     public string LegacyName(GgufTensorInfo tensor) => _legacyNames.GetValueOrDefault(tensor.Name, tensor.Name);
@@ -322,12 +321,7 @@ public sealed unsafe class GgmlLegacyFile : IModelFile
         return _base + tensor.Offset;
     }
 
-    public ReadOnlySpan<byte> GetTensorData(GgufTensorInfo tensor)
-    {
-        if (tensor.ByteSize > int.MaxValue)
-            throw new NotSupportedException($"tensor '{tensor.Name}' is {tensor.ByteSize} bytes; use GetTensorPointer for tensors over 2 GB");
-        return new ReadOnlySpan<byte>(GetTensorPointer(tensor), (int)tensor.ByteSize);
-    }
+    public ReadOnlySpan<byte> GetTensorData(GgufTensorInfo tensor) => IModelFile.TensorSpan(this, tensor);
 
     public ReadOnlySpan<byte> GetTensorData(string name) => GetTensorData(GetTensor(name));
 
