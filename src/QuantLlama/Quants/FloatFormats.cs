@@ -84,27 +84,56 @@ public static unsafe class F32
     internal static void CopyActivation(float* x, byte* y, int n) => Buffer.MemoryCopy(x, y, (long)n * 4, (long)n * 4);
 }
 
-/// <summary>F16 rows (IEEE half): conversions as ggml does them and the F16-by-F16 dot (ggml converts the activation to F16).</summary>
-public static unsafe class F16
+/// <summary>How one 16-bit float format converts: one value at a time as ggml does, and eight at a time.</summary>
+public unsafe interface IHalfFormat
 {
+    static abstract float ToFloat(ushort bits);
+    static abstract ushort FromFloat(float value);
+    static abstract Vector256<float> Load8(ushort* p);
+}
+
+/// <summary>IEEE half.</summary>
+public readonly unsafe struct F16Format : IHalfFormat
+{
+    public static float ToFloat(ushort bits) => Fp16.ToFloat(bits);
+    public static ushort FromFloat(float value) => Fp16.FromFloat(value);
+    public static Vector256<float> Load8(ushort* p) => Simd.LoadHalf8(p);
+}
+
+/// <summary>bfloat16.</summary>
+public readonly unsafe struct BF16Format : IHalfFormat
+{
+    public static float ToFloat(ushort bits) => Fp16.BF16ToFloat(bits);
+    public static ushort FromFloat(float value) => Fp16.FloatToBF16(value);
+    public static Vector256<float> Load8(ushort* p) => Simd.LoadBF16x8(p);
+}
+
+/// <summary>
+/// Rows of a 16-bit float format: conversions as ggml does them and the row dot, where ggml converts the activation
+/// to the weight's own format first. One implementation for F16 and BF16, specialised by the JIT per format.
+/// </summary>
+public abstract unsafe class HalfRows<TFormat> where TFormat : struct, IHalfFormat
+{
+    private protected HalfRows() { }
+
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
         var h = MemoryMarshal.Cast<byte, ushort>(dst);
         if (h.Length < src.Length) throw new ArgumentException("destination too short");
-        for (int i = 0; i < src.Length; i++) h[i] = Fp16.FromFloat(src[i]);
+        for (int i = 0; i < src.Length; i++) h[i] = TFormat.FromFloat(src[i]);
     }
 
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
     {
         var h = MemoryMarshal.Cast<byte, ushort>(src);
         if (h.Length < dst.Length) throw new ArgumentException("source too short");
-        for (int i = 0; i < dst.Length; i++) dst[i] = Fp16.ToFloat(h[i]);
+        for (int i = 0; i < dst.Length; i++) dst[i] = TFormat.ToFloat(h[i]);
     }
 
     internal static void QuantizeActivation(float* x, byte* y, int n)
     {
         var h = (ushort*)y;
-        for (int i = 0; i < n; i++) h[i] = Fp16.FromFloat(x[i]);
+        for (int i = 0; i < n; i++) h[i] = TFormat.FromFloat(x[i]);
     }
 
     public static float Dot(ReadOnlySpan<byte> x, ReadOnlySpan<byte> y)
@@ -121,7 +150,7 @@ public static unsafe class F16
     internal static float DotScalar(ushort* x, ushort* y, int n)
     {
         float sum = 0;
-        for (int i = 0; i < n; i++) sum += Fp16.ToFloat(x[i]) * Fp16.ToFloat(y[i]);
+        for (int i = 0; i < n; i++) sum += TFormat.ToFloat(x[i]) * TFormat.ToFloat(y[i]);
         return sum;
     }
 
@@ -131,67 +160,23 @@ public static unsafe class F16
         int i = 0;
         for (; i + 16 <= n; i += 16)
         {
-            s0 = Fma.MultiplyAdd(Simd.LoadHalf8(x + i), Simd.LoadHalf8(y + i), s0);
-            s1 = Fma.MultiplyAdd(Simd.LoadHalf8(x + i + 8), Simd.LoadHalf8(y + i + 8), s1);
+            s0 = Fma.MultiplyAdd(TFormat.Load8(x + i), TFormat.Load8(y + i), s0);
+            s1 = Fma.MultiplyAdd(TFormat.Load8(x + i + 8), TFormat.Load8(y + i + 8), s1);
         }
         float sum = Simd.HSum(Avx.Add(s0, s1));
-        for (; i < n; i++) sum += Fp16.ToFloat(x[i]) * Fp16.ToFloat(y[i]);
+        for (; i < n; i++) sum += TFormat.ToFloat(x[i]) * TFormat.ToFloat(y[i]);
         return sum;
     }
 }
 
-/// <summary>BF16 rows (bfloat16): conversions as ggml does them and the BF16-by-BF16 dot.</summary>
-public static unsafe class BF16
+/// <summary>F16 rows (IEEE half).</summary>
+public sealed class F16 : HalfRows<F16Format>
 {
-    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
-    {
-        var h = MemoryMarshal.Cast<byte, ushort>(dst);
-        if (h.Length < src.Length) throw new ArgumentException("destination too short");
-        for (int i = 0; i < src.Length; i++) h[i] = Fp16.FloatToBF16(src[i]);
-    }
+    private F16() { }
+}
 
-    public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
-    {
-        var h = MemoryMarshal.Cast<byte, ushort>(src);
-        if (h.Length < dst.Length) throw new ArgumentException("source too short");
-        for (int i = 0; i < dst.Length; i++) dst[i] = Fp16.BF16ToFloat(h[i]);
-    }
-
-    internal static void QuantizeActivation(float* x, byte* y, int n)
-    {
-        var h = (ushort*)y;
-        for (int i = 0; i < n; i++) h[i] = Fp16.FloatToBF16(x[i]);
-    }
-
-    public static float Dot(ReadOnlySpan<byte> x, ReadOnlySpan<byte> y)
-    {
-        if (y.Length < x.Length || x.Length % 2 != 0) throw new ArgumentException("row lengths do not match");
-        fixed (byte* a = x)
-        fixed (byte* b = y)
-            return Dot(a, b, x.Length / 2);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static float Dot(byte* x, byte* y, int n) => Kernels.UseAvx2 ? DotAvx2((ushort*)x, (ushort*)y, n) : DotScalar((ushort*)x, (ushort*)y, n);
-
-    internal static float DotScalar(ushort* x, ushort* y, int n)
-    {
-        float sum = 0;
-        for (int i = 0; i < n; i++) sum += Fp16.BF16ToFloat(x[i]) * Fp16.BF16ToFloat(y[i]);
-        return sum;
-    }
-
-    internal static float DotAvx2(ushort* x, ushort* y, int n)
-    {
-        var s0 = Vector256<float>.Zero; var s1 = Vector256<float>.Zero;
-        int i = 0;
-        for (; i + 16 <= n; i += 16)
-        {
-            s0 = Fma.MultiplyAdd(Simd.LoadBF16x8(x + i), Simd.LoadBF16x8(y + i), s0);
-            s1 = Fma.MultiplyAdd(Simd.LoadBF16x8(x + i + 8), Simd.LoadBF16x8(y + i + 8), s1);
-        }
-        float sum = Simd.HSum(Avx.Add(s0, s1));
-        for (; i < n; i++) sum += Fp16.BF16ToFloat(x[i]) * Fp16.BF16ToFloat(y[i]);
-        return sum;
-    }
+/// <summary>BF16 rows (bfloat16).</summary>
+public sealed class BF16 : HalfRows<BF16Format>
+{
+    private BF16() { }
 }
