@@ -161,40 +161,13 @@ public static unsafe class Q4_0
 
     /// <summary>One weight row against 4 activation rows; per row exactly DotAvx2's arithmetic.</summary>
     internal static void Dot4Avx2(byte* w, byte* a, nint aStride, int n, float* y, nint yStride)
+        => Q8_0.Dot4Avx2<Weights>(w, a, aStride, n, y, yStride);
+
+    /// <summary>Q4_0 weights as 32 signed values (nibble - 8).</summary>
+    internal readonly struct Weights : ISignedBlock32
     {
-        int nb = n / BlockSize;
-        Vector256<float> e0 = default, e1 = default, e2 = default, e3 = default;
-        Vector256<float> o0 = default, o1 = default, o2 = default, o3 = default;
-        for (int i = 0; i < nb; i++)
-        {
-            byte* x = w + i * TypeSize;
-            byte* y0 = a + i * Q8_0.TypeSize;
-            var qx = WeightsAvx2(x);
-            var ax = Avx2.Sign(qx, qx).AsByte();
-            float dx = Fp16.ToFloat(*(ushort*)x);
-            var p0 = Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(y0 + 2)), qx));
-            var p1 = Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(y0 + aStride + 2)), qx));
-            var p2 = Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(y0 + 2 * aStride + 2)), qx));
-            var p3 = Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(y0 + 3 * aStride + 2)), qx));
-            var d0 = Vector256.Create(dx * Fp16.ToFloat(*(ushort*)y0));
-            var d1 = Vector256.Create(dx * Fp16.ToFloat(*(ushort*)(y0 + aStride)));
-            var d2 = Vector256.Create(dx * Fp16.ToFloat(*(ushort*)(y0 + 2 * aStride)));
-            var d3 = Vector256.Create(dx * Fp16.ToFloat(*(ushort*)(y0 + 3 * aStride)));
-            if ((i & 1) == 0)
-            {
-                e0 = Fma.MultiplyAdd(d0, p0, e0); e1 = Fma.MultiplyAdd(d1, p1, e1);
-                e2 = Fma.MultiplyAdd(d2, p2, e2); e3 = Fma.MultiplyAdd(d3, p3, e3);
-            }
-            else
-            {
-                o0 = Fma.MultiplyAdd(d0, p0, o0); o1 = Fma.MultiplyAdd(d1, p1, o1);
-                o2 = Fma.MultiplyAdd(d2, p2, o2); o3 = Fma.MultiplyAdd(d3, p3, o3);
-            }
-        }
-        y[0] = Simd.HSum(Avx.Add(e0, o0));
-        y[yStride] = Simd.HSum(Avx.Add(e1, o1));
-        y[2 * yStride] = Simd.HSum(Avx.Add(e2, o2));
-        y[3 * yStride] = Simd.HSum(Avx.Add(e3, o3));
+        public static int TypeSize => Q4_0.TypeSize;
+        public static Vector256<sbyte> Values(byte* block) => WeightsAvx2(block);
     }
 
     internal static float DotAvx512(byte* w, byte* a, int n)

@@ -195,20 +195,31 @@ public static unsafe class Q8_0
         return Simd.HSum(Avx.Add(acc0, acc1));
     }
 
-    /// <summary>
-    /// Dots of one weight row with 4 activation rows (a, a+aStride, ...), sharing each weight block load.
-    /// Per row the arithmetic is exactly DotAvx2's, so results are identical to 4 single calls.
-    /// </summary>
     internal static void Dot4Avx2(byte* w, byte* a, nint aStride, int n, float* y, nint yStride)
+        => Dot4Avx2<Weights>(w, a, aStride, n, y, yStride);
+
+    /// <summary>Q8_0 weights as a block of 32 signed values after the fp16 scale.</summary>
+    internal readonly struct Weights : ISignedBlock32
+    {
+        public static int TypeSize => Q8_0.TypeSize;
+        public static Vector256<sbyte> Values(byte* block) => Avx.LoadVector256((sbyte*)(block + 2));
+    }
+
+    /// <summary>
+    /// One weight row of any <see cref="ISignedBlock32"/> format against 4 Q8_0 activation rows; per row exactly
+    /// the sign-trick arithmetic of the single-row AVX2 dots, so results equal 4 single calls.
+    /// </summary>
+    internal static void Dot4Avx2<TBlock>(byte* w, byte* a, nint aStride, int n, float* y, nint yStride)
+        where TBlock : struct, ISignedBlock32
     {
         int nb = n / BlockSize;
         Vector256<float> e0 = default, e1 = default, e2 = default, e3 = default;
         Vector256<float> o0 = default, o1 = default, o2 = default, o3 = default;
         for (int i = 0; i < nb; i++)
         {
-            byte* x = w + i * TypeSize;
+            byte* x = w + i * TBlock.TypeSize;
             byte* y0 = a + i * TypeSize;
-            var qx = Avx.LoadVector256((sbyte*)(x + 2));
+            var qx = TBlock.Values(x);
             var ax = Avx2.Sign(qx, qx).AsByte();
             float dx = Fp16.ToFloat(*(ushort*)x);
             var p0 = Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(y0 + 2)), qx));
@@ -289,6 +300,13 @@ public static unsafe class Q8_0
 }
 
 /// <summary>Signed byte dot products on ARM: SDOT where the CPU has it, widening multiplies where not.</summary>
+/// <summary>A weight block holding an fp16 scale and 32 signed values (decoded by <see cref="Values"/>), dotted against Q8_0.</summary>
+internal unsafe interface ISignedBlock32
+{
+    static abstract int TypeSize { get; }
+    static abstract Vector256<sbyte> Values(byte* block);
+}
+
 internal static class ArmDot
 {
     /// <summary>4 int32 lanes whose total is dot(x0, y0) + dot(x1, y1).</summary>
