@@ -128,7 +128,7 @@ public unsafe class MatMatBenchmarks
 {
     private const int Rows = 1024, Cols = 4096, N = 32;
 
-    [Params(GgmlType.Q4_0, GgmlType.Q8_0)]
+    [Params(GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K)]
     public GgmlType Type { get; set; }
 
     private byte* _weights;

@@ -27,7 +27,7 @@ internal static class Quick
                 }
                 Console.WriteLine($"MatVec 4096x4096 {type,-5} llama.cpp 1 thread {ggml,9:F1} us  ours 1 thread {ours,9:F1} us (ratio {ggml / ours:F2})  ours {Environment.ProcessorCount} threads {all,9:F1} us");
             }
-            foreach (var type in new[] { GgmlType.Q4_0, GgmlType.Q8_0 })
+            foreach (var type in new[] { GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K })
             {
                 var b = new MatMatBenchmarks { Type = type };
                 b.Setup();

@@ -227,6 +227,79 @@ public static unsafe class Q4_K
     }
 
     /// <summary>
+    /// One weight row against 4 Q8_K activation rows (<paramref name="n"/> values each, rows
+    /// <paramref name="aStride"/> bytes apart; results <paramref name="yStride"/> floats apart): the nibbles and
+    /// scales of each block are decoded once, and each row then runs exactly <see cref="DotAvx2"/>'s arithmetic,
+    /// so every result is bit-identical to DotAvx2 on that row.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Dot4Avx2(byte* weights, byte* q8k, nint aStride, int n, float* result, nint yStride)
+    {
+        int blocks = n / BlockSize;
+        var m4 = Vector256.Create((byte)0x0F);
+        Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        Vector128<float> mins0 = default, mins1 = default, mins2 = default, mins3 = default;
+        for (int i = 0; i < blocks; i++)
+        {
+            var x = (BlockQ4K*)(weights + i * BlockBytes);
+            byte* y0 = q8k + i * Q8_K.BlockBytes;
+            sbyte* a0 = ((BlockQ8K*)y0)->Qs, a1 = ((BlockQ8K*)(y0 + aStride))->Qs;
+            sbyte* a2 = ((BlockQ8K*)(y0 + 2 * aStride))->Qs, a3 = ((BlockQ8K*)(y0 + 3 * aStride))->Qs;
+            Vector128<float> dPair = SimdHelpers.HalvesToSingles(*(uint*)x);
+            Vector256<short> scalesAndMins = Avx2.ConvertToVector256Int16(KQuantMath.UnpackScaleMinK4(x->Scales).AsByte());
+            Vector128<short> mins = scalesAndMins.GetUpper();
+            Vector128<short> sc128 = scalesAndMins.GetLower();
+            Vector256<byte> scales = Vector256.Create(sc128, sc128).AsByte();
+
+            Vector256<int> sumi0 = default, sumi1 = default, sumi2 = default, sumi3 = default;
+            byte* q4 = x->Qs;
+            for (int c = 0; c < 4; c++)
+            {
+                Vector256<byte> bits = Avx.LoadVector256(q4 + 32 * c);
+                Vector256<byte> lo = Avx2.And(bits, m4);
+                Vector256<byte> hi = Avx2.And(Avx2.ShiftRightLogical(bits.AsUInt16(), 4).AsByte(), m4);
+                Vector256<short> scLo = Avx2.Shuffle(scales, SimdHelpers.WordBroadcastMask(2 * c)).AsInt16();
+                Vector256<short> scHi = Avx2.Shuffle(scales, SimdHelpers.WordBroadcastMask(2 * c + 1)).AsInt16();
+                int o = 64 * c;
+                sumi0 = Avx2.Add(sumi0, Chunk4(lo, hi, scLo, scHi, a0 + o));
+                sumi1 = Avx2.Add(sumi1, Chunk4(lo, hi, scLo, scHi, a1 + o));
+                sumi2 = Avx2.Add(sumi2, Chunk4(lo, hi, scLo, scHi, a2 + o));
+                sumi3 = Avx2.Add(sumi3, Chunk4(lo, hi, scLo, scHi, a3 + o));
+            }
+            Row((BlockQ8K*)y0, dPair, mins, sumi0, ref acc0, ref mins0);
+            Row((BlockQ8K*)(y0 + aStride), dPair, mins, sumi1, ref acc1, ref mins1);
+            Row((BlockQ8K*)(y0 + 2 * aStride), dPair, mins, sumi2, ref acc2, ref mins2);
+            Row((BlockQ8K*)(y0 + 3 * aStride), dPair, mins, sumi3, ref acc3, ref mins3);
+        }
+        result[0] = SimdHelpers.HorizontalSum(acc0) + SimdHelpers.HorizontalSum(mins0);
+        result[yStride] = SimdHelpers.HorizontalSum(acc1) + SimdHelpers.HorizontalSum(mins1);
+        result[2 * yStride] = SimdHelpers.HorizontalSum(acc2) + SimdHelpers.HorizontalSum(mins2);
+        result[3 * yStride] = SimdHelpers.HorizontalSum(acc3) + SimdHelpers.HorizontalSum(mins3);
+
+        // The same sub-block products as DotAvx2's Chunk, from nibbles already split.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static Vector256<int> Chunk4(Vector256<byte> lo, Vector256<byte> hi, Vector256<short> scLo, Vector256<short> scHi, sbyte* q8)
+        {
+            Vector256<short> pLo = Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256(q8));
+            Vector256<short> pHi = Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256(q8 + 32));
+            return Avx2.Add(Avx2.MultiplyAddAdjacent(scLo, pLo), Avx2.MultiplyAddAdjacent(scHi, pHi));
+        }
+
+        // DotAvx2's per-block float steps for one activation row, in the same order.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static void Row(BlockQ8K* y, Vector128<float> dPair, Vector128<short> mins, Vector256<int> sumi,
+            ref Vector256<float> acc, ref Vector128<float> accMins)
+        {
+            Vector128<float> scales2 = Sse.Multiply(dPair, Vector128.Create(y->D));
+            Vector256<short> bsums = Avx.LoadVector256(y->BSums);
+            Vector128<short> pairSums = Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper());
+            Vector128<int> minProducts = Sse2.MultiplyAddAdjacent(mins, pairSums);
+            accMins = Fma.MultiplyAddNegated(Avx2.BroadcastScalarToVector128(Sse.Shuffle(scales2, scales2, 0x55)), Sse2.ConvertToVector128Single(minProducts), accMins);
+            acc = Fma.MultiplyAdd(Avx2.BroadcastScalarToVector256(scales2), Avx.ConvertToVector256Single(sumi), acc);
+        }
+    }
+
+    /// <summary>
     /// AVX-512BW: one 64-byte load covers two 64-value chunks; its low nibbles are values 0–31 and 64–95 (scales
     /// 0 and 2 of the pair), its high nibbles 32–63 and 96–127 (scales 1 and 3). Untested on this project's
     /// AVX2-only build machine; the SIMD-vs-scalar tests run it wherever the CPU has AVX-512BW.

@@ -215,6 +215,81 @@ public static unsafe class Q6_K
         }
     }
 
+    /// <summary>
+    /// One weight row against 4 Q8_K activation rows (<paramref name="n"/> values each, rows
+    /// <paramref name="aStride"/> bytes apart; results <paramref name="yStride"/> floats apart): each block's 6-bit
+    /// quants and scales are decoded once; the integer sums per row are those of <see cref="DotAvx2"/> (exact) and
+    /// the float steps are DotAvx2's in the same order, so every result is bit-identical to DotAvx2 on that row.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    internal static void Dot4Avx2(byte* weights, byte* q8k, nint aStride, int n, float* result, nint yStride)
+    {
+        int blocks = n / BlockSize;
+        var m4 = Vector256.Create((byte)0x0F);
+        var m2 = Vector256.Create((byte)0x03);
+        var m2x4 = Vector256.Create((byte)0x30);
+        Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        for (int i = 0; i < blocks; i++)
+        {
+            var x = (BlockQ6K*)(weights + i * BlockBytes);
+            byte* yb = q8k + i * Q8_K.BlockBytes;
+            BlockQ8K* y0 = (BlockQ8K*)yb, y1 = (BlockQ8K*)(yb + aStride);
+            BlockQ8K* y2 = (BlockQ8K*)(yb + 2 * aStride), y3 = (BlockQ8K*)(yb + 3 * aStride);
+            float dx = KQuantMath.FromHalfBits(x->D);
+            Vector128<sbyte> scales = Sse2.LoadVector128(x->Scales);
+            Vector256<short> scales16 = Avx2.ConvertToVector256Int16(scales);
+            Vector256<int> sumi0 = Offset(scales16, y0), sumi1 = Offset(scales16, y1);
+            Vector256<int> sumi2 = Offset(scales16, y2), sumi3 = Offset(scales16, y3);
+            for (int h = 0; h < 2; h++)
+            {
+                byte* ql = x->Ql + 64 * h;
+                Vector256<byte> bits1 = Avx.LoadVector256(ql);
+                Vector256<byte> bits2 = Avx.LoadVector256(ql + 32);
+                Vector256<byte> high = Avx.LoadVector256(x->Qh + 32 * h);
+                Vector256<ushort> high16 = high.AsUInt16();
+                Vector256<byte> q0 = Avx2.Or(Avx2.And(bits1, m4), Avx2.ShiftLeftLogical(Avx2.And(high, m2).AsUInt16(), 4).AsByte());
+                Vector256<byte> q1 = Avx2.Or(Avx2.And(bits2, m4), Avx2.ShiftLeftLogical(Avx2.And(Avx2.ShiftRightLogical(high16, 2).AsByte(), m2).AsUInt16(), 4).AsByte());
+                Vector256<byte> q2 = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits1.AsUInt16(), 4).AsByte(), m4), Avx2.And(high, m2x4));
+                Vector256<byte> q3 = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits2.AsUInt16(), 4).AsByte(), m4), Avx2.And(Avx2.ShiftRightLogical(high16, 2).AsByte(), m2x4));
+                int k = 4 * h;
+                Vector256<short> sc0 = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k).AsSByte()));
+                Vector256<short> sc1 = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k + 1).AsSByte()));
+                Vector256<short> sc2 = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k + 2).AsSByte()));
+                Vector256<short> sc3 = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k + 3).AsSByte()));
+                int o = 128 * h;
+                sumi0 = Avx2.Add(sumi0, Half4(q0, q1, q2, q3, sc0, sc1, sc2, sc3, y0->Qs + o));
+                sumi1 = Avx2.Add(sumi1, Half4(q0, q1, q2, q3, sc0, sc1, sc2, sc3, y1->Qs + o));
+                sumi2 = Avx2.Add(sumi2, Half4(q0, q1, q2, q3, sc0, sc1, sc2, sc3, y2->Qs + o));
+                sumi3 = Avx2.Add(sumi3, Half4(q0, q1, q2, q3, sc0, sc1, sc2, sc3, y3->Qs + o));
+            }
+            acc0 = Fma.MultiplyAdd(Vector256.Create(y0->D * dx), Avx.ConvertToVector256Single(sumi0), acc0);
+            acc1 = Fma.MultiplyAdd(Vector256.Create(y1->D * dx), Avx.ConvertToVector256Single(sumi1), acc1);
+            acc2 = Fma.MultiplyAdd(Vector256.Create(y2->D * dx), Avx.ConvertToVector256Single(sumi2), acc2);
+            acc3 = Fma.MultiplyAdd(Vector256.Create(y3->D * dx), Avx.ConvertToVector256Single(sumi3), acc3);
+        }
+        result[0] = SimdHelpers.HorizontalSum(acc0);
+        result[yStride] = SimdHelpers.HorizontalSum(acc1);
+        result[2 * yStride] = SimdHelpers.HorizontalSum(acc2);
+        result[3 * yStride] = SimdHelpers.HorizontalSum(acc3);
+
+        // −32·Σ scale·bsum: the quants' offset, as DotAvx2 starts each block's sum.
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+        static Vector256<int> Offset(Vector256<short> scales16, BlockQ8K* y)
+            => Avx2.Subtract(Vector256<int>.Zero, Avx2.ShiftLeftLogical(Avx2.MultiplyAddAdjacent(scales16, Avx.LoadVector256(y->BSums)), 5));
+
+        // DotAvx2's Half for one activation row, from quants and scale vectors already decoded (integer, exact).
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+        static Vector256<int> Half4(Vector256<byte> q0, Vector256<byte> q1, Vector256<byte> q2, Vector256<byte> q3,
+            Vector256<short> sc0, Vector256<short> sc1, Vector256<short> sc2, Vector256<short> sc3, sbyte* q8)
+        {
+            Vector256<int> s01 = Avx2.Add(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q0, Avx.LoadVector256(q8)), sc0),
+                Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q1, Avx.LoadVector256(q8 + 32)), sc1));
+            Vector256<int> s23 = Avx2.Add(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q2, Avx.LoadVector256(q8 + 64)), sc2),
+                Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q3, Avx.LoadVector256(q8 + 96)), sc3));
+            return Avx2.Add(s01, s23);
+        }
+    }
+
     /// <summary>32 unsigned quants times 32 activations, the low 16 scaled by scale 2k and the high 16 by 2k+1.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     internal static Vector256<int> Group(Vector256<byte> q, sbyte* q8, Vector128<sbyte> scales, int k)
