@@ -357,4 +357,61 @@ internal static class KQuantMath
             ((a0 >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4),
             ((a1 >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4));
     }
+
+    /// <summary>
+    /// The scale-and-minimum half of quantize_row_q4_K_ref and quantize_row_q5_K_ref: per 32 values
+    /// make_qkx2_quants against levels 0..nmax, 6-bit scales and mins packed into the block's 12-byte table, fp16
+    /// super-scales written at the block's start, then every value requantized against the scales as stored.
+    /// The block must begin with ushort d, ushort dmin, byte scales[12], as block_q4_K and block_q5_K do.
+    /// </summary>
+    internal static unsafe void QuantizeScaleMinSuperBlock(ReadOnlySpan<float> x, int nmax, float rmin, int nstep,
+        byte* block, Span<byte> levels)
+    {
+        Span<byte> scratch = stackalloc byte[32];
+        Span<float> weights = stackalloc float[32];
+        Span<float> mins = stackalloc float[8];
+        Span<float> scales = stackalloc float[8];
+        float maxScale = 0, maxMin = 0;
+        for (int j = 0; j < 8; j++)
+        {
+            var xs = x.Slice(32 * j, 32);
+            float sumX2 = 0;
+            for (int l = 0; l < 32; l++) sumX2 += xs[l] * xs[l];
+            float avX = MathF.Sqrt(sumX2 / 32);
+            for (int l = 0; l < 32; l++) weights[l] = avX + MathF.Abs(xs[l]);
+            scales[j] = MakeQkx2Quants(32, nmax, xs, weights, levels.Slice(32 * j, 32), out mins[j], scratch,
+                rmin, 0.1f, nstep, false);
+            if (scales[j] > maxScale) maxScale = scales[j];
+            if (mins[j] > maxMin) maxMin = mins[j];
+        }
+
+        float invScale = maxScale > 0 ? 63f / maxScale : 0f;
+        float invMin = maxMin > 0 ? 63f / maxMin : 0f;
+        Span<byte> ls = stackalloc byte[8];
+        Span<byte> lm = stackalloc byte[8];
+        for (int j = 0; j < 8; j++)
+        {
+            ls[j] = Math.Min((byte)63, (byte)NearestInt(invScale * scales[j]));
+            lm[j] = Math.Min((byte)63, (byte)NearestInt(invMin * mins[j]));
+        }
+        var table = new Span<byte>(block + 4, 12);
+        PackScaleMinK4(ls, lm, table);
+        *(ushort*)block = ToHalfBits(maxScale / 63f);
+        *(ushort*)(block + 2) = ToHalfBits(maxMin / 63f);
+
+        // Requantize against the scales as stored (fp16 and 6-bit), which is what dequantization will use.
+        float dAll = FromHalfBits(*(ushort*)block), mAll = FromHalfBits(*(ushort*)(block + 2));
+        for (int j = 0; j < 8; j++)
+        {
+            GetScaleMinK4(j, table, out byte sc, out byte m);
+            float d = dAll * sc;
+            if (d == 0) continue;
+            float dm = mAll * m;
+            for (int k = 0; k < 32; k++)
+            {
+                int l = NearestInt((x[32 * j + k] + dm) / d);
+                levels[32 * j + k] = (byte)Math.Max(0, Math.Min(nmax, l));
+            }
+        }
+    }
 }

@@ -42,52 +42,7 @@ public static unsafe class Q4_K
     private static void QuantizeBlock(ReadOnlySpan<float> x, BlockQ4K* y)
     {
         Span<byte> levels = stackalloc byte[BlockSize];
-        Span<byte> scratch = stackalloc byte[32];
-        Span<float> weights = stackalloc float[32];
-        Span<float> mins = stackalloc float[8];
-        Span<float> scales = stackalloc float[8];
-        float maxScale = 0, maxMin = 0;
-        for (int j = 0; j < 8; j++)
-        {
-            var xs = x.Slice(32 * j, 32);
-            float sumX2 = 0;
-            for (int l = 0; l < 32; l++) sumX2 += xs[l] * xs[l];
-            float avX = MathF.Sqrt(sumX2 / 32);
-            for (int l = 0; l < 32; l++) weights[l] = avX + MathF.Abs(xs[l]);
-            scales[j] = KQuantMath.MakeQkx2Quants(32, 15, xs, weights, levels.Slice(32 * j, 32), out mins[j], scratch,
-                -1f, 0.1f, 20, false);
-            if (scales[j] > maxScale) maxScale = scales[j];
-            if (mins[j] > maxMin) maxMin = mins[j];
-        }
-
-        float invScale = maxScale > 0 ? 63f / maxScale : 0f;
-        float invMin = maxMin > 0 ? 63f / maxMin : 0f;
-        Span<byte> ls = stackalloc byte[8];
-        Span<byte> lm = stackalloc byte[8];
-        for (int j = 0; j < 8; j++)
-        {
-            ls[j] = Math.Min((byte)63, (byte)KQuantMath.NearestInt(invScale * scales[j]));
-            lm[j] = Math.Min((byte)63, (byte)KQuantMath.NearestInt(invMin * mins[j]));
-        }
-        var table = new Span<byte>(y->Scales, 12);
-        KQuantMath.PackScaleMinK4(ls, lm, table);
-        y->D = KQuantMath.ToHalfBits(maxScale / 63f);
-        y->DMin = KQuantMath.ToHalfBits(maxMin / 63f);
-
-        // Requantize against the scales as stored (fp16 and 6-bit), which is what dequantization will use.
-        float dAll = KQuantMath.FromHalfBits(y->D), mAll = KQuantMath.FromHalfBits(y->DMin);
-        for (int j = 0; j < 8; j++)
-        {
-            KQuantMath.GetScaleMinK4(j, table, out byte sc, out byte m);
-            float d = dAll * sc;
-            if (d == 0) continue;
-            float dm = mAll * m;
-            for (int k = 0; k < 32; k++)
-            {
-                int l = KQuantMath.NearestInt((x[32 * j + k] + dm) / d);
-                levels[32 * j + k] = (byte)Math.Max(0, Math.Min(15, l));
-            }
-        }
+        KQuantMath.QuantizeScaleMinSuperBlock(x, 15, -1f, 20, (byte*)y, levels);
 
         for (int c = 0; c < 4; c++)
             for (int l = 0; l < 32; l++)
