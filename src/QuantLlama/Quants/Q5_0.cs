@@ -33,12 +33,7 @@ public static unsafe class Q5_0
             {
                 float* x = x0 + i * BlockSize;
                 var y = (Block*)(y0 + i * TypeSize);
-                float amax = 0, max = 0;
-                for (int j = 0; j < BlockSize; j++)
-                {
-                    float v = x[j];
-                    if (amax < MathF.Abs(v)) { amax = MathF.Abs(v); max = v; }
-                }
+                float max = Blocks.SignedAbsMax(x, BlockSize);
                 float d = max / -16;
                 float id = d != 0 ? 1.0f / d : 0.0f;
                 y->D = Fp16.FromFloat(d);

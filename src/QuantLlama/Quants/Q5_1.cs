@@ -34,13 +34,7 @@ public static unsafe class Q5_1
             {
                 float* x = x0 + i * BlockSize;
                 var y = (Block*)(y0 + i * TypeSize);
-                float min = float.MaxValue, max = -float.MaxValue;
-                for (int j = 0; j < BlockSize; j++)
-                {
-                    float v = x[j];
-                    if (v < min) min = v;
-                    if (v > max) max = v;
-                }
+                Blocks.MinMax(x, BlockSize, out float min, out float max);
                 float d = (max - min) / ((1 << 5) - 1);
                 float id = d != 0 ? 1.0f / d : 0.0f;
                 y->D = Fp16.FromFloat(d);

@@ -336,4 +336,29 @@ internal static class Blocks
             throw new ArgumentException($"{bytes} bytes cannot hold {nb} blocks of {typeSize} bytes");
         return nb;
     }
+
+    /// <summary>The value of largest magnitude in a block, the first one on ties (ggml's amax/max scan).</summary>
+    public static unsafe float SignedAbsMax(float* x, int n)
+    {
+        float amax = 0, max = 0;
+        for (int j = 0; j < n; j++)
+        {
+            float v = x[j];
+            if (amax < MathF.Abs(v)) { amax = MathF.Abs(v); max = v; }
+        }
+        return max;
+    }
+
+    /// <summary>A block's smallest and largest value (ggml's min/max scan for the _1 formats).</summary>
+    public static unsafe void MinMax(float* x, int n, out float min, out float max)
+    {
+        min = float.MaxValue;
+        max = -float.MaxValue;
+        for (int j = 0; j < n; j++)
+        {
+            float v = x[j];
+            if (v < min) min = v;
+            if (v > max) max = v;
+        }
+    }
 }
