@@ -12,6 +12,49 @@ internal static class Quick
 {
     public static void Run(string[] types)
     {
+        if (types.Length > 0 && types[0] == "layer")
+        {
+            // One TinyLlama layer's matrix products for a 512-token prompt on all cores (Q/K/V and gate/up grouped as
+            // the model does), widest tiles against 4-row tiles; x 22 layers gives the products' share of pp512.
+            var layerTypes = types.Length > 1 ? types.Skip(1).Select(t => Enum.Parse<GgmlType>(t, true)).ToArray()
+                : [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K];
+            if (int.TryParse(Environment.GetEnvironmentVariable("BENCH_THREADS"), out int threads)) Compute.WorkerPool.SetThreadCount(threads);
+            foreach (var type in layerTypes)
+            {
+                using var layer = new LayerProducts(type);
+                double narrow = double.MaxValue, wide = double.MaxValue;
+                for (int round = 0; round < 3; round++)
+                {
+                    Compute.MatMul.WideTiles = false;
+                    narrow = Math.Min(narrow, layer.TimeMs());
+                    Compute.MatMul.WideTiles = true;
+                    wide = Math.Min(wide, layer.TimeMs());
+                }
+                Console.WriteLine($"TinyLlama layer, 512 rows, {Compute.WorkerPool.ThreadCount} threads, {type,-5}: 4-row tiles {narrow,7:F1} ms  widest {wide,7:F1} ms ({narrow / wide:F2}x); x22 layers: {22 * wide / 1000:F2} s = {512 / (22 * wide / 1000):F1} tokens/s products only");
+            }
+            return;
+        }
+        if (types.Length > 0 && types[0] == "matmat")
+        {
+            // Batched products only, the widest tiles against 4-row tiles, interleaved (best of rounds).
+            var matTypes = types.Length > 1 ? types.Skip(1).Select(t => Enum.Parse<GgmlType>(t, true)).ToArray()
+                : [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K];
+            foreach (var type in matTypes)
+            {
+                var b = new MatMatBenchmarks { Type = type };
+                b.Setup();
+                double narrow = double.MaxValue, wide = double.MaxValue;
+                for (int round = 0; round < 8; round++)
+                {
+                    Compute.MatMul.WideTiles = false;
+                    narrow = Math.Min(narrow, Time(() => b.MatMat()));
+                    Compute.MatMul.WideTiles = true;
+                    wide = Math.Min(wide, Time(() => b.MatMat()));
+                }
+                Console.WriteLine($"32 x (1024x4096) {type,-5} MatMat 4-row tiles {narrow,9:F1} us  widest tiles {wide,9:F1} us ({narrow / wide:F2}x)");
+            }
+            return;
+        }
         if (types.Length > 0 && types[0] == "matvec")
         {
             foreach (var type in new[] { GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K })
@@ -69,5 +112,70 @@ internal static class Quick
             best = Math.Min(best, Stopwatch.GetElapsedTime(t0).TotalMicroseconds);
         }
         return best;
+    }
+}
+
+/// <summary>The matrix products of one TinyLlama-shape layer (dim 2048, 4 KV heads of 64, ffn 5632) over 512 rows.</summary>
+internal sealed unsafe class LayerProducts : IDisposable
+{
+    private const int Dim = 2048, KvDim = 256, Ffn = 5632, N = 512;
+    private readonly GgmlType _type;
+    private readonly byte* _wq, _wk, _wv, _wo, _gate, _up, _down;
+    private readonly float* _x, _y1, _y2, _y3, _h;
+
+    public LayerProducts(GgmlType type)
+    {
+        _type = type;
+        _wq = Weights(Dim, Dim, 1); _wk = Weights(KvDim, Dim, 2); _wv = Weights(KvDim, Dim, 3); _wo = Weights(Dim, Dim, 4);
+        _gate = Weights(Ffn, Dim, 5); _up = Weights(Ffn, Dim, 6); _down = Weights(Dim, Ffn, 7);
+        _x = Floats((long)N * Ffn, 8);
+        _y1 = Floats((long)N * Ffn, 0); _y2 = Floats((long)N * Ffn, 0); _y3 = Floats((long)N * Ffn, 0); _h = Floats((long)N * Ffn, 9);
+    }
+
+    private byte* Weights(int rows, int cols, int seed)
+    {
+        long rowBytes = GgmlTypeInfo.RowBytes(_type, cols);
+        var p = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(rowBytes * rows), 64);
+        var w = new byte[rowBytes];
+        var rng = new Random(seed);
+        var f = new float[cols];
+        for (int r = 0; r < rows; r += 64)
+        {
+            for (int i = 0; i < cols; i++) f[i] = (float)(rng.NextDouble() - 0.5) * 0.1f;
+            Quantizer.QuantizeRow(_type, f, w);
+            for (int k = r; k < Math.Min(rows, r + 64); k++) w.CopyTo(new Span<byte>(p + k * rowBytes, (int)rowBytes));
+        }
+        return p;
+    }
+
+    private static float* Floats(long count, int seed)
+    {
+        var p = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(count * 4), 64);
+        var rng = new Random(seed);
+        for (long i = 0; i < count; i++) p[i] = seed == 0 ? 0 : (float)(rng.NextDouble() * 2 - 1);
+        return p;
+    }
+
+    public double TimeMs()
+    {
+        var t0 = Stopwatch.GetTimestamp();
+        var qkv = stackalloc Compute.MatMul.Product[3];
+        qkv[0] = new Compute.MatMul.Product(_type, _wq, Dim, _y1);
+        qkv[1] = new Compute.MatMul.Product(_type, _wk, KvDim, _y2);
+        qkv[2] = new Compute.MatMul.Product(_type, _wv, KvDim, _y3);
+        Compute.MatMul.Group(qkv, 3, Dim, _x, N);
+        Compute.MatMul.MatMat(_type, _wo, Dim, Dim, new ReadOnlySpan<float>(_x, N * Dim), N, new Span<float>(_y1, N * Dim));
+        var gateUp = stackalloc Compute.MatMul.Product[2];
+        gateUp[0] = new Compute.MatMul.Product(_type, _gate, Ffn, _y1);
+        gateUp[1] = new Compute.MatMul.Product(_type, _up, Ffn, _y2);
+        Compute.MatMul.Group(gateUp, 2, Dim, _x, N);
+        Compute.MatMul.MatMat(_type, _down, Dim, Ffn, new ReadOnlySpan<float>(_h, N * Ffn), N, new Span<float>(_y3, N * Dim));
+        return Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+    }
+
+    public void Dispose()
+    {
+        foreach (var p in new[] { (nint)_wq, (nint)_wk, (nint)_wv, (nint)_wo, (nint)_gate, (nint)_up, (nint)_down, (nint)_x, (nint)_y1, (nint)_y2, (nint)_y3, (nint)_h })
+            System.Runtime.InteropServices.NativeMemory.AlignedFree((void*)p);
     }
 }

@@ -15,7 +15,8 @@ namespace QuantLlama.Compute;
 /// Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, F16 for F16, BF16 for BF16, F32 for F32), then every output is one row
 /// dot. Rows are split into chunks spread over <see cref="WorkerPool"/>; each output element is computed by
 /// exactly one kernel call, so results do not depend on the thread count. MatMat walks activation rows in
-/// tiles of 4 per weight row (one weight load serves 4 dots) and gives the same bits as MatVec per row.
+/// tiles of 8 (where the type has an 8-row kernel), then 4, per weight row (one weight decode serves 8 or 4 dots)
+/// and gives the same bits as MatVec per row.
 /// </remarks>
 public static unsafe class MatMul
 {
@@ -23,8 +24,13 @@ public static unsafe class MatMul
     private const long ParallelThreshold = 1 << 17;
 
     private const int Tile = 4;
+    private const int WideTile = 8;
+
+    /// <summary>False: batched products use only the 4-row tiles (for benchmarks comparing the two).</summary>
+    internal static bool WideTiles = true;
 
     [ThreadStatic] private static byte[]? _scratch;
+    [ThreadStatic] private static byte[]? _scaleScratch;
 
     /// <summary>One weight matrix of a group of products that share an activation (Q/K/V, gate/up).</summary>
     internal struct Product
@@ -54,6 +60,7 @@ public static unsafe class MatMul
         /// <summary>Index of this matrix's first row among the group's concatenated rows.</summary>
         public int FirstRow;
         public bool UseDot4;
+        public bool UseDot8;
     }
 
     private struct Job
@@ -68,6 +75,9 @@ public static unsafe class MatMul
         public int Cols;
         public int N;
         public int RowsPerChunk;
+        /// <summary>For the 8-row kernels: block b of activation row i's scale as f32 at [b * N + i]; else null.</summary>
+        public float* ActivationScales;
+        public int ActivationBlockSize;
     }
 
     /// <summary>y[r] = dot(W[r], x) for every row r.</summary>
@@ -120,6 +130,8 @@ public static unsafe class MatMul
         Part* parts = stackalloc Part[MaxParts];
         int totalRows = 0;
         bool dot4Path = n >= Tile && Kernels.Path == KernelPath.Avx2;
+        bool dot8Path = n >= WideTile && Kernels.Path == KernelPath.Avx2 && WideTiles;
+        bool anyDot8 = false;
         for (int p = 0; p < count; p++)
         {
             var kernel = QuantKernels.Get(products[p].Type);
@@ -127,7 +139,9 @@ public static unsafe class MatMul
             {
                 Kernel = kernel, Weights = products[p].Weights, WeightRowBytes = GgmlTypeInfo.RowBytes(kernel.WeightType, cols),
                 Y = products[p].Y, Rows = products[p].Rows, FirstRow = totalRows, UseDot4 = dot4Path && kernel.Dot4Avx2 != null,
+                UseDot8 = dot8Path && kernel.Dot8Avx2 != null,
             };
+            anyDot8 |= parts[p].UseDot8;
             totalRows += products[p].Rows;
         }
         if (totalRows == 0) return;
@@ -144,7 +158,12 @@ public static unsafe class MatMul
         }
         else
         {
-            job.Activation = Scratch(activationRowBytes * n);
+            job.Activation = Scratch(ref _scratch, activationRowBytes * n);
+            if (anyDot8)
+            {
+                job.ActivationBlockSize = GgmlTypeInfo.BlockSize(first.ActivationType);
+                job.ActivationScales = (float*)Scratch(ref _scaleScratch, (long)(cols / job.ActivationBlockSize) * n * sizeof(float));
+            }
             if (parallel && n >= 8) WorkerPool.Run(n, &QuantizeActivationRow, &job);
             else for (int i = 0; i < n; i++) QuantizeActivationRow(&job, i);
         }
@@ -166,7 +185,20 @@ public static unsafe class MatMul
     private static void QuantizeActivationRow(void* context, int i)
     {
         var job = (Job*)context;
-        job->ActivationKernel.QuantizeActivation(job->X + (long)i * job->Cols, job->Activation + i * job->ActivationRowBytes, job->Cols);
+        byte* row = job->Activation + i * job->ActivationRowBytes;
+        job->ActivationKernel.QuantizeActivation(job->X + (long)i * job->Cols, row, job->Cols);
+        if (job->ActivationScales != null)
+        {
+            // The 8-row kernels read 8 rows' scales of one block in one load; the values are those the row dot
+            // converts itself, so the bits do not change.
+            int blocks = job->Cols / job->ActivationBlockSize;
+            long blockBytes = job->ActivationRowBytes / blocks;
+            float* scales = job->ActivationScales + i;
+            if (job->ActivationKernel.ActivationType == GgmlType.Q8_K)
+                for (int b = 0; b < blocks; b++) scales[(long)b * job->N] = *(float*)(row + b * blockBytes);
+            else
+                for (int b = 0; b < blocks; b++) scales[(long)b * job->N] = Fp16.ToFloat(*(ushort*)(row + b * blockBytes));
+        }
     }
 
     private static void RunChunk(void* context, int chunk)
@@ -190,6 +222,18 @@ public static unsafe class MatMul
         long aBytes = job->ActivationRowBytes, wBytes = part->WeightRowBytes;
         byte* weights = part->Weights;
         int i = 0;
+        if (part->UseDot8)
+        {
+            var dot8 = part->Kernel.Dot8Avx2;
+            for (; i + WideTile <= n; i += WideTile)
+            {
+                byte* a = job->Activation + i * aBytes;
+                float* scales = job->ActivationScales + i;
+                float* y = part->Y + (long)i * rows;
+                for (int r = r0; r < r1; r++)
+                    dot8(weights + r * wBytes, a, (nint)aBytes, scales, n, cols, y + r, rows);
+            }
+        }
         if (part->UseDot4)
         {
             var dot4 = part->Kernel.Dot4Avx2;
@@ -210,15 +254,15 @@ public static unsafe class MatMul
         }
     }
 
-    /// <summary>The calling thread's activation buffer, grown (pinned) when too small; never shrinks.</summary>
-    private static byte* Scratch(long bytes)
+    /// <summary>One of the calling thread's activation buffers, grown (pinned) when too small; never shrinks.</summary>
+    private static byte* Scratch(ref byte[]? slot, long bytes)
     {
-        var buffer = _scratch;
+        var buffer = slot;
         if (buffer == null || buffer.Length < bytes)
         {
             long size = Math.Max(bytes, 4096);
             if (size > Array.MaxLength) throw new ArgumentException("activation too large");
-            buffer = _scratch = GC.AllocateUninitializedArray<byte>((int)size, pinned: true);
+            buffer = slot = GC.AllocateUninitializedArray<byte>((int)size, pinned: true);
         }
         return (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(buffer));
     }

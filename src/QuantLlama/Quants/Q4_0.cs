@@ -158,6 +158,10 @@ public static unsafe class Q4_0
     internal static void Dot4Avx2(byte* w, byte* a, nint aStride, int n, float* y, nint yStride)
         => Q8_0.Dot4Avx2<Weights>(w, a, aStride, n, y, yStride);
 
+    /// <summary>One weight row against 8 activation rows; per row exactly DotAvx2's arithmetic.</summary>
+    internal static void Dot8Avx2(byte* w, byte* a, nint aStride, float* aScales, nint scaleStride, int n, float* y, nint yStride)
+        => Q8_0.Dot8Avx2<Weights>(w, a, aStride, aScales, scaleStride, n, y, yStride);
+
     /// <summary>Q4_0 weights as 32 signed values (nibble - 8).</summary>
     internal readonly struct Weights : ISignedBlock32
     {

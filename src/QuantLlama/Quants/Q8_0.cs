@@ -247,6 +247,61 @@ public static unsafe class Q8_0
         y[3 * yStride] = Simd.HSum(Avx.Add(e3, o3));
     }
 
+    /// <summary>Blocks per pass of <see cref="Dot8Avx2{TBlock}"/>: its activation slice (8 rows) stays in L1 between the two parities.</summary>
+    private const int Dot8Segment = 32;
+
+    internal static void Dot8Avx2(byte* w, byte* a, nint aStride, float* aScales, nint scaleStride, int n, float* y, nint yStride)
+        => Dot8Avx2<Weights>(w, a, aStride, aScales, scaleStride, n, y, yStride);
+
+    /// <summary>
+    /// One weight row of any <see cref="ISignedBlock32"/> format against 8 Q8_0 activation rows, bit-identical to
+    /// 8 single-row AVX2 dots. Those keep two accumulators per row (even and odd blocks); 16 would not fit in
+    /// registers, so each segment of blocks runs twice: the even blocks into the 8 even accumulators, then the odd
+    /// blocks into the 8 odd ones (each accumulator sees its blocks in the same order, so its bits are unchanged).
+    /// <paramref name="aScales"/> holds the activation scales as f32, block b of row k at
+    /// <c>aScales[b * scaleStride + k]</c>: one multiply gives the 8 products d_w * d_a of a weight block.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Dot8Avx2<TBlock>(byte* w, byte* a, nint aStride, float* aScales, nint scaleStride, int n, float* y, nint yStride)
+        where TBlock : struct, ISignedBlock32
+    {
+        int nb = n / BlockSize;
+        Vector256<float>* state = stackalloc Vector256<float>[16];
+        for (int k = 0; k < 16; k++) state[k] = default;
+        float* d = stackalloc float[8];
+        byte* a4 = a + 4 * aStride;
+        for (int s = 0; s < nb; s += Dot8Segment)
+        {
+            int end = Math.Min(nb, s + Dot8Segment);
+            for (int parity = 0; parity < 2; parity++)
+            {
+                Vector256<float>* acc = state + 8 * parity;
+                Vector256<float> c0 = acc[0], c1 = acc[1], c2 = acc[2], c3 = acc[3];
+                Vector256<float> c4 = acc[4], c5 = acc[5], c6 = acc[6], c7 = acc[7];
+                for (int i = s + parity; i < end; i += 2)
+                {
+                    byte* x = w + (nint)i * TBlock.TypeSize;
+                    nint o = (nint)i * TypeSize + 2;
+                    var qx = TBlock.Values(x);
+                    var ax = Avx2.Sign(qx, qx).AsByte();
+                    Avx.Store(d, Avx.Multiply(Vector256.Create(Fp16.ToFloat(*(ushort*)x)), Avx.LoadVector256(aScales + i * scaleStride)));
+                    c0 = Fma.MultiplyAdd(Vector256.Create(d[0]), Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(a + o)), qx)), c0);
+                    c1 = Fma.MultiplyAdd(Vector256.Create(d[1]), Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(a + o + aStride)), qx)), c1);
+                    c2 = Fma.MultiplyAdd(Vector256.Create(d[2]), Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(a + o + 2 * aStride)), qx)), c2);
+                    c3 = Fma.MultiplyAdd(Vector256.Create(d[3]), Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(a + o + 3 * aStride)), qx)), c3);
+                    c4 = Fma.MultiplyAdd(Vector256.Create(d[4]), Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(a4 + o)), qx)), c4);
+                    c5 = Fma.MultiplyAdd(Vector256.Create(d[5]), Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(a4 + o + aStride)), qx)), c5);
+                    c6 = Fma.MultiplyAdd(Vector256.Create(d[6]), Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(a4 + o + 2 * aStride)), qx)), c6);
+                    c7 = Fma.MultiplyAdd(Vector256.Create(d[7]), Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(a4 + o + 3 * aStride)), qx)), c7);
+                }
+                acc[0] = c0; acc[1] = c1; acc[2] = c2; acc[3] = c3;
+                acc[4] = c4; acc[5] = c5; acc[6] = c6; acc[7] = c7;
+            }
+        }
+        for (int k = 0; k < 8; k++)
+            y[k * yStride] = Simd.HSum(Avx.Add(state[k], state[8 + k]));
+    }
+
     internal static float DotAvx512(byte* w, byte* a, int n)
     {
         if (!Avx512BW.IsSupported) return DotAvx2(w, a, n);

@@ -17,6 +17,12 @@ internal readonly unsafe struct TypeKernel
     public required delegate*<byte*, byte*, int, float> Dot { get; init; }
     /// <summary>(weights, activation, activationStride, n, y, yStride) for 4 activation rows; AVX2 path only.</summary>
     public delegate*<byte*, byte*, nint, int, float*, nint, void> Dot4Avx2 { get; init; }
+    /// <summary>
+    /// (weights, activation, activationStride, activationScales, scaleStride, n, y, yStride) for 8 activation rows;
+    /// AVX2 path only. activationScales: the activation rows' block scales as f32, block b of row k at
+    /// [b * scaleStride + k].
+    /// </summary>
+    public delegate*<byte*, byte*, nint, float*, nint, int, float*, nint, void> Dot8Avx2 { get; init; }
 }
 
 internal static unsafe class QuantKernels
@@ -41,11 +47,11 @@ internal static unsafe class QuantKernels
         t[(int)GgmlType.F32] = new TypeKernel { WeightType = GgmlType.F32, ActivationType = GgmlType.F32, QuantizeActivation = &F32.CopyActivation, Dot = &F32.Dot };
         t[(int)GgmlType.F16] = new TypeKernel { WeightType = GgmlType.F16, ActivationType = GgmlType.F16, QuantizeActivation = &F16.QuantizeActivation, Dot = &F16.Dot };
         t[(int)GgmlType.BF16] = new TypeKernel { WeightType = GgmlType.BF16, ActivationType = GgmlType.BF16, QuantizeActivation = &BF16.QuantizeActivation, Dot = &BF16.Dot };
-        t[(int)GgmlType.Q4_0] = new TypeKernel { WeightType = GgmlType.Q4_0, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &Q4_0.Dot, Dot4Avx2 = &Q4_0.Dot4Avx2 };
+        t[(int)GgmlType.Q4_0] = new TypeKernel { WeightType = GgmlType.Q4_0, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &Q4_0.Dot, Dot4Avx2 = &Q4_0.Dot4Avx2, Dot8Avx2 = &Q4_0.Dot8Avx2 };
         t[(int)GgmlType.Q4_1] = new TypeKernel { WeightType = GgmlType.Q4_1, ActivationType = GgmlType.Q8_1, QuantizeActivation = &ActivationQ8_1, Dot = &Q4_1.Dot };
         t[(int)GgmlType.Q5_0] = new TypeKernel { WeightType = GgmlType.Q5_0, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &Q5_0.Dot };
         t[(int)GgmlType.Q5_1] = new TypeKernel { WeightType = GgmlType.Q5_1, ActivationType = GgmlType.Q8_1, QuantizeActivation = &ActivationQ8_1, Dot = &Q5_1.Dot };
-        t[(int)GgmlType.Q8_0] = new TypeKernel { WeightType = GgmlType.Q8_0, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &Q8_0.Dot, Dot4Avx2 = &Q8_0.Dot4Avx2 };
+        t[(int)GgmlType.Q8_0] = new TypeKernel { WeightType = GgmlType.Q8_0, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &Q8_0.Dot, Dot4Avx2 = &Q8_0.Dot4Avx2, Dot8Avx2 = &Q8_0.Dot8Avx2 };
         // ggml has no Q8_1 weight kernel; ours reads its d and quants against a Q8_0 activation.
         t[(int)GgmlType.Q8_1] = new TypeKernel { WeightType = GgmlType.Q8_1, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &Q8_1.Dot };
         // K-quants (from the kquants branch): activation Q8_K, quantized by ggml's reference quantize_row_q8_K.

@@ -113,6 +113,42 @@ public class MatMulTests
         }
     }
 
+    public static readonly TheoryData<GgmlType> TiledTypes = new() { GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K };
+
+    /// <summary>
+    /// Batch sizes around the tile heights (8-row tiles, then 4-row tiles, then single rows), odd block counts
+    /// (the even/odd accumulator split), a row longer than one segment of the 8-row kernels, and the thread split:
+    /// every output equals MatVec on its row bit for bit.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TiledTypes))]
+    public unsafe void MatMatTilesEqualMatVecForEveryBatchSize(GgmlType type)
+    {
+        bool k = IsKQuant(type);
+        foreach (var (rows, cols) in k ? new[] { (13, 256), (7, 2304) } : new[] { (13, 96), (7, 2080), (300, 160) })
+        {
+            var w = new byte[GgmlTypeInfo.RowBytes(type, cols) * rows];
+            Quantizer.QuantizeRow(type, TestRows.Random(rows * cols, 7), w);
+            foreach (int n in new[] { 4, 5, 7, 8, 9, 12, 13, 16, 17, 23 })
+            {
+                var x = TestRows.Random(n * cols, 8 + n);
+                var y = new float[n * rows];
+                var yi = new float[rows];
+                fixed (byte* wp = w)
+                {
+                    MatMul.MatMat(type, wp, rows, cols, x, n, y);
+                    for (int i = 0; i < n; i++)
+                    {
+                        MatMul.MatVec(type, wp, rows, cols, x.AsSpan(i * cols, cols), yi);
+                        for (int r = 0; r < rows; r++)
+                            Assert.True(BitConverter.SingleToInt32Bits(yi[r]) == BitConverter.SingleToInt32Bits(y[i * rows + r]),
+                                $"{type} {rows}x{cols} n={n} activation {i} row {r}: MatVec {yi[r]:R}, MatMat {y[i * rows + r]:R}");
+                    }
+                }
+            }
+        }
+    }
+
     [Fact]
     public unsafe void ResultsDoNotDependOnThreadCount()
     {
