@@ -75,7 +75,7 @@ public static unsafe class MatMul
         public int Cols;
         public int N;
         public int RowsPerChunk;
-        /// <summary>For the 8-row kernels: block b of activation row i's scale as f32 at [b * N + i]; else null.</summary>
+        /// <summary>For the 8-row kernels over Q8_0 activations: block b of row i's scale as f32 at [b * N + i]; else null.</summary>
         public float* ActivationScales;
         public int ActivationBlockSize;
     }
@@ -159,7 +159,7 @@ public static unsafe class MatMul
         else
         {
             job.Activation = Scratch(ref _scratch, activationRowBytes * n);
-            if (anyDot8)
+            if (anyDot8 && first.ActivationType == GgmlType.Q8_0)
             {
                 job.ActivationBlockSize = GgmlTypeInfo.BlockSize(first.ActivationType);
                 job.ActivationScales = (float*)Scratch(ref _scaleScratch, (long)(cols / job.ActivationBlockSize) * n * sizeof(float));
@@ -189,15 +189,12 @@ public static unsafe class MatMul
         job->ActivationKernel.QuantizeActivation(job->X + (long)i * job->Cols, row, job->Cols);
         if (job->ActivationScales != null)
         {
-            // The 8-row kernels read 8 rows' scales of one block in one load; the values are those the row dot
-            // converts itself, so the bits do not change.
+            // The Q8_0 8-row kernels read 8 rows' scales of one block in one load; the values are those the row
+            // dot converts itself, so the bits do not change.
             int blocks = job->Cols / job->ActivationBlockSize;
             long blockBytes = job->ActivationRowBytes / blocks;
             float* scales = job->ActivationScales + i;
-            if (job->ActivationKernel.ActivationType == GgmlType.Q8_K)
-                for (int b = 0; b < blocks; b++) scales[(long)b * job->N] = *(float*)(row + b * blockBytes);
-            else
-                for (int b = 0; b < blocks; b++) scales[(long)b * job->N] = Fp16.ToFloat(*(ushort*)(row + b * blockBytes));
+            for (int b = 0; b < blocks; b++) scales[(long)b * job->N] = Fp16.ToFloat(*(ushort*)(row + b * blockBytes));
         }
     }
 
@@ -228,7 +225,7 @@ public static unsafe class MatMul
             for (; i + WideTile <= n; i += WideTile)
             {
                 byte* a = job->Activation + i * aBytes;
-                float* scales = job->ActivationScales + i;
+                float* scales = job->ActivationScales == null ? null : job->ActivationScales + i;
                 float* y = part->Y + (long)i * rows;
                 for (int r = r0; r < r1; r++)
                     dot8(weights + r * wBytes, a, (nint)aBytes, scales, n, cols, y + r, rows);

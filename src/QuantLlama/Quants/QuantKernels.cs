@@ -19,8 +19,8 @@ internal readonly unsafe struct TypeKernel
     public delegate*<byte*, byte*, nint, int, float*, nint, void> Dot4Avx2 { get; init; }
     /// <summary>
     /// (weights, activation, activationStride, activationScales, scaleStride, n, y, yStride) for 8 activation rows;
-    /// AVX2 path only. activationScales: the activation rows' block scales as f32, block b of row k at
-    /// [b * scaleStride + k].
+    /// AVX2 path only. activationScales (Q8_0 activations only; null for Q8_K, whose scales are f32 already): the
+    /// activation rows' block scales as f32, block b of row k at [b * scaleStride + k].
     /// </summary>
     public delegate*<byte*, byte*, nint, float*, nint, int, float*, nint, void> Dot8Avx2 { get; init; }
 }
@@ -59,7 +59,7 @@ internal static unsafe class QuantKernels
         t[(int)GgmlType.Q3_K] = new TypeKernel { WeightType = GgmlType.Q3_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ3_K };
         t[(int)GgmlType.Q4_K] = new TypeKernel { WeightType = GgmlType.Q4_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ4_K, Dot4Avx2 = &KQuants.Q4_K.Dot4Avx2 };
         t[(int)GgmlType.Q5_K] = new TypeKernel { WeightType = GgmlType.Q5_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ5_K };
-        t[(int)GgmlType.Q6_K] = new TypeKernel { WeightType = GgmlType.Q6_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ6_K, Dot4Avx2 = &KQuants.Q6_K.Dot4Avx2 };
+        t[(int)GgmlType.Q6_K] = new TypeKernel { WeightType = GgmlType.Q6_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ6_K, Dot4Avx2 = &KQuants.Q6_K.Dot4Avx2, Dot8Avx2 = &KQuants.Q6_K.Dot8Avx2 };
         return t;
     }
 

@@ -290,6 +290,88 @@ public static unsafe class Q6_K
         }
     }
 
+    /// <summary>
+    /// One weight row against 8 Q8_K activation rows: as <see cref="Dot4Avx2"/>, each 32-value group's quants and
+    /// scales decoded once and used by 8 rows. The integer sums per row are DotAvx2's (exact, any order) and each
+    /// row's float accumulator gets DotAvx2's one FMA per block, so every result is bit-identical to DotAvx2. The 8
+    /// float accumulators live on the stack (one load and store per row and block) so the integer sums keep the registers.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    internal static void Dot8Avx2(byte* weights, byte* q8k, nint aStride, float* aScales, nint scaleStride, int n, float* result, nint yStride)
+    {
+        int blocks = n / BlockSize;
+        var m4 = Vector256.Create((byte)0x0F);
+        var m2 = Vector256.Create((byte)0x03);
+        var m2x4 = Vector256.Create((byte)0x30);
+        Vector256<float>* acc = stackalloc Vector256<float>[8];
+        for (int k = 0; k < 8; k++) acc[k] = default;
+        // The block's 8 groups of 32 quants and their scale pairs, decoded once for the 8 rows.
+        Vector256<byte>* qs = stackalloc Vector256<byte>[8];
+        Vector256<short>* scs = stackalloc Vector256<short>[8];
+        for (int i = 0; i < blocks; i++)
+        {
+            var x = (BlockQ6K*)(weights + i * BlockBytes);
+            byte* y0 = q8k + i * Q8_K.BlockBytes;
+            byte* y4 = y0 + 4 * aStride;
+            Vector128<sbyte> scales = Sse2.LoadVector128(x->Scales);
+            Vector256<short> scales16 = Avx2.ConvertToVector256Int16(scales);
+            Vector256<int> s0 = Offset(scales16, y0), s1 = Offset(scales16, y0 + aStride);
+            Vector256<int> s2 = Offset(scales16, y0 + 2 * aStride), s3 = Offset(scales16, y0 + 3 * aStride);
+            Vector256<int> s4 = Offset(scales16, y4), s5 = Offset(scales16, y4 + aStride);
+            Vector256<int> s6 = Offset(scales16, y4 + 2 * aStride), s7 = Offset(scales16, y4 + 3 * aStride);
+            Decode(x, 0, scales, qs, scs, m4, m2, m2x4);
+            Decode(x, 1, scales, qs + 4, scs + 4, m4, m2, m2x4);
+            for (int j = 0; j < 8; j++)
+            {
+                Vector256<byte> q = qs[j];
+                Vector256<short> sc = scs[j];
+                int o = 32 * j + 4; // 4: the activation block's f32 scale comes first
+                s0 = Avx2.Add(s0, Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256((sbyte*)(y0 + o))), sc));
+                s1 = Avx2.Add(s1, Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256((sbyte*)(y0 + aStride + o))), sc));
+                s2 = Avx2.Add(s2, Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256((sbyte*)(y0 + 2 * aStride + o))), sc));
+                s3 = Avx2.Add(s3, Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256((sbyte*)(y0 + 3 * aStride + o))), sc));
+                s4 = Avx2.Add(s4, Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256((sbyte*)(y4 + o))), sc));
+                s5 = Avx2.Add(s5, Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256((sbyte*)(y4 + aStride + o))), sc));
+                s6 = Avx2.Add(s6, Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256((sbyte*)(y4 + 2 * aStride + o))), sc));
+                s7 = Avx2.Add(s7, Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256((sbyte*)(y4 + 3 * aStride + o))), sc));
+            }
+            float dx = KQuantMath.FromHalfBits(x->D);
+            acc[0] = Fma.MultiplyAdd(Vector256.Create(((BlockQ8K*)y0)->D * dx), Avx.ConvertToVector256Single(s0), acc[0]);
+            acc[1] = Fma.MultiplyAdd(Vector256.Create(((BlockQ8K*)(y0 + aStride))->D * dx), Avx.ConvertToVector256Single(s1), acc[1]);
+            acc[2] = Fma.MultiplyAdd(Vector256.Create(((BlockQ8K*)(y0 + 2 * aStride))->D * dx), Avx.ConvertToVector256Single(s2), acc[2]);
+            acc[3] = Fma.MultiplyAdd(Vector256.Create(((BlockQ8K*)(y0 + 3 * aStride))->D * dx), Avx.ConvertToVector256Single(s3), acc[3]);
+            acc[4] = Fma.MultiplyAdd(Vector256.Create(((BlockQ8K*)y4)->D * dx), Avx.ConvertToVector256Single(s4), acc[4]);
+            acc[5] = Fma.MultiplyAdd(Vector256.Create(((BlockQ8K*)(y4 + aStride))->D * dx), Avx.ConvertToVector256Single(s5), acc[5]);
+            acc[6] = Fma.MultiplyAdd(Vector256.Create(((BlockQ8K*)(y4 + 2 * aStride))->D * dx), Avx.ConvertToVector256Single(s6), acc[6]);
+            acc[7] = Fma.MultiplyAdd(Vector256.Create(((BlockQ8K*)(y4 + 3 * aStride))->D * dx), Avx.ConvertToVector256Single(s7), acc[7]);
+        }
+        for (int k = 0; k < 8; k++) result[k * yStride] = SimdHelpers.HorizontalSum(acc[k]);
+
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+        static Vector256<int> Offset(Vector256<short> scales16, byte* y)
+            => Avx2.Subtract(Vector256<int>.Zero, Avx2.ShiftLeftLogical(Avx2.MultiplyAddAdjacent(scales16, Avx.LoadVector256(((BlockQ8K*)y)->BSums)), 5));
+
+        // DotAvx2's q0..q3 and scale vectors of half h (values 128h .. 128h + 127).
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+        static void Decode(BlockQ6K* x, int h, Vector128<sbyte> scales, Vector256<byte>* q, Vector256<short>* sc,
+            Vector256<byte> m4, Vector256<byte> m2, Vector256<byte> m2x4)
+        {
+            Vector256<byte> bits1 = Avx.LoadVector256(x->Ql + 64 * h);
+            Vector256<byte> bits2 = Avx.LoadVector256(x->Ql + 64 * h + 32);
+            Vector256<byte> high = Avx.LoadVector256(x->Qh + 32 * h);
+            Vector256<ushort> high16 = high.AsUInt16();
+            q[0] = Avx2.Or(Avx2.And(bits1, m4), Avx2.ShiftLeftLogical(Avx2.And(high, m2).AsUInt16(), 4).AsByte());
+            q[1] = Avx2.Or(Avx2.And(bits2, m4), Avx2.ShiftLeftLogical(Avx2.And(Avx2.ShiftRightLogical(high16, 2).AsByte(), m2).AsUInt16(), 4).AsByte());
+            q[2] = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits1.AsUInt16(), 4).AsByte(), m4), Avx2.And(high, m2x4));
+            q[3] = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits2.AsUInt16(), 4).AsByte(), m4), Avx2.And(Avx2.ShiftRightLogical(high16, 2).AsByte(), m2x4));
+            int k = 4 * h;
+            sc[0] = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k).AsSByte()));
+            sc[1] = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k + 1).AsSByte()));
+            sc[2] = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k + 2).AsSByte()));
+            sc[3] = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k + 3).AsSByte()));
+        }
+    }
+
     /// <summary>32 unsigned quants times 32 activations, the low 16 scaled by scale 2k and the high 16 by 2k+1.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     internal static Vector256<int> Group(Vector256<byte> q, sbyte* q8, Vector128<sbyte> scales, int k)
