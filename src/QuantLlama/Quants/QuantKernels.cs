@@ -57,7 +57,7 @@ internal static unsafe class QuantKernels
         // K-quants (from the kquants branch): activation Q8_K, quantized by ggml's reference quantize_row_q8_K.
         t[(int)GgmlType.Q2_K] = new TypeKernel { WeightType = GgmlType.Q2_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ2_K };
         t[(int)GgmlType.Q3_K] = new TypeKernel { WeightType = GgmlType.Q3_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ3_K };
-        t[(int)GgmlType.Q4_K] = new TypeKernel { WeightType = GgmlType.Q4_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ4_K, Dot4Avx2 = &KQuants.Q4_K.Dot4Avx2 };
+        t[(int)GgmlType.Q4_K] = new TypeKernel { WeightType = GgmlType.Q4_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ4_K, Dot4Avx2 = &KQuants.Q4_K.Dot4Avx2, Dot8Avx2 = &KQuants.Q4_K.Dot8Avx2 };
         t[(int)GgmlType.Q5_K] = new TypeKernel { WeightType = GgmlType.Q5_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ5_K };
         t[(int)GgmlType.Q6_K] = new TypeKernel { WeightType = GgmlType.Q6_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ6_K, Dot4Avx2 = &KQuants.Q6_K.Dot4Avx2, Dot8Avx2 = &KQuants.Q6_K.Dot8Avx2 };
         return t;

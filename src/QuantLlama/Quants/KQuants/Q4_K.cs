@@ -255,6 +255,88 @@ public static unsafe class Q4_K
     }
 
     /// <summary>
+    /// One weight row against 8 Q8_K activation rows: the block's 8 nibble groups and scale vectors decoded once
+    /// into a stack buffer, 8 integer sums in registers (exact, so their order is free), then each row's float
+    /// steps exactly as <see cref="DotAvx2"/> (accumulators on the stack); every result is bit-identical to DotAvx2.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Dot8Avx2(byte* weights, byte* q8k, nint aStride, float* aScales, nint scaleStride, int n, float* result, nint yStride)
+    {
+        int blocks = n / BlockSize;
+        var m4 = Vector256.Create((byte)0x0F);
+        Vector256<float>* acc = stackalloc Vector256<float>[8];
+        Vector128<float>* accMins = stackalloc Vector128<float>[8];
+        for (int k = 0; k < 8; k++) { acc[k] = default; accMins[k] = default; }
+        Vector256<byte>* qs = stackalloc Vector256<byte>[8];
+        Vector256<short>* scs = stackalloc Vector256<short>[8];
+        for (int i = 0; i < blocks; i++)
+        {
+            var x = (BlockQ4K*)(weights + i * BlockBytes);
+            byte* y0 = q8k + i * Q8_K.BlockBytes;
+            byte* y4 = y0 + 4 * aStride;
+            Vector128<float> dPair = SimdHelpers.HalvesToSingles(*(uint*)x);
+            Vector256<short> scalesAndMins = Avx2.ConvertToVector256Int16(KQuantMath.UnpackScaleMinK4(x->Scales).AsByte());
+            Vector128<short> mins = scalesAndMins.GetUpper();
+            Vector128<short> sc128 = scalesAndMins.GetLower();
+            Vector256<byte> scales = Vector256.Create(sc128, sc128).AsByte();
+            Decode(x->Qs, 0, scales, qs, scs, m4);
+            Decode(x->Qs, 1, scales, qs + 2, scs + 2, m4);
+            Decode(x->Qs, 2, scales, qs + 4, scs + 4, m4);
+            Decode(x->Qs, 3, scales, qs + 6, scs + 6, m4);
+            Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
+            Vector256<int> s4 = default, s5 = default, s6 = default, s7 = default;
+            for (int g = 0; g < 8; g++)
+            {
+                Vector256<byte> q = qs[g];
+                Vector256<short> sc = scs[g];
+                int o = 32 * g + 4; // 4: the activation block's f32 scale comes first
+                s0 = Avx2.Add(s0, Avx2.MultiplyAddAdjacent(sc, Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256((sbyte*)(y0 + o)))));
+                s1 = Avx2.Add(s1, Avx2.MultiplyAddAdjacent(sc, Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256((sbyte*)(y0 + aStride + o)))));
+                s2 = Avx2.Add(s2, Avx2.MultiplyAddAdjacent(sc, Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256((sbyte*)(y0 + 2 * aStride + o)))));
+                s3 = Avx2.Add(s3, Avx2.MultiplyAddAdjacent(sc, Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256((sbyte*)(y0 + 3 * aStride + o)))));
+                s4 = Avx2.Add(s4, Avx2.MultiplyAddAdjacent(sc, Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256((sbyte*)(y4 + o)))));
+                s5 = Avx2.Add(s5, Avx2.MultiplyAddAdjacent(sc, Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256((sbyte*)(y4 + aStride + o)))));
+                s6 = Avx2.Add(s6, Avx2.MultiplyAddAdjacent(sc, Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256((sbyte*)(y4 + 2 * aStride + o)))));
+                s7 = Avx2.Add(s7, Avx2.MultiplyAddAdjacent(sc, Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256((sbyte*)(y4 + 3 * aStride + o)))));
+            }
+            Row((BlockQ8K*)y0, dPair, mins, s0, acc, accMins);
+            Row((BlockQ8K*)(y0 + aStride), dPair, mins, s1, acc + 1, accMins + 1);
+            Row((BlockQ8K*)(y0 + 2 * aStride), dPair, mins, s2, acc + 2, accMins + 2);
+            Row((BlockQ8K*)(y0 + 3 * aStride), dPair, mins, s3, acc + 3, accMins + 3);
+            Row((BlockQ8K*)y4, dPair, mins, s4, acc + 4, accMins + 4);
+            Row((BlockQ8K*)(y4 + aStride), dPair, mins, s5, acc + 5, accMins + 5);
+            Row((BlockQ8K*)(y4 + 2 * aStride), dPair, mins, s6, acc + 6, accMins + 6);
+            Row((BlockQ8K*)(y4 + 3 * aStride), dPair, mins, s7, acc + 7, accMins + 7);
+        }
+        for (int k = 0; k < 8; k++)
+            result[k * yStride] = SimdHelpers.HorizontalSum(acc[k]) + SimdHelpers.HorizontalSum(accMins[k]);
+
+        // Chunk c (values 64c .. 64c + 63): its low and high nibbles and their scale vectors, as DotAvx2's Chunk.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static void Decode(byte* q4, int c, Vector256<byte> scales, Vector256<byte>* q, Vector256<short>* sc, Vector256<byte> m4)
+        {
+            Vector256<byte> bits = Avx.LoadVector256(q4 + 32 * c);
+            q[0] = Avx2.And(bits, m4);
+            q[1] = Avx2.And(Avx2.ShiftRightLogical(bits.AsUInt16(), 4).AsByte(), m4);
+            sc[0] = Avx2.Shuffle(scales, SimdHelpers.WordBroadcastMask(2 * c)).AsInt16();
+            sc[1] = Avx2.Shuffle(scales, SimdHelpers.WordBroadcastMask(2 * c + 1)).AsInt16();
+        }
+
+        // DotAvx2's per-block float steps for one activation row, in the same order.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static void Row(BlockQ8K* y, Vector128<float> dPair, Vector128<short> mins, Vector256<int> sumi,
+            Vector256<float>* acc, Vector128<float>* accMins)
+        {
+            Vector128<float> scales2 = Sse.Multiply(dPair, Vector128.Create(y->D));
+            Vector256<short> bsums = Avx.LoadVector256(y->BSums);
+            Vector128<short> pairSums = Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper());
+            Vector128<int> minProducts = Sse2.MultiplyAddAdjacent(mins, pairSums);
+            *accMins = Fma.MultiplyAddNegated(Avx2.BroadcastScalarToVector128(Sse.Shuffle(scales2, scales2, 0x55)), Sse2.ConvertToVector128Single(minProducts), *accMins);
+            *acc = Fma.MultiplyAdd(Avx2.BroadcastScalarToVector256(scales2), Avx.ConvertToVector256Single(sumi), *acc);
+        }
+    }
+
+    /// <summary>
     /// AVX-512BW: one 64-byte load covers two 64-value chunks; its low nibbles are values 0–31 and 64–95 (scales
     /// 0 and 2 of the pair), its high nibbles 32–63 and 96–127 (scales 1 and 3). Untested on this project's
     /// AVX2-only build machine; the SIMD-vs-scalar tests run it wherever the CPU has AVX-512BW.
