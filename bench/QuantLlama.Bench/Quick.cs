@@ -34,6 +34,35 @@ internal static class Quick
             }
             return;
         }
+        if (types.Length > 0 && types[0] == "small")
+        {
+            int rows = int.Parse(types[2]), cols = int.Parse(types[3]), n = int.Parse(types[4]);
+            var type = Enum.Parse<GgmlType>(types[1], true);
+            Compute.WorkerPool.SetThreadCount(1);
+            long rowBytes = GgmlTypeInfo.RowBytes(type, cols);
+            var w = new byte[rowBytes * rows];
+            Quantizer.QuantizeRow(type, Data.Random(rows * cols, 5), w);
+            var x = Data.Random(n * cols, 6);
+            var y = new float[n * rows];
+            double narrow = double.MaxValue, wide = double.MaxValue;
+            unsafe
+            {
+                fixed (byte* wp = w)
+                {
+                    byte* p = wp;
+                    for (int round = 0; round < 8; round++)
+                    {
+                        Compute.MatMul.WideTiles = false;
+                        narrow = Math.Min(narrow, Time(() => { Compute.MatMul.MatMat(type, p, rows, cols, x, n, y); return y[0]; }));
+                        Compute.MatMul.WideTiles = true;
+                        wide = Math.Min(wide, Time(() => { Compute.MatMul.MatMat(type, p, rows, cols, x, n, y); return y[0]; }));
+                    }
+                }
+            }
+            double pairs = (double)rows * n * cols / 32;
+            Console.WriteLine($"{type} {rows}x{cols} n={n}: 4-row {narrow:F1} us ({narrow * 1000 / pairs:F3} ns per 32-value pair), widest {wide:F1} us ({wide * 1000 / pairs:F3} ns)");
+            return;
+        }
         if (types.Length > 0 && types[0] == "matmat")
         {
             // Batched products only, the widest tiles against 4-row tiles, interleaved (best of rounds).

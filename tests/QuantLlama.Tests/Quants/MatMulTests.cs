@@ -117,15 +117,16 @@ public class MatMulTests
 
     /// <summary>
     /// Batch sizes around the tile heights (8-row tiles, then 4-row tiles, then single rows), odd block counts
-    /// (the even/odd accumulator split), a row longer than one segment of the 8-row kernels, and the thread split:
-    /// every output equals MatVec on its row bit for bit.
+    /// (the even/odd accumulator split), a row longer than one segment of the 8-row kernels, matrices larger than
+    /// one block of rows (<see cref="MatMul.RowBlockBytes"/>) and the thread split: every output equals MatVec on its
+    /// row bit for bit.
     /// </summary>
     [Theory]
     [MemberData(nameof(TiledTypes))]
     public unsafe void MatMatTilesEqualMatVecForEveryBatchSize(GgmlType type)
     {
         bool k = IsKQuant(type);
-        foreach (var (rows, cols) in k ? new[] { (13, 256), (7, 2304) } : new[] { (13, 96), (7, 2080), (300, 160) })
+        foreach (var (rows, cols) in k ? new[] { (13, 256), (7, 2304), (300, 512) } : new[] { (13, 96), (7, 2080), (300, 1024) })
         {
             var w = new byte[GgmlTypeInfo.RowBytes(type, cols) * rows];
             Quantizer.QuantizeRow(type, TestRows.Random(rows * cols, 7), w);
