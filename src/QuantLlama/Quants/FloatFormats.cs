@@ -33,6 +33,7 @@ public static unsafe class F32
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
     internal static float DotAvx2(float* x, float* y, int n)
     {
         var s0 = Vector256<float>.Zero; var s1 = Vector256<float>.Zero;
@@ -51,6 +52,7 @@ public static unsafe class F32
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
     internal static float DotAvx512(float* x, float* y, int n)
     {
         if (!Avx512F.IsSupported) return DotAvx2(x, y, n);
@@ -66,6 +68,7 @@ public static unsafe class F32
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
     internal static float DotAdvSimd(float* x, float* y, int n)
     {
         if (!AdvSimd.Arm64.IsSupported) return DotScalar(x, y, n);
@@ -154,6 +157,7 @@ public abstract unsafe class HalfRows<TFormat> where TFormat : struct, IHalfForm
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
     internal static float DotAvx2(ushort* x, ushort* y, int n)
     {
         var s0 = Vector256<float>.Zero; var s1 = Vector256<float>.Zero;

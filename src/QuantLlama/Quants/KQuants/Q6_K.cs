@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
@@ -174,7 +175,7 @@ public static unsafe class Q6_K
         return sum;
     }
 
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
     {
         var m4 = Vector256.Create((byte)0x0F);
@@ -221,7 +222,7 @@ public static unsafe class Q6_K
     /// quants and scales are decoded once; the integer sums per row are those of <see cref="DotAvx2"/> (exact) and
     /// the float steps are DotAvx2's in the same order, so every result is bit-identical to DotAvx2 on that row.
     /// </summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     internal static void Dot4Avx2(byte* weights, byte* q8k, nint aStride, int n, float* result, nint yStride)
     {
         int blocks = n / BlockSize;
@@ -305,7 +306,7 @@ public static unsafe class Q6_K
     /// bytes sit two bits higher, hence the per-lane variable shift. Untested on this project's AVX2-only build
     /// machine; the SIMD-vs-scalar tests run it wherever the CPU has AVX-512BW.
     /// </summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     internal static float DotAvx512(byte* weights, byte* q8k, int blocks)
     {
         if (!Avx512BW.IsSupported) return DotAvx2(weights, q8k, blocks);
@@ -350,7 +351,7 @@ public static unsafe class Q6_K
     }
 
     /// <summary>ARM64 AdvSimd: exact int32 dots per group of 16 (SDOT where available). Untested here (x86).</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     internal static float DotAdvSimd(byte* weights, byte* q8k, int blocks)
     {
         if (!AdvSimd.Arm64.IsSupported) return DotScalar(weights, q8k, blocks);
