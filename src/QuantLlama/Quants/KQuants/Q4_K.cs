@@ -198,12 +198,12 @@ public static unsafe class Q4_K
     private static void Accumulate(BlockQ4K* x, BlockQ8K* y, Vector128<short> mins, Vector256<int> sumi,
         ref Vector256<float> acc, ref Vector128<float> accMins)
     {
-        Vector128<float> scales2 = Sse.Multiply(SimdHelpers.HalvesToSingles(*(uint*)x), Vector128.Create(y->D));
+        float d = y->D * Fp16.ToFloat(x->D), dmin = y->D * Fp16.ToFloat(x->DMin);
         Vector256<short> bsums = Avx.LoadVector256(y->BSums);
         Vector128<short> pairSums = Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper());
         Vector128<int> minProducts = Sse2.MultiplyAddAdjacent(mins, pairSums);
-        accMins = Fma.MultiplyAddNegated(Avx2.BroadcastScalarToVector128(Sse.Shuffle(scales2, scales2, 0x55)), Sse2.ConvertToVector128Single(minProducts), accMins);
-        acc = Fma.MultiplyAdd(Avx2.BroadcastScalarToVector256(scales2), Avx.ConvertToVector256Single(sumi), acc);
+        accMins = Fma.MultiplyAddNegated(Vector128.Create(dmin), Sse2.ConvertToVector128Single(minProducts), accMins);
+        acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
     }
 
     /// <summary>

@@ -179,6 +179,10 @@ public static unsafe class Q6_K
     internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
     {
         var acc = Vector256<float>.Zero;
+        // Masks made once here: built inside the helpers, the JIT rebuilds them every iteration.
+        var m4 = Vector256.Create((byte)0x0F);
+        var m2 = Vector256.Create((byte)0x03);
+        var m2x4 = Vector256.Create((byte)0x30);
         int i = 0;
         // Two blocks' integer sums before their float steps (in block order, so the bits are those of one block at a
         // time): more independent work in flight per iteration.
@@ -188,38 +192,35 @@ public static unsafe class Q6_K
             var y0 = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
             var x1 = (BlockQ6K*)((byte*)x0 + BlockBytes);
             var y1 = (BlockQ8K*)((byte*)y0 + Q8_K.BlockBytes);
-            Vector256<int> sumi0 = BlockSum(x0, y0);
-            Vector256<int> sumi1 = BlockSum(x1, y1);
-            acc = Fma.MultiplyAdd(Vector256.Create(y0->D * KQuantMath.FromHalfBits(x0->D)), Avx.ConvertToVector256Single(sumi0), acc);
-            acc = Fma.MultiplyAdd(Vector256.Create(y1->D * KQuantMath.FromHalfBits(x1->D)), Avx.ConvertToVector256Single(sumi1), acc);
+            Vector256<int> sumi0 = BlockSum(x0, y0, m4, m2, m2x4);
+            Vector256<int> sumi1 = BlockSum(x1, y1, m4, m2, m2x4);
+            acc = Fma.MultiplyAdd(Vector256.Create(y0->D * Fp16.ToFloat(x0->D)), Avx.ConvertToVector256Single(sumi0), acc);
+            acc = Fma.MultiplyAdd(Vector256.Create(y1->D * Fp16.ToFloat(x1->D)), Avx.ConvertToVector256Single(sumi1), acc);
         }
         if (i < blocks)
         {
             var x = (BlockQ6K*)(weights + i * BlockBytes);
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
-            acc = Fma.MultiplyAdd(Vector256.Create(y->D * KQuantMath.FromHalfBits(x->D)), Avx.ConvertToVector256Single(BlockSum(x, y)), acc);
+            acc = Fma.MultiplyAdd(Vector256.Create(y->D * Fp16.ToFloat(x->D)), Avx.ConvertToVector256Single(BlockSum(x, y, m4, m2, m2x4)), acc);
         }
         return SimdHelpers.HorizontalSum(acc);
     }
 
     /// <summary>Σ over the block of scale_g · ((q − 32) · q8) in eight int32 lanes (exact).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> BlockSum(BlockQ6K* x, BlockQ8K* y)
+    private static Vector256<int> BlockSum(BlockQ6K* x, BlockQ8K* y, Vector256<byte> m4, Vector256<byte> m2, Vector256<byte> m2x4)
     {
         Vector256<short> scales16 = Avx2.ConvertToVector256Int16(Sse2.LoadVector128(x->Scales));
         // The −32 offset of every quant, applied once per block through the activation's group sums.
         Vector256<int> offset = Avx2.MultiplyAddAdjacent(scales16, Avx.LoadVector256(y->BSums));
         Vector256<int> sumi = Avx2.Subtract(Vector256<int>.Zero, Avx2.ShiftLeftLogical(offset, 5));
         // Scales 0–7 (then 8–15) in both 128-bit lanes, so one in-lane shuffle gives a group's pair of scales.
-        sumi = Avx2.Add(sumi, Half(x->Ql, x->Qh, y->Qs, Avx2.Permute4x64(scales16.AsInt64(), 0b01_00_01_00).AsByte()));
-        return Avx2.Add(sumi, Half(x->Ql + 64, x->Qh + 32, y->Qs + 128, Avx2.Permute4x64(scales16.AsInt64(), 0b11_10_11_10).AsByte()));
+        sumi = Avx2.Add(sumi, Half(x->Ql, x->Qh, y->Qs, Avx2.Permute4x64(scales16.AsInt64(), 0b01_00_01_00).AsByte(), m4, m2, m2x4));
+        return Avx2.Add(sumi, Half(x->Ql + 64, x->Qh + 32, y->Qs + 128, Avx2.Permute4x64(scales16.AsInt64(), 0b11_10_11_10).AsByte(), m4, m2, m2x4));
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static Vector256<int> Half(byte* ql, byte* qh, sbyte* q8, Vector256<byte> scales)
+        static Vector256<int> Half(byte* ql, byte* qh, sbyte* q8, Vector256<byte> scales, Vector256<byte> m4, Vector256<byte> m2, Vector256<byte> m2x4)
         {
-            var m4 = Vector256.Create((byte)0x0F);
-            var m2 = Vector256.Create((byte)0x03);
-            var m2x4 = Vector256.Create((byte)0x30);
             Vector256<byte> bits1 = Avx.LoadVector256(ql);
             Vector256<byte> bits2 = Avx.LoadVector256(ql + 32);
             Vector256<byte> high = Avx.LoadVector256(qh);
