@@ -52,7 +52,7 @@ public class KernelPathTests
                 {
                     float simd = Run(path, type, kernel, w, x, out var act);
                     GgmlDifferentialTests.AssertBytes(scalarAct, act, $"{type} activation on {path}, n={n}");
-                    double bound = GgmlDifferentialTests.DotTolerance(type, kernel.ActivationType, w, act, n);
+                    double bound = GgmlDifferentialTests.DotTolerance(type, kernel.ActivationAsFloats ? GgmlType.F32 : kernel.ActivationType, w, act, n);
                     Assert.True(Math.Abs(simd - scalar) <= bound, $"{type} n={n} seed={seed} {path}: {simd:R} vs scalar {scalar:R} (tolerance {bound:R})");
                 }
             }
@@ -65,7 +65,7 @@ public class KernelPathTests
         try
         {
             Kernels.Path = path;
-            activation = new byte[GgmlTypeInfo.RowBytes(kernel.ActivationType, x.Length)];
+            activation = new byte[kernel.ActivationRowBytes(x.Length)];
             fixed (float* xp = x)
             fixed (byte* ap = activation)
             fixed (byte* wp = w)
