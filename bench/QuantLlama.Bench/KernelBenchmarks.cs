@@ -76,10 +76,13 @@ public unsafe class DotBenchmarks
 /// </summary>
 public unsafe class MatVecBenchmarks
 {
-    private const int Rows = 4096, Cols = 4096;
+    private const int Cols = 4096;
 
     [Params(GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K)]
     public GgmlType Type { get; set; }
+
+    /// <summary>4096 streams the weights from memory; 64–128 keeps them in L2, which times the kernels alone.</summary>
+    public int Rows { get; set; } = 4096;
 
     private byte* _weights, _scratch;
     private float[] _x = [], _y = [];
