@@ -18,7 +18,7 @@ public unsafe class DotBenchmarks
         GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K)]
     public GgmlType Type { get; set; }
 
-    private byte* _weights, _activation;
+    private byte* _weights, _activation, _ourActivation;
     private long _rowBytes;
     private TypeKernel _kernel;
     private delegate* unmanaged<int, float*, nuint, void*, nuint, void*, nuint, int, void> _ggml;
@@ -37,6 +37,14 @@ public unsafe class DotBenchmarks
         if (Type == GgmlType.F32) act = System.Runtime.InteropServices.MemoryMarshal.AsBytes(Data.Random(N, 2).AsSpan()).ToArray();
         _activation = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)act.Length, 64);
         act.CopyTo(new Span<byte>(_activation, act.Length));
+        _ourActivation = _activation;
+        if (_kernel.ActivationAsFloats)
+        {
+            // Ours holds the same rounded activation as f32 values (TypeKernel.ActivationAsFloats).
+            var x = Data.Random(N, 2);
+            _ourActivation = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)_kernel.ActivationRowBytes(N), 64);
+            fixed (float* xp = x) _kernel.QuantizeActivation(xp, _ourActivation, N);
+        }
         _ggml = GgmlNative.VecDotPointer(Type);
     }
 
@@ -56,7 +64,7 @@ public unsafe class DotBenchmarks
     public float QuantLlama()
     {
         float total = 0;
-        for (int r = 0; r < Rows; r++) total += _kernel.Dot(_weights + r * _rowBytes, _activation, N);
+        for (int r = 0; r < Rows; r++) total += _kernel.Dot(_weights + r * _rowBytes, _ourActivation, N);
         return total;
     }
 }
@@ -68,10 +76,13 @@ public unsafe class DotBenchmarks
 /// </summary>
 public unsafe class MatVecBenchmarks
 {
-    private const int Rows = 4096, Cols = 4096;
+    private const int Cols = 4096;
 
     [Params(GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K)]
     public GgmlType Type { get; set; }
+
+    /// <summary>4096 streams the weights from memory; 64–128 keeps them in L2, which times the kernels alone.</summary>
+    public int Rows { get; set; } = 4096;
 
     private byte* _weights, _scratch;
     private float[] _x = [], _y = [];

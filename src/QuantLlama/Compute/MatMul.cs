@@ -145,7 +145,7 @@ public static unsafe class MatMul
             totalRows += products[p].Rows;
         }
         if (totalRows == 0) return;
-        long activationRowBytes = GgmlTypeInfo.RowBytes(first.ActivationType, cols);
+        long activationRowBytes = first.ActivationRowBytes(cols);
         bool parallel = (long)totalRows * cols * n >= ParallelThreshold && WorkerPool.ThreadCount > 1;
         var job = new Job
         {

@@ -71,6 +71,9 @@ public sealed unsafe class LlamaModel : IDisposable
     private readonly int* _expertIds, _gatherRows;
     private readonly byte* _keyCache, _valueCache;
     private readonly int _elementSize;
+    // f32 copies of one layer's f16 keys and values for a batch's attention (see Attention); allocated on first use.
+    private float* _kvScratch;
+    private readonly int _kvScratchPositions;
     private bool _disposed;
 
     public LlamaConfig Config { get; }
@@ -163,6 +166,7 @@ public sealed unsafe class LlamaModel : IDisposable
         _hb = Floats((long)b * ff);
         _hb2 = Floats((long)b * ff);
         _scores = Floats((long)c.HeadCount * ctx);
+        _kvScratchPositions = (int)Math.Min(ctx, (32L << 20) / ((long)kvDim * 2 * sizeof(float)));
         _ropeCos = Floats((long)b * (c.RopeDimensionCount / 2));
         _ropeSin = Floats((long)b * (c.RopeDimensionCount / 2));
         _logits = Floats(c.VocabSize);
@@ -347,11 +351,24 @@ public sealed unsafe class LlamaModel : IDisposable
             }
         }
 
+        bool f16 = KvCacheType == KvCacheType.F16;
+        if (f16 && n > 1 && start + n <= _kvScratchPositions)
+        {
+            // A batch reads every cached key and value once per query head and row: convert them to f32 once here
+            // instead (the same values, so the same bits), up to 32 MB of scratch.
+            if (_kvScratch == null) _kvScratch = Floats((long)_kvScratchPositions * kvDim * 2);
+            float* scratchValues = _kvScratch + (long)_kvScratchPositions * kvDim;
+            HalfVector.ToSingle((Half*)keys, _kvScratch, (start + n) * kvDim);
+            HalfVector.ToSingle((Half*)values, scratchValues, (start + n) * kvDim);
+            keys = (byte*)_kvScratch;
+            values = (byte*)scratchValues;
+            f16 = false;
+        }
         var job = new AttentionJob
         {
             Q = _q, Output = _att, Scores = _scores, Keys = keys, Values = values, Dim = dim, KvDim = kvDim,
             HeadDim = headDim, Group = c.HeadCount / c.HeadCountKv, ContextSize = ContextSize, N = n, Start = start,
-            F16 = KvCacheType == KvCacheType.F16,
+            F16 = f16,
         };
         // Heads in parallel once there is enough work to be worth a dispatch (one token late in a long context, or a prompt).
         long work = (long)n * (start + n) * headDim * c.HeadCount;
@@ -380,10 +397,27 @@ public sealed unsafe class LlamaModel : IDisposable
         float* scores = job->Scores + (long)h * job->ContextSize;
         bool f16 = job->F16;
         int es = f16 ? 2 : 4;
+        // f32 keys and values (a batch's scratch copy, or an f32 cache) with 64-value heads: registers-held loops.
+        bool fast64 = !f16 && headDim == 64 && Vector256.IsHardwareAccelerated;
         for (int i = 0; i < n; i++)
         {
             float* q = job->Q + (long)i * dim + h * headDim;
             int positions = start + i + 1;
+            if (fast64)
+            {
+                long stride4 = kvDim;
+                float top = HalfVector.Scores64(q, (float*)job->Keys + kvHead * headDim, stride4, positions, scale, scores);
+                double total = 0;
+                for (int t = 0; t < positions; t++)
+                {
+                    float e = MathF.Exp(scores[t] - top);
+                    scores[t] = e;
+                    total += e;
+                }
+                HalfVector.WeightedSum64(scores, (float)(1.0 / total), (float*)job->Values + kvHead * headDim, stride4, positions,
+                    job->Output + (long)i * dim + h * headDim);
+                continue;
+            }
             float max = float.NegativeInfinity;
             byte* k = job->Keys + (long)kvHead * headDim * es;
             long stride = (long)kvDim * es;

@@ -33,6 +33,7 @@ public static unsafe class F32
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
     internal static float DotAvx2(float* x, float* y, int n)
     {
         var s0 = Vector256<float>.Zero; var s1 = Vector256<float>.Zero;
@@ -51,6 +52,7 @@ public static unsafe class F32
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
     internal static float DotAvx512(float* x, float* y, int n)
     {
         if (!Avx512F.IsSupported) return DotAvx2(x, y, n);
@@ -66,6 +68,7 @@ public static unsafe class F32
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
     internal static float DotAdvSimd(float* x, float* y, int n)
     {
         if (!AdvSimd.Arm64.IsSupported) return DotScalar(x, y, n);
@@ -136,6 +139,78 @@ public abstract unsafe class HalfRows<TFormat> where TFormat : struct, IHalfForm
         for (int i = 0; i < n; i++) h[i] = TFormat.FromFloat(x[i]);
     }
 
+    /// <summary>The activation rounded to this format but held as f32 (see <see cref="DotRounded"/>).</summary>
+    internal static void RoundActivation(float* x, byte* y, int n)
+    {
+        var f = (float*)y;
+        for (int i = 0; i < n; i++) f[i] = TFormat.ToFloat(TFormat.FromFloat(x[i]));
+    }
+
+    /// <summary>
+    /// The matrix products' dot: the same products and sums as <see cref="Dot(byte*, byte*, int)"/>, with the
+    /// activation already converted back to f32 by <see cref="RoundActivation"/>, so only the weights are
+    /// converted per row (without F16C, converting both sides cost most of the time).
+    /// </summary>
+    internal static float DotRounded(byte* x, byte* y, int n)
+        => Kernels.UseAvx2 ? DotRoundedAvx2((ushort*)x, (float*)y, n) : DotRoundedScalar((ushort*)x, (float*)y, n);
+
+    internal static float DotRoundedScalar(ushort* x, float* y, int n)
+    {
+        float sum = 0;
+        for (int i = 0; i < n; i++) sum += TFormat.ToFloat(x[i]) * y[i];
+        return sum;
+    }
+
+    /// <summary>DotAvx2's loop (same lanes, same order) over f32 activations.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static float DotRoundedAvx2(ushort* x, float* y, int n)
+    {
+        var s0 = Vector256<float>.Zero; var s1 = Vector256<float>.Zero;
+        int i = 0;
+        for (; i + 16 <= n; i += 16)
+        {
+            s0 = Fma.MultiplyAdd(TFormat.Load8(x + i), Avx.LoadVector256(y + i), s0);
+            s1 = Fma.MultiplyAdd(TFormat.Load8(x + i + 8), Avx.LoadVector256(y + i + 8), s1);
+        }
+        return Finish(s0, s1, x, y, i, n);
+    }
+
+    /// <summary>
+    /// One weight row against 4 rounded activation rows (<paramref name="aStride"/> bytes apart; results
+    /// <paramref name="yStride"/> floats apart): each weight is converted once for the 4 rows, and each row runs
+    /// <see cref="DotRoundedAvx2"/>'s arithmetic, so the results are bit-identical to it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static void DotRounded4Avx2(byte* w, byte* a, nint aStride, int n, float* y, nint yStride)
+    {
+        var x = (ushort*)w;
+        float* a0 = (float*)a, a1 = (float*)(a + aStride), a2 = (float*)(a + 2 * aStride), a3 = (float*)(a + 3 * aStride);
+        Vector256<float> s00 = default, s01 = default, s10 = default, s11 = default;
+        Vector256<float> s20 = default, s21 = default, s30 = default, s31 = default;
+        int i = 0;
+        for (; i + 16 <= n; i += 16)
+        {
+            Vector256<float> w0 = TFormat.Load8(x + i), w1 = TFormat.Load8(x + i + 8);
+            s00 = Fma.MultiplyAdd(w0, Avx.LoadVector256(a0 + i), s00); s01 = Fma.MultiplyAdd(w1, Avx.LoadVector256(a0 + i + 8), s01);
+            s10 = Fma.MultiplyAdd(w0, Avx.LoadVector256(a1 + i), s10); s11 = Fma.MultiplyAdd(w1, Avx.LoadVector256(a1 + i + 8), s11);
+            s20 = Fma.MultiplyAdd(w0, Avx.LoadVector256(a2 + i), s20); s21 = Fma.MultiplyAdd(w1, Avx.LoadVector256(a2 + i + 8), s21);
+            s30 = Fma.MultiplyAdd(w0, Avx.LoadVector256(a3 + i), s30); s31 = Fma.MultiplyAdd(w1, Avx.LoadVector256(a3 + i + 8), s31);
+        }
+        y[0] = Finish(s00, s01, x, a0, i, n);
+        y[yStride] = Finish(s10, s11, x, a1, i, n);
+        y[2 * yStride] = Finish(s20, s21, x, a2, i, n);
+        y[3 * yStride] = Finish(s30, s31, x, a3, i, n);
+    }
+
+    /// <summary>The two accumulators summed, then the scalar tail from <paramref name="i"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Finish(Vector256<float> s0, Vector256<float> s1, ushort* x, float* y, int i, int n)
+    {
+        float sum = Simd.HSum(Avx.Add(s0, s1));
+        for (; i < n; i++) sum += TFormat.ToFloat(x[i]) * y[i];
+        return sum;
+    }
+
     public static float Dot(ReadOnlySpan<byte> x, ReadOnlySpan<byte> y)
     {
         if (y.Length < x.Length || x.Length % 2 != 0) throw new ArgumentException("row lengths do not match");
@@ -154,6 +229,7 @@ public abstract unsafe class HalfRows<TFormat> where TFormat : struct, IHalfForm
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
     internal static float DotAvx2(ushort* x, ushort* y, int n)
     {
         var s0 = Vector256<float>.Zero; var s1 = Vector256<float>.Zero;

@@ -118,6 +118,7 @@ public static unsafe class Q4_0
     private static Vector256<float> ScaleAvx2(byte* x, byte* y)
         => Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
     internal static float DotAvx2(byte* w, byte* a, int n)
     {
         int nb = n / BlockSize;
@@ -155,6 +156,7 @@ public static unsafe class Q4_0
     }
 
     /// <summary>One weight row against 4 activation rows; per row exactly DotAvx2's arithmetic.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
     internal static void Dot4Avx2(byte* w, byte* a, nint aStride, int n, float* y, nint yStride)
         => Q8_0.Dot4Avx2<Weights>(w, a, aStride, n, y, yStride);
 
@@ -169,6 +171,7 @@ public static unsafe class Q4_0
         public static Vector256<sbyte> Values(byte* block) => WeightsAvx2(block);
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
     internal static float DotAvx512(byte* w, byte* a, int n)
     {
         if (!Avx512BW.IsSupported) return DotAvx2(w, a, n);
@@ -195,6 +198,7 @@ public static unsafe class Q4_0
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
     internal static float DotAdvSimd(byte* w, byte* a, int n)
     {
         if (!AdvSimd.Arm64.IsSupported) return DotScalar(w, a, n);

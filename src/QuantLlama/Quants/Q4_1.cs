@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -100,6 +101,7 @@ public static unsafe class Q4_1
         return sum + summs;
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
     internal static float DotAvx2(byte* w, byte* a, int n)
     {
         int nb = n / BlockSize;

@@ -109,6 +109,7 @@ public static unsafe class Q5_0
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
     internal static float DotAvx2(byte* w, byte* a, int n)
     {
         int nb = n / BlockSize;

@@ -112,6 +112,7 @@ public static unsafe class Q5_1
         return sum + summs;
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
     internal static float DotAvx2(byte* w, byte* a, int n)
     {
         int nb = n / BlockSize;

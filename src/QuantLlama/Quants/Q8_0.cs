@@ -171,6 +171,7 @@ public static unsafe class Q8_0
         return Simd.MulSumI8Float(qx, qy);
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
     internal static float DotAvx2(byte* w, byte* a, int n)
     {
         int nb = n / BlockSize;
@@ -195,6 +196,7 @@ public static unsafe class Q8_0
         return Simd.HSum(Avx.Add(acc0, acc1));
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
     internal static void Dot4Avx2(byte* w, byte* a, nint aStride, int n, float* y, nint yStride)
         => Dot4Avx2<Weights>(w, a, aStride, n, y, yStride);
 
@@ -209,6 +211,7 @@ public static unsafe class Q8_0
     /// One weight row of any <see cref="ISignedBlock32"/> format against 4 Q8_0 activation rows; per row exactly
     /// the sign-trick arithmetic of the single-row AVX2 dots, so results equal 4 single calls.
     /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
     internal static void Dot4Avx2<TBlock>(byte* w, byte* a, nint aStride, int n, float* y, nint yStride)
         where TBlock : struct, ISignedBlock32
     {
@@ -302,6 +305,7 @@ public static unsafe class Q8_0
             y[k * yStride] = Simd.HSum(Avx.Add(state[k], state[8 + k]));
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
     internal static float DotAvx512(byte* w, byte* a, int n)
     {
         if (!Avx512BW.IsSupported) return DotAvx2(w, a, n);
@@ -333,6 +337,7 @@ public static unsafe class Q8_0
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
     internal static float DotAdvSimd(byte* w, byte* a, int n)
     {
         if (!AdvSimd.Arm64.IsSupported) return DotScalar(w, a, n);

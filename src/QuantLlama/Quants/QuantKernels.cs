@@ -23,6 +23,14 @@ internal readonly unsafe struct TypeKernel
     /// activation rows' block scales as f32, block b of row k at [b * scaleStride + k].
     /// </summary>
     public delegate*<byte*, byte*, nint, float*, nint, int, float*, nint, void> Dot8Avx2 { get; init; }
+    /// <summary>
+    /// True when the activation is held as f32 values already rounded to <see cref="ActivationType"/>: the same
+    /// numbers ggml's dot sees, but read without converting them again for every weight row.
+    /// </summary>
+    public bool ActivationAsFloats { get; init; }
+
+    /// <summary>Bytes of one quantized activation row of <paramref name="cols"/> values.</summary>
+    public long ActivationRowBytes(int cols) => ActivationAsFloats ? 4L * cols : GgmlTypeInfo.RowBytes(ActivationType, cols);
 }
 
 internal static unsafe class QuantKernels
@@ -45,8 +53,8 @@ internal static unsafe class QuantKernels
     {
         var t = new TypeKernel?[64];
         t[(int)GgmlType.F32] = new TypeKernel { WeightType = GgmlType.F32, ActivationType = GgmlType.F32, QuantizeActivation = &F32.CopyActivation, Dot = &F32.Dot };
-        t[(int)GgmlType.F16] = new TypeKernel { WeightType = GgmlType.F16, ActivationType = GgmlType.F16, QuantizeActivation = &F16.QuantizeActivation, Dot = &F16.Dot };
-        t[(int)GgmlType.BF16] = new TypeKernel { WeightType = GgmlType.BF16, ActivationType = GgmlType.BF16, QuantizeActivation = &BF16.QuantizeActivation, Dot = &BF16.Dot };
+        t[(int)GgmlType.F16] = new TypeKernel { WeightType = GgmlType.F16, ActivationType = GgmlType.F16, QuantizeActivation = &F16.RoundActivation, Dot = &F16.DotRounded, Dot4Avx2 = &F16.DotRounded4Avx2, ActivationAsFloats = true };
+        t[(int)GgmlType.BF16] = new TypeKernel { WeightType = GgmlType.BF16, ActivationType = GgmlType.BF16, QuantizeActivation = &BF16.RoundActivation, Dot = &BF16.DotRounded, Dot4Avx2 = &BF16.DotRounded4Avx2, ActivationAsFloats = true };
         t[(int)GgmlType.Q4_0] = new TypeKernel { WeightType = GgmlType.Q4_0, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &Q4_0.Dot, Dot4Avx2 = &Q4_0.Dot4Avx2, Dot8Avx2 = &Q4_0.Dot8Avx2 };
         t[(int)GgmlType.Q4_1] = new TypeKernel { WeightType = GgmlType.Q4_1, ActivationType = GgmlType.Q8_1, QuantizeActivation = &ActivationQ8_1, Dot = &Q4_1.Dot };
         t[(int)GgmlType.Q5_0] = new TypeKernel { WeightType = GgmlType.Q5_0, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &Q5_0.Dot };

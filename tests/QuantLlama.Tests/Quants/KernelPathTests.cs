@@ -1,5 +1,7 @@
 using QuantLlama.Compute;
 using QuantLlama.Quants;
+using QuantLlama.Quants.KQuants;
+using QuantLlama.Tests.Oracle;
 using QuantLlama.Tensors;
 
 namespace QuantLlama.Tests.Quants;
@@ -52,7 +54,7 @@ public class KernelPathTests
                 {
                     float simd = Run(path, type, kernel, w, x, out var act);
                     GgmlDifferentialTests.AssertBytes(scalarAct, act, $"{type} activation on {path}, n={n}");
-                    double bound = GgmlDifferentialTests.DotTolerance(type, kernel.ActivationType, w, act, n);
+                    double bound = GgmlDifferentialTests.DotTolerance(type, kernel.ActivationAsFloats ? GgmlType.F32 : kernel.ActivationType, w, act, n);
                     Assert.True(Math.Abs(simd - scalar) <= bound, $"{type} n={n} seed={seed} {path}: {simd:R} vs scalar {scalar:R} (tolerance {bound:R})");
                 }
             }
@@ -65,7 +67,7 @@ public class KernelPathTests
         try
         {
             Kernels.Path = path;
-            activation = new byte[GgmlTypeInfo.RowBytes(kernel.ActivationType, x.Length)];
+            activation = new byte[kernel.ActivationRowBytes(x.Length)];
             fixed (float* xp = x)
             fixed (byte* ap = activation)
             fixed (byte* wp = w)
@@ -101,5 +103,39 @@ public class KernelPathTests
         for (int i = 0; i < 64; i++) expected += (double)back[i] * xback[i];
         foreach (var path in Kernels.Supported)
             Assert.Equal(expected, GgmlDifferentialTests.DotOnPath(GgmlType.Q4_0, path, wq, xq, 64), 3);
+    }
+
+    /// <summary>
+    /// The Q8_K activation quantizer gives the same bytes on every path (the scalar one is byte-identical to
+    /// llama.cpp's, see KQuantDifferentialTests), on the shared adversarial rows and on NaN, infinity, ties of the
+    /// largest magnitude and a maximum in the last lane.
+    /// </summary>
+    [Fact]
+    public void Q8KActivationIsTheSameOnEveryPath()
+    {
+        var rows = KQuantTestRows.All().ToList();
+        var rng = new Random(7);
+        var special = KQuantTestRows.Gaussian(rng, 1024, 1f);
+        special[3] = float.NaN;                       // block 0: a NaN, ignored by the maximum search
+        special[256 + 10] = float.PositiveInfinity;   // block 1: an infinite maximum
+        special[512 + 5] = -9f; special[512 + 200] = 9f; // block 2: the first of two equal magnitudes wins
+        special[768 + 255] = 50f;                      // block 3: the maximum in the very last lane
+        rows.Add(("special values", special));
+        foreach (var (name, row) in rows)
+        {
+            byte[]? reference = null;
+            foreach (var path in Kernels.Supported)
+            {
+                var bytes = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q8_K, row.Length)];
+                KQuantTestRows.WithKernel(path, () => { Q8_K.Quantize(row, bytes); return 0; });
+                if (reference == null) reference = bytes;
+                else GgmlDifferentialTests.AssertBytes(reference, bytes, $"Q8_K of '{name}' on {path}");
+            }
+        }
+        byte[] ggml = GgmlNative.QuantizeRowQ8KRef(special);
+        var ours = new byte[ggml.Length];
+        Q8_K.Quantize(special, ours);
+        KQuantTestRows.ZeroUnwrittenQ8KSums(ggml, ours);
+        GgmlDifferentialTests.AssertBytes(ggml, ours, "Q8_K of the special values against llama.cpp");
     }
 }

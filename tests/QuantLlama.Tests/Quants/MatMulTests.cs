@@ -82,7 +82,8 @@ public class MatMulTests
     public unsafe void MatMatEqualsMatVecBitForBitOnEveryPath(GgmlType type)
     {
         const int rows = 70, n = 11;
-        int cols = IsKQuant(type) ? 512 : 320;
+        // Float types get a row length with a tail after their 16-value loops.
+        int cols = IsKQuant(type) ? 512 : GgmlTypeInfo.BlockSize(type) == 1 ? 330 : 320;
         var w = new byte[GgmlTypeInfo.RowBytes(type, cols) * rows];
         Quantizer.QuantizeRow(type, TestRows.Random(rows * cols, 3), w);
         var x = TestRows.Random(n * cols, 4);

@@ -130,46 +130,55 @@ public static unsafe class Q4_K
         return sum;
     }
 
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    /// <summary>
+    /// AVX2, as ggml's: per 64-value chunk maddubs of the nibbles with the activation, scaled by the sub-block scales
+    /// in 32-bit integers; mins through the activation's block sums. Two blocks' integer work is issued before their
+    /// float steps (in block order, so the bits are those of one block at a time): the long per-block dependency
+    /// chain (scale unpacking, fp16 scales) then overlaps with the other block's multiplies.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
     {
-        var m4 = Vector256.Create((byte)0x0F);
         var acc = Vector256<float>.Zero;
         var accMins = Vector128<float>.Zero;
-        Vector256<byte> s0 = SimdHelpers.WordBroadcastMask(0), s1 = SimdHelpers.WordBroadcastMask(1);
-        Vector256<byte> s2 = SimdHelpers.WordBroadcastMask(2), s3 = SimdHelpers.WordBroadcastMask(3);
-        Vector256<byte> s4 = SimdHelpers.WordBroadcastMask(4), s5 = SimdHelpers.WordBroadcastMask(5);
-        Vector256<byte> s6 = SimdHelpers.WordBroadcastMask(6), s7 = SimdHelpers.WordBroadcastMask(7);
-        for (int i = 0; i < blocks; i++)
+        int i = 0;
+        for (; i + 1 < blocks; i += 2)
+        {
+            var x0 = (BlockQ4K*)(weights + i * BlockBytes);
+            var y0 = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
+            var x1 = (BlockQ4K*)((byte*)x0 + BlockBytes);
+            var y1 = (BlockQ8K*)((byte*)y0 + Q8_K.BlockBytes);
+            Vector256<short> scalesAndMins0 = SimdHelpers.ScalesAndMinsK4(x0->Scales);
+            Vector256<short> scalesAndMins1 = SimdHelpers.ScalesAndMinsK4(x1->Scales);
+            Vector256<int> sumi0 = BlockSum(x0->Qs, y0->Qs, scalesAndMins0.GetLower());
+            Vector256<int> sumi1 = BlockSum(x1->Qs, y1->Qs, scalesAndMins1.GetLower());
+            Accumulate(x0, y0, scalesAndMins0.GetUpper(), sumi0, ref acc, ref accMins);
+            Accumulate(x1, y1, scalesAndMins1.GetUpper(), sumi1, ref acc, ref accMins);
+        }
+        if (i < blocks)
         {
             var x = (BlockQ4K*)(weights + i * BlockBytes);
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
-            // [d, dmin] of the weights times the activation's scale, as the scalar reference computes them.
-            Vector128<float> scales2 = Sse.Multiply(SimdHelpers.HalvesToSingles(*(uint*)x), Vector128.Create(y->D));
-            // 8 scales then 8 mins, widened to 16 bits.
-            Vector256<short> scalesAndMins = Avx2.ConvertToVector256Int16(KQuantMath.UnpackScaleMinK4(x->Scales).AsByte());
-
-            Vector256<short> bsums = Avx.LoadVector256(y->BSums);
-            Vector128<short> pairSums = Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper());
-            Vector128<int> minProducts = Sse2.MultiplyAddAdjacent(scalesAndMins.GetUpper(), pairSums);
-            accMins = Fma.MultiplyAddNegated(Avx2.BroadcastScalarToVector128(Sse.Shuffle(scales2, scales2, 0x55)), Sse2.ConvertToVector128Single(minProducts), accMins);
-
-            Vector128<short> sc128 = scalesAndMins.GetLower();
-            Vector256<byte> scales = Vector256.Create(sc128, sc128).AsByte();
-            byte* q4 = x->Qs;
-            sbyte* q8 = y->Qs;
-            Vector256<int> sumi = Chunk(q4, q8, scales, s0, s1, m4);
-            sumi = Avx2.Add(sumi, Chunk(q4 + 32, q8 + 64, scales, s2, s3, m4));
-            sumi = Avx2.Add(sumi, Chunk(q4 + 64, q8 + 128, scales, s4, s5, m4));
-            sumi = Avx2.Add(sumi, Chunk(q4 + 96, q8 + 192, scales, s6, s7, m4));
-            acc = Fma.MultiplyAdd(Avx2.BroadcastScalarToVector256(scales2), Avx.ConvertToVector256Single(sumi), acc);
+            Vector256<short> scalesAndMins = SimdHelpers.ScalesAndMinsK4(x->Scales);
+            Accumulate(x, y, scalesAndMins.GetUpper(), BlockSum(x->Qs, y->Qs, scalesAndMins.GetLower()), ref acc, ref accMins);
         }
         return SimdHelpers.HorizontalSum(acc) + SimdHelpers.HorizontalSum(accMins);
+    }
+
+    /// <summary>Σ over the block of scale_j · (q4 · q8) in eight int32 lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> BlockSum(byte* q4, sbyte* q8, Vector128<short> scales8)
+    {
+        Vector256<byte> scales = Vector256.Create(scales8, scales8).AsByte();
+        Vector256<int> sumi = Chunk(q4, q8, scales, SimdHelpers.WordBroadcastMask(0), SimdHelpers.WordBroadcastMask(1));
+        sumi = Avx2.Add(sumi, Chunk(q4 + 32, q8 + 64, scales, SimdHelpers.WordBroadcastMask(2), SimdHelpers.WordBroadcastMask(3)));
+        sumi = Avx2.Add(sumi, Chunk(q4 + 64, q8 + 128, scales, SimdHelpers.WordBroadcastMask(4), SimdHelpers.WordBroadcastMask(5)));
+        return Avx2.Add(sumi, Chunk(q4 + 96, q8 + 192, scales, SimdHelpers.WordBroadcastMask(6), SimdHelpers.WordBroadcastMask(7)));
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static Vector256<int> Chunk(byte* q4, sbyte* q8, Vector256<byte> scales, Vector256<byte> maskLo,
-            Vector256<byte> maskHi, Vector256<byte> m4)
+        static Vector256<int> Chunk(byte* q4, sbyte* q8, Vector256<byte> scales, Vector256<byte> maskLo, Vector256<byte> maskHi)
         {
+            var m4 = Vector256.Create((byte)0x0F);
             Vector256<byte> bits = Avx.LoadVector256(q4);
             Vector256<byte> lo = Avx2.And(bits, m4);
             Vector256<byte> hi = Avx2.And(Avx2.ShiftRightLogical(bits.AsUInt16(), 4).AsByte(), m4);
@@ -182,12 +191,28 @@ public static unsafe class Q4_K
     }
 
     /// <summary>
+    /// One block's float steps for one activation row: acc += d·x.d·sumi and accMins −= d·x.dmin·Σ min·bsum, with
+    /// d·x.d and d·x.dmin rounded as the scalar reference rounds them.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Accumulate(BlockQ4K* x, BlockQ8K* y, Vector128<short> mins, Vector256<int> sumi,
+        ref Vector256<float> acc, ref Vector128<float> accMins)
+    {
+        float d = y->D * Fp16.ToFloat(x->D), dmin = y->D * Fp16.ToFloat(x->DMin);
+        Vector256<short> bsums = Avx.LoadVector256(y->BSums);
+        Vector128<short> pairSums = Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper());
+        Vector128<int> minProducts = Sse2.MultiplyAddAdjacent(mins, pairSums);
+        accMins = Fma.MultiplyAddNegated(Vector128.Create(dmin), Sse2.ConvertToVector128Single(minProducts), accMins);
+        acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
+    }
+
+    /// <summary>
     /// One weight row against 4 Q8_K activation rows (<paramref name="n"/> values each, rows
     /// <paramref name="aStride"/> bytes apart; results <paramref name="yStride"/> floats apart): the nibbles and
     /// scales of each block are decoded once, and each row then runs exactly <see cref="DotAvx2"/>'s arithmetic,
     /// so every result is bit-identical to DotAvx2 on that row.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     internal static void Dot4Avx2(byte* weights, byte* q8k, nint aStride, int n, float* result, nint yStride)
     {
         int blocks = n / BlockSize;
@@ -201,7 +226,7 @@ public static unsafe class Q4_K
             sbyte* a0 = ((BlockQ8K*)y0)->Qs, a1 = ((BlockQ8K*)(y0 + aStride))->Qs;
             sbyte* a2 = ((BlockQ8K*)(y0 + 2 * aStride))->Qs, a3 = ((BlockQ8K*)(y0 + 3 * aStride))->Qs;
             Vector128<float> dPair = SimdHelpers.HalvesToSingles(*(uint*)x);
-            Vector256<short> scalesAndMins = Avx2.ConvertToVector256Int16(KQuantMath.UnpackScaleMinK4(x->Scales).AsByte());
+            Vector256<short> scalesAndMins = SimdHelpers.ScalesAndMinsK4(x->Scales);
             Vector128<short> mins = scalesAndMins.GetUpper();
             Vector128<short> sc128 = scalesAndMins.GetLower();
             Vector256<byte> scales = Vector256.Create(sc128, sc128).AsByte();
@@ -341,7 +366,7 @@ public static unsafe class Q4_K
     /// 0 and 2 of the pair), its high nibbles 32–63 and 96–127 (scales 1 and 3). Untested on this project's
     /// AVX2-only build machine; the SIMD-vs-scalar tests run it wherever the CPU has AVX-512BW.
     /// </summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     internal static float DotAvx512(byte* weights, byte* q8k, int blocks)
     {
         if (!Avx512BW.IsSupported) return DotAvx2(weights, q8k, blocks);
@@ -356,7 +381,7 @@ public static unsafe class Q4_K
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
             float d = y->D * KQuantMath.FromHalfBits(x->D);
             float dmin = -y->D * KQuantMath.FromHalfBits(x->DMin);
-            Vector256<short> scalesAndMins = Avx2.ConvertToVector256Int16(KQuantMath.UnpackScaleMinK4(x->Scales).AsByte());
+            Vector256<short> scalesAndMins = SimdHelpers.ScalesAndMinsK4(x->Scales);
 
             Vector256<short> bsums = Avx.LoadVector256(y->BSums);
             Vector128<short> pairSums = Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper());
@@ -391,7 +416,7 @@ public static unsafe class Q4_K
     /// ARM64 AdvSimd: per 32-value sub-block an exact int32 dot (SDOT where the CPU has the dot-product
     /// extension), scaled in integers as the scalar reference does. Untested here (x86 build machine).
     /// </summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     internal static float DotAdvSimd(byte* weights, byte* q8k, int blocks)
     {
         if (!AdvSimd.Arm64.IsSupported) return DotScalar(weights, q8k, blocks);

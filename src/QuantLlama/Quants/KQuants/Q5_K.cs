@@ -135,7 +135,7 @@ public static unsafe class Q5_K
         return sum;
     }
 
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
     {
         var m4 = Vector256.Create((byte)0x0F);
@@ -149,7 +149,7 @@ public static unsafe class Q5_K
             float d = y->D * KQuantMath.FromHalfBits(x->D);
             float dmin = -y->D * KQuantMath.FromHalfBits(x->DMin);
             // 8 scales then 8 mins, widened to 16 bits.
-            Vector256<short> scalesAndMins = Avx2.ConvertToVector256Int16(KQuantMath.UnpackScaleMinK4(x->Scales).AsByte());
+            Vector256<short> scalesAndMins = SimdHelpers.ScalesAndMinsK4(x->Scales);
 
             Vector256<short> bsums = Avx.LoadVector256(y->BSums);
             Vector128<short> pairSums = Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper());

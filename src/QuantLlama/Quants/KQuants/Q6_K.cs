@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
@@ -174,32 +175,51 @@ public static unsafe class Q6_K
         return sum;
     }
 
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
     {
+        var acc = Vector256<float>.Zero;
+        // Masks made once here: built inside the helpers, the JIT rebuilds them every iteration.
         var m4 = Vector256.Create((byte)0x0F);
         var m2 = Vector256.Create((byte)0x03);
         var m2x4 = Vector256.Create((byte)0x30);
-        var acc = Vector256<float>.Zero;
-        for (int i = 0; i < blocks; i++)
+        int i = 0;
+        // Two blocks' integer sums before their float steps (in block order, so the bits are those of one block at a
+        // time): more independent work in flight per iteration.
+        for (; i + 1 < blocks; i += 2)
+        {
+            var x0 = (BlockQ6K*)(weights + i * BlockBytes);
+            var y0 = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
+            var x1 = (BlockQ6K*)((byte*)x0 + BlockBytes);
+            var y1 = (BlockQ8K*)((byte*)y0 + Q8_K.BlockBytes);
+            Vector256<int> sumi0 = BlockSum(x0, y0, m4, m2, m2x4);
+            Vector256<int> sumi1 = BlockSum(x1, y1, m4, m2, m2x4);
+            acc = Fma.MultiplyAdd(Vector256.Create(y0->D * Fp16.ToFloat(x0->D)), Avx.ConvertToVector256Single(sumi0), acc);
+            acc = Fma.MultiplyAdd(Vector256.Create(y1->D * Fp16.ToFloat(x1->D)), Avx.ConvertToVector256Single(sumi1), acc);
+        }
+        if (i < blocks)
         {
             var x = (BlockQ6K*)(weights + i * BlockBytes);
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
-            float d = y->D * KQuantMath.FromHalfBits(x->D);
-            Vector128<sbyte> scales = Sse2.LoadVector128(x->Scales);
-            // The −32 offset of every quant, applied once per block through the activation's group sums.
-            Vector256<int> offset = Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(scales), Avx.LoadVector256(y->BSums));
-            Vector256<int> sumi = Avx2.ShiftLeftLogical(offset, 5);
-            sumi = Avx2.Subtract(Vector256<int>.Zero, sumi);
-            sumi = Avx2.Add(sumi, Half(x->Ql, x->Qh, y->Qs, scales, 0, m4, m2, m2x4));
-            sumi = Avx2.Add(sumi, Half(x->Ql + 64, x->Qh + 32, y->Qs + 128, scales, 4, m4, m2, m2x4));
-            acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
+            acc = Fma.MultiplyAdd(Vector256.Create(y->D * Fp16.ToFloat(x->D)), Avx.ConvertToVector256Single(BlockSum(x, y, m4, m2, m2x4)), acc);
         }
         return SimdHelpers.HorizontalSum(acc);
+    }
 
-        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-        static Vector256<int> Half(byte* ql, byte* qh, sbyte* q8, Vector128<sbyte> scales, int k,
-            Vector256<byte> m4, Vector256<byte> m2, Vector256<byte> m2x4)
+    /// <summary>Σ over the block of scale_g · ((q − 32) · q8) in eight int32 lanes (exact).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> BlockSum(BlockQ6K* x, BlockQ8K* y, Vector256<byte> m4, Vector256<byte> m2, Vector256<byte> m2x4)
+    {
+        Vector256<short> scales16 = Avx2.ConvertToVector256Int16(Sse2.LoadVector128(x->Scales));
+        // The −32 offset of every quant, applied once per block through the activation's group sums.
+        Vector256<int> offset = Avx2.MultiplyAddAdjacent(scales16, Avx.LoadVector256(y->BSums));
+        Vector256<int> sumi = Avx2.Subtract(Vector256<int>.Zero, Avx2.ShiftLeftLogical(offset, 5));
+        // Scales 0–7 (then 8–15) in both 128-bit lanes, so one in-lane shuffle gives a group's pair of scales.
+        sumi = Avx2.Add(sumi, Half(x->Ql, x->Qh, y->Qs, Avx2.Permute4x64(scales16.AsInt64(), 0b01_00_01_00).AsByte(), m4, m2, m2x4));
+        return Avx2.Add(sumi, Half(x->Ql + 64, x->Qh + 32, y->Qs + 128, Avx2.Permute4x64(scales16.AsInt64(), 0b11_10_11_10).AsByte(), m4, m2, m2x4));
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static Vector256<int> Half(byte* ql, byte* qh, sbyte* q8, Vector256<byte> scales, Vector256<byte> m4, Vector256<byte> m2, Vector256<byte> m2x4)
         {
             Vector256<byte> bits1 = Avx.LoadVector256(ql);
             Vector256<byte> bits2 = Avx.LoadVector256(ql + 32);
@@ -209,9 +229,18 @@ public static unsafe class Q6_K
             Vector256<byte> q1 = Avx2.Or(Avx2.And(bits2, m4), Avx2.ShiftLeftLogical(Avx2.And(Avx2.ShiftRightLogical(high16, 2).AsByte(), m2).AsUInt16(), 4).AsByte());
             Vector256<byte> q2 = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits1.AsUInt16(), 4).AsByte(), m4), Avx2.And(high, m2x4));
             Vector256<byte> q3 = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits2.AsUInt16(), 4).AsByte(), m4), Avx2.And(Avx2.ShiftRightLogical(high16, 2).AsByte(), m2x4));
-            Vector256<int> s01 = Avx2.Add(Group(q0, q8, scales, k), Group(q1, q8 + 32, scales, k + 1));
-            Vector256<int> s23 = Avx2.Add(Group(q2, q8 + 64, scales, k + 2), Group(q3, q8 + 96, scales, k + 3));
+            Vector256<int> s01 = Avx2.Add(Group(q0, q8, scales, 0), Group(q1, q8 + 32, scales, 1));
+            Vector256<int> s23 = Avx2.Add(Group(q2, q8 + 64, scales, 2), Group(q3, q8 + 96, scales, 3));
             return Avx2.Add(s01, s23);
+        }
+
+        // Group j of the half: scale 2j for its low 16 values, 2j+1 for its high 16.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static Vector256<int> Group(Vector256<byte> q, sbyte* q8, Vector256<byte> scales, int j)
+        {
+            Vector256<short> products = Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256(q8));
+            Vector256<byte> mask = Vector256.Create(SimdHelpers.WordBroadcastMask(2 * j).GetLower(), SimdHelpers.WordBroadcastMask(2 * j + 1).GetLower());
+            return Avx2.MultiplyAddAdjacent(products, Avx2.Shuffle(scales, mask).AsInt16());
         }
     }
 
@@ -221,7 +250,7 @@ public static unsafe class Q6_K
     /// quants and scales are decoded once; the integer sums per row are those of <see cref="DotAvx2"/> (exact) and
     /// the float steps are DotAvx2's in the same order, so every result is bit-identical to DotAvx2 on that row.
     /// </summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     internal static void Dot4Avx2(byte* weights, byte* q8k, nint aStride, int n, float* result, nint yStride)
     {
         int blocks = n / BlockSize;
@@ -387,7 +416,7 @@ public static unsafe class Q6_K
     /// bytes sit two bits higher, hence the per-lane variable shift. Untested on this project's AVX2-only build
     /// machine; the SIMD-vs-scalar tests run it wherever the CPU has AVX-512BW.
     /// </summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     internal static float DotAvx512(byte* weights, byte* q8k, int blocks)
     {
         if (!Avx512BW.IsSupported) return DotAvx2(weights, q8k, blocks);
@@ -432,7 +461,7 @@ public static unsafe class Q6_K
     }
 
     /// <summary>ARM64 AdvSimd: exact int32 dots per group of 16 (SDOT where available). Untested here (x86).</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     internal static float DotAdvSimd(byte* weights, byte* q8k, int blocks)
     {
         if (!AdvSimd.Arm64.IsSupported) return DotScalar(weights, q8k, blocks);

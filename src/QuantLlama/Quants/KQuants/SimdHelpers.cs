@@ -41,6 +41,23 @@ internal static class SimdHelpers
         return Sse2.Or(Sse2.Or(value.AsUInt32(), sign), infOrNan).AsSingle();
     }
 
+    /// <summary>
+    /// <see cref="KQuantMath.UnpackScaleMinK4(byte*)"/> in vector registers (8 operations instead of 15 scalar ones
+    /// and three lane inserts): the 8 six-bit scales then the 8 mins of a Q4_K/Q5_K block, widened to 16 bits.
+    /// Reads 16 bytes from <paramref name="table"/> (the 12-byte table and 4 bytes of the quants after it).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector256<short> ScalesAndMinsK4(byte* table)
+    {
+        Vector128<uint> raw = Sse2.LoadVector128((uint*)table);
+        // Lanes (u0, u2, u1, u2 >> 4) masked to (low 6 bits, low 4 bits, low 6 bits, low 4 bits) ...
+        Vector128<uint> low = Avx2.ShiftRightLogicalVariable(Sse2.Shuffle(raw, 0b10_01_10_00), Vector128.Create(0u, 0u, 0u, 4u));
+        low = Sse2.And(low, Vector128.Create(0x3f3f3f3fu, 0x0f0f0f0fu, 0x3f3f3f3fu, 0x0f0f0f0fu));
+        // ... or'ed in lanes 1 and 3 with the top 2 bits of u0 and u1 moved to bits 4-5.
+        Vector128<uint> high = Sse2.And(Sse2.ShiftRightLogical(Sse2.Shuffle(raw, 0b01_01_00_00), 2), Vector128.Create(0u, 0x30303030u, 0u, 0x30303030u));
+        return Avx2.ConvertToVector256Int16(Sse2.Or(low, high).AsByte());
+    }
+
     /// <summary>Shifts each 16-bit lane right by a count known only at run time.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<ushort> ShiftRight16(Vector256<ushort> v, int count) =>
