@@ -55,6 +55,8 @@ public static unsafe class MatMul
         /// <summary>Index of this matrix's first row among the group's concatenated rows.</summary>
         public int FirstRow;
         public bool UseDot4;
+        /// <summary>The row dot for single rows and tile remainders (see <see cref="RowDot"/>).</summary>
+        public delegate*<byte*, byte*, int, float> Dot;
     }
 
     private struct Job
@@ -120,7 +122,7 @@ public static unsafe class MatMul
 
         Part* parts = stackalloc Part[MaxParts];
         int totalRows = 0;
-        bool dot4Path = n >= Tile && Kernels.Path == KernelPath.Avx2;
+        bool dot4Path = n >= Tile && TilesOn(Kernels.Path);
         for (int p = 0; p < count; p++)
         {
             var kernel = QuantKernels.Get(products[p].Type);
@@ -128,6 +130,7 @@ public static unsafe class MatMul
             {
                 Kernel = kernel, Weights = products[p].Weights, WeightRowBytes = GgmlTypeInfo.RowBytes(kernel.WeightType, cols),
                 Y = products[p].Y, Rows = products[p].Rows, FirstRow = totalRows, UseDot4 = dot4Path && kernel.Dot4Avx2 != null,
+                Dot = RowDot(kernel, Kernels.Path),
             };
             totalRows += products[p].Rows;
         }
@@ -164,6 +167,19 @@ public static unsafe class MatMul
         WorkerPool.Run(chunks, &RunChunk, &job);
     }
 
+    /// <summary>
+    /// The AVX2 tiles also run on AVX-512 CPUs: the AVX-512 path has no tiles of its own, and without them a prompt
+    /// decodes every weight block once per activation row.
+    /// </summary>
+    internal static bool TilesOn(KernelPath path) => path is KernelPath.Avx2 or KernelPath.Avx512;
+
+    /// <summary>
+    /// The row dot MatMul uses for a type on a path: on AVX-512, a type with AVX2 tiles uses their AVX2 row dot (not
+    /// its AVX-512 one) so that a batch and single rows give the same bits; otherwise the type's dispatching dot.
+    /// </summary>
+    internal static delegate*<byte*, byte*, int, float> RowDot(in TypeKernel kernel, KernelPath path)
+        => path == KernelPath.Avx512 && kernel.Dot4Avx2 != null && kernel.RowDotAvx2 != null ? kernel.RowDotAvx2 : kernel.Dot;
+
     private static void QuantizeActivationRow(void* context, int i)
     {
         var job = (Job*)context;
@@ -187,7 +203,7 @@ public static unsafe class MatMul
     private static void RunRows(Job* job, Part* part, int r0, int r1)
     {
         int n = job->N, cols = job->Cols, rows = part->Rows;
-        var dot = part->Kernel.Dot;
+        var dot = part->Dot;
         long aBytes = job->ActivationRowBytes, wBytes = part->WeightRowBytes;
         byte* weights = part->Weights;
         int i = 0;
