@@ -133,12 +133,6 @@ public abstract unsafe class HalfRows<TFormat> where TFormat : struct, IHalfForm
         for (int i = 0; i < dst.Length; i++) dst[i] = TFormat.ToFloat(h[i]);
     }
 
-    internal static void QuantizeActivation(float* x, byte* y, int n)
-    {
-        var h = (ushort*)y;
-        for (int i = 0; i < n; i++) h[i] = TFormat.FromFloat(x[i]);
-    }
-
     /// <summary>The activation rounded to this format but held as f32 (see <see cref="DotRounded"/>).</summary>
     internal static void RoundActivation(float* x, byte* y, int n)
     {

@@ -79,24 +79,22 @@ internal static unsafe class Simd
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float HSum(Vector128<float> x) => Vector128.Sum(x);
 
-    /// <summary>Half bits (8 lanes, zero-extended to int32) to floats, exactly (subnormals included).</summary>
+    /// <summary>
+    /// 8 halves at p to 8 floats, exactly (subnormals and infinities included; a NaN stays a NaN), in six operations after
+    /// the load: each half moved to the top of its 32-bit lane, shifted right arithmetically by 3 so that the sign
+    /// stays on top and exponent and mantissa land in float position, the sign copies masked off, and a multiply by
+    /// 2^112 to re-bias the exponent (which also normalises subnormals). Exponent 31 (infinity, NaN) comes out of the
+    /// multiply as a magnitude of at least 2^16, which no finite half reaches, and gets the all-ones exponent back.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> HalfToSingle(Vector256<int> h)
+    public static Vector256<float> LoadHalf8(ushort* p)
     {
-        var sign = Avx2.ShiftLeftLogical(h & Vector256.Create(0x8000), 16);
-        var mag = h & Vector256.Create(0x7FFF);
-        // Exponent+mantissa shifted into float position, rescaled by 2^112: exact for normals and subnormals.
-        var f = Avx.Multiply(Avx2.ShiftLeftLogical(mag, 13).AsSingle(), Vector256.Create(BitConverter.UInt32BitsToSingle(0x77800000u)));
-        // Inf/NaN: half exponent 31 becomes float exponent 255.
-        var isInfNan = Avx2.CompareGreaterThan(mag, Vector256.Create(0x7BFF));
-        var infNan = Avx2.ShiftLeftLogical(mag, 13) | Vector256.Create(0x7F800000);
-        f = Avx.BlendVariable(f, infNan.AsSingle(), isInfNan.AsSingle());
-        return (f.AsInt32() | sign).AsSingle();
+        Vector256<int> top = Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(p), 16);
+        Vector256<int> moved = Avx2.ShiftRightArithmetic(top, 3) & Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> f = Avx.Multiply(moved.AsSingle(), Vector256.Create(BitConverter.UInt32BitsToSingle(0x77800000u)));
+        Vector256<float> infOrNan = Avx.CompareGreaterThanOrEqual(Avx.AndNot(Vector256.Create(-0f), f), Vector256.Create(65536f));
+        return Avx.Or(f, Avx.And(infOrNan, Vector256.Create(0x7F800000).AsSingle()));
     }
-
-    /// <summary>8 halves at p to 8 floats.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> LoadHalf8(ushort* p) => HalfToSingle(Avx2.ConvertToVector256Int32(p));
 
     /// <summary>8 bfloat16 at p to 8 floats.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

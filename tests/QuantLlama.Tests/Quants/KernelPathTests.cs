@@ -138,4 +138,31 @@ public class KernelPathTests
         KQuantTestRows.ZeroUnwrittenQ8KSums(ggml, ours);
         GgmlDifferentialTests.AssertBytes(ggml, ours, "Q8_K of the special values against llama.cpp");
     }
+
+    /// <summary>The AVX2 half-to-float conversion the F16 kernels use gives the table's bits for all 65536 halves (NaN: a NaN).</summary>
+    [Fact]
+    public unsafe void Avx2HalfConversionIsExactForEveryHalf()
+    {
+        if (!System.Runtime.Intrinsics.X86.Avx2.IsSupported) return;
+        var halves = new ushort[65536];
+        for (int i = 0; i < halves.Length; i++) halves[i] = (ushort)i;
+        var floats = new float[8];
+        fixed (ushort* h = halves)
+        fixed (float* f = floats)
+        {
+            for (int i = 0; i < halves.Length; i += 8)
+            {
+                System.Runtime.Intrinsics.Vector256.Store(Simd.LoadHalf8(h + i), f);
+                for (int j = 0; j < 8; j++)
+                {
+                    float expected = Fp16.ToFloat(h[i + j]);
+                    // NaN stays NaN with its sign (F16C would also set the quiet bit of a signalling NaN; no dot cares).
+                    bool same = float.IsNaN(expected)
+                        ? float.IsNaN(f[j]) && float.IsNegative(f[j]) == float.IsNegative(expected)
+                        : BitConverter.SingleToInt32Bits(f[j]) == BitConverter.SingleToInt32Bits(expected);
+                    Assert.True(same, $"half 0x{i + j:x4}: {f[j]:R} (0x{BitConverter.SingleToInt32Bits(f[j]):x8}), expected {expected:R}");
+                }
+            }
+        }
+    }
 }

@@ -184,29 +184,24 @@ public static unsafe class Q2_K
         {
             var x = (BlockQ2K*)(weights + i * BlockBytes);
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
-            float dAll = y->D * KQuantMath.FromHalfBits(x->D);
-            float dMin = -y->D * KQuantMath.FromHalfBits(x->DMin);
+            float dAll = y->D * Fp16.ToFloat(x->D);
+            float dMin = -y->D * Fp16.ToFloat(x->DMin);
             Vector128<byte> packed = Sse2.LoadVector128(x->Scales);
-            Vector128<sbyte> scales = Sse2.And(packed, m4).AsSByte();
+            var (low, high) = SimdHelpers.ScalePairs(Avx2.ConvertToVector256Int16(Sse2.And(packed, m4)));
             Vector128<byte> mins = Sse2.And(Sse2.ShiftRightLogical(packed.AsUInt16(), 4).AsByte(), m4);
             Vector256<int> minProducts = Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(mins), Avx.LoadVector256(y->BSums));
             accMins = Fma.MultiplyAdd(Vector256.Create(dMin), Avx.ConvertToVector256Single(minProducts), accMins);
             Vector256<int> sumi = Avx2.Add(
-                Half(Avx.LoadVector256(x->Qs).AsUInt16(), y->Qs, scales, 0, m3),
-                Half(Avx.LoadVector256(x->Qs + 32).AsUInt16(), y->Qs + 128, scales, 4, m3));
+                Half(Avx.LoadVector256(x->Qs).AsUInt16(), y->Qs, low, m3),
+                Half(Avx.LoadVector256(x->Qs + 32).AsUInt16(), y->Qs + 128, high, m3));
             acc = Fma.MultiplyAdd(Vector256.Create(dAll), Avx.ConvertToVector256Single(sumi), acc);
         }
         return SimdHelpers.HorizontalSum(acc) + SimdHelpers.HorizontalSum(accMins);
 
         // 128 values: bits 2j…2j+1 of the 32 bytes are chunk c + j.
         [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-        static Vector256<int> Half(Vector256<ushort> bits, sbyte* q8, Vector128<sbyte> scales, int c, Vector256<byte> m3)
-        {
-            Vector256<int> s01 = Avx2.Add(Q6_K.Group(Avx2.And(bits.AsByte(), m3), q8, scales, c),
-                Q6_K.Group(Avx2.And(Avx2.ShiftRightLogical(bits, 2).AsByte(), m3), q8 + 32, scales, c + 1));
-            Vector256<int> s23 = Avx2.Add(Q6_K.Group(Avx2.And(Avx2.ShiftRightLogical(bits, 4).AsByte(), m3), q8 + 64, scales, c + 2),
-                Q6_K.Group(Avx2.And(Avx2.ShiftRightLogical(bits, 6).AsByte(), m3), q8 + 96, scales, c + 3));
-            return Avx2.Add(s01, s23);
-        }
+        static Vector256<int> Half(Vector256<ushort> bits, sbyte* q8, Vector256<byte> scalePairs, Vector256<byte> m3)
+            => SimdHelpers.QuarterSums(Avx2.And(bits.AsByte(), m3), Avx2.And(Avx2.ShiftRightLogical(bits, 2).AsByte(), m3),
+                Avx2.And(Avx2.ShiftRightLogical(bits, 4).AsByte(), m3), Avx2.And(Avx2.ShiftRightLogical(bits, 6).AsByte(), m3), q8, scalePairs);
     }
 }

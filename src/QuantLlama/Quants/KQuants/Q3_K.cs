@@ -191,23 +191,25 @@ public static unsafe class Q3_K
         {
             var x = (BlockQ3K*)(weights + i * BlockBytes);
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
-            float d = y->D * KQuantMath.FromHalfBits(x->D);
+            float d = y->D * Fp16.ToFloat(x->D);
             Vector128<sbyte> scales = Sse2.Subtract(KQuantMath.UnpackQ3ScalesBiased(x->Scales).AsSByte(), bias);
+            Vector256<short> scales16 = Avx2.ConvertToVector256Int16(scales);
+            var (low, high) = SimdHelpers.ScalePairs(scales16);
             // Quants are used as q + 4·h in [0, 8): take 4·Σ scale·bsum off once per block.
-            Vector256<int> offset = Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(scales), Avx.LoadVector256(y->BSums));
+            Vector256<int> offset = Avx2.MultiplyAddAdjacent(scales16, Avx.LoadVector256(y->BSums));
             Vector256<int> sumi = Avx2.Subtract(Vector256<int>.Zero, Avx2.ShiftLeftLogical(offset, 2));
             Vector256<ushort> hbits = Avx.LoadVector256(x->HMask).AsUInt16();
             // The third bit of chunk c is bit c of each HMask byte, walked to bit 2 (value 4) one chunk at a time.
             // 16-bit shifts: start from hbits << 2 for bits 0–3 and from hbits >> 2 for bits 4–7, so no bit of the
             // upper byte is shifted out before its turn.
-            sumi = Avx2.Add(sumi, Half(Avx.LoadVector256(x->Qs).AsUInt16(), Avx2.ShiftLeftLogical(hbits, 2).AsByte(), y->Qs, scales, 0, m3));
-            sumi = Avx2.Add(sumi, Half(Avx.LoadVector256(x->Qs + 32).AsUInt16(), Avx2.ShiftRightLogical(hbits, 2).AsByte(), y->Qs + 128, scales, 4, m3));
+            sumi = Avx2.Add(sumi, Half(Avx.LoadVector256(x->Qs).AsUInt16(), Avx2.ShiftLeftLogical(hbits, 2).AsByte(), y->Qs, low, m3));
+            sumi = Avx2.Add(sumi, Half(Avx.LoadVector256(x->Qs + 32).AsUInt16(), Avx2.ShiftRightLogical(hbits, 2).AsByte(), y->Qs + 128, high, m3));
             acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
         }
         return SimdHelpers.HorizontalSum(acc);
 
         [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-        static Vector256<int> Half(Vector256<ushort> bits, Vector256<byte> h4, sbyte* q8, Vector128<sbyte> scales, int c, Vector256<byte> m3)
+        static Vector256<int> Half(Vector256<ushort> bits, Vector256<byte> h4, sbyte* q8, Vector256<byte> scalePairs, Vector256<byte> m3)
         {
             var four = Vector256.Create((byte)4);
             Vector256<byte> q0 = Avx2.Or(Avx2.And(bits.AsByte(), m3), Avx2.And(h4, four));
@@ -217,9 +219,7 @@ public static unsafe class Q3_K
             Vector256<byte> q2 = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits, 4).AsByte(), m3), Avx2.And(h4, four));
             h4 = Avx2.ShiftRightLogical(h4.AsUInt16(), 1).AsByte();
             Vector256<byte> q3 = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits, 6).AsByte(), m3), Avx2.And(h4, four));
-            Vector256<int> s01 = Avx2.Add(Q6_K.Group(q0, q8, scales, c), Q6_K.Group(q1, q8 + 32, scales, c + 1));
-            Vector256<int> s23 = Avx2.Add(Q6_K.Group(q2, q8 + 64, scales, c + 2), Q6_K.Group(q3, q8 + 96, scales, c + 3));
-            return Avx2.Add(s01, s23);
+            return SimdHelpers.QuarterSums(q0, q1, q2, q3, q8, scalePairs);
         }
     }
 }

@@ -214,9 +214,9 @@ public static unsafe class Q6_K
         // The −32 offset of every quant, applied once per block through the activation's group sums.
         Vector256<int> offset = Avx2.MultiplyAddAdjacent(scales16, Avx.LoadVector256(y->BSums));
         Vector256<int> sumi = Avx2.Subtract(Vector256<int>.Zero, Avx2.ShiftLeftLogical(offset, 5));
-        // Scales 0–7 (then 8–15) in both 128-bit lanes, so one in-lane shuffle gives a group's pair of scales.
-        sumi = Avx2.Add(sumi, Half(x->Ql, x->Qh, y->Qs, Avx2.Permute4x64(scales16.AsInt64(), 0b01_00_01_00).AsByte(), m4, m2, m2x4));
-        return Avx2.Add(sumi, Half(x->Ql + 64, x->Qh + 32, y->Qs + 128, Avx2.Permute4x64(scales16.AsInt64(), 0b11_10_11_10).AsByte(), m4, m2, m2x4));
+        var (low, high) = SimdHelpers.ScalePairs(scales16);
+        sumi = Avx2.Add(sumi, Half(x->Ql, x->Qh, y->Qs, low, m4, m2, m2x4));
+        return Avx2.Add(sumi, Half(x->Ql + 64, x->Qh + 32, y->Qs + 128, high, m4, m2, m2x4));
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         static Vector256<int> Half(byte* ql, byte* qh, sbyte* q8, Vector256<byte> scales, Vector256<byte> m4, Vector256<byte> m2, Vector256<byte> m2x4)
@@ -229,18 +229,7 @@ public static unsafe class Q6_K
             Vector256<byte> q1 = Avx2.Or(Avx2.And(bits2, m4), Avx2.ShiftLeftLogical(Avx2.And(Avx2.ShiftRightLogical(high16, 2).AsByte(), m2).AsUInt16(), 4).AsByte());
             Vector256<byte> q2 = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits1.AsUInt16(), 4).AsByte(), m4), Avx2.And(high, m2x4));
             Vector256<byte> q3 = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits2.AsUInt16(), 4).AsByte(), m4), Avx2.And(Avx2.ShiftRightLogical(high16, 2).AsByte(), m2x4));
-            Vector256<int> s01 = Avx2.Add(Group(q0, q8, scales, 0), Group(q1, q8 + 32, scales, 1));
-            Vector256<int> s23 = Avx2.Add(Group(q2, q8 + 64, scales, 2), Group(q3, q8 + 96, scales, 3));
-            return Avx2.Add(s01, s23);
-        }
-
-        // Group j of the half: scale 2j for its low 16 values, 2j+1 for its high 16.
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static Vector256<int> Group(Vector256<byte> q, sbyte* q8, Vector256<byte> scales, int j)
-        {
-            Vector256<short> products = Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256(q8));
-            Vector256<byte> mask = Vector256.Create(SimdHelpers.WordBroadcastMask(2 * j).GetLower(), SimdHelpers.WordBroadcastMask(2 * j + 1).GetLower());
-            return Avx2.MultiplyAddAdjacent(products, Avx2.Shuffle(scales, mask).AsInt16());
+            return SimdHelpers.QuarterSums(q0, q1, q2, q3, q8, scales);
         }
     }
 
@@ -399,15 +388,6 @@ public static unsafe class Q6_K
             sc[2] = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k + 2).AsSByte()));
             sc[3] = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k + 3).AsSByte()));
         }
-    }
-
-    /// <summary>32 unsigned quants times 32 activations, the low 16 scaled by scale 2k and the high 16 by 2k+1.</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    internal static Vector256<int> Group(Vector256<byte> q, sbyte* q8, Vector128<sbyte> scales, int k)
-    {
-        Vector256<short> products = Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256(q8));
-        Vector256<short> scale = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k).AsSByte()));
-        return Avx2.MultiplyAddAdjacent(products, scale);
     }
 
     /// <summary>

@@ -58,6 +58,36 @@ internal static class SimdHelpers
         return Avx2.ConvertToVector256Int16(Sse2.Or(low, high).AsByte());
     }
 
+    /// <summary>
+    /// Sixteen signed 8-bit group scales widened to 16 bits, as two vectors holding scales 0–7 (then 8–15) in both
+    /// 128-bit lanes, so that one in-lane shuffle gives a 32-value group its pair of scales (<see cref="ScaledGroup"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static (Vector256<byte> Low, Vector256<byte> High) ScalePairs(Vector256<short> scales16)
+        => (Avx2.Permute4x64(scales16.AsInt64(), 0b01_00_01_00).AsByte(), Avx2.Permute4x64(scales16.AsInt64(), 0b11_10_11_10).AsByte());
+
+    /// <summary>
+    /// 32 unsigned quants times 32 activations summed in pairs, the low 16 scaled by scale 2j and the high 16 by
+    /// 2j+1 of <paramref name="scalePairs"/> (one half of <see cref="ScalePairs"/>): eight exact int32 sums.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector256<int> ScaledGroup(Vector256<byte> q, sbyte* q8, Vector256<byte> scalePairs, int j)
+    {
+        Vector256<short> products = Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256(q8));
+        Vector256<byte> mask = Vector256.Create(WordBroadcastMask(2 * j).GetLower(), WordBroadcastMask(2 * j + 1).GetLower());
+        return Avx2.MultiplyAddAdjacent(products, Avx2.Shuffle(scalePairs, mask).AsInt16());
+    }
+
+    /// <summary>The four groups of a 128-value half (quants q0…q3 against q8, q8+32, q8+64, q8+96), summed.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector256<int> QuarterSums(Vector256<byte> q0, Vector256<byte> q1, Vector256<byte> q2, Vector256<byte> q3,
+        sbyte* q8, Vector256<byte> scalePairs)
+    {
+        Vector256<int> s01 = Avx2.Add(ScaledGroup(q0, q8, scalePairs, 0), ScaledGroup(q1, q8 + 32, scalePairs, 1));
+        Vector256<int> s23 = Avx2.Add(ScaledGroup(q2, q8 + 64, scalePairs, 2), ScaledGroup(q3, q8 + 96, scalePairs, 3));
+        return Avx2.Add(s01, s23);
+    }
+
     /// <summary>Shifts each 16-bit lane right by a count known only at run time.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<ushort> ShiftRight16(Vector256<ushort> v, int count) =>
