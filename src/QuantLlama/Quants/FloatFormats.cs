@@ -148,26 +148,10 @@ public abstract unsafe class HalfRows<TFormat> where TFormat : struct, IHalfForm
     internal static float DotRounded(byte* x, byte* y, int n)
         => Kernels.UseAvx2 ? DotRoundedAvx2((ushort*)x, (float*)y, n) : DotRoundedScalar((ushort*)x, (float*)y, n);
 
-    internal static float DotRoundedScalar(ushort* x, float* y, int n)
-    {
-        float sum = 0;
-        for (int i = 0; i < n; i++) sum += TFormat.ToFloat(x[i]) * y[i];
-        return sum;
-    }
+    internal static float DotRoundedScalar(ushort* x, float* y, int n) => DotScalar<FloatActivation>(x, y, n);
 
     /// <summary>DotAvx2's loop (same lanes, same order) over f32 activations.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    internal static float DotRoundedAvx2(ushort* x, float* y, int n)
-    {
-        var s0 = Vector256<float>.Zero; var s1 = Vector256<float>.Zero;
-        int i = 0;
-        for (; i + 16 <= n; i += 16)
-        {
-            s0 = Fma.MultiplyAdd(TFormat.Load8(x + i), Avx.LoadVector256(y + i), s0);
-            s1 = Fma.MultiplyAdd(TFormat.Load8(x + i + 8), Avx.LoadVector256(y + i + 8), s1);
-        }
-        return Finish(s0, s1, x, y, i, n);
-    }
+    internal static float DotRoundedAvx2(ushort* x, float* y, int n) => DotAvx2<FloatActivation>(x, y, n);
 
     /// <summary>
     /// One weight row against 4 rounded activation rows (<paramref name="aStride"/> bytes apart; results
@@ -190,19 +174,56 @@ public abstract unsafe class HalfRows<TFormat> where TFormat : struct, IHalfForm
             s20 = Fma.MultiplyAdd(w0, Avx.LoadVector256(a2 + i), s20); s21 = Fma.MultiplyAdd(w1, Avx.LoadVector256(a2 + i + 8), s21);
             s30 = Fma.MultiplyAdd(w0, Avx.LoadVector256(a3 + i), s30); s31 = Fma.MultiplyAdd(w1, Avx.LoadVector256(a3 + i + 8), s31);
         }
-        y[0] = Finish(s00, s01, x, a0, i, n);
-        y[yStride] = Finish(s10, s11, x, a1, i, n);
-        y[2 * yStride] = Finish(s20, s21, x, a2, i, n);
-        y[3 * yStride] = Finish(s30, s31, x, a3, i, n);
+        y[0] = Finish<FloatActivation>(s00, s01, x, a0, i, n);
+        y[yStride] = Finish<FloatActivation>(s10, s11, x, a1, i, n);
+        y[2 * yStride] = Finish<FloatActivation>(s20, s21, x, a2, i, n);
+        y[3 * yStride] = Finish<FloatActivation>(s30, s31, x, a3, i, n);
     }
 
     /// <summary>The two accumulators summed, then the scalar tail from <paramref name="i"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Finish(Vector256<float> s0, Vector256<float> s1, ushort* x, float* y, int i, int n)
+    private static float Finish<TActivation>(Vector256<float> s0, Vector256<float> s1, ushort* x, void* y, int i, int n)
+        where TActivation : struct, IActivationRow
     {
         float sum = Simd.HSum(Avx.Add(s0, s1));
-        for (; i < n; i++) sum += TFormat.ToFloat(x[i]) * y[i];
+        for (; i < n; i++) sum += TFormat.ToFloat(x[i]) * TActivation.At(y, i);
         return sum;
+    }
+
+    /// <summary>Σ x·y over n values: the reference for both activation forms.</summary>
+    private static float DotScalar<TActivation>(ushort* x, void* y, int n) where TActivation : struct, IActivationRow
+    {
+        float sum = 0;
+        for (int i = 0; i < n; i++) sum += TFormat.ToFloat(x[i]) * TActivation.At(y, i);
+        return sum;
+    }
+
+    /// <summary>Two 8-lane accumulators over 16 values per step, then <see cref="Finish{TActivation}"/>.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static float DotAvx2<TActivation>(ushort* x, void* y, int n) where TActivation : struct, IActivationRow
+    {
+        var s0 = Vector256<float>.Zero; var s1 = Vector256<float>.Zero;
+        int i = 0;
+        for (; i + 16 <= n; i += 16)
+        {
+            s0 = Fma.MultiplyAdd(TFormat.Load8(x + i), TActivation.Load8(y, i), s0);
+            s1 = Fma.MultiplyAdd(TFormat.Load8(x + i + 8), TActivation.Load8(y, i + 8), s1);
+        }
+        return Finish<TActivation>(s0, s1, x, y, i, n);
+    }
+
+    /// <summary>An activation row in this format's own 16-bit encoding (what ggml's dot takes).</summary>
+    private readonly struct HalfActivation : IActivationRow
+    {
+        public static Vector256<float> Load8(void* row, int i) => TFormat.Load8((ushort*)row + i);
+        public static float At(void* row, int i) => TFormat.ToFloat(((ushort*)row)[i]);
+    }
+
+    /// <summary>An activation row already rounded to this format and held as f32 (<see cref="RoundActivation"/>).</summary>
+    private readonly struct FloatActivation : IActivationRow
+    {
+        public static Vector256<float> Load8(void* row, int i) => Avx.LoadVector256((float*)row + i);
+        public static float At(void* row, int i) => ((float*)row)[i];
     }
 
     public static float Dot(ReadOnlySpan<byte> x, ReadOnlySpan<byte> y)
@@ -216,27 +237,16 @@ public abstract unsafe class HalfRows<TFormat> where TFormat : struct, IHalfForm
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static float Dot(byte* x, byte* y, int n) => Kernels.UseAvx2 ? DotAvx2((ushort*)x, (ushort*)y, n) : DotScalar((ushort*)x, (ushort*)y, n);
 
-    internal static float DotScalar(ushort* x, ushort* y, int n)
-    {
-        float sum = 0;
-        for (int i = 0; i < n; i++) sum += TFormat.ToFloat(x[i]) * TFormat.ToFloat(y[i]);
-        return sum;
-    }
+    internal static float DotScalar(ushort* x, ushort* y, int n) => DotScalar<HalfActivation>(x, y, n);
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    internal static float DotAvx2(ushort* x, ushort* y, int n)
-    {
-        var s0 = Vector256<float>.Zero; var s1 = Vector256<float>.Zero;
-        int i = 0;
-        for (; i + 16 <= n; i += 16)
-        {
-            s0 = Fma.MultiplyAdd(TFormat.Load8(x + i), TFormat.Load8(y + i), s0);
-            s1 = Fma.MultiplyAdd(TFormat.Load8(x + i + 8), TFormat.Load8(y + i + 8), s1);
-        }
-        float sum = Simd.HSum(Avx.Add(s0, s1));
-        for (; i < n; i++) sum += TFormat.ToFloat(x[i]) * TFormat.ToFloat(y[i]);
-        return sum;
-    }
+    internal static float DotAvx2(ushort* x, ushort* y, int n) => DotAvx2<HalfActivation>(x, y, n);
+}
+
+/// <summary>How the 16-bit float dots read one activation row: 8 values as floats from index i, or one.</summary>
+internal unsafe interface IActivationRow
+{
+    static abstract Vector256<float> Load8(void* row, int i);
+    static abstract float At(void* row, int i);
 }
 
 /// <summary>F16 rows (IEEE half).</summary>
