@@ -80,7 +80,7 @@ internal static unsafe class Simd
     public static float HSum(Vector128<float> x) => Vector128.Sum(x);
 
     /// <summary>
-    /// 8 halves at p to 8 floats, exactly (subnormals and infinities included; a NaN stays a NaN), in six operations after
+    /// 8 halves at p to 8 floats, exactly (subnormals and infinities included; a NaN stays a NaN), in eight operations after
     /// the load: each half moved to the top of its 32-bit lane, shifted right arithmetically by 3 so that the sign
     /// stays on top and exponent and mantissa land in float position, the sign copies masked off, and a multiply by
     /// 2^112 to re-bias the exponent (which also normalises subnormals). Exponent 31 (infinity, NaN) comes out of the
