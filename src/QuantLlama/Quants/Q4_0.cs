@@ -150,10 +150,7 @@ public static unsafe class Q4_0
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<byte> Nibbles(byte* p, Vector256<byte> mask)
-    {
-        var tmp = Sse2.LoadVector128(p);
-        return Vector256.Create(tmp, Sse2.ShiftRightLogical(tmp.AsUInt16(), 4).AsByte()) & mask;
-    }
+        => Avx2.ShiftRightLogicalVariable(Avx2.BroadcastVector128ToVector256(p).AsUInt64(), Vector256.Create(0ul, 0ul, 4ul, 4ul)).AsByte() & mask;
 
     /// <summary>One weight row against 4 activation rows; per row exactly DotAvx2's arithmetic.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
