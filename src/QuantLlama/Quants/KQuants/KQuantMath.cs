@@ -300,14 +300,27 @@ internal static class KQuantMath
     /// operations (ggml's kmask trick), for the SIMD kernels.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static unsafe void UnpackScaleMinK4(byte* table, uint* utmp)
+    public static unsafe void UnpackScaleMinK4(byte* table, uint* utmp) => UnpackScaleMinK4(table).Store(utmp);
+
+    /// <summary>
+    /// Σ bsum_g · min of g's sub-block over a Q4_K/Q5_K block's 16 activation groups (two per 32-value sub-block):
+    /// the integer part of the mins' term in the scalar and ARM dots.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe int SumMinsK4(byte* mins, short* bsums)
     {
-        var v = UnpackScaleMinK4(table);
-        utmp[0] = v.GetElement(0);
-        utmp[1] = v.GetElement(1);
-        utmp[2] = v.GetElement(2);
-        utmp[3] = v.GetElement(3);
+        int sum = 0;
+        for (int g = 0; g < 16; g++) sum += bsums[g] * mins[g / 2];
+        return sum;
     }
+
+    /// <summary>
+    /// One Q4_K/Q5_K block's term as the scalar reference rounds it: (a·d)·Σscale·q·q8 − (a·dmin)·Σmin·bsum, with a
+    /// the activation block's scale and d, dmin the block's fp16 super-scales.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float ScaleMinTerm(float activationScale, ushort d, ushort dmin, int sumi, int sumMins)
+        => activationScale * FromHalfBits(d) * sumi - activationScale * FromHalfBits(dmin) * sumMins;
 
     /// <summary>As above, into a register (no store/reload between the scalar unpacking and the SIMD use).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -334,14 +347,7 @@ internal static class KQuantMath
 
     /// <summary>As <see cref="UnpackQ3Scales"/> but leaves the +32 bias in (for kernels that remove it in SIMD).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static unsafe void UnpackQ3ScalesBiased(byte* table, uint* aux)
-    {
-        var v = UnpackQ3ScalesBiased(table);
-        aux[0] = v.GetElement(0);
-        aux[1] = v.GetElement(1);
-        aux[2] = v.GetElement(2);
-        aux[3] = v.GetElement(3);
-    }
+    public static unsafe void UnpackQ3ScalesBiased(byte* table, uint* aux) => UnpackQ3ScalesBiased(table).Store(aux);
 
     /// <summary>As above, into a register (no store/reload before the SIMD use).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

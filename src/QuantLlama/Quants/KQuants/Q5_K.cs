@@ -114,8 +114,7 @@ public static unsafe class Q5_K
             KQuantMath.UnpackScaleMinK4(x->Scales, utmp);
             byte* sc = (byte*)utmp;
             byte* mn = sc + 8;
-            int sumMins = 0;
-            for (int j = 0; j < 16; j++) sumMins += y->BSums[j] * mn[j / 2];
+            int sumMins = KQuantMath.SumMinsK4(mn, y->BSums);
             int sumi = 0;
             for (int c = 0; c < 4; c++)
             {
@@ -128,9 +127,7 @@ public static unsafe class Q5_K
                 }
                 sumi += sc[2 * c] * lo + sc[2 * c + 1] * hi;
             }
-            float d = y->D * KQuantMath.FromHalfBits(x->D);
-            float dmin = y->D * KQuantMath.FromHalfBits(x->DMin);
-            sum += d * sumi - dmin * sumMins;
+            sum += KQuantMath.ScaleMinTerm(y->D, x->D, x->DMin, sumi, sumMins);
         }
         return sum;
     }
