@@ -222,7 +222,6 @@ public static unsafe class Q4_K
             byte* y0 = q8k + i * Q8_K.BlockBytes;
             sbyte* a0 = ((BlockQ8K*)y0)->Qs, a1 = ((BlockQ8K*)(y0 + aStride))->Qs;
             sbyte* a2 = ((BlockQ8K*)(y0 + 2 * aStride))->Qs, a3 = ((BlockQ8K*)(y0 + 3 * aStride))->Qs;
-            Vector128<float> dPair = SimdHelpers.HalvesToSingles(*(uint*)x);
             Vector256<short> scalesAndMins = SimdHelpers.ScalesAndMinsK4(x->Scales);
             Vector128<short> mins = scalesAndMins.GetUpper();
             Vector128<short> sc128 = scalesAndMins.GetLower();
@@ -243,10 +242,10 @@ public static unsafe class Q4_K
                 sumi2 = Avx2.Add(sumi2, Chunk4(lo, hi, scLo, scHi, a2 + o));
                 sumi3 = Avx2.Add(sumi3, Chunk4(lo, hi, scLo, scHi, a3 + o));
             }
-            Row((BlockQ8K*)y0, dPair, mins, sumi0, ref acc0, ref mins0);
-            Row((BlockQ8K*)(y0 + aStride), dPair, mins, sumi1, ref acc1, ref mins1);
-            Row((BlockQ8K*)(y0 + 2 * aStride), dPair, mins, sumi2, ref acc2, ref mins2);
-            Row((BlockQ8K*)(y0 + 3 * aStride), dPair, mins, sumi3, ref acc3, ref mins3);
+            Accumulate(x, (BlockQ8K*)y0, mins, sumi0, ref acc0, ref mins0);
+            Accumulate(x, (BlockQ8K*)(y0 + aStride), mins, sumi1, ref acc1, ref mins1);
+            Accumulate(x, (BlockQ8K*)(y0 + 2 * aStride), mins, sumi2, ref acc2, ref mins2);
+            Accumulate(x, (BlockQ8K*)(y0 + 3 * aStride), mins, sumi3, ref acc3, ref mins3);
         }
         result[0] = SimdHelpers.HorizontalSum(acc0) + SimdHelpers.HorizontalSum(mins0);
         result[yStride] = SimdHelpers.HorizontalSum(acc1) + SimdHelpers.HorizontalSum(mins1);
@@ -260,19 +259,6 @@ public static unsafe class Q4_K
             Vector256<short> pLo = Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256(q8));
             Vector256<short> pHi = Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256(q8 + 32));
             return Avx2.Add(Avx2.MultiplyAddAdjacent(scLo, pLo), Avx2.MultiplyAddAdjacent(scHi, pHi));
-        }
-
-        // DotAvx2's per-block float steps for one activation row, in the same order.
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static void Row(BlockQ8K* y, Vector128<float> dPair, Vector128<short> mins, Vector256<int> sumi,
-            ref Vector256<float> acc, ref Vector128<float> accMins)
-        {
-            Vector128<float> scales2 = Sse.Multiply(dPair, Vector128.Create(y->D));
-            Vector256<short> bsums = Avx.LoadVector256(y->BSums);
-            Vector128<short> pairSums = Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper());
-            Vector128<int> minProducts = Sse2.MultiplyAddAdjacent(mins, pairSums);
-            accMins = Fma.MultiplyAddNegated(Avx2.BroadcastScalarToVector128(Sse.Shuffle(scales2, scales2, 0x55)), Sse2.ConvertToVector128Single(minProducts), accMins);
-            acc = Fma.MultiplyAdd(Avx2.BroadcastScalarToVector256(scales2), Avx.ConvertToVector256Single(sumi), acc);
         }
     }
 
@@ -296,8 +282,7 @@ public static unsafe class Q4_K
             var x = (BlockQ4K*)(weights + i * BlockBytes);
             byte* y0 = q8k + i * Q8_K.BlockBytes;
             byte* y4 = y0 + 4 * aStride;
-            Vector128<float> dPair = SimdHelpers.HalvesToSingles(*(uint*)x);
-            Vector256<short> scalesAndMins = Avx2.ConvertToVector256Int16(KQuantMath.UnpackScaleMinK4(x->Scales).AsByte());
+            Vector256<short> scalesAndMins = SimdHelpers.ScalesAndMinsK4(x->Scales);
             Vector128<short> mins = scalesAndMins.GetUpper();
             Vector128<short> sc128 = scalesAndMins.GetLower();
             Vector256<byte> scales = Vector256.Create(sc128, sc128).AsByte();
@@ -321,14 +306,14 @@ public static unsafe class Q4_K
                 s6 = Avx2.Add(s6, Avx2.MultiplyAddAdjacent(sc, Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256((sbyte*)(y4 + 2 * aStride + o)))));
                 s7 = Avx2.Add(s7, Avx2.MultiplyAddAdjacent(sc, Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256((sbyte*)(y4 + 3 * aStride + o)))));
             }
-            Row((BlockQ8K*)y0, dPair, mins, s0, acc, accMins);
-            Row((BlockQ8K*)(y0 + aStride), dPair, mins, s1, acc + 1, accMins + 1);
-            Row((BlockQ8K*)(y0 + 2 * aStride), dPair, mins, s2, acc + 2, accMins + 2);
-            Row((BlockQ8K*)(y0 + 3 * aStride), dPair, mins, s3, acc + 3, accMins + 3);
-            Row((BlockQ8K*)y4, dPair, mins, s4, acc + 4, accMins + 4);
-            Row((BlockQ8K*)(y4 + aStride), dPair, mins, s5, acc + 5, accMins + 5);
-            Row((BlockQ8K*)(y4 + 2 * aStride), dPair, mins, s6, acc + 6, accMins + 6);
-            Row((BlockQ8K*)(y4 + 3 * aStride), dPair, mins, s7, acc + 7, accMins + 7);
+            Accumulate(x, (BlockQ8K*)y0, mins, s0, ref acc[0], ref accMins[0]);
+            Accumulate(x, (BlockQ8K*)(y0 + aStride), mins, s1, ref acc[1], ref accMins[1]);
+            Accumulate(x, (BlockQ8K*)(y0 + 2 * aStride), mins, s2, ref acc[2], ref accMins[2]);
+            Accumulate(x, (BlockQ8K*)(y0 + 3 * aStride), mins, s3, ref acc[3], ref accMins[3]);
+            Accumulate(x, (BlockQ8K*)y4, mins, s4, ref acc[4], ref accMins[4]);
+            Accumulate(x, (BlockQ8K*)(y4 + aStride), mins, s5, ref acc[5], ref accMins[5]);
+            Accumulate(x, (BlockQ8K*)(y4 + 2 * aStride), mins, s6, ref acc[6], ref accMins[6]);
+            Accumulate(x, (BlockQ8K*)(y4 + 3 * aStride), mins, s7, ref acc[7], ref accMins[7]);
         }
         for (int k = 0; k < 8; k++)
             result[k * yStride] = SimdHelpers.HorizontalSum(acc[k]) + SimdHelpers.HorizontalSum(accMins[k]);
@@ -342,19 +327,6 @@ public static unsafe class Q4_K
             q[1] = Avx2.And(Avx2.ShiftRightLogical(bits.AsUInt16(), 4).AsByte(), m4);
             sc[0] = Avx2.Shuffle(scales, SimdHelpers.WordBroadcastMask(2 * c)).AsInt16();
             sc[1] = Avx2.Shuffle(scales, SimdHelpers.WordBroadcastMask(2 * c + 1)).AsInt16();
-        }
-
-        // DotAvx2's per-block float steps for one activation row, in the same order.
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static void Row(BlockQ8K* y, Vector128<float> dPair, Vector128<short> mins, Vector256<int> sumi,
-            Vector256<float>* acc, Vector128<float>* accMins)
-        {
-            Vector128<float> scales2 = Sse.Multiply(dPair, Vector128.Create(y->D));
-            Vector256<short> bsums = Avx.LoadVector256(y->BSums);
-            Vector128<short> pairSums = Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper());
-            Vector128<int> minProducts = Sse2.MultiplyAddAdjacent(mins, pairSums);
-            *accMins = Fma.MultiplyAddNegated(Avx2.BroadcastScalarToVector128(Sse.Shuffle(scales2, scales2, 0x55)), Sse2.ConvertToVector128Single(minProducts), *accMins);
-            *acc = Fma.MultiplyAdd(Avx2.BroadcastScalarToVector256(scales2), Avx.ConvertToVector256Single(sumi), *acc);
         }
     }
 

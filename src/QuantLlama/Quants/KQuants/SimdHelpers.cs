@@ -26,22 +26,6 @@ internal static class SimdHelpers
     }
 
     /// <summary>
-    /// The two fp16 values packed in <paramref name="pair"/> (low half first) as exact f32 in lanes 0 and 1, with the
-    /// same exponent trick as <see cref="KQuantMath.FromHalfBits"/>, in a handful of vector operations instead of
-    /// two scalar conversions.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector128<float> HalvesToSingles(uint pair)
-    {
-        Vector128<uint> h = Sse41.ConvertToVector128Int32(Vector128.CreateScalarUnsafe(pair).AsUInt16()).AsUInt32();
-        Vector128<uint> magnitude = Sse2.And(h, Vector128.Create(0x7fffu));
-        Vector128<uint> sign = Sse2.ShiftLeftLogical(Sse2.And(h, Vector128.Create(0x8000u)), 16);
-        Vector128<float> value = Sse.Multiply(Sse2.ShiftLeftLogical(magnitude, 13).AsSingle(), Vector128.Create(5.192296858534828e33f));
-        Vector128<uint> infOrNan = Sse2.And(Sse2.CompareGreaterThan(magnitude.AsInt32(), Vector128.Create(0x7bff)).AsUInt32(), Vector128.Create(0x7f800000u));
-        return Sse2.Or(Sse2.Or(value.AsUInt32(), sign), infOrNan).AsSingle();
-    }
-
-    /// <summary>
     /// <see cref="KQuantMath.UnpackScaleMinK4(byte*)"/> in vector registers (8 operations instead of 15 scalar ones
     /// and three lane inserts): the 8 six-bit scales then the 8 mins of a Q4_K/Q5_K block, widened to 16 bits.
     /// Reads 16 bytes from <paramref name="table"/> (the 12-byte table and 4 bytes of the quants after it).
