@@ -212,8 +212,7 @@ public static unsafe class Q6_K
     {
         Vector256<short> scales16 = Avx2.ConvertToVector256Int16(Sse2.LoadVector128(x->Scales));
         // The −32 offset of every quant, applied once per block through the activation's group sums.
-        Vector256<int> offset = Avx2.MultiplyAddAdjacent(scales16, Avx.LoadVector256(y->BSums));
-        Vector256<int> sumi = Avx2.Subtract(Vector256<int>.Zero, Avx2.ShiftLeftLogical(offset, 5));
+        Vector256<int> sumi = Offset(scales16, y);
         var (low, high) = SimdHelpers.ScalePairs(scales16);
         sumi = Avx2.Add(sumi, Half(x->Ql, x->Qh, y->Qs, low, m4, m2, m2x4));
         return Avx2.Add(sumi, Half(x->Ql + 64, x->Qh + 32, y->Qs + 128, high, m4, m2, m2x4));
@@ -221,17 +220,33 @@ public static unsafe class Q6_K
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         static Vector256<int> Half(byte* ql, byte* qh, sbyte* q8, Vector256<byte> scales, Vector256<byte> m4, Vector256<byte> m2, Vector256<byte> m2x4)
         {
-            Vector256<byte> bits1 = Avx.LoadVector256(ql);
-            Vector256<byte> bits2 = Avx.LoadVector256(ql + 32);
-            Vector256<byte> high = Avx.LoadVector256(qh);
-            Vector256<ushort> high16 = high.AsUInt16();
-            Vector256<byte> q0 = Avx2.Or(Avx2.And(bits1, m4), Avx2.ShiftLeftLogical(Avx2.And(high, m2).AsUInt16(), 4).AsByte());
-            Vector256<byte> q1 = Avx2.Or(Avx2.And(bits2, m4), Avx2.ShiftLeftLogical(Avx2.And(Avx2.ShiftRightLogical(high16, 2).AsByte(), m2).AsUInt16(), 4).AsByte());
-            Vector256<byte> q2 = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits1.AsUInt16(), 4).AsByte(), m4), Avx2.And(high, m2x4));
-            Vector256<byte> q3 = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits2.AsUInt16(), 4).AsByte(), m4), Avx2.And(Avx2.ShiftRightLogical(high16, 2).AsByte(), m2x4));
+            Quants(ql, qh, m4, m2, m2x4, out var q0, out var q1, out var q2, out var q3);
             return SimdHelpers.QuarterSums(q0, q1, q2, q3, q8, scales);
         }
     }
+
+    /// <summary>
+    /// The 128 six-bit quants of one half block (64 bytes of low nibbles at <paramref name="ql"/>, 32 bytes of high
+    /// bit pairs at <paramref name="qh"/>) as four groups of 32 unsigned values.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Quants(byte* ql, byte* qh, Vector256<byte> m4, Vector256<byte> m2, Vector256<byte> m2x4,
+        out Vector256<byte> q0, out Vector256<byte> q1, out Vector256<byte> q2, out Vector256<byte> q3)
+    {
+        Vector256<byte> bits1 = Avx.LoadVector256(ql);
+        Vector256<byte> bits2 = Avx.LoadVector256(ql + 32);
+        Vector256<byte> high = Avx.LoadVector256(qh);
+        Vector256<ushort> high16 = high.AsUInt16();
+        q0 = Avx2.Or(Avx2.And(bits1, m4), Avx2.ShiftLeftLogical(Avx2.And(high, m2).AsUInt16(), 4).AsByte());
+        q1 = Avx2.Or(Avx2.And(bits2, m4), Avx2.ShiftLeftLogical(Avx2.And(Avx2.ShiftRightLogical(high16, 2).AsByte(), m2).AsUInt16(), 4).AsByte());
+        q2 = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits1.AsUInt16(), 4).AsByte(), m4), Avx2.And(high, m2x4));
+        q3 = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits2.AsUInt16(), 4).AsByte(), m4), Avx2.And(Avx2.ShiftRightLogical(high16, 2).AsByte(), m2x4));
+    }
+
+    /// <summary>−32·Σ scale·bsum: the quants' offset, with which every block's integer sum starts.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Offset(Vector256<short> scales16, BlockQ8K* y)
+        => Avx2.Subtract(Vector256<int>.Zero, Avx2.ShiftLeftLogical(Avx2.MultiplyAddAdjacent(scales16, Avx.LoadVector256(y->BSums)), 5));
 
     /// <summary>
     /// One weight row against 4 Q8_K activation rows (<paramref name="n"/> values each, rows
@@ -260,15 +275,7 @@ public static unsafe class Q6_K
             Vector256<int> sumi2 = Offset(scales16, y2), sumi3 = Offset(scales16, y3);
             for (int h = 0; h < 2; h++)
             {
-                byte* ql = x->Ql + 64 * h;
-                Vector256<byte> bits1 = Avx.LoadVector256(ql);
-                Vector256<byte> bits2 = Avx.LoadVector256(ql + 32);
-                Vector256<byte> high = Avx.LoadVector256(x->Qh + 32 * h);
-                Vector256<ushort> high16 = high.AsUInt16();
-                Vector256<byte> q0 = Avx2.Or(Avx2.And(bits1, m4), Avx2.ShiftLeftLogical(Avx2.And(high, m2).AsUInt16(), 4).AsByte());
-                Vector256<byte> q1 = Avx2.Or(Avx2.And(bits2, m4), Avx2.ShiftLeftLogical(Avx2.And(Avx2.ShiftRightLogical(high16, 2).AsByte(), m2).AsUInt16(), 4).AsByte());
-                Vector256<byte> q2 = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits1.AsUInt16(), 4).AsByte(), m4), Avx2.And(high, m2x4));
-                Vector256<byte> q3 = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits2.AsUInt16(), 4).AsByte(), m4), Avx2.And(Avx2.ShiftRightLogical(high16, 2).AsByte(), m2x4));
+                Quants(x->Ql + 64 * h, x->Qh + 32 * h, m4, m2, m2x4, out var q0, out var q1, out var q2, out var q3);
                 int k = 4 * h;
                 Vector256<short> sc0 = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k).AsSByte()));
                 Vector256<short> sc1 = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k + 1).AsSByte()));
@@ -289,11 +296,6 @@ public static unsafe class Q6_K
         result[yStride] = SimdHelpers.HorizontalSum(acc1);
         result[2 * yStride] = SimdHelpers.HorizontalSum(acc2);
         result[3 * yStride] = SimdHelpers.HorizontalSum(acc3);
-
-        // −32·Σ scale·bsum: the quants' offset, as DotAvx2 starts each block's sum.
-        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-        static Vector256<int> Offset(Vector256<short> scales16, BlockQ8K* y)
-            => Avx2.Subtract(Vector256<int>.Zero, Avx2.ShiftLeftLogical(Avx2.MultiplyAddAdjacent(scales16, Avx.LoadVector256(y->BSums)), 5));
 
         // DotAvx2's Half for one activation row, from quants and scale vectors already decoded (integer, exact).
         [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
@@ -333,10 +335,10 @@ public static unsafe class Q6_K
             byte* y4 = y0 + 4 * aStride;
             Vector128<sbyte> scales = Sse2.LoadVector128(x->Scales);
             Vector256<short> scales16 = Avx2.ConvertToVector256Int16(scales);
-            Vector256<int> s0 = Offset(scales16, y0), s1 = Offset(scales16, y0 + aStride);
-            Vector256<int> s2 = Offset(scales16, y0 + 2 * aStride), s3 = Offset(scales16, y0 + 3 * aStride);
-            Vector256<int> s4 = Offset(scales16, y4), s5 = Offset(scales16, y4 + aStride);
-            Vector256<int> s6 = Offset(scales16, y4 + 2 * aStride), s7 = Offset(scales16, y4 + 3 * aStride);
+            Vector256<int> s0 = Offset(scales16, (BlockQ8K*)y0), s1 = Offset(scales16, (BlockQ8K*)(y0 + aStride));
+            Vector256<int> s2 = Offset(scales16, (BlockQ8K*)(y0 + 2 * aStride)), s3 = Offset(scales16, (BlockQ8K*)(y0 + 3 * aStride));
+            Vector256<int> s4 = Offset(scales16, (BlockQ8K*)y4), s5 = Offset(scales16, (BlockQ8K*)(y4 + aStride));
+            Vector256<int> s6 = Offset(scales16, (BlockQ8K*)(y4 + 2 * aStride)), s7 = Offset(scales16, (BlockQ8K*)(y4 + 3 * aStride));
             Decode(x, 0, scales, qs, scs, m4, m2, m2x4);
             Decode(x, 1, scales, qs + 4, scs + 4, m4, m2, m2x4);
             for (int j = 0; j < 8; j++)
@@ -365,23 +367,12 @@ public static unsafe class Q6_K
         }
         for (int k = 0; k < 8; k++) result[k * yStride] = SimdHelpers.HorizontalSum(acc[k]);
 
-        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-        static Vector256<int> Offset(Vector256<short> scales16, byte* y)
-            => Avx2.Subtract(Vector256<int>.Zero, Avx2.ShiftLeftLogical(Avx2.MultiplyAddAdjacent(scales16, Avx.LoadVector256(((BlockQ8K*)y)->BSums)), 5));
-
         // DotAvx2's q0..q3 and scale vectors of half h (values 128h .. 128h + 127).
         [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
         static void Decode(BlockQ6K* x, int h, Vector128<sbyte> scales, Vector256<byte>* q, Vector256<short>* sc,
             Vector256<byte> m4, Vector256<byte> m2, Vector256<byte> m2x4)
         {
-            Vector256<byte> bits1 = Avx.LoadVector256(x->Ql + 64 * h);
-            Vector256<byte> bits2 = Avx.LoadVector256(x->Ql + 64 * h + 32);
-            Vector256<byte> high = Avx.LoadVector256(x->Qh + 32 * h);
-            Vector256<ushort> high16 = high.AsUInt16();
-            q[0] = Avx2.Or(Avx2.And(bits1, m4), Avx2.ShiftLeftLogical(Avx2.And(high, m2).AsUInt16(), 4).AsByte());
-            q[1] = Avx2.Or(Avx2.And(bits2, m4), Avx2.ShiftLeftLogical(Avx2.And(Avx2.ShiftRightLogical(high16, 2).AsByte(), m2).AsUInt16(), 4).AsByte());
-            q[2] = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits1.AsUInt16(), 4).AsByte(), m4), Avx2.And(high, m2x4));
-            q[3] = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits2.AsUInt16(), 4).AsByte(), m4), Avx2.And(Avx2.ShiftRightLogical(high16, 2).AsByte(), m2x4));
+            Quants(x->Ql + 64 * h, x->Qh + 32 * h, m4, m2, m2x4, out q[0], out q[1], out q[2], out q[3]);
             int k = 4 * h;
             sc[0] = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k).AsSByte()));
             sc[1] = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k + 1).AsSByte()));
