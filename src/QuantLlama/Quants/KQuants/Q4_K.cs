@@ -196,10 +196,7 @@ public static unsafe class Q4_K
         ref Vector256<float> acc, ref Vector128<float> accMins)
     {
         float d = y->D * Fp16.ToFloat(x->D), dmin = y->D * Fp16.ToFloat(x->DMin);
-        Vector256<short> bsums = Avx.LoadVector256(y->BSums);
-        Vector128<short> pairSums = Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper());
-        Vector128<int> minProducts = Sse2.MultiplyAddAdjacent(mins, pairSums);
-        accMins = Fma.MultiplyAddNegated(Vector128.Create(dmin), Sse2.ConvertToVector128Single(minProducts), accMins);
+        accMins = Fma.MultiplyAddNegated(Vector128.Create(dmin), SimdHelpers.MinSums(mins, y->BSums), accMins);
         acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
     }
 
@@ -352,10 +349,7 @@ public static unsafe class Q4_K
             float dmin = -y->D * KQuantMath.FromHalfBits(x->DMin);
             Vector256<short> scalesAndMins = SimdHelpers.ScalesAndMinsK4(x->Scales);
 
-            Vector256<short> bsums = Avx.LoadVector256(y->BSums);
-            Vector128<short> pairSums = Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper());
-            Vector128<int> minProducts = Sse2.MultiplyAddAdjacent(scalesAndMins.GetUpper(), pairSums);
-            accMins = Fma.MultiplyAdd(Vector128.Create(dmin), Sse2.ConvertToVector128Single(minProducts), accMins);
+            accMins = Fma.MultiplyAdd(Vector128.Create(dmin), SimdHelpers.MinSums(scalesAndMins.GetUpper(), y->BSums), accMins);
 
             Vector512<short> scales = Vector512.Create(scalesAndMins, scalesAndMins);
             Vector512<int> sumi = Pair(x->Qs, y->Qs, scales, lo0, hi0, m4);

@@ -148,10 +148,7 @@ public static unsafe class Q5_K
             // 8 scales then 8 mins, widened to 16 bits.
             Vector256<short> scalesAndMins = SimdHelpers.ScalesAndMinsK4(x->Scales);
 
-            Vector256<short> bsums = Avx.LoadVector256(y->BSums);
-            Vector128<short> pairSums = Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper());
-            Vector128<int> minProducts = Sse2.MultiplyAddAdjacent(scalesAndMins.GetUpper(), pairSums);
-            accMins = Fma.MultiplyAdd(Vector128.Create(dmin), Sse2.ConvertToVector128Single(minProducts), accMins);
+            accMins = Fma.MultiplyAdd(Vector128.Create(dmin), SimdHelpers.MinSums(scalesAndMins.GetUpper(), y->BSums), accMins);
 
             Vector128<short> sc128 = scalesAndMins.GetLower();
             Vector256<byte> scales = Vector256.Create(sc128, sc128).AsByte();

@@ -72,6 +72,18 @@ internal static class SimdHelpers
         return Avx2.Add(s01, s23);
     }
 
+    /// <summary>
+    /// Σ min_j · (bsum_2j + bsum_2j+1) for a Q4_K/Q5_K block's 8 sub-block mins (16-bit) against the activation's
+    /// 16 group sums, as 4 float lanes (pairs of sub-blocks): the integer part of the mins' term, exact.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector128<float> MinSums(Vector128<short> mins, short* bsums)
+    {
+        Vector256<short> sums = Avx.LoadVector256(bsums);
+        Vector128<short> pairSums = Ssse3.HorizontalAdd(sums.GetLower(), sums.GetUpper());
+        return Sse2.ConvertToVector128Single(Sse2.MultiplyAddAdjacent(mins, pairSums));
+    }
+
     /// <summary>Shifts each 16-bit lane right by a count known only at run time.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<ushort> ShiftRight16(Vector256<ushort> v, int count) =>
