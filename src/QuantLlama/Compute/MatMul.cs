@@ -230,20 +230,19 @@ public static unsafe class MatMul
     }
 
     /// <summary>
-    /// Weight bytes per pass over the activation tiles in a batched product (0: the whole chunk at once). A chunk
+    /// Weight bytes per pass over the activation tiles in a batched product. A chunk
     /// of a large matrix (gate/up: 700 rows per chunk on 2 threads) does not fit in L2, so each of the 64 tiles of a
     /// 512-row batch would fetch it again from L3; a 64 KiB block stays in L2 while all tiles pass over it, and the
     /// activation (about 1 MiB) is fetched once per block instead.
     /// </summary>
-    internal static long RowBlockBytes = 64 * 1024;
+    internal const long RowBlockBytes = 64 * 1024;
 
     private static void RunRows(Job* job, Part* part, int r0, int r1)
     {
-        long blockBytes = RowBlockBytes;
-        if (job->N >= Tile && blockBytes > 0)
+        if (job->N >= Tile)
         {
             // A block of weight rows small enough to stay in L2 while every activation tile passes over it.
-            int block = (int)Math.Max(8, blockBytes / part->WeightRowBytes);
+            int block = (int)Math.Max(8, RowBlockBytes / part->WeightRowBytes);
             for (int rb = r0; rb < r1; rb += block) RunRowBlock(job, part, rb, Math.Min(r1, rb + block));
         }
         else RunRowBlock(job, part, r0, r1);
