@@ -399,34 +399,14 @@ public sealed unsafe class LlamaModel : IDisposable
         int es = f16 ? 2 : 4;
         // f32 keys and values (a batch's scratch copy, or an f32 cache) with 64-value heads: registers-held loops.
         bool fast64 = !f16 && headDim == 64 && Vector256.IsHardwareAccelerated;
+        long stride = (long)kvDim * es;
+        byte* keys = job->Keys + (long)kvHead * headDim * es, values = job->Values + (long)kvHead * headDim * es;
         for (int i = 0; i < n; i++)
         {
             float* q = job->Q + (long)i * dim + h * headDim;
+            float* o = job->Output + (long)i * dim + h * headDim;
             int positions = start + i + 1;
-            if (fast64)
-            {
-                long stride4 = kvDim;
-                float top = HalfVector.Scores64(q, (float*)job->Keys + kvHead * headDim, stride4, positions, scale, scores);
-                double total = 0;
-                for (int t = 0; t < positions; t++)
-                {
-                    float e = MathF.Exp(scores[t] - top);
-                    scores[t] = e;
-                    total += e;
-                }
-                HalfVector.WeightedSum64(scores, (float)(1.0 / total), (float*)job->Values + kvHead * headDim, stride4, positions,
-                    job->Output + (long)i * dim + h * headDim);
-                continue;
-            }
-            float max = float.NegativeInfinity;
-            byte* k = job->Keys + (long)kvHead * headDim * es;
-            long stride = (long)kvDim * es;
-            for (int t = 0; t < positions; t++, k += stride)
-            {
-                float s = (f16 ? HalfVector.Dot(q, (Half*)k, headDim) : HalfVector.Dot(q, (float*)k, headDim)) * scale;
-                scores[t] = s;
-                if (s > max) max = s;
-            }
+            float max = fast64 ? HalfVector.Scores64(q, (float*)keys, kvDim, positions, scale, scores) : Scores(q, keys, stride, positions);
             double sum = 0;
             for (int t = 0; t < positions; t++)
             {
@@ -435,15 +415,32 @@ public sealed unsafe class LlamaModel : IDisposable
                 sum += e;
             }
             float inv = (float)(1.0 / sum);
-            float* o = job->Output + (long)i * dim + h * headDim;
+            if (fast64)
+            {
+                HalfVector.WeightedSum64(scores, inv, (float*)values, kvDim, positions, o);
+                continue;
+            }
             new Span<float>(o, headDim).Clear();
-            byte* v = job->Values + (long)kvHead * headDim * es;
+            byte* v = values;
             for (int t = 0; t < positions; t++, v += stride)
             {
                 float w = scores[t] * inv;
                 if (f16) HalfVector.ScaleAdd(w, (Half*)v, o, headDim);
                 else HalfVector.ScaleAdd(w, (float*)v, o, headDim);
             }
+        }
+
+        // scores[t] = q·k_t · scale for every position; returns the largest.
+        float Scores(float* q, byte* k, long stride, int positions)
+        {
+            float max = float.NegativeInfinity;
+            for (int t = 0; t < positions; t++, k += stride)
+            {
+                float s = (f16 ? HalfVector.Dot(q, (Half*)k, headDim) : HalfVector.Dot(q, (float*)k, headDim)) * scale;
+                scores[t] = s;
+                if (s > max) max = s;
+            }
+            return max;
         }
     }
 
