@@ -86,9 +86,11 @@ internal static class Quick
         }
         if (types.Length > 0 && types[0] == "matvec")
         {
-            // `quick matvec [ROWS]`: ROWS weight rows of 4096 (default 4096; 128 keeps them in L2).
+            // `quick matvec [ROWS] [TYPE...]`: ROWS weight rows of 4096 (default 4096; 128 keeps them in L2).
             int rows = types.Length > 1 ? int.Parse(types[1]) : 4096;
-            foreach (var type in new[] { GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K })
+            GgmlType[] vecTypes = types.Length > 2 ? types.Skip(2).Select(t => Enum.Parse<GgmlType>(t, true)).ToArray()
+                : [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K];
+            foreach (var type in vecTypes)
             {
                 var b = new MatVecBenchmarks { Type = type, Rows = rows };
                 b.Setup();
@@ -101,7 +103,7 @@ internal static class Quick
                 }
                 Console.WriteLine($"MatVec {rows}x4096 {type,-5} llama.cpp 1 thread {ggml,9:F1} us  ours 1 thread {ours,9:F1} us (ratio {ggml / ours:F2})  ours {Environment.ProcessorCount} threads {all,9:F1} us");
             }
-            foreach (var type in new[] { GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K })
+            foreach (var type in vecTypes)
             {
                 var b = new MatMatBenchmarks { Type = type };
                 b.Setup();

@@ -87,20 +87,60 @@ public static unsafe class F32
     internal static void CopyActivation(float* x, byte* y, int n) => Buffer.MemoryCopy(x, y, (long)n * 4, (long)n * 4);
 }
 
-/// <summary>How one 16-bit float format converts: one value at a time as ggml does, and eight at a time.</summary>
+/// <summary>
+/// How one 16-bit float format converts: one value at a time as ggml does, eight at a time, and sixteen at a time in
+/// the matrix kernels' own form.
+/// </summary>
 public unsafe interface IHalfFormat
 {
     static abstract float ToFloat(ushort bits);
     static abstract ushort FromFloat(float value);
     static abstract Vector256<float> Load8(ushort* p);
+
+    /// <summary>The power of two that the matrix kernels' activation carries (see <see cref="HalfRows{TFormat}.RoundActivation"/>).</summary>
+    static abstract float ActivationScale { get; }
+
+    /// <summary>
+    /// 16 values at p for the matrix kernels: the even-indexed ones, then the odd ones, each exactly divided by
+    /// <see cref="ActivationScale"/>. Where that form cannot carry infinity and NaN, <paramref name="magnitudes"/>
+    /// keeps a lane-wise maximum for <see cref="AnyNonFinite"/>.
+    /// </summary>
+    static abstract void LoadScaled16(ushort* p, out Vector256<float> even, out Vector256<float> odd, ref Vector256<ushort> magnitudes);
+
+    /// <summary>True when <see cref="LoadScaled16"/> met an infinity or a NaN it could not carry.</summary>
+    static abstract bool AnyNonFinite(Vector256<ushort> magnitudes);
 }
 
 /// <summary>IEEE half.</summary>
 public readonly unsafe struct F16Format : IHalfFormat
 {
+    /// <summary>2^112, the gap between the float and half exponent biases.</summary>
+    internal const float TwoTo112 = 5.192296858534828E+33f;
+
     public static float ToFloat(ushort bits) => Fp16.ToFloat(bits);
     public static ushort FromFloat(float value) => Fp16.FromFloat(value);
     public static Vector256<float> Load8(ushort* p) => Simd.LoadHalf8(p);
+    public static float ActivationScale => TwoTo112;
+
+    /// <summary>
+    /// Each half's bits moved into float position without re-biasing the exponent, so half h reads as h / 2^112:
+    /// exact for normals and subnormals alike (a subnormal half becomes a subnormal float, which FMA multiplies
+    /// exactly), in five operations for 16 values where a full conversion takes eight for 8 (there is no F16C in
+    /// .NET). The 2^112 goes into the activation instead. An exponent of 31 would read as a finite number, so the
+    /// magnitudes (bits shifted left by one, dropping the sign) are kept for <see cref="AnyNonFinite"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadScaled16(ushort* p, out Vector256<float> even, out Vector256<float> odd, ref Vector256<ushort> magnitudes)
+    {
+        var pairs = Avx.LoadVector256((int*)p);
+        var signExponentMantissa = Vector256.Create(unchecked((int)0x8FFFE000)); // drops the sign's copies and the other half
+        even = (Avx2.ShiftRightArithmetic(Avx2.ShiftLeftLogical(pairs, 16), 3) & signExponentMantissa).AsSingle();
+        odd = (Avx2.ShiftRightArithmetic(pairs, 3) & signExponentMantissa).AsSingle();
+        magnitudes = Avx2.Max(magnitudes, Avx2.Add(pairs.AsUInt16(), pairs.AsUInt16()));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool AnyNonFinite(Vector256<ushort> magnitudes) => Vector256.GreaterThanOrEqualAny(magnitudes, Vector256.Create((ushort)0xF800));
 }
 
 /// <summary>bfloat16.</summary>
@@ -109,6 +149,18 @@ public readonly unsafe struct BF16Format : IHalfFormat
     public static float ToFloat(ushort bits) => Fp16.BF16ToFloat(bits);
     public static ushort FromFloat(float value) => Fp16.FloatToBF16(value);
     public static Vector256<float> Load8(ushort* p) => Simd.LoadBF16x8(p);
+    public static float ActivationScale => 1f;
+
+    /// <summary>A bfloat16 is the top half of its float: one shift or one mask per 8 values.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadScaled16(ushort* p, out Vector256<float> even, out Vector256<float> odd, ref Vector256<ushort> magnitudes)
+    {
+        var pairs = Avx.LoadVector256((int*)p);
+        even = Avx2.ShiftLeftLogical(pairs, 16).AsSingle();
+        odd = (pairs & Vector256.Create(unchecked((int)0xFFFF0000))).AsSingle();
+    }
+
+    public static bool AnyNonFinite(Vector256<ushort> magnitudes) => false;
 }
 
 /// <summary>
@@ -133,28 +185,57 @@ public abstract unsafe class HalfRows<TFormat> where TFormat : struct, IHalfForm
         for (int i = 0; i < dst.Length; i++) dst[i] = TFormat.ToFloat(h[i]);
     }
 
-    /// <summary>The activation rounded to this format but held as f32 (see <see cref="DotRounded"/>).</summary>
+    /// <summary>
+    /// The matrix kernels' activation (<see cref="DotRounded"/>): the numbers ggml's dot sees, each value rounded to
+    /// this format, but held as f32 so that only the weights are converted per row, times the format's
+    /// <see cref="IHalfFormat.ActivationScale"/> (a power of two, and a half times 2^112 stays below float's
+    /// maximum, so nothing is rounded), and in every full group of 16 the even-indexed values first, then the odd
+    /// ones: the order in which <see cref="IHalfFormat.LoadScaled16"/> reads the weights. The tail stays in order.
+    /// </summary>
     internal static void RoundActivation(float* x, byte* y, int n)
     {
         var f = (float*)y;
-        for (int i = 0; i < n; i++) f[i] = TFormat.ToFloat(TFormat.FromFloat(x[i]));
+        for (int i = 0; i < n; i++) f[ActivationSlot(i, n)] = TFormat.ToFloat(TFormat.FromFloat(x[i])) * TFormat.ActivationScale;
     }
 
-    /// <summary>
-    /// The matrix products' dot: the same products and sums as <see cref="Dot(byte*, byte*, int)"/>, with the
-    /// activation already converted back to f32 by <see cref="RoundActivation"/>, so only the weights are
-    /// converted per row (without F16C, converting both sides cost most of the time).
-    /// </summary>
+    /// <summary>Where value <paramref name="i"/> of an n-value row sits in <see cref="RoundActivation"/>'s layout.</summary>
+    internal static int ActivationSlot(int i, int n) => i >= (n & ~15) ? i : (i & ~15) + (i & 1) * 8 + ((i & 15) >> 1);
+
+    /// <summary>The matrix products' dot, over an activation from <see cref="RoundActivation"/>.</summary>
     internal static float DotRounded(byte* x, byte* y, int n)
         => Kernels.UseAvx2 ? DotRoundedAvx2((ushort*)x, (float*)y, n) : DotRoundedScalar((ushort*)x, (float*)y, n);
 
-    internal static float DotRoundedScalar(ushort* x, float* y, int n) => DotScalar<FloatActivation>(x, y, n);
-
-    /// <summary>DotAvx2's loop (same lanes, same order) over f32 activations.</summary>
-    internal static float DotRoundedAvx2(ushort* x, float* y, int n) => DotAvx2<FloatActivation>(x, y, n);
+    /// <summary>The reference: Σ x·y in order over the activation's true values.</summary>
+    internal static float DotRoundedScalar(ushort* x, float* y, int n)
+    {
+        float sum = 0;
+        for (int i = 0; i < n; i++) sum += TFormat.ToFloat(x[i]) * (y[ActivationSlot(i, n)] / TFormat.ActivationScale);
+        return sum;
+    }
 
     /// <summary>
-    /// One weight row against 4 rounded activation rows (<paramref name="aStride"/> bytes apart; results
+    /// Two 8-lane accumulators (even and odd values) over 16 values per step, then the tail. The products equal
+    /// the unscaled ones exactly, so the result does not depend on the scale. Rows holding an infinity or a NaN,
+    /// which the scaled form cannot carry, go to the reference instead.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static float DotRoundedAvx2(ushort* x, float* y, int n)
+    {
+        Vector256<float> s0 = default, s1 = default;
+        Vector256<ushort> magnitudes = default;
+        int i = 0;
+        for (; i + 16 <= n; i += 16)
+        {
+            TFormat.LoadScaled16(x + i, out var even, out var odd, ref magnitudes);
+            s0 = Fma.MultiplyAdd(even, Avx.LoadVector256(y + i), s0);
+            s1 = Fma.MultiplyAdd(odd, Avx.LoadVector256(y + i + 8), s1);
+        }
+        if (TFormat.AnyNonFinite(magnitudes)) return DotRoundedScalar(x, y, n);
+        return Finish(s0, s1, x, y, i, n);
+    }
+
+    /// <summary>
+    /// One weight row against 4 activation rows (<paramref name="aStride"/> bytes apart; results
     /// <paramref name="yStride"/> floats apart): each weight is converted once for the 4 rows, and each row runs
     /// <see cref="DotRoundedAvx2"/>'s arithmetic, so the results are bit-identical to it.
     /// </summary>
@@ -165,65 +246,35 @@ public abstract unsafe class HalfRows<TFormat> where TFormat : struct, IHalfForm
         float* a0 = (float*)a, a1 = (float*)(a + aStride), a2 = (float*)(a + 2 * aStride), a3 = (float*)(a + 3 * aStride);
         Vector256<float> s00 = default, s01 = default, s10 = default, s11 = default;
         Vector256<float> s20 = default, s21 = default, s30 = default, s31 = default;
+        Vector256<ushort> magnitudes = default;
         int i = 0;
         for (; i + 16 <= n; i += 16)
         {
-            Vector256<float> w0 = TFormat.Load8(x + i), w1 = TFormat.Load8(x + i + 8);
+            TFormat.LoadScaled16(x + i, out var w0, out var w1, ref magnitudes);
             s00 = Fma.MultiplyAdd(w0, Avx.LoadVector256(a0 + i), s00); s01 = Fma.MultiplyAdd(w1, Avx.LoadVector256(a0 + i + 8), s01);
             s10 = Fma.MultiplyAdd(w0, Avx.LoadVector256(a1 + i), s10); s11 = Fma.MultiplyAdd(w1, Avx.LoadVector256(a1 + i + 8), s11);
             s20 = Fma.MultiplyAdd(w0, Avx.LoadVector256(a2 + i), s20); s21 = Fma.MultiplyAdd(w1, Avx.LoadVector256(a2 + i + 8), s21);
             s30 = Fma.MultiplyAdd(w0, Avx.LoadVector256(a3 + i), s30); s31 = Fma.MultiplyAdd(w1, Avx.LoadVector256(a3 + i + 8), s31);
         }
-        y[0] = Finish<FloatActivation>(s00, s01, x, a0, i, n);
-        y[yStride] = Finish<FloatActivation>(s10, s11, x, a1, i, n);
-        y[2 * yStride] = Finish<FloatActivation>(s20, s21, x, a2, i, n);
-        y[3 * yStride] = Finish<FloatActivation>(s30, s31, x, a3, i, n);
+        if (TFormat.AnyNonFinite(magnitudes))
+        {
+            y[0] = DotRoundedScalar(x, a0, n); y[yStride] = DotRoundedScalar(x, a1, n);
+            y[2 * yStride] = DotRoundedScalar(x, a2, n); y[3 * yStride] = DotRoundedScalar(x, a3, n);
+            return;
+        }
+        y[0] = Finish(s00, s01, x, a0, i, n);
+        y[yStride] = Finish(s10, s11, x, a1, i, n);
+        y[2 * yStride] = Finish(s20, s21, x, a2, i, n);
+        y[3 * yStride] = Finish(s30, s31, x, a3, i, n);
     }
 
-    /// <summary>The two accumulators summed, then the scalar tail from <paramref name="i"/>.</summary>
+    /// <summary>The two accumulators summed, then the tail (in order) from <paramref name="i"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Finish<TActivation>(Vector256<float> s0, Vector256<float> s1, ushort* x, void* y, int i, int n)
-        where TActivation : struct, IActivationRow
+    private static float Finish(Vector256<float> s0, Vector256<float> s1, ushort* x, float* y, int i, int n)
     {
         float sum = Simd.HSum(Avx.Add(s0, s1));
-        for (; i < n; i++) sum += TFormat.ToFloat(x[i]) * TActivation.At(y, i);
+        for (; i < n; i++) sum += TFormat.ToFloat(x[i]) * (y[i] / TFormat.ActivationScale);
         return sum;
-    }
-
-    /// <summary>Σ x·y over n values: the reference for both activation forms.</summary>
-    private static float DotScalar<TActivation>(ushort* x, void* y, int n) where TActivation : struct, IActivationRow
-    {
-        float sum = 0;
-        for (int i = 0; i < n; i++) sum += TFormat.ToFloat(x[i]) * TActivation.At(y, i);
-        return sum;
-    }
-
-    /// <summary>Two 8-lane accumulators over 16 values per step, then <see cref="Finish{TActivation}"/>.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static float DotAvx2<TActivation>(ushort* x, void* y, int n) where TActivation : struct, IActivationRow
-    {
-        var s0 = Vector256<float>.Zero; var s1 = Vector256<float>.Zero;
-        int i = 0;
-        for (; i + 16 <= n; i += 16)
-        {
-            s0 = Fma.MultiplyAdd(TFormat.Load8(x + i), TActivation.Load8(y, i), s0);
-            s1 = Fma.MultiplyAdd(TFormat.Load8(x + i + 8), TActivation.Load8(y, i + 8), s1);
-        }
-        return Finish<TActivation>(s0, s1, x, y, i, n);
-    }
-
-    /// <summary>An activation row in this format's own 16-bit encoding (what ggml's dot takes).</summary>
-    private readonly struct HalfActivation : IActivationRow
-    {
-        public static Vector256<float> Load8(void* row, int i) => TFormat.Load8((ushort*)row + i);
-        public static float At(void* row, int i) => TFormat.ToFloat(((ushort*)row)[i]);
-    }
-
-    /// <summary>An activation row already rounded to this format and held as f32 (<see cref="RoundActivation"/>).</summary>
-    private readonly struct FloatActivation : IActivationRow
-    {
-        public static Vector256<float> Load8(void* row, int i) => Avx.LoadVector256((float*)row + i);
-        public static float At(void* row, int i) => ((float*)row)[i];
     }
 
     public static float Dot(ReadOnlySpan<byte> x, ReadOnlySpan<byte> y)
@@ -234,19 +285,31 @@ public abstract unsafe class HalfRows<TFormat> where TFormat : struct, IHalfForm
             return Dot(a, b, x.Length / 2);
     }
 
+    /// <summary>ggml's dot: both rows in this format, both converted.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static float Dot(byte* x, byte* y, int n) => Kernels.UseAvx2 ? DotAvx2((ushort*)x, (ushort*)y, n) : DotScalar((ushort*)x, (ushort*)y, n);
 
-    internal static float DotScalar(ushort* x, ushort* y, int n) => DotScalar<HalfActivation>(x, y, n);
+    internal static float DotScalar(ushort* x, ushort* y, int n)
+    {
+        float sum = 0;
+        for (int i = 0; i < n; i++) sum += TFormat.ToFloat(x[i]) * TFormat.ToFloat(y[i]);
+        return sum;
+    }
 
-    internal static float DotAvx2(ushort* x, ushort* y, int n) => DotAvx2<HalfActivation>(x, y, n);
-}
-
-/// <summary>How the 16-bit float dots read one activation row: 8 values as floats from index i, or one.</summary>
-internal unsafe interface IActivationRow
-{
-    static abstract Vector256<float> Load8(void* row, int i);
-    static abstract float At(void* row, int i);
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static float DotAvx2(ushort* x, ushort* y, int n)
+    {
+        var s0 = Vector256<float>.Zero; var s1 = Vector256<float>.Zero;
+        int i = 0;
+        for (; i + 16 <= n; i += 16)
+        {
+            s0 = Fma.MultiplyAdd(TFormat.Load8(x + i), TFormat.Load8(y + i), s0);
+            s1 = Fma.MultiplyAdd(TFormat.Load8(x + i + 8), TFormat.Load8(y + i + 8), s1);
+        }
+        float sum = Simd.HSum(Avx.Add(s0, s1));
+        for (; i < n; i++) sum += TFormat.ToFloat(x[i]) * TFormat.ToFloat(y[i]);
+        return sum;
+    }
 }
 
 /// <summary>F16 rows (IEEE half).</summary>

@@ -54,11 +54,18 @@ public class KernelPathTests
                 {
                     float simd = Run(path, type, kernel, w, x, out var act);
                     GgmlDifferentialTests.AssertBytes(scalarAct, act, $"{type} activation on {path}, n={n}");
-                    double bound = GgmlDifferentialTests.DotTolerance(type, kernel.ActivationAsFloats ? GgmlType.F32 : kernel.ActivationType, w, act, n);
+                    double bound = GgmlDifferentialTests.DotTolerance(type, kernel.ActivationType, w, kernel.ActivationAsFloats ? RowOf(type, x) : act, n);
                     Assert.True(Math.Abs(simd - scalar) <= bound, $"{type} n={n} seed={seed} {path}: {simd:R} vs scalar {scalar:R} (tolerance {bound:R})");
                 }
             }
         }
+    }
+
+    private static byte[] RowOf(GgmlType type, float[] x)
+    {
+        var row = new byte[GgmlTypeInfo.RowBytes(type, x.Length)];
+        Quantizer.QuantizeRow(type, x, row);
+        return row;
     }
 
     private static unsafe float Run(KernelPath path, GgmlType type, TypeKernel kernel, byte[] w, float[] x, out byte[] activation)
@@ -164,5 +171,117 @@ public class KernelPathTests
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// The F16 matrix kernels read each half's bits as half / 2^112 (exponent not re-biased): exact for every finite
+    /// half, subnormals included, and every group holding an infinity or a NaN is flagged.
+    /// </summary>
+    [Fact]
+    public unsafe void ScaledHalfLoadIsExactForEveryFiniteHalfAndFlagsTheRest()
+    {
+        if (!System.Runtime.Intrinsics.X86.Avx2.IsSupported) return;
+        var halves = new ushort[65536];
+        for (int i = 0; i < halves.Length; i++) halves[i] = (ushort)i;
+        var values = new float[16];
+        fixed (ushort* h = halves)
+        fixed (float* f = values)
+        {
+            for (int i = 0; i < halves.Length; i += 16)
+            {
+                var magnitudes = System.Runtime.Intrinsics.Vector256<ushort>.Zero;
+                F16Format.LoadScaled16(h + i, out var even, out var odd, ref magnitudes);
+                System.Runtime.Intrinsics.Vector256.Store(even, f);
+                System.Runtime.Intrinsics.Vector256.Store(odd, f + 8);
+                bool anyNonFinite = false;
+                for (int j = 0; j < 16; j++)
+                {
+                    float expected = Fp16.ToFloat(h[i + j]);
+                    if (!float.IsFinite(expected)) { anyNonFinite = true; continue; }
+                    float read = values[j % 2 == 0 ? j / 2 : 8 + j / 2];
+                    Assert.True((double)read * Math.Pow(2, 112) == expected && float.IsNegative(read) == float.IsNegative(expected),
+                        $"half 0x{i + j:x4}: read {read:R}, expected {expected:R} / 2^112");
+                }
+                Assert.Equal(anyNonFinite, F16Format.AnyNonFinite(magnitudes));
+            }
+        }
+        Assert.Equal((double)F16Format.TwoTo112, Math.Pow(2, 112));
+    }
+
+    /// <summary>
+    /// F16 weights that are multiples of 2^-24 (subnormal and the smallest normal halves) against small integers:
+    /// every partial sum is exact, so every path and the 4-row tile must give the exact dot. Then an infinity or
+    /// a NaN among the weights, in the vector part or the tail, must come out as llama.cpp's dot gives it.
+    /// </summary>
+    [Fact]
+    public unsafe void HalfRowDotsAreExactOnSubnormalsAndKeepInfinityAndNaN()
+    {
+        const int n = 16 * 6 + 5;
+        var kernel = QuantKernels.Get(GgmlType.F16);
+        var weights = new float[n];
+        var x = new float[n];
+        for (int i = 0; i < n; i++)
+        {
+            weights[i] = (float)(((i * 379) % 4095 - 2047) * Math.Pow(2, -24));
+            x[i] = (i % 9) - 4;
+        }
+        weights[8] = -0f;
+        double exact = 0;
+        for (int i = 0; i < n; i++) exact += (double)weights[i] * x[i];
+        Assert.NotEqual(0, exact);
+        foreach (var path in Kernels.Supported)
+            Assert.Equal((float)exact, Run(path, GgmlType.F16, kernel, RowOf(GgmlType.F16, weights), x, out _));
+        if (Kernels.IsSupported(KernelPath.Avx2)) Assert.Equal((float)exact, TileRows(kernel, RowOf(GgmlType.F16, weights), x)[2]);
+
+        (int Index, float Weight, float Activation, float Expected)[] special =
+        [
+            (3, float.PositiveInfinity, 2, float.PositiveInfinity),
+            (20, float.NegativeInfinity, 1, float.NegativeInfinity),
+            (98, float.PositiveInfinity, -1, float.NegativeInfinity),     // in the tail
+            (5, float.NaN, 1, float.NaN),
+            (7, float.PositiveInfinity, 0, float.NaN),                    // infinity times zero
+        ];
+        foreach (var (index, weight, activation, expected) in special)
+        {
+            var w = (float[])weights.Clone();
+            var xs = (float[])x.Clone();
+            w[index] = weight;
+            xs[index] = activation;
+            var row = RowOf(GgmlType.F16, w);
+            Assert.Equal(expected, GgmlNative.VecDot(GgmlType.F16, n, row, RowOf(GgmlType.F16, xs)));
+            foreach (var path in Kernels.Supported)
+                Assert.Equal(expected, Run(path, GgmlType.F16, kernel, row, xs, out _));
+            if (Kernels.IsSupported(KernelPath.Avx2))
+                Assert.Equal(expected, TileRows(kernel, row, xs)[2]);
+        }
+    }
+
+    /// <summary>The 4-row tile on one weight row: activation rows -x, 2x, x, 0 (the third is the row under test).</summary>
+    private static unsafe float[] TileRows(TypeKernel kernel, byte[] w, float[] x)
+    {
+        int n = x.Length;
+        long stride = kernel.ActivationRowBytes(n);
+        var activations = new byte[4 * stride];
+        var y = new float[4];
+        var saved = Kernels.Path;
+        try
+        {
+            Kernels.Path = KernelPath.Avx2;
+            fixed (float* xp = x.Select(v => -v).Concat(x.Select(v => 2 * v)).Concat(x).Concat(new float[n]).ToArray())
+            fixed (byte* a = activations)
+            fixed (byte* wp = w)
+            fixed (float* yp = y)
+            {
+                for (int r = 0; r < 4; r++) kernel.QuantizeActivation(xp + r * n, a + r * stride, n);
+                kernel.Dot4Avx2(wp, a, (nint)stride, n, yp, 1);
+                for (int r = 0; r < 4; r++)
+                    Assert.Equal(BitConverter.SingleToInt32Bits(kernel.Dot(wp, a + r * stride, n)), BitConverter.SingleToInt32Bits(y[r]));
+            }
+        }
+        finally
+        {
+            Kernels.Path = saved;
+        }
+        return y;
     }
 }
