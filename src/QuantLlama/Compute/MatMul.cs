@@ -32,6 +32,7 @@ public static unsafe class MatMul
 
     [ThreadStatic] private static byte[]? _scratch;
     [ThreadStatic] private static byte[]? _scaleScratch;
+    [ThreadStatic] private static byte[]? _tileScratch;
 
     /// <summary>One weight matrix of a group of products that share an activation (Q/K/V, gate/up).</summary>
     internal struct Product
@@ -62,6 +63,8 @@ public static unsafe class MatMul
         public int FirstRow;
         public bool UseDot4;
         public bool UseDot8;
+        /// <summary>8-row tiles over activation tiles packed by the kernel's PackActivationTile.</summary>
+        public bool UseDot8Packed;
         /// <summary>The row dot for single rows and tile remainders (see <see cref="RowDot"/>).</summary>
         public delegate*<byte*, byte*, int, float> Dot;
     }
@@ -81,6 +84,10 @@ public static unsafe class MatMul
         /// <summary>For the 8-row kernels over Q8_0 activations: block b of row i's scale as f32 at [b * N + i]; else null.</summary>
         public float* ActivationScales;
         public int ActivationBlockSize;
+        /// <summary>Activation rows 8i..8i+7 packed as one tile at PackedTiles + i * PackedTileBytes, when a part uses packed tiles.</summary>
+        public byte* PackedTiles;
+        public long PackedTileBytes;
+        public delegate*<byte*, nint, int, byte*, void> PackTile;
     }
 
     /// <summary>y[r] = dot(W[r], x) for every row r.</summary>
@@ -116,7 +123,7 @@ public static unsafe class MatMul
         var first = QuantKernels.Get(products[0].Type);
         bool shared = true;
         for (int p = 1; p < count; p++)
-            shared &= QuantKernels.Get(products[p].Type).ActivationType == first.ActivationType;
+            shared &= QuantKernels.Get(products[p].Type).SharesActivationWith(first);
         if (!shared)
         {
             for (int p = 0; p < count; p++) Group(products + p, 1, cols, x, n);
@@ -135,6 +142,8 @@ public static unsafe class MatMul
         bool dot4Path = n >= Tile && TilesOn(Kernels.Path);
         bool dot8Path = n >= WideTile && TilesOn(Kernels.Path) && WideTiles;
         bool anyDot8 = false;
+        delegate*<byte*, nint, int, byte*, void> packTile = null;
+        delegate*<int, long> packedTileBytes = null;
         for (int p = 0; p < count; p++)
         {
             var kernel = QuantKernels.Get(products[p].Type);
@@ -145,6 +154,14 @@ public static unsafe class MatMul
                 UseDot8 = dot8Path && kernel.Dot8Avx2 != null,
                 Dot = RowDot(kernel, Kernels.Path),
             };
+            if (dot8Path && kernel.Dot8PackedAvx2 != null && (packTile == null || (nint)packTile == (nint)kernel.PackActivationTile))
+            {
+                // One packed form per group (the parts sharing it share the tiles); a part with another form would
+                // use its row dots.
+                packTile = kernel.PackActivationTile;
+                packedTileBytes = kernel.PackedTileBytes;
+                parts[p].UseDot8Packed = true;
+            }
             anyDot8 |= parts[p].UseDot8;
             totalRows += products[p].Rows;
         }
@@ -170,6 +187,14 @@ public static unsafe class MatMul
             }
             if (parallel && n >= 8) WorkerPool.Run(n, &QuantizeActivationRow, &job);
             else for (int i = 0; i < n; i++) QuantizeActivationRow(&job, i);
+            if (packTile != null)
+            {
+                job.PackTile = packTile;
+                job.PackedTileBytes = packedTileBytes(cols);
+                job.PackedTiles = Scratch(ref _tileScratch, job.PackedTileBytes * (n / WideTile));
+                if (parallel && n >= 2 * WideTile) WorkerPool.Run(n / WideTile, &PackActivationTile, &job);
+                else for (int t = 0; t < n / WideTile; t++) PackActivationTile(&job, t);
+            }
         }
 
         if (!parallel)
@@ -197,7 +222,7 @@ public static unsafe class MatMul
     /// its AVX-512 one) so that a batch and single rows give the same bits; otherwise the type's dispatching dot.
     /// </summary>
     internal static delegate*<byte*, byte*, int, float> RowDot(in TypeKernel kernel, KernelPath path)
-        => path == KernelPath.Avx512 && kernel.Dot4Avx2 != null && kernel.RowDotAvx2 != null ? kernel.RowDotAvx2 : kernel.Dot;
+        => path == KernelPath.Avx512 && kernel.HasTiles && kernel.RowDotAvx2 != null ? kernel.RowDotAvx2 : kernel.Dot;
 
     private static void QuantizeActivationRow(void* context, int i)
     {
@@ -209,10 +234,17 @@ public static unsafe class MatMul
             // The Q8_0 8-row kernels read 8 rows' scales of one block in one load; the values are those the row
             // dot converts itself, so the bits do not change.
             int blocks = job->Cols / job->ActivationBlockSize;
-            long blockBytes = job->ActivationRowBytes / blocks;
+            long blockBytes = GgmlTypeInfo.TypeSize(job->ActivationKernel.ActivationType);
             float* scales = job->ActivationScales + i;
             for (int b = 0; b < blocks; b++) scales[(long)b * job->N] = Fp16.ToFloat(*(ushort*)(row + b * blockBytes));
         }
+    }
+
+    private static void PackActivationTile(void* context, int tile)
+    {
+        var job = (Job*)context;
+        job->PackTile(job->Activation + (long)tile * WideTile * job->ActivationRowBytes, (nint)job->ActivationRowBytes, job->Cols,
+            job->PackedTiles + tile * job->PackedTileBytes);
     }
 
     private static void RunChunk(void* context, int chunk)
@@ -255,6 +287,17 @@ public static unsafe class MatMul
         long aBytes = job->ActivationRowBytes, wBytes = part->WeightRowBytes;
         byte* weights = part->Weights;
         int i = 0;
+        if (part->UseDot8Packed)
+        {
+            var dot8 = part->Kernel.Dot8PackedAvx2;
+            for (; i + WideTile <= n; i += WideTile)
+            {
+                byte* tile = job->PackedTiles + (i / WideTile) * job->PackedTileBytes;
+                float* y = part->Y + (long)i * rows;
+                for (int r = r0; r < r1; r++)
+                    dot8(weights + r * wBytes, tile, cols, y + r, rows);
+            }
+        }
         if (part->UseDot8)
         {
             var dot8 = part->Kernel.Dot8Avx2;

@@ -24,6 +24,13 @@ internal readonly unsafe struct TypeKernel
     /// </summary>
     public delegate*<byte*, byte*, nint, float*, nint, int, float*, nint, void> Dot8Avx2 { get; init; }
     /// <summary>
+    /// (weights, tile, n, y, yStride): one weight row against 8 activation rows packed by
+    /// <see cref="PackActivationTile"/> (rows, rowStride, n, tile), one activation row per vector lane; AVX2 path only.
+    /// </summary>
+    public delegate*<byte*, byte*, int, float*, nint, void> Dot8PackedAvx2 { get; init; }
+    public delegate*<byte*, nint, int, byte*, void> PackActivationTile { get; init; }
+    public delegate*<int, long> PackedTileBytes { get; init; }
+    /// <summary>
     /// (weights, activation, n): the AVX2 row dot whose arithmetic the AVX2 tiles repeat, for types whose
     /// <see cref="Dot"/> has an AVX-512 version. On an AVX-512 CPU, MatMul runs these types' tiles and this row dot,
     /// so batched products stay bit-identical to single rows there too.
@@ -35,8 +42,22 @@ internal readonly unsafe struct TypeKernel
     /// </summary>
     public bool ActivationAsFloats { get; init; }
 
+    /// <summary>
+    /// True when each activation row is followed by its blocks' scales as f32 (Q4_0: see Q4_0.QuantizeActivation),
+    /// read by the AVX2 row dot.
+    /// </summary>
+    public bool ActivationScalesAppended { get; init; }
+
+    /// <summary>True when the AVX2 path has tiles (several activation rows per call) for this type.</summary>
+    public bool HasTiles => Dot4Avx2 != null || Dot8Avx2 != null || Dot8PackedAvx2 != null;
+
     /// <summary>Bytes of one quantized activation row of <paramref name="cols"/> values.</summary>
-    public long ActivationRowBytes(int cols) => ActivationAsFloats ? 4L * cols : GgmlTypeInfo.RowBytes(ActivationType, cols);
+    public long ActivationRowBytes(int cols) => ActivationAsFloats ? 4L * cols
+        : GgmlTypeInfo.RowBytes(ActivationType, cols) + (ActivationScalesAppended ? 4L * (cols / GgmlTypeInfo.BlockSize(ActivationType)) : 0);
+
+    /// <summary>True when two kernels take their activation in the same form (so products can share one).</summary>
+    public bool SharesActivationWith(in TypeKernel other)
+        => ActivationType == other.ActivationType && ActivationAsFloats == other.ActivationAsFloats && ActivationScalesAppended == other.ActivationScalesAppended;
 }
 
 internal static unsafe class QuantKernels
@@ -64,7 +85,8 @@ internal static unsafe class QuantKernels
         t[(int)GgmlType.F32] = new TypeKernel { WeightType = GgmlType.F32, ActivationType = GgmlType.F32, QuantizeActivation = &F32.CopyActivation, Dot = &F32.Dot };
         t[(int)GgmlType.F16] = new TypeKernel { WeightType = GgmlType.F16, ActivationType = GgmlType.F16, QuantizeActivation = &F16.RoundActivation, Dot = &F16.DotRounded, Dot4Avx2 = &F16.DotRounded4Avx2, ActivationAsFloats = true };
         t[(int)GgmlType.BF16] = new TypeKernel { WeightType = GgmlType.BF16, ActivationType = GgmlType.BF16, QuantizeActivation = &BF16.RoundActivation, Dot = &BF16.DotRounded, Dot4Avx2 = &BF16.DotRounded4Avx2, ActivationAsFloats = true };
-        t[(int)GgmlType.Q4_0] = new TypeKernel { WeightType = GgmlType.Q4_0, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &Q4_0.Dot, Dot4Avx2 = &Q4_0.Dot4Avx2, Dot8Avx2 = &Q4_0.Dot8Avx2 };
+        t[(int)GgmlType.Q4_0] = new TypeKernel { WeightType = GgmlType.Q4_0, ActivationType = GgmlType.Q8_0, QuantizeActivation = &Q4_0.QuantizeActivation, Dot = &Q4_0.DotScaled,
+            ActivationScalesAppended = true, Dot8PackedAvx2 = &Q4_0.Dot8PackedAvx2, PackActivationTile = &Q4_0.PackActivationTile, PackedTileBytes = &Q4_0.PackedTileBytes };
         t[(int)GgmlType.Q4_1] = new TypeKernel { WeightType = GgmlType.Q4_1, ActivationType = GgmlType.Q8_1, QuantizeActivation = &ActivationQ8_1, Dot = &Q4_1.Dot };
         t[(int)GgmlType.Q5_0] = new TypeKernel { WeightType = GgmlType.Q5_0, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &Q5_0.Dot };
         t[(int)GgmlType.Q5_1] = new TypeKernel { WeightType = GgmlType.Q5_1, ActivationType = GgmlType.Q8_1, QuantizeActivation = &ActivationQ8_1, Dot = &Q5_1.Dot };
@@ -78,7 +100,7 @@ internal static unsafe class QuantKernels
         t[(int)GgmlType.Q5_K] = new TypeKernel { WeightType = GgmlType.Q5_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ5_K };
         t[(int)GgmlType.Q6_K] = new TypeKernel { WeightType = GgmlType.Q6_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ6_K, Dot4Avx2 = &KQuants.Q6_K.Dot4Avx2, Dot8Avx2 = &KQuants.Q6_K.Dot8Avx2 };
         // The AVX2 row dots behind the tiles of the types that also have AVX-512 row dots (see RowDotAvx2).
-        t[(int)GgmlType.Q4_0] = t[(int)GgmlType.Q4_0]!.Value with { RowDotAvx2 = &Q4_0.DotAvx2 };
+        t[(int)GgmlType.Q4_0] = t[(int)GgmlType.Q4_0]!.Value with { RowDotAvx2 = &Q4_0.DotScaledAvx2 };
         t[(int)GgmlType.Q8_0] = t[(int)GgmlType.Q8_0]!.Value with { RowDotAvx2 = &Q8_0.DotAvx2 };
         t[(int)GgmlType.Q4_K] = t[(int)GgmlType.Q4_K]!.Value with { RowDotAvx2 = &DotQ4_KAvx2 };
         t[(int)GgmlType.Q6_K] = t[(int)GgmlType.Q6_K]!.Value with { RowDotAvx2 = &DotQ6_KAvx2 };

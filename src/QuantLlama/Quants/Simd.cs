@@ -30,6 +30,17 @@ internal static unsafe class Simd
         return Avx2.CompareEqual(bytes, Vector256<byte>.AllBitsSet);
     }
 
+    /// <summary>The lane sums of eight int32 vectors, in order: [Σv0, ..., Σv7].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> Sum8(Vector256<int> v0, Vector256<int> v1, Vector256<int> v2, Vector256<int> v3,
+        Vector256<int> v4, Vector256<int> v5, Vector256<int> v6, Vector256<int> v7)
+    {
+        // Within each 128-bit half: [Σv0, Σv1, Σv2, Σv3] over that half's lanes, likewise for v4..v7; then the halves added.
+        var low = Avx2.HorizontalAdd(Avx2.HorizontalAdd(v0, v1), Avx2.HorizontalAdd(v2, v3));
+        var high = Avx2.HorizontalAdd(Avx2.HorizontalAdd(v4, v5), Avx2.HorizontalAdd(v6, v7));
+        return Avx2.Add(Avx2.Permute2x128(low, high, 0x20), Avx2.Permute2x128(low, high, 0x31));
+    }
+
     /// <summary>Sums of four adjacent unsigned-by-signed byte products, as 8 int32 lanes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<int> MulSumU8I8Quads(Vector256<byte> ax, Vector256<sbyte> sy)

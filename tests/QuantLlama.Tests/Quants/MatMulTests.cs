@@ -227,7 +227,7 @@ public class MatMulTests
         foreach (var type in new[] { GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K })
         {
             var kernel = QuantKernels.Get(type);
-            Assert.True(kernel.Dot4Avx2 != null && kernel.RowDotAvx2 != null, $"{type} has tiles and their row dot");
+            Assert.True(kernel.HasTiles && kernel.RowDotAvx2 != null, $"{type} has tiles and their row dot");
             Assert.True((nint)MatMul.RowDot(kernel, KernelPath.Avx512) == (nint)kernel.RowDotAvx2, $"{type} on AVX-512");
             Assert.True((nint)MatMul.RowDot(kernel, KernelPath.Avx2) == (nint)kernel.Dot, $"{type} on AVX2");
         }
