@@ -171,138 +171,63 @@ public static unsafe class Q8_0
         return Simd.MulSumI8Float(qx, qy);
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    internal static float DotAvx2(byte* w, byte* a, int n)
+    /// <summary>The matrix kernels' row dot, over <see cref="Q8Products.QuantizeActivation"/>'s form.</summary>
+    internal static float DotScaled(byte* w, byte* a, int n)
     {
-        int nb = n / BlockSize;
-        var acc0 = Vector256<float>.Zero;
-        var acc1 = Vector256<float>.Zero;
-        byte* x = w, y = a;
-        byte* end = w + (nb & ~1) * TypeSize;
-        for (; x < end; x += 2 * TypeSize, y += 2 * TypeSize)
-        {
-            var d0 = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
-            var d1 = Vector256.Create(Fp16.ToFloat(*(ushort*)(x + TypeSize)) * Fp16.ToFloat(*(ushort*)(y + TypeSize)));
-            var p0 = BlockAvx2(x, y);
-            var p1 = BlockAvx2(x + TypeSize, y + TypeSize);
-            acc0 = Fma.MultiplyAdd(d0, p0, acc0);
-            acc1 = Fma.MultiplyAdd(d1, p1, acc1);
-        }
-        if ((nb & 1) != 0)
-        {
-            var d0 = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
-            acc0 = Fma.MultiplyAdd(d0, BlockAvx2(x, y), acc0);
-        }
-        return Simd.HSum(Avx.Add(acc0, acc1));
+        if (Kernels.UseAvx512) return DotAvx512(w, a, n);
+        if (Kernels.UseAvx2) return DotScaledAvx2(w, a, n);
+        if (Kernels.UseAdvSimd) return DotAdvSimd(w, a, n);
+        return DotScalar(w, a, n);
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    internal static void Dot4Avx2(byte* w, byte* a, nint aStride, int n, float* y, nint yStride)
-        => Dot4Avx2<Weights>(w, a, aStride, n, y, yStride);
+    internal static float DotScaledAvx2(byte* w, byte* a, int n) => Q8Products.Dot<Weights>(w, a, Q8Products.Scales(a, n), n);
 
-    /// <summary>Q8_0 weights as a block of 32 signed values after the fp16 scale.</summary>
-    internal readonly struct Weights : ISignedBlock32
+    /// <summary>The AVX2 row dot over ggml's Q8_0 activation (see <see cref="Q8Products"/> for its arithmetic).</summary>
+    internal static float DotAvx2(byte* w, byte* a, int n) => Q8Products.Dot<Weights>(w, a, n);
+
+    /// <summary>One weight row against a packed tile of 8 activation rows (see <see cref="Q8Products"/>).</summary>
+    internal static void Dot8PackedAvx2(byte* w, byte* tile, int n, float* y, nint yStride) => Q8Products.Dot8Packed<Weights>(w, tile, n, y, yStride);
+
+    /// <summary>The integer part of a Q8_0 block against Q8_0: Σ w·y with ggml's sign trick (|w| times y with w's sign).</summary>
+    internal readonly struct Weights : IQ8Weights
     {
         public static int TypeSize => Q8_0.TypeSize;
-        public static Vector256<sbyte> Values(byte* block) => Avx.LoadVector256((sbyte*)(block + 2));
-    }
 
-    /// <summary>
-    /// One weight row of any <see cref="ISignedBlock32"/> format against 4 Q8_0 activation rows; per row exactly
-    /// the sign-trick arithmetic of the single-row AVX2 dots, so results equal 4 single calls.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    internal static void Dot4Avx2<TBlock>(byte* w, byte* a, nint aStride, int n, float* y, nint yStride)
-        where TBlock : struct, ISignedBlock32
-    {
-        int nb = n / BlockSize;
-        Vector256<float> e0 = default, e1 = default, e2 = default, e3 = default;
-        Vector256<float> o0 = default, o1 = default, o2 = default, o3 = default;
-        for (int i = 0; i < nb; i++)
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> BlockSums(byte* x, byte* y)
         {
-            byte* x = w + i * TBlock.TypeSize;
-            byte* y0 = a + i * TypeSize;
-            var qx = TBlock.Values(x);
-            var ax = Avx2.Sign(qx, qx).AsByte();
-            float dx = Fp16.ToFloat(*(ushort*)x);
-            var p0 = Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(y0 + 2)), qx));
-            var p1 = Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(y0 + aStride + 2)), qx));
-            var p2 = Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(y0 + 2 * aStride + 2)), qx));
-            var p3 = Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(y0 + 3 * aStride + 2)), qx));
-            var d0 = Vector256.Create(dx * Fp16.ToFloat(*(ushort*)y0));
-            var d1 = Vector256.Create(dx * Fp16.ToFloat(*(ushort*)(y0 + aStride)));
-            var d2 = Vector256.Create(dx * Fp16.ToFloat(*(ushort*)(y0 + 2 * aStride)));
-            var d3 = Vector256.Create(dx * Fp16.ToFloat(*(ushort*)(y0 + 3 * aStride)));
-            if ((i & 1) == 0)
-            {
-                e0 = Fma.MultiplyAdd(d0, p0, e0); e1 = Fma.MultiplyAdd(d1, p1, e1);
-                e2 = Fma.MultiplyAdd(d2, p2, e2); e3 = Fma.MultiplyAdd(d3, p3, e3);
-            }
-            else
-            {
-                o0 = Fma.MultiplyAdd(d0, p0, o0); o1 = Fma.MultiplyAdd(d1, p1, o1);
-                o2 = Fma.MultiplyAdd(d2, p2, o2); o3 = Fma.MultiplyAdd(d3, p3, o3);
-            }
+            var qx = Avx.LoadVector256((sbyte*)(x + 2));
+            var pairs = Avx2.MultiplyAddAdjacent(Avx2.Sign(qx, qx).AsByte(), Avx2.Sign(Avx.LoadVector256((sbyte*)(y + 2)), qx));
+            return Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)1));
         }
-        y[0] = Simd.HSum(Avx.Add(e0, o0));
-        y[yStride] = Simd.HSum(Avx.Add(e1, o1));
-        y[2 * yStride] = Simd.HSum(Avx.Add(e2, o2));
-        y[3 * yStride] = Simd.HSum(Avx.Add(e3, o3));
-    }
 
-    /// <summary>Blocks per pass of <see cref="Dot8Avx2{TBlock}"/>: its activation slice (8 rows) stays in L1 between the two parities.</summary>
-    private const int Dot8Segment = 32;
-
-    internal static void Dot8Avx2(byte* w, byte* a, nint aStride, float* aScales, nint scaleStride, int n, float* y, nint yStride)
-        => Dot8Avx2<Weights>(w, a, aStride, aScales, scaleStride, n, y, yStride);
-
-    /// <summary>
-    /// One weight row of any <see cref="ISignedBlock32"/> format against 8 Q8_0 activation rows, bit-identical to
-    /// 8 single-row AVX2 dots. Those keep two accumulators per row (even and odd blocks); 16 would not fit in
-    /// registers, so each segment of blocks runs twice: the even blocks into the 8 even accumulators, then the odd
-    /// blocks into the 8 odd ones (each accumulator sees its blocks in the same order, so its bits are unchanged).
-    /// <paramref name="aScales"/> holds the activation scales as f32, block b of row k at
-    /// <c>aScales[b * scaleStride + k]</c>: one multiply gives the 8 products d_w * d_a of a weight block.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void Dot8Avx2<TBlock>(byte* w, byte* a, nint aStride, float* aScales, nint scaleStride, int n, float* y, nint yStride)
-        where TBlock : struct, ISignedBlock32
-    {
-        int nb = n / BlockSize;
-        Vector256<float>* state = stackalloc Vector256<float>[16];
-        for (int k = 0; k < 16; k++) state[k] = default;
-        float* d = stackalloc float[8];
-        byte* a4 = a + 4 * aStride;
-        for (int s = 0; s < nb; s += Dot8Segment)
+        /// <summary>
+        /// Per group of 4 weights: |w| broadcast times the 8 rows' values with w's signs. A pair sum reaches
+        /// 2 · 127 · 128, so each group is widened to int32 before the groups are added.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> TileSums(byte* x, byte* tile, uint* scratch)
         {
-            int end = Math.Min(nb, s + Dot8Segment);
-            for (int parity = 0; parity < 2; parity++)
-            {
-                Vector256<float>* acc = state + 8 * parity;
-                Vector256<float> c0 = acc[0], c1 = acc[1], c2 = acc[2], c3 = acc[3];
-                Vector256<float> c4 = acc[4], c5 = acc[5], c6 = acc[6], c7 = acc[7];
-                for (int i = s + parity; i < end; i += 2)
-                {
-                    byte* x = w + (nint)i * TBlock.TypeSize;
-                    nint o = (nint)i * TypeSize + 2;
-                    var qx = TBlock.Values(x);
-                    var ax = Avx2.Sign(qx, qx).AsByte();
-                    Avx.Store(d, Avx.Multiply(Vector256.Create(Fp16.ToFloat(*(ushort*)x)), Avx.LoadVector256(aScales + i * scaleStride)));
-                    c0 = Fma.MultiplyAdd(Vector256.Create(d[0]), Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(a + o)), qx)), c0);
-                    c1 = Fma.MultiplyAdd(Vector256.Create(d[1]), Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(a + o + aStride)), qx)), c1);
-                    c2 = Fma.MultiplyAdd(Vector256.Create(d[2]), Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(a + o + 2 * aStride)), qx)), c2);
-                    c3 = Fma.MultiplyAdd(Vector256.Create(d[3]), Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(a + o + 3 * aStride)), qx)), c3);
-                    c4 = Fma.MultiplyAdd(Vector256.Create(d[4]), Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(a4 + o)), qx)), c4);
-                    c5 = Fma.MultiplyAdd(Vector256.Create(d[5]), Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(a4 + o + aStride)), qx)), c5);
-                    c6 = Fma.MultiplyAdd(Vector256.Create(d[6]), Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(a4 + o + 2 * aStride)), qx)), c6);
-                    c7 = Fma.MultiplyAdd(Vector256.Create(d[7]), Simd.MulSumU8I8Float(ax, Avx2.Sign(Avx.LoadVector256((sbyte*)(a4 + o + 3 * aStride)), qx)), c7);
-                }
-                acc[0] = c0; acc[1] = c1; acc[2] = c2; acc[3] = c3;
-                acc[4] = c4; acc[5] = c5; acc[6] = c6; acc[7] = c7;
-            }
+            var qx = Avx.LoadVector256((sbyte*)(x + 2));
+            Avx.Store((sbyte*)scratch, qx);
+            Avx.Store((sbyte*)(scratch + 8), Avx2.Sign(qx, qx));
+            var sums = Group(scratch, tile, 0);
+            sums = Avx2.Add(sums, Group(scratch, tile, 1));
+            sums = Avx2.Add(sums, Group(scratch, tile, 2));
+            sums = Avx2.Add(sums, Group(scratch, tile, 3));
+            sums = Avx2.Add(sums, Group(scratch, tile, 4));
+            sums = Avx2.Add(sums, Group(scratch, tile, 5));
+            sums = Avx2.Add(sums, Group(scratch, tile, 6));
+            return Avx2.Add(sums, Group(scratch, tile, 7));
         }
-        for (int k = 0; k < 8; k++)
-            y[k * yStride] = Simd.HSum(Avx.Add(state[k], state[8 + k]));
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector256<int> Group(uint* scratch, byte* tile, int g)
+        {
+            var values = Avx2.Sign(Avx.LoadVector256((sbyte*)(tile + 32 * g)), Vector256.Create(scratch[g]).AsSByte());
+            var pairs = Avx2.MultiplyAddAdjacent(Vector256.Create(scratch[8 + g]).AsByte(), values);
+            return Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)1));
+        }
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -360,13 +285,6 @@ public static unsafe class Q8_0
 }
 
 /// <summary>Signed byte dot products on ARM: SDOT where the CPU has it, widening multiplies where not.</summary>
-/// <summary>A weight block holding an fp16 scale and 32 signed values (decoded by <see cref="Values"/>), dotted against Q8_0.</summary>
-internal unsafe interface ISignedBlock32
-{
-    static abstract int TypeSize { get; }
-    static abstract Vector256<sbyte> Values(byte* block);
-}
-
 internal static class ArmDot
 {
     /// <summary>4 int32 lanes whose total is dot(x0, y0) + dot(x1, y1).</summary>

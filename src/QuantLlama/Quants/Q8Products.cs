@@ -1,0 +1,177 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace QuantLlama.Quants;
+
+/// <summary>
+/// The integer part of a weight format whose 32-value blocks start with an fp16 scale and are dotted against Q8_0
+/// activations (Q4_0, Q8_0).
+/// </summary>
+internal unsafe interface IQ8Weights
+{
+    static abstract int TypeSize { get; }
+
+    /// <summary>One block's Σ w·y against one Q8_0 activation block, spread over 8 int32 lanes.</summary>
+    static abstract Vector256<int> BlockSums(byte* x, byte* y);
+
+    /// <summary>
+    /// One block's Σ w·y against one block of a packed tile (<see cref="Q8Products.PackActivationTile"/>): lane r
+    /// for activation row r. <paramref name="scratch"/>: 64 bytes for the decoded weights.
+    /// </summary>
+    static abstract Vector256<int> TileSums(byte* x, byte* tile, uint* scratch);
+}
+
+/// <summary>
+/// Matrix products of Q4_0 and Q8_0 weights on AVX2, in one arithmetic that single rows and 8-row tiles share,
+/// so that a batch gives the same bits as its rows one at a time: each block's Σ w·y as an exact integer first,
+/// then chain[b mod 8] = fma(d_w·d_y, Σ, chain[b mod 8]) over the blocks in order (d_w·d_y is exact: a product of
+/// two halves fits a float), and the 8 chains summed as ((c0 + c4) + (c2 + c6)) + ((c1 + c5) + (c3 + c7)).
+/// A row dot holds the 8 chains in the lanes of one vector (8 blocks' integer sums meet in one vector, one FMA);
+/// a tile holds one activation row per lane and one vector per chain, so its integer sums need no horizontal
+/// reduction and each block's float step serves 8 rows. ggml repacks the weights at load for the same effect;
+/// here the weights stay as mapped and the small activation is packed instead.
+/// </summary>
+internal static unsafe class Q8Products
+{
+    private const int BlockSize = 32;
+
+    /// <summary>
+    /// Bytes per block of a packed activation tile: the quants of 8 rows in groups of 4 values (group g holds rows
+    /// 0-7's values 4g..4g+3, 4 bytes per row), the 8 rows' scales as f32, and the 8 rows' sums of quants.
+    /// </summary>
+    internal const int PackedBlockBytes = 8 * 32 + 8 * 4 + 8 * 4;
+    internal const int PackedScales = 8 * 32, PackedSums = PackedScales + 8 * 4;
+
+    /// <summary>Bytes of one packed tile of 8 activation rows of <paramref name="n"/> values.</summary>
+    internal static long PackedTileBytes(int n) => (long)(n / BlockSize) * PackedBlockBytes;
+
+    /// <summary>
+    /// The matrix kernels' activation: the Q8_0 row ggml's dot takes, then each block's scale again as f32, so the
+    /// row dot loads 8 activation scales in one vector instead of converting them for every weight row.
+    /// </summary>
+    internal static void QuantizeActivation(float* x, byte* y, int n)
+    {
+        int nb = n / BlockSize;
+        Q8_0.QuantizeActivation(x, y, nb, withSum: false);
+        float* scales = (float*)(y + nb * Q8_0.TypeSize);
+        for (int b = 0; b < nb; b++) scales[b] = Fp16.ToFloat(*(ushort*)(y + b * Q8_0.TypeSize));
+    }
+
+    /// <summary>Where <see cref="QuantizeActivation"/> put the f32 scales of an n-value row.</summary>
+    internal static float* Scales(byte* activation, int n) => (float*)(activation + n / BlockSize * Q8_0.TypeSize);
+
+    /// <summary>8 Q8_0 activation rows (<paramref name="stride"/> bytes apart) into the tile form of <see cref="Dot8Packed{TWeights}"/>.</summary>
+    internal static void PackActivationTile(byte* rows, nint stride, int n, byte* tile)
+    {
+        int nb = n / BlockSize;
+        for (int b = 0; b < nb; b++)
+        {
+            byte* t = tile + (long)b * PackedBlockBytes;
+            for (int r = 0; r < 8; r++)
+            {
+                byte* src = rows + r * stride + (long)b * Q8_0.TypeSize;
+                int sum = 0;
+                for (int k = 0; k < BlockSize; k++) sum += (sbyte)src[2 + k];
+                for (int g = 0; g < 8; g++) *(uint*)(t + 32 * g + 4 * r) = *(uint*)(src + 2 + 4 * g);
+                ((float*)(t + PackedScales))[r] = Fp16.ToFloat(*(ushort*)src);
+                ((int*)(t + PackedSums))[r] = sum;
+            }
+        }
+    }
+
+    /// <summary>The row dot over ggml's form of the activation (Q8_0 blocks only): their scales converted here first.</summary>
+    internal static float Dot<TWeights>(byte* w, byte* a, int n) where TWeights : struct, IQ8Weights
+    {
+        int nb = n / BlockSize;
+        var scales = nb <= 1024 ? stackalloc float[nb] : new float[nb];
+        for (int b = 0; b < nb; b++) scales[b] = Fp16.ToFloat(*(ushort*)(a + b * Q8_0.TypeSize));
+        fixed (float* s = scales) return Dot<TWeights>(w, a, s, n);
+    }
+
+    /// <summary>The row dot; <paramref name="aScales"/> holds the activation blocks' scales as f32.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static float Dot<TWeights>(byte* w, byte* a, float* aScales, int n) where TWeights : struct, IQ8Weights
+    {
+        int nb = n / BlockSize, ts = TWeights.TypeSize;
+        var chains = Vector256<float>.Zero;
+        int i = 0;
+        for (; i + 8 <= nb; i += 8)
+        {
+            byte* x = w + i * ts, y = a + i * Q8_0.TypeSize;
+            var sums = Simd.Sum8(
+                TWeights.BlockSums(x, y), TWeights.BlockSums(x + ts, y + Q8_0.TypeSize),
+                TWeights.BlockSums(x + 2 * ts, y + 2 * Q8_0.TypeSize), TWeights.BlockSums(x + 3 * ts, y + 3 * Q8_0.TypeSize),
+                TWeights.BlockSums(x + 4 * ts, y + 4 * Q8_0.TypeSize), TWeights.BlockSums(x + 5 * ts, y + 5 * Q8_0.TypeSize),
+                TWeights.BlockSums(x + 6 * ts, y + 6 * Q8_0.TypeSize), TWeights.BlockSums(x + 7 * ts, y + 7 * Q8_0.TypeSize));
+            var dw = Vector256.Create(
+                Fp16.ToFloat(*(ushort*)x), Fp16.ToFloat(*(ushort*)(x + ts)),
+                Fp16.ToFloat(*(ushort*)(x + 2 * ts)), Fp16.ToFloat(*(ushort*)(x + 3 * ts)),
+                Fp16.ToFloat(*(ushort*)(x + 4 * ts)), Fp16.ToFloat(*(ushort*)(x + 5 * ts)),
+                Fp16.ToFloat(*(ushort*)(x + 6 * ts)), Fp16.ToFloat(*(ushort*)(x + 7 * ts)));
+            chains = Fma.MultiplyAdd(Avx.Multiply(dw, Avx.LoadVector256(aScales + i)), Avx.ConvertToVector256Single(sums), chains);
+        }
+        float* c = stackalloc float[8];
+        Avx.Store(c, chains);
+        for (; i < nb; i++)
+        {
+            byte* x = w + i * ts, y = a + i * Q8_0.TypeSize;
+            c[i & 7] = MathF.FusedMultiplyAdd(Fp16.ToFloat(*(ushort*)x) * aScales[i], Simd.HSum(TWeights.BlockSums(x, y)), c[i & 7]);
+        }
+        return ((c[0] + c[4]) + (c[2] + c[6])) + ((c[1] + c[5]) + (c[3] + c[7]));
+    }
+
+    /// <summary>
+    /// One weight row against a packed tile of 8 activation rows (<see cref="PackActivationTile"/>), results
+    /// <paramref name="yStride"/> floats apart: per row exactly <see cref="Dot{TWeights}(byte*, byte*, float*, int)"/>'s
+    /// arithmetic, with the 8 chains in 8 registers.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static void Dot8Packed<TWeights>(byte* w, byte* tile, int n, float* y, nint yStride) where TWeights : struct, IQ8Weights
+    {
+        int nb = n / BlockSize;
+        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
+        uint* scratch = stackalloc uint[16];
+        int b = 0;
+        for (; b + 8 <= nb; b += 8)
+        {
+            c0 = TileStep<TWeights>(w, tile, b, scratch, c0); c1 = TileStep<TWeights>(w, tile, b + 1, scratch, c1);
+            c2 = TileStep<TWeights>(w, tile, b + 2, scratch, c2); c3 = TileStep<TWeights>(w, tile, b + 3, scratch, c3);
+            c4 = TileStep<TWeights>(w, tile, b + 4, scratch, c4); c5 = TileStep<TWeights>(w, tile, b + 5, scratch, c5);
+            c6 = TileStep<TWeights>(w, tile, b + 6, scratch, c6); c7 = TileStep<TWeights>(w, tile, b + 7, scratch, c7);
+        }
+        if (b < nb)
+        {
+            var chains = stackalloc Vector256<float>[8] { c0, c1, c2, c3, c4, c5, c6, c7 };
+            for (; b < nb; b++) chains[b & 7] = TileStep<TWeights>(w, tile, b, scratch, chains[b & 7]);
+            c0 = chains[0]; c1 = chains[1]; c2 = chains[2]; c3 = chains[3]; c4 = chains[4]; c5 = chains[5]; c6 = chains[6]; c7 = chains[7];
+        }
+        var total = Avx.Add(Avx.Add(Avx.Add(c0, c4), Avx.Add(c2, c6)), Avx.Add(Avx.Add(c1, c5), Avx.Add(c3, c7)));
+        for (int k = 0; k < 8; k++) y[k * yStride] = total.GetElement(k);
+    }
+
+    /// <summary>One block of a tile: chain = fma(d_w·d_y, Σ w·y, chain) for 8 activation rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> TileStep<TWeights>(byte* w, byte* tile, int b, uint* scratch, Vector256<float> chain) where TWeights : struct, IQ8Weights
+    {
+        byte* x = w + (long)b * TWeights.TypeSize;
+        byte* t = tile + (long)b * PackedBlockBytes;
+        var sums = TWeights.TileSums(x, t, scratch);
+        var d = Avx.Multiply(Vector256.Create(Fp16.ToFloat(*(ushort*)x)), Avx.LoadVector256((float*)(t + PackedScales)));
+        return Fma.MultiplyAdd(d, Avx.ConvertToVector256Single(sums), chain);
+    }
+
+    /// <summary>Σ over 8 groups of the broadcast weight group times the tile's group, as int16 pair sums (callers bound the range).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<short> GroupPairSums(uint* unsignedWeights, byte* tile)
+    {
+        var pairs = Avx2.MultiplyAddAdjacent(Vector256.Create(unsignedWeights[0]).AsByte(), Avx.LoadVector256((sbyte*)tile));
+        pairs = Avx2.Add(pairs, Avx2.MultiplyAddAdjacent(Vector256.Create(unsignedWeights[1]).AsByte(), Avx.LoadVector256((sbyte*)(tile + 32))));
+        pairs = Avx2.Add(pairs, Avx2.MultiplyAddAdjacent(Vector256.Create(unsignedWeights[2]).AsByte(), Avx.LoadVector256((sbyte*)(tile + 64))));
+        pairs = Avx2.Add(pairs, Avx2.MultiplyAddAdjacent(Vector256.Create(unsignedWeights[3]).AsByte(), Avx.LoadVector256((sbyte*)(tile + 96))));
+        pairs = Avx2.Add(pairs, Avx2.MultiplyAddAdjacent(Vector256.Create(unsignedWeights[4]).AsByte(), Avx.LoadVector256((sbyte*)(tile + 128))));
+        pairs = Avx2.Add(pairs, Avx2.MultiplyAddAdjacent(Vector256.Create(unsignedWeights[5]).AsByte(), Avx.LoadVector256((sbyte*)(tile + 160))));
+        pairs = Avx2.Add(pairs, Avx2.MultiplyAddAdjacent(Vector256.Create(unsignedWeights[6]).AsByte(), Avx.LoadVector256((sbyte*)(tile + 192))));
+        return Avx2.Add(pairs, Avx2.MultiplyAddAdjacent(Vector256.Create(unsignedWeights[7]).AsByte(), Avx.LoadVector256((sbyte*)(tile + 224))));
+    }
+}
