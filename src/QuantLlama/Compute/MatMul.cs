@@ -17,7 +17,8 @@ namespace QuantLlama.Compute;
 /// dot. Rows are split into chunks spread over <see cref="WorkerPool"/>; each output element is computed by
 /// exactly one kernel call, so results do not depend on the thread count. MatMat walks activation rows in
 /// tiles of 8 (where the type has an 8-row kernel), then 4, per weight row (one weight decode serves 8 or 4 dots)
-/// and gives the same bits as MatVec per row.
+/// and gives the same bits as MatVec per row. For Q4_0 and Q8_0 the 8 activation rows are first packed into one
+/// tile with a row per vector lane (see <see cref="Quants.Q8Products"/>).
 /// </remarks>
 public static unsafe class MatMul
 {
@@ -31,7 +32,6 @@ public static unsafe class MatMul
     internal static bool WideTiles = true;
 
     [ThreadStatic] private static byte[]? _scratch;
-    [ThreadStatic] private static byte[]? _scaleScratch;
     [ThreadStatic] private static byte[]? _tileScratch;
 
     /// <summary>One weight matrix of a group of products that share an activation (Q/K/V, gate/up).</summary>
@@ -81,9 +81,6 @@ public static unsafe class MatMul
         public int Cols;
         public int N;
         public int RowsPerChunk;
-        /// <summary>For the 8-row kernels over Q8_0 activations: block b of row i's scale as f32 at [b * N + i]; else null.</summary>
-        public float* ActivationScales;
-        public int ActivationBlockSize;
         /// <summary>Activation rows 8i..8i+7 packed as one tile at PackedTiles + i * PackedTileBytes, when a part uses packed tiles.</summary>
         public byte* PackedTiles;
         public long PackedTileBytes;
@@ -180,11 +177,6 @@ public static unsafe class MatMul
         else
         {
             job.Activation = Scratch(ref _scratch, activationRowBytes * n);
-            if (anyDot8 && first.ActivationType == GgmlType.Q8_0)
-            {
-                job.ActivationBlockSize = GgmlTypeInfo.BlockSize(first.ActivationType);
-                job.ActivationScales = (float*)Scratch(ref _scaleScratch, (long)(cols / job.ActivationBlockSize) * n * sizeof(float));
-            }
             if (parallel && n >= 8) WorkerPool.Run(n, &QuantizeActivationRow, &job);
             else for (int i = 0; i < n; i++) QuantizeActivationRow(&job, i);
             if (packTile != null)
@@ -229,15 +221,6 @@ public static unsafe class MatMul
         var job = (Job*)context;
         byte* row = job->Activation + i * job->ActivationRowBytes;
         job->ActivationKernel.QuantizeActivation(job->X + (long)i * job->Cols, row, job->Cols);
-        if (job->ActivationScales != null)
-        {
-            // The Q8_0 8-row kernels read 8 rows' scales of one block in one load; the values are those the row
-            // dot converts itself, so the bits do not change.
-            int blocks = job->Cols / job->ActivationBlockSize;
-            long blockBytes = GgmlTypeInfo.TypeSize(job->ActivationKernel.ActivationType);
-            float* scales = job->ActivationScales + i;
-            for (int b = 0; b < blocks; b++) scales[(long)b * job->N] = Fp16.ToFloat(*(ushort*)(row + b * blockBytes));
-        }
     }
 
     private static void PackActivationTile(void* context, int tile)
@@ -304,10 +287,9 @@ public static unsafe class MatMul
             for (; i + WideTile <= n; i += WideTile)
             {
                 byte* a = job->Activation + i * aBytes;
-                float* scales = job->ActivationScales == null ? null : job->ActivationScales + i;
                 float* y = part->Y + (long)i * rows;
                 for (int r = r0; r < r1; r++)
-                    dot8(weights + r * wBytes, a, (nint)aBytes, scales, n, cols, y + r, rows);
+                    dot8(weights + r * wBytes, a, (nint)aBytes, cols, y + r, rows);
             }
         }
         if (part->UseDot4)

@@ -17,12 +17,8 @@ internal readonly unsafe struct TypeKernel
     public required delegate*<byte*, byte*, int, float> Dot { get; init; }
     /// <summary>(weights, activation, activationStride, n, y, yStride) for 4 activation rows; AVX2 path only.</summary>
     public delegate*<byte*, byte*, nint, int, float*, nint, void> Dot4Avx2 { get; init; }
-    /// <summary>
-    /// (weights, activation, activationStride, activationScales, scaleStride, n, y, yStride) for 8 activation rows;
-    /// AVX2 path only. activationScales (Q8_0 activations only; null for Q8_K, whose scales are f32 already): the
-    /// activation rows' block scales as f32, block b of row k at [b * scaleStride + k].
-    /// </summary>
-    public delegate*<byte*, byte*, nint, float*, nint, int, float*, nint, void> Dot8Avx2 { get; init; }
+    /// <summary>(weights, activation, activationStride, n, y, yStride) for 8 activation rows; AVX2 path only.</summary>
+    public delegate*<byte*, byte*, nint, int, float*, nint, void> Dot8Avx2 { get; init; }
     /// <summary>
     /// (weights, tile, n, y, yStride): one weight row against 8 activation rows packed by
     /// <see cref="PackActivationTile"/> (rows, rowStride, n, tile), one activation row per vector lane; AVX2 path only.

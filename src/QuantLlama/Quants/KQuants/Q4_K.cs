@@ -265,7 +265,7 @@ public static unsafe class Q4_K
     /// steps exactly as <see cref="DotAvx2"/> (accumulators on the stack); every result is bit-identical to DotAvx2.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void Dot8Avx2(byte* weights, byte* q8k, nint aStride, float* aScales, nint scaleStride, int n, float* result, nint yStride)
+    internal static void Dot8Avx2(byte* weights, byte* q8k, nint aStride, int n, float* result, nint yStride)
     {
         int blocks = n / BlockSize;
         var m4 = Vector256.Create((byte)0x0F);

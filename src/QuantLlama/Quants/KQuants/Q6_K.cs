@@ -317,7 +317,7 @@ public static unsafe class Q6_K
     /// float accumulators live on the stack (one load and store per row and block) so the integer sums keep the registers.
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    internal static void Dot8Avx2(byte* weights, byte* q8k, nint aStride, float* aScales, nint scaleStride, int n, float* result, nint yStride)
+    internal static void Dot8Avx2(byte* weights, byte* q8k, nint aStride, int n, float* result, nint yStride)
     {
         int blocks = n / BlockSize;
         var m4 = Vector256.Create((byte)0x0F);
