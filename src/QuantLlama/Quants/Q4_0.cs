@@ -153,10 +153,9 @@ public static unsafe class Q4_0
         /// Σ q·y over the 8 groups in int16 (8 groups of |2 · 15 · 128| stay below 32768), widened once, minus 8·Σy.
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> TileSums(byte* x, byte* tile, uint* scratch)
+        public static Vector256<int> TileSums(byte* x, byte* tile)
         {
-            Avx.Store((byte*)scratch, Simd.BytesFromNibbles32(x + 2));
-            var sums = Avx2.MultiplyAddAdjacent(Q8Products.GroupPairSums(scratch, tile), Vector256.Create((short)1));
+            var sums = Avx2.MultiplyAddAdjacent(Q8Products.GroupPairSums(Simd.BytesFromNibbles32(x + 2), tile), Vector256.Create((short)1));
             return Avx2.Subtract(sums, Avx2.ShiftLeftLogical(Avx.LoadVector256((int*)(tile + Q8Products.PackedSums)), 3));
         }
     }

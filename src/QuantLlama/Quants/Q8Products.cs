@@ -17,9 +17,9 @@ internal unsafe interface IQ8Weights
 
     /// <summary>
     /// One block's Σ w·y against one block of a packed tile (<see cref="Q8Products.PackActivationTile"/>): lane r
-    /// for activation row r. <paramref name="scratch"/>: 64 bytes for the decoded weights.
+    /// for activation row r.
     /// </summary>
-    static abstract Vector256<int> TileSums(byte* x, byte* tile, uint* scratch);
+    static abstract Vector256<int> TileSums(byte* x, byte* tile);
 }
 
 /// <summary>
@@ -131,19 +131,18 @@ internal static unsafe class Q8Products
     {
         int nb = n / BlockSize;
         Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
-        uint* scratch = stackalloc uint[16];
         int b = 0;
         for (; b + 8 <= nb; b += 8)
         {
-            c0 = TileStep<TWeights>(w, tile, b, scratch, c0); c1 = TileStep<TWeights>(w, tile, b + 1, scratch, c1);
-            c2 = TileStep<TWeights>(w, tile, b + 2, scratch, c2); c3 = TileStep<TWeights>(w, tile, b + 3, scratch, c3);
-            c4 = TileStep<TWeights>(w, tile, b + 4, scratch, c4); c5 = TileStep<TWeights>(w, tile, b + 5, scratch, c5);
-            c6 = TileStep<TWeights>(w, tile, b + 6, scratch, c6); c7 = TileStep<TWeights>(w, tile, b + 7, scratch, c7);
+            c0 = TileStep<TWeights>(w, tile, b, c0); c1 = TileStep<TWeights>(w, tile, b + 1, c1);
+            c2 = TileStep<TWeights>(w, tile, b + 2, c2); c3 = TileStep<TWeights>(w, tile, b + 3, c3);
+            c4 = TileStep<TWeights>(w, tile, b + 4, c4); c5 = TileStep<TWeights>(w, tile, b + 5, c5);
+            c6 = TileStep<TWeights>(w, tile, b + 6, c6); c7 = TileStep<TWeights>(w, tile, b + 7, c7);
         }
         if (b < nb)
         {
             var chains = stackalloc Vector256<float>[8] { c0, c1, c2, c3, c4, c5, c6, c7 };
-            for (; b < nb; b++) chains[b & 7] = TileStep<TWeights>(w, tile, b, scratch, chains[b & 7]);
+            for (; b < nb; b++) chains[b & 7] = TileStep<TWeights>(w, tile, b, chains[b & 7]);
             c0 = chains[0]; c1 = chains[1]; c2 = chains[2]; c3 = chains[3]; c4 = chains[4]; c5 = chains[5]; c6 = chains[6]; c7 = chains[7];
         }
         var total = Avx.Add(Avx.Add(Avx.Add(c0, c4), Avx.Add(c2, c6)), Avx.Add(Avx.Add(c1, c5), Avx.Add(c3, c7)));
@@ -152,26 +151,38 @@ internal static unsafe class Q8Products
 
     /// <summary>One block of a tile: chain = fma(d_w·d_y, Σ w·y, chain) for 8 activation rows.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> TileStep<TWeights>(byte* w, byte* tile, int b, uint* scratch, Vector256<float> chain) where TWeights : struct, IQ8Weights
+    private static Vector256<float> TileStep<TWeights>(byte* w, byte* tile, int b, Vector256<float> chain) where TWeights : struct, IQ8Weights
     {
         byte* x = w + (long)b * TWeights.TypeSize;
         byte* t = tile + (long)b * PackedBlockBytes;
-        var sums = TWeights.TileSums(x, t, scratch);
+        var sums = TWeights.TileSums(x, t);
         var d = Avx.Multiply(Vector256.Create(Fp16.ToFloat(*(ushort*)x)), Avx.LoadVector256((float*)(t + PackedScales)));
         return Fma.MultiplyAdd(d, Avx.ConvertToVector256Single(sums), chain);
     }
 
-    /// <summary>Σ over 8 groups of the broadcast weight group times the tile's group, as int16 pair sums (callers bound the range).</summary>
+    /// <summary>
+    /// Group g (bytes 4g..4g+3) of a 32-byte vector in every 32-bit lane: each 128-bit half duplicated, then one
+    /// in-lane shuffle per group. (Storing the vector and broadcasting from memory stalls on store forwarding.)
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector256<short> GroupPairSums(uint* unsignedWeights, byte* tile)
+    internal static void SplitGroups(Vector256<byte> v, out Vector256<int> low, out Vector256<int> high)
     {
-        var pairs = Avx2.MultiplyAddAdjacent(Vector256.Create(unsignedWeights[0]).AsByte(), Avx.LoadVector256((sbyte*)tile));
-        pairs = Avx2.Add(pairs, Avx2.MultiplyAddAdjacent(Vector256.Create(unsignedWeights[1]).AsByte(), Avx.LoadVector256((sbyte*)(tile + 32))));
-        pairs = Avx2.Add(pairs, Avx2.MultiplyAddAdjacent(Vector256.Create(unsignedWeights[2]).AsByte(), Avx.LoadVector256((sbyte*)(tile + 64))));
-        pairs = Avx2.Add(pairs, Avx2.MultiplyAddAdjacent(Vector256.Create(unsignedWeights[3]).AsByte(), Avx.LoadVector256((sbyte*)(tile + 96))));
-        pairs = Avx2.Add(pairs, Avx2.MultiplyAddAdjacent(Vector256.Create(unsignedWeights[4]).AsByte(), Avx.LoadVector256((sbyte*)(tile + 128))));
-        pairs = Avx2.Add(pairs, Avx2.MultiplyAddAdjacent(Vector256.Create(unsignedWeights[5]).AsByte(), Avx.LoadVector256((sbyte*)(tile + 160))));
-        pairs = Avx2.Add(pairs, Avx2.MultiplyAddAdjacent(Vector256.Create(unsignedWeights[6]).AsByte(), Avx.LoadVector256((sbyte*)(tile + 192))));
-        return Avx2.Add(pairs, Avx2.MultiplyAddAdjacent(Vector256.Create(unsignedWeights[7]).AsByte(), Avx.LoadVector256((sbyte*)(tile + 224))));
+        low = Avx2.Permute4x64(v.AsInt64(), 0b01_00_01_00).AsInt32();
+        high = Avx2.Permute4x64(v.AsInt64(), 0b11_10_11_10).AsInt32();
+    }
+
+    /// <summary>Σ over the 8 groups of a block: the unsigned weight group (every lane) times the tile's group, as int16 pair sums.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<short> GroupPairSums(Vector256<byte> unsignedWeights, byte* tile)
+    {
+        SplitGroups(unsignedWeights, out var low, out var high);
+        var pairs = Avx2.MultiplyAddAdjacent(Avx2.Shuffle(low, 0x00).AsByte(), Avx.LoadVector256((sbyte*)tile));
+        pairs = Avx2.Add(pairs, Avx2.MultiplyAddAdjacent(Avx2.Shuffle(low, 0x55).AsByte(), Avx.LoadVector256((sbyte*)(tile + 32))));
+        pairs = Avx2.Add(pairs, Avx2.MultiplyAddAdjacent(Avx2.Shuffle(low, 0xAA).AsByte(), Avx.LoadVector256((sbyte*)(tile + 64))));
+        pairs = Avx2.Add(pairs, Avx2.MultiplyAddAdjacent(Avx2.Shuffle(low, 0xFF).AsByte(), Avx.LoadVector256((sbyte*)(tile + 96))));
+        pairs = Avx2.Add(pairs, Avx2.MultiplyAddAdjacent(Avx2.Shuffle(high, 0x00).AsByte(), Avx.LoadVector256((sbyte*)(tile + 128))));
+        pairs = Avx2.Add(pairs, Avx2.MultiplyAddAdjacent(Avx2.Shuffle(high, 0x55).AsByte(), Avx.LoadVector256((sbyte*)(tile + 160))));
+        pairs = Avx2.Add(pairs, Avx2.MultiplyAddAdjacent(Avx2.Shuffle(high, 0xAA).AsByte(), Avx.LoadVector256((sbyte*)(tile + 192))));
+        return Avx2.Add(pairs, Avx2.MultiplyAddAdjacent(Avx2.Shuffle(high, 0xFF).AsByte(), Avx.LoadVector256((sbyte*)(tile + 224))));
     }
 }

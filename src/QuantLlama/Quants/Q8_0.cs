@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -206,26 +207,27 @@ public static unsafe class Q8_0
         /// 2 · 127 · 128, so each group is widened to int32 before the groups are added.
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> TileSums(byte* x, byte* tile, uint* scratch)
+        public static Vector256<int> TileSums(byte* x, byte* tile)
         {
-            var qx = Avx.LoadVector256((sbyte*)(x + 2));
-            Avx.Store((sbyte*)scratch, qx);
-            Avx.Store((sbyte*)(scratch + 8), Avx2.Sign(qx, qx));
-            var sums = Group(scratch, tile, 0);
-            sums = Avx2.Add(sums, Group(scratch, tile, 1));
-            sums = Avx2.Add(sums, Group(scratch, tile, 2));
-            sums = Avx2.Add(sums, Group(scratch, tile, 3));
-            sums = Avx2.Add(sums, Group(scratch, tile, 4));
-            sums = Avx2.Add(sums, Group(scratch, tile, 5));
-            sums = Avx2.Add(sums, Group(scratch, tile, 6));
-            return Avx2.Add(sums, Group(scratch, tile, 7));
+            var qx = Avx.LoadVector256((byte*)(x + 2));
+            Q8Products.SplitGroups(qx, out var lowSigned, out var highSigned);
+            Q8Products.SplitGroups(Avx2.Abs(qx.AsSByte()), out var lowAbs, out var highAbs);
+            var sums = Group(lowSigned, lowAbs, 0x00, tile);
+            sums = Avx2.Add(sums, Group(lowSigned, lowAbs, 0x55, tile + 32));
+            sums = Avx2.Add(sums, Group(lowSigned, lowAbs, 0xAA, tile + 64));
+            sums = Avx2.Add(sums, Group(lowSigned, lowAbs, 0xFF, tile + 96));
+            sums = Avx2.Add(sums, Group(highSigned, highAbs, 0x00, tile + 128));
+            sums = Avx2.Add(sums, Group(highSigned, highAbs, 0x55, tile + 160));
+            sums = Avx2.Add(sums, Group(highSigned, highAbs, 0xAA, tile + 192));
+            return Avx2.Add(sums, Group(highSigned, highAbs, 0xFF, tile + 224));
         }
 
+        /// <summary>One group: |w| (every lane) times the 8 rows' values with w's signs, widened to int32.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector256<int> Group(uint* scratch, byte* tile, int g)
+        private static Vector256<int> Group(Vector256<int> signed, Vector256<int> abs, [ConstantExpected] byte group, byte* tile)
         {
-            var values = Avx2.Sign(Avx.LoadVector256((sbyte*)(tile + 32 * g)), Vector256.Create(scratch[g]).AsSByte());
-            var pairs = Avx2.MultiplyAddAdjacent(Vector256.Create(scratch[8 + g]).AsByte(), values);
+            var values = Avx2.Sign(Avx.LoadVector256((sbyte*)tile), Avx2.Shuffle(signed, group).AsSByte());
+            var pairs = Avx2.MultiplyAddAdjacent(Avx2.Shuffle(abs, group).AsByte(), values);
             return Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)1));
         }
     }
