@@ -78,11 +78,15 @@ public static unsafe class Q4_0
             return Dot(w, a, nb * BlockSize);
     }
 
+    /// <summary>
+    /// The dispatching row dot over a Q8_0 activation; <paramref name="aScales"/>, when given, holds its blocks'
+    /// scales as f32 for the AVX2 path (see <see cref="Q8Products"/>).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static float Dot(byte* w, byte* a, int n)
+    internal static float Dot(byte* w, byte* a, int n, float* aScales = null)
     {
         if (Kernels.UseAvx512) return DotAvx512(w, a, n);
-        if (Kernels.UseAvx2) return DotAvx2(w, a, n);
+        if (Kernels.UseAvx2) return aScales != null ? Q8Products.Dot<Weights>(w, a, aScales, n) : DotAvx2(w, a, n);
         if (Kernels.UseAdvSimd) return DotAdvSimd(w, a, n);
         return DotScalar(w, a, n);
     }
@@ -119,13 +123,7 @@ public static unsafe class Q4_0
         => Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
 
     /// <summary>The matrix kernels' row dot, over <see cref="Q8Products.QuantizeActivation"/>'s form.</summary>
-    internal static float DotScaled(byte* w, byte* a, int n)
-    {
-        if (Kernels.UseAvx512) return DotAvx512(w, a, n);
-        if (Kernels.UseAvx2) return DotScaledAvx2(w, a, n);
-        if (Kernels.UseAdvSimd) return DotAdvSimd(w, a, n);
-        return DotScalar(w, a, n);
-    }
+    internal static float DotScaled(byte* w, byte* a, int n) => Dot(w, a, n, Q8Products.Scales(a, n));
 
     internal static float DotScaledAvx2(byte* w, byte* a, int n) => Q8Products.Dot<Weights>(w, a, Q8Products.Scales(a, n), n);
 
