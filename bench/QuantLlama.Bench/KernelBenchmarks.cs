@@ -38,10 +38,10 @@ public unsafe class DotBenchmarks
         _activation = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)act.Length, 64);
         act.CopyTo(new Span<byte>(_activation, act.Length));
         _ourActivation = _activation;
-        if (_kernel.ActivationAsFloats || _kernel.ActivationScalesAppended)
+        if (_kernel.ActivationAsFloats || _kernel.ActivationBlockInfoAppended)
         {
             // Ours holds the same rounded activation as f32 values (TypeKernel.ActivationAsFloats), or the same
-            // Q8_0 bytes followed by their scales as f32 (TypeKernel.ActivationScalesAppended).
+            // Q8_0 bytes followed by their scales and sums (TypeKernel.ActivationBlockInfoAppended).
             var x = Data.Random(N, 2);
             _ourActivation = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)_kernel.ActivationRowBytes(N), 64);
             fixed (float* xp = x) _kernel.QuantizeActivation(xp, _ourActivation, N);

@@ -79,14 +79,14 @@ public static unsafe class Q4_0
     }
 
     /// <summary>
-    /// The dispatching row dot over a Q8_0 activation; <paramref name="aScales"/>, when given, holds its blocks'
-    /// scales as f32 for the AVX2 path (see <see cref="Q8Products"/>).
+    /// The dispatching row dot over a Q8_0 activation; <paramref name="aInfo"/>, when given, holds its blocks'
+    /// block information (<see cref="Q8Products.BlockInfo"/>) for the AVX2 path.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static float Dot(byte* w, byte* a, int n, float* aScales = null)
+    internal static float Dot(byte* w, byte* a, int n, float* aInfo = null)
     {
         if (Kernels.UseAvx512) return DotAvx512(w, a, n);
-        if (Kernels.UseAvx2) return aScales != null ? Q8Products.Dot<Weights>(w, a, aScales, n) : DotAvx2(w, a, n);
+        if (Kernels.UseAvx2) return aInfo != null ? Q8Products.Dot<Weights>(w, a, aInfo, n) : DotAvx2(w, a, n);
         if (Kernels.UseAdvSimd) return DotAdvSimd(w, a, n);
         return DotScalar(w, a, n);
     }
@@ -123,9 +123,9 @@ public static unsafe class Q4_0
         => Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
 
     /// <summary>The matrix kernels' row dot, over <see cref="Q8Products.QuantizeActivation"/>'s form.</summary>
-    internal static float DotScaled(byte* w, byte* a, int n) => Dot(w, a, n, Q8Products.Scales(a, n));
+    internal static float DotScaled(byte* w, byte* a, int n) => Dot(w, a, n, Q8Products.BlockInfo(a, n));
 
-    internal static float DotScaledAvx2(byte* w, byte* a, int n) => Q8Products.Dot<Weights>(w, a, Q8Products.Scales(a, n), n);
+    internal static float DotScaledAvx2(byte* w, byte* a, int n) => Q8Products.Dot<Weights>(w, a, Q8Products.BlockInfo(a, n), n);
 
     /// <summary>The AVX2 row dot over ggml's Q8_0 activation (see <see cref="Q8Products"/> for its arithmetic).</summary>
     internal static float DotAvx2(byte* w, byte* a, int n) => Q8Products.Dot<Weights>(w, a, n);
@@ -146,6 +146,15 @@ public static unsafe class Q4_0
             var pairs = Avx2.Subtract(Avx2.MultiplyAddAdjacent(Simd.BytesFromNibbles32(x + 2), q8), Avx2.MultiplyAddAdjacent(Vector256.Create((byte)8), q8));
             return Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)1));
         }
+
+        /// <summary>Σ q·y: the -8·Σy is left to <see cref="CompleteSums8"/>.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> PartialBlockSums(byte* x, byte* y)
+            => Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Simd.BytesFromNibbles32(x + 2), Avx.LoadVector256((sbyte*)(y + 2))), Vector256.Create((short)1));
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> CompleteSums8(Vector256<int> partialTotals, int* activationSums)
+            => Avx2.Subtract(partialTotals, Avx2.ShiftLeftLogical(Avx.LoadVector256(activationSums), 3));
 
         /// <summary>
         /// Σ q·y over the 8 groups in int16 (8 groups of |2 · 15 · 128| stay below 32768), widened once, minus 8·Σy.

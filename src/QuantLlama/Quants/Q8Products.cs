@@ -16,6 +16,15 @@ internal unsafe interface IQ8Weights
     static abstract Vector256<int> BlockSums(byte* x, byte* y);
 
     /// <summary>
+    /// <see cref="BlockSums"/> less a term that depends on the activation alone, which <see cref="CompleteSums8"/>
+    /// puts back for 8 blocks at once.
+    /// </summary>
+    static abstract Vector256<int> PartialBlockSums(byte* x, byte* y);
+
+    /// <summary>8 blocks' totals from their partial sums, given the activation blocks' sums of quants.</summary>
+    static abstract Vector256<int> CompleteSums8(Vector256<int> partialTotals, int* activationSums);
+
+    /// <summary>
     /// One block's Σ w·y against one block of a packed tile (<see cref="Q8Products.PackActivationTile"/>): lane r
     /// for activation row r.
     /// </summary>
@@ -46,52 +55,89 @@ internal static unsafe class Q8Products
     /// <summary>Bytes of one packed tile of 8 activation rows of <paramref name="n"/> values.</summary>
     internal static long PackedTileBytes(int n) => (long)(n / BlockSize) * PackedBlockBytes;
 
+    /// <summary>Bytes of the matrix kernels' activation row (<see cref="QuantizeActivation"/>) of n values.</summary>
+    internal static long ActivationRowBytes(int n) => (long)(n / BlockSize) * (Q8_0.TypeSize + BlockInfoBytes);
+
+    /// <summary>Per block after the Q8_0 row: the scale as f32 and the sum of the quants as int32.</summary>
+    private const int BlockInfoBytes = 2 * sizeof(float);
+
     /// <summary>
-    /// The matrix kernels' activation: the Q8_0 row ggml's dot takes, then each block's scale again as f32, so the
-    /// row dot loads 8 activation scales in one vector instead of converting them for every weight row.
+    /// The matrix kernels' activation: the Q8_0 row ggml's dot takes, then each block's scale again as f32 (the row
+    /// dot loads 8 of them in one vector instead of converting them for every weight row), then each block's sum
+    /// of quants (Q4_0 subtracts 8 times it once per 8 blocks instead of once per block).
     /// </summary>
     internal static void QuantizeActivation(float* x, byte* y, int n)
     {
         int nb = n / BlockSize;
         Q8_0.QuantizeActivation(x, y, nb, withSum: false);
-        float* scales = (float*)(y + nb * Q8_0.TypeSize);
-        for (int b = 0; b < nb; b++) scales[b] = Fp16.ToFloat(*(ushort*)(y + b * Q8_0.TypeSize));
+        WriteBlockInfo(y, nb, BlockInfo(y, n));
     }
 
-    /// <summary>Where <see cref="QuantizeActivation"/> put the f32 scales of an n-value row.</summary>
-    internal static float* Scales(byte* activation, int n) => (float*)(activation + n / BlockSize * Q8_0.TypeSize);
+    /// <summary>Where <see cref="QuantizeActivation"/> put the block scales (nb floats), followed by the block sums (nb ints).</summary>
+    internal static float* BlockInfo(byte* activation, int n) => (float*)(activation + n / BlockSize * Q8_0.TypeSize);
 
-    /// <summary>8 Q8_0 activation rows (<paramref name="stride"/> bytes apart) into the tile form of <see cref="Dot8Packed{TWeights}"/>.</summary>
+    private static void WriteBlockInfo(byte* q8, int nb, float* info)
+    {
+        int* sums = (int*)(info + nb);
+        for (int b = 0; b < nb; b++)
+        {
+            byte* block = q8 + b * Q8_0.TypeSize;
+            info[b] = Fp16.ToFloat(*(ushort*)block);
+            sums[b] = QuantSum(block + 2);
+        }
+    }
+
+    /// <summary>
+    /// 8 activation rows of <see cref="QuantizeActivation"/>'s form (<paramref name="stride"/> bytes apart) into the
+    /// tile form of <see cref="Dot8Packed{TWeights}"/>.
+    /// </summary>
     internal static void PackActivationTile(byte* rows, nint stride, int n, byte* tile)
     {
         int nb = n / BlockSize;
-        for (int b = 0; b < nb; b++)
+        for (int r = 0; r < 8; r++)
         {
-            byte* t = tile + (long)b * PackedBlockBytes;
-            for (int r = 0; r < 8; r++)
+            byte* row = rows + r * stride;
+            float* scales = BlockInfo(row, n);
+            int* sums = (int*)(scales + nb);
+            for (int b = 0; b < nb; b++)
             {
-                byte* src = rows + r * stride + (long)b * Q8_0.TypeSize;
-                int sum = 0;
-                for (int k = 0; k < BlockSize; k++) sum += (sbyte)src[2 + k];
-                for (int g = 0; g < 8; g++) *(uint*)(t + 32 * g + 4 * r) = *(uint*)(src + 2 + 4 * g);
-                ((float*)(t + PackedScales))[r] = Fp16.ToFloat(*(ushort*)src);
-                ((int*)(t + PackedSums))[r] = sum;
+                byte* t = tile + (long)b * PackedBlockBytes;
+                byte* quants = row + (long)b * Q8_0.TypeSize + 2;
+                for (int g = 0; g < 8; g++) *(uint*)(t + 32 * g + 4 * r) = *(uint*)(quants + 4 * g);
+                ((float*)(t + PackedScales))[r] = scales[b];
+                ((int*)(t + PackedSums))[r] = sums[b];
             }
         }
     }
 
-    /// <summary>The row dot over ggml's form of the activation (Q8_0 blocks only): their scales converted here first.</summary>
+    /// <summary>The sum of a block's 32 signed quants.</summary>
+    private static int QuantSum(byte* quants)
+    {
+        if (Kernels.UseAvx2)
+        {
+            var pairs = Avx2.MultiplyAddAdjacent(Vector256.Create((byte)1), Avx.LoadVector256((sbyte*)quants));
+            return Simd.HSum(Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)1)));
+        }
+        int sum = 0;
+        for (int k = 0; k < BlockSize; k++) sum += (sbyte)quants[k];
+        return sum;
+    }
+
+    /// <summary>The row dot over ggml's form of the activation (Q8_0 blocks only): its block information computed here first.</summary>
     internal static float Dot<TWeights>(byte* w, byte* a, int n) where TWeights : struct, IQ8Weights
     {
         int nb = n / BlockSize;
-        var scales = nb <= 1024 ? stackalloc float[nb] : new float[nb];
-        for (int b = 0; b < nb; b++) scales[b] = Fp16.ToFloat(*(ushort*)(a + b * Q8_0.TypeSize));
-        fixed (float* s = scales) return Dot<TWeights>(w, a, s, n);
+        var info = nb <= 512 ? stackalloc float[2 * nb] : new float[2 * nb];
+        fixed (float* i = info)
+        {
+            WriteBlockInfo(a, nb, i);
+            return Dot<TWeights>(w, a, i, n);
+        }
     }
 
-    /// <summary>The row dot; <paramref name="aScales"/> holds the activation blocks' scales as f32.</summary>
+    /// <summary>The row dot; <paramref name="aInfo"/> holds the activation blocks' scales as f32, then their sums of quants.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    internal static float Dot<TWeights>(byte* w, byte* a, float* aScales, int n) where TWeights : struct, IQ8Weights
+    internal static float Dot<TWeights>(byte* w, byte* a, float* aInfo, int n) where TWeights : struct, IQ8Weights
     {
         int nb = n / BlockSize, ts = TWeights.TypeSize;
         var chains = Vector256<float>.Zero;
@@ -99,24 +145,25 @@ internal static unsafe class Q8Products
         for (; i + 8 <= nb; i += 8)
         {
             byte* x = w + i * ts, y = a + i * Q8_0.TypeSize;
-            var sums = Simd.Sum8(
-                TWeights.BlockSums(x, y), TWeights.BlockSums(x + ts, y + Q8_0.TypeSize),
-                TWeights.BlockSums(x + 2 * ts, y + 2 * Q8_0.TypeSize), TWeights.BlockSums(x + 3 * ts, y + 3 * Q8_0.TypeSize),
-                TWeights.BlockSums(x + 4 * ts, y + 4 * Q8_0.TypeSize), TWeights.BlockSums(x + 5 * ts, y + 5 * Q8_0.TypeSize),
-                TWeights.BlockSums(x + 6 * ts, y + 6 * Q8_0.TypeSize), TWeights.BlockSums(x + 7 * ts, y + 7 * Q8_0.TypeSize));
+            var sums = TWeights.CompleteSums8(Simd.Sum8(
+                TWeights.PartialBlockSums(x, y), TWeights.PartialBlockSums(x + ts, y + Q8_0.TypeSize),
+                TWeights.PartialBlockSums(x + 2 * ts, y + 2 * Q8_0.TypeSize), TWeights.PartialBlockSums(x + 3 * ts, y + 3 * Q8_0.TypeSize),
+                TWeights.PartialBlockSums(x + 4 * ts, y + 4 * Q8_0.TypeSize), TWeights.PartialBlockSums(x + 5 * ts, y + 5 * Q8_0.TypeSize),
+                TWeights.PartialBlockSums(x + 6 * ts, y + 6 * Q8_0.TypeSize), TWeights.PartialBlockSums(x + 7 * ts, y + 7 * Q8_0.TypeSize)),
+                (int*)(aInfo + nb) + i);
             var dw = Vector256.Create(
                 Fp16.ToFloat(*(ushort*)x), Fp16.ToFloat(*(ushort*)(x + ts)),
                 Fp16.ToFloat(*(ushort*)(x + 2 * ts)), Fp16.ToFloat(*(ushort*)(x + 3 * ts)),
                 Fp16.ToFloat(*(ushort*)(x + 4 * ts)), Fp16.ToFloat(*(ushort*)(x + 5 * ts)),
                 Fp16.ToFloat(*(ushort*)(x + 6 * ts)), Fp16.ToFloat(*(ushort*)(x + 7 * ts)));
-            chains = Fma.MultiplyAdd(Avx.Multiply(dw, Avx.LoadVector256(aScales + i)), Avx.ConvertToVector256Single(sums), chains);
+            chains = Fma.MultiplyAdd(Avx.Multiply(dw, Avx.LoadVector256(aInfo + i)), Avx.ConvertToVector256Single(sums), chains);
         }
         float* c = stackalloc float[8];
         Avx.Store(c, chains);
         for (; i < nb; i++)
         {
             byte* x = w + i * ts, y = a + i * Q8_0.TypeSize;
-            c[i & 7] = MathF.FusedMultiplyAdd(Fp16.ToFloat(*(ushort*)x) * aScales[i], Simd.HSum(TWeights.BlockSums(x, y)), c[i & 7]);
+            c[i & 7] = MathF.FusedMultiplyAdd(Fp16.ToFloat(*(ushort*)x) * aInfo[i], Simd.HSum(TWeights.BlockSums(x, y)), c[i & 7]);
         }
         return ((c[0] + c[4]) + (c[2] + c[6])) + ((c[1] + c[5]) + (c[3] + c[7]));
     }

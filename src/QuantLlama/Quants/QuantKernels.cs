@@ -39,21 +39,21 @@ internal readonly unsafe struct TypeKernel
     public bool ActivationAsFloats { get; init; }
 
     /// <summary>
-    /// True when each activation row is followed by its blocks' scales as f32 (Q4_0 and Q8_0: see Q8Products.QuantizeActivation),
-    /// read by the AVX2 row dot.
+    /// True when each activation row is followed by its blocks' scales as f32 and sums of quants, read by the AVX2
+    /// row dot (Q4_0 and Q8_0: see Q8Products.QuantizeActivation).
     /// </summary>
-    public bool ActivationScalesAppended { get; init; }
+    public bool ActivationBlockInfoAppended { get; init; }
 
     /// <summary>True when the AVX2 path has tiles (several activation rows per call) for this type.</summary>
     public bool HasTiles => Dot4Avx2 != null || Dot8Avx2 != null || Dot8PackedAvx2 != null;
 
     /// <summary>Bytes of one quantized activation row of <paramref name="cols"/> values.</summary>
     public long ActivationRowBytes(int cols) => ActivationAsFloats ? 4L * cols
-        : GgmlTypeInfo.RowBytes(ActivationType, cols) + (ActivationScalesAppended ? 4L * (cols / GgmlTypeInfo.BlockSize(ActivationType)) : 0);
+        : ActivationBlockInfoAppended ? Q8Products.ActivationRowBytes(cols) : GgmlTypeInfo.RowBytes(ActivationType, cols);
 
     /// <summary>True when two kernels take their activation in the same form (so products can share one).</summary>
     public bool SharesActivationWith(in TypeKernel other)
-        => ActivationType == other.ActivationType && ActivationAsFloats == other.ActivationAsFloats && ActivationScalesAppended == other.ActivationScalesAppended;
+        => ActivationType == other.ActivationType && ActivationAsFloats == other.ActivationAsFloats && ActivationBlockInfoAppended == other.ActivationBlockInfoAppended;
 }
 
 internal static unsafe class QuantKernels
@@ -82,12 +82,12 @@ internal static unsafe class QuantKernels
         t[(int)GgmlType.F16] = new TypeKernel { WeightType = GgmlType.F16, ActivationType = GgmlType.F16, QuantizeActivation = &F16.RoundActivation, Dot = &F16.DotRounded, Dot4Avx2 = &F16.DotRounded4Avx2, ActivationAsFloats = true };
         t[(int)GgmlType.BF16] = new TypeKernel { WeightType = GgmlType.BF16, ActivationType = GgmlType.BF16, QuantizeActivation = &BF16.RoundActivation, Dot = &BF16.DotRounded, Dot4Avx2 = &BF16.DotRounded4Avx2, ActivationAsFloats = true };
         t[(int)GgmlType.Q4_0] = new TypeKernel { WeightType = GgmlType.Q4_0, ActivationType = GgmlType.Q8_0, QuantizeActivation = &Q8Products.QuantizeActivation, Dot = &Q4_0.DotScaled,
-            ActivationScalesAppended = true, Dot8PackedAvx2 = &Q4_0.Dot8PackedAvx2, PackActivationTile = &Q8Products.PackActivationTile, PackedTileBytes = &Q8Products.PackedTileBytes };
+            ActivationBlockInfoAppended = true, Dot8PackedAvx2 = &Q4_0.Dot8PackedAvx2, PackActivationTile = &Q8Products.PackActivationTile, PackedTileBytes = &Q8Products.PackedTileBytes };
         t[(int)GgmlType.Q4_1] = new TypeKernel { WeightType = GgmlType.Q4_1, ActivationType = GgmlType.Q8_1, QuantizeActivation = &ActivationQ8_1, Dot = &Q4_1.Dot };
         t[(int)GgmlType.Q5_0] = new TypeKernel { WeightType = GgmlType.Q5_0, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &Q5_0.Dot };
         t[(int)GgmlType.Q5_1] = new TypeKernel { WeightType = GgmlType.Q5_1, ActivationType = GgmlType.Q8_1, QuantizeActivation = &ActivationQ8_1, Dot = &Q5_1.Dot };
         t[(int)GgmlType.Q8_0] = new TypeKernel { WeightType = GgmlType.Q8_0, ActivationType = GgmlType.Q8_0, QuantizeActivation = &Q8Products.QuantizeActivation, Dot = &Q8_0.DotScaled,
-            ActivationScalesAppended = true, Dot8PackedAvx2 = &Q8_0.Dot8PackedAvx2, PackActivationTile = &Q8Products.PackActivationTile, PackedTileBytes = &Q8Products.PackedTileBytes };
+            ActivationBlockInfoAppended = true, Dot8PackedAvx2 = &Q8_0.Dot8PackedAvx2, PackActivationTile = &Q8Products.PackActivationTile, PackedTileBytes = &Q8Products.PackedTileBytes };
         // ggml has no Q8_1 weight kernel; ours reads its d and quants against a Q8_0 activation.
         t[(int)GgmlType.Q8_1] = new TypeKernel { WeightType = GgmlType.Q8_1, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &Q8_1.Dot };
         // K-quants (from the kquants branch): activation Q8_K, quantized by ggml's reference quantize_row_q8_K.
