@@ -109,6 +109,9 @@ public unsafe interface IHalfFormat
 
     /// <summary>True when <see cref="LoadScaled16"/> met an infinity or a NaN it could not carry.</summary>
     static abstract bool AnyNonFinite(Vector256<ushort> magnitudes);
+
+    /// <summary>8 floats (no NaN) rounded to this format as <see cref="FromFloat"/> does, back to f32, times <see cref="ActivationScale"/>.</summary>
+    static abstract Vector256<float> RoundScaled8(Vector256<float> x);
 }
 
 /// <summary>IEEE half.</summary>
@@ -141,6 +144,28 @@ public readonly unsafe struct F16Format : IHalfFormat
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool AnyNonFinite(Vector256<ushort> magnitudes) => Vector256.GreaterThanOrEqualAny(magnitudes, Vector256.Create((ushort)0xF800));
+
+    /// <summary>
+    /// <see cref="Fp16.FromFloat"/>'s steps lane by lane (the same bits for every non-NaN input), then the half back
+    /// to float by the bit move and two exact multiplies by 2^112 (an infinity overflows to infinity again).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> RoundScaled8(Vector256<float> x)
+    {
+        var scaleToInf = Vector256.Create(0x77800000u).AsSingle();
+        var scaleToZero = Vector256.Create(0x08800000u).AsSingle();
+        var based = Avx.Multiply(Avx.Multiply(Avx.AndNot(Vector256.Create(-0f), x), scaleToInf), scaleToZero);
+        var w = x.AsUInt32();
+        var shl1W = Avx2.Add(w, w);
+        var bias = Avx2.Max(shl1W & Vector256.Create(0xFF000000u), Vector256.Create(0x71000000u));
+        based = Avx.Add(Avx2.Add(Avx2.ShiftRightLogical(bias, 1), Vector256.Create(0x07800000u)).AsSingle(), based);
+        var bits = based.AsUInt32();
+        var magnitude = Avx2.Add(Avx2.ShiftRightLogical(bits, 13) & Vector256.Create(0x7C00u), bits & Vector256.Create(0xFFFu));
+        var half = Avx2.ShiftRightLogical(w & Vector256.Create(0x80000000u), 16) | magnitude;
+        var moved = Avx2.ShiftRightArithmetic(Avx2.ShiftLeftLogical(half.AsInt32(), 16), 3) & Vector256.Create(unchecked((int)0x8FFFE000));
+        var twoTo112 = Vector256.Create(TwoTo112);
+        return Avx.Multiply(Avx.Multiply(moved.AsSingle(), twoTo112), twoTo112);
+    }
 }
 
 /// <summary>bfloat16.</summary>
@@ -161,6 +186,15 @@ public readonly unsafe struct BF16Format : IHalfFormat
     }
 
     public static bool AnyNonFinite(Vector256<ushort> magnitudes) => false;
+
+    /// <summary><see cref="Fp16.FloatToBF16"/>'s rounding (to nearest even) lane by lane, for non-NaN inputs.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> RoundScaled8(Vector256<float> x)
+    {
+        var u = x.AsUInt32();
+        var rounded = Avx2.Add(u, Avx2.Add(Vector256.Create(0x7FFFu), Avx2.ShiftRightLogical(u, 16) & Vector256.Create(1u)));
+        return (rounded & Vector256.Create(0xFFFF0000u)).AsSingle();
+    }
 }
 
 /// <summary>
@@ -195,8 +229,30 @@ public abstract unsafe class HalfRows<TFormat> where TFormat : struct, IHalfForm
     internal static void RoundActivation(float* x, byte* y, int n)
     {
         var f = (float*)y;
-        for (int i = 0; i < n; i++) f[ActivationSlot(i, n)] = TFormat.ToFloat(TFormat.FromFloat(x[i])) * TFormat.ActivationScale;
+        int i = 0;
+        if (Kernels.UseAvx2)
+        {
+            for (; i + 16 <= n; i += 16)
+            {
+                Vector256<float> v0 = Avx.LoadVector256(x + i), v1 = Avx.LoadVector256(x + i + 8);
+                if (Vector256.EqualsAll(Avx.CompareOrdered(v0, v1).AsInt32(), Vector256<int>.AllBitsSet))
+                {
+                    Vector256<float> r0 = TFormat.RoundScaled8(v0), r1 = TFormat.RoundScaled8(v1);
+                    // Even values then odd ones, in order (shuffles work within 128-bit halves; the 64-bit permute restores order).
+                    Avx.Store(f + i, Avx2.Permute4x64(Avx.Shuffle(r0, r1, 0b10_00_10_00).AsDouble(), 0b11_01_10_00).AsSingle());
+                    Avx.Store(f + i + 8, Avx2.Permute4x64(Avx.Shuffle(r0, r1, 0b11_01_11_01).AsDouble(), 0b11_01_10_00).AsSingle());
+                }
+                else
+                {
+                    // A NaN keeps the reference's exact bits.
+                    for (int k = i; k < i + 16; k++) f[ActivationSlot(k, n)] = RoundScalar(x[k]);
+                }
+            }
+        }
+        for (; i < n; i++) f[ActivationSlot(i, n)] = RoundScalar(x[i]);
     }
+
+    private static float RoundScalar(float x) => TFormat.ToFloat(TFormat.FromFloat(x)) * TFormat.ActivationScale;
 
     /// <summary>Where value <paramref name="i"/> of an n-value row sits in <see cref="RoundActivation"/>'s layout.</summary>
     internal static int ActivationSlot(int i, int n) => i >= (n & ~15) ? i : (i & ~15) + (i & 1) * 8 + ((i & 15) >> 1);

@@ -284,4 +284,47 @@ public class KernelPathTests
         }
         return y;
     }
+
+    /// <summary>
+    /// The F16/BF16 activation rounding gives the reference's bytes on every path, on values where rounding is
+    /// delicate: half subnormals and the boundary to normals, exact ties, the largest halves and overflow, signed
+    /// zeros, infinities, a NaN (whose group of 16 takes the scalar route) and bfloat16's own ties.
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.F16)]
+    [InlineData(GgmlType.BF16)]
+    public unsafe void HalfActivationRoundingIsTheSameOnEveryPath(GgmlType type)
+    {
+        var kernel = QuantKernels.Get(type);
+        var rng = new Random(11);
+        var x = new float[16 * 12 + 5];
+        float[] special =
+        [
+            0f, -0f, 5.96e-8f, 2.98e-8f, 2.99e-8f, -6.1e-5f, 6.097e-5f, 6.1035156e-5f, 1f + 1f / 2048, 1f + 3f / 2048,
+            65504f, 65519f, 65520f, -65536f, 1e30f, float.PositiveInfinity, float.NegativeInfinity, 1e-40f, -1e-45f,
+            BitConverter.UInt32BitsToSingle(0x3F808000), BitConverter.UInt32BitsToSingle(0x3F818000), float.MaxValue,
+        ];
+        for (int i = 0; i < x.Length; i++)
+            x[i] = i < special.Length ? special[i] : (float)((rng.NextDouble() - 0.5) * Math.Pow(2, rng.Next(-30, 20)));
+        x[100] = float.NaN;
+        byte[]? reference = null;
+        foreach (var path in Kernels.Supported)
+        {
+            var saved = Kernels.Path;
+            try
+            {
+                Kernels.Path = path;
+                var activation = new byte[kernel.ActivationRowBytes(x.Length)];
+                fixed (float* xp = x)
+                fixed (byte* ap = activation)
+                    kernel.QuantizeActivation(xp, ap, x.Length);
+                if (reference == null) reference = activation;
+                else GgmlDifferentialTests.AssertBytes(reference, activation, $"{type} activation on {path}");
+            }
+            finally
+            {
+                Kernels.Path = saved;
+            }
+        }
+    }
 }
