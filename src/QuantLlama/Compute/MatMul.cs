@@ -138,7 +138,6 @@ public static unsafe class MatMul
         int totalRows = 0;
         bool dot4Path = n >= Tile && TilesOn(Kernels.Path);
         bool dot8Path = n >= WideTile && TilesOn(Kernels.Path) && WideTiles;
-        bool anyDot8 = false;
         delegate*<byte*, nint, int, byte*, void> packTile = null;
         delegate*<int, long> packedTileBytes = null;
         for (int p = 0; p < count; p++)
@@ -159,7 +158,6 @@ public static unsafe class MatMul
                 packedTileBytes = kernel.PackedTileBytes;
                 parts[p].UseDot8Packed = true;
             }
-            anyDot8 |= parts[p].UseDot8;
             totalRows += products[p].Rows;
         }
         if (totalRows == 0) return;

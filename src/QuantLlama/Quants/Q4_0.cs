@@ -118,10 +118,6 @@ public static unsafe class Q4_0
     private static Vector256<float> BlockAvx2(byte* x, byte* y)
         => Simd.MulSumI8Float(WeightsAvx2(x), Avx.LoadVector256((sbyte*)(y + 2)));
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> ScaleAvx2(byte* x, byte* y)
-        => Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
-
     /// <summary>The matrix kernels' row dot, over <see cref="Q8Products.QuantizeActivation"/>'s form.</summary>
     internal static float DotScaled(byte* w, byte* a, int n) => Dot(w, a, n, Q8Products.BlockInfo(a, n));
 
