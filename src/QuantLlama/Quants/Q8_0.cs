@@ -213,24 +213,26 @@ public static unsafe class Q8_0
         public static Vector256<int> TileSums(byte* x, byte* tile)
         {
             var qx = Avx.LoadVector256((byte*)(x + 2));
-            Q8Products.SplitGroups(qx, out var lowSigned, out var highSigned);
-            Q8Products.SplitGroups(Avx2.Abs(qx.AsSByte()), out var lowAbs, out var highAbs);
-            var sums = Group(lowSigned, lowAbs, 0x00, tile);
-            sums = Avx2.Add(sums, Group(lowSigned, lowAbs, 0x55, tile + 32));
-            sums = Avx2.Add(sums, Group(lowSigned, lowAbs, 0xAA, tile + 64));
-            sums = Avx2.Add(sums, Group(lowSigned, lowAbs, 0xFF, tile + 96));
-            sums = Avx2.Add(sums, Group(highSigned, highAbs, 0x00, tile + 128));
-            sums = Avx2.Add(sums, Group(highSigned, highAbs, 0x55, tile + 160));
-            sums = Avx2.Add(sums, Group(highSigned, highAbs, 0xAA, tile + 192));
-            return Avx2.Add(sums, Group(highSigned, highAbs, 0xFF, tile + 224));
+            Q8Products.SplitGroups(qx, out var low, out var high);
+            var sums = Group(low, 0x00, tile);
+            sums = Avx2.Add(sums, Group(low, 0x55, tile + 32));
+            sums = Avx2.Add(sums, Group(low, 0xAA, tile + 64));
+            sums = Avx2.Add(sums, Group(low, 0xFF, tile + 96));
+            sums = Avx2.Add(sums, Group(high, 0x00, tile + 128));
+            sums = Avx2.Add(sums, Group(high, 0x55, tile + 160));
+            sums = Avx2.Add(sums, Group(high, 0xAA, tile + 192));
+            return Avx2.Add(sums, Group(high, 0xFF, tile + 224));
         }
 
-        /// <summary>One group: |w| (every lane) times the 8 rows' values with w's signs, widened to int32.</summary>
+        /// <summary>
+        /// One group: |w| (every lane) times the 8 rows' values with w's signs, widened to int32. The absolute value
+        /// is taken after the broadcast (any vector pipe) rather than broadcast separately (the shuffle pipes).
+        /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector256<int> Group(Vector256<int> signed, Vector256<int> abs, [ConstantExpected] byte group, byte* tile)
+        private static Vector256<int> Group(Vector256<int> weights, [ConstantExpected] byte group, byte* tile)
         {
-            var values = Avx2.Sign(Avx.LoadVector256((sbyte*)tile), Avx2.Shuffle(signed, group).AsSByte());
-            var pairs = Avx2.MultiplyAddAdjacent(Avx2.Shuffle(abs, group).AsByte(), values);
+            var w = Avx2.Shuffle(weights, group).AsSByte();
+            var pairs = Avx2.MultiplyAddAdjacent(Avx2.Abs(w), Avx2.Sign(Avx.LoadVector256((sbyte*)tile), w));
             return Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)1));
         }
     }
