@@ -63,7 +63,7 @@ public static unsafe class MatMul
         public int FirstRow;
         public bool UseDot4;
         public bool UseDot8;
-        /// <summary>8-row tiles over activation tiles packed by the kernel's PackActivationTile.</summary>
+        /// <summary>8-row tiles over activation tiles packed by Q8Products.PackActivationTile.</summary>
         public bool UseDot8Packed;
         /// <summary>The row dot for single rows and tile remainders (see <see cref="RowDot"/>).</summary>
         public delegate*<byte*, byte*, int, float> Dot;
@@ -84,7 +84,6 @@ public static unsafe class MatMul
         /// <summary>Activation rows 8i..8i+7 packed as one tile at PackedTiles + i * PackedTileBytes, when a part uses packed tiles.</summary>
         public byte* PackedTiles;
         public long PackedTileBytes;
-        public delegate*<byte*, nint, int, byte*, void> PackTile;
     }
 
     /// <summary>y[r] = dot(W[r], x) for every row r.</summary>
@@ -138,8 +137,7 @@ public static unsafe class MatMul
         int totalRows = 0;
         bool dot4Path = n >= Tile && TilesOn(Kernels.Path);
         bool dot8Path = n >= WideTile && TilesOn(Kernels.Path) && WideTiles;
-        delegate*<byte*, nint, int, byte*, void> packTile = null;
-        delegate*<int, long> packedTileBytes = null;
+        bool anyPacked = false;
         for (int p = 0; p < count; p++)
         {
             var kernel = QuantKernels.Get(products[p].Type);
@@ -148,16 +146,10 @@ public static unsafe class MatMul
                 Kernel = kernel, Weights = products[p].Weights, WeightRowBytes = GgmlTypeInfo.RowBytes(kernel.WeightType, cols),
                 Y = products[p].Y, Rows = products[p].Rows, FirstRow = totalRows, UseDot4 = dot4Path && kernel.Dot4Avx2 != null,
                 UseDot8 = dot8Path && kernel.Dot8Avx2 != null,
+                UseDot8Packed = dot8Path && kernel.Dot8PackedAvx2 != null,
                 Dot = RowDot(kernel, Kernels.Path),
             };
-            if (dot8Path && kernel.Dot8PackedAvx2 != null && (packTile == null || (nint)packTile == (nint)kernel.PackActivationTile))
-            {
-                // One packed form per group (the parts sharing it share the tiles); a part with another form would
-                // use its row dots.
-                packTile = kernel.PackActivationTile;
-                packedTileBytes = kernel.PackedTileBytes;
-                parts[p].UseDot8Packed = true;
-            }
+            anyPacked |= parts[p].UseDot8Packed;
             totalRows += products[p].Rows;
         }
         if (totalRows == 0) return;
@@ -177,10 +169,10 @@ public static unsafe class MatMul
             job.Activation = Scratch(ref _scratch, activationRowBytes * n);
             if (parallel && n >= 8) WorkerPool.Run(n, &QuantizeActivationRow, &job);
             else for (int i = 0; i < n; i++) QuantizeActivationRow(&job, i);
-            if (packTile != null)
+            if (anyPacked)
             {
-                job.PackTile = packTile;
-                job.PackedTileBytes = packedTileBytes(cols);
+                // Packed tiles exist in one form, Q8Products' (the kernels with one share its activation form).
+                job.PackedTileBytes = Q8Products.PackedTileBytes(cols);
                 job.PackedTiles = Scratch(ref _tileScratch, job.PackedTileBytes * (n / WideTile));
                 if (parallel && n >= 2 * WideTile) WorkerPool.Run(n / WideTile, &PackActivationTile, &job);
                 else for (int t = 0; t < n / WideTile; t++) PackActivationTile(&job, t);
@@ -217,14 +209,13 @@ public static unsafe class MatMul
     private static void QuantizeActivationRow(void* context, int i)
     {
         var job = (Job*)context;
-        byte* row = job->Activation + i * job->ActivationRowBytes;
-        job->ActivationKernel.QuantizeActivation(job->X + (long)i * job->Cols, row, job->Cols);
+        job->ActivationKernel.QuantizeActivation(job->X + (long)i * job->Cols, job->Activation + i * job->ActivationRowBytes, job->Cols);
     }
 
     private static void PackActivationTile(void* context, int tile)
     {
         var job = (Job*)context;
-        job->PackTile(job->Activation + (long)tile * WideTile * job->ActivationRowBytes, (nint)job->ActivationRowBytes, job->Cols,
+        Q8Products.PackActivationTile(job->Activation + (long)tile * WideTile * job->ActivationRowBytes, (nint)job->ActivationRowBytes, job->Cols,
             job->PackedTiles + tile * job->PackedTileBytes);
     }
 
@@ -279,28 +270,8 @@ public static unsafe class MatMul
                     dot8(weights + r * wBytes, tile, cols, y + r, rows);
             }
         }
-        if (part->UseDot8)
-        {
-            var dot8 = part->Kernel.Dot8Avx2;
-            for (; i + WideTile <= n; i += WideTile)
-            {
-                byte* a = job->Activation + i * aBytes;
-                float* y = part->Y + (long)i * rows;
-                for (int r = r0; r < r1; r++)
-                    dot8(weights + r * wBytes, a, (nint)aBytes, cols, y + r, rows);
-            }
-        }
-        if (part->UseDot4)
-        {
-            var dot4 = part->Kernel.Dot4Avx2;
-            for (; i + Tile <= n; i += Tile)
-            {
-                byte* a = job->Activation + i * aBytes;
-                float* y = part->Y + (long)i * rows;
-                for (int r = r0; r < r1; r++)
-                    dot4(weights + r * wBytes, a, (nint)aBytes, cols, y + r, rows);
-            }
-        }
+        if (part->UseDot8) i = RunTiles(part->Kernel.Dot8Avx2, WideTile, job, part, r0, r1, i);
+        if (part->UseDot4) i = RunTiles(part->Kernel.Dot4Avx2, Tile, job, part, r0, r1, i);
         bool prefetch = Sse.IsSupported && n == 1 && wBytes < PrefetchDistance;
         for (; i < n; i++)
         {
@@ -312,6 +283,21 @@ public static unsafe class MatMul
                 y[r] = dot(weights + r * wBytes, a, cols);
             }
         }
+    }
+
+    /// <summary>Activation rows from <paramref name="i"/> in tiles of <paramref name="tileRows"/> against rows r0..r1; returns the first row left.</summary>
+    private static int RunTiles(delegate*<byte*, byte*, nint, int, float*, nint, void> tile, int tileRows, Job* job, Part* part, int r0, int r1, int i)
+    {
+        long aBytes = job->ActivationRowBytes, wBytes = part->WeightRowBytes;
+        int rows = part->Rows;
+        for (; i + tileRows <= job->N; i += tileRows)
+        {
+            byte* a = job->Activation + i * aBytes;
+            float* y = part->Y + (long)i * rows;
+            for (int r = r0; r < r1; r++)
+                tile(part->Weights + r * wBytes, a, (nint)aBytes, job->Cols, y + r, rows);
+        }
+        return i;
     }
 
     /// <summary>

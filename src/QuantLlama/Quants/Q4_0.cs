@@ -121,13 +121,8 @@ public static unsafe class Q4_0
     /// <summary>The matrix kernels' row dot, over <see cref="Q8Products.QuantizeActivation"/>'s form.</summary>
     internal static float DotScaled(byte* w, byte* a, int n) => Dot(w, a, n, Q8Products.BlockInfo(a, n));
 
-    internal static float DotScaledAvx2(byte* w, byte* a, int n) => Q8Products.Dot<Weights>(w, a, Q8Products.BlockInfo(a, n), n);
-
     /// <summary>The AVX2 row dot over ggml's Q8_0 activation (see <see cref="Q8Products"/> for its arithmetic).</summary>
     internal static float DotAvx2(byte* w, byte* a, int n) => Q8Products.Dot<Weights>(w, a, n);
-
-    /// <summary>One weight row against a packed tile of 8 activation rows (see <see cref="Q8Products"/>).</summary>
-    internal static void Dot8PackedAvx2(byte* w, byte* tile, int n, float* y, nint yStride) => Q8Products.Dot8Packed<Weights>(w, tile, n, y, yStride);
 
     /// <summary>The integer part of a Q4_0 block against Q8_0: Σ (q - 8)·y.</summary>
     internal readonly struct Weights : IQ8Weights
