@@ -117,8 +117,8 @@ public class MatMulTests
     public static readonly TheoryData<GgmlType> TiledTypes = new() { GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K };
 
     /// <summary>
-    /// Batch sizes around the tile heights (8-row tiles, then 4-row tiles, then single rows), odd block counts
-    /// (the even/odd accumulator split), a row longer than one segment of the 8-row kernels, matrices larger than
+    /// Batch sizes around the tile heights (8-row tiles, then 4-row tiles, then single rows), block counts that are
+    /// odd or not a multiple of 8 (the kernels' accumulator splits and tails), long rows, matrices larger than
     /// one block of rows (<see cref="MatMul.RowBlockBytes"/>) and the thread split: every output equals MatVec on its
     /// row bit for bit.
     /// </summary>
