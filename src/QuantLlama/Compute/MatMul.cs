@@ -17,8 +17,8 @@ namespace QuantLlama.Compute;
 /// dot. Rows are split into chunks spread over <see cref="WorkerPool"/>; each output element is computed by
 /// exactly one kernel call, so results do not depend on the thread count. MatMat walks activation rows in
 /// tiles of 8 (where the type has an 8-row kernel), then 4, per weight row (one weight decode serves 8 or 4 dots)
-/// and gives the same bits as MatVec per row. For Q4_0 and Q8_0 the 8 activation rows are first packed into one
-/// tile with a row per vector lane (see <see cref="Quants.Q8Products"/>).
+/// and gives the same bits as MatVec per row. For Q4_0, Q8_0 and Q4_K the 8 activation rows are first packed into
+/// one tile with a row per vector lane (see <see cref="Quants.Q8Products"/> and <see cref="Quants.KQuants.Q4_K.Dot8Packed"/>).
 /// </remarks>
 public static unsafe class MatMul
 {
@@ -63,7 +63,7 @@ public static unsafe class MatMul
         public int FirstRow;
         public bool UseDot4;
         public bool UseDot8;
-        /// <summary>8-row tiles over activation tiles packed by Q8Products.PackActivationTile.</summary>
+        /// <summary>8-row tiles over activation tiles packed by the kernel's PackActivationTile.</summary>
         public bool UseDot8Packed;
         /// <summary>The row dot for single rows and tile remainders (see <see cref="RowDot"/>).</summary>
         public delegate*<byte*, byte*, int, float> Dot;
@@ -84,6 +84,7 @@ public static unsafe class MatMul
         /// <summary>Activation rows 8i..8i+7 packed as one tile at PackedTiles + i * PackedTileBytes, when a part uses packed tiles.</summary>
         public byte* PackedTiles;
         public long PackedTileBytes;
+        public delegate*<byte*, nint, int, byte*, void> Packer;
     }
 
     /// <summary>y[r] = dot(W[r], x) for every row r.</summary>
@@ -137,6 +138,7 @@ public static unsafe class MatMul
         int totalRows = 0;
         bool dot4Path = n >= Tile && TilesOn(Kernels.Path);
         bool dot8Path = n >= WideTile && TilesOn(Kernels.Path) && WideTiles;
+        TypeKernel packer = default;
         bool anyPacked = false;
         for (int p = 0; p < count; p++)
         {
@@ -149,7 +151,7 @@ public static unsafe class MatMul
                 UseDot8Packed = dot8Path && kernel.Dot8PackedAvx2 != null,
                 Dot = RowDot(kernel, Kernels.Path),
             };
-            anyPacked |= parts[p].UseDot8Packed;
+            if (parts[p].UseDot8Packed && !anyPacked) { packer = kernel; anyPacked = true; }
             totalRows += products[p].Rows;
         }
         if (totalRows == 0) return;
@@ -171,8 +173,10 @@ public static unsafe class MatMul
             else for (int i = 0; i < n; i++) QuantizeActivationRow(&job, i);
             if (anyPacked)
             {
-                // Packed tiles exist in one form, Q8Products' (the kernels with one share its activation form).
-                job.PackedTileBytes = Q8Products.PackedTileBytes(cols);
+                // Packed kernels over one activation form read one tile form (Q8Products' for Q4_0/Q8_0, Q4_K's for Q8_K),
+                // so the first one's packer serves the whole group.
+                job.Packer = packer.PackActivationTile;
+                job.PackedTileBytes = packer.PackedTileBytes(cols);
                 job.PackedTiles = Scratch(ref _tileScratch, job.PackedTileBytes * (n / WideTile));
                 if (parallel && n >= 2 * WideTile) WorkerPool.Run(n / WideTile, &PackActivationTile, &job);
                 else for (int t = 0; t < n / WideTile; t++) PackActivationTile(&job, t);
@@ -215,7 +219,7 @@ public static unsafe class MatMul
     private static void PackActivationTile(void* context, int tile)
     {
         var job = (Job*)context;
-        Q8Products.PackActivationTile(job->Activation + (long)tile * WideTile * job->ActivationRowBytes, (nint)job->ActivationRowBytes, job->Cols,
+        job->Packer(job->Activation + (long)tile * WideTile * job->ActivationRowBytes, (nint)job->ActivationRowBytes, job->Cols,
             job->PackedTiles + tile * job->PackedTileBytes);
     }
 

@@ -21,9 +21,13 @@ internal readonly unsafe struct TypeKernel
     public delegate*<byte*, byte*, nint, int, float*, nint, void> Dot8Avx2 { get; init; }
     /// <summary>
     /// (weights, tile, n, y, yStride): one weight row against 8 activation rows packed by
-    /// <see cref="Q8Products.PackActivationTile"/>, one activation row per vector lane; AVX2 path only.
+    /// <see cref="PackActivationTile"/>, one activation row per vector lane; AVX2 path only.
     /// </summary>
     public delegate*<byte*, byte*, int, float*, nint, void> Dot8PackedAvx2 { get; init; }
+    /// <summary>(rows, stride, n, tile): 8 activation rows into the tile form <see cref="Dot8PackedAvx2"/> reads.</summary>
+    public delegate*<byte*, nint, int, byte*, void> PackActivationTile { get; init; }
+    /// <summary>(n): bytes of one packed tile of 8 activation rows of n values.</summary>
+    public delegate*<int, long> PackedTileBytes { get; init; }
     /// <summary>
     /// (weights, activation, n): the AVX2 row dot whose arithmetic the AVX2 tiles repeat, for types whose
     /// <see cref="Dot"/> has an AVX-512 version. On an AVX-512 CPU, MatMul runs these types' tiles and this row dot,
@@ -80,18 +84,21 @@ internal static unsafe class QuantKernels
         t[(int)GgmlType.F16] = new TypeKernel { WeightType = GgmlType.F16, ActivationType = GgmlType.F16, QuantizeActivation = &F16.RoundActivation, Dot = &F16.DotRounded, Dot4Avx2 = &F16.DotRounded4Avx2, ActivationAsFloats = true };
         t[(int)GgmlType.BF16] = new TypeKernel { WeightType = GgmlType.BF16, ActivationType = GgmlType.BF16, QuantizeActivation = &BF16.RoundActivation, Dot = &BF16.DotRounded, Dot4Avx2 = &BF16.DotRounded4Avx2, ActivationAsFloats = true };
         t[(int)GgmlType.Q4_0] = new TypeKernel { WeightType = GgmlType.Q4_0, ActivationType = GgmlType.Q8_0, QuantizeActivation = &Q8Products.QuantizeActivation, Dot = &Q4_0.DotScaled,
-            ActivationBlockInfoAppended = true, Dot8PackedAvx2 = &Q8Products.Dot8Packed<Q4_0.Weights> };
+            ActivationBlockInfoAppended = true, Dot8PackedAvx2 = &Q8Products.Dot8Packed<Q4_0.Weights>,
+            PackActivationTile = &Q8Products.PackActivationTile, PackedTileBytes = &Q8Products.PackedTileBytes };
         t[(int)GgmlType.Q4_1] = new TypeKernel { WeightType = GgmlType.Q4_1, ActivationType = GgmlType.Q8_1, QuantizeActivation = &ActivationQ8_1, Dot = &Q4_1.Dot };
         t[(int)GgmlType.Q5_0] = new TypeKernel { WeightType = GgmlType.Q5_0, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &Q5_0.Dot };
         t[(int)GgmlType.Q5_1] = new TypeKernel { WeightType = GgmlType.Q5_1, ActivationType = GgmlType.Q8_1, QuantizeActivation = &ActivationQ8_1, Dot = &Q5_1.Dot };
         t[(int)GgmlType.Q8_0] = new TypeKernel { WeightType = GgmlType.Q8_0, ActivationType = GgmlType.Q8_0, QuantizeActivation = &Q8Products.QuantizeActivation, Dot = &Q8_0.DotScaled,
-            ActivationBlockInfoAppended = true, Dot8PackedAvx2 = &Q8Products.Dot8Packed<Q8_0.Weights> };
+            ActivationBlockInfoAppended = true, Dot8PackedAvx2 = &Q8Products.Dot8Packed<Q8_0.Weights>,
+            PackActivationTile = &Q8Products.PackActivationTile, PackedTileBytes = &Q8Products.PackedTileBytes };
         // ggml has no Q8_1 weight kernel; ours reads its d and quants against a Q8_0 activation.
         t[(int)GgmlType.Q8_1] = new TypeKernel { WeightType = GgmlType.Q8_1, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &Q8_1.Dot };
         // K-quants (from the kquants branch): activation Q8_K, quantized by ggml's reference quantize_row_q8_K.
         t[(int)GgmlType.Q2_K] = new TypeKernel { WeightType = GgmlType.Q2_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ2_K };
         t[(int)GgmlType.Q3_K] = new TypeKernel { WeightType = GgmlType.Q3_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ3_K };
-        t[(int)GgmlType.Q4_K] = new TypeKernel { WeightType = GgmlType.Q4_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ4_K, Dot4Avx2 = &KQuants.Q4_K.Dot4Avx2, Dot8Avx2 = &KQuants.Q4_K.Dot8Avx2 };
+        t[(int)GgmlType.Q4_K] = new TypeKernel { WeightType = GgmlType.Q4_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ4_K,
+            Dot8PackedAvx2 = &KQuants.Q4_K.Dot8Packed, PackActivationTile = &KQuants.Q4_K.PackActivationTile, PackedTileBytes = &KQuants.Q4_K.PackedTileBytes };
         t[(int)GgmlType.Q5_K] = new TypeKernel { WeightType = GgmlType.Q5_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ5_K };
         t[(int)GgmlType.Q6_K] = new TypeKernel { WeightType = GgmlType.Q6_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ6_K, Dot4Avx2 = &KQuants.Q6_K.Dot4Avx2, Dot8Avx2 = &KQuants.Q6_K.Dot8Avx2 };
         // The AVX2 row dots behind the tiles of the types that also have AVX-512 row dots (see RowDotAvx2).

@@ -127,7 +127,7 @@ public class MatMulTests
     public unsafe void MatMatTilesEqualMatVecForEveryBatchSize(GgmlType type)
     {
         bool k = IsKQuant(type);
-        foreach (var (rows, cols) in k ? new[] { (13, 256), (7, 2304), (300, 512) } : new[] { (13, 96), (7, 2080), (300, 1024) })
+        foreach (var (rows, cols) in k ? new[] { (13, 256), (7, 2304), (300, 512), (5, 5632) } : new[] { (13, 96), (7, 2080), (300, 1024) })
         {
             var w = new byte[GgmlTypeInfo.RowBytes(type, cols) * rows];
             Quantizer.QuantizeRow(type, TestRows.Random(rows * cols, 7), w);

@@ -128,45 +128,81 @@ public static unsafe class Q4_K
     }
 
     /// <summary>
-    /// AVX2, as ggml's: per 64-value chunk maddubs of the nibbles with the activation, scaled by the sub-block scales
-    /// in 32-bit integers; mins through the activation's block sums. Two blocks' integer work is issued before their
-    /// float steps (in block order, so the bits are those of one block at a time): the long per-block dependency
-    /// chain (scale unpacking, fp16 scales) then overlaps with the other block's multiplies.
+    /// AVX2 row dot in the arithmetic the packed 8-row tile (<see cref="Dot8Packed"/>) shares, so that a batch gives
+    /// the same bits as its rows one at a time. Per block, T = Σ scale_j·(q·q8)_j and M = Σ min_j·bsum_j are exact
+    /// integers, and the block's term is (a·d)·T − (a·dmin)·M rounded step by step as the scalar reference rounds it
+    /// (<see cref="KQuantMath.ScaleMinTerm"/>); the term of block i goes to chain i mod 8, and the chains are summed
+    /// ((c0 + c4) + (c2 + c6)) + ((c1 + c5) + (c3 + c7)). Here 8 blocks' T and M meet in the lanes of one vector each,
+    /// so the float steps of 8 blocks are a few vector operations.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
     {
-        var acc = Vector256<float>.Zero;
-        var accMins = Vector128<float>.Zero;
+        var chains = Vector256<float>.Zero;
         int i = 0;
-        for (; i + 1 < blocks; i += 2)
-        {
-            var x0 = (BlockQ4K*)(weights + i * BlockBytes);
-            var y0 = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
-            var x1 = (BlockQ4K*)((byte*)x0 + BlockBytes);
-            var y1 = (BlockQ8K*)((byte*)y0 + Q8_K.BlockBytes);
-            Vector256<short> scalesAndMins0 = SimdHelpers.ScalesAndMinsK4(x0->Scales);
-            Vector256<short> scalesAndMins1 = SimdHelpers.ScalesAndMinsK4(x1->Scales);
-            Vector256<int> sumi0 = BlockSum(x0->Qs, y0->Qs, scalesAndMins0.GetLower());
-            Vector256<int> sumi1 = BlockSum(x1->Qs, y1->Qs, scalesAndMins1.GetLower());
-            Accumulate(x0, y0, scalesAndMins0.GetUpper(), sumi0, ref acc, ref accMins);
-            Accumulate(x1, y1, scalesAndMins1.GetUpper(), sumi1, ref acc, ref accMins);
-        }
-        if (i < blocks)
+        for (; i + 8 <= blocks; i += 8)
         {
             var x = (BlockQ4K*)(weights + i * BlockBytes);
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
-            Vector256<short> scalesAndMins = SimdHelpers.ScalesAndMinsK4(x->Scales);
-            Accumulate(x, y, scalesAndMins.GetUpper(), BlockSum(x->Qs, y->Qs, scalesAndMins.GetLower()), ref acc, ref accMins);
+            // Four blocks at a time, their sums added horizontally at once, so that few vectors are live.
+            var s0123 = FourBlockSums(x, y, out var m0123);
+            var s4567 = FourBlockSums(x + 4, y + 4, out var m4567);
+            var totals = Avx2.Add(Avx2.Permute2x128(s0123, s4567, 0x20), Avx2.Permute2x128(s0123, s4567, 0x31));
+            // The mins come out as (m0, m2, m4, m6 | m1, m3, m5, m7): put in block order.
+            var mins = Avx2.PermuteVar8x32(Avx2.HorizontalAdd(m0123, m4567), Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7));
+            var a = Vector256.Create(y[0].D, y[1].D, y[2].D, y[3].D, y[4].D, y[5].D, y[6].D, y[7].D);
+            var d = Vector256.Create(Fp16.ToFloat(x[0].D), Fp16.ToFloat(x[1].D), Fp16.ToFloat(x[2].D), Fp16.ToFloat(x[3].D),
+                Fp16.ToFloat(x[4].D), Fp16.ToFloat(x[5].D), Fp16.ToFloat(x[6].D), Fp16.ToFloat(x[7].D));
+            var dmin = Vector256.Create(Fp16.ToFloat(x[0].DMin), Fp16.ToFloat(x[1].DMin), Fp16.ToFloat(x[2].DMin), Fp16.ToFloat(x[3].DMin),
+                Fp16.ToFloat(x[4].DMin), Fp16.ToFloat(x[5].DMin), Fp16.ToFloat(x[6].DMin), Fp16.ToFloat(x[7].DMin));
+            chains = Avx.Add(chains, Term(a, d, dmin, totals, mins));
         }
-        return SimdHelpers.HorizontalSum(acc) + SimdHelpers.HorizontalSum(accMins);
+        float* c = stackalloc float[8];
+        Avx.Store(c, chains);
+        for (; i < blocks; i++)
+        {
+            var x = (BlockQ4K*)(weights + i * BlockBytes);
+            var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
+            int total = Simd.HSum(BlockSums(x, y, out var mins));
+            c[i & 7] += KQuantMath.ScaleMinTerm(y->D, x->D, x->DMin, total, Vector128.Sum(mins));
+        }
+        return ((c[0] + c[4]) + (c[2] + c[6])) + ((c[1] + c[5]) + (c[3] + c[7]));
     }
 
-    /// <summary>Σ over the block of scale_j · (q4 · q8) in eight int32 lanes.</summary>
+    /// <summary>
+    /// Four blocks' T in the lanes (T0, T1, T2, T3) of each 128-bit half (the halves to be added), and their mins'
+    /// partial sums as (M0, M0, M2, M2 | M1, M1, M3, M3) pairs to be added.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> BlockSum(byte* q4, sbyte* q8, Vector128<short> scales8)
+    private static Vector256<int> FourBlockSums(BlockQ4K* x, BlockQ8K* y, out Vector256<int> mins)
     {
+        var s01 = Avx2.HorizontalAdd(BlockSums(x, y, out var m0), BlockSums(x + 1, y + 1, out var m1));
+        var m01 = Vector256.Create(m0, m1);
+        var s23 = Avx2.HorizontalAdd(BlockSums(x + 2, y + 2, out var m2), BlockSums(x + 3, y + 3, out var m3));
+        mins = Avx2.HorizontalAdd(m01, Vector256.Create(m2, m3));
+        return Avx2.HorizontalAdd(s01, s23);
+    }
+
+    /// <summary>(a·d)·T − (a·dmin)·M lane by lane, each step rounded as <see cref="KQuantMath.ScaleMinTerm"/> rounds it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Term(Vector256<float> a, Vector256<float> d, Vector256<float> dmin, Vector256<int> totals, Vector256<int> mins)
+        => Avx.Subtract(Avx.Multiply(Avx.Multiply(a, d), Avx.ConvertToVector256Single(totals)),
+            Avx.Multiply(Avx.Multiply(a, dmin), Avx.ConvertToVector256Single(mins)));
+
+    /// <summary>
+    /// One block's Σ scale_j·(q·q8)_j spread over 8 int32 lanes, and its Σ min_j·bsum_j over 4 (sums of sub-block
+    /// pairs: the 16-value bsums added in pairs first).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> BlockSums(BlockQ4K* x, BlockQ8K* y, out Vector128<int> mins)
+    {
+        Vector256<short> scalesAndMins = SimdHelpers.ScalesAndMinsK4(x->Scales);
+        Vector256<short> bsums = Avx.LoadVector256(y->BSums);
+        mins = Sse2.MultiplyAddAdjacent(scalesAndMins.GetUpper(), Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper()));
+        Vector128<short> scales8 = scalesAndMins.GetLower();
         Vector256<byte> scales = Vector256.Create(scales8, scales8).AsByte();
+        byte* q4 = x->Qs;
+        sbyte* q8 = y->Qs;
         Vector256<int> sumi = Chunk(q4, q8, scales, SimdHelpers.WordBroadcastMask(0), SimdHelpers.WordBroadcastMask(1));
         sumi = Avx2.Add(sumi, Chunk(q4 + 32, q8 + 64, scales, SimdHelpers.WordBroadcastMask(2), SimdHelpers.WordBroadcastMask(3)));
         sumi = Avx2.Add(sumi, Chunk(q4 + 64, q8 + 128, scales, SimdHelpers.WordBroadcastMask(4), SimdHelpers.WordBroadcastMask(5)));
@@ -187,144 +223,86 @@ public static unsafe class Q4_K
         }
     }
 
-    /// <summary>
-    /// One block's float steps for one activation row: acc += d·x.d·sumi and accMins −= d·x.dmin·Σ min·bsum, with
-    /// d·x.d and d·x.dmin rounded as the scalar reference rounds them.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Accumulate(BlockQ4K* x, BlockQ8K* y, Vector128<short> mins, Vector256<int> sumi,
-        ref Vector256<float> acc, ref Vector128<float> accMins)
-    {
-        float d = y->D * Fp16.ToFloat(x->D), dmin = y->D * Fp16.ToFloat(x->DMin);
-        accMins = Fma.MultiplyAddNegated(Vector128.Create(dmin), SimdHelpers.MinSums(mins, y->BSums), accMins);
-        acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
-    }
+    // A packed tile block: per 32-value sub-block j, 256 bytes laid out as Q8Products' tiles (group k of 4 values:
+    // 8 rows x 4 bytes); then the 8 rows' scales as f32; then per sub-block pair p, the 8 rows' two sub-block sums
+    // as int16 pairs (one madd with the pair of mins gives each row's part of M).
+    private const int PackedScales = 8 * 256;
+    private const int PackedBlockSums = PackedScales + 8 * sizeof(float);
+    private const int PackedBlockBytes = PackedBlockSums + 4 * 32;
 
-    /// <summary>
-    /// One weight row against 4 Q8_K activation rows (<paramref name="n"/> values each, rows
-    /// <paramref name="aStride"/> bytes apart; results <paramref name="yStride"/> floats apart): the nibbles and
-    /// scales of each block are decoded once, and each row then runs exactly <see cref="DotAvx2"/>'s arithmetic,
-    /// so every result is bit-identical to DotAvx2 on that row.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    internal static void Dot4Avx2(byte* weights, byte* q8k, nint aStride, int n, float* result, nint yStride)
+    /// <summary>Bytes of one packed tile of 8 Q8_K activation rows of <paramref name="n"/> values.</summary>
+    internal static long PackedTileBytes(int n) => (long)(n / BlockSize) * PackedBlockBytes;
+
+    /// <summary>8 Q8_K activation rows (<paramref name="stride"/> bytes apart) into the tile form of <see cref="Dot8Packed"/>.</summary>
+    internal static void PackActivationTile(byte* rows, nint stride, int n, byte* tile)
     {
         int blocks = n / BlockSize;
-        var m4 = Vector256.Create((byte)0x0F);
-        Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-        Vector128<float> mins0 = default, mins1 = default, mins2 = default, mins3 = default;
-        for (int i = 0; i < blocks; i++)
+        for (int r = 0; r < 8; r++)
         {
-            var x = (BlockQ4K*)(weights + i * BlockBytes);
-            byte* y0 = q8k + i * Q8_K.BlockBytes;
-            sbyte* a0 = ((BlockQ8K*)y0)->Qs, a1 = ((BlockQ8K*)(y0 + aStride))->Qs;
-            sbyte* a2 = ((BlockQ8K*)(y0 + 2 * aStride))->Qs, a3 = ((BlockQ8K*)(y0 + 3 * aStride))->Qs;
-            Vector256<short> scalesAndMins = SimdHelpers.ScalesAndMinsK4(x->Scales);
-            Vector128<short> mins = scalesAndMins.GetUpper();
-            Vector128<short> sc128 = scalesAndMins.GetLower();
-            Vector256<byte> scales = Vector256.Create(sc128, sc128).AsByte();
-
-            Vector256<int> sumi0 = default, sumi1 = default, sumi2 = default, sumi3 = default;
-            byte* q4 = x->Qs;
-            for (int c = 0; c < 4; c++)
+            for (int b = 0; b < blocks; b++)
             {
-                Vector256<byte> bits = Avx.LoadVector256(q4 + 32 * c);
-                Vector256<byte> lo = Avx2.And(bits, m4);
-                Vector256<byte> hi = Avx2.And(Avx2.ShiftRightLogical(bits.AsUInt16(), 4).AsByte(), m4);
-                Vector256<short> scLo = Avx2.Shuffle(scales, SimdHelpers.WordBroadcastMask(2 * c)).AsInt16();
-                Vector256<short> scHi = Avx2.Shuffle(scales, SimdHelpers.WordBroadcastMask(2 * c + 1)).AsInt16();
-                int o = 64 * c;
-                sumi0 = Avx2.Add(sumi0, Chunk4(lo, hi, scLo, scHi, a0 + o));
-                sumi1 = Avx2.Add(sumi1, Chunk4(lo, hi, scLo, scHi, a1 + o));
-                sumi2 = Avx2.Add(sumi2, Chunk4(lo, hi, scLo, scHi, a2 + o));
-                sumi3 = Avx2.Add(sumi3, Chunk4(lo, hi, scLo, scHi, a3 + o));
+                var y = (BlockQ8K*)(rows + r * stride + (long)b * Q8_K.BlockBytes);
+                byte* t = tile + (long)b * PackedBlockBytes;
+                for (int j = 0; j < 8; j++)
+                    for (int k = 0; k < 8; k++)
+                        *(uint*)(t + 256 * j + 32 * k + 4 * r) = *(uint*)(y->Qs + 32 * j + 4 * k);
+                ((float*)(t + PackedScales))[r] = y->D;
+                for (int p = 0; p < 4; p++)
+                {
+                    short* pair = (short*)(t + PackedBlockSums + 32 * p + 4 * r);
+                    pair[0] = (short)(y->BSums[4 * p] + y->BSums[4 * p + 1]);
+                    pair[1] = (short)(y->BSums[4 * p + 2] + y->BSums[4 * p + 3]);
+                }
             }
-            Accumulate(x, (BlockQ8K*)y0, mins, sumi0, ref acc0, ref mins0);
-            Accumulate(x, (BlockQ8K*)(y0 + aStride), mins, sumi1, ref acc1, ref mins1);
-            Accumulate(x, (BlockQ8K*)(y0 + 2 * aStride), mins, sumi2, ref acc2, ref mins2);
-            Accumulate(x, (BlockQ8K*)(y0 + 3 * aStride), mins, sumi3, ref acc3, ref mins3);
-        }
-        result[0] = SimdHelpers.HorizontalSum(acc0) + SimdHelpers.HorizontalSum(mins0);
-        result[yStride] = SimdHelpers.HorizontalSum(acc1) + SimdHelpers.HorizontalSum(mins1);
-        result[2 * yStride] = SimdHelpers.HorizontalSum(acc2) + SimdHelpers.HorizontalSum(mins2);
-        result[3 * yStride] = SimdHelpers.HorizontalSum(acc3) + SimdHelpers.HorizontalSum(mins3);
-
-        // The same sub-block products as DotAvx2's Chunk, from nibbles already split.
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static Vector256<int> Chunk4(Vector256<byte> lo, Vector256<byte> hi, Vector256<short> scLo, Vector256<short> scHi, sbyte* q8)
-        {
-            Vector256<short> pLo = Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256(q8));
-            Vector256<short> pHi = Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256(q8 + 32));
-            return Avx2.Add(Avx2.MultiplyAddAdjacent(scLo, pLo), Avx2.MultiplyAddAdjacent(scHi, pHi));
         }
     }
 
     /// <summary>
-    /// One weight row against 8 Q8_K activation rows: the block's 8 nibble groups and scale vectors decoded once
-    /// into a stack buffer, 8 integer sums in registers (exact, so their order is free), then each row's float
-    /// steps exactly as <see cref="DotAvx2"/> (accumulators on the stack); every result is bit-identical to DotAvx2.
+    /// One weight row against a packed tile of 8 activation rows (<see cref="PackActivationTile"/>), results
+    /// <paramref name="yStride"/> floats apart: one activation row per vector lane, so each block's T and M come out
+    /// per row with no horizontal sums, and its float steps serve 8 rows at once; per row exactly
+    /// <see cref="DotAvx2"/>'s arithmetic. The 8 groups of a sub-block add up in int16 (8 · 2 · 15 · 128 < 32768)
+    /// and one madd with the sub-block's scale widens them.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void Dot8Avx2(byte* weights, byte* q8k, nint aStride, int n, float* result, nint yStride)
+    internal static void Dot8Packed(byte* weights, byte* tile, int n, float* result, nint yStride)
     {
         int blocks = n / BlockSize;
         var m4 = Vector256.Create((byte)0x0F);
-        Vector256<float>* acc = stackalloc Vector256<float>[8];
-        Vector128<float>* accMins = stackalloc Vector128<float>[8];
-        for (int k = 0; k < 8; k++) { acc[k] = default; accMins[k] = default; }
-        Vector256<byte>* qs = stackalloc Vector256<byte>[8];
-        Vector256<short>* scs = stackalloc Vector256<short>[8];
-        for (int i = 0; i < blocks; i++)
+        Vector256<float>* chains = stackalloc Vector256<float>[8];
+        for (int k = 0; k < 8; k++) chains[k] = default;
+        for (int b = 0; b < blocks; b++)
         {
-            var x = (BlockQ4K*)(weights + i * BlockBytes);
-            byte* y0 = q8k + i * Q8_K.BlockBytes;
-            byte* y4 = y0 + 4 * aStride;
+            var x = (BlockQ4K*)(weights + (long)b * BlockBytes);
+            byte* t = tile + (long)b * PackedBlockBytes;
             Vector256<short> scalesAndMins = SimdHelpers.ScalesAndMinsK4(x->Scales);
-            Vector128<short> mins = scalesAndMins.GetUpper();
-            Vector128<short> sc128 = scalesAndMins.GetLower();
-            Vector256<byte> scales = Vector256.Create(sc128, sc128).AsByte();
-            Decode(x->Qs, 0, scales, qs, scs, m4);
-            Decode(x->Qs, 1, scales, qs + 2, scs + 2, m4);
-            Decode(x->Qs, 2, scales, qs + 4, scs + 4, m4);
-            Decode(x->Qs, 3, scales, qs + 6, scs + 6, m4);
-            Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
-            Vector256<int> s4 = default, s5 = default, s6 = default, s7 = default;
-            for (int g = 0; g < 8; g++)
+            Vector128<short> scales8 = scalesAndMins.GetLower(), mins8 = scalesAndMins.GetUpper();
+            Vector256<byte> scales = Vector256.Create(scales8, scales8).AsByte();
+            Vector256<int> totals = default;
+            for (int c = 0; c < 4; c++)
             {
-                Vector256<byte> q = qs[g];
-                Vector256<short> sc = scs[g];
-                int o = 32 * g + 4; // 4: the activation block's f32 scale comes first
-                s0 = Avx2.Add(s0, Avx2.MultiplyAddAdjacent(sc, Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256((sbyte*)(y0 + o)))));
-                s1 = Avx2.Add(s1, Avx2.MultiplyAddAdjacent(sc, Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256((sbyte*)(y0 + aStride + o)))));
-                s2 = Avx2.Add(s2, Avx2.MultiplyAddAdjacent(sc, Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256((sbyte*)(y0 + 2 * aStride + o)))));
-                s3 = Avx2.Add(s3, Avx2.MultiplyAddAdjacent(sc, Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256((sbyte*)(y0 + 3 * aStride + o)))));
-                s4 = Avx2.Add(s4, Avx2.MultiplyAddAdjacent(sc, Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256((sbyte*)(y4 + o)))));
-                s5 = Avx2.Add(s5, Avx2.MultiplyAddAdjacent(sc, Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256((sbyte*)(y4 + aStride + o)))));
-                s6 = Avx2.Add(s6, Avx2.MultiplyAddAdjacent(sc, Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256((sbyte*)(y4 + 2 * aStride + o)))));
-                s7 = Avx2.Add(s7, Avx2.MultiplyAddAdjacent(sc, Avx2.MultiplyAddAdjacent(q, Avx.LoadVector256((sbyte*)(y4 + 3 * aStride + o)))));
+                Vector256<byte> bits = Avx.LoadVector256(x->Qs + 32 * c);
+                Vector256<byte> lo = Avx2.And(bits, m4);
+                Vector256<byte> hi = Avx2.And(Avx2.ShiftRightLogical(bits.AsUInt16(), 4).AsByte(), m4);
+                totals = Avx2.Add(totals, Avx2.MultiplyAddAdjacent(Q8Products.GroupPairSums(lo, t + 512 * c),
+                    Avx2.Shuffle(scales, SimdHelpers.WordBroadcastMask(2 * c)).AsInt16()));
+                totals = Avx2.Add(totals, Avx2.MultiplyAddAdjacent(Q8Products.GroupPairSums(hi, t + 512 * c + 256),
+                    Avx2.Shuffle(scales, SimdHelpers.WordBroadcastMask(2 * c + 1)).AsInt16()));
             }
-            Accumulate(x, (BlockQ8K*)y0, mins, s0, ref acc[0], ref accMins[0]);
-            Accumulate(x, (BlockQ8K*)(y0 + aStride), mins, s1, ref acc[1], ref accMins[1]);
-            Accumulate(x, (BlockQ8K*)(y0 + 2 * aStride), mins, s2, ref acc[2], ref accMins[2]);
-            Accumulate(x, (BlockQ8K*)(y0 + 3 * aStride), mins, s3, ref acc[3], ref accMins[3]);
-            Accumulate(x, (BlockQ8K*)y4, mins, s4, ref acc[4], ref accMins[4]);
-            Accumulate(x, (BlockQ8K*)(y4 + aStride), mins, s5, ref acc[5], ref accMins[5]);
-            Accumulate(x, (BlockQ8K*)(y4 + 2 * aStride), mins, s6, ref acc[6], ref accMins[6]);
-            Accumulate(x, (BlockQ8K*)(y4 + 3 * aStride), mins, s7, ref acc[7], ref accMins[7]);
+            Vector256<int> minPairs = Vector256.Create(mins8, mins8).AsInt32();
+            short* sums = (short*)(t + PackedBlockSums);
+            Vector256<int> mins = Avx2.Add(
+                Avx2.Add(Avx2.MultiplyAddAdjacent(Avx2.Shuffle(minPairs, 0x00).AsInt16(), Avx.LoadVector256(sums)),
+                    Avx2.MultiplyAddAdjacent(Avx2.Shuffle(minPairs, 0x55).AsInt16(), Avx.LoadVector256(sums + 16))),
+                Avx2.Add(Avx2.MultiplyAddAdjacent(Avx2.Shuffle(minPairs, 0xAA).AsInt16(), Avx.LoadVector256(sums + 32)),
+                    Avx2.MultiplyAddAdjacent(Avx2.Shuffle(minPairs, 0xFF).AsInt16(), Avx.LoadVector256(sums + 48))));
+            var a = Avx.LoadVector256((float*)(t + PackedScales));
+            var term = Term(a, Vector256.Create(Fp16.ToFloat(x->D)), Vector256.Create(Fp16.ToFloat(x->DMin)), totals, mins);
+            chains[b & 7] = Avx.Add(chains[b & 7], term);
         }
-        for (int k = 0; k < 8; k++)
-            result[k * yStride] = SimdHelpers.HorizontalSum(acc[k]) + SimdHelpers.HorizontalSum(accMins[k]);
-
-        // Chunk c (values 64c .. 64c + 63): its low and high nibbles and their scale vectors, as DotAvx2's Chunk.
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static void Decode(byte* q4, int c, Vector256<byte> scales, Vector256<byte>* q, Vector256<short>* sc, Vector256<byte> m4)
-        {
-            Vector256<byte> bits = Avx.LoadVector256(q4 + 32 * c);
-            q[0] = Avx2.And(bits, m4);
-            q[1] = Avx2.And(Avx2.ShiftRightLogical(bits.AsUInt16(), 4).AsByte(), m4);
-            sc[0] = Avx2.Shuffle(scales, SimdHelpers.WordBroadcastMask(2 * c)).AsInt16();
-            sc[1] = Avx2.Shuffle(scales, SimdHelpers.WordBroadcastMask(2 * c + 1)).AsInt16();
-        }
+        var total = Avx.Add(Avx.Add(Avx.Add(chains[0], chains[4]), Avx.Add(chains[2], chains[6])),
+            Avx.Add(Avx.Add(chains[1], chains[5]), Avx.Add(chains[3], chains[7])));
+        for (int k = 0; k < 8; k++) result[k * yStride] = total.GetElement(k);
     }
 
     /// <summary>
