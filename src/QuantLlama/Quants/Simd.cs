@@ -30,16 +30,30 @@ internal static unsafe class Simd
         return Avx2.CompareEqual(bytes, Vector256<byte>.AllBitsSet);
     }
 
-    /// <summary>The lane sums of eight int32 vectors, in order: [Σv0, ..., Σv7].</summary>
+    /// <summary>
+    /// The lane sums of eight int32 vectors, in order: [Σv0, ..., Σv7]. Built from unpacks and adds, one µop each,
+    /// rather than horizontal adds, which are multi-µop on Zen 3 and, with several per block, kept the row dots
+    /// from running far enough ahead of their loads: a 75 MB Q4_0 MatVec on one thread went from 9.7–11.1 to
+    /// 8.4–9.6 ms (in cache 9.3–9.4 → 9.1 µs per 64 × 4096).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<int> Sum8(Vector256<int> v0, Vector256<int> v1, Vector256<int> v2, Vector256<int> v3,
         Vector256<int> v4, Vector256<int> v5, Vector256<int> v6, Vector256<int> v7)
-    {
-        // Within each 128-bit half: [Σv0, Σv1, Σv2, Σv3] over that half's lanes, likewise for v4..v7; then the halves added.
-        var low = Avx2.HorizontalAdd(Avx2.HorizontalAdd(v0, v1), Avx2.HorizontalAdd(v2, v3));
-        var high = Avx2.HorizontalAdd(Avx2.HorizontalAdd(v4, v5), Avx2.HorizontalAdd(v6, v7));
-        return Avx2.Add(Avx2.Permute2x128(low, high, 0x20), Avx2.Permute2x128(low, high, 0x31));
-    }
+        => SumHalves(SumQuads(SumPairs(v0, v1), SumPairs(v2, v3)), SumQuads(SumPairs(v4, v5), SumPairs(v6, v7)));
+
+    /// <summary>First step of <see cref="Sum8"/>: per 128-bit half, (a0 + a2, b0 + b2, a1 + a3, b1 + b3).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> SumPairs(Vector256<int> a, Vector256<int> b) => Avx2.Add(Avx2.UnpackLow(a, b), Avx2.UnpackHigh(a, b));
+
+    /// <summary>Second step: two <see cref="SumPairs"/> results to per-half lane sums (Σa, Σb, Σc, Σd).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> SumQuads(Vector256<int> ab, Vector256<int> cd)
+        => Avx2.Add(Avx2.UnpackLow(ab.AsInt64(), cd.AsInt64()).AsInt32(), Avx2.UnpackHigh(ab.AsInt64(), cd.AsInt64()).AsInt32());
+
+    /// <summary>Last step: the two halves of each <see cref="SumQuads"/> result added, the first's four sums first.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> SumHalves(Vector256<int> low, Vector256<int> high)
+        => Avx2.Add(Avx2.Permute2x128(low, high, 0x20), Avx2.Permute2x128(low, high, 0x31));
 
     /// <summary>Sums of four adjacent unsigned-by-signed byte products, as 8 int32 lanes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
