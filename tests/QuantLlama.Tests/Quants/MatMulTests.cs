@@ -151,6 +151,63 @@ public class MatMulTests
         }
     }
 
+    /// <summary>
+    /// The tiles' integer sums at their limits: every weight quant at its largest magnitude (Q4_0 and Q4_K nibbles
+    /// 15, Q4_K scales and mins 63, Q8_0 quants -128) against activations that quantize to the extreme (-1 gives
+    /// Q8_0's -127 and Q8_K's -128). Q4_0's and Q4_K's tiles add 8 groups of pair sums in int16 (8 · 2 · 15 · 128 =
+    /// 30720 for Q4_K), and Q8_0's pairs reach 2 · 128 · 127. Any overflow or saturation would show as a difference
+    /// from the scalar path, whose sums are plain ints; MatMat must also equal MatVec to the bit.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TiledTypes))]
+    public unsafe void TilesKeepExactSumsAtExtremeQuants(GgmlType type)
+    {
+        if (type == GgmlType.Q6_K) return; // its tiles add in 32 bits (covered by the random tests)
+        const int rows = 9, n = 9;
+        int cols = IsKQuant(type) ? 512 : 256;
+        long rowBytes = GgmlTypeInfo.RowBytes(type, cols);
+        var w = new byte[rowBytes * rows];
+        int blockBytes = (int)GgmlTypeInfo.RowBytes(type, GgmlTypeInfo.BlockSize(type));
+        for (int b = 0; b < w.Length / blockBytes; b++)
+        {
+            var block = w.AsSpan(b * blockBytes, blockBytes);
+            block.Fill(type == GgmlType.Q8_0 ? (byte)0x80 : (byte)0xFF); // quants (and Q4_K's 12 scale bytes: 63 each)
+            BitConverter.TryWriteBytes(block, (Half)(0.25 + 0.125 * (b % 3)));          // d
+            if (type == GgmlType.Q4_K) BitConverter.TryWriteBytes(block[2..], (Half)0.5); // dmin
+        }
+        var x = new float[n * cols];
+        Array.Fill(x, -1f);
+        for (int i = 0; i < n; i++) x[i * cols + i] = -0.999f; // rows differ a little
+        var y = new float[n * rows];
+        var reference = new float[rows];
+        var saved = Kernels.Path;
+        try
+        {
+            fixed (byte* wp = w)
+            {
+                MatMul.MatMat(type, wp, rows, cols, x, n, y);
+                for (int i = 0; i < n; i++)
+                {
+                    var yi = new float[rows];
+                    MatMul.MatVec(type, wp, rows, cols, x.AsSpan(i * cols, cols), yi);
+                    Kernels.Path = KernelPath.Scalar;
+                    MatMul.MatVec(type, wp, rows, cols, x.AsSpan(i * cols, cols), reference);
+                    Kernels.Path = saved;
+                    for (int r = 0; r < rows; r++)
+                    {
+                        Assert.Equal(BitConverter.SingleToInt32Bits(yi[r]), BitConverter.SingleToInt32Bits(y[i * rows + r]));
+                        Assert.True(Math.Abs(y[i * rows + r] - reference[r]) <= 1e-5 * Math.Abs(reference[r]),
+                            $"{type} activation {i} row {r}: {y[i * rows + r]:R}, scalar path {reference[r]:R}");
+                    }
+                }
+            }
+        }
+        finally
+        {
+            Kernels.Path = saved;
+        }
+    }
+
     [Fact]
     public unsafe void ResultsDoNotDependOnThreadCount()
     {
