@@ -138,8 +138,7 @@ public static unsafe class MatMul
         int totalRows = 0;
         bool dot4Path = n >= Tile && TilesOn(Kernels.Path);
         bool dot8Path = n >= WideTile && TilesOn(Kernels.Path) && WideTiles;
-        TypeKernel packer = default;
-        bool anyPacked = false;
+        TypeKernel packer = default; // the first part's with packed tiles, if any (see below)
         for (int p = 0; p < count; p++)
         {
             var kernel = QuantKernels.Get(products[p].Type);
@@ -151,7 +150,7 @@ public static unsafe class MatMul
                 UseDot8Packed = dot8Path && kernel.Dot8PackedAvx2 != null,
                 Dot = RowDot(kernel, Kernels.Path),
             };
-            if (parts[p].UseDot8Packed && !anyPacked) { packer = kernel; anyPacked = true; }
+            if (parts[p].UseDot8Packed && packer.PackActivationTile == null) packer = kernel;
             totalRows += products[p].Rows;
         }
         if (totalRows == 0) return;
@@ -171,7 +170,7 @@ public static unsafe class MatMul
             job.Activation = Scratch(ref _scratch, activationRowBytes * n);
             if (parallel && n >= 8) WorkerPool.Run(n, &QuantizeActivationRow, &job);
             else for (int i = 0; i < n; i++) QuantizeActivationRow(&job, i);
-            if (anyPacked)
+            if (packer.PackActivationTile != null)
             {
                 // Packed kernels over one activation form read one tile form (Q8Products' for Q4_0/Q8_0, Q4_K's for Q8_K),
                 // so the first one's packer serves the whole group.

@@ -103,11 +103,21 @@ internal static unsafe class Q8Products
             {
                 byte* t = tile + (long)b * PackedBlockBytes;
                 byte* quants = row + (long)b * Q8_0.TypeSize + 2;
-                for (int g = 0; g < 8; g++) *(uint*)(t + 32 * g + 4 * r) = *(uint*)(quants + 4 * g);
+                PackGroups(quants, r, t);
                 ((float*)(t + PackedScales))[r] = scales[b];
                 ((int*)(t + PackedSums))[r] = sums[b];
             }
         }
+    }
+
+    /// <summary>
+    /// Row <paramref name="r"/>'s 32 quants into a tile block's groups: group g (values 4g..4g+3) of the 8 rows at
+    /// <paramref name="dest"/> + 32g, 4 bytes per row; the layout <see cref="GroupPairSums"/> reads.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void PackGroups(byte* quants, int r, byte* dest)
+    {
+        for (int g = 0; g < 8; g++) *(uint*)(dest + 32 * g + 4 * r) = *(uint*)(quants + 4 * g);
     }
 
     /// <summary>The sum of a block's 32 signed quants.</summary>
@@ -169,7 +179,20 @@ internal static unsafe class Q8Products
             byte* x = w + i * ts, y = a + i * Q8_0.TypeSize;
             c[i & 7] = MathF.FusedMultiplyAdd(Fp16.ToFloat(*(ushort*)x) * aInfo[i], Simd.HSum(TWeights.BlockSums(x, y)), c[i & 7]);
         }
-        return ((c[0] + c[4]) + (c[2] + c[6])) + ((c[1] + c[5]) + (c[3] + c[7]));
+        return SumChains(c);
+    }
+
+    /// <summary>The 8 chains' sum in the fixed order every kernel of this arithmetic shares (Q4_K's too).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static float SumChains(float* c) => ((c[0] + c[4]) + (c[2] + c[6])) + ((c[1] + c[5]) + (c[3] + c[7]));
+
+    /// <summary><see cref="SumChains(float*)"/> for 8 activation rows at once (lane r for row r), each row's result stored <paramref name="yStride"/> floats apart.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void StoreChainSums(Vector256<float> c0, Vector256<float> c1, Vector256<float> c2, Vector256<float> c3,
+        Vector256<float> c4, Vector256<float> c5, Vector256<float> c6, Vector256<float> c7, float* y, nint yStride)
+    {
+        var total = Avx.Add(Avx.Add(Avx.Add(c0, c4), Avx.Add(c2, c6)), Avx.Add(Avx.Add(c1, c5), Avx.Add(c3, c7)));
+        for (int k = 0; k < 8; k++) y[k * yStride] = total.GetElement(k);
     }
 
     /// <summary>
@@ -196,8 +219,7 @@ internal static unsafe class Q8Products
             for (; b < nb; b++) chains[b & 7] = TileStep<TWeights>(w, tile, b, chains[b & 7]);
             c0 = chains[0]; c1 = chains[1]; c2 = chains[2]; c3 = chains[3]; c4 = chains[4]; c5 = chains[5]; c6 = chains[6]; c7 = chains[7];
         }
-        var total = Avx.Add(Avx.Add(Avx.Add(c0, c4), Avx.Add(c2, c6)), Avx.Add(Avx.Add(c1, c5), Avx.Add(c3, c7)));
-        for (int k = 0; k < 8; k++) y[k * yStride] = total.GetElement(k);
+        StoreChainSums(c0, c1, c2, c3, c4, c5, c6, c7, y, yStride);
     }
 
     /// <summary>One block of a tile: chain = fma(d_w·d_y, Σ w·y, chain) for 8 activation rows.</summary>

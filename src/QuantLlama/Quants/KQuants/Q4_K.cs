@@ -166,7 +166,7 @@ public static unsafe class Q4_K
             int total = Simd.HSum(BlockSums(x, y, out var mins));
             c[i & 7] += KQuantMath.ScaleMinTerm(y->D, x->D, x->DMin, total, Vector128.Sum(mins));
         }
-        return ((c[0] + c[4]) + (c[2] + c[6])) + ((c[1] + c[5]) + (c[3] + c[7]));
+        return Q8Products.SumChains(c);
     }
 
     /// <summary>
@@ -243,9 +243,7 @@ public static unsafe class Q4_K
             {
                 var y = (BlockQ8K*)(rows + r * stride + (long)b * Q8_K.BlockBytes);
                 byte* t = tile + (long)b * PackedBlockBytes;
-                for (int j = 0; j < 8; j++)
-                    for (int k = 0; k < 8; k++)
-                        *(uint*)(t + 256 * j + 32 * k + 4 * r) = *(uint*)(y->Qs + 32 * j + 4 * k);
+                for (int j = 0; j < 8; j++) Q8Products.PackGroups((byte*)y->Qs + 32 * j, r, t + 256 * j);
                 ((float*)(t + PackedScales))[r] = y->D;
                 for (int p = 0; p < 4; p++)
                 {
@@ -300,9 +298,7 @@ public static unsafe class Q4_K
             var term = Term(a, Vector256.Create(Fp16.ToFloat(x->D)), Vector256.Create(Fp16.ToFloat(x->DMin)), totals, mins);
             chains[b & 7] = Avx.Add(chains[b & 7], term);
         }
-        var total = Avx.Add(Avx.Add(Avx.Add(chains[0], chains[4]), Avx.Add(chains[2], chains[6])),
-            Avx.Add(Avx.Add(chains[1], chains[5]), Avx.Add(chains[3], chains[7])));
-        for (int k = 0; k < 8; k++) result[k * yStride] = total.GetElement(k);
+        Q8Products.StoreChainSums(chains[0], chains[1], chains[2], chains[3], chains[4], chains[5], chains[6], chains[7], result, yStride);
     }
 
     /// <summary>
