@@ -275,16 +275,11 @@ public static unsafe class MatMul
         }
         if (part->UseDot8) i = RunTiles(part->Kernel.Dot8Avx2, WideTile, job, part, r0, r1, i);
         if (part->UseDot4) i = RunTiles(part->Kernel.Dot4Avx2, Tile, job, part, r0, r1, i);
-        bool prefetch = Sse.IsSupported && n == 1 && wBytes < PrefetchDistance;
         for (; i < n; i++)
         {
             byte* a = job->Activation + i * aBytes;
             float* y = part->Y + (long)i * rows;
-            for (int r = r0; r < r1; r++)
-            {
-                if (prefetch) PrefetchAhead(weights + r * wBytes, wBytes);
-                y[r] = dot(weights + r * wBytes, a, cols);
-            }
+            for (int r = r0; r < r1; r++) y[r] = dot(weights + r * wBytes, a, cols);
         }
     }
 
@@ -301,26 +296,6 @@ public static unsafe class MatMul
                 tile(part->Weights + r * wBytes, a, (nint)aBytes, job->Cols, y + r, rows);
         }
         return i;
-    }
-
-    /// <summary>
-    /// One page ahead, for rows shorter than a page: measured on Zen 3 with TinyLlama-shape models, Q4_K_M generation
-    /// went from 23.8 to 29.6 tokens/s on 2 threads and one thread's CPU time per run fell 10–15 % (0 and 8192 bytes:
-    /// no better); Q4_0 and Q8_0 were unchanged within noise; F16, whose 4 KiB rows the hardware streams anyway,
-    /// lost 5–10 % to the 64-line bursts, hence the row-length limit.
-    /// </summary>
-    private const long PrefetchDistance = 4096;
-
-    /// <summary>
-    /// Asks for the weight bytes <see cref="PrefetchDistance"/> ahead of a row (one row's worth) before the row's
-    /// dot in a matrix-vector product: the hardware prefetchers stop at each 4 KiB page, so without this every page
-    /// of the weights starts with a wait on memory.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void PrefetchAhead(byte* row, long rowBytes)
-    {
-        byte* ahead = row + PrefetchDistance;
-        for (long o = 0; o < rowBytes; o += 64) Sse.Prefetch0(ahead + o);
     }
 
     /// <summary>One of the calling thread's activation buffers, grown (pinned) when too small; never shrinks.</summary>

@@ -41,6 +41,7 @@ public static unsafe class F32
         int i = 0;
         for (; i + 32 <= n; i += 32)
         {
+            Simd.PrefetchWeights((byte*)(x + i), 32 * sizeof(float));
             s0 = Fma.MultiplyAdd(Avx.LoadVector256(x + i), Avx.LoadVector256(y + i), s0);
             s1 = Fma.MultiplyAdd(Avx.LoadVector256(x + i + 8), Avx.LoadVector256(y + i + 8), s1);
             s2 = Fma.MultiplyAdd(Avx.LoadVector256(x + i + 16), Avx.LoadVector256(y + i + 16), s2);
@@ -60,6 +61,7 @@ public static unsafe class F32
         int i = 0;
         for (; i + 32 <= n; i += 32)
         {
+            Simd.PrefetchWeights((byte*)(x + i), 32 * sizeof(float));
             s0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + i), Avx512F.LoadVector512(y + i), s0);
             s1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + i + 16), Avx512F.LoadVector512(y + i + 16), s1);
         }
@@ -282,6 +284,7 @@ public abstract unsafe class HalfRows<TFormat> where TFormat : struct, IHalfForm
         int i = 0;
         for (; i + 16 <= n; i += 16)
         {
+            if ((i & 16) == 0) Simd.PrefetchWeights((byte*)(x + i), 64);
             TFormat.LoadScaled16(x + i, out var even, out var odd, ref magnitudes);
             s0 = Fma.MultiplyAdd(even, Avx.LoadVector256(y + i), s0);
             s1 = Fma.MultiplyAdd(odd, Avx.LoadVector256(y + i + 8), s1);

@@ -120,6 +120,7 @@ public static unsafe class Q5_0
         byte* end = w + (nb & ~1) * TypeSize;
         for (; x < end; x += 2 * TypeSize, y += 2 * Q8_0.TypeSize)
         {
+            Simd.PrefetchWeights(x, 2 * TypeSize);
             var d0 = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
             var d1 = Vector256.Create(Fp16.ToFloat(*(ushort*)(x + TypeSize)) * Fp16.ToFloat(*(ushort*)(y + Q8_0.TypeSize)));
             // Where the fifth bit is clear the value is nibble - 16: set the top nibble (two's complement).

@@ -124,6 +124,7 @@ public static unsafe class Q5_1
         byte* end = w + (nb & ~1) * TypeSize;
         for (; x < end; x += 2 * TypeSize, y += 2 * Q8_1.TypeSize)
         {
+            Simd.PrefetchWeights(x, 2 * TypeSize);
             summs0 += Fp16.ToFloat(*(ushort*)(x + 2)) * Fp16.ToFloat(*(ushort*)(y + 2));
             summs1 += Fp16.ToFloat(*(ushort*)(x + TypeSize + 2)) * Fp16.ToFloat(*(ushort*)(y + Q8_1.TypeSize + 2));
             var d0 = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));

@@ -159,6 +159,7 @@ internal static unsafe class Q8Products
         for (; i + 8 <= nb; i += 8)
         {
             byte* x = w + i * ts, y = a + i * Q8_0.TypeSize;
+            Simd.PrefetchWeights(x, 8 * ts);
             var sums = TWeights.CompleteSums8(Simd.Sum8(
                 TWeights.PartialBlockSums(x, y), TWeights.PartialBlockSums(x + ts, y + Q8_0.TypeSize),
                 TWeights.PartialBlockSums(x + 2 * ts, y + 2 * Q8_0.TypeSize), TWeights.PartialBlockSums(x + 3 * ts, y + 3 * Q8_0.TypeSize),

@@ -8,6 +8,24 @@ namespace QuantLlama.Quants;
 /// <summary>Building blocks shared by the SIMD kernels (the same steps ggml's x86/ARM kernels use).</summary>
 internal static unsafe class Simd
 {
+    /// <summary>How far ahead of the weights it is reading a row dot asks for more (<see cref="PrefetchWeights"/>).</summary>
+    internal const int WeightPrefetchDistance = 2048;
+
+    /// <summary>
+    /// Asks for the weight lines <see cref="WeightPrefetchDistance"/> bytes past [p, p + bytes), the bytes a row dot's
+    /// step is about to read. Generation streams every weight once per token; a steady request a few dozen lines
+    /// ahead keeps more reads in flight than the kernels' loads alone, whose long instruction runs between loads leave
+    /// the hardware prefetchers behind (measured on Zen 3, TinyLlama shape, 2 threads: Q8_0 15 -> 19.5 tokens/s, Q4_0
+    /// 28 -> 33, F16 10 -> 12.5; 1024 and 4096 bytes ahead were slower than 2048). Past the end of the weights this
+    /// only asks for lines that are never read: a prefetch does not fault.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void PrefetchWeights(byte* p, int bytes)
+    {
+        if (!Sse.IsSupported) return;
+        byte* ahead = p + WeightPrefetchDistance;
+        for (int o = 0; o < bytes; o += 64) Sse.Prefetch0(ahead + o);
+    }
     /// <summary>32 nibbles (16 bytes) to 32 bytes: low nibbles in lanes 0-15, high nibbles in lanes 16-31.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<byte> BytesFromNibbles32(byte* p)

@@ -183,6 +183,7 @@ public static unsafe class Q2_K
         for (int i = 0; i < blocks; i++)
         {
             var x = (BlockQ2K*)(weights + i * BlockBytes);
+            Simd.PrefetchWeights((byte*)x, BlockBytes);
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
             float dAll = y->D * Fp16.ToFloat(x->D);
             float dMin = -y->D * Fp16.ToFloat(x->DMin);

@@ -190,6 +190,7 @@ public static unsafe class Q3_K
         for (int i = 0; i < blocks; i++)
         {
             var x = (BlockQ3K*)(weights + i * BlockBytes);
+            Simd.PrefetchWeights((byte*)x, BlockBytes);
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
             float d = y->D * Fp16.ToFloat(x->D);
             Vector128<sbyte> scales = Sse2.Subtract(KQuantMath.UnpackQ3ScalesBiased(x->Scales).AsSByte(), bias);

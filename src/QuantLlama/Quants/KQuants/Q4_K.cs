@@ -144,6 +144,7 @@ public static unsafe class Q4_K
         {
             var x = (BlockQ4K*)(weights + i * BlockBytes);
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
+            Simd.PrefetchWeights((byte*)x, 8 * BlockBytes);
             // Four blocks at a time, their sums added horizontally at once, so that few vectors are live.
             var s0123 = FourBlockSums(x, y, out var m0123);
             var s4567 = FourBlockSums(x + 4, y + 4, out var m4567);
@@ -163,6 +164,7 @@ public static unsafe class Q4_K
         {
             var x = (BlockQ4K*)(weights + i * BlockBytes);
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
+            Simd.PrefetchWeights((byte*)x, BlockBytes);
             int total = Simd.HSum(BlockSums(x, y, out var mins));
             c[i & 7] += KQuantMath.ScaleMinTerm(y->D, x->D, x->DMin, total, Vector128.Sum(mins));
         }

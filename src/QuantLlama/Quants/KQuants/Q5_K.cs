@@ -142,6 +142,7 @@ public static unsafe class Q5_K
         for (int i = 0; i < blocks; i++)
         {
             var x = (BlockQ5K*)(weights + i * BlockBytes);
+            Simd.PrefetchWeights((byte*)x, BlockBytes);
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
             float d = y->D * KQuantMath.FromHalfBits(x->D);
             float dmin = -y->D * KQuantMath.FromHalfBits(x->DMin);

@@ -192,6 +192,7 @@ public static unsafe class Q6_K
             var y0 = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
             var x1 = (BlockQ6K*)((byte*)x0 + BlockBytes);
             var y1 = (BlockQ8K*)((byte*)y0 + Q8_K.BlockBytes);
+            Simd.PrefetchWeights((byte*)x0, 2 * BlockBytes);
             Vector256<int> sumi0 = BlockSum(x0, y0, m4, m2, m2x4);
             Vector256<int> sumi1 = BlockSum(x1, y1, m4, m2, m2x4);
             acc = Fma.MultiplyAdd(Vector256.Create(y0->D * Fp16.ToFloat(x0->D)), Avx.ConvertToVector256Single(sumi0), acc);
