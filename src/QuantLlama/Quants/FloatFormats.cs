@@ -284,7 +284,7 @@ public abstract unsafe class HalfRows<TFormat> where TFormat : struct, IHalfForm
         int i = 0;
         for (; i + 16 <= n; i += 16)
         {
-            if ((i & 16) == 0) Simd.PrefetchWeights((byte*)(x + i), 64);
+            if ((i & 16) == 0) Simd.PrefetchWeights((byte*)(x + i), 64); // one request per 64 bytes: every other step
             TFormat.LoadScaled16(x + i, out var even, out var odd, ref magnitudes);
             s0 = Fma.MultiplyAdd(even, Avx.LoadVector256(y + i), s0);
             s1 = Fma.MultiplyAdd(odd, Avx.LoadVector256(y + i + 8), s1);

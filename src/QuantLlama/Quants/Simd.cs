@@ -17,7 +17,8 @@ internal static unsafe class Simd
     /// ahead keeps more reads in flight than the kernels' loads alone, whose long instruction runs between loads leave
     /// the hardware prefetchers behind (measured on Zen 3, TinyLlama shape, 2 threads: Q8_0 15 -> 19.5 tokens/s, Q4_0
     /// 28 -> 33, F16 10 -> 12.5; 1024 and 4096 bytes ahead were slower than 2048). Past the end of the weights this
-    /// only asks for lines that are never read: a prefetch does not fault.
+    /// only asks for lines that are never read: a prefetch does not fault. (.NET exposes no prefetch on Arm64, so the
+    /// AdvSimd kernels rely on the hardware alone.)
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void PrefetchWeights(byte* p, int bytes)
@@ -26,6 +27,7 @@ internal static unsafe class Simd
         byte* ahead = p + WeightPrefetchDistance;
         for (int o = 0; o < bytes; o += 64) Sse.Prefetch0(ahead + o);
     }
+
     /// <summary>32 nibbles (16 bytes) to 32 bytes: low nibbles in lanes 0-15, high nibbles in lanes 16-31.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<byte> BytesFromNibbles32(byte* p)

@@ -114,6 +114,62 @@ public class MatMulTests
         }
     }
 
+    /// <summary>
+    /// Weights that end exactly where an inaccessible page begins, as the last tensor of a mapped file may: every
+    /// kernel (row dots, tiles) must read no byte past the weights, and the row dots' requests for the weights 2 KiB
+    /// ahead (<see cref="Simd.PrefetchWeights"/>) must not fault there. A read of the guard page kills the test run;
+    /// the results must equal those over a managed copy of the same bytes, bit for bit.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(WeightTypes))]
+    public unsafe void KernelsReadNothingPastTheWeights(GgmlType type)
+    {
+        if (!OperatingSystem.IsLinux()) return; // mmap/mprotect below
+        int cols = IsKQuant(type) ? 512 : 96;
+        const int rows = 11, n = 9;
+        long bytes = GgmlTypeInfo.RowBytes(type, cols) * rows;
+        var w = new byte[bytes];
+        Quantizer.QuantizeRow(type, TestRows.Random(rows * cols, 31), w);
+        var x = TestRows.Random(n * cols, 32);
+        const long page = 4096;
+        long dataPages = (bytes + page - 1) / page;
+        nint map = GuardPage.mmap(0, (nuint)((dataPages + 1) * page), 3 /* read, write */, 0x22 /* private, anonymous */, -1, 0);
+        Assert.NotEqual(-1, (long)map);
+        try
+        {
+            Assert.Equal(0, GuardPage.mprotect(map + (nint)(dataPages * page), (nuint)page, 0 /* none */));
+            byte* atEnd = (byte*)map + dataPages * page - bytes;
+            w.AsSpan().CopyTo(new Span<byte>(atEnd, (int)bytes));
+            var expectedVec = new float[rows];
+            var expectedMat = new float[n * rows];
+            fixed (byte* wp = w)
+            {
+                MatMul.MatVec(type, wp, rows, cols, x.AsSpan(0, cols), expectedVec);
+                MatMul.MatMat(type, wp, rows, cols, x, n, expectedMat);
+            }
+            var y = new float[rows];
+            var yMat = new float[n * rows];
+            MatMul.MatVec(type, atEnd, rows, cols, x.AsSpan(0, cols), y);
+            MatMul.MatMat(type, atEnd, rows, cols, x, n, yMat);
+            Assert.Equal(expectedVec, y);
+            Assert.Equal(expectedMat, yMat);
+        }
+        finally
+        {
+            GuardPage.munmap(map, (nuint)((dataPages + 1) * page));
+        }
+    }
+
+    private static class GuardPage
+    {
+        [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+        public static extern nint mmap(nint addr, nuint length, int prot, int flags, int fd, nint offset);
+        [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+        public static extern int mprotect(nint addr, nuint length, int prot);
+        [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+        public static extern int munmap(nint addr, nuint length);
+    }
+
     public static readonly TheoryData<GgmlType> TiledTypes = new() { GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K };
 
     /// <summary>
