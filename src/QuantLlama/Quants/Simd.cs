@@ -63,16 +63,16 @@ internal static unsafe class Simd
 
     /// <summary>First step of <see cref="Sum8"/>: per 128-bit half, (a0 + a2, b0 + b2, a1 + a3, b1 + b3).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<int> SumPairs(Vector256<int> a, Vector256<int> b) => Avx2.Add(Avx2.UnpackLow(a, b), Avx2.UnpackHigh(a, b));
+    private static Vector256<int> SumPairs(Vector256<int> a, Vector256<int> b) => Avx2.Add(Avx2.UnpackLow(a, b), Avx2.UnpackHigh(a, b));
 
     /// <summary>Second step: two <see cref="SumPairs"/> results to per-half lane sums (Σa, Σb, Σc, Σd).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<int> SumQuads(Vector256<int> ab, Vector256<int> cd)
+    private static Vector256<int> SumQuads(Vector256<int> ab, Vector256<int> cd)
         => Avx2.Add(Avx2.UnpackLow(ab.AsInt64(), cd.AsInt64()).AsInt32(), Avx2.UnpackHigh(ab.AsInt64(), cd.AsInt64()).AsInt32());
 
     /// <summary>Last step: the two halves of each <see cref="SumQuads"/> result added, the first's four sums first.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<int> SumHalves(Vector256<int> low, Vector256<int> high)
+    private static Vector256<int> SumHalves(Vector256<int> low, Vector256<int> high)
         => Avx2.Add(Avx2.Permute2x128(low, high, 0x20), Avx2.Permute2x128(low, high, 0x31));
 
     /// <summary>Sums of four adjacent unsigned-by-signed byte products, as 8 int32 lanes.</summary>

@@ -207,6 +207,9 @@ public class MatMulTests
         }
     }
 
+    /// <summary>The types whose tiles add in int16 over a packed activation (Q6_K's add in 32 bits).</summary>
+    public static readonly TheoryData<GgmlType> PackedTileTypes = new() { GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K };
+
     /// <summary>
     /// The tiles' integer sums at their limits: every weight quant at its largest magnitude (Q4_0 and Q4_K nibbles
     /// 15, Q4_K scales and mins 63, Q8_0 quants -128) against activations that quantize to the extreme (-1 gives
@@ -214,9 +217,6 @@ public class MatMulTests
     /// 30720 for Q4_K), and Q8_0's pairs reach 2 · 128 · 127. Any overflow or saturation would show as a difference
     /// from the scalar path, whose sums are plain ints; MatMat must also equal MatVec to the bit.
     /// </summary>
-    /// <summary>The types whose tiles add in int16 over a packed activation (Q6_K's add in 32 bits).</summary>
-    public static readonly TheoryData<GgmlType> PackedTileTypes = new() { GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K };
-
     [Theory]
     [MemberData(nameof(PackedTileTypes))]
     public unsafe void TilesKeepExactSumsAtExtremeQuants(GgmlType type)
