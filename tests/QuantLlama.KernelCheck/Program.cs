@@ -16,9 +16,11 @@ using QuantLlama.Tokenizers;
 
 unsafe
 {
-    Console.WriteLine($"cpu: {RuntimeInformation.ProcessArchitecture}, cores: {Environment.ProcessorCount}, " +
-        $"avx2: {Avx2.IsSupported}, avx512f: {Avx512F.IsSupported}, avx512bw: {Avx512BW.IsSupported}, " +
-        $"avx-vnni: {AvxVnni.IsSupported}");
+    Console.WriteLine($"cpu: {RuntimeInformation.ProcessArchitecture}, cores: {Environment.ProcessorCount}, " + (
+        RuntimeInformation.ProcessArchitecture == Architecture.Arm64
+            ? $"advsimd: {System.Runtime.Intrinsics.Arm.AdvSimd.Arm64.IsSupported}, dotprod: {System.Runtime.Intrinsics.Arm.Dp.IsSupported}"
+            : $"avx2: {Avx2.IsSupported}, avx512f: {Avx512F.IsSupported}, avx512bw: {Avx512BW.IsSupported}, " +
+              $"avx-vnni: {AvxVnni.IsSupported}"));
     Console.WriteLine("paths: " + string.Join(", ", Kernels.Supported));
     GgmlType[] types = [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0,
         GgmlType.Q5_1, GgmlType.Q8_0, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];

@@ -286,23 +286,6 @@ public static unsafe class Q8_0
     }
 }
 
-/// <summary>Signed byte dot products on ARM: SDOT where the CPU has it, widening multiplies where not.</summary>
-internal static class ArmDot
-{
-    /// <summary>4 int32 lanes whose total is dot(x0, y0) + dot(x1, y1).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector128<int> DotI8(Vector128<sbyte> x0, Vector128<sbyte> y0, Vector128<sbyte> x1, Vector128<sbyte> y1)
-    {
-        if (Dp.IsSupported)
-            return Dp.DotProduct(Dp.DotProduct(Vector128<int>.Zero, x0, y0), x1, y1);
-        var p0 = AdvSimd.MultiplyWideningLower(x0.GetLower(), y0.GetLower());
-        p0 = AdvSimd.MultiplyWideningUpperAndAdd(p0, x0, y0);
-        var p1 = AdvSimd.MultiplyWideningLower(x1.GetLower(), y1.GetLower());
-        p1 = AdvSimd.MultiplyWideningUpperAndAdd(p1, x1, y1);
-        return AdvSimd.AddPairwiseWideningAndAdd(AdvSimd.AddPairwiseWidening(p0), p1);
-    }
-}
-
 /// <summary>Block-count checks shared by the row quantizers and dequantizers.</summary>
 internal static class Blocks
 {

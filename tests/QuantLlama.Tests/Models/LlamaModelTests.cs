@@ -6,7 +6,6 @@ using QuantLlama.Sampling;
 using QuantLlama.Tensors;
 using QuantLlama.Tests.Oracle;
 using QuantLlama.Tokenizers;
-using Xunit.Abstractions;
 
 namespace QuantLlama.Tests;
 

@@ -46,8 +46,22 @@ public static unsafe class GgmlNative
     private static delegate* unmanaged<GgmlType, TypeTraits*> _getTypeTraits;
     private static delegate* unmanaged<GgmlType, TypeTraitsCpu*> _getTypeTraitsCpu;
 
-    /// <summary>Folder holding the AVX2 build of llama.cpp's native libraries in the test output.</summary>
-    public static string NativeDirectory => Path.Combine(AppContext.BaseDirectory, "runtimes", "linux-x64", "native", "avx2");
+    /// <summary>
+    /// Folder holding llama.cpp's native libraries in the test output: the AVX2 build on x64, the only build on
+    /// ARM64 (where the suite runs as a self-contained publish; see docs/testing.md).
+    /// </summary>
+    public static string NativeDirectory => RuntimeInformation.ProcessArchitecture == Architecture.Arm64
+        ? Path.Combine(AppContext.BaseDirectory, "runtimes", "linux-arm64", "native")
+        : Path.Combine(AppContext.BaseDirectory, "runtimes", "linux-x64", "native", "avx2");
+
+    /// <summary>
+    /// True where llama.cpp's reference quantizers give the bytes of its x64 build, which ours give on every CPU.
+    /// Its ARM64 build differs where the C source leaves the result to the compiler or the CPU: multiply-adds in
+    /// the k-quant scale searches are fused (its libggml-base has fmadd in quantize_row_q2_K_ref … q6_K_ref; the
+    /// x64 build has no FMA instruction at all), and an infinite x/d (a subnormal scale) converts to an integer
+    /// by saturating, where x86 gives 0x80000000.
+    /// </summary>
+    public static bool QuantizesLikeX64 => RuntimeInformation.ProcessArchitecture == Architecture.X64;
 
     /// <summary>Path of one of the native libraries (e.g. "libggml-base.so").</summary>
     public static string LibraryPath(string fileName) => Path.Combine(NativeDirectory, fileName);

@@ -5,7 +5,8 @@ using QuantLlama.Tests.Oracle;
 namespace QuantLlama.Tests.Quants;
 
 /// <summary>
-/// Our quantizers, dequantizers and dots against llama.cpp's ggml (LLamaSharp.Backend.Cpu 0.30.0, AVX2 build).
+/// Our quantizers, dequantizers and dots against llama.cpp's ggml (LLamaSharp.Backend.Cpu 0.30.0: the AVX2 build on
+/// x64, the ARM64 build on ARM64).
 /// Quantized bytes and dequantized floats must be identical. Dots are compared on the same activation bytes
 /// (ggml-cpu's own from_float output, which our activation quantizer must also reproduce byte for byte), so
 /// both sides sum the same exact integer block products and differ only in the order of float additions:
@@ -25,6 +26,13 @@ public class GgmlDifferentialTests
 
     private static readonly int[] Lengths = [32, 96, 288, 2048];
 
+    /// <summary>
+    /// With a subnormal scale, 1/d is infinite and ggml's C quantizers convert an infinity or a NaN to an integer,
+    /// which C leaves undefined: off x64, llama.cpp's bytes for those rows are its CPU's (see
+    /// <see cref="GgmlNative.QuantizesLikeX64"/>), and are not compared.
+    /// </summary>
+    private static bool GgmlBytesDependOnTheCpu(string rowName) => rowName == "subnormal-scale" && !GgmlNative.QuantizesLikeX64;
+
     [Theory]
     [MemberData(nameof(QuantTypes))]
     public void QuantizedBytesAreIdenticalToGgmlQuantizeChunk(GgmlType type)
@@ -33,6 +41,7 @@ public class GgmlDifferentialTests
         {
             foreach (var (name, row) in TestRows.All(n))
             {
+                if (GgmlBytesDependOnTheCpu(name)) continue;
                 var expected = GgmlNative.QuantizeChunk(type, row, n);
                 var actual = new byte[expected.Length];
                 Quantizer.QuantizeRow(type, row, actual);
@@ -54,6 +63,7 @@ public class GgmlDifferentialTests
         {
             foreach (var (name, row) in TestRows.All(n))
             {
+                if (GgmlBytesDependOnTheCpu(name)) continue;
                 var expected = GgmlNative.QuantizeRowRef(GgmlType.Q8_1, row);
                 var actual = new byte[expected.Length];
                 Quantizer.QuantizeRow(GgmlType.Q8_1, row, actual);
@@ -103,6 +113,7 @@ public class GgmlDifferentialTests
         {
             foreach (var (name, row) in TestRows.All(n, seed: 21))
             {
+                if (GgmlBytesDependOnTheCpu(name)) continue;
                 var expected = GgmlNative.FromFloatCpu(type, row);
                 var actual = QuantizeActivation(type, row);
                 AssertBytes(expected, actual, $"{type} activation n={n} {name}");

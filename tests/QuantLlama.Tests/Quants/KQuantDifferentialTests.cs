@@ -28,7 +28,8 @@ public class KQuantDifferentialTests
             var actual = new byte[expected.Length];
             KQuantFormats.Quantize(type, row, actual);
             if (type == GgmlType.Q8_K) KQuantTestRows.ZeroUnwrittenQ8KSums(expected, actual);
-            AssertBytesEqual(expected, actual, $"{type} quantize of row '{name}' (#{rowIndex})");
+            if (QuantizerBytesComparable(type))
+                AssertBytesEqual(expected, actual, $"{type} quantize of row '{name}' (#{rowIndex})");
 
             float[] expectedValues = GgmlNative.Dequantize(type, expected, row.Length);
             var actualValues = new float[row.Length];
@@ -50,6 +51,7 @@ public class KQuantDifferentialTests
     [MemberData(nameof(AllTypes))]
     public void ManyRandomBlocksQuantizeToLlamaCppBytes(GgmlType type)
     {
+        Assert.SkipUnless(QuantizerBytesComparable(type), "llama.cpp's k-quant quantizers fuse multiply-adds off x64");
         var rng = new Random(2024 + (int)type);
         for (int row = 0; row < 24; row++)
         {
@@ -70,6 +72,9 @@ public class KQuantDifferentialTests
             AssertBytesEqual(expected, actual, $"{type} quantize of random row {row} (sigma {sigma:G3})");
         }
     }
+
+    /// <summary>Q8_K has no scale search, so its bytes are the same from every llama.cpp build.</summary>
+    private static bool QuantizerBytesComparable(GgmlType type) => type == GgmlType.Q8_K || GgmlNative.QuantizesLikeX64;
 
     [Fact]
     public void CpuBackendQ8KQuantizerIsTheReferenceOne()

@@ -1,6 +1,5 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
 
 namespace QuantLlama.Quants.KQuants;
@@ -102,24 +101,4 @@ internal static class SimdHelpers
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<byte> ScalePairMask(int k) =>
         Vector128.Create((ulong)(0x0101010101010101UL * (ulong)(2 * k)), 0x0101010101010101UL * (ulong)(2 * k + 1)).AsByte();
-}
-
-/// <summary>Exact int8 dot products on ARM64: SDOT where the CPU has the dot-product extension, else widening multiplies.</summary>
-internal static unsafe class ArmDot
-{
-    /// <summary>Σ a[i]·q8[i] over 16 values (a, q8 in int8).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static int Dot16(Vector128<sbyte> a, sbyte* q8)
-    {
-        Vector128<sbyte> b = AdvSimd.LoadVector128(q8);
-        if (Dp.IsSupported)
-            return AdvSimd.Arm64.AddAcross(Dp.DotProduct(Vector128<int>.Zero, a, b)).ToScalar();
-        Vector128<short> p0 = AdvSimd.MultiplyWideningLower(a.GetLower(), b.GetLower());
-        Vector128<short> p1 = AdvSimd.MultiplyWideningUpper(a, b);
-        return AdvSimd.Arm64.AddAcross(AdvSimd.AddPairwiseWideningAndAdd(AdvSimd.AddPairwiseWidening(p0), p1)).ToScalar();
-    }
-
-    /// <summary>Σ over 32 values given as two 16-value halves.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static int Dot32(Vector128<sbyte> a0, Vector128<sbyte> a1, sbyte* q8) => Dot16(a0, q8) + Dot16(a1, q8 + 16);
 }
