@@ -39,16 +39,25 @@ unsafe
             Quantizer.QuantizeRow(type, w.AsSpan(r * cols, cols), q.AsSpan((int)(r * rowBytes), (int)rowBytes));
         fixed (byte* pw = q)
         {
-            var reference = Run(KernelPath.Scalar, type, pw, x);
-            foreach (var path in Kernels.Supported.Where(p => p != KernelPath.Scalar))
+            // The products MatMul runs (which on AVX-512 keep the AVX2 row dot for types with AVX2 tiles), then each
+            // path's own row dot, AVX-512's included.
+            nint weights = (nint)pw;
+            Compare("MatMat+MatVec", Run);
+            Compare("row dot", RowDots);
+
+            void Compare(string what, Func<KernelPath, GgmlType, nint, float[], float[]> product)
             {
-                var got = Run(path, type, pw, x);
-                double scale = reference.Max(MathF.Abs) + 1e-6;
-                double worst = 0;
-                for (int i = 0; i < got.Length; i++) worst = Math.Max(worst, Math.Abs(got[i] - reference[i]) / scale);
-                bool ok = worst < 1e-4;
-                if (!ok) failures++;
-                Console.WriteLine($"{type,-5} {path,-7} max relative difference {worst:E2} {(ok ? "ok" : "MISMATCH")}");
+                var reference = product(KernelPath.Scalar, type, weights, x);
+                foreach (var path in Kernels.Supported.Where(p => p != KernelPath.Scalar))
+                {
+                    var got = product(path, type, weights, x);
+                    double scale = reference.Max(MathF.Abs) + 1e-6;
+                    double worst = 0;
+                    for (int i = 0; i < got.Length; i++) worst = Math.Max(worst, Math.Abs(got[i] - reference[i]) / scale);
+                    bool ok = worst < 1e-4;
+                    if (!ok) failures++;
+                    Console.WriteLine($"{type,-5} {path,-7} {what,-13} max relative difference {worst:E2} {(ok ? "ok" : "MISMATCH")}");
+                }
             }
         }
     }
@@ -85,12 +94,29 @@ unsafe
     Console.WriteLine(failures == 0 ? "all paths agree" : $"{failures} mismatches");
     return failures == 0 ? 0 : 1;
 
-    float[] Run(KernelPath path, GgmlType type, byte* weights, float[] x)
+    float[] Run(KernelPath path, GgmlType type, nint weights, float[] x)
     {
         Kernels.Path = path;
         var y = new float[n * rows + rows];
-        MatMul.MatMat(type, weights, rows, cols, x, n, y.AsSpan(0, n * rows));
-        MatMul.MatVec(type, weights, rows, cols, x.AsSpan(0, cols), y.AsSpan(n * rows, rows));
+        MatMul.MatMat(type, (byte*)weights, rows, cols, x, n, y.AsSpan(0, n * rows));
+        MatMul.MatVec(type, (byte*)weights, rows, cols, x.AsSpan(0, cols), y.AsSpan(n * rows, rows));
+        return y;
+    }
+
+    float[] RowDots(KernelPath path, GgmlType type, nint weights, float[] x)
+    {
+        var kernel = QuantKernels.Get(type);
+        long rowBytes = GgmlTypeInfo.RowBytes(type, cols);
+        var activation = new byte[kernel.ActivationRowBytes(cols)];
+        var y = new float[rows];
+        fixed (float* px = x)
+        fixed (byte* pa = activation)
+        {
+            Kernels.Path = KernelPath.Scalar; // the same activation bytes for every path
+            kernel.QuantizeActivation(px, pa, cols);
+            Kernels.Path = path;
+            for (int r = 0; r < rows; r++) y[r] = kernel.Dot((byte*)weights + r * rowBytes, pa, cols);
+        }
         return y;
     }
 }
