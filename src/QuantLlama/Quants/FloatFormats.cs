@@ -112,6 +112,11 @@ public unsafe interface IHalfFormat
     /// <summary>True when <see cref="LoadScaled16"/> met an infinity or a NaN it could not carry.</summary>
     static abstract bool AnyNonFinite(Vector256<ushort> magnitudes);
 
+    /// <summary>
+    /// <see cref="LoadScaled16"/> on ARM64, 8 values at p: the even-indexed ones, then the odd ones (4 each).
+    /// </summary>
+    static abstract void LoadScaled8(ushort* p, out Vector128<float> even, out Vector128<float> odd, ref Vector128<ushort> magnitudes);
+
     /// <summary>8 floats (no NaN) rounded to this format as <see cref="FromFloat"/> does, back to f32, times <see cref="ActivationScale"/>.</summary>
     static abstract Vector256<float> RoundScaled8(Vector256<float> x);
 }
@@ -146,6 +151,17 @@ public readonly unsafe struct F16Format : IHalfFormat
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool AnyNonFinite(Vector256<ushort> magnitudes) => Vector256.GreaterThanOrEqualAny(magnitudes, Vector256.Create((ushort)0xF800));
+
+    /// <summary><see cref="LoadScaled16"/>'s bit move with AdvSimd; an exponent of 31 leaves a magnitude of 0xF800 or more.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadScaled8(ushort* p, out Vector128<float> even, out Vector128<float> odd, ref Vector128<ushort> magnitudes)
+    {
+        var pairs = AdvSimd.LoadVector128((int*)p);
+        var signExponentMantissa = Vector128.Create(unchecked((int)0x8FFFE000));
+        even = AdvSimd.And((pairs << 16) >> 3, signExponentMantissa).AsSingle();
+        odd = AdvSimd.And(pairs >> 3, signExponentMantissa).AsSingle();
+        magnitudes = AdvSimd.Max(magnitudes, AdvSimd.Add(pairs.AsUInt16(), pairs.AsUInt16()));
+    }
 
     /// <summary>
     /// <see cref="Fp16.FromFloat"/>'s steps lane by lane (the same bits for every non-NaN input), then the half back
@@ -188,6 +204,14 @@ public readonly unsafe struct BF16Format : IHalfFormat
     }
 
     public static bool AnyNonFinite(Vector256<ushort> magnitudes) => false;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadScaled8(ushort* p, out Vector128<float> even, out Vector128<float> odd, ref Vector128<ushort> magnitudes)
+    {
+        var pairs = AdvSimd.LoadVector128((int*)p);
+        even = (pairs << 16).AsSingle();
+        odd = AdvSimd.And(pairs, Vector128.Create(unchecked((int)0xFFFF0000))).AsSingle();
+    }
 
     /// <summary><see cref="Fp16.FloatToBF16"/>'s rounding (to nearest even) lane by lane, for non-NaN inputs.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -261,7 +285,9 @@ public abstract unsafe class HalfRows<TFormat> where TFormat : struct, IHalfForm
 
     /// <summary>The matrix products' dot, over an activation from <see cref="RoundActivation"/>.</summary>
     internal static float DotRounded(byte* x, byte* y, int n)
-        => Kernels.UseAvx2 ? DotRoundedAvx2((ushort*)x, (float*)y, n) : DotRoundedScalar((ushort*)x, (float*)y, n);
+        => Kernels.UseAvx2 ? DotRoundedAvx2((ushort*)x, (float*)y, n)
+            : Kernels.UseAdvSimd ? DotRoundedAdvSimd((ushort*)x, (float*)y, n)
+            : DotRoundedScalar((ushort*)x, (float*)y, n);
 
     /// <summary>The reference: Σ x·y in order over the activation's true values.</summary>
     internal static float DotRoundedScalar(ushort* x, float* y, int n)
@@ -291,6 +317,32 @@ public abstract unsafe class HalfRows<TFormat> where TFormat : struct, IHalfForm
         }
         if (TFormat.AnyNonFinite(magnitudes)) return DotRoundedScalar(x, y, n);
         return Finish(s0, s1, x, y, i, n);
+    }
+
+    /// <summary>
+    /// <see cref="DotRoundedAvx2"/> on ARM64: per 16 values, two 8-value loads whose even values meet the activation's
+    /// first 8 and whose odd values meet its last 8, in four accumulators.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static float DotRoundedAdvSimd(ushort* x, float* y, int n)
+    {
+        if (!AdvSimd.Arm64.IsSupported) return DotRoundedScalar(x, y, n);
+        Vector128<float> s0 = default, s1 = default, s2 = default, s3 = default;
+        Vector128<ushort> magnitudes = default;
+        int i = 0;
+        for (; i + 16 <= n; i += 16)
+        {
+            TFormat.LoadScaled8(x + i, out var even0, out var odd0, ref magnitudes);
+            TFormat.LoadScaled8(x + i + 8, out var even1, out var odd1, ref magnitudes);
+            s0 = AdvSimd.FusedMultiplyAdd(s0, even0, AdvSimd.LoadVector128(y + i));
+            s1 = AdvSimd.FusedMultiplyAdd(s1, even1, AdvSimd.LoadVector128(y + i + 4));
+            s2 = AdvSimd.FusedMultiplyAdd(s2, odd0, AdvSimd.LoadVector128(y + i + 8));
+            s3 = AdvSimd.FusedMultiplyAdd(s3, odd1, AdvSimd.LoadVector128(y + i + 12));
+        }
+        if (Vector128.GreaterThanOrEqualAny(magnitudes, Vector128.Create((ushort)0xF800))) return DotRoundedScalar(x, y, n);
+        float sum = Vector128.Sum(AdvSimd.Add(AdvSimd.Add(s0, s1), AdvSimd.Add(s2, s3)));
+        for (; i < n; i++) sum += TFormat.ToFloat(x[i]) * (y[i] / TFormat.ActivationScale);
+        return sum;
     }
 
     /// <summary>
