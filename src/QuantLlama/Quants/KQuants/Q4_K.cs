@@ -353,7 +353,7 @@ public static unsafe class Q4_K
 
     /// <summary>
     /// ARM64 AdvSimd: per 32-value sub-block an exact int32 dot (SDOT where the CPU has the dot-product
-    /// extension), scaled in integers as the scalar reference does. Untested here (x86 build machine).
+    /// extension), scaled in integers as the scalar reference does.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     internal static float DotAdvSimd(byte* weights, byte* q8k, int blocks)

@@ -432,7 +432,7 @@ public static unsafe class Q6_K
         }
     }
 
-    /// <summary>ARM64 AdvSimd: exact int32 dots per group of 16 (SDOT where available). Untested here (x86).</summary>
+    /// <summary>ARM64 AdvSimd: exact int32 dots per group of 16 (SDOT where available).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     internal static float DotAdvSimd(byte* weights, byte* q8k, int blocks)
     {
