@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
 
 namespace QuantLlama.Quants.KQuants;
@@ -141,7 +142,9 @@ public static unsafe class Q2_K
 
     /// <summary>The dot over <paramref name="blocks"/> blocks on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
     internal static float Dot(byte* weights, byte* q8k, int blocks)
-        => Kernels.UseAvx2 ? DotAvx2(weights, q8k, blocks) : DotScalar(weights, q8k, blocks);
+        => Kernels.UseAvx2 ? DotAvx2(weights, q8k, blocks)
+            : Kernels.UseAdvSimd ? DotAdvSimd(weights, q8k, blocks)
+            : DotScalar(weights, q8k, blocks);
 
     internal static float DotScalar(byte* weights, byte* q8k, int blocks)
     {
@@ -204,5 +207,44 @@ public static unsafe class Q2_K
         static Vector256<int> Half(Vector256<ushort> bits, sbyte* q8, Vector256<byte> scalePairs, Vector256<byte> m3)
             => SimdHelpers.QuarterSums(Avx2.And(bits.AsByte(), m3), Avx2.And(Avx2.ShiftRightLogical(bits, 2).AsByte(), m3),
                 Avx2.And(Avx2.ShiftRightLogical(bits, 4).AsByte(), m3), Avx2.And(Avx2.ShiftRightLogical(bits, 6).AsByte(), m3), q8, scalePairs);
+    }
+
+    /// <summary>
+    /// ARM64 AdvSimd: exact int32 dots per group of 16 (SDOT where the CPU has the dot-product extension), the
+    /// 2-bit fields taken by shifting each 32-byte quant group 2 bits per step, scaled in integers as the scalar
+    /// reference does, so the result is the reference's to the bit.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    internal static float DotAdvSimd(byte* weights, byte* q8k, int blocks)
+    {
+        if (!AdvSimd.Arm64.IsSupported) return DotScalar(weights, q8k, blocks);
+        var m3 = Vector128.Create((byte)3);
+        float sum = 0;
+        for (int i = 0; i < blocks; i++)
+        {
+            var x = (BlockQ2K*)(weights + i * BlockBytes);
+            var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
+            int sumMins = 0;
+            for (int g = 0; g < 16; g++) sumMins += y->BSums[g] * (x->Scales[g] >> 4);
+            int sumi = 0;
+            for (int half = 0; half < 2; half++)
+            {
+                Vector128<byte> q0 = AdvSimd.LoadVector128(x->Qs + 32 * half), q1 = AdvSimd.LoadVector128(x->Qs + 32 * half + 16);
+                for (int step = 0; step < 4; step++)
+                {
+                    int c = 4 * half + step;
+                    sbyte* q8 = y->Qs + 32 * c;
+                    int lo = ArmDot.Dot16(AdvSimd.And(q0, m3).AsSByte(), q8);
+                    int hi = ArmDot.Dot16(AdvSimd.And(q1, m3).AsSByte(), q8 + 16);
+                    sumi += (x->Scales[2 * c] & 0xF) * lo + (x->Scales[2 * c + 1] & 0xF) * hi;
+                    q0 = AdvSimd.ShiftRightLogical(q0, 2);
+                    q1 = AdvSimd.ShiftRightLogical(q1, 2);
+                }
+            }
+            float dAll = y->D * KQuantMath.FromHalfBits(x->D);
+            float dMin = y->D * KQuantMath.FromHalfBits(x->DMin);
+            sum += dAll * sumi - dMin * sumMins;
+        }
+        return sum;
     }
 }

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
 
 namespace QuantLlama.Quants.KQuants;
@@ -151,7 +152,9 @@ public static unsafe class Q3_K
 
     /// <summary>The dot over <paramref name="blocks"/> blocks on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
     internal static float Dot(byte* weights, byte* q8k, int blocks)
-        => Kernels.UseAvx2 ? DotAvx2(weights, q8k, blocks) : DotScalar(weights, q8k, blocks);
+        => Kernels.UseAvx2 ? DotAvx2(weights, q8k, blocks)
+            : Kernels.UseAdvSimd ? DotAdvSimd(weights, q8k, blocks)
+            : DotScalar(weights, q8k, blocks);
 
     internal static float DotScalar(byte* weights, byte* q8k, int blocks)
     {
@@ -222,5 +225,49 @@ public static unsafe class Q3_K
             Vector256<byte> q3 = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits, 6).AsByte(), m3), Avx2.And(h4, four));
             return SimdHelpers.QuarterSums(q0, q1, q2, q3, q8, scalePairs);
         }
+    }
+
+    /// <summary>
+    /// ARM64 AdvSimd: exact int32 dots per group of 16 (SDOT where the CPU has the dot-product extension) over
+    /// q − 4·(1 − h), the 2-bit fields taken by shifting each 32-byte quant group 2 bits per step and h tested in
+    /// HMask, scaled in integers as the scalar reference does, so the result is the reference's to the bit.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    internal static float DotAdvSimd(byte* weights, byte* q8k, int blocks)
+    {
+        if (!AdvSimd.Arm64.IsSupported) return DotScalar(weights, q8k, blocks);
+        float sum = 0;
+        sbyte* scales = stackalloc sbyte[16];
+        for (int i = 0; i < blocks; i++)
+        {
+            var x = (BlockQ3K*)(weights + i * BlockBytes);
+            var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
+            KQuantMath.UnpackQ3Scales(x->Scales, scales);
+            Vector128<byte> h0 = AdvSimd.LoadVector128(x->HMask), h1 = AdvSimd.LoadVector128(x->HMask + 16);
+            int sumi = 0;
+            for (int half = 0; half < 2; half++)
+            {
+                Vector128<byte> q0 = AdvSimd.LoadVector128(x->Qs + 32 * half), q1 = AdvSimd.LoadVector128(x->Qs + 32 * half + 16);
+                for (int step = 0; step < 4; step++)
+                {
+                    int c = 4 * half + step;
+                    var bit = Vector128.Create((byte)(1 << c));
+                    sbyte* q8 = y->Qs + 32 * c;
+                    int lo = ArmDot.Dot16(Values(q0, h0, bit), q8);
+                    int hi = ArmDot.Dot16(Values(q1, h1, bit), q8 + 16);
+                    sumi += scales[2 * c] * lo + scales[2 * c + 1] * hi;
+                    q0 = AdvSimd.ShiftRightLogical(q0, 2);
+                    q1 = AdvSimd.ShiftRightLogical(q1, 2);
+                }
+            }
+            sum += y->D * KQuantMath.FromHalfBits(x->D) * sumi;
+        }
+        return sum;
+
+        // The low 2 bits, less 4 where the high bit is clear: values in [-4, 4).
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static Vector128<sbyte> Values(Vector128<byte> quants, Vector128<byte> hmask, Vector128<byte> bit)
+            => AdvSimd.Subtract(AdvSimd.And(quants, Vector128.Create((byte)3)),
+                AdvSimd.BitwiseClear(Vector128.Create((byte)4), AdvSimd.CompareTest(hmask, bit))).AsSByte();
     }
 }
