@@ -35,4 +35,28 @@ internal static unsafe class ArmDot
     /// <summary>Σ over 32 values given as two 16-value halves.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Dot32(Vector128<sbyte> a0, Vector128<sbyte> a1, sbyte* q8) => Dot16(a0, q8) + Dot16(a1, q8 + 16);
+
+    /// <summary>The low 16 bits of <paramref name="bits"/> as 16 bytes, bit j giving 0x10 in byte j (else 0): Q5's fifth bits.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<byte> BitsAsSixteens(uint bits)
+    {
+        var spread = Vector128.Create((bits & 0xFF) * 0x0101010101010101UL, ((bits >> 8) & 0xFF) * 0x0101010101010101UL).AsByte();
+        var eachBit = Vector128.Create(0x8040201008040201UL).AsByte();
+        return AdvSimd.And(AdvSimd.CompareTest(spread, eachBit), Vector128.Create((byte)0x10));
+    }
+
+    /// <summary>
+    /// Σ over a 32-value block of 16 nibble-pair bytes: low nibbles (with <paramref name="lowFifth"/> or-ed in)
+    /// against q8[0..16), high nibbles (with <paramref name="highFifth"/>) against q8[16..32), each less
+    /// <paramref name="offset"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int NibbleBlockDot(byte* nibbles, sbyte* q8, Vector128<byte> lowFifth, Vector128<byte> highFifth, byte offset)
+    {
+        var v = AdvSimd.LoadVector128(nibbles);
+        var off = Vector128.Create(offset);
+        var lo = AdvSimd.Subtract(AdvSimd.Or(AdvSimd.And(v, Vector128.Create((byte)0x0F)), lowFifth), off).AsSByte();
+        var hi = AdvSimd.Subtract(AdvSimd.Or(AdvSimd.ShiftRightLogical(v, 4), highFifth), off).AsSByte();
+        return AdvSimd.Arm64.AddAcross(DotI8(lo, AdvSimd.LoadVector128(q8), hi, AdvSimd.LoadVector128(q8 + 16))).ToScalar();
+    }
 }

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
 
 namespace QuantLlama.Quants;
@@ -79,7 +80,8 @@ public static unsafe class Q4_1
             return Dot(w, a, nb * BlockSize);
     }
 
-    internal static float Dot(byte* w, byte* a, int n) => Kernels.UseAvx2 ? DotAvx2(w, a, n) : DotScalar(w, a, n);
+    internal static float Dot(byte* w, byte* a, int n)
+        => Kernels.UseAvx2 ? DotAvx2(w, a, n) : Kernels.UseAdvSimd ? DotAdvSimd(w, a, n) : DotScalar(w, a, n);
 
     internal static float DotScalar(byte* w, byte* a, int n)
     {
@@ -129,5 +131,23 @@ public static unsafe class Q4_1
             acc0 = Fma.MultiplyAdd(d0, Simd.MulSumU8I8Float(Simd.BytesFromNibbles32(x + 4), Avx.LoadVector256((sbyte*)(y + 4))), acc0);
         }
         return Simd.HSum(Avx.Add(acc0, acc1)) + (summs0 + summs1);
+    }
+
+    /// <summary>ARM64 AdvSimd: each block's integer sum by <see cref="ArmDot"/>, then the reference's float steps (its result to the bit).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static float DotAdvSimd(byte* w, byte* a, int n)
+    {
+        if (!AdvSimd.Arm64.IsSupported) return DotScalar(w, a, n);
+        int nb = n / BlockSize;
+        float sum = 0, summs = 0;
+        for (int i = 0; i < nb; i++)
+        {
+            var x = (Block*)(w + i * TypeSize);
+            var y = (Q8_1.Block*)(a + i * Q8_1.TypeSize);
+            int sumi = ArmDot.NibbleBlockDot(x->Qs, y->Qs, Vector128<byte>.Zero, Vector128<byte>.Zero, 0);
+            sum += Fp16.ToFloat(x->D) * Fp16.ToFloat(y->D) * sumi;
+            summs += Fp16.ToFloat(x->M) * Fp16.ToFloat(y->S);
+        }
+        return sum + summs;
     }
 }

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
 
 namespace QuantLlama.Quants;
@@ -85,7 +86,8 @@ public static unsafe class Q5_0
             return Dot(w, a, nb * BlockSize);
     }
 
-    internal static float Dot(byte* w, byte* a, int n) => Kernels.UseAvx2 ? DotAvx2(w, a, n) : DotScalar(w, a, n);
+    internal static float Dot(byte* w, byte* a, int n)
+        => Kernels.UseAvx2 ? DotAvx2(w, a, n) : Kernels.UseAdvSimd ? DotAdvSimd(w, a, n) : DotScalar(w, a, n);
 
     internal static float DotScalar(byte* w, byte* a, int n)
     {
@@ -136,5 +138,23 @@ public static unsafe class Q5_0
             acc0 = Fma.MultiplyAdd(d0, Simd.MulSumI8Float(qx0.AsSByte(), Avx.LoadVector256((sbyte*)(y + 2))), acc0);
         }
         return Simd.HSum(Avx.Add(acc0, acc1));
+    }
+
+    /// <summary>ARM64 AdvSimd: each block's integer sum by <see cref="ArmDot"/>, then the reference's float steps (its result to the bit).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static float DotAdvSimd(byte* w, byte* a, int n)
+    {
+        if (!AdvSimd.Arm64.IsSupported) return DotScalar(w, a, n);
+        int nb = n / BlockSize;
+        float sum = 0;
+        for (int i = 0; i < nb; i++)
+        {
+            var x = (Block*)(w + i * TypeSize);
+            var y = (Q8_0.Block*)(a + i * Q8_0.TypeSize);
+            uint qh = Unsafe.ReadUnaligned<uint>(x->Qh);
+            int sumi = ArmDot.NibbleBlockDot(x->Qs, y->Qs, ArmDot.BitsAsSixteens(qh), ArmDot.BitsAsSixteens(qh >> 16), 16);
+            sum += Fp16.ToFloat(x->D) * Fp16.ToFloat(y->D) * sumi;
+        }
+        return sum;
     }
 }
