@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
 
 namespace QuantLlama.Quants;
@@ -100,7 +101,15 @@ public static unsafe class Q8_1
             var x = (Block*)(w + i * TypeSize);
             var y = (Q8_0.Block*)(a + i * Q8_0.TypeSize);
             int sumi = 0;
-            for (int j = 0; j < BlockSize; j++) sumi += x->Qs[j] * y->Qs[j];
+            if (Kernels.UseAdvSimd && AdvSimd.Arm64.IsSupported)
+            {
+                sumi = AdvSimd.Arm64.AddAcross(ArmDot.DotI8(AdvSimd.LoadVector128(x->Qs), AdvSimd.LoadVector128(y->Qs),
+                    AdvSimd.LoadVector128(x->Qs + 16), AdvSimd.LoadVector128(y->Qs + 16))).ToScalar();
+            }
+            else
+            {
+                for (int j = 0; j < BlockSize; j++) sumi += x->Qs[j] * y->Qs[j];
+            }
             sum += Fp16.ToFloat(x->D) * Fp16.ToFloat(y->D) * sumi;
         }
         return sum;
