@@ -205,6 +205,7 @@ public readonly unsafe struct BF16Format : IHalfFormat
 
     public static bool AnyNonFinite(Vector256<ushort> magnitudes) => false;
 
+    /// <summary><see cref="LoadScaled16"/>'s shift and mask with AdvSimd.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void LoadScaled8(ushort* p, out Vector128<float> even, out Vector128<float> odd, ref Vector128<ushort> magnitudes)
     {
@@ -339,6 +340,7 @@ public abstract unsafe class HalfRows<TFormat> where TFormat : struct, IHalfForm
             s2 = AdvSimd.FusedMultiplyAdd(s2, odd0, AdvSimd.LoadVector128(y + i + 8));
             s3 = AdvSimd.FusedMultiplyAdd(s3, odd1, AdvSimd.LoadVector128(y + i + 12));
         }
+        // F16's test, as in AnyNonFinite; BF16 leaves the magnitudes at zero, its form carrying infinity and NaN.
         if (Vector128.GreaterThanOrEqualAny(magnitudes, Vector128.Create((ushort)0xF800))) return DotRoundedScalar(x, y, n);
         float sum = Vector128.Sum(AdvSimd.Add(AdvSimd.Add(s0, s1), AdvSimd.Add(s2, s3)));
         for (; i < n; i++) sum += TFormat.ToFloat(x[i]) * (y[i] / TFormat.ActivationScale);
