@@ -134,17 +134,25 @@ public static unsafe class Q4_1
     }
 
     /// <summary>ARM64 AdvSimd: each block's integer sum by <see cref="ArmDot"/>, then the reference's float steps (its result to the bit).</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
     internal static float DotAdvSimd(byte* w, byte* a, int n)
+        => AdvSimd.Arm64.IsSupported ? DotAdvSimdWithMin(w, a, n, TypeSize, fifthBits: false) : DotScalar(w, a, n);
+
+    /// <summary>
+    /// The AdvSimd dot of Q4_1 and of Q5_1 against Q8_1: both blocks start with d and m and end with the 16 nibble
+    /// bytes; Q5_1's 4 fifth-bit bytes sit between (<paramref name="fifthBits"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static float DotAdvSimdWithMin(byte* w, byte* a, int n, int typeSize, bool fifthBits)
     {
-        if (!AdvSimd.Arm64.IsSupported) return DotScalar(w, a, n);
         int nb = n / BlockSize;
         float sum = 0, summs = 0;
         for (int i = 0; i < nb; i++)
         {
-            var x = (Block*)(w + i * TypeSize);
+            var x = (Block*)(w + i * typeSize); // d and m: the shared start of either block
             var y = (Q8_1.Block*)(a + i * Q8_1.TypeSize);
-            int sumi = ArmDot.NibbleBlockDot(x->Qs, y->Qs, Vector128<byte>.Zero, Vector128<byte>.Zero, 0);
+            byte* qs = (byte*)x + typeSize - BlockSize / 2;
+            uint qh = fifthBits ? Unsafe.ReadUnaligned<uint>((byte*)x + 4) : 0;
+            int sumi = ArmDot.NibbleBlockDot(qs, y->Qs, ArmDot.BitsAsSixteens(qh), ArmDot.BitsAsSixteens(qh >> 16), 0);
             sum += Fp16.ToFloat(x->D) * Fp16.ToFloat(y->D) * sumi;
             summs += Fp16.ToFloat(x->M) * Fp16.ToFloat(y->S);
         }

@@ -146,22 +146,7 @@ public static unsafe class Q5_1
         return Simd.HSum(Avx.Add(acc0, acc1)) + (summs0 + summs1);
     }
 
-    /// <summary>ARM64 AdvSimd: each block's integer sum by <see cref="ArmDot"/>, then the reference's float steps (its result to the bit).</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
+    /// <summary>ARM64 AdvSimd: <see cref="Q4_1.DotAdvSimdWithMin"/> with the fifth bits (the reference's result to the bit).</summary>
     internal static float DotAdvSimd(byte* w, byte* a, int n)
-    {
-        if (!AdvSimd.Arm64.IsSupported) return DotScalar(w, a, n);
-        int nb = n / BlockSize;
-        float sum = 0, summs = 0;
-        for (int i = 0; i < nb; i++)
-        {
-            var x = (Block*)(w + i * TypeSize);
-            var y = (Q8_1.Block*)(a + i * Q8_1.TypeSize);
-            uint qh = Unsafe.ReadUnaligned<uint>(x->Qh);
-            int sumi = ArmDot.NibbleBlockDot(x->Qs, y->Qs, ArmDot.BitsAsSixteens(qh), ArmDot.BitsAsSixteens(qh >> 16), 0);
-            sum += Fp16.ToFloat(x->D) * Fp16.ToFloat(y->D) * sumi;
-            summs += Fp16.ToFloat(x->M) * Fp16.ToFloat(y->S);
-        }
-        return sum + summs;
-    }
+        => AdvSimd.Arm64.IsSupported ? Q4_1.DotAdvSimdWithMin(w, a, n, TypeSize, fifthBits: true) : DotScalar(w, a, n);
 }

@@ -14,7 +14,7 @@ public class QuantizerDeterminismTests
 {
     /// <summary>
     /// 16 blocks of 256 values, each an integer times a power of two (no libm, so every CPU builds the same floats),
-    /// at scales from subnormal (2^-146 · 2^20 ≈ 1e-38) to 2^10, a few with outliers, some half zero.
+    /// at scales from subnormal (|q| < 2^20 times 2^-146: below 2^-126) to 2^20, a few with outliers, some half zero.
     /// </summary>
     private static float[] Rows()
     {

@@ -153,8 +153,7 @@ public static unsafe class Q2_K
         {
             var x = (BlockQ2K*)(weights + i * BlockBytes);
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
-            int sumMins = 0;
-            for (int g = 0; g < 16; g++) sumMins += y->BSums[g] * (x->Scales[g] >> 4);
+            int sumMins = SumMins(x, y);
             int sumi = 0;
             for (int c = 0; c < 8; c++)
             {
@@ -174,6 +173,14 @@ public static unsafe class Q2_K
             sum += dAll * sumi - dMin * sumMins;
         }
         return sum;
+    }
+
+    /// <summary>Σ over the 16 groups of min · (the activation's sum over the group).</summary>
+    private static int SumMins(BlockQ2K* x, BlockQ8K* y)
+    {
+        int sumMins = 0;
+        for (int g = 0; g < 16; g++) sumMins += y->BSums[g] * (x->Scales[g] >> 4);
+        return sumMins;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
@@ -224,8 +231,7 @@ public static unsafe class Q2_K
         {
             var x = (BlockQ2K*)(weights + i * BlockBytes);
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
-            int sumMins = 0;
-            for (int g = 0; g < 16; g++) sumMins += y->BSums[g] * (x->Scales[g] >> 4);
+            int sumMins = SumMins(x, y);
             int sumi = 0;
             for (int half = 0; half < 2; half++)
             {

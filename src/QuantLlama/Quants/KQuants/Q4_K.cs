@@ -355,33 +355,55 @@ public static unsafe class Q4_K
     /// ARM64 AdvSimd: per 32-value sub-block an exact int32 dot (SDOT where the CPU has the dot-product
     /// extension), scaled in integers as the scalar reference does.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     internal static float DotAdvSimd(byte* weights, byte* q8k, int blocks)
+        => AdvSimd.Arm64.IsSupported ? DotAdvSimdK4(weights, q8k, blocks, BlockBytes, fifthBits: false) : DotScalar(weights, q8k, blocks);
+
+    /// <summary>
+    /// The AdvSimd dot of Q4_K and of Q5_K, whose blocks start alike (d, dmin, the 12 scale bytes) and end with the
+    /// 128 nibble bytes; Q5_K's 32 fifth-bit bytes sit between (<paramref name="fifthBits"/>): bit 2c (2c+1) of byte
+    /// l adds 16 to value 64c + l (64c + 32 + l). The reference's integer scaling and float step per block, so its
+    /// result to the bit.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    internal static float DotAdvSimdK4(byte* weights, byte* q8k, int blocks, int blockBytes, bool fifthBits)
     {
-        if (!AdvSimd.Arm64.IsSupported) return DotScalar(weights, q8k, blocks);
         var m4 = Vector128.Create((byte)0x0F);
         float sum = 0;
         uint* utmp = stackalloc uint[4];
         for (int i = 0; i < blocks; i++)
         {
-            var x = (BlockQ4K*)(weights + i * BlockBytes);
+            var x = (BlockQ4K*)(weights + i * blockBytes); // the shared start of either block
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
+            byte* qs = (byte*)x + blockBytes - BlockSize / 2;
+            Vector128<byte> h0 = default, h1 = default;
+            if (fifthBits)
+            {
+                byte* qh = x->Scales + 12;
+                h0 = AdvSimd.LoadVector128(qh);
+                h1 = AdvSimd.LoadVector128(qh + 16);
+            }
             KQuantMath.UnpackScaleMinK4(x->Scales, utmp);
             byte* sc = (byte*)utmp;
-            byte* mn = sc + 8;
-            int sumMins = KQuantMath.SumMinsK4(mn, y->BSums);
+            int sumMins = KQuantMath.SumMinsK4(sc + 8, y->BSums);
             int sumi = 0;
             for (int c = 0; c < 4; c++)
             {
-                Vector128<byte> b0 = AdvSimd.LoadVector128(x->Qs + 32 * c);
-                Vector128<byte> b1 = AdvSimd.LoadVector128(x->Qs + 32 * c + 16);
+                Vector128<byte> b0 = AdvSimd.LoadVector128(qs + 32 * c), b1 = AdvSimd.LoadVector128(qs + 32 * c + 16);
+                var loBit = Vector128.Create((byte)(1 << (2 * c)));
+                var hiBit = Vector128.Create((byte)(2 << (2 * c)));
                 sbyte* q8 = y->Qs + 64 * c;
-                int lo = ArmDot.Dot32(AdvSimd.And(b0, m4).AsSByte(), AdvSimd.And(b1, m4).AsSByte(), q8);
-                int hi = ArmDot.Dot32(AdvSimd.ShiftRightLogical(b0, 4).AsSByte(), AdvSimd.ShiftRightLogical(b1, 4).AsSByte(), q8 + 32);
+                int lo = ArmDot.Dot32(WithFifthBit(AdvSimd.And(b0, m4), h0, loBit), WithFifthBit(AdvSimd.And(b1, m4), h1, loBit), q8);
+                int hi = ArmDot.Dot32(WithFifthBit(AdvSimd.ShiftRightLogical(b0, 4), h0, hiBit),
+                    WithFifthBit(AdvSimd.ShiftRightLogical(b1, 4), h1, hiBit), q8 + 32);
                 sumi += sc[2 * c] * lo + sc[2 * c + 1] * hi;
             }
             sum += KQuantMath.ScaleMinTerm(y->D, x->D, x->DMin, sumi, sumMins);
         }
         return sum;
+
+        // 16 where the bit is set in qh (never, for Q4_K's zero qh).
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static Vector128<sbyte> WithFifthBit(Vector128<byte> nibbles, Vector128<byte> qh, Vector128<byte> bit)
+            => AdvSimd.Or(nibbles, AdvSimd.And(AdvSimd.CompareTest(qh, bit), Vector128.Create((byte)0x10))).AsSByte();
     }
 }

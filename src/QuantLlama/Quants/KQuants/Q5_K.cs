@@ -187,44 +187,7 @@ public static unsafe class Q5_K
         }
     }
 
-    /// <summary>
-    /// ARM64 AdvSimd: <see cref="Q4_K"/>'s per-sub-block exact int32 dots (SDOT where the CPU has the dot-product
-    /// extension), each value's fifth bit tested in Qh and added as 16, scaled in integers as the scalar reference
-    /// does, so the result is the reference's to the bit.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    /// <summary>ARM64 AdvSimd: <see cref="Q4_K.DotAdvSimdK4"/> with the fifth bits (the reference's result to the bit).</summary>
     internal static float DotAdvSimd(byte* weights, byte* q8k, int blocks)
-    {
-        if (!AdvSimd.Arm64.IsSupported) return DotScalar(weights, q8k, blocks);
-        var m4 = Vector128.Create((byte)0x0F);
-        float sum = 0;
-        uint* utmp = stackalloc uint[4];
-        for (int i = 0; i < blocks; i++)
-        {
-            var x = (BlockQ5K*)(weights + i * BlockBytes);
-            var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
-            KQuantMath.UnpackScaleMinK4(x->Scales, utmp);
-            byte* sc = (byte*)utmp;
-            int sumMins = KQuantMath.SumMinsK4(sc + 8, y->BSums);
-            Vector128<byte> h0 = AdvSimd.LoadVector128(x->Qh), h1 = AdvSimd.LoadVector128(x->Qh + 16);
-            int sumi = 0;
-            for (int c = 0; c < 4; c++)
-            {
-                Vector128<byte> b0 = AdvSimd.LoadVector128(x->Qs + 32 * c), b1 = AdvSimd.LoadVector128(x->Qs + 32 * c + 16);
-                var loBit = Vector128.Create((byte)(1 << (2 * c)));
-                var hiBit = Vector128.Create((byte)(2 << (2 * c)));
-                sbyte* q8 = y->Qs + 64 * c;
-                int lo = ArmDot.Dot32(WithFifthBit(AdvSimd.And(b0, m4), h0, loBit), WithFifthBit(AdvSimd.And(b1, m4), h1, loBit), q8);
-                int hi = ArmDot.Dot32(WithFifthBit(AdvSimd.ShiftRightLogical(b0, 4), h0, hiBit),
-                    WithFifthBit(AdvSimd.ShiftRightLogical(b1, 4), h1, hiBit), q8 + 32);
-                sumi += sc[2 * c] * lo + sc[2 * c + 1] * hi;
-            }
-            sum += KQuantMath.ScaleMinTerm(y->D, x->D, x->DMin, sumi, sumMins);
-        }
-        return sum;
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static Vector128<sbyte> WithFifthBit(Vector128<byte> nibbles, Vector128<byte> qh, Vector128<byte> bit)
-            => AdvSimd.Or(nibbles, AdvSimd.And(AdvSimd.CompareTest(qh, bit), Vector128.Create((byte)0x10))).AsSByte();
-    }
+        => AdvSimd.Arm64.IsSupported ? Q4_K.DotAdvSimdK4(weights, q8k, blocks, BlockBytes, fifthBits: true) : DotScalar(weights, q8k, blocks);
 }
