@@ -139,14 +139,15 @@ public static unsafe class Q4_K
     internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
     {
         var chains = Vector256<float>.Zero;
+        byte* broadcasts = (byte*)SimdHelpers.ScaleBroadcasts;
         int i = 0;
         for (; i + 8 <= blocks; i += 8)
         {
             var x = (BlockQ4K*)(weights + i * BlockBytes);
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
             // Four blocks at a time, their sums added horizontally at once, so that few vectors are live.
-            var s0123 = FourBlockSums(x, y, out var m0123);
-            var s4567 = FourBlockSums(x + 4, y + 4, out var m4567);
+            var s0123 = FourBlockSums(x, y, out var m0123, broadcasts);
+            var s4567 = FourBlockSums(x + 4, y + 4, out var m4567, broadcasts);
             var totals = Avx2.Add(Avx2.Permute2x128(s0123, s4567, 0x20), Avx2.Permute2x128(s0123, s4567, 0x31));
             // The mins come out as (m0, m2, m4, m6 | m1, m3, m5, m7): put in block order.
             var mins = Avx2.PermuteVar8x32(Avx2.HorizontalAdd(m0123, m4567), Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7));
@@ -163,7 +164,7 @@ public static unsafe class Q4_K
         {
             var x = (BlockQ4K*)(weights + i * BlockBytes);
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
-            int total = Simd.HSum(BlockSums(x, y, out var mins));
+            int total = Simd.HSum(BlockSums(x, y, out var mins, broadcasts));
             c[i & 7] += KQuantMath.ScaleMinTerm(y->D, x->D, x->DMin, total, Vector128.Sum(mins));
         }
         return Q8Products.SumChains(c);
@@ -174,11 +175,11 @@ public static unsafe class Q4_K
     /// partial sums as (M0, M0, M2, M2 | M1, M1, M3, M3) pairs to be added.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> FourBlockSums(BlockQ4K* x, BlockQ8K* y, out Vector256<int> mins)
+    private static Vector256<int> FourBlockSums(BlockQ4K* x, BlockQ8K* y, out Vector256<int> mins, byte* broadcasts)
     {
-        var s01 = Avx2.HorizontalAdd(BlockSums(x, y, out var m0), BlockSums(x + 1, y + 1, out var m1));
+        var s01 = Avx2.HorizontalAdd(BlockSums(x, y, out var m0, broadcasts), BlockSums(x + 1, y + 1, out var m1, broadcasts));
         var m01 = Vector256.Create(m0, m1);
-        var s23 = Avx2.HorizontalAdd(BlockSums(x + 2, y + 2, out var m2), BlockSums(x + 3, y + 3, out var m3));
+        var s23 = Avx2.HorizontalAdd(BlockSums(x + 2, y + 2, out var m2, broadcasts), BlockSums(x + 3, y + 3, out var m3, broadcasts));
         mins = Avx2.HorizontalAdd(m01, Vector256.Create(m2, m3));
         return Avx2.HorizontalAdd(s01, s23);
     }
@@ -194,24 +195,23 @@ public static unsafe class Q4_K
     /// pairs: the 16-value bsums added in pairs first).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> BlockSums(BlockQ4K* x, BlockQ8K* y, out Vector128<int> mins)
+    private static Vector256<int> BlockSums(BlockQ4K* x, BlockQ8K* y, out Vector128<int> mins, byte* broadcasts)
     {
         // Here rather than once per 8 blocks: a burst of 18 requests stalls the loads behind it.
         Simd.PrefetchWeights((byte*)x, BlockBytes);
-        Vector256<short> scalesAndMins = SimdHelpers.ScalesAndMinsK4(x->Scales);
+        Vector128<byte> packed = SimdHelpers.PackedScalesAndMinsK4(x->Scales);
         Vector256<short> bsums = Avx.LoadVector256(y->BSums);
-        mins = Sse2.MultiplyAddAdjacent(scalesAndMins.GetUpper(), Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper()));
-        Vector128<short> scales8 = scalesAndMins.GetLower();
-        Vector256<byte> scales = Vector256.Create(scales8, scales8).AsByte();
+        mins = Sse2.MultiplyAddAdjacent(Sse2.UnpackHigh(packed, Vector128<byte>.Zero).AsInt16(), Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper()));
+        ulong sc = SimdHelpers.ScaleKeys(packed);
         byte* q4 = x->Qs;
         sbyte* q8 = y->Qs;
-        Vector256<int> sumi = Chunk(q4, q8, scales, SimdHelpers.WordBroadcastMask(0), SimdHelpers.WordBroadcastMask(1));
-        sumi = Avx2.Add(sumi, Chunk(q4 + 32, q8 + 64, scales, SimdHelpers.WordBroadcastMask(2), SimdHelpers.WordBroadcastMask(3)));
-        sumi = Avx2.Add(sumi, Chunk(q4 + 64, q8 + 128, scales, SimdHelpers.WordBroadcastMask(4), SimdHelpers.WordBroadcastMask(5)));
-        return Avx2.Add(sumi, Chunk(q4 + 96, q8 + 192, scales, SimdHelpers.WordBroadcastMask(6), SimdHelpers.WordBroadcastMask(7)));
+        Vector256<int> sumi = Chunk(q4, q8, broadcasts, sc, 0);
+        sumi = Avx2.Add(sumi, Chunk(q4 + 32, q8 + 64, broadcasts, sc, 1));
+        sumi = Avx2.Add(sumi, Chunk(q4 + 64, q8 + 128, broadcasts, sc, 2));
+        return Avx2.Add(sumi, Chunk(q4 + 96, q8 + 192, broadcasts, sc, 3));
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static Vector256<int> Chunk(byte* q4, sbyte* q8, Vector256<byte> scales, Vector256<byte> maskLo, Vector256<byte> maskHi)
+        static Vector256<int> Chunk(byte* q4, sbyte* q8, byte* broadcasts, ulong scales, int c)
         {
             var m4 = Vector256.Create((byte)0x0F);
             Vector256<byte> bits = Avx.LoadVector256(q4);
@@ -219,8 +219,8 @@ public static unsafe class Q4_K
             Vector256<byte> hi = Avx2.And(Avx2.ShiftRightLogical(bits.AsUInt16(), 4).AsByte(), m4);
             Vector256<short> pLo = Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256(q8));
             Vector256<short> pHi = Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256(q8 + 32));
-            Vector256<int> sLo = Avx2.MultiplyAddAdjacent(Avx2.Shuffle(scales, maskLo).AsInt16(), pLo);
-            Vector256<int> sHi = Avx2.MultiplyAddAdjacent(Avx2.Shuffle(scales, maskHi).AsInt16(), pHi);
+            Vector256<int> sLo = Avx2.MultiplyAddAdjacent(pLo, SimdHelpers.ScaleBroadcast(broadcasts, scales, 2 * c));
+            Vector256<int> sHi = Avx2.MultiplyAddAdjacent(pHi, SimdHelpers.ScaleBroadcast(broadcasts, scales, 2 * c + 1));
             return Avx2.Add(sLo, sHi);
         }
     }

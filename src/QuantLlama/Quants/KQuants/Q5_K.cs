@@ -142,6 +142,7 @@ public static unsafe class Q5_K
         var sixteen = Vector256.Create((byte)0x10);
         var acc = Vector256<float>.Zero;
         var accMins = Vector128<float>.Zero;
+        byte* broadcasts = (byte*)SimdHelpers.ScaleBroadcasts;
         for (int i = 0; i < blocks; i++)
         {
             var x = (BlockQ5K*)(weights + i * BlockBytes);
@@ -149,29 +150,26 @@ public static unsafe class Q5_K
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
             float d = y->D * KQuantMath.FromHalfBits(x->D);
             float dmin = -y->D * KQuantMath.FromHalfBits(x->DMin);
-            // 8 scales then 8 mins, widened to 16 bits.
-            Vector256<short> scalesAndMins = SimdHelpers.ScalesAndMinsK4(x->Scales);
-
-            accMins = Fma.MultiplyAdd(Vector128.Create(dmin), SimdHelpers.MinSums(scalesAndMins.GetUpper(), y->BSums), accMins);
-
-            Vector128<short> sc128 = scalesAndMins.GetLower();
-            Vector256<byte> scales = Vector256.Create(sc128, sc128).AsByte();
+            // 8 scale bytes then 8 min bytes.
+            Vector128<byte> packed = SimdHelpers.PackedScalesAndMinsK4(x->Scales);
+            accMins = Fma.MultiplyAdd(Vector128.Create(dmin), SimdHelpers.MinSums(Sse2.UnpackHigh(packed, Vector128<byte>.Zero).AsInt16(), y->BSums), accMins);
+            ulong scales = SimdHelpers.ScaleKeys(packed);
             Vector256<ushort> hbits = Avx.LoadVector256(x->Qh).AsUInt16();
             // The fifth bit of value 64c + l (+32) is bit 2c (2c+1) of Qh byte l, walked to bit 4 (value 16) one
             // step per half-chunk. 16-bit shifts: bits 0–3 start from hbits << 4 and bits 4–7 from hbits itself,
             // so no bit of the upper byte is shifted out before its turn.
             Vector256<byte> h16 = Avx2.ShiftLeftLogical(hbits, 4).AsByte();
-            Vector256<int> sumi = Chunk(x->Qs, y->Qs, scales, ref h16, 0, m4, sixteen);
-            sumi = Avx2.Add(sumi, Chunk(x->Qs + 32, y->Qs + 64, scales, ref h16, 1, m4, sixteen));
+            Vector256<int> sumi = Chunk(x->Qs, y->Qs, broadcasts, scales, ref h16, 0, m4, sixteen);
+            sumi = Avx2.Add(sumi, Chunk(x->Qs + 32, y->Qs + 64, broadcasts, scales, ref h16, 1, m4, sixteen));
             h16 = hbits.AsByte();
-            sumi = Avx2.Add(sumi, Chunk(x->Qs + 64, y->Qs + 128, scales, ref h16, 2, m4, sixteen));
-            sumi = Avx2.Add(sumi, Chunk(x->Qs + 96, y->Qs + 192, scales, ref h16, 3, m4, sixteen));
+            sumi = Avx2.Add(sumi, Chunk(x->Qs + 64, y->Qs + 128, broadcasts, scales, ref h16, 2, m4, sixteen));
+            sumi = Avx2.Add(sumi, Chunk(x->Qs + 96, y->Qs + 192, broadcasts, scales, ref h16, 3, m4, sixteen));
             acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
         }
         return SimdHelpers.HorizontalSum(acc) + SimdHelpers.HorizontalSum(accMins);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static Vector256<int> Chunk(byte* q5, sbyte* q8, Vector256<byte> scales, ref Vector256<byte> h16, int c,
+        static Vector256<int> Chunk(byte* q5, sbyte* q8, byte* broadcasts, ulong scales, ref Vector256<byte> h16, int c,
             Vector256<byte> m4, Vector256<byte> sixteen)
         {
             Vector256<byte> bits = Avx.LoadVector256(q5);
@@ -181,8 +179,8 @@ public static unsafe class Q5_K
             h16 = Avx2.ShiftRightLogical(h16.AsUInt16(), 1).AsByte();
             Vector256<short> pLo = Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256(q8));
             Vector256<short> pHi = Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256(q8 + 32));
-            Vector256<int> sLo = Avx2.MultiplyAddAdjacent(Avx2.Shuffle(scales, SimdHelpers.WordBroadcastMask(2 * c)).AsInt16(), pLo);
-            Vector256<int> sHi = Avx2.MultiplyAddAdjacent(Avx2.Shuffle(scales, SimdHelpers.WordBroadcastMask(2 * c + 1)).AsInt16(), pHi);
+            Vector256<int> sLo = Avx2.MultiplyAddAdjacent(pLo, SimdHelpers.ScaleBroadcast(broadcasts, scales, 2 * c));
+            Vector256<int> sHi = Avx2.MultiplyAddAdjacent(pHi, SimdHelpers.ScaleBroadcast(broadcasts, scales, 2 * c + 1));
             return Avx2.Add(sLo, sHi);
         }
     }
