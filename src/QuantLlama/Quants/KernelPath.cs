@@ -54,10 +54,11 @@ public static class Kernels
 
     private static KernelPath DetectBest()
     {
-        // Builds the half-to-float table before any kernel is compiled (every kernel call reads Kernels.Path
+        // Builds the half-to-float and scale tables before any kernel is compiled (every kernel call reads Kernels.Path
         // first): kernels compiled straight to optimized code then read the table pointer as a constant, instead
         // of checking the class initialisation inside their loops and spilling their accumulators around it.
         _ = Fp16.ToFloat(0);
+        unsafe { _ = KQuants.SimdHelpers.ScaleBroadcasts[0]; }
         if (IsSupported(KernelPath.Avx512)) return KernelPath.Avx512;
         if (IsSupported(KernelPath.Avx2)) return KernelPath.Avx2;
         if (IsSupported(KernelPath.AdvSimd)) return KernelPath.AdvSimd;
