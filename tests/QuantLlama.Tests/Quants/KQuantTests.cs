@@ -7,6 +7,12 @@ using QuantLlama.Tensors;
 namespace QuantLlama.Tests;
 
 /// <summary>The k-quants on their own: layouts, SIMD kernels against the scalar reference, round-trip accuracy.</summary>
+/// <remarks>
+/// In the non-parallel collection: its SIMD-against-scalar tests switch the process-wide <see cref="Kernels.Path"/>,
+/// which would otherwise leak into model tests running beside them (a greedy run half on the scalar F32 dot no
+/// longer equals its twin to the bit).
+/// </remarks>
+[Collection("KernelSettings")]
 public class KQuantTests
 {
     public static TheoryData<GgmlType> WeightTypes => KQuantDifferentialTests.WeightTypes;
