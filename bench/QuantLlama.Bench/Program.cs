@@ -1,3 +1,4 @@
+using BenchmarkDotNet.Columns;
 using BenchmarkDotNet.Configs;
 using BenchmarkDotNet.Jobs;
 using BenchmarkDotNet.Running;
@@ -7,7 +8,9 @@ namespace QuantLlama.Bench;
 
 /// <summary>
 /// dotnet run -c Release --project bench/QuantLlama.Bench -- --filter '*Dot*'
-/// Runs in process (no per-benchmark project build) with a short job: the machine is shared.
+/// Runs in process (no per-benchmark project build). The machine is shared and bursts of other load land on one
+/// engine's block of iterations or the other's: 15 iterations, and the median and minimum beside the mean, so a
+/// burst shows as a wide mean rather than a wrong ratio (docs/performance.md takes ratios from the medians).
 /// </summary>
 public static class Program
 {
@@ -19,7 +22,8 @@ public static class Program
             return;
         }
         var config = DefaultConfig.Instance
-            .AddJob(Job.ShortRun.WithToolchain(InProcessEmitToolchain.Instance).WithWarmupCount(2).WithIterationCount(5).AsDefault())
+            .AddJob(Job.ShortRun.WithToolchain(InProcessEmitToolchain.Instance).WithWarmupCount(3).WithIterationCount(15).AsDefault())
+            .AddColumn(StatisticColumn.Median, StatisticColumn.Min)
             .WithOptions(ConfigOptions.DisableOptimizationsValidator);
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, config);
     }

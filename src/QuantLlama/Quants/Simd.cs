@@ -32,6 +32,13 @@ internal static unsafe class Simd
             Sse.Prefetch0(line);
     }
 
+    /// <summary>Asks for cache line <paramref name="line"/> counted from <paramref name="alignedBase"/> (see <see cref="PrefetchWeights"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Prefetch(byte* alignedBase, int line)
+    {
+        if (Sse.IsSupported) Sse.Prefetch0(alignedBase + 64 * line);
+    }
+
     /// <summary>32 nibbles (16 bytes) to 32 bytes: low nibbles in lanes 0-15, high nibbles in lanes 16-31.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<byte> BytesFromNibbles32(byte* p)

@@ -140,14 +140,15 @@ public static unsafe class Q4_K
     {
         var chains = Vector256<float>.Zero;
         byte* broadcasts = (byte*)SimdHelpers.ScaleBroadcasts;
+        var m4 = Vector256.Create((byte)0x0F);
         int i = 0;
         for (; i + 8 <= blocks; i += 8)
         {
             var x = (BlockQ4K*)(weights + i * BlockBytes);
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
             // Four blocks at a time, their sums added horizontally at once, so that few vectors are live.
-            var s0123 = FourBlockSums(x, y, out var m0123, broadcasts);
-            var s4567 = FourBlockSums(x + 4, y + 4, out var m4567, broadcasts);
+            var s0123 = FourBlockSums(x, y, out var m0123, broadcasts, m4);
+            var s4567 = FourBlockSums(x + 4, y + 4, out var m4567, broadcasts, m4);
             var totals = Avx2.Add(Avx2.Permute2x128(s0123, s4567, 0x20), Avx2.Permute2x128(s0123, s4567, 0x31));
             // The mins come out as (m0, m2, m4, m6 | m1, m3, m5, m7): put in block order.
             var mins = Avx2.PermuteVar8x32(Avx2.HorizontalAdd(m0123, m4567), Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7));
@@ -164,7 +165,8 @@ public static unsafe class Q4_K
         {
             var x = (BlockQ4K*)(weights + i * BlockBytes);
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
-            int total = Simd.HSum(BlockSums(x, y, out var mins, broadcasts));
+            Simd.PrefetchWeights((byte*)x, BlockBytes);
+            int total = Simd.HSum(BlockSums(x, y, out var mins, broadcasts, m4));
             c[i & 7] += KQuantMath.ScaleMinTerm(y->D, x->D, x->DMin, total, Vector128.Sum(mins));
         }
         return Q8Products.SumChains(c);
@@ -175,11 +177,20 @@ public static unsafe class Q4_K
     /// partial sums as (M0, M0, M2, M2 | M1, M1, M3, M3) pairs to be added.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> FourBlockSums(BlockQ4K* x, BlockQ8K* y, out Vector256<int> mins, byte* broadcasts)
+    private static Vector256<int> FourBlockSums(BlockQ4K* x, BlockQ8K* y, out Vector256<int> mins, byte* broadcasts, Vector256<byte> m4)
     {
-        var s01 = Avx2.HorizontalAdd(BlockSums(x, y, out var m0, broadcasts), BlockSums(x + 1, y + 1, out var m1, broadcasts));
+        // Four blocks are 576 bytes, 9 cache lines: the lines starting in the range 2 KiB ahead are asked for once
+        // each, a few per block, with no loop or branch (Simd.PrefetchWeights' per-block loop cost about 10 µops).
+        byte* ahead = (byte*)(((nint)x + Simd.WeightPrefetchDistance + 63) & ~(nint)63);
+        Simd.Prefetch(ahead, 0); Simd.Prefetch(ahead, 1); Simd.Prefetch(ahead, 2);
+        var b0 = BlockSums(x, y, out var m0, broadcasts, m4);
+        Simd.Prefetch(ahead, 3); Simd.Prefetch(ahead, 4);
+        var s01 = Avx2.HorizontalAdd(b0, BlockSums(x + 1, y + 1, out var m1, broadcasts, m4));
         var m01 = Vector256.Create(m0, m1);
-        var s23 = Avx2.HorizontalAdd(BlockSums(x + 2, y + 2, out var m2, broadcasts), BlockSums(x + 3, y + 3, out var m3, broadcasts));
+        Simd.Prefetch(ahead, 5); Simd.Prefetch(ahead, 6);
+        var b2 = BlockSums(x + 2, y + 2, out var m2, broadcasts, m4);
+        Simd.Prefetch(ahead, 7); Simd.Prefetch(ahead, 8);
+        var s23 = Avx2.HorizontalAdd(b2, BlockSums(x + 3, y + 3, out var m3, broadcasts, m4));
         mins = Avx2.HorizontalAdd(m01, Vector256.Create(m2, m3));
         return Avx2.HorizontalAdd(s01, s23);
     }
@@ -195,30 +206,31 @@ public static unsafe class Q4_K
     /// pairs: the 16-value bsums added in pairs first).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> BlockSums(BlockQ4K* x, BlockQ8K* y, out Vector128<int> mins, byte* broadcasts)
+    private static Vector256<int> BlockSums(BlockQ4K* x, BlockQ8K* y, out Vector128<int> mins, byte* broadcasts, Vector256<byte> m4)
     {
-        // Here rather than once per 8 blocks: a burst of 18 requests stalls the loads behind it.
-        Simd.PrefetchWeights((byte*)x, BlockBytes);
-        Vector128<byte> packed = SimdHelpers.PackedScalesAndMinsK4(x->Scales);
-        Vector256<short> bsums = Avx.LoadVector256(y->BSums);
-        mins = Sse2.MultiplyAddAdjacent(Sse2.UnpackHigh(packed, Vector128<byte>.Zero).AsInt16(), Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper()));
+        // Field addresses as offsets: x->Qs on a struct pointer costs a null check per use.
+        byte* w = (byte*)x;
+        byte* a = (byte*)y;
+        Vector128<byte> packed = SimdHelpers.PackedScalesAndMinsK4(w + 4);
+        // The 16 group sums in pairs: the two halves loaded apart, so the add takes one from memory.
+        Vector128<short> pairSums = Ssse3.HorizontalAdd(Sse2.LoadVector128((short*)(a + 260)), Sse2.LoadVector128((short*)(a + 276)));
+        mins = Sse2.MultiplyAddAdjacent(Sse2.UnpackHigh(packed, Vector128<byte>.Zero).AsInt16(), pairSums);
         ulong sc = SimdHelpers.ScaleKeys(packed);
-        byte* q4 = x->Qs;
-        sbyte* q8 = y->Qs;
-        Vector256<int> sumi = Chunk(q4, q8, broadcasts, sc, 0);
-        sumi = Avx2.Add(sumi, Chunk(q4 + 32, q8 + 64, broadcasts, sc, 1));
-        sumi = Avx2.Add(sumi, Chunk(q4 + 64, q8 + 128, broadcasts, sc, 2));
-        return Avx2.Add(sumi, Chunk(q4 + 96, q8 + 192, broadcasts, sc, 3));
+        Vector256<int> sumi = Chunk(w, a, broadcasts, sc, 0, m4);
+        sumi = Avx2.Add(sumi, Chunk(w, a, broadcasts, sc, 1, m4));
+        sumi = Avx2.Add(sumi, Chunk(w, a, broadcasts, sc, 2, m4));
+        return Avx2.Add(sumi, Chunk(w, a, broadcasts, sc, 3, m4));
 
+        // Chunk c: nibble bytes 32c.. (values 64c.. low, 64c + 32.. high) against activation values 64c..; every
+        // address a constant offset from the block's start, so each folds into its instruction.
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static Vector256<int> Chunk(byte* q4, sbyte* q8, byte* broadcasts, ulong scales, int c)
+        static Vector256<int> Chunk(byte* w, byte* a, byte* broadcasts, ulong scales, int c, Vector256<byte> m4)
         {
-            var m4 = Vector256.Create((byte)0x0F);
-            Vector256<byte> bits = Avx.LoadVector256(q4);
+            Vector256<byte> bits = Avx.LoadVector256(w + 16 + 32 * c);
             Vector256<byte> lo = Avx2.And(bits, m4);
             Vector256<byte> hi = Avx2.And(Avx2.ShiftRightLogical(bits.AsUInt16(), 4).AsByte(), m4);
-            Vector256<short> pLo = Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256(q8));
-            Vector256<short> pHi = Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256(q8 + 32));
+            Vector256<short> pLo = Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256((sbyte*)(a + 4 + 64 * c)));
+            Vector256<short> pHi = Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256((sbyte*)(a + 36 + 64 * c)));
             Vector256<int> sLo = Avx2.MultiplyAddAdjacent(pLo, SimdHelpers.ScaleBroadcast(broadcasts, scales, 2 * c));
             Vector256<int> sHi = Avx2.MultiplyAddAdjacent(pHi, SimdHelpers.ScaleBroadcast(broadcasts, scales, 2 * c + 1));
             return Avx2.Add(sLo, sHi);

@@ -181,67 +181,75 @@ public static unsafe class Q6_K
         var acc = Vector256<float>.Zero;
         // Masks made once here: built inside the helpers, the JIT rebuilds them every iteration.
         var m4 = Vector256.Create((byte)0x0F);
-        var m2 = Vector256.Create((byte)0x03);
-        var m2x4 = Vector256.Create((byte)0x30);
+        var m30 = Vector256.Create((byte)0x30);
         int i = 0;
         // Two blocks' integer sums before their float steps (in block order, so the bits are those of one block at a
         // time): more independent work in flight per iteration.
         for (; i + 1 < blocks; i += 2)
         {
-            var x0 = (BlockQ6K*)(weights + i * BlockBytes);
-            var y0 = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
-            var x1 = (BlockQ6K*)((byte*)x0 + BlockBytes);
-            var y1 = (BlockQ8K*)((byte*)y0 + Q8_K.BlockBytes);
-            Simd.PrefetchWeights((byte*)x0, 2 * BlockBytes);
-            Vector256<int> sumi0 = BlockSum(x0, y0, m4, m2, m2x4);
-            Vector256<int> sumi1 = BlockSum(x1, y1, m4, m2, m2x4);
-            acc = Fma.MultiplyAdd(Vector256.Create(y0->D * Fp16.ToFloat(x0->D)), Avx.ConvertToVector256Single(sumi0), acc);
-            acc = Fma.MultiplyAdd(Vector256.Create(y1->D * Fp16.ToFloat(x1->D)), Avx.ConvertToVector256Single(sumi1), acc);
+            byte* x0 = weights + i * BlockBytes;
+            byte* y0 = q8k + i * Q8_K.BlockBytes;
+            // The two blocks' 420 bytes 2 KiB ahead: 7 lines from the one that range starts in cover it, and the next
+            // pair's 7 start on this pair's last line or the one after, so every line is asked for, once or twice,
+            // with no loop (Simd.PrefetchWeights' loop cost about 12 µops per block here).
+            byte* ahead = (byte*)(((nint)x0 + Simd.WeightPrefetchDistance) & ~(nint)63);
+            Simd.Prefetch(ahead, 0); Simd.Prefetch(ahead, 1); Simd.Prefetch(ahead, 2); Simd.Prefetch(ahead, 3);
+            Vector256<int> sumi0 = BlockSum(x0, y0, m4, m30);
+            Simd.Prefetch(ahead, 4); Simd.Prefetch(ahead, 5); Simd.Prefetch(ahead, 6);
+            Vector256<int> sumi1 = BlockSum(x0 + BlockBytes, y0 + Q8_K.BlockBytes, m4, m30);
+            acc = Fma.MultiplyAdd(Vector256.Create(*(float*)y0 * Fp16.ToFloat(*(ushort*)(x0 + 208))), Avx.ConvertToVector256Single(sumi0), acc);
+            acc = Fma.MultiplyAdd(Vector256.Create(*(float*)(y0 + Q8_K.BlockBytes) * Fp16.ToFloat(*(ushort*)(x0 + BlockBytes + 208))),
+                Avx.ConvertToVector256Single(sumi1), acc);
         }
         if (i < blocks)
         {
-            var x = (BlockQ6K*)(weights + i * BlockBytes);
-            var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
-            acc = Fma.MultiplyAdd(Vector256.Create(y->D * Fp16.ToFloat(x->D)), Avx.ConvertToVector256Single(BlockSum(x, y, m4, m2, m2x4)), acc);
+            byte* x = weights + i * BlockBytes;
+            byte* y = q8k + i * Q8_K.BlockBytes;
+            acc = Fma.MultiplyAdd(Vector256.Create(*(float*)y * Fp16.ToFloat(*(ushort*)(x + 208))), Avx.ConvertToVector256Single(BlockSum(x, y, m4, m30)), acc);
         }
         return SimdHelpers.HorizontalSum(acc);
     }
 
-    /// <summary>Σ over the block of scale_g · ((q − 32) · q8) in eight int32 lanes (exact).</summary>
+    /// <summary>
+    /// Σ over the block of scale_g · ((q − 32) · q8) in eight int32 lanes (exact). Fields are reached as offsets from
+    /// the blocks' starts (Ql 0, Qh 128, Scales 192; the activation's Qs 4, BSums 260), so that every load folds
+    /// into its instruction and no field access costs a null check.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> BlockSum(BlockQ6K* x, BlockQ8K* y, Vector256<byte> m4, Vector256<byte> m2, Vector256<byte> m2x4)
+    private static Vector256<int> BlockSum(byte* x, byte* y, Vector256<byte> m4, Vector256<byte> m30)
     {
-        Vector256<short> scales16 = Avx2.ConvertToVector256Int16(Sse2.LoadVector128(x->Scales));
+        Vector256<short> scales16 = Avx2.ConvertToVector256Int16((sbyte*)(x + 192));
         // The −32 offset of every quant, applied once per block through the activation's group sums.
-        Vector256<int> sumi = Offset(scales16, y);
+        Vector256<int> sumi = Offset(scales16, (BlockQ8K*)y);
         var (low, high) = SimdHelpers.ScalePairs(scales16);
-        sumi = Avx2.Add(sumi, Half(x->Ql, x->Qh, y->Qs, low, m4, m2, m2x4));
-        return Avx2.Add(sumi, Half(x->Ql + 64, x->Qh + 32, y->Qs + 128, high, m4, m2, m2x4));
+        sumi = Avx2.Add(sumi, Half(x, y, 0, low, m4, m30));
+        return Avx2.Add(sumi, Half(x, y, 1, high, m4, m30));
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static Vector256<int> Half(byte* ql, byte* qh, sbyte* q8, Vector256<byte> scales, Vector256<byte> m4, Vector256<byte> m2, Vector256<byte> m2x4)
+        static Vector256<int> Half(byte* x, byte* y, int h, Vector256<byte> scales, Vector256<byte> m4, Vector256<byte> m30)
         {
-            Quants(ql, qh, m4, m2, m2x4, out var q0, out var q1, out var q2, out var q3);
-            return SimdHelpers.QuarterSums(q0, q1, q2, q3, q8, scales);
+            Quants(x + 64 * h, x + 128 + 32 * h, m4, m30, out var q0, out var q1, out var q2, out var q3);
+            return SimdHelpers.QuarterSums(q0, q1, q2, q3, (sbyte*)(y + 4 + 128 * h), scales);
         }
     }
 
     /// <summary>
     /// The 128 six-bit quants of one half block (64 bytes of low nibbles at <paramref name="ql"/>, 32 bytes of high
-    /// bit pairs at <paramref name="qh"/>) as four groups of 32 unsigned values.
+    /// bit pairs at <paramref name="qh"/>) as four groups of 32 unsigned values. Each bit pair is moved to bits 4–5
+    /// by one 16-bit shift and kept by the one mask <paramref name="m30"/>: a pair that crosses into the neighbouring
+    /// byte lands outside bits 4–5 and is masked off.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Quants(byte* ql, byte* qh, Vector256<byte> m4, Vector256<byte> m2, Vector256<byte> m2x4,
+    private static void Quants(byte* ql, byte* qh, Vector256<byte> m4, Vector256<byte> m30,
         out Vector256<byte> q0, out Vector256<byte> q1, out Vector256<byte> q2, out Vector256<byte> q3)
     {
         Vector256<byte> bits1 = Avx.LoadVector256(ql);
         Vector256<byte> bits2 = Avx.LoadVector256(ql + 32);
-        Vector256<byte> high = Avx.LoadVector256(qh);
-        Vector256<ushort> high16 = high.AsUInt16();
-        q0 = Avx2.Or(Avx2.And(bits1, m4), Avx2.ShiftLeftLogical(Avx2.And(high, m2).AsUInt16(), 4).AsByte());
-        q1 = Avx2.Or(Avx2.And(bits2, m4), Avx2.ShiftLeftLogical(Avx2.And(Avx2.ShiftRightLogical(high16, 2).AsByte(), m2).AsUInt16(), 4).AsByte());
-        q2 = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits1.AsUInt16(), 4).AsByte(), m4), Avx2.And(high, m2x4));
-        q3 = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits2.AsUInt16(), 4).AsByte(), m4), Avx2.And(Avx2.ShiftRightLogical(high16, 2).AsByte(), m2x4));
+        Vector256<ushort> high = Avx.LoadVector256((ushort*)qh);
+        q0 = Avx2.Or(Avx2.And(bits1, m4), Avx2.And(Avx2.ShiftLeftLogical(high, 4).AsByte(), m30));
+        q1 = Avx2.Or(Avx2.And(bits2, m4), Avx2.And(Avx2.ShiftLeftLogical(high, 2).AsByte(), m30));
+        q2 = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits1.AsUInt16(), 4).AsByte(), m4), Avx2.And(high.AsByte(), m30));
+        q3 = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits2.AsUInt16(), 4).AsByte(), m4), Avx2.And(Avx2.ShiftRightLogical(high, 2).AsByte(), m30));
     }
 
     /// <summary>−32·Σ scale·bsum: the quants' offset, with which every block's integer sum starts.</summary>
@@ -260,8 +268,7 @@ public static unsafe class Q6_K
     {
         int blocks = n / BlockSize;
         var m4 = Vector256.Create((byte)0x0F);
-        var m2 = Vector256.Create((byte)0x03);
-        var m2x4 = Vector256.Create((byte)0x30);
+        var m30 = Vector256.Create((byte)0x30);
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
         for (int i = 0; i < blocks; i++)
         {
@@ -276,7 +283,7 @@ public static unsafe class Q6_K
             Vector256<int> sumi2 = Offset(scales16, y2), sumi3 = Offset(scales16, y3);
             for (int h = 0; h < 2; h++)
             {
-                Quants(x->Ql + 64 * h, x->Qh + 32 * h, m4, m2, m2x4, out var q0, out var q1, out var q2, out var q3);
+                Quants(x->Ql + 64 * h, x->Qh + 32 * h, m4, m30, out var q0, out var q1, out var q2, out var q3);
                 int k = 4 * h;
                 Vector256<short> sc0 = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k).AsSByte()));
                 Vector256<short> sc1 = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k + 1).AsSByte()));
@@ -322,8 +329,7 @@ public static unsafe class Q6_K
     {
         int blocks = n / BlockSize;
         var m4 = Vector256.Create((byte)0x0F);
-        var m2 = Vector256.Create((byte)0x03);
-        var m2x4 = Vector256.Create((byte)0x30);
+        var m30 = Vector256.Create((byte)0x30);
         Vector256<float>* acc = stackalloc Vector256<float>[8];
         for (int k = 0; k < 8; k++) acc[k] = default;
         // The block's 8 groups of 32 quants and their scale pairs, decoded once for the 8 rows.
@@ -340,8 +346,8 @@ public static unsafe class Q6_K
             Vector256<int> s2 = Offset(scales16, (BlockQ8K*)(y0 + 2 * aStride)), s3 = Offset(scales16, (BlockQ8K*)(y0 + 3 * aStride));
             Vector256<int> s4 = Offset(scales16, (BlockQ8K*)y4), s5 = Offset(scales16, (BlockQ8K*)(y4 + aStride));
             Vector256<int> s6 = Offset(scales16, (BlockQ8K*)(y4 + 2 * aStride)), s7 = Offset(scales16, (BlockQ8K*)(y4 + 3 * aStride));
-            Decode(x, 0, scales, qs, scs, m4, m2, m2x4);
-            Decode(x, 1, scales, qs + 4, scs + 4, m4, m2, m2x4);
+            Decode(x, 0, scales, qs, scs, m4, m30);
+            Decode(x, 1, scales, qs + 4, scs + 4, m4, m30);
             for (int j = 0; j < 8; j++)
             {
                 Vector256<byte> q = qs[j];
@@ -371,9 +377,9 @@ public static unsafe class Q6_K
         // DotAvx2's q0..q3 and scale vectors of half h (values 128h .. 128h + 127).
         [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
         static void Decode(BlockQ6K* x, int h, Vector128<sbyte> scales, Vector256<byte>* q, Vector256<short>* sc,
-            Vector256<byte> m4, Vector256<byte> m2, Vector256<byte> m2x4)
+            Vector256<byte> m4, Vector256<byte> m30)
         {
-            Quants(x->Ql + 64 * h, x->Qh + 32 * h, m4, m2, m2x4, out q[0], out q[1], out q[2], out q[3]);
+            Quants(x->Ql + 64 * h, x->Qh + 32 * h, m4, m30, out q[0], out q[1], out q[2], out q[3]);
             int k = 4 * h;
             sc[0] = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k).AsSByte()));
             sc[1] = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k + 1).AsSByte()));
