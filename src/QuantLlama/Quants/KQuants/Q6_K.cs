@@ -233,7 +233,7 @@ public static unsafe class Q6_K
     /// <summary>
     /// The 128 six-bit quants of one half block (64 bytes of low nibbles at <paramref name="ql"/>, 32 bytes of high
     /// bit pairs at <paramref name="qh"/>) as four groups of 32 unsigned values. Each bit pair is moved to bits 4–5
-    /// by one 16-bit shift and kept by the one mask <paramref name="m30"/>: a pair that crosses into the neighbouring
+    /// by at most one 16-bit shift and kept by the one mask <paramref name="m30"/>: a pair that crosses into the neighbouring
     /// byte lands outside bits 4–5 and is masked off.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
