@@ -89,26 +89,27 @@ public static unsafe class Q5_0
     internal static float Dot(byte* w, byte* a, int n)
         => Kernels.UseAvx2 ? DotAvx2(w, a, n) : Kernels.UseAdvSimd ? DotAdvSimd(w, a, n) : DotScalar(w, a, n);
 
-    internal static float DotScalar(byte* w, byte* a, int n)
+    internal static float DotScalar(byte* w, byte* a, int n) => Q8Products.DotBlockSums<ScalarSum>(w, a, n);
+
+    /// <summary>The reference's block sum: Σ (q − 16)·y with q the nibble and its fifth bit from qh.</summary>
+    private readonly struct ScalarSum : IQ8BlockSum
     {
-        int nb = n / BlockSize;
-        float sum = 0;
-        for (int i = 0; i < nb; i++)
+        public static int TypeSize => Q5_0.TypeSize;
+
+        public static int Sum(byte* block, sbyte* q8)
         {
-            var x = (Block*)(w + i * TypeSize);
-            var y = (Q8_0.Block*)(a + i * Q8_0.TypeSize);
+            var x = (Block*)block;
             uint qh = Unsafe.ReadUnaligned<uint>(x->Qh);
             int sumi = 0;
             for (int j = 0; j < BlockSize / 2; j++)
             {
                 int h0 = (int)(((qh >> j) << 4) & 0x10);
                 int h1 = (int)((qh >> (j + 12)) & 0x10);
-                sumi += (((x->Qs[j] & 0x0F) | h0) - 16) * y->Qs[j];
-                sumi += (((x->Qs[j] >> 4) | h1) - 16) * y->Qs[j + BlockSize / 2];
+                sumi += (((x->Qs[j] & 0x0F) | h0) - 16) * q8[j];
+                sumi += (((x->Qs[j] >> 4) | h1) - 16) * q8[j + BlockSize / 2];
             }
-            sum += Fp16.ToFloat(x->D) * Fp16.ToFloat(y->D) * sumi;
+            return sumi;
         }
-        return sum;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -141,20 +142,18 @@ public static unsafe class Q5_0
     }
 
     /// <summary>ARM64 AdvSimd: each block's integer sum by <see cref="ArmDot"/>, then the reference's float steps (its result to the bit).</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
     internal static float DotAdvSimd(byte* w, byte* a, int n)
+        => AdvSimd.Arm64.IsSupported ? Q8Products.DotBlockSums<ArmSum>(w, a, n) : DotScalar(w, a, n);
+
+    private readonly struct ArmSum : IQ8BlockSum
     {
-        if (!AdvSimd.Arm64.IsSupported) return DotScalar(w, a, n);
-        int nb = n / BlockSize;
-        float sum = 0;
-        for (int i = 0; i < nb; i++)
+        public static int TypeSize => Q5_0.TypeSize;
+
+        public static int Sum(byte* block, sbyte* q8)
         {
-            var x = (Block*)(w + i * TypeSize);
-            var y = (Q8_0.Block*)(a + i * Q8_0.TypeSize);
+            var x = (Block*)block;
             uint qh = Unsafe.ReadUnaligned<uint>(x->Qh);
-            int sumi = ArmDot.NibbleBlockDot(x->Qs, y->Qs, ArmDot.BitsAsSixteens(qh), ArmDot.BitsAsSixteens(qh >> 16), 16);
-            sum += Fp16.ToFloat(x->D) * Fp16.ToFloat(y->D) * sumi;
+            return ArmDot.NibbleBlockDot(x->Qs, q8, ArmDot.BitsAsSixteens(qh), ArmDot.BitsAsSixteens(qh >> 16), 16);
         }
-        return sum;
     }
 }

@@ -32,6 +32,17 @@ internal unsafe interface IQ8Weights
 }
 
 /// <summary>
+/// One block's exact Σ w·q8 for a 32-value format whose blocks start with an fp16 scale, against a Q8_0 block's
+/// quants: what a scalar reference and its ARM64 twin differ in (<see cref="Q8Products.DotBlockSums{TSum}"/>).
+/// </summary>
+internal unsafe interface IQ8BlockSum
+{
+    static abstract int TypeSize { get; }
+
+    static abstract int Sum(byte* x, sbyte* q8);
+}
+
+/// <summary>
 /// Matrix products of Q4_0 and Q8_0 weights on AVX2, in one arithmetic that single rows and 8-row tiles share,
 /// so that a batch gives the same bits as its rows one at a time: each block's Σ w·y as an exact integer first,
 /// then chain[b mod 8] = fma(d_w·d_y, Σ, chain[b mod 8]) over the blocks in order (d_w·d_y is exact: a product of
@@ -130,6 +141,23 @@ internal static unsafe class Q8Products
         }
         int sum = 0;
         for (int k = 0; k < BlockSize; k++) sum += (sbyte)quants[k];
+        return sum;
+    }
+
+    /// <summary>
+    /// Σ over the blocks in order of d_w·d_y·(exact block sum): the reference's float steps, shared by a format's
+    /// scalar dot and its ARM64 one so that their results are the same to the bit.
+    /// </summary>
+    internal static float DotBlockSums<TSum>(byte* w, byte* a, int n) where TSum : struct, IQ8BlockSum
+    {
+        int nb = n / BlockSize;
+        float sum = 0;
+        for (int i = 0; i < nb; i++)
+        {
+            byte* x = w + (long)i * TSum.TypeSize;
+            var y = (Q8_0.Block*)(a + (long)i * Q8_0.TypeSize);
+            sum += Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(y->D) * TSum.Sum(x, y->Qs);
+        }
         return sum;
     }
 

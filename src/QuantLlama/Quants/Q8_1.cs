@@ -82,12 +82,10 @@ public static unsafe class Q8_1
     /// </summary>
     internal static float Dot(byte* w, byte* a, int n)
     {
-        int nb = n / BlockSize;
-        float sum = 0;
         if (Kernels.UseAvx2)
         {
             var acc = Vector256<float>.Zero;
-            for (int i = 0; i < nb; i++)
+            for (int i = 0; i < n / BlockSize; i++)
             {
                 byte* x = w + i * TypeSize;
                 byte* y = a + i * Q8_0.TypeSize;
@@ -96,22 +94,33 @@ public static unsafe class Q8_1
             }
             return Simd.HSum(acc);
         }
-        for (int i = 0; i < nb; i++)
+        return Kernels.UseAdvSimd && AdvSimd.Arm64.IsSupported ? Q8Products.DotBlockSums<ArmSum>(w, a, n) : Q8Products.DotBlockSums<ScalarSum>(w, a, n);
+    }
+
+    /// <summary>The reference's block sum: Σ q·y over the 32 values.</summary>
+    private readonly struct ScalarSum : IQ8BlockSum
+    {
+        public static int TypeSize => Q8_1.TypeSize;
+
+        public static int Sum(byte* block, sbyte* q8)
         {
-            var x = (Block*)(w + i * TypeSize);
-            var y = (Q8_0.Block*)(a + i * Q8_0.TypeSize);
+            sbyte* q = ((Block*)block)->Qs;
             int sumi = 0;
-            if (Kernels.UseAdvSimd && AdvSimd.Arm64.IsSupported)
-            {
-                sumi = AdvSimd.Arm64.AddAcross(ArmDot.DotI8(AdvSimd.LoadVector128(x->Qs), AdvSimd.LoadVector128(y->Qs),
-                    AdvSimd.LoadVector128(x->Qs + 16), AdvSimd.LoadVector128(y->Qs + 16))).ToScalar();
-            }
-            else
-            {
-                for (int j = 0; j < BlockSize; j++) sumi += x->Qs[j] * y->Qs[j];
-            }
-            sum += Fp16.ToFloat(x->D) * Fp16.ToFloat(y->D) * sumi;
+            for (int j = 0; j < BlockSize; j++) sumi += q[j] * q8[j];
+            return sumi;
         }
-        return sum;
+    }
+
+    /// <summary>ARM64: the same sum by <see cref="ArmDot"/> (SDOT or widening multiplies), exact.</summary>
+    private readonly struct ArmSum : IQ8BlockSum
+    {
+        public static int TypeSize => Q8_1.TypeSize;
+
+        public static int Sum(byte* block, sbyte* q8)
+        {
+            sbyte* q = ((Block*)block)->Qs;
+            return AdvSimd.Arm64.AddAcross(ArmDot.DotI8(AdvSimd.LoadVector128(q), AdvSimd.LoadVector128(q8),
+                AdvSimd.LoadVector128(q + 16), AdvSimd.LoadVector128(q8 + 16))).ToScalar();
+        }
     }
 }

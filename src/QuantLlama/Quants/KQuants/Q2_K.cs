@@ -146,7 +146,14 @@ public static unsafe class Q2_K
             : Kernels.UseAdvSimd ? DotAdvSimd(weights, q8k, blocks)
             : DotScalar(weights, q8k, blocks);
 
-    internal static float DotScalar(byte* weights, byte* q8k, int blocks)
+    internal static float DotScalar(byte* weights, byte* q8k, int blocks) => DotBlocks<ScalarSums>(weights, q8k, blocks);
+
+    /// <summary>
+    /// Σ over the blocks of dAll·Σ scale·q·y − dMin·Σ min·bsum in the reference's float steps, the first integer sum
+    /// from <typeparamref name="TSums"/>: the scalar dot and its ARM64 twin share everything else, so that their
+    /// results are the same to the bit.
+    /// </summary>
+    private static float DotBlocks<TSums>(byte* weights, byte* q8k, int blocks) where TSums : struct, IScaledSums
     {
         float sum = 0;
         for (int i = 0; i < blocks; i++)
@@ -154,6 +161,25 @@ public static unsafe class Q2_K
             var x = (BlockQ2K*)(weights + i * BlockBytes);
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
             int sumMins = SumMins(x, y);
+            int sumi = TSums.ScaledSum(x, y);
+            float dAll = y->D * KQuantMath.FromHalfBits(x->D);
+            float dMin = y->D * KQuantMath.FromHalfBits(x->DMin);
+            sum += dAll * sumi - dMin * sumMins;
+        }
+        return sum;
+    }
+
+    /// <summary>One block's exact Σ over its 16 groups of scale · (q·y): the part a kernel computes its own way.</summary>
+    private interface IScaledSums
+    {
+        static abstract int ScaledSum(BlockQ2K* x, BlockQ8K* y);
+    }
+
+    /// <summary>The reference: chunk c is bits 2(c mod 4)… of quant bytes 32(c / 4)…, two groups of 16.</summary>
+    private readonly struct ScalarSums : IScaledSums
+    {
+        public static int ScaledSum(BlockQ2K* x, BlockQ8K* y)
+        {
             int sumi = 0;
             for (int c = 0; c < 8; c++)
             {
@@ -168,11 +194,8 @@ public static unsafe class Q2_K
                 }
                 sumi += (x->Scales[2 * c] & 0xF) * lo + (x->Scales[2 * c + 1] & 0xF) * hi;
             }
-            float dAll = y->D * KQuantMath.FromHalfBits(x->D);
-            float dMin = y->D * KQuantMath.FromHalfBits(x->DMin);
-            sum += dAll * sumi - dMin * sumMins;
+            return sumi;
         }
-        return sum;
     }
 
     /// <summary>Σ over the 16 groups of min · (the activation's sum over the group).</summary>
@@ -221,17 +244,14 @@ public static unsafe class Q2_K
     /// 2-bit fields taken by shifting each 32-byte quant group 2 bits per step, scaled in integers as the scalar
     /// reference does, so the result is the reference's to the bit.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     internal static float DotAdvSimd(byte* weights, byte* q8k, int blocks)
+        => AdvSimd.Arm64.IsSupported ? DotBlocks<ArmSums>(weights, q8k, blocks) : DotScalar(weights, q8k, blocks);
+
+    private readonly struct ArmSums : IScaledSums
     {
-        if (!AdvSimd.Arm64.IsSupported) return DotScalar(weights, q8k, blocks);
-        var m3 = Vector128.Create((byte)3);
-        float sum = 0;
-        for (int i = 0; i < blocks; i++)
+        public static int ScaledSum(BlockQ2K* x, BlockQ8K* y)
         {
-            var x = (BlockQ2K*)(weights + i * BlockBytes);
-            var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
-            int sumMins = SumMins(x, y);
+            var m3 = Vector128.Create((byte)3);
             int sumi = 0;
             for (int half = 0; half < 2; half++)
             {
@@ -247,10 +267,7 @@ public static unsafe class Q2_K
                     q1 = AdvSimd.ShiftRightLogical(q1, 2);
                 }
             }
-            float dAll = y->D * KQuantMath.FromHalfBits(x->D);
-            float dMin = y->D * KQuantMath.FromHalfBits(x->DMin);
-            sum += dAll * sumi - dMin * sumMins;
+            return sumi;
         }
-        return sum;
     }
 }

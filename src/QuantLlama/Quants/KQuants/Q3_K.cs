@@ -156,7 +156,14 @@ public static unsafe class Q3_K
             : Kernels.UseAdvSimd ? DotAdvSimd(weights, q8k, blocks)
             : DotScalar(weights, q8k, blocks);
 
-    internal static float DotScalar(byte* weights, byte* q8k, int blocks)
+    internal static float DotScalar(byte* weights, byte* q8k, int blocks) => DotBlocks<ScalarSums>(weights, q8k, blocks);
+
+    /// <summary>
+    /// Σ over the blocks of (y.d·d)·Σ scale·q·y in the reference's float steps, the integer sum from
+    /// <typeparamref name="TSums"/>: the scalar dot and its ARM64 twin share everything else, so that their results
+    /// are the same to the bit.
+    /// </summary>
+    private static float DotBlocks<TSums>(byte* weights, byte* q8k, int blocks) where TSums : struct, IScaledSums
     {
         float sum = 0;
         sbyte* scales = stackalloc sbyte[16];
@@ -165,6 +172,22 @@ public static unsafe class Q3_K
             var x = (BlockQ3K*)(weights + i * BlockBytes);
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
             KQuantMath.UnpackQ3Scales(x->Scales, scales);
+            sum += y->D * KQuantMath.FromHalfBits(x->D) * TSums.ScaledSum(x, y, scales);
+        }
+        return sum;
+    }
+
+    /// <summary>One block's exact Σ over its 16 groups of scale · (q·y), given the unpacked signed scales.</summary>
+    private interface IScaledSums
+    {
+        static abstract int ScaledSum(BlockQ3K* x, BlockQ8K* y, sbyte* scales);
+    }
+
+    /// <summary>The reference: q − 4 where the HMask bit is clear, chunk c from bits 2(c mod 4)… of bytes 32(c / 4)….</summary>
+    private readonly struct ScalarSums : IScaledSums
+    {
+        public static int ScaledSum(BlockQ3K* x, BlockQ8K* y, sbyte* scales)
+        {
             int sumi = 0;
             for (int c = 0; c < 8; c++)
             {
@@ -179,9 +202,8 @@ public static unsafe class Q3_K
                 }
                 sumi += scales[2 * c] * lo + scales[2 * c + 1] * hi;
             }
-            sum += y->D * KQuantMath.FromHalfBits(x->D) * sumi;
+            return sumi;
         }
-        return sum;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
@@ -232,17 +254,13 @@ public static unsafe class Q3_K
     /// q − 4·(1 − h), the 2-bit fields taken by shifting each 32-byte quant group 2 bits per step and h tested in
     /// HMask, scaled in integers as the scalar reference does, so the result is the reference's to the bit.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     internal static float DotAdvSimd(byte* weights, byte* q8k, int blocks)
+        => AdvSimd.Arm64.IsSupported ? DotBlocks<ArmSums>(weights, q8k, blocks) : DotScalar(weights, q8k, blocks);
+
+    private readonly struct ArmSums : IScaledSums
     {
-        if (!AdvSimd.Arm64.IsSupported) return DotScalar(weights, q8k, blocks);
-        float sum = 0;
-        sbyte* scales = stackalloc sbyte[16];
-        for (int i = 0; i < blocks; i++)
+        public static int ScaledSum(BlockQ3K* x, BlockQ8K* y, sbyte* scales)
         {
-            var x = (BlockQ3K*)(weights + i * BlockBytes);
-            var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
-            KQuantMath.UnpackQ3Scales(x->Scales, scales);
             Vector128<byte> h0 = AdvSimd.LoadVector128(x->HMask), h1 = AdvSimd.LoadVector128(x->HMask + 16);
             int sumi = 0;
             for (int half = 0; half < 2; half++)
@@ -260,13 +278,12 @@ public static unsafe class Q3_K
                     q1 = AdvSimd.ShiftRightLogical(q1, 2);
                 }
             }
-            sum += y->D * KQuantMath.FromHalfBits(x->D) * sumi;
+            return sumi;
         }
-        return sum;
 
         // The low 2 bits, less 4 where the high bit is clear: values in [-4, 4).
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static Vector128<sbyte> Values(Vector128<byte> quants, Vector128<byte> hmask, Vector128<byte> bit)
+        private static Vector128<sbyte> Values(Vector128<byte> quants, Vector128<byte> hmask, Vector128<byte> bit)
             => AdvSimd.Subtract(AdvSimd.And(quants, Vector128.Create((byte)3)),
                 AdvSimd.BitwiseClear(Vector128.Create((byte)4), AdvSimd.CompareTest(hmask, bit))).AsSByte();
     }
