@@ -120,11 +120,6 @@ internal static class SimdHelpers
     public static unsafe Vector256<short> ScaleBroadcast(byte* broadcasts, ulong scaleKeys, int j)
         => Avx.LoadVector256((short*)(broadcasts + (nuint)(byte)System.Numerics.BitOperations.RotateRight(scaleKeys, 8 * j) * 8));
 
-    /// <summary>Shifts each 16-bit lane right by a count known only at run time.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<ushort> ShiftRight16(Vector256<ushort> v, int count) =>
-        Avx2.ShiftRightLogical(v, Vector128.CreateScalar((ushort)count));
-
     /// <summary>
     /// pshufb mask that broadcasts 16-bit element <paramref name="k"/> of each 128-bit lane to the whole lane.
     /// </summary>
