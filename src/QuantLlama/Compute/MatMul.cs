@@ -64,7 +64,7 @@ public static unsafe class MatMul
         public bool UseDot8;
         /// <summary>8-row tiles over activation tiles packed by the kernel's PackActivationTile.</summary>
         public bool UseDot8Packed;
-        /// <summary>The row dot for single rows and tile remainders (see <see cref="RowDot"/>).</summary>
+        /// <summary>The type's public row dot, for single rows and tile remainders.</summary>
         public delegate*<byte*, byte*, int, float> Dot;
     }
 
@@ -147,7 +147,7 @@ public static unsafe class MatMul
                 Y = products[p].Y, Rows = products[p].Rows, FirstRow = totalRows, UseDot4 = dot4Path && kernel.Dot4Avx2 != null,
                 UseDot8 = dot8Path && kernel.Dot8Avx2 != null,
                 UseDot8Packed = dot8Path && kernel.Dot8PackedAvx2 != null,
-                Dot = RowDot(kernel, Kernels.Path),
+                Dot = kernel.Dot,
             };
             if (parts[p].UseDot8Packed && packer.PackActivationTile == null) packer = kernel;
             totalRows += products[p].Rows;
@@ -197,16 +197,10 @@ public static unsafe class MatMul
 
     /// <summary>
     /// The AVX2 tiles also run on AVX-512 CPUs: the AVX-512 path has no tiles of its own, and without them a prompt
-    /// decodes every weight block once per activation row.
+    /// decodes every weight block once per activation row. The types with tiles have no AVX-512 row dot either, so a
+    /// batch, single rows and the public row dot give the same bits on both paths.
     /// </summary>
     internal static bool TilesOn(KernelPath path) => path is KernelPath.Avx2 or KernelPath.Avx512;
-
-    /// <summary>
-    /// The row dot MatMul uses for a type on a path: on AVX-512, a type with AVX2 tiles uses their AVX2 row dot (not
-    /// its AVX-512 one) so that a batch and single rows give the same bits; otherwise the type's dispatching dot.
-    /// </summary>
-    internal static delegate*<byte*, byte*, int, float> RowDot(in TypeKernel kernel, KernelPath path)
-        => path == KernelPath.Avx512 && kernel.HasTiles && kernel.RowDotAvx2 != null ? kernel.RowDotAvx2 : kernel.Dot;
 
     private static void QuantizeActivationRow(void* context, int i)
     {

@@ -85,7 +85,6 @@ public static unsafe class Q4_0
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static float Dot(byte* w, byte* a, int n, float* aInfo = null)
     {
-        if (Kernels.UseAvx512) return DotAvx512(w, a, n);
         if (Kernels.UseAvx2) return aInfo != null ? Q8Products.Dot<Weights>(w, a, aInfo, n) : DotAvx2(w, a, n);
         if (Kernels.UseAdvSimd) return DotAdvSimd(w, a, n);
         return DotScalar(w, a, n);
@@ -156,33 +155,6 @@ public static unsafe class Q4_0
             var sums = Avx2.MultiplyAddAdjacent(Q8Products.GroupPairSums(Simd.BytesFromNibbles32(x + 2), tile), Vector256.Create((short)1));
             return Avx2.Subtract(sums, Avx2.ShiftLeftLogical(Avx.LoadVector256((int*)(tile + Q8Products.PackedSums)), 3));
         }
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    internal static float DotAvx512(byte* w, byte* a, int n)
-    {
-        if (!Avx512BW.IsSupported) return DotAvx2(w, a, n);
-        int nb = n / BlockSize;
-        var acc = Vector512<float>.Zero;
-        int i = 0;
-        for (; i + 1 < nb; i += 2)
-        {
-            byte* x = w + i * TypeSize;
-            byte* y = a + i * Q8_0.TypeSize;
-            var qx = Vector512.Create(WeightsAvx2(x), WeightsAvx2(x + TypeSize));
-            var qy = Vector512.Create(Avx.LoadVector256((sbyte*)(y + 2)), Avx.LoadVector256((sbyte*)(y + Q8_0.TypeSize + 2)));
-            var d = Simd512.Scales(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y),
-                Fp16.ToFloat(*(ushort*)(x + TypeSize)) * Fp16.ToFloat(*(ushort*)(y + Q8_0.TypeSize)));
-            acc = Avx512F.FusedMultiplyAdd(d, Simd512.MulSumI8Float(qx, qy), acc);
-        }
-        float sum = Simd.HSum(acc);
-        if (i < nb)
-        {
-            byte* x = w + i * TypeSize;
-            byte* y = a + i * Q8_0.TypeSize;
-            sum += Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y) * Simd.HSum(BlockAvx2(x, y));
-        }
-        return sum;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]

@@ -173,10 +173,6 @@ internal static unsafe class Q8Products
         }
     }
 
-    /// <summary>The AVX2 row dot over <see cref="QuantizeActivation"/>'s form (what the tiles pair with).</summary>
-    internal static float DotScaledAvx2<TWeights>(byte* w, byte* a, int n) where TWeights : struct, IQ8Weights
-        => Dot<TWeights>(w, a, BlockInfo(a, n), n);
-
     /// <summary>The row dot; <paramref name="aInfo"/> holds the activation blocks' scales as f32, then their sums of quants.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     internal static float Dot<TWeights>(byte* w, byte* a, float* aInfo, int n) where TWeights : struct, IQ8Weights

@@ -147,7 +147,6 @@ public static unsafe class Q8_0
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static float Dot(byte* w, byte* a, int n, float* aInfo = null)
     {
-        if (Kernels.UseAvx512) return DotAvx512(w, a, n);
         if (Kernels.UseAvx2) return aInfo != null ? Q8Products.Dot<Weights>(w, a, aInfo, n) : DotAvx2(w, a, n);
         if (Kernels.UseAdvSimd) return DotAdvSimd(w, a, n);
         return DotScalar(w, a, n);
@@ -230,38 +229,6 @@ public static unsafe class Q8_0
             var pairs = Avx2.MultiplyAddAdjacent(Avx2.Abs(w), Avx2.Sign(Avx.LoadVector256((sbyte*)tile), w));
             return Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)1));
         }
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    internal static float DotAvx512(byte* w, byte* a, int n)
-    {
-        if (!Avx512BW.IsSupported) return DotAvx2(w, a, n);
-        int nb = n / BlockSize;
-        var acc = Vector512<float>.Zero;
-        var ones = Vector512.Create((short)1);
-        int i = 0;
-        for (; i + 1 < nb; i += 2)
-        {
-            byte* x = w + i * TypeSize;
-            byte* y = a + i * TypeSize;
-            var qx = Vector512.Create(Avx.LoadVector256((sbyte*)(x + 2)), Avx.LoadVector256((sbyte*)(x + TypeSize + 2)));
-            var qy = Vector512.Create(Avx.LoadVector256((sbyte*)(y + 2)), Avx.LoadVector256((sbyte*)(y + TypeSize + 2)));
-            var ax = Avx512BW.Abs(qx);
-            var sy = Avx512BW.BlendVariable(qy, Avx512BW.Subtract(Vector512<sbyte>.Zero, qy), Avx512BW.CompareLessThan(qx, Vector512<sbyte>.Zero));
-            var sums = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(ax, sy), ones);
-            var d = Vector512.Create(
-                Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y)),
-                Vector256.Create(Fp16.ToFloat(*(ushort*)(x + TypeSize)) * Fp16.ToFloat(*(ushort*)(y + TypeSize))));
-            acc = Avx512F.FusedMultiplyAdd(d, Avx512F.ConvertToVector512Single(sums), acc);
-        }
-        float sum = Simd.HSum(acc);
-        if (i < nb)
-        {
-            byte* x = w + i * TypeSize;
-            byte* y = a + i * TypeSize;
-            sum += Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y) * Simd.HSum(BlockAvx2(x, y));
-        }
-        return sum;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]

@@ -29,12 +29,6 @@ internal readonly unsafe struct TypeKernel
     /// <summary>(n): bytes of one packed tile of 8 activation rows of n values.</summary>
     public delegate*<int, long> PackedTileBytes { get; init; }
     /// <summary>
-    /// (weights, activation, n): the AVX2 row dot whose arithmetic the AVX2 tiles repeat, for types whose
-    /// <see cref="Dot"/> has an AVX-512 version. On an AVX-512 CPU, MatMul runs these types' tiles and this row dot,
-    /// so batched products stay bit-identical to single rows there too.
-    /// </summary>
-    public delegate*<byte*, byte*, int, float> RowDotAvx2 { get; init; }
-    /// <summary>
     /// True when the activation is held as f32 values already rounded to <see cref="ActivationType"/>: the same
     /// numbers ggml's dot sees, but read without converting them again for every weight row.
     /// </summary>
@@ -72,9 +66,6 @@ internal static unsafe class QuantKernels
     private static float DotQ5_K(byte* w, byte* a, int n) => KQuants.Q5_K.Dot(w, a, n / QK_K);
     private static float DotQ6_K(byte* w, byte* a, int n) => KQuants.Q6_K.Dot(w, a, n / QK_K);
 
-    private static float DotQ4_KAvx2(byte* w, byte* a, int n) => KQuants.Q4_K.DotAvx2(w, a, n / QK_K);
-    private static float DotQ6_KAvx2(byte* w, byte* a, int n) => KQuants.Q6_K.DotAvx2(w, a, n / QK_K);
-
     private static readonly TypeKernel?[] Table = Build();
 
     private static TypeKernel?[] Build()
@@ -101,11 +92,6 @@ internal static unsafe class QuantKernels
             Dot8PackedAvx2 = &KQuants.Q4_K.Dot8Packed, PackActivationTile = &KQuants.Q4_K.PackActivationTile, PackedTileBytes = &KQuants.Q4_K.PackedTileBytes };
         t[(int)GgmlType.Q5_K] = new TypeKernel { WeightType = GgmlType.Q5_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ5_K };
         t[(int)GgmlType.Q6_K] = new TypeKernel { WeightType = GgmlType.Q6_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ6_K, Dot4Avx2 = &KQuants.Q6_K.Dot4Avx2, Dot8Avx2 = &KQuants.Q6_K.Dot8Avx2 };
-        // The AVX2 row dots behind the tiles of the types that also have AVX-512 row dots (see RowDotAvx2).
-        t[(int)GgmlType.Q4_0] = t[(int)GgmlType.Q4_0]!.Value with { RowDotAvx2 = &Q8Products.DotScaledAvx2<Q4_0.Weights> };
-        t[(int)GgmlType.Q8_0] = t[(int)GgmlType.Q8_0]!.Value with { RowDotAvx2 = &Q8Products.DotScaledAvx2<Q8_0.Weights> };
-        t[(int)GgmlType.Q4_K] = t[(int)GgmlType.Q4_K]!.Value with { RowDotAvx2 = &DotQ4_KAvx2 };
-        t[(int)GgmlType.Q6_K] = t[(int)GgmlType.Q6_K]!.Value with { RowDotAvx2 = &DotQ6_KAvx2 };
         return t;
     }
 

@@ -158,28 +158,3 @@ internal static unsafe class Simd
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> LoadBF16x8(ushort* p) => Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(p), 16).AsSingle();
 }
-
-/// <summary>AVX-512 building blocks (two 32-value blocks per 512-bit register).</summary>
-internal static unsafe class Simd512
-{
-    /// <summary>Signed-by-signed byte products summed in fours as 16 floats (|x| times y with x's sign).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> MulSumI8Float(Vector512<sbyte> x, Vector512<sbyte> y)
-    {
-        var ax = Avx512BW.Abs(x);
-        var sy = Avx512BW.BlendVariable(y, Avx512BW.Subtract(Vector512<sbyte>.Zero, y), Avx512BW.CompareLessThan(x, Vector512<sbyte>.Zero));
-        return MulSumU8I8Float(ax, sy);
-    }
-
-    /// <summary>Unsigned-by-signed byte products summed in fours as 16 floats.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> MulSumU8I8Float(Vector512<byte> ax, Vector512<sbyte> sy)
-    {
-        var sums = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(ax, sy), Vector512.Create((short)1));
-        return Avx512F.ConvertToVector512Single(sums);
-    }
-
-    /// <summary>Scale vector: d0 in lanes 0-7 (first block), d1 in lanes 8-15 (second block).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Scales(float d0, float d1) => Vector512.Create(Vector256.Create(d0), Vector256.Create(d1));
-}

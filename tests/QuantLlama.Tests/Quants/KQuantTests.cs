@@ -53,7 +53,7 @@ public class KQuantTests
     [MemberData(nameof(WeightTypesAndSimdKernels))]
     public void SimdDotMatchesScalar(GgmlType type, KernelPath kernel)
     {
-        if (!Kernels.IsSupported(kernel)) return; // this CPU cannot run that path; another machine checks it
+        Assert.SkipUnless(Kernels.IsSupported(kernel), $"this CPU cannot run the {kernel} kernels");
         var rng = new Random(7 * (int)type + (int)kernel);
         foreach (int blocks in new[] { 1, 2, 3, 7, 13, 33 })
         {
@@ -180,13 +180,29 @@ public class KQuantTests
 [Collection("KernelSettings")]
 public class KQuantMatMulTests
 {
+    public static TheoryData<GgmlType, KernelPath> WeightTypesOnEveryPath()
+    {
+        var data = new TheoryData<GgmlType, KernelPath>();
+        foreach (GgmlType type in new[] { GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K })
+            foreach (var path in Enum.GetValues<KernelPath>())
+                data.Add(type, path);
+        return data;
+    }
+
     /// <summary>
-    /// MatVec and MatMat (single- and multi-threaded sizes) give, for every output, exactly the row dot with the
-    /// activation quantized to Q8_K, and agree with llama.cpp's vec_dot within the float-rounding tolerance.
+    /// MatVec and MatMat (single- and multi-threaded sizes) give, for every output, exactly the public row dot with
+    /// the activation quantized to Q8_K, on each kernel path, and agree with llama.cpp's vec_dot within the
+    /// float-rounding tolerance.
     /// </summary>
     [Theory]
-    [MemberData(nameof(KQuantDifferentialTests.WeightTypes), MemberType = typeof(KQuantDifferentialTests))]
-    public unsafe void MatVecAndMatMatAreRowDotsWithQ8KActivations(GgmlType type)
+    [MemberData(nameof(WeightTypesOnEveryPath))]
+    public void MatVecAndMatMatAreRowDotsWithQ8KActivations(GgmlType type, KernelPath path)
+    {
+        Assert.SkipUnless(Kernels.IsSupported(path), $"this CPU cannot run the {path} kernels");
+        KQuantTestRows.WithKernel(path, () => { CheckProductsAgainstRowDots(type); return 0; });
+    }
+
+    private static unsafe void CheckProductsAgainstRowDots(GgmlType type)
     {
         foreach (var (rows, cols, n) in new[] { (37, 512, 1), (29, 768, 3), (256, 512, 4) })
         {

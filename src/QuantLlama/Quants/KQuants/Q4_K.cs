@@ -89,7 +89,6 @@ public static unsafe class Q4_K
     /// <summary>The dot over <paramref name="blocks"/> blocks on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
     internal static float Dot(byte* weights, byte* q8k, int blocks)
     {
-        if (Kernels.UseAvx512) return DotAvx512(weights, q8k, blocks);
         if (Kernels.UseAvx2) return DotAvx2(weights, q8k, blocks);
         if (Kernels.UseAdvSimd) return DotAdvSimd(weights, q8k, blocks);
         return DotScalar(weights, q8k, blocks);
@@ -313,54 +312,6 @@ public static unsafe class Q4_K
             chains[b & 7] = Avx.Add(chains[b & 7], term);
         }
         Q8Products.StoreChainSums(chains[0], chains[1], chains[2], chains[3], chains[4], chains[5], chains[6], chains[7], result, yStride);
-    }
-
-    /// <summary>
-    /// AVX-512BW: one 64-byte load covers two 64-value chunks; its low nibbles are values 0–31 and 64–95 (scales
-    /// 0 and 2 of the pair), its high nibbles 32–63 and 96–127 (scales 1 and 3). Untested on this project's
-    /// AVX2-only build machine; the SIMD-vs-scalar tests run it wherever the CPU has AVX-512BW.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    internal static float DotAvx512(byte* weights, byte* q8k, int blocks)
-    {
-        if (!Avx512BW.IsSupported) return DotAvx2(weights, q8k, blocks);
-        var m4 = Vector512.Create((byte)0x0F);
-        var acc = Vector512<float>.Zero;
-        var accMins = Vector128<float>.Zero;
-        // vpermw indices: 16 copies of word a then 16 of word b.
-        Vector512<short> lo0 = PairIndex(0, 2), hi0 = PairIndex(1, 3), lo1 = PairIndex(4, 6), hi1 = PairIndex(5, 7);
-        for (int i = 0; i < blocks; i++)
-        {
-            var x = (BlockQ4K*)(weights + i * BlockBytes);
-            var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
-            float d = y->D * KQuantMath.FromHalfBits(x->D);
-            float dmin = -y->D * KQuantMath.FromHalfBits(x->DMin);
-            Vector256<short> scalesAndMins = SimdHelpers.ScalesAndMinsK4(x->Scales);
-
-            accMins = Fma.MultiplyAdd(Vector128.Create(dmin), SimdHelpers.MinSums(scalesAndMins.GetUpper(), y->BSums), accMins);
-
-            Vector512<short> scales = Vector512.Create(scalesAndMins, scalesAndMins);
-            Vector512<int> sumi = Pair(x->Qs, y->Qs, scales, lo0, hi0, m4);
-            sumi = Avx512F.Add(sumi, Pair(x->Qs + 64, y->Qs + 128, scales, lo1, hi1, m4));
-            acc = Avx512F.FusedMultiplyAdd(Vector512.Create(d), Avx512F.ConvertToVector512Single(sumi), acc);
-        }
-        return Vector512.Sum(acc) + SimdHelpers.HorizontalSum(accMins);
-
-        static Vector512<short> PairIndex(int a, int b) => Vector512.Create(Vector256.Create((short)a), Vector256.Create((short)b));
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static Vector512<int> Pair(byte* q4, sbyte* q8, Vector512<short> scales, Vector512<short> loIndex,
-            Vector512<short> hiIndex, Vector512<byte> m4)
-        {
-            Vector512<byte> bits = Avx512BW.LoadVector512(q4);
-            Vector512<byte> lo = Avx512F.And(bits, m4);
-            Vector512<byte> hi = Avx512F.And(Avx512BW.ShiftRightLogical(bits.AsUInt16(), 4).AsByte(), m4);
-            Vector512<sbyte> q8Lo = Vector512.Create(Avx.LoadVector256(q8), Avx.LoadVector256(q8 + 64));
-            Vector512<sbyte> q8Hi = Vector512.Create(Avx.LoadVector256(q8 + 32), Avx.LoadVector256(q8 + 96));
-            Vector512<int> sLo = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(lo, q8Lo), Avx512BW.PermuteVar32x16(scales, loIndex));
-            Vector512<int> sHi = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(hi, q8Hi), Avx512BW.PermuteVar32x16(scales, hiIndex));
-            return Avx512F.Add(sLo, sHi);
-        }
     }
 
     /// <summary>

@@ -135,7 +135,6 @@ public static unsafe class Q6_K
     /// <summary>The dot over <paramref name="blocks"/> blocks on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
     internal static float Dot(byte* weights, byte* q8k, int blocks)
     {
-        if (Kernels.UseAvx512) return DotAvx512(weights, q8k, blocks);
         if (Kernels.UseAvx2) return DotAvx2(weights, q8k, blocks);
         if (Kernels.UseAdvSimd) return DotAdvSimd(weights, q8k, blocks);
         return DotScalar(weights, q8k, blocks);
@@ -382,56 +381,6 @@ public static unsafe class Q6_K
             sc[1] = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k + 1).AsSByte()));
             sc[2] = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k + 2).AsSByte()));
             sc[3] = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k + 3).AsSByte()));
-        }
-    }
-
-    /// <summary>
-    /// AVX-512BW: per 128-value half, values 0–63 come from the low nibbles of the 64 Ql bytes and values 64–127
-    /// from their high nibbles, each 128-bit lane one group of 16 (one scale). The Qh pairs for the upper 32
-    /// bytes sit two bits higher, hence the per-lane variable shift. Untested on this project's AVX2-only build
-    /// machine; the SIMD-vs-scalar tests run it wherever the CPU has AVX-512BW.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    internal static float DotAvx512(byte* weights, byte* q8k, int blocks)
-    {
-        if (!Avx512BW.IsSupported) return DotAvx2(weights, q8k, blocks);
-        var m4 = Vector512.Create((byte)0x0F);
-        var m2 = Vector512.Create((byte)0x03);
-        var m2x4 = Vector512.Create((byte)0x30);
-        var shifts = Vector512.Create(Vector256<ushort>.Zero, Vector256.Create((ushort)2));
-        var acc = Vector512<float>.Zero;
-        Vector512<short> idx0 = GroupIndex(0), idx1 = GroupIndex(4), idx2 = GroupIndex(8), idx3 = GroupIndex(12);
-        for (int i = 0; i < blocks; i++)
-        {
-            var x = (BlockQ6K*)(weights + i * BlockBytes);
-            var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
-            float d = y->D * KQuantMath.FromHalfBits(x->D);
-            Vector256<short> scales16 = Avx2.ConvertToVector256Int16(Sse2.LoadVector128(x->Scales));
-            Vector256<int> offset = Avx2.MultiplyAddAdjacent(scales16, Avx.LoadVector256(y->BSums));
-            Vector512<short> scales = Vector512.Create(scales16, scales16);
-            Vector512<int> sumi = Vector512.Create(Avx2.Subtract(Vector256<int>.Zero, Avx2.ShiftLeftLogical(offset, 5)), Vector256<int>.Zero);
-            sumi = Avx512F.Add(sumi, Half(x->Ql, x->Qh, y->Qs, scales, idx0, idx1));
-            sumi = Avx512F.Add(sumi, Half(x->Ql + 64, x->Qh + 32, y->Qs + 128, scales, idx2, idx3));
-            acc = Avx512F.FusedMultiplyAdd(Vector512.Create(d), Avx512F.ConvertToVector512Single(sumi), acc);
-        }
-        return Vector512.Sum(acc);
-
-        // vpermw indices giving scale g, g+1, g+2, g+3 to the four 128-bit lanes.
-        static Vector512<short> GroupIndex(int g) => Vector512.Create(
-            Vector256.Create(Vector128.Create((short)g), Vector128.Create((short)(g + 1))),
-            Vector256.Create(Vector128.Create((short)(g + 2)), Vector128.Create((short)(g + 3))));
-
-        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-        Vector512<int> Half(byte* ql, byte* qh, sbyte* q8, Vector512<short> scales, Vector512<short> idxLow, Vector512<short> idxHigh)
-        {
-            Vector512<byte> bits = Avx512BW.LoadVector512(ql);
-            Vector256<byte> high256 = Avx.LoadVector256(qh);
-            Vector512<byte> high = Avx512BW.ShiftRightLogicalVariable(Vector512.Create(high256, high256).AsUInt16(), shifts).AsByte();
-            Vector512<byte> qLow = Avx512F.Or(Avx512F.And(bits, m4), Avx512BW.ShiftLeftLogical(Avx512F.And(high, m2).AsUInt16(), 4).AsByte());
-            Vector512<byte> qHigh = Avx512F.Or(Avx512F.And(Avx512BW.ShiftRightLogical(bits.AsUInt16(), 4).AsByte(), m4), Avx512F.And(high, m2x4));
-            Vector512<int> sLow = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(qLow, Avx512BW.LoadVector512(q8)), Avx512BW.PermuteVar32x16(scales, idxLow));
-            Vector512<int> sHigh = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(qHigh, Avx512BW.LoadVector512(q8 + 64)), Avx512BW.PermuteVar32x16(scales, idxHigh));
-            return Avx512F.Add(sLow, sHigh);
         }
     }
 
