@@ -98,12 +98,12 @@ public static class EngineRunner
 
     private sealed class OurEngine : IEngine
     {
-        private readonly LlamaModel _model;
+        private readonly InferenceContext _model;
 
         public OurEngine(string path, int threads)
         {
             WorkerPool.SetThreadCount(threads);
-            _model = LlamaModel.Load(path, new LlamaModelOptions { ContextSize = ContextSize, MaxBatch = 512 });
+            _model = InferenceContext.Load(path, new ContextOptions { ContextSize = ContextSize, MaxBatch = 512 });
         }
 
         public int Decode(ReadOnlySpan<int> tokens, int start) => ArgMax(_model.Forward(tokens, start));

@@ -69,7 +69,7 @@ unsafe
         Directory.CreateDirectory(dir);
         string gguf = Path.Combine(dir, "stories260K.gguf");
         Llama2cConverter.Convert(args[0], args[1], gguf);
-        using var model = LlamaModel.Load(gguf);
+        using var model = InferenceContext.Load(gguf);
         using var file = QuantLlama.Gguf.GgufFile.Open(gguf);
         var tokenizer = TokenizerFactory.FromMetadata(file.Metadata);
         var tokens = tokenizer.Encode("Once upon a time", addSpecial: true, parseSpecial: false);

@@ -40,10 +40,11 @@ public static class BenchCommand
             string path = parse.GetValue(model)!;
             if (!File.Exists(path)) throw new FileNotFoundException($"model file '{path}' does not exist");
             int context = Math.Max(1, Math.Max(options.PromptTokens, options.GenerateTokens));
-            using var llama = LlamaModel.Load(path, new LlamaModelOptions { ContextSize = context, MaxBatch = Math.Max(1, options.PromptTokens) });
+            using var weights = LlamaModel.Load(path);
+            using var llama = weights.CreateContext(new ContextOptions { ContextSize = context, MaxBatch = Math.Max(1, options.PromptTokens) });
             var log = parse.GetValue(verbose) ? (Action<string>)(s => Console.Error.WriteLine(s)) : null;
             var results = Benchmark.Run(llama, options, log);
-            Console.Out.Write(Benchmark.FormatTable(Path.GetFileName(path), llama, WorkerPool.ThreadCount, results));
+            Console.Out.Write(Benchmark.FormatTable(Path.GetFileName(path), weights, WorkerPool.ThreadCount, results));
             return 0;
         }));
         return command;

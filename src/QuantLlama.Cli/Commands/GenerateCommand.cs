@@ -38,8 +38,9 @@ public static class GenerateCommand
         var tracing = new Option<bool>("--tracing") { Description = "Write a Chrome trace of the forward pass's spans (trace-TIMESTAMP.json)" };
         var threads = new Option<int?>("--threads", "-t") { Description = "Worker threads for the matrix products (default: all cores)" };
         var ctx = new Option<int?>("--ctx") { Description = "Positions in the KV cache (default: the model's context length, at most 4096)" };
+        var system = new Option<string?>("--system") { Description = "System prompt for --prompt chat" };
         foreach (var o in new Option[] { model, tokenizer, which, prompt, sampleLen, temperature, topP, topK, seed, repeatPenalty,
-                     repeatLastN, splitPrompt, verbosePrompt, gqa, cpu, tracing, threads, ctx })
+                     repeatLastN, splitPrompt, verbosePrompt, gqa, cpu, tracing, threads, ctx, system })
             root.Options.Add(o);
 
         root.SetAction(parse => Run(new Arguments
@@ -61,13 +62,14 @@ public static class GenerateCommand
             Tracing = parse.GetValue(tracing),
             Threads = parse.GetValue(threads),
             Context = parse.GetValue(ctx),
+            System = parse.GetValue(system),
         }));
         return root;
     }
 
     private sealed record Arguments
     {
-        public string? Model, Tokenizer;
+        public string? Model, Tokenizer, System;
         public required string Which, Prompt;
         public int SampleLength, RepeatLastN;
         public double Temperature;
@@ -103,34 +105,41 @@ public static class GenerateCommand
         ApplyThreads(a.Threads);
 
         var load = Stopwatch.StartNew();
-        using var model = LlamaModel.Load(resolved.Path, new LlamaModelOptions { ContextSize = a.Context }, a.Gqa ?? resolved.Gqa);
+        using var model = LlamaModel.Load(resolved.Path, a.Gqa ?? resolved.Gqa);
+        using var context = model.CreateContext(new ContextOptions { ContextSize = a.Context });
         var file = model.File;
         err.WriteLine(string.Format(inv, "loaded {0} tensors ({1}) in {2:F2}s", file.Tensors.Count, FormatSize(model.WeightBytes), load.Elapsed.TotalSeconds));
-        err.WriteLine($"params: {model.Config}, n_ctx: {model.ContextSize}, kv cache: {model.KvCacheType} ({FormatSize(model.KvCacheBytes)})");
+        err.WriteLine($"params: {model.Config}, n_ctx: {context.ContextSize}, kv cache: {context.KvCacheType} ({FormatSize(context.KvCacheBytes)})");
         err.WriteLine("model built");
 
         ITokenizer tok = a.Tokenizer != null
             ? TokenizerFactory.FromHuggingFaceJson(a.Tokenizer)
             : TokenizerFactory.FromMetadata(file.Metadata);
         var registryTemplate = resolved.Entry?.Template ?? ModelRegistry.Get(a.Which).Template;
-        var template = ChatTemplate.Resolve(registryTemplate, file.Metadata.GetStringOrNull("tokenizer.chat_template"));
+        var family = ChatTemplate.Resolve(registryTemplate, file.Metadata.GetStringOrNull("tokenizer.chat_template"));
+        var formatter = new FamilyChatFormatter(family, Piece(tok, tok.BosId, "<s>"), Piece(tok, tok.EosId, "</s>"));
 
-        if (a.Tracing) model.Tracer = new ForwardTracer();
+        if (a.Tracing) context.Tracer = new ForwardTracer();
+        // One sampler for the whole run, as candle keeps one RNG across turns.
         var sampler = new LogitsProcessor(a.Seed, SamplingStrategy.FromArguments(a.Temperature, a.TopK, a.TopP));
         var options = new GenerationOptions
         {
-            SampleLength = a.SampleLength,
-            RepeatPenalty = a.RepeatPenalty,
-            RepeatLastN = a.RepeatLastN,
+            MaxTokens = a.SampleLength,
+            Sampling = new SamplingOptions { RepeatPenalty = a.RepeatPenalty, RepeatLastN = a.RepeatLastN },
             SplitPrompt = a.SplitPrompt,
         };
-        var generator = new TextGenerator(model, tok, sampler, options, EndOfTurnIds(tok, template));
+        var chatSession = new ChatSession(context, tok, formatter, a.System);
+        var generator = new TextGenerator(context, tok, ChatTemplate.EndOfTurnTokens(family).SelectMany(p => SingleId(tok, p)));
 
-        using var cancel = new CancellationTokenSource();
+        // Ctrl-C during a reply ends that reply (a single prompt: the run, after its statistics); at the "> " prompt
+        // it ends the program. A turn's token is made for that turn alone, so a press never carries over.
+        CancellationTokenSource? turn = null;
         ConsoleCancelEventHandler onCancel = (_, e) =>
         {
-            e.Cancel = true; // stop generating, print the statistics, exit normally
-            cancel.Cancel();
+            var current = Volatile.Read(ref turn);
+            if (current == null) return; // idle: the default, ending the process
+            e.Cancel = true;
+            current.Cancel();
         };
         Console.CancelKeyPress += onCancel;
         var stdout = Console.Out;
@@ -139,11 +148,11 @@ public static class GenerateCommand
             bool interactive = a.Prompt == "interactive", chat = a.Prompt == "chat";
             if (!interactive && !chat)
             {
-                Turn(generator, tok, a, a.Prompt, addBos: true, stdout, cancel.Token);
+                var tokens = tok.Encode(a.Prompt, addSpecial: true, parseSpecial: true);
+                Turn(a, tok, a.Prompt, tokens, session: false, ref turn, cancel => generator.Generate(tokens, options, stdout, cancel, sampler));
                 return 0;
             }
-            bool first = true;
-            while (!cancel.IsCancellationRequested)
+            while (true)
             {
                 err.Write("> ");
                 err.Flush();
@@ -154,11 +163,20 @@ public static class GenerateCommand
                     break;
                 }
                 if (line.Length == 0) continue;
-                if (interactive) generator.Reset();
-                string text = ChatTemplate.FormatTurn(template, line, firstTurn: interactive || first);
-                bool addBos = interactive || first || ChatTemplate.BosEveryTurn(template);
-                var result = Turn(generator, tok, a, text, addBos, stdout, cancel.Token, session: true);
-                first = false;
+                GenerationResult? result;
+                if (interactive)
+                {
+                    // Each line is a new prompt; the cache keeps what it shares with the previous one.
+                    string text = formatter.Render([ChatTurn.User(line)], addGenerationPrompt: true);
+                    var tokens = ChatSession.TokenizePrompt(tok, text);
+                    result = Turn(a, tok, text, tokens, session: true, ref turn, cancel => generator.Generate(tokens, options, stdout, cancel, sampler));
+                }
+                else
+                {
+                    var tokens = chatSession.Tokenize([.. chatSession.Messages, ChatTurn.User(line)]);
+                    stdout.Write(line);
+                    result = Turn(a, tok, "", tokens, session: true, ref turn, cancel => chatSession.Send(line, options, stdout, cancel, sampler));
+                }
                 if (chat && result?.StopReason is null or StopReason.ContextFull)
                 {
                     err.WriteLine("the context is full; ending the conversation");
@@ -170,7 +188,7 @@ public static class GenerateCommand
         finally
         {
             Console.CancelKeyPress -= onCancel;
-            if (model.Tracer is { } tracer)
+            if (context.Tracer is { } tracer)
             {
                 string tracePath = $"trace-{DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()}.json";
                 tracer.Write(tracePath);
@@ -183,47 +201,58 @@ public static class GenerateCommand
     /// One prompt: echo it, generate, print the statistics. A prompt that does not fit is an error for a single
     /// prompt, and gives null in an interactive or chat session.
     /// </summary>
-    private static GenerationResult? Turn(TextGenerator generator, ITokenizer tok, Arguments a, string text, bool addBos,
-        TextWriter stdout, CancellationToken cancel, bool session = false)
+    private static GenerationResult? Turn(Arguments a, ITokenizer tok, string echo, IReadOnlyList<int> tokens, bool session,
+        ref CancellationTokenSource? turn, Func<CancellationToken, GenerationResult> generate)
     {
         var err = Console.Error;
-        var tokens = tok.Encode(text, addSpecial: addBos, parseSpecial: true);
+        var stdout = Console.Out;
         if (a.VerbosePrompt)
             foreach (int id in tokens) err.WriteLine($"{id,7} -> '{tok.TokenToPiece(id)}'");
-        stdout.Write(text);
+        stdout.Write(echo);
         stdout.Flush();
         GenerationResult result;
+        using var cancel = new CancellationTokenSource();
+        Volatile.Write(ref turn, cancel);
         try
         {
-            result = generator.Generate(tokens, stdout, cancel);
+            result = generate(cancel.Token);
         }
         catch (ContextFullException e)
         {
             stdout.WriteLine();
-            if (!session) throw new CliUsageException($"the prompt does not fit: {e.Message}");
-            err.WriteLine($"the prompt does not fit: {e.Message}");
+            if (!session) throw new CliUsageException($"the prompt does not fit: {e.Message} (try a larger --ctx)");
+            err.WriteLine($"the prompt does not fit: {e.Message} (try a larger --ctx)");
             return null;
+        }
+        finally
+        {
+            Volatile.Write(ref turn, null);
         }
         stdout.WriteLine();
         stdout.Flush();
         if (result.StopReason == StopReason.ContextFull)
-            err.WriteLine($"stopped: the context of {generator.Position} tokens is full");
+            err.WriteLine("stopped: the context is full");
         if (result.StopReason == StopReason.Cancelled)
             err.WriteLine("stopped: interrupted");
         err.WriteLine();
-        err.WriteLine(string.Format(CultureInfo.InvariantCulture, "{0,4} prompt tokens processed: {1:F2} token/s", result.PromptTokens, result.PromptTokensPerSecond));
-        err.WriteLine(string.Format(CultureInfo.InvariantCulture, "{0,4} tokens generated: {1:F2} token/s", result.GeneratedTokens, result.GeneratedTokensPerSecond));
+        // Tokens computed, as llama.cpp's prompt eval counts them: a cached prefix is not processed again.
+        WriteRate(err, "prompt tokens processed", result.PromptTokens - result.CachedPromptTokens, result.PromptTokensPerSecond);
+        WriteRate(err, "tokens generated", result.GeneratedTokens, result.GeneratedTokensPerSecond);
         return result;
     }
 
-    private static IEnumerable<int> EndOfTurnIds(ITokenizer tok, ChatTemplateFamily template)
+    private static void WriteRate(TextWriter err, string what, int tokens, double? perSecond)
+        => err.WriteLine(perSecond is double rate
+            ? string.Format(CultureInfo.InvariantCulture, "{0,4} {1}: {2:F2} token/s", tokens, what, rate)
+            : string.Format(CultureInfo.InvariantCulture, "{0,4} {1}", tokens, what));
+
+    private static IEnumerable<int> SingleId(ITokenizer tok, string piece)
     {
-        foreach (string piece in ChatTemplate.EndOfTurnTokens(template))
-        {
-            var ids = tok.Encode(piece, addSpecial: false, parseSpecial: true);
-            if (ids.Count == 1) yield return ids[0];
-        }
+        var ids = tok.Encode(piece, addSpecial: false, parseSpecial: true);
+        if (ids.Count == 1) yield return ids[0];
     }
+
+    private static string Piece(ITokenizer tok, int id, string fallback) => id >= 0 ? tok.TokenToPiece(id) : fallback;
 
     private static void ApplyThreads(int? threads)
     {

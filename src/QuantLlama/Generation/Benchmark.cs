@@ -58,7 +58,7 @@ public sealed record BenchmarkResult(string Test, int Tokens, IReadOnlyList<doub
 /// </summary>
 public static class Benchmark
 {
-    public static IReadOnlyList<BenchmarkResult> Run(LlamaModel model, BenchmarkOptions options, Action<string>? progress = null)
+    public static IReadOnlyList<BenchmarkResult> Run(InferenceContext model, BenchmarkOptions options, Action<string>? progress = null)
     {
         options.Validate();
         int needed = Math.Max(options.PromptTokens, options.GenerateTokens);

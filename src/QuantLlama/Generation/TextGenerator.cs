@@ -1,181 +1,255 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using QuantLlama.Models;
 using QuantLlama.Sampling;
 using QuantLlama.Tokenizers;
 
 namespace QuantLlama.Generation;
 
-public sealed record GenerationOptions
+/// <summary>How the next token is drawn (candle's LogitsProcessor, with llama.cpp's min-p and repeat penalty).</summary>
+public sealed record SamplingOptions
 {
-    /// <summary>Tokens to generate per turn (candle's --sample-len, counting the one sampled from the prompt).</summary>
-    public int SampleLength { get; init; } = 1000;
+    /// <summary>0 or less: greedy (argmax).</summary>
+    public double Temperature { get; init; } = 0.8;
 
+    /// <summary>Only the k most probable tokens are drawn from; null: no limit.</summary>
+    public int? TopK { get; init; }
+
+    /// <summary>Nucleus cutoff in (0, 1]; null: no cutoff.</summary>
+    public double? TopP { get; init; }
+
+    /// <summary>Tokens less probable than min-p times the most probable one are dropped (llama.cpp's min-p); null: none.</summary>
+    public double? MinP { get; init; }
+
+    /// <summary>Seed of the sampling RNG (candle's default).</summary>
+    public ulong Seed { get; init; } = 299792458UL;
+
+    /// <summary>Penalty for tokens this turn already generated (1: none).</summary>
     public float RepeatPenalty { get; init; } = 1.1f;
 
+    /// <summary>How many of the last generated tokens the repeat penalty looks at.</summary>
     public int RepeatLastN { get; init; } = 64;
+
+    /// <summary>Greedy decoding with no penalty: the same text on every run.</summary>
+    public static SamplingOptions Greedy { get; } = new() { Temperature = 0, RepeatPenalty = 1f };
+
+    internal void Validate()
+    {
+        if (!double.IsFinite(Temperature)) throw new ArgumentException("temperature must be a number");
+        if (TopK is <= 0) throw new ArgumentException($"top-k must be positive, got {TopK}");
+        if (TopP is double p && !(p > 0 && p <= 1)) throw new ArgumentException($"top-p must be in (0, 1], got {p}");
+        if (MinP is double m && !(m >= 0 && m <= 1)) throw new ArgumentException($"min-p must be in [0, 1], got {m}");
+        if (!(RepeatPenalty > 0) || !float.IsFinite(RepeatPenalty)) throw new ArgumentException($"repeat penalty must be positive, got {RepeatPenalty}");
+        if (RepeatLastN < 0) throw new ArgumentException($"repeat-last-n must not be negative, got {RepeatLastN}");
+    }
+
+    /// <summary>A sampler for one generation, seeded with <see cref="Seed"/>.</summary>
+    public LogitsProcessor CreateSampler() => new(Seed, SamplingStrategy.FromArguments(Temperature, TopK, TopP));
+}
+
+public sealed record GenerationOptions
+{
+    /// <summary>Tokens to generate at most, counting the one sampled from the prompt (candle's --sample-len).</summary>
+    public int MaxTokens { get; init; } = 1000;
+
+    public SamplingOptions Sampling { get; init; } = new();
+
+    /// <summary>
+    /// Texts that end the generation when they appear in it; the text returned stops before them, and no part of
+    /// one is ever streamed, even when it spans several tokens.
+    /// </summary>
+    public IReadOnlyList<string> StopStrings { get; init; } = [];
 
     /// <summary>Feed the prompt one token at a time instead of one batch (candle's --split-prompt).</summary>
     public bool SplitPrompt { get; init; }
+
+    internal void Validate()
+    {
+        if (MaxTokens < 0) throw new ArgumentException($"the token limit must not be negative, got {MaxTokens}");
+        Sampling.Validate();
+        if (StopStrings.Any(string.IsNullOrEmpty)) throw new ArgumentException("a stop string must not be empty");
+    }
 }
 
 public enum StopReason
 {
-    EndOfSequence,
-    SampleLength,
+    /// <summary>The model produced an end-of-generation token (EOS, EOT, or the template's end of turn).</summary>
+    EndOfGeneration,
+    /// <summary><see cref="GenerationOptions.MaxTokens"/> tokens were generated.</summary>
+    Length,
+    /// <summary>One of <see cref="GenerationOptions.StopStrings"/> appeared.</summary>
+    StopString,
+    /// <summary>The KV cache has no room for another token.</summary>
     ContextFull,
     Cancelled,
 }
 
-/// <summary>What one turn did, with candle's statistics.</summary>
+/// <summary>What one generation did.</summary>
 public sealed record GenerationResult(
     int PromptTokens, TimeSpan PromptTime, int GeneratedTokens, TimeSpan GenerationTime, StopReason StopReason,
     IReadOnlyList<int> Tokens)
 {
-    public double PromptTokensPerSecond => PromptTokens / Math.Max(PromptTime.TotalSeconds, 1e-9);
+    /// <summary>Prompt tokens whose keys and values were already cached (not computed again).</summary>
+    public int CachedPromptTokens { get; init; }
 
-    public double GeneratedTokensPerSecond => GeneratedTokens / Math.Max(GenerationTime.TotalSeconds, 1e-9);
+    /// <summary>The generated text, without a stop string.</summary>
+    public string Text { get; init; } = "";
+
+    /// <summary>Prompt tokens computed per second; null when none were or no time was measured.</summary>
+    public double? PromptTokensPerSecond => Rate(PromptTokens - CachedPromptTokens, PromptTime);
+
+    /// <summary>Tokens generated per second after the first (candle's figure); null when none were.</summary>
+    public double? GeneratedTokensPerSecond => Rate(GeneratedTokens, GenerationTime);
+
+    private static double? Rate(int tokens, TimeSpan time) => tokens > 0 && time > TimeSpan.Zero ? tokens / time.TotalSeconds : null;
+}
+
+/// <summary>One step of a streamed generation: the text that became final with this token (possibly empty).</summary>
+public sealed record GenerationUpdate(string Text, int TokenId)
+{
+    /// <summary>Set on the last update only.</summary>
+    public GenerationResult? Result { get; init; }
 }
 
 /// <summary>
-/// candle's generation loop over a <see cref="LlamaModel"/>: the prompt as one batch (or token by token), a first token
-/// sampled from its last logits, then one forward pass per token with the repeat penalty over this turn's last
-/// tokens, streaming text as it becomes valid UTF-8, until an end-of-generation id, the sample length, a full
-/// context or cancellation. The KV cache persists across calls, so a chat feeds only each new turn.
+/// candle's generation loop over an <see cref="InferenceContext"/>: the prompt as one batch (or token by token),
+/// a first token sampled from its last logits, then one forward pass per token with the repeat penalty over this
+/// turn's last tokens, streaming text as it becomes valid UTF-8, until an end-of-generation id, a stop string, the
+/// token limit, a full context or cancellation. The context keeps the longest cached prefix of each prompt, so a
+/// conversation re-sent with one more turn computes only that turn. Compute runs on the thread that iterates.
 /// </summary>
 public sealed class TextGenerator
 {
-    private readonly LlamaModel _model;
+    private readonly InferenceContext _context;
     private readonly ITokenizer _tokenizer;
-    private readonly LogitsProcessor _sampler;
     private readonly float[] _logits;
     private readonly HashSet<int> _endOfGeneration;
-    private int _pending = -1;
 
-    public GenerationOptions Options { get; }
-
-    /// <summary>Tokens already in the KV cache.</summary>
-    public int Position { get; private set; }
-
-    public TextGenerator(LlamaModel model, ITokenizer tokenizer, LogitsProcessor sampler, GenerationOptions options,
-        IEnumerable<int>? extraEndOfGenerationIds = null)
+    public TextGenerator(InferenceContext context, ITokenizer tokenizer, IEnumerable<int>? extraEndOfGenerationIds = null)
     {
-        if (options.SampleLength < 0) throw new ArgumentException("sample length must not be negative");
-        if (options.RepeatLastN < 0) throw new ArgumentException("repeat-last-n must not be negative");
-        if (!(options.RepeatPenalty > 0)) throw new ArgumentException("repeat penalty must be positive");
-        _model = model;
+        _context = context;
         _tokenizer = tokenizer;
-        _sampler = sampler;
-        Options = options;
-        _logits = new float[model.Config.VocabSize];
+        _logits = new float[context.Config.VocabSize];
         _endOfGeneration = [.. tokenizer.EndOfGenerationIds];
         if (tokenizer.EosId >= 0) _endOfGeneration.Add(tokenizer.EosId);
         if (extraEndOfGenerationIds != null) _endOfGeneration.UnionWith(extraEndOfGenerationIds);
     }
 
+    public InferenceContext Context => _context;
+
     public IReadOnlySet<int> EndOfGenerationIds => _endOfGeneration;
 
-    /// <summary>Forgets the conversation: the next turn starts at position 0.</summary>
-    public void Reset()
+    /// <summary>
+    /// Generates a continuation of <paramref name="prompt"/> (the whole text so far as token ids) into
+    /// <paramref name="output"/>. <paramref name="sampler"/> replaces the one <see cref="SamplingOptions"/> would
+    /// make (the CLI keeps one across turns, as candle does). A prompt that does not fit throws
+    /// <see cref="ContextFullException"/> before anything runs.
+    /// </summary>
+    public GenerationResult Generate(IReadOnlyList<int> prompt, GenerationOptions options, TextWriter output,
+        CancellationToken cancel = default, LogitsProcessor? sampler = null)
     {
-        Position = 0;
-        _pending = -1;
+        foreach (var update in Run(prompt, options, sampler, cancel))
+        {
+            if (update.Text.Length > 0)
+            {
+                output.Write(update.Text);
+                output.Flush();
+            }
+            if (update.Result != null) return update.Result;
+        }
+        throw new UnreachableException();
     }
 
     /// <summary>
-    /// Feeds <paramref name="promptTokens"/> after what the cache holds (preceded by the last sampled token of the
-    /// previous turn, which was never fed) and generates the answer into <paramref name="output"/>.
-    /// A prompt that does not fit in the context throws <see cref="ContextFullException"/> before anything runs.
+    /// Streams the continuation of <paramref name="prompt"/>: UTF-8-safe text pieces with their token ids, the last
+    /// update carrying the <see cref="GenerationResult"/>. Cancellation ends the stream with
+    /// <see cref="StopReason.Cancelled"/> rather than an exception.
     /// </summary>
-    public GenerationResult Generate(IReadOnlyList<int> promptTokens, TextWriter output, CancellationToken cancel = default)
+    public async IAsyncEnumerable<GenerationUpdate> GenerateAsync(IReadOnlyList<int> prompt, GenerationOptions options,
+        [EnumeratorCancellation] CancellationToken cancel = default)
     {
-        var prompt = new List<int>(promptTokens.Count + 1);
-        if (_pending >= 0) prompt.Add(_pending);
-        prompt.AddRange(promptTokens);
-        if (prompt.Count == 0) throw new ArgumentException("the prompt has no tokens");
-        if (Position + prompt.Count > _model.ContextSize)
-            throw new ContextFullException(_model.ContextSize, Position + prompt.Count);
-
-        var generated = new List<int>(Math.Min(Options.SampleLength, _model.ContextSize));
-        var decoder = new StreamingDecoder(_tokenizer);
-        var stopwatch = Stopwatch.StartNew();
-        if (Options.SampleLength == 0 || cancel.IsCancellationRequested)
-            return new(prompt.Count, TimeSpan.Zero, 0, TimeSpan.Zero,
-                cancel.IsCancellationRequested ? StopReason.Cancelled : StopReason.SampleLength, generated);
-
-        ReadOnlySpan<float> logits = default;
-        var span = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(prompt);
-        if (Options.SplitPrompt)
-        {
-            // candle samples after every prompt token; the draws before the last are discarded, but they advance the RNG.
-            for (int i = 0; i < span.Length; i++)
-            {
-                logits = _model.Forward(span.Slice(i, 1), Position + i);
-                if (i < span.Length - 1) _sampler.Sample(logits);
-            }
-        }
-        else
-        {
-            logits = _model.Forward(span, Position);
-        }
-        Position += prompt.Count;
-        _pending = -1;
-
-        int next = _sampler.Sample(logits);
-        var promptTime = stopwatch.Elapsed;
-        generated.Add(next);
-        _pending = next;
-        Emit(decoder, next, output);
-
-        stopwatch.Restart();
-        int sampled = 0;
-        var reason = StopReason.SampleLength;
-        if (_endOfGeneration.Contains(next)) reason = StopReason.EndOfSequence;
-        else
-        {
-            for (int index = 0; index < Options.SampleLength - 1; index++)
-            {
-                if (cancel.IsCancellationRequested)
-                {
-                    reason = StopReason.Cancelled;
-                    break;
-                }
-                if (Position >= _model.ContextSize)
-                {
-                    reason = StopReason.ContextFull;
-                    break;
-                }
-                var l = _model.Forward([next], Position);
-                Position++;
-                _pending = -1;
-                l.CopyTo(_logits);
-                if (Options.RepeatPenalty != 1f)
-                {
-                    var all = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(generated);
-                    int startAt = Math.Max(0, all.Length - Options.RepeatLastN);
-                    LogitsProcessor.ApplyRepeatPenalty(_logits, Options.RepeatPenalty, all[startAt..]);
-                }
-                next = _sampler.Sample(_logits);
-                generated.Add(next);
-                _pending = next;
-                Emit(decoder, next, output);
-                sampled++;
-                if (_endOfGeneration.Contains(next))
-                {
-                    reason = StopReason.EndOfSequence;
-                    break;
-                }
-            }
-        }
-        output.Write(decoder.Flush());
-        output.Flush();
-        return new(prompt.Count, promptTime, sampled, stopwatch.Elapsed, reason, generated);
+        await Task.Yield(); // the caller gets its enumerator back before the prompt is computed
+        foreach (var update in Run(prompt, options, null, cancel)) yield return update;
     }
 
-    private static void Emit(StreamingDecoder decoder, int id, TextWriter output)
+    private IEnumerable<GenerationUpdate> Run(IReadOnlyList<int> prompt, GenerationOptions options, LogitsProcessor? sampler,
+        CancellationToken cancel)
     {
-        string text = decoder.Push(id);
-        if (text.Length == 0) return;
-        output.Write(text);
-        output.Flush();
+        options.Validate();
+        if (prompt.Count == 0) throw new ArgumentException("the prompt has no tokens");
+        if (prompt.Count > _context.ContextSize) throw new ContextFullException(_context.ContextSize, prompt.Count);
+        sampler ??= options.Sampling.CreateSampler();
+        var sampling = options.Sampling;
+        var generated = new List<int>(Math.Min(options.MaxTokens, _context.ContextSize));
+        var decoder = new StreamingDecoder(_tokenizer);
+        var stops = new StopStringFilter(options.StopStrings);
+        var text = new System.Text.StringBuilder();
+        var promptTime = TimeSpan.Zero;
+        int sampled = 0;
+        var stopwatch = Stopwatch.StartNew();
+
+        int cached = _context.KeepCommonPrefix(prompt);
+        if (options.MaxTokens == 0 || cancel.IsCancellationRequested)
+        {
+            yield return new GenerationUpdate("", -1) { Result = Final(cancel.IsCancellationRequested ? StopReason.Cancelled : StopReason.Length, TimeSpan.Zero) };
+            yield break;
+        }
+
+        int[] rest = [.. prompt.Skip(cached)];
+        if (options.SplitPrompt)
+        {
+            // candle samples after every prompt token; the draws before the last are discarded, but they advance the RNG.
+            for (int i = 0; i < rest.Length; i++)
+            {
+                _context.Append(rest.AsSpan(i, 1)).CopyTo(_logits);
+                if (i < rest.Length - 1) sampler.Sample(_logits);
+            }
+        }
+        else
+        {
+            _context.Append(rest).CopyTo(_logits);
+        }
+        promptTime = stopwatch.Elapsed;
+        stopwatch.Restart();
+
+        while (true)
+        {
+            if (sampling.RepeatPenalty != 1f && generated.Count > 0)
+            {
+                var all = CollectionsMarshal.AsSpan(generated);
+                LogitsProcessor.ApplyRepeatPenalty(_logits, sampling.RepeatPenalty, all[Math.Max(0, all.Length - sampling.RepeatLastN)..]);
+            }
+            if (sampling.MinP is double minP) LogitsProcessor.ApplyMinP(_logits, minP);
+            int next = sampler.Sample(_logits);
+            generated.Add(next);
+            if (generated.Count > 1) sampled++;
+
+            bool end = _endOfGeneration.Contains(next);
+            string ready = stops.Push(end ? "" : decoder.Push(next), out bool stopped);
+            text.Append(ready);
+            StopReason reason;
+            if (stopped) reason = StopReason.StopString;
+            else if (end) reason = StopReason.EndOfGeneration;
+            else if (generated.Count >= options.MaxTokens) reason = StopReason.Length;
+            else if (cancel.IsCancellationRequested) reason = StopReason.Cancelled;
+            else if (_context.Position >= _context.ContextSize) reason = StopReason.ContextFull;
+            else
+            {
+                if (ready.Length > 0) yield return new GenerationUpdate(ready, next);
+                _context.Append([next]).CopyTo(_logits);
+                continue;
+            }
+            string tail = stopped ? "" : stops.Flush(decoder.Flush());
+            text.Append(tail);
+            yield return new GenerationUpdate(ready + tail, next) { Result = Final(reason, stopwatch.Elapsed) };
+            yield break;
+        }
+
+        GenerationResult Final(StopReason why, TimeSpan generationTime) => new(prompt.Count, promptTime, sampled, generationTime, why, generated)
+        {
+            CachedPromptTokens = cached,
+            Text = text.ToString(),
+        };
     }
 }

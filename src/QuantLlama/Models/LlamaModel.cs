@@ -1,6 +1,4 @@
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
-using QuantLlama.Compute;
 using QuantLlama.Gguf;
 using QuantLlama.Quants;
 using QuantLlama.Tensors;
@@ -15,7 +13,8 @@ public enum KvCacheType
     F32,
 }
 
-public sealed record LlamaModelOptions
+/// <summary>The buffers of one <see cref="InferenceContext"/>.</summary>
+public sealed record ContextOptions
 {
     /// <summary>Positions the KV cache holds; null: the model's context length, at most <see cref="DefaultMaxContext"/>.</summary>
     public int? ContextSize { get; init; }
@@ -30,9 +29,9 @@ public sealed record LlamaModelOptions
 }
 
 /// <summary>
-/// A LLaMA / Mistral / Mixtral transformer over a memory-mapped model file: weights stay in the mapping, activations
-/// and the KV cache live in buffers allocated once, so a forward pass allocates nothing.
-/// Follows llama.cpp's graph for the <c>llama</c> architecture (normal-mode RoPE on adjacent pairs).
+/// A LLaMA / Mistral / Mixtral model over a memory-mapped model file: its configuration and weights, which stay in
+/// the mapping and are never written. Immutable, so any number of <see cref="InferenceContext"/>s (one per
+/// conversation) share one loaded model, from any threads. Dispose the contexts before the model.
 /// </summary>
 public sealed unsafe class LlamaModel : IDisposable
 {
@@ -45,7 +44,7 @@ public sealed unsafe class LlamaModel : IDisposable
         public readonly int Cols = cols;
     }
 
-    private sealed class Layer
+    internal sealed class Layer
     {
         public required float* AttnNorm;
         public required Weight Wq, Wk, Wv, Wo;
@@ -59,48 +58,29 @@ public sealed unsafe class LlamaModel : IDisposable
 
     private readonly IModelFile _file;
     private readonly bool _ownsFile;
-    private readonly Layer[] _layers;
-    private readonly Weight _embedding, _output;
-    private readonly float* _outputNorm;
-    private readonly List<IntPtr> _allocations = [];
-
-    // Activations, [maxBatch x width] row-major.
-    private readonly float* _x, _xb, _q, _k, _v, _att, _hb, _hb2, _scores, _ropeCos, _ropeSin, _logits;
-    // Mixture of experts: router logits, chosen experts and weights per row, gathered rows and their outputs.
-    private readonly float* _routerLogits, _expertWeights, _gathered, _expertOut;
-    private readonly int* _expertIds, _gatherRows;
-    private readonly byte* _keyCache, _valueCache;
-    private readonly int _elementSize;
-    // f32 copies of one layer's f16 keys and values for a batch's attention (see Attention); allocated on first use.
-    private float* _kvScratch;
-    private readonly int _kvScratchPositions;
+    // Norm weights stored in another type than f32, converted once at load.
+    private readonly List<IntPtr> _converted = [];
     private bool _disposed;
 
+    internal Layer[] Layers { get; }
+    internal Weight Embedding { get; }
+    internal Weight Output { get; }
+    internal float* OutputNorm { get; }
+
     public LlamaConfig Config { get; }
-
-    /// <summary>Positions the KV cache holds: prompt plus generated tokens must fit.</summary>
-    public int ContextSize { get; }
-
-    public int MaxBatch { get; }
-
-    public KvCacheType KvCacheType { get; }
-
-    /// <summary>Records the forward pass's spans when set (--tracing).</summary>
-    public ForwardTracer? Tracer { get; set; }
 
     /// <summary>Bytes of all tensors the model reads (for "loaded N tensors (X GB)").</summary>
     public long WeightBytes { get; }
 
-    public long KvCacheBytes { get; }
-
     public IModelFile File => _file;
 
-    public static LlamaModel Load(string path, LlamaModelOptions? options = null, int gqa = 1)
+    /// <summary>Opens a GGUF or legacy GGML file; <paramref name="gqa"/> is the legacy files' group-query factor.</summary>
+    public static LlamaModel Load(string path, int gqa = 1)
     {
         var file = ModelFileLoader.Open(path, gqa);
         try
         {
-            return new LlamaModel(file, options, ownsFile: true);
+            return new LlamaModel(file, ownsFile: true);
         }
         catch
         {
@@ -109,24 +89,16 @@ public sealed unsafe class LlamaModel : IDisposable
         }
     }
 
-    public LlamaModel(IModelFile file, LlamaModelOptions? options = null, bool ownsFile = false)
+    public LlamaModel(IModelFile file, bool ownsFile = false)
     {
-        options ??= new LlamaModelOptions();
         _file = file;
         _ownsFile = ownsFile;
         var c = Config = LlamaConfig.FromModelFile(file);
-        int ctx = options.ContextSize ?? Math.Min(c.ContextLength, LlamaModelOptions.DefaultMaxContext);
-        if (ctx <= 0) throw new ArgumentException($"context size {ctx} must be positive");
-        ContextSize = ctx;
-        MaxBatch = Math.Clamp(options.MaxBatch, 1, ctx);
-        KvCacheType = options.KvCacheType;
-        _elementSize = KvCacheType == KvCacheType.F16 ? 2 : 4;
-
         int dim = c.EmbeddingLength, kvDim = c.KvDim, ff = c.FeedForwardLength;
-        _embedding = Matrix("token_embd.weight", dim, c.VocabSize);
-        _output = file.FindTensor("output.weight") != null ? Matrix("output.weight", dim, c.VocabSize) : _embedding;
-        _outputNorm = Vector("output_norm.weight", dim);
-        _layers = new Layer[c.BlockCount];
+        Embedding = Matrix("token_embd.weight", dim, c.VocabSize);
+        Output = file.FindTensor("output.weight") != null ? Matrix("output.weight", dim, c.VocabSize) : Embedding;
+        OutputNorm = Vector("output_norm.weight", dim);
+        Layers = new Layer[c.BlockCount];
         for (int l = 0; l < c.BlockCount; l++)
         {
             string p = $"blk.{l}.";
@@ -152,37 +124,16 @@ public sealed unsafe class LlamaModel : IDisposable
                 layer.Up = Matrix(p + "ffn_up.weight", dim, ff);
                 layer.Down = Matrix(p + "ffn_down.weight", ff, dim);
             }
-            _layers[l] = layer;
+            Layers[l] = layer;
         }
         WeightBytes = file.Tensors.Sum(t => t.ByteSize);
+    }
 
-        int b = MaxBatch;
-        _x = Floats((long)b * dim);
-        _xb = Floats((long)b * dim);
-        _q = Floats((long)b * dim);
-        _k = Floats((long)b * kvDim);
-        _v = Floats((long)b * kvDim);
-        _att = Floats((long)b * dim);
-        _hb = Floats((long)b * ff);
-        _hb2 = Floats((long)b * ff);
-        _scores = Floats((long)c.HeadCount * ctx);
-        _kvScratchPositions = (int)Math.Min(ctx, (32L << 20) / ((long)kvDim * 2 * sizeof(float)));
-        _ropeCos = Floats((long)b * (c.RopeDimensionCount / 2));
-        _ropeSin = Floats((long)b * (c.RopeDimensionCount / 2));
-        _logits = Floats(c.VocabSize);
-        if (c.IsMixtureOfExperts)
-        {
-            _routerLogits = Floats((long)b * c.ExpertCount);
-            _expertWeights = Floats((long)b * c.ExpertUsedCount);
-            _expertIds = (int*)Alloc((long)b * c.ExpertUsedCount * sizeof(int));
-            _gatherRows = (int*)Alloc((long)b * sizeof(int));
-            _gathered = Floats((long)b * dim);
-            _expertOut = Floats((long)b * dim);
-        }
-        // Zeroed pages are only committed when first written, so a large cache costs what the conversation uses.
-        KvCacheBytes = 2L * c.BlockCount * ctx * kvDim * _elementSize;
-        _keyCache = (byte*)Alloc(KvCacheBytes / 2);
-        _valueCache = (byte*)Alloc(KvCacheBytes / 2);
+    /// <summary>A new conversation over this model: its own KV cache and buffers (<paramref name="options"/>).</summary>
+    public InferenceContext CreateContext(ContextOptions? options = null)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return new InferenceContext(this, options);
     }
 
     private Weight Matrix(string name, int cols, int rows)
@@ -231,406 +182,18 @@ public sealed unsafe class LlamaModel : IDisposable
         CheckSize(t, 1, length);
         byte* data = _file.GetTensorPointer(t);
         if (t.Type == GgmlType.F32) return (float*)data;
-        float* converted = Floats(length);
+        float* converted = (float*)NativeMemory.Alloc((nuint)length * sizeof(float));
+        _converted.Add((IntPtr)converted);
         Dequantizer.DequantizeRow(t.Type, new ReadOnlySpan<byte>(data, (int)t.ByteSize), new Span<float>(converted, length));
         return converted;
-    }
-
-    private float* Floats(long count) => (float*)Alloc(count * sizeof(float));
-
-    private void* Alloc(long bytes)
-    {
-        void* p;
-        try
-        {
-            p = NativeMemory.AllocZeroed((nuint)Math.Max(bytes, 1));
-        }
-        catch (OutOfMemoryException)
-        {
-            throw new ArgumentException($"cannot allocate {bytes / 1e6:F1} MB for the model's buffers (try a smaller --ctx)");
-        }
-        _allocations.Add((IntPtr)p);
-        return p;
-    }
-
-    /// <summary>
-    /// Runs the tokens at positions startPosition.. through the model, filling the KV cache, and returns the logits
-    /// of the last token (valid until the next call). Prompts go through as matrix-matrix batches; one token uses
-    /// matrix-vector products.
-    /// </summary>
-    public ReadOnlySpan<float> Forward(scoped ReadOnlySpan<int> tokens, int startPosition)
-    {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        if (tokens.Length == 0) throw new ArgumentException("no tokens to process");
-        if (startPosition < 0 || startPosition + tokens.Length > ContextSize)
-            throw new ContextFullException(ContextSize, startPosition + tokens.Length);
-        foreach (int t in tokens)
-            if ((uint)t >= (uint)Config.VocabSize)
-                throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {t} is outside the model's vocabulary of {Config.VocabSize}");
-
-        int done = 0;
-        while (done < tokens.Length)
-        {
-            int n = Math.Min(MaxBatch, tokens.Length - done);
-            ForwardBatch(tokens.Slice(done, n), startPosition + done, computeLogits: done + n == tokens.Length);
-            done += n;
-        }
-        return new ReadOnlySpan<float>(_logits, Config.VocabSize);
-    }
-
-    private void ForwardBatch(ReadOnlySpan<int> tokens, int start, bool computeLogits)
-    {
-        var c = Config;
-        int n = tokens.Length, dim = c.EmbeddingLength;
-        var tracer = Tracer;
-        long t0 = tracer?.Begin() ?? 0;
-
-        long embRowBytes = GgmlTypeInfo.RowBytes(_embedding.Type, dim);
-        for (int i = 0; i < n; i++)
-            Dequantizer.DequantizeRow(_embedding.Type, new ReadOnlySpan<byte>(_embedding.Data + tokens[i] * embRowBytes, (int)embRowBytes),
-                new Span<float>(_x + (long)i * dim, dim));
-        PrepareRope(n, start);
-        tracer?.End(TraceSpan.Embedding, t0);
-
-        for (int l = 0; l < _layers.Length; l++)
-        {
-            var layer = _layers[l];
-            long ta = tracer?.Begin() ?? 0;
-            Attention(l, layer, n, start);
-            tracer?.End(TraceSpan.Attention, ta);
-
-            long tf = tracer?.Begin() ?? 0;
-            RmsNorm(_x, layer.FfnNorm, _xb, n, dim);
-            if (c.IsMixtureOfExperts) MixtureOfExperts(layer, n);
-            else FeedForward(layer.Gate, layer.Up, layer.Down, _xb, n, _xb);
-            Add(_x, _xb, (long)n * dim);
-            tracer?.End(c.IsMixtureOfExperts ? TraceSpan.Experts : TraceSpan.FeedForward, tf);
-        }
-
-        if (computeLogits)
-        {
-            long to = tracer?.Begin() ?? 0;
-            float* last = _x + (long)(n - 1) * dim;
-            RmsNorm(last, _outputNorm, _xb, 1, dim);
-            Mul(_output, _xb, 1, _logits);
-            tracer?.End(TraceSpan.Output, to);
-        }
-    }
-
-    private void Attention(int l, Layer layer, int n, int start)
-    {
-        var c = Config;
-        int dim = c.EmbeddingLength, kvDim = c.KvDim, headDim = c.HeadDim;
-        RmsNorm(_x, layer.AttnNorm, _xb, n, dim);
-        // One quantization of the normed activation and one dispatch for all three projections.
-        var qkv = stackalloc MatMul.Product[3];
-        qkv[0] = new MatMul.Product(layer.Wq.Type, layer.Wq.Data, layer.Wq.Rows, _q);
-        qkv[1] = new MatMul.Product(layer.Wk.Type, layer.Wk.Data, layer.Wk.Rows, _k);
-        qkv[2] = new MatMul.Product(layer.Wv.Type, layer.Wv.Data, layer.Wv.Rows, _v);
-        MatMul.Group(qkv, 3, dim, _xb, n);
-        for (int i = 0; i < n; i++)
-        {
-            Rope(_q + (long)i * dim, c.HeadCount, i);
-            Rope(_k + (long)i * kvDim, c.HeadCountKv, i);
-        }
-
-        long layerOffset = (long)l * ContextSize * kvDim * _elementSize;
-        byte* keys = _keyCache + layerOffset, values = _valueCache + layerOffset;
-        for (int i = 0; i < n; i++)
-        {
-            long at = (long)(start + i) * kvDim * _elementSize;
-            if (KvCacheType == KvCacheType.F16)
-            {
-                HalfVector.ToHalf(_k + (long)i * kvDim, (Half*)(keys + at), kvDim);
-                HalfVector.ToHalf(_v + (long)i * kvDim, (Half*)(values + at), kvDim);
-            }
-            else
-            {
-                Buffer.MemoryCopy(_k + (long)i * kvDim, keys + at, kvDim * 4L, kvDim * 4L);
-                Buffer.MemoryCopy(_v + (long)i * kvDim, values + at, kvDim * 4L, kvDim * 4L);
-            }
-        }
-
-        bool f16 = KvCacheType == KvCacheType.F16;
-        if (f16 && n > 1 && start + n <= _kvScratchPositions)
-        {
-            // A batch reads every cached key and value once per query head and row: convert them to f32 once here
-            // instead (the same values, so the same bits), up to 32 MB of scratch.
-            if (_kvScratch == null) _kvScratch = Floats((long)_kvScratchPositions * kvDim * 2);
-            float* scratchValues = _kvScratch + (long)_kvScratchPositions * kvDim;
-            HalfVector.ToSingle((Half*)keys, _kvScratch, (start + n) * kvDim);
-            HalfVector.ToSingle((Half*)values, scratchValues, (start + n) * kvDim);
-            keys = (byte*)_kvScratch;
-            values = (byte*)scratchValues;
-            f16 = false;
-        }
-        var job = new AttentionJob
-        {
-            Q = _q, Output = _att, Scores = _scores, Keys = keys, Values = values, Dim = dim, KvDim = kvDim,
-            HeadDim = headDim, Group = c.HeadCount / c.HeadCountKv, ContextSize = ContextSize, N = n, Start = start,
-            F16 = f16,
-        };
-        // Heads in parallel once there is enough work to be worth a dispatch (one token late in a long context, or a prompt).
-        long work = (long)n * (start + n) * headDim * c.HeadCount;
-        if (work >= 1 << 16 && c.HeadCount > 1) WorkerPool.Run(c.HeadCount, &AttentionHead, &job);
-        else for (int h = 0; h < c.HeadCount; h++) AttentionHead(&job, h);
-
-        Mul(layer.Wo, _att, n, _xb);
-        Add(_x, _xb, (long)n * dim);
-    }
-
-    private struct AttentionJob
-    {
-        public float* Q, Output, Scores;
-        public byte* Keys, Values;
-        public int Dim, KvDim, HeadDim, Group, ContextSize, N, Start;
-        public bool F16;
-    }
-
-    /// <summary>One query head over every row of the batch (causal): its own slice of the scores buffer.</summary>
-    private static void AttentionHead(void* context, int h)
-    {
-        var job = (AttentionJob*)context;
-        int dim = job->Dim, kvDim = job->KvDim, headDim = job->HeadDim, n = job->N, start = job->Start;
-        int kvHead = h / job->Group;
-        float scale = 1f / MathF.Sqrt(headDim);
-        float* scores = job->Scores + (long)h * job->ContextSize;
-        bool f16 = job->F16;
-        int es = f16 ? 2 : 4;
-        // f32 keys and values (a batch's scratch copy, or an f32 cache) with 64-value heads: registers-held loops.
-        bool fast64 = !f16 && headDim == 64 && Vector256.IsHardwareAccelerated;
-        long stride = (long)kvDim * es;
-        byte* keys = job->Keys + (long)kvHead * headDim * es, values = job->Values + (long)kvHead * headDim * es;
-        for (int i = 0; i < n; i++)
-        {
-            float* q = job->Q + (long)i * dim + h * headDim;
-            float* o = job->Output + (long)i * dim + h * headDim;
-            int positions = start + i + 1;
-            float max = fast64 ? HalfVector.Scores64(q, (float*)keys, kvDim, positions, scale, scores) : Scores(q, keys, stride, positions);
-            double sum = 0;
-            for (int t = 0; t < positions; t++)
-            {
-                float e = MathF.Exp(scores[t] - max);
-                scores[t] = e;
-                sum += e;
-            }
-            float inv = (float)(1.0 / sum);
-            if (fast64)
-            {
-                HalfVector.WeightedSum64(scores, inv, (float*)values, kvDim, positions, o);
-                continue;
-            }
-            new Span<float>(o, headDim).Clear();
-            byte* v = values;
-            for (int t = 0; t < positions; t++, v += stride)
-            {
-                float w = scores[t] * inv;
-                if (f16) HalfVector.ScaleAdd(w, (Half*)v, o, headDim);
-                else HalfVector.ScaleAdd(w, (float*)v, o, headDim);
-            }
-        }
-
-        // scores[t] = q·k_t · scale for every position; returns the largest.
-        float Scores(float* q, byte* k, long stride, int positions)
-        {
-            float max = float.NegativeInfinity;
-            for (int t = 0; t < positions; t++, k += stride)
-            {
-                float s = (f16 ? HalfVector.Dot(q, (Half*)k, headDim) : HalfVector.Dot(q, (float*)k, headDim)) * scale;
-                scores[t] = s;
-                if (s > max) max = s;
-            }
-            return max;
-        }
-    }
-
-    /// <summary>cos/sin of each rotated pair for every row's position, computed as ggml does (theta *= theta_scale).</summary>
-    private void PrepareRope(int n, int start)
-    {
-        int pairs = Config.RopeDimensionCount / 2;
-        float thetaScale = MathF.Pow(Config.RopeFreqBase, -2.0f / Config.RopeDimensionCount);
-        for (int i = 0; i < n; i++)
-        {
-            float theta = start + i;
-            for (int p = 0; p < pairs; p++)
-            {
-                _ropeCos[(long)i * pairs + p] = MathF.Cos(theta);
-                _ropeSin[(long)i * pairs + p] = MathF.Sin(theta);
-                theta *= thetaScale;
-            }
-        }
-    }
-
-    /// <summary>Normal-mode rotary embedding: pairs (x[2j], x[2j+1]) of the first n_rot values of each head.</summary>
-    private void Rope(float* vec, int heads, int row)
-    {
-        int headDim = Config.HeadDim, pairs = Config.RopeDimensionCount / 2;
-        float* cos = _ropeCos + (long)row * pairs, sin = _ropeSin + (long)row * pairs;
-        for (int h = 0; h < heads; h++)
-        {
-            float* x = vec + h * headDim;
-            for (int p = 0; p < pairs; p++)
-            {
-                float x0 = x[2 * p], x1 = x[2 * p + 1];
-                x[2 * p] = x0 * cos[p] - x1 * sin[p];
-                x[2 * p + 1] = x0 * sin[p] + x1 * cos[p];
-            }
-        }
-    }
-
-    /// <summary>out = W_down (silu(W_gate x) * (W_up x)) for n rows of x.</summary>
-    private void FeedForward(in Weight gate, in Weight up, in Weight down, float* x, int n, float* output)
-    {
-        int ff = gate.Rows;
-        var gateUp = stackalloc MatMul.Product[2];
-        gateUp[0] = new MatMul.Product(gate.Type, gate.Data, gate.Rows, _hb);
-        gateUp[1] = new MatMul.Product(up.Type, up.Data, up.Rows, _hb2);
-        MatMul.Group(gateUp, 2, gate.Cols, x, n);
-        SwiGlu(_hb, _hb2, (long)n * ff);
-        Mul(down, _hb, n, output);
-    }
-
-    /// <summary>
-    /// Mixtral: the router picks the top-k experts per row, weighted by a softmax over the chosen logits; each expert
-    /// runs once over the rows that chose it (gathered into a batch), and its output is added back with the weight.
-    /// </summary>
-    private void MixtureOfExperts(Layer layer, int n)
-    {
-        var c = Config;
-        int dim = c.EmbeddingLength, experts = c.ExpertCount, used = c.ExpertUsedCount;
-        Mul(layer.Router, _xb, n, _routerLogits);
-        for (int i = 0; i < n; i++)
-        {
-            float* logits = _routerLogits + (long)i * experts;
-            int* ids = _expertIds + (long)i * used;
-            float* weights = _expertWeights + (long)i * used;
-            for (int k = 0; k < used; k++)
-            {
-                int best = -1;
-                for (int e = 0; e < experts; e++)
-                {
-                    bool taken = false;
-                    for (int j = 0; j < k; j++) taken |= ids[j] == e;
-                    if (!taken && (best < 0 || logits[e] > logits[best])) best = e;
-                }
-                ids[k] = best;
-            }
-            float max = logits[ids[0]];
-            float sum = 0;
-            for (int k = 0; k < used; k++) sum += weights[k] = MathF.Exp(logits[ids[k]] - max);
-            for (int k = 0; k < used; k++) weights[k] /= sum;
-        }
-
-        // _xb holds the normed input; the result is accumulated into _att (free after attention) then copied back.
-        float* result = _att;
-        new Span<float>(result, n * dim).Clear();
-        for (int e = 0; e < experts; e++)
-        {
-            int rows = 0;
-            for (int i = 0; i < n; i++)
-                for (int k = 0; k < used; k++)
-                    if (_expertIds[(long)i * used + k] == e)
-                    {
-                        _gatherRows[rows] = i;
-                        Buffer.MemoryCopy(_xb + (long)i * dim, _gathered + (long)rows * dim, dim * 4L, dim * 4L);
-                        rows++;
-                    }
-            if (rows == 0) continue;
-            FeedForward(layer.ExpertGate[e], layer.ExpertUp[e], layer.ExpertDown[e], _gathered, rows, _expertOut);
-            for (int r = 0; r < rows; r++)
-            {
-                int i = _gatherRows[r];
-                float w = 0;
-                for (int k = 0; k < used; k++)
-                    if (_expertIds[(long)i * used + k] == e) w = _expertWeights[(long)i * used + k];
-                HalfVector.ScaleAdd(w, _expertOut + (long)r * dim, result + (long)i * dim, dim);
-            }
-        }
-        Buffer.MemoryCopy(result, _xb, n * dim * 4L, n * dim * 4L);
-    }
-
-    private static void Mul(in Weight w, float* x, int n, float* y)
-    {
-        if (n == 1)
-            MatMul.MatVec(w.Type, w.Data, w.Rows, w.Cols, new ReadOnlySpan<float>(x, w.Cols), new Span<float>(y, w.Rows));
-        else
-            MatMul.MatMat(w.Type, w.Data, w.Rows, w.Cols, new ReadOnlySpan<float>(x, n * w.Cols), n, new Span<float>(y, n * w.Rows));
-    }
-
-    /// <summary>y = x / rms(x) * weight per row; the sum of squares accumulates in double, as ggml does.</summary>
-    private void RmsNorm(float* x, float* weight, float* y, int n, int dim)
-    {
-        float eps = Config.RmsEpsilon;
-        for (int i = 0; i < n; i++)
-        {
-            float* xi = x + (long)i * dim, yi = y + (long)i * dim;
-            int j = 0;
-            double sum = 0;
-            if (Vector256.IsHardwareAccelerated && dim >= 8)
-            {
-                var acc = Vector256<double>.Zero;
-                for (; j <= dim - 8; j += 8)
-                {
-                    var v = Vector256.Load(xi + j);
-                    var (lo, hi) = Vector256.Widen(v);
-                    acc += lo * lo + hi * hi;
-                }
-                sum = Vector256.Sum(acc);
-            }
-            for (; j < dim; j++) sum += (double)xi[j] * xi[j];
-            float scale = 1f / MathF.Sqrt((float)(sum / dim) + eps);
-            j = 0;
-            if (Vector256.IsHardwareAccelerated)
-            {
-                var s = Vector256.Create(scale);
-                for (; j <= dim - 8; j += 8) Vector256.Store(Vector256.Load(xi + j) * s * Vector256.Load(weight + j), yi + j);
-            }
-            for (; j < dim; j++) yi[j] = xi[j] * scale * weight[j];
-        }
-    }
-
-    /// <summary>gate = silu(gate) * up, in place.</summary>
-    private static void SwiGlu(float* gate, float* up, long count)
-    {
-        long i = 0;
-        if (Vector256.IsHardwareAccelerated)
-        {
-            var one = Vector256<float>.One;
-            for (; i <= count - 8; i += 8)
-            {
-                var g = Vector256.Load(gate + i);
-                Vector256.Store(g / (one + Vector256.Exp(-g)) * Vector256.Load(up + i), gate + i);
-            }
-        }
-        for (; i < count; i++)
-        {
-            float g = gate[i];
-            gate[i] = g / (1f + MathF.Exp(-g)) * up[i];
-        }
-    }
-
-    private static void Add(float* x, float* y, long count)
-    {
-        long i = 0;
-        if (Vector256.IsHardwareAccelerated)
-            for (; i <= count - 8; i += 8) Vector256.Store(Vector256.Load(x + i) + Vector256.Load(y + i), x + i);
-        for (; i < count; i++) x[i] += y[i];
     }
 
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
-        foreach (var p in _allocations) NativeMemory.Free((void*)p);
-        _allocations.Clear();
+        foreach (var p in _converted) NativeMemory.Free((void*)p);
+        _converted.Clear();
         if (_ownsFile) _file.Dispose();
     }
-}
-
-/// <summary>The prompt and the generated tokens no longer fit in the KV cache.</summary>
-public sealed class ContextFullException(int contextSize, int needed)
-    : InvalidOperationException($"the context holds {contextSize} tokens, {needed} are needed (use a shorter prompt or sample length, or a larger --ctx)")
-{
-    public int ContextSize { get; } = contextSize;
-    public int Needed { get; } = needed;
 }

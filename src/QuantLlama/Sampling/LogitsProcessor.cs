@@ -102,6 +102,20 @@ public sealed class LogitsProcessor
     /// candle_transformers::utils::apply_repeat_penalty: each distinct token of the context once, its logit divided
     /// by the penalty when non-negative and multiplied by it when negative.
     /// </summary>
+    /// <summary>
+    /// llama.cpp's min-p: drops (to -inf) every token whose probability is below <paramref name="minP"/> times the
+    /// most probable one's, i.e. whose logit is below the largest plus ln(min-p). 0 keeps everything.
+    /// </summary>
+    public static void ApplyMinP(Span<float> logits, double minP)
+    {
+        if (minP <= 0 || logits.IsEmpty) return;
+        float max = float.NegativeInfinity;
+        foreach (float l in logits) if (l > max) max = l;
+        float threshold = max + (float)Math.Log(minP);
+        for (int i = 0; i < logits.Length; i++)
+            if (logits[i] < threshold) logits[i] = float.NegativeInfinity;
+    }
+
     public static void ApplyRepeatPenalty(Span<float> logits, float penalty, ReadOnlySpan<int> context)
     {
         for (int i = 0; i < context.Length; i++)

@@ -71,7 +71,7 @@ public class BenchmarkTests
     [Fact]
     public void GenerationLoopAllocatesNothingPerToken()
     {
-        using var model = LlamaModel.Load(Stories("stories260K-Q8_0.gguf"), new LlamaModelOptions { ContextSize = 512 });
+        using var model = InferenceContext.Load(Stories("stories260K-Q8_0.gguf"), new ContextOptions { ContextSize = 512 });
         var sampler = new LogitsProcessor(299792458, new SamplingStrategy(SamplingKind.TopP, 0.8, TopP: 0.9));
         var logits = new float[model.Config.VocabSize];
         int next = 1;

@@ -16,8 +16,8 @@ public sealed class LegacyModelTests : LegacyFileTestBase
 
     private static (int[] Ids, float[] PromptLogits, string Text) Greedy(string path, int gqa, int steps)
     {
-        using var model = LlamaModel.Load(path, new LlamaModelOptions { ContextSize = 128 }, gqa);
-        var tokenizer = TokenizerFactory.FromMetadata(model.File.Metadata);
+        using var model = InferenceContext.Load(path, new ContextOptions { ContextSize = 128 }, gqa);
+        var tokenizer = TokenizerFactory.FromMetadata(model.Model.File.Metadata);
         var prompt = tokenizer.Encode(Prompt, addSpecial: true, parseSpecial: false);
         var logits = model.Forward(prompt.ToArray(), 0).ToArray();
         var promptLogits = logits;

@@ -29,8 +29,8 @@ public class LlamaModelTests(ITestOutputHelper output)
             expected = reference.GenerateGreedy(OnceUponATime, 64, stopAtEndOfGeneration: false);
         }
 
-        using var model = LlamaModel.Load(path);
-        var tokenizer = TokenizerFactory.FromMetadata(model.File.Metadata);
+        using var model = InferenceContext.Load(path);
+        var tokenizer = TokenizerFactory.FromMetadata(model.Model.File.Metadata);
         Assert.Equal(OnceUponATime, tokenizer.Encode("Once upon a time", addSpecial: true, parseSpecial: false));
         var actual = Greedy(model, OnceUponATime, 64);
         Assert.Equal(expected, actual);
@@ -51,8 +51,8 @@ public class LlamaModelTests(ITestOutputHelper output)
             string ggjt = Path.Combine(dir, "stories260K.ggjt.bin");
             using (var source = GgufFile.Open(gguf))
                 LegacyGgmlWriter.FromGguf(source, GgmlLegacyFormat.Ggjt, 3, VocabSpelling.SentencePiece).Write(ggjt);
-            using var a = LlamaModel.Load(gguf);
-            using var b = LlamaModel.Load(ggjt);
+            using var a = InferenceContext.Load(gguf);
+            using var b = InferenceContext.Load(ggjt);
             Assert.Equal(a.Config with { ContextLength = 0 }, b.Config with { ContextLength = 0 });
             Assert.Equal(Greedy(a, OnceUponATime, 24), Greedy(b, OnceUponATime, 24));
         }
@@ -65,7 +65,7 @@ public class LlamaModelTests(ITestOutputHelper output)
     [Fact]
     public void SingleTokenForwardPassesAllocateNothing()
     {
-        using var model = LlamaModel.Load(TestPaths.SharedFile("llamacpp", "stories260K-Q8_0.gguf"));
+        using var model = InferenceContext.Load(TestPaths.SharedFile("llamacpp", "stories260K-Q8_0.gguf"));
         model.Forward(OnceUponATime, 0);
         int next = LogitsProcessor.ArgMax(model.Forward([400], 5)); // warm-up: JIT, per-thread scratch
         long before = GC.GetAllocatedBytesForCurrentThread();
@@ -82,7 +82,7 @@ public class LlamaModelTests(ITestOutputHelper output)
         {
             string link = Path.Combine(dir, "model.gguf");
             File.CreateSymbolicLink(link, TestPaths.SharedFile("llamacpp", "stories260K.gguf"));
-            using var model = LlamaModel.Load(link);
+            using var model = InferenceContext.Load(link);
             Assert.Equal(512, model.Config.VocabSize);
         }
         finally
@@ -95,8 +95,8 @@ public class LlamaModelTests(ITestOutputHelper output)
     public void SplitPromptGivesTheSameLogitsAsABatch()
     {
         string path = TestPaths.SharedFile("llamacpp", "stories260K.gguf");
-        using var batched = LlamaModel.Load(path, new LlamaModelOptions { KvCacheType = KvCacheType.F32 });
-        using var split = LlamaModel.Load(path, new LlamaModelOptions { KvCacheType = KvCacheType.F32, MaxBatch = 2 });
+        using var batched = InferenceContext.Load(path, new ContextOptions { KvCacheType = KvCacheType.F32 });
+        using var split = InferenceContext.Load(path, new ContextOptions { KvCacheType = KvCacheType.F32, MaxBatch = 2 });
         var a = batched.Forward(OnceUponATime, 0).ToArray();
         var b = Array.Empty<float>();
         for (int i = 0; i < OnceUponATime.Length; i++) b = split.Forward(OnceUponATime.AsSpan(i, 1), i).ToArray();
@@ -116,8 +116,8 @@ public class LlamaModelTests(ITestOutputHelper output)
             // F32 weights: a quantized activation would absorb a last-bit difference in the attention output.
             string path = SyntheticLlama.Write(dir, GgmlType.F32, new SyntheticLlama.Shape());
             int[] tokens = [1, 450, 4996, 17354, 1701, 432, 17204, 975, 278, 17366, 11203, 29889, 13];
-            using var batched = LlamaModel.Load(path);
-            using var single = LlamaModel.Load(path);
+            using var batched = InferenceContext.Load(path);
+            using var single = InferenceContext.Load(path);
             Assert.Equal(64, batched.Config.HeadDim);
             var a = batched.Forward(tokens, 0).ToArray();
             var b = Array.Empty<float>();
@@ -182,8 +182,8 @@ public class LlamaModelTests(ITestOutputHelper output)
             string split = SyntheticLlama.Write(dir, GgmlType.F32, shape with { SplitExperts = true });
             CompareWithLlamaCpp(stacked, 1e-4);
 
-            using var a = LlamaModel.Load(stacked);
-            using var b = LlamaModel.Load(split);
+            using var a = InferenceContext.Load(stacked);
+            using var b = InferenceContext.Load(split);
             Assert.True(a.Config.IsMixtureOfExperts);
             Assert.Equal(a.Forward(SomeTokens, 0).ToArray(), b.Forward(SomeTokens, 0).ToArray());
         }
@@ -212,7 +212,7 @@ public class LlamaModelTests(ITestOutputHelper output)
     [Fact]
     public void TooManyTokensForTheContextIsAClearError()
     {
-        using var model = LlamaModel.Load(TestPaths.SharedFile("llamacpp", "stories260K.gguf"), new LlamaModelOptions { ContextSize = 8 });
+        using var model = InferenceContext.Load(TestPaths.SharedFile("llamacpp", "stories260K.gguf"), new ContextOptions { ContextSize = 8 });
         model.Forward(OnceUponATime, 0);
         var e = Assert.Throws<ContextFullException>(() => model.Forward(OnceUponATime, 5));
         Assert.Contains("context holds 8 tokens, 10 are needed", e.Message);
@@ -233,7 +233,7 @@ public class LlamaModelTests(ITestOutputHelper output)
                     if (t.Name != "blk.3.attn_k.weight") w.AddTensor(t.Name, t.Type, t.Dimensions, src.GetTensorData(t).ToArray());
                 w.Write(path);
             }
-            var e = Assert.Throws<InvalidDataException>(() => LlamaModel.Load(path));
+            var e = Assert.Throws<InvalidDataException>(() => InferenceContext.Load(path));
             Assert.Contains("tensor 'blk.3.attn_k.weight' is missing", e.Message);
         }
         finally
@@ -250,7 +250,7 @@ public class LlamaModelTests(ITestOutputHelper output)
             expectedBatch = reference.LastLogits(SomeTokens);
             expectedNext = reference.LastLogits([.. SomeTokens, 319]);
         }
-        using var model = LlamaModel.Load(path, new LlamaModelOptions { KvCacheType = KvCacheType.F32 });
+        using var model = InferenceContext.Load(path, new ContextOptions { KvCacheType = KvCacheType.F32 });
         var batch = model.Forward(SomeTokens, 0).ToArray();
         var next = model.Forward([319], SomeTokens.Length).ToArray();
         var whole = model.Forward([.. SomeTokens, 319], 0).ToArray();
@@ -264,7 +264,7 @@ public class LlamaModelTests(ITestOutputHelper output)
         }
     }
 
-    internal static List<int> Greedy(LlamaModel model, IReadOnlyList<int> prompt, int count)
+    internal static List<int> Greedy(InferenceContext model, IReadOnlyList<int> prompt, int count)
     {
         var output = new List<int>();
         var logits = model.Forward(prompt.ToArray(), 0);
