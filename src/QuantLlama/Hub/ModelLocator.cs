@@ -43,11 +43,11 @@ public static class ModelLocator
                 catch (HubException e) when (e.Kind is HubErrorKind.RepositoryNotFound or HubErrorKind.FileNotFound or HubErrorKind.NotInCache)
                 {
                     // It may have been meant as a local path with a typo: say both readings failed.
-                    throw new HubException(e.Kind, $"--model {model}: no such local file, and as a Hub file: {e.Message}", e);
+                    throw new HubException(e.Kind, $"{model}: no such local file, and as a Hub file: {e.Message}", e);
                 }
             }
-            if (Directory.Exists(model)) throw new FileNotFoundException($"{model}: is a directory; --model takes a model file", model);
-            throw new FileNotFoundException($"{model}: no such file (--model takes a local file or owner/repo/file.gguf on the Hub)", model);
+            if (Directory.Exists(model)) throw new FileNotFoundException($"{model}: is a directory, not a model file", model);
+            throw new FileNotFoundException($"{model}: no such file (a model is a local file, or owner/repo/file.gguf on the Hub)", model);
         }
 
         var entry = ModelRegistry.Get(string.IsNullOrEmpty(which) ? ModelRegistry.DefaultName : which);

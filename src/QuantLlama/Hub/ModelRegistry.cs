@@ -150,7 +150,7 @@ public static class ModelRegistry
     public static ModelEntry Get(string name)
     {
         if (TryGet(name, out var entry)) return entry;
-        throw new ArgumentException($"unknown --which '{name}'; known names: {string.Join(", ", Names)} (see `quantllama models`)");
+        throw new ArgumentException($"unknown model name '{name}'; known names: {string.Join(", ", Names)}");
     }
 
     /// <summary>The entry whose repository and file are these (a <c>--model owner/name/file</c> that names a known model).</summary>

@@ -157,7 +157,7 @@ public class ModelLocatorOfflineTests
             var options = new HubOptions { CacheDirectory = cache, Offline = true, Endpoint = "http://127.0.0.1:9" };
             var e = Assert.Throws<HubException>(() => ModelLocator.Locate("models/llama/model.gguf", "7b", options));
             Assert.Equal(HubErrorKind.NotInCache, e.Kind);
-            Assert.StartsWith("--model models/llama/model.gguf: no such local file, and as a Hub file: ", e.Message);
+            Assert.StartsWith("models/llama/model.gguf: no such local file, and as a Hub file: ", e.Message);
         }
         finally
         {

@@ -108,7 +108,7 @@ public sealed class ConvertGgmlTests : LegacyFileTestBase
         var wrongGqa = CliRunner.Run(["convert-ggml", legacyPath, output, "--gqa", "4"]);
         Assert.Equal(1, wrongGqa.ExitCode);
         Assert.StartsWith("error: ", wrongGqa.StdErr);
-        Assert.Contains("--gqa 2", wrongGqa.StdErr);
+        Assert.Contains("group-query factor 2", wrongGqa.StdErr);
 
         string truncated = Path.Combine(Dir, "truncated.bin");
         File.WriteAllBytes(truncated, File.ReadAllBytes(legacyPath)[..5000]);

@@ -164,7 +164,7 @@ public sealed class GgmlLegacyFileTests : LegacyFileTestBase
         string path = WriteLegacy(Stories(), GgmlLegacyFormat.Ggjt, 3, VocabSpelling.SentencePiece);
         using (var ok = GgmlLegacyFile.Open(path, gqa: 2)) Assert.Equal(4, ok.HeadCountKv);
         var e = Assert.Throws<ArgumentException>(() => GgmlLegacyFile.Open(path, gqa: 8));
-        Assert.Contains("--gqa 2", e.Message);
+        Assert.Contains("group-query factor 2", e.Message);
         Assert.Throws<ArgumentException>(() => GgmlLegacyFile.Open(path, gqa: 0));
     }
 

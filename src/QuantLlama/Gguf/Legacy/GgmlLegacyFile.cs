@@ -95,7 +95,7 @@ public sealed unsafe class GgmlLegacyFile : IModelFile
         Options = options;
         try
         {
-            if (options.Gqa < 1) throw new ArgumentException($"--gqa must be at least 1 (got {options.Gqa})");
+            if (options.Gqa < 1) throw new ArgumentException($"the group-query factor must be at least 1 (got {options.Gqa})");
             if (options.ContextLength < 1) throw new ArgumentException($"the context length must be at least 1 (got {options.ContextLength})");
             var r = new ByteCursor(data, length, fileName);
 
@@ -246,13 +246,13 @@ public sealed unsafe class GgmlLegacyFile : IModelFile
         {
             int fromShape = (int)Math.Min(wk.Dimensions[1] / headDim, int.MaxValue);
             if (gqa != 1 && fromShape * gqa != nHead)
-                throw new ArgumentException($"{FileName}: --gqa {gqa} means {nHead / gqa} key/value heads, but the K projection " +
-                    $"'{_legacyNames["blk.0.attn_k.weight"]}' has {wk.Dimensions[1]} rows, i.e. {fromShape} heads of {headDim} (--gqa {(fromShape > 0 ? nHead / fromShape : 0)})");
+                throw new ArgumentException($"{FileName}: group-query factor {gqa} means {nHead / gqa} key/value heads, but the K projection " +
+                    $"'{_legacyNames["blk.0.attn_k.weight"]}' has {wk.Dimensions[1]} rows, i.e. {fromShape} heads of {headDim} (group-query factor {(fromShape > 0 ? nHead / fromShape : 0)})");
             headCountKv = fromShape;
         }
         else if (nHead % gqa != 0)
         {
-            throw new ArgumentException($"{FileName}: --gqa {gqa} does not divide the {nHead} attention heads");
+            throw new ArgumentException($"{FileName}: group-query factor {gqa} does not divide the {nHead} attention heads");
         }
 
         long nFf = 0;
