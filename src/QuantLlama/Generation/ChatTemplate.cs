@@ -1,4 +1,6 @@
 using QuantLlama.Hub;
+using QuantLlama.Models;
+using QuantLlama.Tokenizers;
 
 namespace QuantLlama.Generation;
 
@@ -123,4 +125,22 @@ public static class ChatTemplate
     /// </summary>
     public static ChatTemplateFamily Resolve(ChatTemplateFamily fromRegistry, string? ggufChatTemplate)
         => fromRegistry != ChatTemplateFamily.None ? fromRegistry : Detect(ggufChatTemplate);
+}
+
+/// <summary>Chooses how a model's conversations are formatted.</summary>
+public static class ChatFormats
+{
+    /// <summary>
+    /// The format for <paramref name="model"/>: the family its <c>tokenizer.chat_template</c> describes, else
+    /// <paramref name="fallback"/> (for files without a template, such as legacy GGML files), with the vocabulary's
+    /// BOS and EOS texts.
+    /// </summary>
+    public static IChatFormatter ForModel(LlamaModel model, ITokenizer tokenizer, ChatTemplateFamily fallback = ChatTemplateFamily.None)
+    {
+        var family = ChatTemplate.Resolve(ChatTemplateFamily.None, model.File.Metadata.GetStringOrNull("tokenizer.chat_template"));
+        if (family == ChatTemplateFamily.None) family = fallback;
+        return new FamilyChatFormatter(family, Piece(tokenizer, tokenizer.BosId, "<s>"), Piece(tokenizer, tokenizer.EosId, "</s>"));
+    }
+
+    private static string Piece(ITokenizer tokenizer, int id, string fallback) => id >= 0 ? tokenizer.TokenToPiece(id) : fallback;
 }

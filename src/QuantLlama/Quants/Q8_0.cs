@@ -130,7 +130,7 @@ public static unsafe class Q8_0
         }
     }
 
-    /// <summary>Dot of a Q8_0 weight row with a Q8_0 activation row (both <paramref name="n"/> values).</summary>
+    /// <summary>Dot of a Q8_0 weight row with a Q8_0 activation row.</summary>
     public static float Dot(ReadOnlySpan<byte> weights, ReadOnlySpan<byte> activation)
     {
         int nb = weights.Length / TypeSize;

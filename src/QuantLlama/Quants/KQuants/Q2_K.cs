@@ -7,7 +7,7 @@ using System.Runtime.Intrinsics.X86;
 namespace QuantLlama.Quants.KQuants;
 
 /// <summary>
-/// ggml's block_q2_K: 256 values in 16 groups of 16; value = D·(scale_g & 15)·q − DMin·(scale_g >> 4) with 2-bit q
+/// ggml's block_q2_K: 256 values in 16 groups of 16; value = D·(scale_g &amp; 15)·q − DMin·(scale_g &gt;&gt; 4) with 2-bit q
 /// (bits 2j…2j+1 of byte 32h + l hold value 128h + 32j + l).
 /// </summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]

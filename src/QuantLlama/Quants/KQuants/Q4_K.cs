@@ -272,7 +272,7 @@ public static unsafe class Q4_K
     /// One weight row against a packed tile of 8 activation rows (<see cref="PackActivationTile"/>), results
     /// <paramref name="yStride"/> floats apart: one activation row per vector lane, so each block's T and M come out
     /// per row with no horizontal sums, and its float steps serve 8 rows at once; per row exactly
-    /// <see cref="DotAvx2"/>'s arithmetic. The 8 groups of a sub-block add up in int16 (8 · 2 · 15 · 128 < 32768)
+    /// <see cref="DotAvx2"/>'s arithmetic. The 8 groups of a sub-block add up in int16 (8 · 2 · 15 · 128 &lt; 32768)
     /// and one madd with the sub-block's scale widens them.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
