@@ -17,7 +17,8 @@ public static class BenchCommand
         var threads = new Option<int?>("--threads", "-t") { Description = "Threads (default: all cores)" };
         var reps = new Option<int>("--repetitions", "-r") { Description = "Measured repetitions of each test (after one warm-up)", DefaultValueFactory = _ => 5 };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Print each repetition's speed to stderr" };
-        foreach (var o in new Option[] { model, prompt, generate, threads, reps, verbose }) command.Options.Add(o);
+        var contexts = new Option<int>("--contexts", "-np") { Description = "Conversations on one loaded model, run at the same time (t/s of all together)", DefaultValueFactory = _ => 1 };
+        foreach (var o in new Option[] { model, prompt, generate, threads, reps, verbose, contexts }) command.Options.Add(o);
         command.SetAction(parse => CliErrors.Run(() =>
         {
             var options = new BenchmarkOptions
@@ -25,6 +26,7 @@ public static class BenchCommand
                 PromptTokens = parse.GetValue(prompt),
                 GenerateTokens = parse.GetValue(generate),
                 Repetitions = parse.GetValue(reps),
+                Contexts = parse.GetValue(contexts),
             };
             try
             {
@@ -41,12 +43,31 @@ public static class BenchCommand
             if (!File.Exists(path)) throw new FileNotFoundException($"model file '{path}' does not exist");
             int context = Math.Max(1, Math.Max(options.PromptTokens, options.GenerateTokens));
             using var weights = LlamaModel.Load(path);
-            using var llama = weights.CreateContext(new ContextOptions { ContextSize = context, MaxBatch = Math.Max(1, options.PromptTokens) });
-            var log = parse.GetValue(verbose) ? (Action<string>)(s => Console.Error.WriteLine(s)) : null;
-            var results = Benchmark.Run(llama, options, log);
-            Console.Out.Write(Benchmark.FormatTable(Path.GetFileName(path), weights, WorkerPool.ThreadCount, results));
+            var conversations = Enumerable.Range(0, options.Contexts)
+                .Select(_ => weights.CreateContext(new ContextOptions { ContextSize = context, MaxBatch = Math.Max(1, options.PromptTokens) })).ToList();
+            try
+            {
+                var log = parse.GetValue(verbose) ? (Action<string>)(s => Console.Error.WriteLine(s)) : null;
+                var results = Benchmark.Run(conversations, options, log);
+                Console.Out.Write(Benchmark.FormatTable(Path.GetFileName(path), weights, WorkerPool.ThreadCount, results));
+                if (options.Contexts > 1) Console.Out.WriteLine($"{options.Contexts} contexts at once; t/s of all together");
+                if (PeakResidentMiB() is long peak) Console.Error.WriteLine($"peak RSS: {peak} MiB");
+            }
+            finally
+            {
+                foreach (var c in conversations) c.Dispose();
+            }
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>The process's peak resident memory (Linux VmHWM), or null where it cannot be read.</summary>
+    private static long? PeakResidentMiB()
+    {
+        const string status = "/proc/self/status";
+        if (!File.Exists(status)) return null;
+        var line = File.ReadLines(status).FirstOrDefault(l => l.StartsWith("VmHWM:", StringComparison.Ordinal));
+        return line != null && long.TryParse(line[6..].Trim().Split(' ')[0], out long kib) ? kib / 1024 : null;
     }
 }

@@ -16,12 +16,16 @@ public sealed record BenchmarkOptions
     /// <summary>Measured repetitions of each test (llama-bench's -r); one unmeasured warm-up runs first.</summary>
     public int Repetitions { get; init; } = 5;
 
+    /// <summary>Conversations on one model, each running the tests at the same time on its own thread.</summary>
+    public int Contexts { get; init; } = 1;
+
     public void Validate()
     {
         if (PromptTokens < 0) throw new ArgumentException($"prompt tokens must not be negative, not {PromptTokens}");
         if (GenerateTokens < 0) throw new ArgumentException($"generated tokens must not be negative, not {GenerateTokens}");
         if (PromptTokens == 0 && GenerateTokens == 0) throw new ArgumentException("nothing to measure: both -p and -n are 0");
         if (Repetitions < 1) throw new ArgumentException($"repetitions must be at least 1, not {Repetitions}");
+        if (Contexts < 1) throw new ArgumentException($"contexts must be at least 1, not {Contexts}");
     }
 }
 
@@ -58,28 +62,45 @@ public sealed record BenchmarkResult(string Test, int Tokens, IReadOnlyList<doub
 /// </summary>
 public static class Benchmark
 {
-    public static IReadOnlyList<BenchmarkResult> Run(InferenceContext model, BenchmarkOptions options, Action<string>? progress = null)
+    /// <summary>
+    /// Runs the tests in every context at once (one thread each; one context is llama-bench's case) and reports the
+    /// tokens/s of all of them together.
+    /// </summary>
+    public static IReadOnlyList<BenchmarkResult> Run(IReadOnlyList<InferenceContext> contexts, BenchmarkOptions options, Action<string>? progress = null)
     {
         options.Validate();
+        var first = contexts[0];
         int needed = Math.Max(options.PromptTokens, options.GenerateTokens);
-        if (needed > model.ContextSize) throw new ContextFullException(model.ContextSize, needed);
-        var tokens = TestTokens(model.Config.VocabSize, needed);
+        if (needed > first.ContextSize) throw new ContextFullException(first.ContextSize, needed);
+        var tokens = TestTokens(first.Config.VocabSize, needed);
         var results = new List<BenchmarkResult>();
         if (options.PromptTokens > 0)
         {
             var prompt = tokens.AsSpan(0, options.PromptTokens).ToArray();
-            results.Add(Measure($"pp{options.PromptTokens}", options.PromptTokens, options.Repetitions, progress,
-                () => model.Forward(prompt, 0)));
+            results.Add(Measure($"pp{options.PromptTokens}", options.PromptTokens * contexts.Count, options.Repetitions, progress,
+                () => InEach(contexts, c => c.Forward(prompt, 0))));
         }
         if (options.GenerateTokens > 0)
         {
             int n = options.GenerateTokens;
-            results.Add(Measure($"tg{n}", n, options.Repetitions, progress, () =>
+            results.Add(Measure($"tg{n}", n * contexts.Count, options.Repetitions, progress, () => InEach(contexts, c =>
             {
-                for (int i = 0; i < n; i++) model.Forward(tokens.AsSpan(i, 1), i);
-            }));
+                for (int i = 0; i < n; i++) c.Forward(tokens.AsSpan(i, 1), i);
+            })));
         }
         return results;
+    }
+
+    private static void InEach(IReadOnlyList<InferenceContext> contexts, Action<InferenceContext> body)
+    {
+        if (contexts.Count == 1)
+        {
+            body(contexts[0]);
+            return;
+        }
+        var threads = contexts.Select(c => new Thread(() => body(c))).ToArray();
+        foreach (var t in threads) t.Start();
+        foreach (var t in threads) t.Join();
     }
 
     private static BenchmarkResult Measure(string name, int tokens, int repetitions, Action<string>? progress, Action body)
