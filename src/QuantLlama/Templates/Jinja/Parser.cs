@@ -1,0 +1,634 @@
+namespace QuantLlama.Templates.Jinja;
+
+/// <summary>Builds the syntax tree from the lexer's tokens, with jinja2's grammar and operator precedence.</summary>
+internal sealed class Parser
+{
+    private readonly List<Token> _tokens;
+    private readonly int _maxDepth;
+    private int _pos;
+    private int _depth;
+
+    private Parser(List<Token> tokens, int maxDepth)
+    {
+        _tokens = tokens;
+        _maxDepth = maxDepth;
+    }
+
+    public static List<Node> Parse(string source, JinjaOptions options)
+    {
+        var parser = new Parser(Lexer.Tokenize(source, options), options.MaxNestingDepth);
+        var body = parser.ParseBody([], out _);
+        return body;
+    }
+
+    private Token Current => _pos < _tokens.Count ? _tokens[_pos] : new Token(TokenKind.End, "", _tokens.Count > 0 ? _tokens[^1].Line : 1);
+
+    private Token Next()
+    {
+        var t = Current;
+        _pos++;
+        return t;
+    }
+
+    private bool Is(TokenKind kind, string? text = null) => Current.Kind == kind && (text == null || Current.Text == text);
+
+    private bool IsOperator(string text) => Is(TokenKind.Operator, text);
+
+    private bool IsName(string text) => Is(TokenKind.Name, text);
+
+    private bool Skip(TokenKind kind, string text)
+    {
+        if (!Is(kind, text)) return false;
+        _pos++;
+        return true;
+    }
+
+    private Token Expect(TokenKind kind, string? text = null)
+    {
+        if (!Is(kind, text))
+            throw Error($"expected {(text != null ? $"'{text}'" : kind.ToString().ToLowerInvariant())}, got {Current}");
+        return Next();
+    }
+
+    private string ExpectName() => Expect(TokenKind.Name).Text;
+
+    private JinjaException Error(string message) => new($"line {Current.Line}: {message}");
+
+    private void Enter()
+    {
+        if (++_depth > _maxDepth) throw Error($"template nested too deeply (more than {_maxDepth} levels)");
+    }
+
+    // ---- statements -------------------------------------------------------------------------------------------
+
+    /// <summary>Parses nodes until a block tag whose name is one of <paramref name="endNames"/> (consumed up to its name).</summary>
+    private List<Node> ParseBody(string[] endNames, out string? endedBy)
+    {
+        Enter();
+        var nodes = new List<Node>();
+        while (true)
+        {
+            var t = Current;
+            switch (t.Kind)
+            {
+                case TokenKind.End:
+                    if (endNames.Length > 0) throw Error($"unexpected end of template, expected {string.Join(" or ", endNames.Select(n => $"'{n}'"))}");
+                    endedBy = null;
+                    _depth--;
+                    return nodes;
+                case TokenKind.Text:
+                    nodes.Add(new TextNode(t.Line, t.Text));
+                    _pos++;
+                    break;
+                case TokenKind.VariableBegin:
+                    _pos++;
+                    var value = ParseExpression();
+                    Expect(TokenKind.VariableEnd);
+                    nodes.Add(new OutputNode(t.Line, value));
+                    break;
+                case TokenKind.BlockBegin:
+                    _pos++;
+                    var name = Current;
+                    if (name.Kind == TokenKind.Name && endNames.Contains(name.Text))
+                    {
+                        _pos++;
+                        endedBy = name.Text;
+                        _depth--;
+                        return nodes;
+                    }
+                    nodes.Add(ParseStatement());
+                    break;
+                default:
+                    throw Error($"unexpected {t}");
+            }
+        }
+    }
+
+    private void EndTag() => Expect(TokenKind.BlockEnd);
+
+    private Node ParseStatement()
+    {
+        var t = Current;
+        if (t.Kind != TokenKind.Name) throw Error($"expected a tag name, got {t}");
+        _pos++;
+        switch (t.Text)
+        {
+            case "if": return ParseIf(t.Line);
+            case "for": return ParseFor(t.Line);
+            case "set": return ParseSet(t.Line);
+            case "macro": return ParseMacro(t.Line);
+            case "call": return ParseCallBlock(t.Line);
+            case "filter":
+            {
+                var filters = ParseFilterChain();
+                EndTag();
+                var body = ParseBody(["endfilter"], out _);
+                EndTag();
+                return new FilterBlockNode(t.Line, filters, body);
+            }
+            case "break":
+                EndTag();
+                return new BreakNode(t.Line);
+            case "continue":
+                EndTag();
+                return new ContinueNode(t.Line);
+            default:
+                throw new JinjaException($"line {t.Line}: unknown tag '{t.Text}'");
+        }
+    }
+
+    private IfNode ParseIf(int line)
+    {
+        var branches = new List<(Expr, List<Node>)>();
+        List<Node>? elseBody = null;
+        var condition = ParseExpression();
+        while (true)
+        {
+            EndTag();
+            var body = ParseBody(["elif", "else", "endif"], out string? endedBy);
+            branches.Add((condition, body));
+            if (endedBy == "elif")
+            {
+                condition = ParseExpression();
+                continue;
+            }
+            if (endedBy == "else")
+            {
+                EndTag();
+                elseBody = ParseBody(["endif"], out _);
+            }
+            EndTag();
+            return new IfNode(line, branches, elseBody);
+        }
+    }
+
+    private ForNode ParseFor(int line)
+    {
+        var target = ParseAssignTarget(allowAttribute: false);
+        Expect(TokenKind.Name, "in");
+        var iterable = ParseOr(); // jinja2 stops the iterable before 'if', which starts the filter
+        if (IsOperator(","))
+        {
+            var items = new List<Expr> { iterable };
+            while (Skip(TokenKind.Operator, ",") && !IsName("if") && !Is(TokenKind.BlockEnd)) items.Add(ParseOr());
+            iterable = new TupleExpr(line, items);
+        }
+        Expr? filter = null;
+        if (Skip(TokenKind.Name, "if")) filter = ParseExpression();
+        if (Skip(TokenKind.Name, "recursive")) throw Error("recursive loops are not supported");
+        EndTag();
+        var body = ParseBody(["else", "endfor"], out string? endedBy);
+        List<Node>? elseBody = null;
+        if (endedBy == "else")
+        {
+            EndTag();
+            elseBody = ParseBody(["endfor"], out _);
+        }
+        EndTag();
+        return new ForNode(line, target, iterable, filter, body, elseBody);
+    }
+
+    private Target ParseAssignTarget(bool allowAttribute)
+    {
+        string first = ExpectName();
+        if (allowAttribute && Skip(TokenKind.Operator, "."))
+            return new AttributeTarget(first, ExpectName());
+        if (!IsOperator(",")) return new NameTarget(first);
+        var names = new List<string> { first };
+        while (Skip(TokenKind.Operator, ","))
+        {
+            if (!Is(TokenKind.Name) || IsName("in")) break;
+            names.Add(ExpectName());
+        }
+        return new TupleTarget(names);
+    }
+
+    private Node ParseSet(int line)
+    {
+        bool parenthesized = Skip(TokenKind.Operator, "(");
+        var target = ParseAssignTarget(allowAttribute: !parenthesized);
+        if (parenthesized) Expect(TokenKind.Operator, ")");
+        if (Skip(TokenKind.Operator, "="))
+        {
+            var value = ParseTupleOrExpression();
+            EndTag();
+            return new SetNode(line, target, value);
+        }
+        var filters = IsOperator("|") ? ParseFilterChain() : [];
+        EndTag();
+        var body = ParseBody(["endset"], out _);
+        EndTag();
+        return new SetBlockNode(line, target, filters, body);
+    }
+
+    private List<(string Name, Expr? Default)> ParseParameters()
+    {
+        var parameters = new List<(string, Expr?)>();
+        Expect(TokenKind.Operator, "(");
+        while (!IsOperator(")"))
+        {
+            if (parameters.Count > 0) Expect(TokenKind.Operator, ",");
+            if (IsOperator(")")) break;
+            string name = ExpectName();
+            Expr? defaultValue = Skip(TokenKind.Operator, "=") ? ParseExpression() : null;
+            parameters.Add((name, defaultValue));
+        }
+        Expect(TokenKind.Operator, ")");
+        return parameters;
+    }
+
+    private MacroNode ParseMacro(int line)
+    {
+        string name = ExpectName();
+        var parameters = ParseParameters();
+        EndTag();
+        var body = ParseBody(["endmacro"], out _);
+        if (Is(TokenKind.Name)) _pos++; // {% endmacro name %}
+        EndTag();
+        return new MacroNode(line, name, parameters, body);
+    }
+
+    private CallBlockNode ParseCallBlock(int line)
+    {
+        var callerParameters = IsOperator("(") ? ParseParameters() : [];
+        var call = ParseExpression() as CallExpr ?? throw Error("expected a macro call after 'call'");
+        EndTag();
+        var body = ParseBody(["endcall"], out _);
+        EndTag();
+        return new CallBlockNode(line, call, callerParameters, body);
+    }
+
+    private List<(string Name, List<Expr> Args, List<(string, Expr)> Kwargs)> ParseFilterChain()
+    {
+        var filters = new List<(string, List<Expr>, List<(string, Expr)>)>();
+        do
+        {
+            string name = ParseDottedName();
+            var args = new List<Expr>();
+            var kwargs = new List<(string, Expr)>();
+            if (IsOperator("(")) ParseArguments(args, kwargs);
+            filters.Add((name, args, kwargs));
+        } while (Skip(TokenKind.Operator, "|"));
+        return filters;
+    }
+
+    private string ParseDottedName()
+    {
+        string name = ExpectName();
+        while (Skip(TokenKind.Operator, ".")) name += "." + ExpectName();
+        return name;
+    }
+
+    // ---- expressions ------------------------------------------------------------------------------------------
+
+    /// <summary>An expression, or a tuple of them written without parentheses (`a, b`).</summary>
+    private Expr ParseTupleOrExpression()
+    {
+        int line = Current.Line;
+        var first = ParseExpression();
+        if (!IsOperator(",")) return first;
+        var items = new List<Expr> { first };
+        while (Skip(TokenKind.Operator, ",") && !Is(TokenKind.BlockEnd) && !Is(TokenKind.VariableEnd)) items.Add(ParseExpression());
+        return new TupleExpr(line, items);
+    }
+
+    private Expr ParseExpression()
+    {
+        Enter();
+        var expr = ParseConditional();
+        _depth--;
+        return expr;
+    }
+
+    private Expr ParseConditional()
+    {
+        var expr = ParseOr();
+        while (Skip(TokenKind.Name, "if"))
+        {
+            var condition = ParseOr();
+            Expr? otherwise = Skip(TokenKind.Name, "else") ? ParseConditional() : null;
+            expr = new ConditionalExpr(expr.Line, condition, expr, otherwise);
+        }
+        return expr;
+    }
+
+    private Expr ParseOr()
+    {
+        var left = ParseAnd();
+        while (IsName("or"))
+        {
+            int line = Next().Line;
+            left = new BinaryExpr(line, "or", left, ParseAnd());
+        }
+        return left;
+    }
+
+    private Expr ParseAnd()
+    {
+        var left = ParseNot();
+        while (IsName("and"))
+        {
+            int line = Next().Line;
+            left = new BinaryExpr(line, "and", left, ParseNot());
+        }
+        return left;
+    }
+
+    private Expr ParseNot()
+    {
+        if (IsName("not"))
+        {
+            int line = Next().Line;
+            Enter();
+            var operand = ParseNot();
+            _depth--;
+            return new UnaryExpr(line, "not", operand);
+        }
+        return ParseCompare();
+    }
+
+    private Expr ParseCompare()
+    {
+        var first = ParseMath1();
+        var rest = new List<(string, Expr)>();
+        while (true)
+        {
+            if (Current.Kind == TokenKind.Operator && Current.Text is "==" or "!=" or "<" or "<=" or ">" or ">=")
+                rest.Add((Next().Text, ParseMath1()));
+            else if (IsName("in"))
+            {
+                _pos++;
+                rest.Add(("in", ParseMath1()));
+            }
+            else if (IsName("not") && _pos + 1 < _tokens.Count && _tokens[_pos + 1] is { Kind: TokenKind.Name, Text: "in" })
+            {
+                _pos += 2;
+                rest.Add(("not in", ParseMath1()));
+            }
+            else break;
+        }
+        return rest.Count == 0 ? first : new CompareExpr(first.Line, first, rest);
+    }
+
+    private Expr ParseMath1()
+    {
+        var left = ParseConcat();
+        while (Current.Kind == TokenKind.Operator && Current.Text is "+" or "-")
+        {
+            var op = Next();
+            left = new BinaryExpr(op.Line, op.Text, left, ParseConcat());
+        }
+        return left;
+    }
+
+    private Expr ParseConcat()
+    {
+        var left = ParseMath2();
+        while (IsOperator("~"))
+        {
+            int line = Next().Line;
+            left = new BinaryExpr(line, "~", left, ParseMath2());
+        }
+        return left;
+    }
+
+    private Expr ParseMath2()
+    {
+        var left = ParsePow();
+        while (Current.Kind == TokenKind.Operator && Current.Text is "*" or "/" or "//" or "%")
+        {
+            var op = Next();
+            left = new BinaryExpr(op.Line, op.Text, left, ParsePow());
+        }
+        return left;
+    }
+
+    private Expr ParsePow()
+    {
+        var left = ParseUnary(withFilter: true);
+        while (IsOperator("**"))
+        {
+            int line = Next().Line;
+            left = new BinaryExpr(line, "**", left, ParseUnary(withFilter: true));
+        }
+        return left;
+    }
+
+    private Expr ParseUnary(bool withFilter)
+    {
+        Expr node;
+        if (Current.Kind == TokenKind.Operator && Current.Text is "-" or "+")
+        {
+            var op = Next();
+            Enter();
+            node = new UnaryExpr(op.Line, op.Text, ParseUnary(withFilter: false));
+            _depth--;
+        }
+        else
+        {
+            node = ParsePostfix(ParsePrimary());
+        }
+        return withFilter ? ParseFiltersAndTests(node) : node;
+    }
+
+    private Expr ParsePrimary()
+    {
+        var t = Next();
+        switch (t.Kind)
+        {
+            case TokenKind.Name:
+                return t.Text switch
+                {
+                    "true" or "True" => new LiteralExpr(t.Line, true),
+                    "false" or "False" => new LiteralExpr(t.Line, false),
+                    "none" or "None" => new LiteralExpr(t.Line, null),
+                    _ => new NameExpr(t.Line, t.Text),
+                };
+            case TokenKind.String:
+            {
+                string s = (string)t.Value!;
+                while (Is(TokenKind.String)) s += (string)Next().Value!;
+                return new LiteralExpr(t.Line, s);
+            }
+            case TokenKind.Integer:
+            case TokenKind.Float:
+                return new LiteralExpr(t.Line, t.Value);
+            case TokenKind.Operator when t.Text == "(":
+            {
+                Enter();
+                if (Skip(TokenKind.Operator, ")"))
+                {
+                    _depth--;
+                    return new TupleExpr(t.Line, []);
+                }
+                var first = ParseExpression();
+                if (Skip(TokenKind.Operator, ")"))
+                {
+                    _depth--;
+                    return first;
+                }
+                var items = new List<Expr> { first };
+                while (Skip(TokenKind.Operator, ",") && !IsOperator(")")) items.Add(ParseExpression());
+                Expect(TokenKind.Operator, ")");
+                _depth--;
+                return new TupleExpr(t.Line, items);
+            }
+            case TokenKind.Operator when t.Text == "[":
+            {
+                Enter();
+                var items = new List<Expr>();
+                while (!IsOperator("]"))
+                {
+                    if (items.Count > 0) Expect(TokenKind.Operator, ",");
+                    if (IsOperator("]")) break;
+                    items.Add(ParseExpression());
+                }
+                Expect(TokenKind.Operator, "]");
+                _depth--;
+                return new ListExpr(t.Line, items);
+            }
+            case TokenKind.Operator when t.Text == "{":
+            {
+                Enter();
+                var items = new List<(Expr, Expr)>();
+                while (!IsOperator("}"))
+                {
+                    if (items.Count > 0) Expect(TokenKind.Operator, ",");
+                    if (IsOperator("}")) break;
+                    var key = ParseExpression();
+                    Expect(TokenKind.Operator, ":");
+                    items.Add((key, ParseExpression()));
+                }
+                Expect(TokenKind.Operator, "}");
+                _depth--;
+                return new DictExpr(t.Line, items);
+            }
+            default:
+                _pos--;
+                throw Error($"unexpected {t}");
+        }
+    }
+
+    private Expr ParsePostfix(Expr node)
+    {
+        while (true)
+        {
+            if (IsOperator("."))
+            {
+                int line = Next().Line;
+                var t = Next();
+                if (t.Kind == TokenKind.Name) node = new AttributeExpr(line, node, t.Text);
+                else if (t.Kind == TokenKind.Integer) node = new ItemExpr(line, node, new LiteralExpr(line, t.Value));
+                else
+                {
+                    _pos--;
+                    throw Error($"expected an attribute name after '.', got {t}");
+                }
+            }
+            else if (IsOperator("["))
+            {
+                node = ParseSubscript(node);
+            }
+            else if (IsOperator("("))
+            {
+                node = ParseCall(node);
+            }
+            else return node;
+        }
+    }
+
+    private Expr ParseSubscript(Expr node)
+    {
+        int line = Next().Line;
+        Enter();
+        Expr? start = null, stop = null, step = null;
+        bool isSlice = false;
+        if (!IsOperator(":")) start = ParseExpression();
+        if (Skip(TokenKind.Operator, ":"))
+        {
+            isSlice = true;
+            if (!IsOperator("]") && !IsOperator(":")) stop = ParseExpression();
+            if (Skip(TokenKind.Operator, ":") && !IsOperator("]")) step = ParseExpression();
+        }
+        Expect(TokenKind.Operator, "]");
+        _depth--;
+        return isSlice ? new SliceExpr(line, node, start, stop, step) : new ItemExpr(line, node, start!);
+    }
+
+    private CallExpr ParseCall(Expr callee)
+    {
+        var args = new List<Expr>();
+        var kwargs = new List<(string, Expr)>();
+        ParseArguments(args, kwargs);
+        return new CallExpr(callee.Line, callee, args, kwargs);
+    }
+
+    private void ParseArguments(List<Expr> args, List<(string, Expr)> kwargs)
+    {
+        Expect(TokenKind.Operator, "(");
+        Enter();
+        while (!IsOperator(")"))
+        {
+            if (args.Count + kwargs.Count > 0) Expect(TokenKind.Operator, ",");
+            if (IsOperator(")")) break;
+            if (Is(TokenKind.Name) && _pos + 1 < _tokens.Count && _tokens[_pos + 1] is { Kind: TokenKind.Operator, Text: "=" })
+            {
+                string name = Next().Text;
+                _pos++;
+                kwargs.Add((name, ParseExpression()));
+            }
+            else
+            {
+                if (kwargs.Count > 0) throw Error("positional argument after keyword argument");
+                args.Add(ParseExpression());
+            }
+        }
+        Expect(TokenKind.Operator, ")");
+        _depth--;
+    }
+
+    private Expr ParseFiltersAndTests(Expr node)
+    {
+        while (true)
+        {
+            if (IsOperator("|"))
+            {
+                int line = Next().Line;
+                string name = ParseDottedName();
+                var args = new List<Expr>();
+                var kwargs = new List<(string, Expr)>();
+                if (IsOperator("(")) ParseArguments(args, kwargs);
+                node = new FilterExpr(line, node, name, args, kwargs);
+                node = ParsePostfix(node);
+            }
+            else if (IsName("is"))
+            {
+                int line = Next().Line;
+                bool negated = Skip(TokenKind.Name, "not");
+                string name = ParseDottedName();
+                var args = new List<Expr>();
+                if (IsOperator("("))
+                {
+                    var kwargs = new List<(string, Expr)>();
+                    ParseArguments(args, kwargs);
+                    if (kwargs.Count > 0) throw Error("tests take no keyword arguments");
+                }
+                else if (StartsTestArgument())
+                {
+                    args.Add(ParsePostfix(ParsePrimary()));
+                }
+                node = new TestExpr(line, node, name, args, negated);
+            }
+            else return node;
+        }
+    }
+
+    /// <summary>`x is divisibleby 3`: a test takes one argument without parentheses when a primary follows.</summary>
+    private bool StartsTestArgument() => Current.Kind switch
+    {
+        TokenKind.String or TokenKind.Integer or TokenKind.Float => true,
+        TokenKind.Name => Current.Text is not ("else" or "or" or "and" or "is" or "in" or "not" or "if"),
+        TokenKind.Operator => Current.Text is "[" or "{",
+        _ => false,
+    };
+}

@@ -1,0 +1,70 @@
+namespace QuantLlama.Templates.Jinja;
+
+/// <summary>The built-in tests (`value is name(args)`).</summary>
+internal static class Tests
+{
+    public static bool Apply(Evaluator ev, string name, object? value, IReadOnlyList<object?> args)
+    {
+        object? Arg(int i) => Members.Arg(args, i, name);
+        switch (name)
+        {
+            case "defined": return value is not Undefined;
+            case "undefined": return value is Undefined;
+            case "none": return value is null;
+            case "boolean": return value is bool;
+            case "true": return value is true;
+            case "false": return value is false;
+            case "string": return value is string;
+            case "number": return value is long or double or bool;
+            case "integer": return value is long;
+            case "float": return value is double;
+            case "mapping": return value is JinjaDict;
+            case "sequence": return value is string or List<object?> or object?[] or JinjaDict;
+            case "iterable": return value is string or List<object?> or object?[] or JinjaDict or JinjaGenerator;
+            case "callable": return value is JinjaCallable;
+            case "odd": return Filters.ToInt(Integer(value)) % 2 != 0;
+            case "even": return Filters.ToInt(Integer(value)) % 2 == 0;
+            case "divisibleby":
+            {
+                long divisor = Filters.ToInt(Integer(Arg(0)));
+                return divisor != 0 ? Filters.ToInt(Integer(value)) % divisor == 0 : throw new JinjaException("division by zero");
+            }
+            case "equalto" or "eq" or "==": return Operators.Compare("==", value, Arg(0));
+            case "ne" or "!=": return Operators.Compare("!=", value, Arg(0));
+            case "lt" or "lessthan" or "<": return Operators.Compare("<", value, Arg(0));
+            case "le" or "<=": return Operators.Compare("<=", value, Arg(0));
+            case "gt" or "greaterthan" or ">": return Operators.Compare(">", value, Arg(0));
+            case "ge" or ">=": return Operators.Compare(">=", value, Arg(0));
+            case "in": return Operators.Contains(Arg(0), value);
+            case "sameas":
+            {
+                var other = Arg(0);
+                return value is null or bool ? Equals(value, other) && (other is null or bool) : ReferenceEquals(value, other);
+            }
+            case "lower": return value is string s && s.ToLowerInvariant() == s;
+            case "upper": return value is string u && u.ToUpperInvariant() == u;
+            case "escaped": return false;
+            case "filter": return value is string f && IsFilterName(f);
+            case "test": return value is string t && IsTestName(t);
+            default: throw new JinjaException($"no test named '{name}'");
+        }
+    }
+
+    private static object? Integer(object? value) => value switch
+    {
+        Undefined u => throw u.Fail(),
+        long or bool or double => value,
+        _ => throw new JinjaException($"unsupported operand type for %: '{Py.TypeName(value)}'"),
+    };
+
+    private static bool IsFilterName(string name) => name is "tojson" or "safe" or "string" or "trim" or "upper" or "lower"
+        or "capitalize" or "title" or "replace" or "e" or "escape" or "indent" or "wordcount" or "center" or "length" or "count"
+        or "list" or "first" or "last" or "default" or "d" or "join" or "items" or "dictsort" or "map" or "select" or "reject"
+        or "selectattr" or "rejectattr" or "unique" or "sort" or "reverse" or "batch" or "sum" or "min" or "max" or "int"
+        or "float" or "abs" or "round" or "attr";
+
+    private static bool IsTestName(string name) => name is "defined" or "undefined" or "none" or "boolean" or "true" or "false"
+        or "string" or "number" or "integer" or "float" or "mapping" or "sequence" or "iterable" or "callable" or "odd" or "even"
+        or "divisibleby" or "equalto" or "eq" or "ne" or "lt" or "lessthan" or "le" or "gt" or "greaterthan" or "ge" or "in"
+        or "sameas" or "lower" or "upper" or "escaped" or "filter" or "test";
+}
