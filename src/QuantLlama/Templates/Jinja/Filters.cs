@@ -180,8 +180,8 @@ internal static class Filters
             case "abs":
                 return value switch
                 {
-                    bool or long => checked(Math.Abs(Py.AsLong(value))),
-                    double d => Math.Abs(d),
+                    bool or long => (object)checked(Math.Abs(Py.AsLong(value))),
+                    double d => (object)Math.Abs(d),
                     Undefined u => throw u.Fail(),
                     _ => throw new JinjaException($"bad operand type for abs(): '{Py.TypeName(value)}'"),
                 };

@@ -27,7 +27,7 @@ public static class JinjaValues
             case null: return null;
             case string or bool or long or double: return value;
             case int or short or sbyte or byte or ushort or uint: return System.Convert.ToInt64(value, System.Globalization.CultureInfo.InvariantCulture);
-            case ulong u: return u <= long.MaxValue ? (long)u : (double)u;
+            case ulong u: return u <= long.MaxValue ? (object)(long)u : (double)u;
             case float f: return (double)f;
             case decimal m: return (double)m;
             case JsonElement e: return FromElement(e, depth);

@@ -11,9 +11,10 @@ internal static class Operators
         return value switch
         {
             Undefined u => throw u.Fail(),
-            bool or long when op == "-" => checked(-Py.AsLong(value)),
-            bool or long => Py.AsLong(value),
-            double d => op == "-" ? -d : d,
+            // Arms typed object: a switch mixing long and double would turn every long into a double.
+            bool or long when op == "-" => (object)checked(-Py.AsLong(value)),
+            bool or long => (object)Py.AsLong(value),
+            double d => (object)(op == "-" ? -d : d),
             _ => throw new JinjaException($"bad operand type for unary {op}: '{Py.TypeName(value)}'"),
         };
     }
