@@ -194,7 +194,9 @@ internal static class Filters
                 double d = Py.AsDouble(value), factor = Math.Pow(10, Math.Clamp(precision, -300, 300));
                 return method switch
                 {
-                    "common" => Math.Round(d * factor, MidpointRounding.AwayFromZero) / factor,
+                    // Python's round(): halves go to the even neighbour.
+                    "common" => precision is >= 0 and <= 15 ? Math.Round(d, (int)precision, MidpointRounding.ToEven)
+                        : Math.Round(d * factor, MidpointRounding.ToEven) / factor,
                     "ceil" => Math.Ceiling(d * factor) / factor,
                     "floor" => Math.Floor(d * factor) / factor,
                     _ => throw new JinjaException("method must be common, ceil or floor"),

@@ -78,7 +78,7 @@ public static class JinjaValues
             {
                 string raw = e.GetRawText();
                 bool integral = !raw.Contains('.') && !raw.Contains('e') && !raw.Contains('E');
-                return integral && e.TryGetInt64(out long l) ? l : e.GetDouble();
+                return integral && e.TryGetInt64(out long l) ? (object)l : e.GetDouble();
             }
             case JsonValueKind.Array: return e.EnumerateArray().Select(x => FromElement(x, depth + 1)).ToList();
             case JsonValueKind.Object:

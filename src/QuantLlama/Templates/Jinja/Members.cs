@@ -10,8 +10,9 @@ internal static class Members
 {
     public static object? GetAttribute(Evaluator ev, object? obj, string name)
     {
-        if (obj is Undefined u) throw u.Fail();
+        // The sandbox answers private names ('__class__') with undefined before anything else, even on undefined.
         if (name.StartsWith('_')) return NoAttribute(obj, name);
+        if (obj is Undefined u) throw u.Fail();
         switch (obj)
         {
             case JinjaDict d:

@@ -39,7 +39,9 @@ internal static class Tests
             case "sameas":
             {
                 var other = Arg(0);
-                return value is null or bool ? Equals(value, other) && (other is null or bool) : ReferenceEquals(value, other);
+                return value is null or bool or long or double || other is null or bool or long or double
+                    ? value?.GetType() == other?.GetType() && Equals(value, other)
+                    : ReferenceEquals(value, other);
             }
             case "lower": return value is string s && s.ToLowerInvariant() == s;
             case "upper": return value is string u && u.ToUpperInvariant() == u;
