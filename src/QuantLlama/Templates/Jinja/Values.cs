@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text;
 
 namespace QuantLlama.Templates.Jinja;
@@ -66,7 +67,7 @@ internal sealed class PyKeyComparer : IEqualityComparer<object>
         long l => l.GetHashCode(),
         double d => d == Math.Floor(d) && Math.Abs(d) < 9.2e18 ? ((long)d).GetHashCode() : d.GetHashCode(),
         string s => s.GetHashCode(StringComparison.Ordinal),
-        object?[] t => t.Aggregate(17, (h, e) => h * 31 + (e == null ? 0 : GetHashCode(e))),
+        object?[] t => Py.EnoughStack() ? t.Aggregate(17, (h, e) => h * 31 + (e == null ? 0 : GetHashCode(e))) : 0,
         _ => throw new JinjaException($"unhashable type: '{Py.TypeName(obj)}'"),
     };
 }
@@ -124,7 +125,7 @@ public static class Py
             (string x, string y) => string.Equals(x, y, StringComparison.Ordinal),
             (List<object?> x, List<object?> y) => SequenceEqual(x, y),
             (object?[] x, object?[] y) => SequenceEqual(x, y),
-            (JinjaDict x, JinjaDict y) => x.Count == y.Count && x.All(kv => y.TryGetValue(kv.Key, out var v) && AreEqual(kv.Value, v)),
+            (JinjaDict x, JinjaDict y) => EnoughStack() && x.Count == y.Count && x.All(kv => y.TryGetValue(kv.Key, out var v) && AreEqual(kv.Value, v)),
             (Undefined, Undefined) => true,
             _ => a != null && ReferenceEquals(a, b),
         };
@@ -132,9 +133,17 @@ public static class Py
 
     private static bool SequenceEqual(IReadOnlyList<object?> x, IReadOnlyList<object?> y)
     {
+        // Values can nest as deep as a loop makes them; fail cleanly rather than overflow the stack.
+        RuntimeHelpers.EnsureSufficientExecutionStack();
         if (x.Count != y.Count) return false;
         for (int i = 0; i < x.Count; i++)
             if (!AreEqual(x[i], y[i])) return false;
+        return true;
+    }
+
+    internal static bool EnoughStack()
+    {
+        RuntimeHelpers.EnsureSufficientExecutionStack();
         return true;
     }
 
@@ -159,6 +168,7 @@ public static class Py
 
     private static int CompareSequences(IReadOnlyList<object?> x, IReadOnlyList<object?> y)
     {
+        RuntimeHelpers.EnsureSufficientExecutionStack();
         for (int i = 0; i < Math.Min(x.Count, y.Count); i++)
         {
             if (AreEqual(x[i], y[i])) continue;
