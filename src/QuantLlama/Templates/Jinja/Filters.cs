@@ -8,14 +8,60 @@ using Kwargs = IReadOnlyList<KeyValuePair<string, object?>>;
 /// <summary>The built-in filters (`value | name(args)`), with jinja2's names, arguments and results.</summary>
 internal static class Filters
 {
+    /// <summary>Each filter's parameters after the value, in order; null for filters that take any arguments.</summary>
+    private static readonly Dictionary<string, string[]?> Parameters = new(StringComparer.Ordinal)
+    {
+        ["tojson"] = ["ensure_ascii", "indent", "separators", "sort_keys"],
+        ["safe"] = [], ["string"] = [], ["upper"] = [], ["lower"] = [], ["capitalize"] = [], ["title"] = [], ["e"] = [], ["escape"] = [],
+        ["wordcount"] = [], ["length"] = [], ["count"] = [], ["list"] = [], ["first"] = [], ["last"] = [], ["items"] = [],
+        ["reverse"] = [], ["abs"] = [],
+        ["trim"] = ["chars"],
+        ["replace"] = ["old", "new", "count"],
+        ["indent"] = ["width", "first", "blank"],
+        ["center"] = ["width"],
+        ["default"] = ["default_value", "boolean"],
+        ["d"] = ["default_value", "boolean"],
+        ["join"] = ["d", "attribute"],
+        ["dictsort"] = ["case_sensitive", "by", "reverse"],
+        ["unique"] = ["case_sensitive", "attribute"],
+        ["sort"] = ["reverse", "case_sensitive", "attribute"],
+        ["batch"] = ["linecount", "fill_with"],
+        ["sum"] = ["attribute", "start"],
+        ["min"] = ["case_sensitive", "attribute"],
+        ["max"] = ["case_sensitive", "attribute"],
+        ["int"] = ["default", "base"],
+        ["float"] = ["default"],
+        ["round"] = ["precision", "method"],
+        ["attr"] = ["name"],
+        ["map"] = null, ["select"] = null, ["reject"] = null, ["selectattr"] = null, ["rejectattr"] = null,
+    };
+
+    public static bool Exists(string name) => Parameters.ContainsKey(name);
+
+    private static void CheckArguments(string name, IReadOnlyList<object?> args, Kwargs kwargs)
+    {
+        if (!Parameters.TryGetValue(name, out var parameters)) throw new JinjaException($"No filter named '{name}' found.");
+        if (parameters == null) return;
+        if (args.Count > parameters.Length)
+            throw new JinjaException($"{name}() takes at most {parameters.Length + 1} positional arguments ({args.Count + 1} given)");
+        foreach (var (key, _) in kwargs)
+        {
+            int index = Array.IndexOf(parameters, key);
+            if (index < 0) throw new JinjaException($"{name}() got an unexpected keyword argument '{key}'");
+            if (index < args.Count) throw new JinjaException($"{name}() got multiple values for argument '{key}'");
+        }
+    }
+
     public static object? Apply(Evaluator ev, string name, object? value, IReadOnlyList<object?> args, Kwargs kwargs)
     {
+        CheckArguments(name, args, kwargs);
         object? Opt(int index, string parameter, object? fallback = null) => Members.OptionalArg(args, kwargs, index, parameter, fallback);
         switch (name)
         {
             case "tojson":
             {
-                string json = JsonWriter.Write(value, Opt(0, "indent"));
+                string json = JsonWriter.Write(value, Py.IsTrue(Opt(0, "ensure_ascii", false)), Opt(1, "indent"), Opt(2, "separators"),
+                    Py.IsTrue(Opt(3, "sort_keys", false)));
                 ev.ChargeString(json.Length);
                 return json;
             }
@@ -205,7 +251,7 @@ internal static class Filters
             case "attr":
                 return Members.GetAttribute(ev, value, Py.Str(Members.Arg(args, 0, name)));
             default:
-                throw new JinjaException($"no filter named '{name}'");
+                throw new JinjaException($"No filter named '{name}' found.");
         }
     }
 

@@ -211,10 +211,10 @@ internal sealed partial class Lexer
     {
         char c = _src[_pos];
         int start = _pos;
-        if (char.IsAsciiLetter(c) || c == '_')
+        if (IsNameStart(c))
         {
             int end = _pos;
-            while (end < _src.Length && (char.IsAsciiLetterOrDigit(_src[end]) || _src[end] == '_')) end++;
+            while (end < _src.Length && IsNamePart(_src[end])) end++;
             Advance(end);
             return new Token(TokenKind.Name, _src[start..end], _line);
         }
@@ -230,6 +230,13 @@ internal sealed partial class Lexer
         }
         throw Error(_pos, $"unexpected character '{c}'");
     }
+
+    // Names are Python identifiers, so they may hold any letter, not only ASCII ones.
+    private static bool IsNameStart(char c) => char.IsLetter(c) || c == '_';
+
+    private static bool IsNamePart(char c) => char.IsLetterOrDigit(c) || c == '_'
+        || char.GetUnicodeCategory(c) is System.Globalization.UnicodeCategory.NonSpacingMark
+            or System.Globalization.UnicodeCategory.SpacingCombiningMark or System.Globalization.UnicodeCategory.ConnectorPunctuation;
 
     private Token LexNumber()
     {

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace QuantLlama.Templates.Jinja;
 
 /// <summary>Builds the syntax tree from the lexer's tokens, with jinja2's grammar and operator precedence.</summary>
@@ -18,7 +20,81 @@ internal sealed class Parser
     {
         var parser = new Parser(Lexer.Tokenize(source, options), options.MaxNestingDepth);
         var body = parser.ParseBody([], out _);
+        foreach (var node in body) CheckNames(node, conditional: false);
         return body;
+    }
+
+    /// <summary>
+    /// jinja2 rejects an unknown filter or test when it compiles the template, except inside an if statement or a
+    /// conditional expression (the code may never run there, so it fails only when reached). A loop, macro or
+    /// block body starts strict again.
+    /// </summary>
+    private static void CheckNames(Node node, bool conditional)
+    {
+        void All(IEnumerable<Node?> nodes, bool soft)
+        {
+            foreach (var n in nodes)
+                if (n != null) CheckNames(n, soft);
+        }
+        RuntimeHelpers.EnsureSufficientExecutionStack();
+        switch (node)
+        {
+            case FilterExpr f:
+                if (!conditional && !Filters.Exists(f.Name)) throw new JinjaException($"line {f.Line}: No filter named '{f.Name}'.");
+                All([f.Value, .. f.Args, .. f.Kwargs.Select(k => k.Value)], conditional);
+                break;
+            case TestExpr t:
+                if (!conditional && !Tests.Exists(t.Name)) throw new JinjaException($"line {t.Line}: No test named '{t.Name}'.");
+                All([t.Value, .. t.Args], conditional);
+                break;
+            case IfNode i:
+                All(i.Branches.SelectMany(b => b.Body.Prepend(b.Condition)), true);
+                All(i.Else ?? [], true);
+                break;
+            case ConditionalExpr c:
+                All([c.Condition, c.Then, c.Else], true);
+                break;
+            case ForNode f:
+                CheckNames(f.Iterable, conditional);
+                All([f.Filter, .. f.Body, .. f.Else ?? []], false);
+                break;
+            case MacroNode m:
+                All([.. m.Parameters.Select(p => p.Default), .. m.Body], false);
+                break;
+            case CallBlockNode c:
+                CheckNames(c.Call, conditional);
+                All([.. c.CallerParameters.Select(p => p.Default), .. c.Body], false);
+                break;
+            case SetBlockNode s:
+                CheckFilterChain(s.Filters);
+                All(s.Body, false);
+                break;
+            case FilterBlockNode f:
+                CheckFilterChain(f.Filters);
+                All(f.Body, false);
+                break;
+            case OutputNode o: CheckNames(o.Value, conditional); break;
+            case SetNode s: CheckNames(s.Value, conditional); break;
+            case ListExpr l: All(l.Items, conditional); break;
+            case TupleExpr t: All(t.Items, conditional); break;
+            case DictExpr d: All(d.Items.SelectMany(kv => new[] { kv.Key, kv.Value }), conditional); break;
+            case AttributeExpr a: CheckNames(a.Object, conditional); break;
+            case ItemExpr i: All([i.Object, i.Index], conditional); break;
+            case SliceExpr s: All([s.Object, s.Start, s.Stop, s.Step], conditional); break;
+            case CallExpr c: All([c.Callee, .. c.Args, .. c.Kwargs.Select(k => k.Value)], conditional); break;
+            case UnaryExpr u: CheckNames(u.Operand, conditional); break;
+            case BinaryExpr b: All([b.Left, b.Right], conditional); break;
+            case CompareExpr c: All([c.First, .. c.Rest.Select(r => r.Operand)], conditional); break;
+        }
+    }
+
+    private static void CheckFilterChain(List<(string Name, List<Expr> Args, List<(string, Expr)> Kwargs)> filters)
+    {
+        foreach (var (name, args, kwargs) in filters)
+        {
+            if (!Filters.Exists(name)) throw new JinjaException($"No filter named '{name}'.");
+            foreach (var e in args.Concat(kwargs.Select(k => k.Item2))) CheckNames(e, false);
+        }
     }
 
     private Token Current => _pos < _tokens.Count ? _tokens[_pos] : new Token(TokenKind.End, "", _tokens.Count > 0 ? _tokens[^1].Line : 1);
@@ -82,7 +158,7 @@ internal sealed class Parser
                     break;
                 case TokenKind.VariableBegin:
                     _pos++;
-                    var value = ParseExpression();
+                    var value = ParseTupleOrExpression();
                     Expect(TokenKind.VariableEnd);
                     nodes.Add(new OutputNode(t.Line, value));
                     break;
@@ -141,7 +217,7 @@ internal sealed class Parser
     {
         var branches = new List<(Expr, List<Node>)>();
         List<Node>? elseBody = null;
-        var condition = ParseExpression();
+        var condition = ParseCondition();
         while (true)
         {
             EndTag();
@@ -149,7 +225,7 @@ internal sealed class Parser
             branches.Add((condition, body));
             if (endedBy == "elif")
             {
-                condition = ParseExpression();
+                condition = ParseCondition();
                 continue;
             }
             if (endedBy == "else")
@@ -296,6 +372,22 @@ internal sealed class Parser
     {
         Enter();
         var expr = ParseConditional();
+        _depth--;
+        return expr;
+    }
+
+    /// <summary>The test of if/elif: jinja2 allows no inline `x if c else y` there, but a tuple (`if a, b`).</summary>
+    private Expr ParseCondition()
+    {
+        Enter();
+        int line = Current.Line;
+        var expr = ParseOr();
+        if (IsOperator(","))
+        {
+            var items = new List<Expr> { expr };
+            while (Skip(TokenKind.Operator, ",") && !Is(TokenKind.BlockEnd)) items.Add(ParseOr());
+            expr = new TupleExpr(line, items);
+        }
         _depth--;
         return expr;
     }
@@ -599,7 +691,10 @@ internal sealed class Parser
                 var kwargs = new List<(string, Expr)>();
                 if (IsOperator("(")) ParseArguments(args, kwargs);
                 node = new FilterExpr(line, node, name, args, kwargs);
-                node = ParsePostfix(node);
+            }
+            else if (IsOperator("("))
+            {
+                node = ParseCall(node); // `x | f (y)` calls what the filter returned; `.` and `[` may not follow a filter
             }
             else if (IsName("is"))
             {

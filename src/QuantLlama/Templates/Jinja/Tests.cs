@@ -46,9 +46,9 @@ internal static class Tests
             case "lower": return value is string s && s.ToLowerInvariant() == s;
             case "upper": return value is string u && u.ToUpperInvariant() == u;
             case "escaped": return false;
-            case "filter": return value is string f && IsFilterName(f);
-            case "test": return value is string t && IsTestName(t);
-            default: throw new JinjaException($"no test named '{name}'");
+            case "filter": return value is string f && Filters.Exists(f);
+            case "test": return value is string t && Exists(t);
+            default: throw new JinjaException($"No test named '{name}' found.");
         }
     }
 
@@ -59,14 +59,8 @@ internal static class Tests
         _ => throw new JinjaException($"unsupported operand type for %: '{Py.TypeName(value)}'"),
     };
 
-    private static bool IsFilterName(string name) => name is "tojson" or "safe" or "string" or "trim" or "upper" or "lower"
-        or "capitalize" or "title" or "replace" or "e" or "escape" or "indent" or "wordcount" or "center" or "length" or "count"
-        or "list" or "first" or "last" or "default" or "d" or "join" or "items" or "dictsort" or "map" or "select" or "reject"
-        or "selectattr" or "rejectattr" or "unique" or "sort" or "reverse" or "batch" or "sum" or "min" or "max" or "int"
-        or "float" or "abs" or "round" or "attr";
-
-    private static bool IsTestName(string name) => name is "defined" or "undefined" or "none" or "boolean" or "true" or "false"
+    public static bool Exists(string name) => name is "defined" or "undefined" or "none" or "boolean" or "true" or "false"
         or "string" or "number" or "integer" or "float" or "mapping" or "sequence" or "iterable" or "callable" or "odd" or "even"
         or "divisibleby" or "equalto" or "eq" or "ne" or "lt" or "lessthan" or "le" or "gt" or "greaterthan" or "ge" or "in"
-        or "sameas" or "lower" or "upper" or "escaped" or "filter" or "test";
+        or "sameas" or "lower" or "upper" or "escaped" or "filter" or "test" or "==" or "!=" or "<" or "<=" or ">" or ">=";
 }
