@@ -75,6 +75,9 @@ public class JinjaSemanticsTests
     [InlineData("{{ [3, 1] | sort(reverse=true, attribute=none) }}", "[3, 1]")]
     [InlineData("{{ [1, 2] | join('-', attribute=none) }}", "1-2")]
     [InlineData("{{ none.x }}|", "|")]
+    [InlineData("{{ \"['hello', 'wORLD'] it's-x (y)\" | title }} {{ \"it's\".title() }} {{ {} | wordcount }} {{ 'a-b c_d' | wordcount }}", "['hello', 'world'] It's-X (Y) It'S 0 3")]
+    [InlineData("{{ 3.5 is odd }} {{ 4.0 is even }} {{ 2.5 is divisibleby 2 }} {{ (1, 2) * 2 }} {{ 15 | round(-1) }} {{ 3 | round }} {{ 2.5 | round }}", "False True False (1, 2, 1, 2) 20 3 2.0")]
+    [InlineData("{{ 0 | map('string') | list }} {{ none | select | list }} {{ [{'a': 1}] | map(attribute='b') | list }} {{ x is iterable }} {{ x is sequence }}", "[] [] [Undefined] True True")]
     public void RendersAsJinja2(string source, string expected) => Assert.Equal(expected, Render(source));
 
     /// <summary>Where jinja2 raises, rendering fails with a JinjaException; the message names the problem as jinja2 does.</summary>
@@ -87,6 +90,10 @@ public class JinjaSemanticsTests
     [InlineData("{{ x | nosuchfilter }}", "No filter named 'nosuchfilter'.")]
     [InlineData("{% if true %}{{ 1 is nosuchtest }}{% endif %}", "No test named 'nosuchtest' found.")]
     [InlineData("{{ [1, 2] | tojson(int=4) }}", "tojson() got an unexpected keyword argument 'int'")]
+    [InlineData("{{ 5 | indent(2) }}", "unsupported operand type(s) for +=: 'int' and 'str'")]
+    [InlineData("{{ missing | int }}", "'missing' is undefined")]
+    [InlineData("{{ [{'a': 1}, {'a': 1}] | unique | list }}", "unhashable type: 'dict'")]
+    [InlineData("{{ 0 ** -1 }}", "0.0 cannot be raised to a negative power")]
     public void FailsAsJinja2(string source, string message)
     {
         string actual = Assert.Throws<JinjaException>(() => Render(source)).Message;

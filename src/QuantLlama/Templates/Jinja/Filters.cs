@@ -1,13 +1,20 @@
 using System.Globalization;
 using System.Text;
+using System.Text.RegularExpressions;
 
 namespace QuantLlama.Templates.Jinja;
 
 using Kwargs = IReadOnlyList<KeyValuePair<string, object?>>;
 
 /// <summary>The built-in filters (`value | name(args)`), with jinja2's names, arguments and results.</summary>
-internal static class Filters
+internal static partial class Filters
 {
+    [GeneratedRegex(@"\w+")]
+    private static partial Regex Words();
+
+    [GeneratedRegex(@"([-\s({\[<]+)")]
+    private static partial Regex WordBeginnings();
+
     /// <summary>Each filter's parameters after the value, in order; null for filters that take any arguments.</summary>
     private static readonly Dictionary<string, string[]?> Parameters = new(StringComparer.Ordinal)
     {
@@ -78,7 +85,9 @@ internal static class Filters
             case "capitalize":
                 return Text.Capitalize(Py.Str(value));
             case "title":
-                return Text.Title(Py.Str(value));
+                // jinja2's title filter starts a word after whitespace, '-' and opening brackets only (not after quotes).
+                return string.Concat(WordBeginnings().Split(Py.Str(value))
+                    .Where(part => part.Length > 0).Select(part => char.ToUpperInvariant(part[0]) + part[1..].ToLowerInvariant()));
             case "replace":
             {
                 var count = Opt(2, "count");
@@ -88,9 +97,11 @@ internal static class Filters
             case "escape":
                 return Escape(Py.Str(value));
             case "indent":
-                return Indent(ev, Py.Str(value), Opt(0, "width", 4L), Py.IsTrue(Opt(1, "first", false)), Py.IsTrue(Opt(2, "blank", false)));
+                if (value is not string lines)
+                    throw value is Undefined u ? u.Fail() : new JinjaException($"unsupported operand type(s) for +=: '{Py.TypeName(value)}' and 'str'");
+                return Indent(ev, lines, Opt(0, "width", 4L), Py.IsTrue(Opt(1, "first", false)), Py.IsTrue(Opt(2, "blank", false)));
             case "wordcount":
-                return (long)Members.Split(Py.Str(value), null, -1L).Count;
+                return (long)Words().Count(Py.Str(value));
             case "center":
             {
                 string text = Py.Str(value);
@@ -144,15 +155,18 @@ internal static class Filters
                 var pairs = d.Select(kv => (object?)new object?[] { kv.Key, kv.Value }).ToList();
                 return SortBy(pairs, x => SortKey(((object?[])x!)[byValue ? 1 : 0], caseSensitive), reverse);
             }
+            // These five walk nothing when the value is false (an empty list, none, 0), as jinja2's do.
             case "map":
-                return new JinjaGenerator(Map(ev, Evaluator.Iterate(value), args, kwargs));
+                return new JinjaGenerator(Py.IsTrue(value) ? Map(ev, Evaluator.Iterate(value), args, kwargs) : []);
             case "select":
             case "reject":
-                return new JinjaGenerator(Evaluator.Iterate(value).Where(x => SelectTest(ev, x, args, 0) == (name == "select")).ToList());
+                return new JinjaGenerator(!Py.IsTrue(value) ? []
+                    : Evaluator.Iterate(value).Where(x => SelectTest(ev, x, args, 0) == (name == "select")).ToList());
             case "selectattr":
             case "rejectattr":
             {
                 var attribute = Members.Arg(args, 0, name);
+                if (!Py.IsTrue(value)) return new JinjaGenerator([]);
                 return new JinjaGenerator(Evaluator.Iterate(value)
                     .Where(x => SelectTest(ev, Attribute(ev, x, attribute), args, 1) == (name == "selectattr")).ToList());
             }
@@ -165,6 +179,7 @@ internal static class Filters
                 foreach (var item in Evaluator.Iterate(value))
                 {
                     var key = SortKey(attribute == null ? item : Attribute(ev, item, attribute), caseSensitive);
+                    if (key is List<object?> or JinjaDict) throw new JinjaException($"unhashable type: '{Py.TypeName(key)}'");
                     if (seen.Any(s => Py.AreEqual(s, key))) continue;
                     seen.Add(key);
                     result.Add(item);
@@ -219,6 +234,8 @@ internal static class Filters
                 }
                 return best;
             }
+            case "int" or "float" when value is Undefined u:
+                throw u.Fail();
             case "int":
                 return ToIntFilter(value, Opt(0, "default", 0L));
             case "float":
@@ -237,6 +254,13 @@ internal static class Filters
                 string method = Py.Str(Opt(1, "method", "common"));
                 if (value is Undefined u) throw u.Fail();
                 if (!Py.IsNumber(value)) throw new JinjaException($"type {Py.TypeName(value)} doesn't define __round__ method");
+                if (method == "common" && value is long or bool)
+                {
+                    // round() of an int is an int; a negative precision rounds to tens, hundreds... (halves to even).
+                    if (precision >= 0) return Py.AsLong(value);
+                    double unit = Math.Pow(10, Math.Min(-precision, 300));
+                    return (long)Math.Clamp(Math.Round(Py.AsLong(value) / unit, MidpointRounding.ToEven) * unit, long.MinValue, long.MaxValue);
+                }
                 double d = Py.AsDouble(value), factor = Math.Pow(10, Math.Clamp(precision, -300, 300));
                 return method switch
                 {

@@ -45,6 +45,10 @@ internal static class Operators
                 return Repeat(ev, s, Py.AsLong(b));
             case ("*", _, string s) when Py.IsInteger(a):
                 return Repeat(ev, s, Py.AsLong(a));
+            case ("*", object?[] t, _) when Py.IsInteger(b):
+                return RepeatList(ev, [.. t], Py.AsLong(b)).ToArray();
+            case ("*", _, object?[] t) when Py.IsInteger(a):
+                return RepeatList(ev, [.. t], Py.AsLong(a)).ToArray();
             case ("*", List<object?> l, _) when Py.IsInteger(b):
                 return RepeatList(ev, l, Py.AsLong(b));
             case ("*", _, List<object?> l) when Py.IsInteger(a):
@@ -86,7 +90,7 @@ internal static class Operators
                     case "//": return y == 0 ? throw DivisionByZero() : FloorDiv(x, y);
                     case "%": return y == 0 ? throw DivisionByZero() : x - y * FloorDiv(x, y);
                     case "**":
-                        if (y < 0) return Math.Pow(x, y);
+                        if (y < 0) return x == 0 ? throw new JinjaException("0.0 cannot be raised to a negative power") : Math.Pow(x, y);
                         long result = 1;
                         for (long i = 0; i < y; i++)
                         {
@@ -111,7 +115,10 @@ internal static class Operators
                     double m = p % q;
                     return m != 0 && (m < 0) != (q < 0) ? m + q : m;
                 }
-                case "**": return Math.Pow(p, q);
+                case "**":
+                    if (p == 0 && q < 0) throw new JinjaException("0.0 cannot be raised to a negative power");
+                    if (p < 0 && q != Math.Floor(q)) throw new JinjaException("complex results are not supported");
+                    return Math.Pow(p, q);
             }
         }
         catch (OverflowException)

@@ -19,16 +19,13 @@ internal static class Tests
             case "integer": return value is long;
             case "float": return value is double;
             case "mapping": return value is JinjaDict;
-            case "sequence": return value is string or List<object?> or object?[] or JinjaDict;
-            case "iterable": return value is string or List<object?> or object?[] or JinjaDict or JinjaGenerator;
+            case "sequence": return value is string or List<object?> or object?[] or JinjaDict or Undefined; // jinja2's Undefined has a length and items
+            case "iterable": return value is string or List<object?> or object?[] or JinjaDict or JinjaGenerator or Undefined;
             case "callable": return value is JinjaCallable;
-            case "odd": return Filters.ToInt(Integer(value)) % 2 != 0;
-            case "even": return Filters.ToInt(Integer(value)) % 2 == 0;
-            case "divisibleby":
-            {
-                long divisor = Filters.ToInt(Integer(Arg(0)));
-                return divisor != 0 ? Filters.ToInt(Integer(value)) % divisor == 0 : throw new JinjaException("division by zero");
-            }
+            // Python's value % 2 == 1: a float can be odd or even only when it is whole.
+            case "odd": return Py.AreEqual(Operators.Binary(ev, "%", Integer(value), 2L), 1L);
+            case "even": return Py.AreEqual(Operators.Binary(ev, "%", Integer(value), 2L), 0L);
+            case "divisibleby": return Py.AreEqual(Operators.Binary(ev, "%", Integer(value), Integer(Arg(0))), 0L);
             case "equalto" or "eq" or "==": return Operators.Compare("==", value, Arg(0));
             case "ne" or "!=": return Operators.Compare("!=", value, Arg(0));
             case "lt" or "lessthan" or "<": return Operators.Compare("<", value, Arg(0));

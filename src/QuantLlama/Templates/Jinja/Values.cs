@@ -203,7 +203,7 @@ public static class Py
             case long l: sb.Append(l.ToString(CultureInfo.InvariantCulture)); break;
             case double d: sb.Append(FormatFloat(d)); break;
             case string s: AppendStringRepr(sb, s); break;
-            case Undefined: break;
+            case Undefined: sb.Append("Undefined"); break;
             case List<object?> list:
                 sb.Append('[');
                 for (int i = 0; i < list.Count; i++)
