@@ -404,27 +404,21 @@ internal sealed class Parser
         return expr;
     }
 
-    private Expr ParseOr()
+    /// <summary>A left-associative chain `operand (operator operand)*` of one precedence level.</summary>
+    private Expr ParseBinary(Func<Expr> operand, params string[] operators)
     {
-        var left = ParseAnd();
-        while (IsName("or"))
+        var left = operand();
+        while (Current.Kind is TokenKind.Operator or TokenKind.Name && operators.Contains(Current.Text))
         {
-            int line = Next().Line;
-            left = new BinaryExpr(line, "or", left, ParseAnd());
+            var op = Next();
+            left = new BinaryExpr(op.Line, op.Text, left, operand());
         }
         return left;
     }
 
-    private Expr ParseAnd()
-    {
-        var left = ParseNot();
-        while (IsName("and"))
-        {
-            int line = Next().Line;
-            left = new BinaryExpr(line, "and", left, ParseNot());
-        }
-        return left;
-    }
+    private Expr ParseOr() => ParseBinary(ParseAnd, "or");
+
+    private Expr ParseAnd() => ParseBinary(ParseNot, "and");
 
     private Expr ParseNot()
     {
@@ -462,49 +456,13 @@ internal sealed class Parser
         return rest.Count == 0 ? first : new CompareExpr(first.Line, first, rest);
     }
 
-    private Expr ParseMath1()
-    {
-        var left = ParseConcat();
-        while (Current.Kind == TokenKind.Operator && Current.Text is "+" or "-")
-        {
-            var op = Next();
-            left = new BinaryExpr(op.Line, op.Text, left, ParseConcat());
-        }
-        return left;
-    }
+    private Expr ParseMath1() => ParseBinary(ParseConcat, "+", "-");
 
-    private Expr ParseConcat()
-    {
-        var left = ParseMath2();
-        while (IsOperator("~"))
-        {
-            int line = Next().Line;
-            left = new BinaryExpr(line, "~", left, ParseMath2());
-        }
-        return left;
-    }
+    private Expr ParseConcat() => ParseBinary(ParseMath2, "~");
 
-    private Expr ParseMath2()
-    {
-        var left = ParsePow();
-        while (Current.Kind == TokenKind.Operator && Current.Text is "*" or "/" or "//" or "%")
-        {
-            var op = Next();
-            left = new BinaryExpr(op.Line, op.Text, left, ParsePow());
-        }
-        return left;
-    }
+    private Expr ParseMath2() => ParseBinary(ParsePow, "*", "/", "//", "%");
 
-    private Expr ParsePow()
-    {
-        var left = ParseUnary(withFilter: true);
-        while (IsOperator("**"))
-        {
-            int line = Next().Line;
-            left = new BinaryExpr(line, "**", left, ParseUnary(withFilter: true));
-        }
-        return left;
-    }
+    private Expr ParsePow() => ParseBinary(() => ParseUnary(withFilter: true), "**");
 
     private Expr ParseUnary(bool withFilter)
     {
