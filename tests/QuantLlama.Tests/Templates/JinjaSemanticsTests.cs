@@ -78,6 +78,8 @@ public class JinjaSemanticsTests
     [InlineData("{{ \"['hello', 'wORLD'] it's-x (y)\" | title }} {{ \"it's\".title() }} {{ {} | wordcount }} {{ 'a-b c_d' | wordcount }}", "['hello', 'world'] It's-X (Y) It'S 0 3")]
     [InlineData("{{ 3.5 is odd }} {{ 4.0 is even }} {{ 2.5 is divisibleby 2 }} {{ (1, 2) * 2 }} {{ 15 | round(-1) }} {{ 3 | round }} {{ 2.5 | round }}", "False True False (1, 2, 1, 2) 20 3 2.0")]
     [InlineData("{{ 0 | map('string') | list }} {{ none | select | list }} {{ [{'a': 1}] | map(attribute='b') | list }} {{ x is iterable }} {{ x is sequence }}", "[] [] [Undefined] True True")]
+    [InlineData("a\n{% raw %}\n  {{ x }}\n  {% endraw %}\nb{%+ raw %}c{% endraw +%}\n", "a\n\n  {{ x }}\nbc")]
+    [InlineData("{% for i in [1] %}\n  {{- i }}  \n  {%- endfor %}\n{# c -#}\n\t{% if true %}\n   y\n{%+ endif %}", "1   y\n")]
     public void RendersAsJinja2(string source, string expected) => Assert.Equal(expected, Render(source));
 
     /// <summary>Where jinja2 raises, rendering fails with a JinjaException; the message names the problem as jinja2 does.</summary>

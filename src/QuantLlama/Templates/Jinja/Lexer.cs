@@ -144,7 +144,7 @@ internal sealed partial class Lexer
                 {
                     if (modifier == '-') _stripNextText = true;
                 }
-                else if (_tokens.Count == first + 3 && _tokens[first + 1] is { Kind: TokenKind.Name, Text: "raw" })
+                else if (_tokens.Count == first + 3 && _tokens[first + 1] is { Kind: TokenKind.Name, Text: "raw" } && modifier != '+')
                 {
                     _tokens.RemoveRange(first, 3);
                     LexRaw(modifier, tagLine);
@@ -186,7 +186,8 @@ internal sealed partial class Lexer
 
     private void LexRaw(char openModifier, int tagLine)
     {
-        if (openModifier != '-' && openModifier != '+' && _options.TrimBlocks && _pos < _src.Length && _src[_pos] == '\n') Advance(_pos + 1);
+        // jinja2 trims no newline after {% raw %}, but lstrip_blocks and trim_blocks apply around {% endraw %}.
+        int bodyStart = _pos;
         var m = EndRaw().Match(_src, _pos);
         if (!m.Success) throw new JinjaException($"line {tagLine}: missing endraw for raw block");
         string body = _src[_pos..m.Index];
@@ -196,7 +197,8 @@ internal sealed partial class Lexer
         else if (closeModifier != '+' && _options.LstripBlocks)
         {
             int lineStart = body.LastIndexOf('\n') + 1;
-            if (lineStart > 0 && body.AsSpan(lineStart).IndexOfAnyExcept(' ', '\t') < 0) body = body[..lineStart];
+            bool atLineStart = lineStart > 0 || _src[bodyStart - 1] == '\n';
+            if (atLineStart && body.AsSpan(lineStart).IndexOfAnyExcept(' ', '\t') < 0) body = body[..lineStart];
         }
         AddText(body);
         _line += _src.AsSpan(m.Index, m.Length).Count('\n');
