@@ -80,6 +80,9 @@ public class JinjaSemanticsTests
     [InlineData("{{ 0 | map('string') | list }} {{ none | select | list }} {{ [{'a': 1}] | map(attribute='b') | list }} {{ x is iterable }} {{ x is sequence }}", "[] [] [Undefined] True True")]
     [InlineData("a\n{% raw %}\n  {{ x }}\n  {% endraw %}\nb{%+ raw %}c{% endraw +%}\n", "a\n\n  {{ x }}\nbc")]
     [InlineData("{% for i in [1] %}\n  {{- i }}  \n  {%- endfor %}\n{# c -#}\n\t{% if true %}\n   y\n{%+ endif %}", "1   y\n")]
+    [InlineData("{% for i in [1, 2] %}{{ i }}{% break %}{% else %}E{% endfor %}|{% for i in [1, 2] %}{{ i }}{% continue %}{% else %}E{% endfor %}|{% for i in [1, 2] %}{% if i == 2 %}{% continue %}{% endif %}{{ i }}{% else %}E{% endfor %}", "1E|12E|1")]
+    [InlineData("{% set b = 1 %}{% set blk %}{% set b = 2 %}{{ b }}{% endset %}{{ blk }}{{ b }}{% macro m(a, b=b) %}[{{ b }}]{% endmacro %}{{ m(1) }}{% for i in [1] %}{% set x %}{% break %}{% endset %}no{% endfor %}{{ x is defined }}", "21[]False")]
+    [InlineData("{{ {(1, 2): 'pair'}[1, 2] }}|{{ [1][] }}|", "pair||")]
     public void RendersAsJinja2(string source, string expected) => Assert.Equal(expected, Render(source));
 
     /// <summary>Where jinja2 raises, rendering fails with a JinjaException; the message names the problem as jinja2 does.</summary>
@@ -110,6 +113,8 @@ public class JinjaSemanticsTests
     [InlineData("{{ [1, 2] < 'a' }}")]
     [InlineData("{% for a, b in [1, 2] %}{% endfor %}")]
     [InlineData("{{ range(1, 2, 0) }}")]
+    [InlineData("{% break %}")]
+    [InlineData("{% for i in [1] %}{% macro m() %}{% break %}{% endmacro %}{% endfor %}")]
     public void FailsLikeJinja2(string source) => Assert.Throws<JinjaException>(() => Render(source));
 
     [Fact]

@@ -137,17 +137,24 @@ public sealed class Evaluator
                     if (Py.IsTrue(Evaluate(condition, scope))) return Execute(branch, scope, output);
                 return i.Else != null ? Execute(i.Else, scope, output) : Flow.Normal;
             case ForNode f:
-                ExecuteFor(f, scope, output);
-                return Flow.Normal;
+                return ExecuteFor(f, scope, output);
             case SetNode s:
                 Assign(s.Target, Evaluate(s.Value, scope), scope);
                 return Flow.Normal;
+            // Names set inside a block assignment or filter block stay inside it, as in jinja2.
+            // A break or continue inside them leaves the enclosing loop before the result is used.
             case SetBlockNode sb:
-                Assign(sb.Target, ApplyFilterChain(sb.Filters, Capture(sb.Body, scope), scope), scope);
-                return Flow.Normal;
+            {
+                var flow = Capture(sb.Body, new Scope(scope), out string text);
+                if (flow == Flow.Normal) Assign(sb.Target, ApplyFilterChain(sb.Filters, text, scope), scope);
+                return flow;
+            }
             case FilterBlockNode fb:
-                Write(output, Py.Str(ApplyFilterChain(fb.Filters, Capture(fb.Body, scope), scope)));
-                return Flow.Normal;
+            {
+                var flow = Capture(fb.Body, new Scope(scope), out string text);
+                if (flow == Flow.Normal) Write(output, Py.Str(ApplyFilterChain(fb.Filters, text, scope)));
+                return flow;
+            }
             case MacroNode m:
                 scope.Set(m.Name, new Macro(m.Name, m.Parameters, m.Body, scope));
                 return Flow.Normal;
@@ -167,11 +174,12 @@ public sealed class Evaluator
         }
     }
 
-    private string Capture(List<Node> body, Scope scope)
+    private Flow Capture(List<Node> body, Scope scope, out string text)
     {
         var buffer = new StringBuilder();
-        if (Execute(body, scope, buffer) != Flow.Normal) throw new JinjaException("break or continue outside a loop");
-        return buffer.ToString();
+        var flow = Execute(body, scope, buffer);
+        text = buffer.ToString();
+        return flow;
     }
 
     private object? ApplyFilterChain(List<(string Name, List<Expr> Args, List<(string, Expr)> Kwargs)> filters, object? value, Scope scope)
@@ -181,7 +189,8 @@ public sealed class Evaluator
         return value;
     }
 
-    private void ExecuteFor(ForNode f, Scope scope, StringBuilder output)
+    /// <returns>Normal, or the break/continue of an enclosing loop that the else block ran into.</returns>
+    private Flow ExecuteFor(ForNode f, Scope scope, StringBuilder output)
     {
         var items = Iterate(Evaluate(f.Iterable, scope));
         if (f.Filter != null)
@@ -196,11 +205,9 @@ public sealed class Evaluator
             }
             items = kept;
         }
-        if (items.Count == 0)
-        {
-            if (f.Else != null && Execute(f.Else, scope, output) != Flow.Normal) throw new JinjaException("break or continue outside a loop");
-            return;
-        }
+        // As jinja2 compiles it, else runs unless some iteration ran its body to the end: for an empty loop, and
+        // also when every iteration ended in break or continue.
+        bool completedAny = false;
         var loop = new LoopInfo(items);
         for (int i = 0; i < items.Count; i++)
         {
@@ -209,8 +216,11 @@ public sealed class Evaluator
             var iterationScope = new Scope(scope);
             iterationScope.Set("loop", loop);
             Assign(f.Target, items[i], iterationScope);
-            if (Execute(f.Body, iterationScope, output) == Flow.Break) break;
+            var flow = Execute(f.Body, iterationScope, output);
+            if (flow == Flow.Normal) completedAny = true;
+            else if (flow == Flow.Break) break;
         }
+        return !completedAny && f.Else != null ? Execute(f.Else, new Scope(scope), output) : Flow.Normal;
     }
 
     private void Assign(Target target, object? value, Scope scope)
@@ -374,6 +384,8 @@ public sealed class Evaluator
             evaluator._callDepth++;
             try
             {
+                // A default names the macro's own parameters, not outer variables of the same name.
+                foreach (var (parameter, _) in parameters) scope.Set(parameter, new Undefined($"'{parameter}' is undefined"));
                 for (int i = 0; i < parameters.Count; i++)
                 {
                     var (parameter, defaultValue) = parameters[i];
@@ -383,7 +395,8 @@ public sealed class Evaluator
                         : new Undefined($"parameter '{parameter}' was not provided");
                     scope.Set(parameter, value);
                 }
-                return evaluator.Capture(body, scope);
+                evaluator.Capture(body, scope, out string text); // the parser allows no break or continue here
+                return text;
             }
             finally
             {

@@ -9,6 +9,7 @@ internal sealed class Parser
     private readonly int _maxDepth;
     private int _pos;
     private int _depth;
+    private bool _inLoop; // break and continue are allowed: inside a for body, not inside a macro or call body
 
     private Parser(List<Token> tokens, int maxDepth)
     {
@@ -203,11 +204,10 @@ internal sealed class Parser
                 return new FilterBlockNode(t.Line, filters, body);
             }
             case "break":
-                EndTag();
-                return new BreakNode(t.Line);
             case "continue":
+                if (!_inLoop) throw new JinjaException($"line {t.Line}: '{t.Text}' outside a loop");
                 EndTag();
-                return new ContinueNode(t.Line);
+                return t.Text == "break" ? new BreakNode(t.Line) : new ContinueNode(t.Line);
             default:
                 throw new JinjaException($"line {t.Line}: unknown tag '{t.Text}'");
         }
@@ -253,7 +253,10 @@ internal sealed class Parser
         if (Skip(TokenKind.Name, "if")) filter = ParseExpression();
         if (Skip(TokenKind.Name, "recursive")) throw Error("recursive loops are not supported");
         EndTag();
+        bool outerInLoop = _inLoop;
+        _inLoop = true;
         var body = ParseBody(["else", "endfor"], out string? endedBy);
+        _inLoop = outerInLoop;
         List<Node>? elseBody = null;
         if (endedBy == "else")
         {
@@ -318,10 +321,20 @@ internal sealed class Parser
         string name = ExpectName();
         var parameters = ParseParameters();
         EndTag();
-        var body = ParseBody(["endmacro"], out _);
+        var body = ParseFunctionBody("endmacro");
         if (Is(TokenKind.Name)) _pos++; // {% endmacro name %}
         EndTag();
         return new MacroNode(line, name, parameters, body);
+    }
+
+    /// <summary>The body of a macro or call block: a function of its own, so a loop around it does not take break.</summary>
+    private List<Node> ParseFunctionBody(string endName)
+    {
+        bool outerInLoop = _inLoop;
+        _inLoop = false;
+        var body = ParseBody([endName], out _);
+        _inLoop = outerInLoop;
+        return body;
     }
 
     private CallBlockNode ParseCallBlock(int line)
@@ -329,7 +342,7 @@ internal sealed class Parser
         var callerParameters = IsOperator("(") ? ParseParameters() : [];
         var call = ParseExpression() as CallExpr ?? throw Error("expected a macro call after 'call'");
         EndTag();
-        var body = ParseBody(["endcall"], out _);
+        var body = ParseFunctionBody("endcall");
         EndTag();
         return new CallBlockNode(line, call, callerParameters, body);
     }
@@ -592,17 +605,27 @@ internal sealed class Parser
         int line = Next().Line;
         Enter();
         Expr? start = null, stop = null, step = null;
-        bool isSlice = false;
-        if (!IsOperator(":")) start = ParseExpression();
+        if (!IsOperator(":") && !IsOperator("]")) start = ParseExpression();
         if (Skip(TokenKind.Operator, ":"))
         {
-            isSlice = true;
             if (!IsOperator("]") && !IsOperator(":")) stop = ParseExpression();
             if (Skip(TokenKind.Operator, ":") && !IsOperator("]")) step = ParseExpression();
+            Expect(TokenKind.Operator, "]");
+            _depth--;
+            return new SliceExpr(line, node, start, stop, step);
+        }
+        // x[a, b] indexes with a tuple, and x[] with the empty tuple, as jinja2 parses them.
+        var items = start == null ? [] : new List<Expr> { start };
+        bool isTuple = start == null;
+        while (start != null && Skip(TokenKind.Operator, ","))
+        {
+            isTuple = true;
+            if (IsOperator("]")) break;
+            items.Add(ParseExpression());
         }
         Expect(TokenKind.Operator, "]");
         _depth--;
-        return isSlice ? new SliceExpr(line, node, start, stop, step) : new ItemExpr(line, node, start!);
+        return new ItemExpr(line, node, isTuple ? new TupleExpr(line, items) : start!);
     }
 
     private CallExpr ParseCall(Expr callee)
