@@ -83,6 +83,7 @@ public class JinjaSemanticsTests
     [InlineData("{% for i in [1, 2] %}{{ i }}{% break %}{% else %}E{% endfor %}|{% for i in [1, 2] %}{{ i }}{% continue %}{% else %}E{% endfor %}|{% for i in [1, 2] %}{% if i == 2 %}{% continue %}{% endif %}{{ i }}{% else %}E{% endfor %}", "1E|12E|1")]
     [InlineData("{% set b = 1 %}{% set blk %}{% set b = 2 %}{{ b }}{% endset %}{{ blk }}{{ b }}{% macro m(a, b=b) %}[{{ b }}]{% endmacro %}{{ m(1) }}{% for i in [1] %}{% set x %}{% break %}{% endset %}no{% endfor %}{{ x is defined }}", "21[]False")]
     [InlineData("{{ {(1, 2): 'pair'}[1, 2] }}|{{ [1][] }}|", "pair||")]
+    [InlineData("{{ '%s and %r' % ('a', 'b') }} {{ '%05.1f|%-4d|%x' % (3.14159, 7, 255) }} {{ '%(n)s=%(v)d' % {'n': 'x', 'v': 2} }} {{ '%d%%' % 50 }} {{ '%.3g' % 1234.5 }}", "a and 'b' 003.1|7   |ff x=2 50% 1.23e+03")]
     public void RendersAsJinja2(string source, string expected) => Assert.Equal(expected, Render(source));
 
     /// <summary>Where jinja2 raises, rendering fails with a JinjaException; the message names the problem as jinja2 does.</summary>
@@ -99,6 +100,8 @@ public class JinjaSemanticsTests
     [InlineData("{{ missing | int }}", "'missing' is undefined")]
     [InlineData("{{ [{'a': 1}, {'a': 1}] | unique | list }}", "unhashable type: 'dict'")]
     [InlineData("{{ 0 ** -1 }}", "0.0 cannot be raised to a negative power")]
+    [InlineData("{{ '%s %s' % ('a',) }}", "not enough arguments for format string")]
+    [InlineData("{{ '%s' % ('a', 'b') }}", "not all arguments converted during string formatting")]
     public void FailsAsJinja2(string source, string message)
     {
         string actual = Assert.Throws<JinjaException>(() => Render(source)).Message;

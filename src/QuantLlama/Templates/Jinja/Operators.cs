@@ -27,6 +27,7 @@ internal static class Operators
             ev.ChargeString(left.Length + (long)right.Length);
             return left + right;
         }
+        if (op == "%" && a is string format) return PercentFormat.Apply(ev, format, b);
         if (a is Undefined ua) throw ua.Fail();
         if (b is Undefined ub) throw ub.Fail();
         if (Py.IsNumber(a) && Py.IsNumber(b)) return Arithmetic(op, a, b);
