@@ -22,7 +22,7 @@ internal sealed class Scope(Scope? parent)
 }
 
 /// <summary>The `loop` variable inside a for block.</summary>
-public sealed class LoopInfo
+internal sealed class LoopInfo
 {
     internal LoopInfo(List<object?> items) => Items = items;
 
@@ -51,7 +51,7 @@ public sealed class LoopInfo
 }
 
 /// <summary>Runs a parsed template: statements write to a buffer, expressions evaluate to template values.</summary>
-public sealed class Evaluator
+internal sealed class Evaluator
 {
     private enum Flow { Normal, Break, Continue }
 

@@ -9,7 +9,7 @@ namespace QuantLlama.Templates.Jinja;
 // template, so it cannot reach .NET objects.
 
 /// <summary>A name or key that does not exist: prints as nothing, is false, iterates as empty, fails when used further.</summary>
-public sealed class Undefined(string message)
+internal sealed class Undefined(string message)
 {
     /// <summary>The error raised when the value is used in a way only a defined value allows.</summary>
     public string Message { get; } = message;
@@ -24,7 +24,7 @@ public sealed class JinjaDict : OrderedDictionary<object, object?>
 }
 
 /// <summary>The object namespace() returns: attributes the template may assign inside loops.</summary>
-public sealed class JinjaNamespace
+internal sealed class JinjaNamespace
 {
     public JinjaDict Attributes { get; } = new();
 }
@@ -33,13 +33,13 @@ public sealed class JinjaNamespace
 /// A lazy sequence in jinja2 (map, select, reverse, ...). It iterates like a list, but tojson refuses it and it
 /// prints as a generator object, as in Python.
 /// </summary>
-public sealed class JinjaGenerator(List<object?> items)
+internal sealed class JinjaGenerator(List<object?> items)
 {
     public List<object?> Items { get; } = items;
 }
 
 /// <summary>Something a template can call: a macro, a global function, a bound method.</summary>
-public abstract class JinjaCallable
+internal abstract class JinjaCallable
 {
     public abstract string Name { get; }
 
@@ -73,7 +73,7 @@ internal sealed class PyKeyComparer : IEqualityComparer<object>
 }
 
 /// <summary>Python semantics of the template values: truth, equality, ordering, str() and repr().</summary>
-public static class Py
+internal static class Py
 {
     public static string TypeName(object? v) => v switch
     {
