@@ -75,6 +75,7 @@ public class JinjaSemanticsTests
     [InlineData("{{ [3, 1] | sort(reverse=true, attribute=none) }}", "[3, 1]")]
     [InlineData("{{ [1, 2] | join('-', attribute=none) }}", "1-2")]
     [InlineData("{{ none.x }}|", "|")]
+    [InlineData("{{ x is callable }} {{ 'ab' % x }}", "True ab")]
     [InlineData("{{ \"['hello', 'wORLD'] it's-x (y)\" | title }} {{ \"it's\".title() }} {{ {} | wordcount }} {{ 'a-b c_d' | wordcount }}", "['hello', 'world'] It's-X (Y) It'S 0 3")]
     [InlineData("{{ 3.5 is odd }} {{ 4.0 is even }} {{ 2.5 is divisibleby 2 }} {{ (1, 2) * 2 }} {{ 15 | round(-1) }} {{ 3 | round }} {{ 2.5 | round }}", "False True False (1, 2, 1, 2) 20 3 2.0")]
     [InlineData("{{ 0 | map('string') | list }} {{ none | select | list }} {{ [{'a': 1}] | map(attribute='b') | list }} {{ x is iterable }} {{ x is sequence }}", "[] [] [Undefined] True True")]
@@ -116,6 +117,9 @@ public class JinjaSemanticsTests
     [InlineData("{{ [1, 2] < 'a' }}")]
     [InlineData("{% for a, b in [1, 2] %}{% endfor %}")]
     [InlineData("{{ range(1, 2, 0) }}")]
+    [InlineData("{{ [{'a': 1}, {'b': 1}] | sort }}")]
+    [InlineData("{{ {1: 1, 'a': 2} | tojson(sort_keys=true) }}")]
+    [InlineData("{{ [1] in {'a': 1} }}")]
     [InlineData("{% break %}")]
     [InlineData("{% for i in [1] %}{% macro m() %}{% break %}{% endmacro %}{% endfor %}")]
     public void FailsLikeJinja2(string source) => Assert.Throws<JinjaException>(() => Render(source));

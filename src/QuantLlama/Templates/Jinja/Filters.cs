@@ -366,16 +366,23 @@ internal static partial class Filters
 
     private static object? SortKey(object? value, bool caseSensitive) => !caseSensitive && value is string s ? s.ToLowerInvariant() : value;
 
-    private static List<object?> SortBy(List<object?> items, Func<object?, object?> key, bool reverse)
+    /// <summary>Python's sorted(): stable, and a reverse sort keeps equal items in their order too.</summary>
+    internal static List<object?> SortBy(List<object?> items, Func<object?, object?> key, bool reverse)
     {
         var keyed = items.Select((x, i) => (Key: key(x), Item: x, Index: i)).ToList();
-        // Stable, as Python's sort is; a reverse sort keeps equal items in their order too.
-        keyed.Sort((a, b) =>
+        try
         {
-            int c = Py.Compare(a.Key, b.Key);
-            if (reverse) c = -c;
-            return c != 0 ? c : a.Index.CompareTo(b.Index);
-        });
+            keyed.Sort((a, b) =>
+            {
+                int c = Py.Compare(a.Key, b.Key);
+                if (reverse) c = -c;
+                return c != 0 ? c : a.Index.CompareTo(b.Index);
+            });
+        }
+        catch (InvalidOperationException e) when (e.InnerException is JinjaException inner)
+        {
+            throw inner; // List.Sort wraps what the comparison throws (items Python cannot order)
+        }
         return keyed.Select(k => k.Item).ToList();
     }
 

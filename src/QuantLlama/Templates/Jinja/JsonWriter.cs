@@ -56,7 +56,8 @@ internal static class JsonWriter
                     sb.Append('{');
                     bool first = true;
                     IEnumerable<KeyValuePair<object, object?>> pairs = dict;
-                    if (SortKeys) pairs = dict.OrderBy(kv => kv.Key, Comparer<object>.Create((a, b) => Py.Compare(a, b)));
+                    if (SortKeys) pairs = Filters.SortBy(dict.Cast<object?>().ToList(), kv => ((KeyValuePair<object, object?>)kv!).Key, false)
+                    .Select(kv => (KeyValuePair<object, object?>)kv!);
                     foreach (var (key, item) in pairs)
                     {
                         if (!first) sb.Append(ItemSeparator);

@@ -155,7 +155,8 @@ internal static class Operators
     {
         string s => item is string sub ? s.Contains(sub, StringComparison.Ordinal)
             : throw new JinjaException($"'in <string>' requires string as left operand, not {Py.TypeName(item)}"),
-        JinjaDict d => item is not null and not Undefined and not List<object?> and not JinjaDict && d.ContainsKey(Evaluator.DictKey(item)),
+        JinjaDict d => item is List<object?> or JinjaDict ? throw new JinjaException($"unhashable type: '{Py.TypeName(item)}'")
+            : item is not null and not Undefined && d.ContainsKey(Evaluator.DictKey(item)),
         Undefined => false,
         _ => Evaluator.Iterate(container).Any(x => Py.AreEqual(x, item)),
     };

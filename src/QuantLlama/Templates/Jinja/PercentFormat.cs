@@ -10,7 +10,7 @@ internal static class PercentFormat
     {
         var values = args is object?[] tuple ? tuple : [args];
         // Python takes a dict (or any non-tuple sequence) as a mapping, and then does not mind unused values.
-        bool mapping = args is JinjaDict or List<object?>;
+        bool mapping = args is JinjaDict or List<object?> or Undefined;
         int next = 0;
         var sb = new StringBuilder();
         for (int i = 0; i < format.Length; i++)

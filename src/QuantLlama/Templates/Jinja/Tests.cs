@@ -21,7 +21,7 @@ internal static class Tests
             case "mapping": return value is JinjaDict;
             case "sequence": return value is string or List<object?> or object?[] or JinjaDict or Undefined; // jinja2's Undefined has a length and items
             case "iterable": return value is string or List<object?> or object?[] or JinjaDict or JinjaGenerator or Undefined;
-            case "callable": return value is JinjaCallable;
+            case "callable": return value is JinjaCallable or Undefined; // jinja2's Undefined can be called (and fails)
             // Python's value % 2 == 1: a float can be odd or even only when it is whole.
             case "odd": return Py.AreEqual(Operators.Binary(ev, "%", Integer(value), 2L), 1L);
             case "even": return Py.AreEqual(Operators.Binary(ev, "%", Integer(value), 2L), 0L);
