@@ -1,4 +1,5 @@
 using QuantLlama.Gguf;
+using QuantLlama.Templates.Jinja;
 
 namespace QuantLlama.Cli;
 
@@ -21,7 +22,7 @@ public static class CliErrors
     public static bool IsUserError(Exception e) => e is GgufFormatException or FileNotFoundException
         or DirectoryNotFoundException or UnauthorizedAccessException or IOException or FormatException
         or ArgumentException or NotSupportedException or KeyNotFoundException or InvalidDataException
-        or CliUsageException;
+        or CliUsageException or JinjaException;
 }
 
 /// <summary>A command-line value that parses but makes no sense (an unknown model name, a bad combination).</summary>

@@ -1,5 +1,7 @@
 using System.CommandLine;
+using QuantLlama.Generation;
 using QuantLlama.Gguf;
+using QuantLlama.Hub;
 
 namespace QuantLlama.Cli.Commands;
 
@@ -24,7 +26,12 @@ public static class InspectCommand
             string path = parseResult.GetValue(file)!.FullName;
             using var model = ModelFileLoader.Open(path);
             int items = parseResult.GetValue(arrayItems);
-            Console.Out.Write(parseResult.GetValue(json) ? ModelInspector.FormatJson(model, items) + "\n" : ModelInspector.FormatText(model, items));
+            var family = ChatTemplate.Detect(model.Metadata.ContainsKey("tokenizer.chat_template")
+                && model.Metadata.GetValue("tokenizer.chat_template").Value is string template ? template : null);
+            string? familyName = family == ChatTemplateFamily.None ? null : family.ToString();
+            Console.Out.Write(parseResult.GetValue(json)
+                ? ModelInspector.FormatJson(model, items, familyName) + "\n"
+                : ModelInspector.FormatText(model, items, familyName));
             return 0;
         });
         return command;

@@ -37,7 +37,8 @@ public static class ModelInspector
     // ---- text --------------------------------------------------------------------------------------------------
 
     /// <param name="arrayItems">How many leading items of each array to show (negative: all).</param>
-    public static string FormatText(IModelFile file, int arrayItems = DefaultArrayItems)
+    /// <param name="chatTemplateFamily">The family the caller recognised in tokenizer.chat_template, if any.</param>
+    public static string FormatText(IModelFile file, int arrayItems = DefaultArrayItems, string? chatTemplateFamily = null)
     {
         var sb = new StringBuilder();
         sb.Append("file:     ").AppendLine(file.FileName);
@@ -45,6 +46,9 @@ public static class ModelInspector
         if (file is GgufFile g)
             sb.Append(CultureInfo.InvariantCulture, $" (alignment {g.Alignment}, tensor data at byte {g.DataOffset:N0}, file {g.FileSize:N0} bytes)");
         sb.AppendLine();
+        string? chatTemplate = ChatTemplateText(file);
+        sb.Append("chat:     ").AppendLine(chatTemplate == null ? "no tokenizer.chat_template"
+            : string.Create(CultureInfo.InvariantCulture, $"tokenizer.chat_template ({chatTemplate.Length:N0} chars), family {chatTemplateFamily ?? "not recognised"}"));
 
         var entries = file.Metadata.Entries;
         sb.AppendLine(CultureInfo.InvariantCulture, $"metadata: {entries.Count} entries");
@@ -136,10 +140,14 @@ public static class ModelInspector
         return sb.ToString();
     }
 
+    private static string? ChatTemplateText(IModelFile file)
+        => file.Metadata.ContainsKey("tokenizer.chat_template") && file.Metadata.GetValue("tokenizer.chat_template").Value is string s ? s : null;
+
     // ---- JSON --------------------------------------------------------------------------------------------------
 
     /// <param name="arrayItems">How many leading items of each array to include (negative: all).</param>
-    public static string FormatJson(IModelFile file, int arrayItems = DefaultArrayItems)
+    /// <param name="chatTemplateFamily">The family the caller recognised in tokenizer.chat_template, if any.</param>
+    public static string FormatJson(IModelFile file, int arrayItems = DefaultArrayItems, string? chatTemplateFamily = null)
     {
         using var stream = new MemoryStream();
         using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
@@ -154,6 +162,16 @@ public static class ModelInspector
                 w.WriteNumber("dataOffset", g.DataOffset);
                 w.WriteNumber("fileSize", g.FileSize);
             }
+            string? chatTemplate = ChatTemplateText(file);
+            w.WriteStartObject("chatTemplate");
+            w.WriteBoolean("present", chatTemplate != null);
+            if (chatTemplate != null)
+            {
+                w.WriteNumber("chars", chatTemplate.Length);
+                if (chatTemplateFamily != null) w.WriteString("family", chatTemplateFamily);
+                else w.WriteNull("family");
+            }
+            w.WriteEndObject();
             w.WriteStartArray("metadata");
             foreach (var (key, value) in file.Metadata.Entries)
             {

@@ -23,8 +23,8 @@ public class InspectTests
         int tokens = file.Metadata.GetStringArray("tokenizer.ggml.tokens").Length;
         Assert.Matches(@$"tokenizer\.ggml\.tokens +\[string x {tokens}\] +\[""[^\n]*\.\.\. \({tokens - 8:N0} more\)\]", text);
         // One line per metadata entry, however long or multi-line its value.
-        // file, format, metadata, entries, tensors, table (with its heading), total, one line per tensor type.
-        int expectedLines = 3 + file.Metadata.Count + 1 + (file.Tensors.Count > 0 ? file.Tensors.Count + 1 : 0) + 1 + ByTypeLines(file);
+        // file, format, chat, metadata, entries, tensors, table (with its heading), total, one line per tensor type.
+        int expectedLines = 4 + file.Metadata.Count + 1 + (file.Tensors.Count > 0 ? file.Tensors.Count + 1 : 0) + 1 + ByTypeLines(file);
         Assert.Equal(expectedLines, text.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length);
 
         using var json = JsonDocument.Parse(ModelInspector.FormatJson(file));
