@@ -115,9 +115,8 @@ public static class GenerateCommand
         ITokenizer tok = a.Tokenizer != null
             ? TokenizerFactory.FromHuggingFaceJson(a.Tokenizer)
             : TokenizerFactory.FromMetadata(file.Metadata);
-        var registryTemplate = resolved.Entry?.Template ?? ModelRegistry.Get(a.Which).Template;
-        var family = ChatTemplate.Resolve(registryTemplate, file.Metadata.GetStringOrNull("tokenizer.chat_template"));
-        var formatter = new FamilyChatFormatter(family, Piece(tok, tok.BosId, "<s>"), Piece(tok, tok.EosId, "</s>"));
+        // The file's own chat template; the --which entry's family for files without one.
+        var formatter = ChatFormats.ForModel(model, tok, resolved.Entry?.Template ?? ModelRegistry.Get(a.Which).Template);
 
         if (a.Tracing) context.Tracer = new ForwardTracer();
         // One sampler for the whole run, as candle keeps one RNG across turns.
@@ -129,7 +128,7 @@ public static class GenerateCommand
             SplitPrompt = a.SplitPrompt,
         };
         var chatSession = new ChatSession(context, tok, formatter, a.System);
-        var generator = new TextGenerator(context, tok, ChatTemplate.EndOfTurnTokens(family).SelectMany(p => SingleId(tok, p)));
+        var generator = new TextGenerator(context, tok, ChatSession.EndOfTurnIds(tok, formatter));
 
         // Ctrl-C during a reply ends that reply (a single prompt: the run, after its statistics); at the "> " prompt
         // it ends the program. A turn's token is made for that turn alone, so a press never carries over.
@@ -245,14 +244,6 @@ public static class GenerateCommand
         => err.WriteLine(perSecond is double rate
             ? string.Format(CultureInfo.InvariantCulture, "{0,4} {1}: {2:F2} token/s", tokens, what, rate)
             : string.Format(CultureInfo.InvariantCulture, "{0,4} {1}", tokens, what));
-
-    private static IEnumerable<int> SingleId(ITokenizer tok, string piece)
-    {
-        var ids = tok.Encode(piece, addSpecial: false, parseSpecial: true);
-        if (ids.Count == 1) yield return ids[0];
-    }
-
-    private static string Piece(ITokenizer tok, int id, string fallback) => id >= 0 ? tok.TokenToPiece(id) : fallback;
 
     private static void ApplyThreads(int? threads)
     {

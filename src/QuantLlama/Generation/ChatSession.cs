@@ -90,7 +90,8 @@ public sealed class ChatSession
         return prompt;
     }
 
-    private static IEnumerable<int> EndOfTurnIds(ITokenizer tokenizer, IChatFormatter formatter)
+    /// <summary>The ids of the format's end-of-turn tokens that are single tokens in this vocabulary.</summary>
+    public static IEnumerable<int> EndOfTurnIds(ITokenizer tokenizer, IChatFormatter formatter)
     {
         foreach (string piece in formatter.EndOfTurnTokens)
         {

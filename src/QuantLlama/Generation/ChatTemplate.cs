@@ -1,5 +1,7 @@
 using QuantLlama.Hub;
 using QuantLlama.Models;
+using QuantLlama.Templates;
+using QuantLlama.Templates.Jinja;
 using QuantLlama.Tokenizers;
 
 namespace QuantLlama.Generation;
@@ -127,19 +129,91 @@ public static class ChatTemplate
         => fromRegistry != ChatTemplateFamily.None ? fromRegistry : Detect(ggufChatTemplate);
 }
 
+/// <summary>
+/// A model's own chat template (Jinja, from <c>tokenizer.chat_template</c> or a tokenizer_config.json), rendered as
+/// Hugging Face's apply_chat_template renders it, with the vocabulary's BOS and EOS texts.
+/// </summary>
+public sealed class JinjaChatFormatter : IChatFormatter
+{
+    private readonly JinjaTemplate _template;
+    private readonly string _bosToken, _eosToken;
+
+    /// <summary>Parses the template; a template that does not parse throws <see cref="JinjaException"/>.</summary>
+    public JinjaChatFormatter(string template, string bosToken, string eosToken, IReadOnlyList<string>? endOfTurnTokens = null)
+    {
+        _template = JinjaTemplate.Parse(template);
+        _bosToken = bosToken;
+        _eosToken = eosToken;
+        EndOfTurnTokens = endOfTurnTokens ?? [];
+    }
+
+    public IReadOnlyList<string> EndOfTurnTokens { get; }
+
+    public string Render(IReadOnlyList<ChatTurn> messages, bool addGenerationPrompt)
+    {
+        var list = messages.Select(m => (object?)new Dictionary<string, object?> { ["role"] = m.Role, ["content"] = m.Content }).ToList();
+        return ChatTemplateRenderer.Render(_template, JinjaValues.FromPlain(list), addGenerationPrompt, _bosToken, _eosToken);
+    }
+}
+
 /// <summary>Chooses how a model's conversations are formatted.</summary>
 public static class ChatFormats
 {
     /// <summary>
-    /// The format for <paramref name="model"/>: the family its <c>tokenizer.chat_template</c> describes, else
-    /// <paramref name="fallback"/> (for files without a template, such as legacy GGML files), with the vocabulary's
-    /// BOS and EOS texts.
+    /// The format for <paramref name="model"/>: its own Jinja chat template when the file has one that parses, else
+    /// <paramref name="fallback"/> (a family, for files without a template such as legacy GGML files or base models)
+    /// or the family the template's markers name. Generation stops at the template's end-of-turn tokens.
     /// </summary>
     public static IChatFormatter ForModel(LlamaModel model, ITokenizer tokenizer, ChatTemplateFamily fallback = ChatTemplateFamily.None)
+        => ForTemplate(model.File.Metadata.GetStringOrNull("tokenizer.chat_template"), tokenizer, fallback);
+
+    /// <inheritdoc cref="ForModel"/>
+    public static IChatFormatter ForTemplate(string? template, ITokenizer tokenizer, ChatTemplateFamily fallback = ChatTemplateFamily.None)
     {
-        var family = ChatTemplate.Resolve(ChatTemplateFamily.None, model.File.Metadata.GetStringOrNull("tokenizer.chat_template"));
-        if (family == ChatTemplateFamily.None) family = fallback;
-        return new FamilyChatFormatter(family, Piece(tokenizer, tokenizer.BosId, "<s>"), Piece(tokenizer, tokenizer.EosId, "</s>"));
+        string bos = Piece(tokenizer, tokenizer.BosId, "<s>"), eos = Piece(tokenizer, tokenizer.EosId, "</s>");
+        var family = ChatTemplate.Detect(template);
+        if (!string.IsNullOrEmpty(template))
+        {
+            try
+            {
+                var probe = new JinjaChatFormatter(template, bos, eos);
+                var endOfTurn = ChatTemplate.EndOfTurnTokens(family).Concat(DetectEndOfTurn(probe, tokenizer)).Distinct().ToList();
+                return new JinjaChatFormatter(template, bos, eos, endOfTurn);
+            }
+            catch (JinjaException)
+            {
+                // A template this engine cannot parse: its family's format, as llama.cpp falls back to a built-in one.
+            }
+        }
+        return new FamilyChatFormatter(family != ChatTemplateFamily.None ? family : fallback, bos, eos);
+    }
+
+    /// <summary>
+    /// The control token a template writes right after an assistant's message (&lt;|im_end|&gt;, &lt;|eot_id|&gt;,
+    /// &lt;|end|&gt;, ...): the end of an assistant's turn, where generation stops.
+    /// </summary>
+    private static IEnumerable<string> DetectEndOfTurn(JinjaChatFormatter formatter, ITokenizer tokenizer)
+    {
+        const string Reply = "\u2402QuantLlamaReply\u2402";
+        string text;
+        try
+        {
+            text = formatter.Render([ChatTurn.User("Hello"), ChatTurn.Assistant(Reply)], addGenerationPrompt: false);
+        }
+        catch (JinjaException)
+        {
+            yield break;
+        }
+        int at = text.IndexOf(Reply, StringComparison.Ordinal);
+        if (at < 0) yield break;
+        string after = text[(at + Reply.Length)..].TrimStart(' ');
+        if (after.Length == 0) yield break;
+        var ids = tokenizer.Encode(after, addSpecial: false, parseSpecial: true);
+        if (ids.Count == 0) yield break;
+        string piece = tokenizer.TokenToPiece(ids[0]);
+        // A control token is one id when parsed as special, several as plain text.
+        if (piece.Length > 1 && after.StartsWith(piece, StringComparison.Ordinal) && tokenizer.Encode(piece, addSpecial: false, parseSpecial: false).Count > 1)
+            yield return piece;
     }
 
     private static string Piece(ITokenizer tokenizer, int id, string fallback) => id >= 0 ? tokenizer.TokenToPiece(id) : fallback;
