@@ -1,7 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
-namespace QuantLlama.Models;
+namespace QuantLlama.Compute;
 
 /// <summary>
 /// Dot products and scaled sums between f32 activations and f16 values (the key/value cache), with the f16 to f32
@@ -12,7 +12,7 @@ internal static unsafe class HalfVector
     private static readonly Vector256<float> Magic = Vector256.Create(BitConverter.Int32BitsToSingle(0x77800000)); // 2^112
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Load8(Half* p)
+    internal static Vector256<float> Load8(Half* p)
     {
         var h = Vector128.Load((ushort*)p);
         var (lo, hi) = Vector128.Widen(h);
