@@ -311,42 +311,12 @@ internal static unsafe class Attention
         var m = Vector256.Create(max);
         for (int t = 0; t < count; t += 8)
         {
-            var e = Exp(Vector256.Load(x + t) - m);
+            var e = VectorMath.Exp(Vector256.Load(x + t) - m);
             Vector256.Store(e, x + t);
             sum += HSum(e);
         }
         return sum;
     }
-
-    /// <summary>
-    /// ggml's vectorised single-precision exp (ggml_v_expf, the AVX2 form): a degree-5 polynomial around a
-    /// power of two, with the over- and underflow branch.
-    /// </summary>
-    public static Vector256<float> Exp(Vector256<float> x)
-    {
-        var r = Vector256.Create(12582912f); // 1.5 · 2^23
-        var z = Vector256.FusedMultiplyAdd(x, Bits(0x3fb8aa3b), r);
-        var n = z - r;
-        var b = Vector256.FusedMultiplyAdd(-n, Bits(0x35bfbe8e), Vector256.FusedMultiplyAdd(-n, Bits(0x3f317200), x));
-        var e = z.AsUInt32() << 23;
-        var k = (e + Vector256.Create(1f).AsUInt32()).AsSingle();
-        var absN = Vector256.Abs(n);
-        var c = Vector256.GreaterThan(absN, Vector256.Create(126f));
-        var u = b * b;
-        var j = Vector256.FusedMultiplyAdd(
-            Vector256.FusedMultiplyAdd(Vector256.FusedMultiplyAdd(Bits(0x3c072010), b, Bits(0x3d2b9f17)), u,
-                Vector256.FusedMultiplyAdd(Bits(0x3e2aaf33), b, Bits(0x3efffedb))),
-            u, Bits(0x3f7ffff6) * b);
-        if (Vector256.EqualsAll(c.AsUInt32(), Vector256<uint>.Zero)) return Vector256.FusedMultiplyAdd(j, k, k);
-        var g = Vector256.LessThanOrEqual(n, Vector256<float>.Zero).AsUInt32() & Vector256.Create(0x82000000u);
-        var s1 = (g + Vector256.Create(0x7f000000u)).AsSingle();
-        var s2 = (e - g).AsSingle();
-        var d = Vector256.GreaterThan(absN, Vector256.Create(192f));
-        return Vector256.ConditionalSelect(d, s1 * s1,
-            Vector256.ConditionalSelect(c, Vector256.FusedMultiplyAdd(s2, j, s2) * s1, Vector256.FusedMultiplyAdd(k, j, k)));
-    }
-
-    private static Vector256<float> Bits(uint bits) => Vector256.Create(BitConverter.UInt32BitsToSingle(bits));
 
     /// <summary>
     /// o[d] = Σ_t w_t v_t[d] as ggml's f16 vector dot sums a one-token product: position t into accumulator t mod 32
@@ -430,7 +400,7 @@ internal static unsafe class Attention
             }
             else vs = MathF.Exp(s - max);
             MultiplyAddHalf<TRow>(acc, values, vs, headDim);
-            sum = MathF.FusedMultiplyAdd(sum, ms, vs); // llama.cpp's build contracts S·ms + vs into one fused step
+            sum = sum * ms + vs; // llama.cpp's build contracts S·ms + vs into one fused step
         }
         float inv = sum == 0 ? 0 : 1f / sum;
         for (int d = 0; d < headDim; d++) o[d] = acc[d] * inv;

@@ -430,6 +430,7 @@ public sealed unsafe class LlamaModel : IDisposable
             for (int p = 0; p < pairs; p++)
             {
                 float x0 = x[2 * p], x1 = x[2 * p + 1];
+                // llama.cpp's build contracts each line into one fused multiply-add around the other product.
                 x[2 * p] = x0 * cos[p] - x1 * sin[p];
                 x[2 * p + 1] = x0 * sin[p] + x1 * cos[p];
             }
@@ -515,27 +516,18 @@ public sealed unsafe class LlamaModel : IDisposable
             MatMul.MatMat(w.Type, w.Data, w.Rows, w.Cols, new ReadOnlySpan<float>(x, n * w.Cols), n, new Span<float>(y, n * w.Rows));
     }
 
-    /// <summary>y = x / rms(x) * weight per row; the sum of squares accumulates in double, as ggml does.</summary>
+    /// <summary>
+    /// y = x / rms(x) * weight per row, as ggml does: each square rounded to f32, then summed in order in double.
+    /// </summary>
     private void RmsNorm(float* x, float* weight, float* y, int n, int dim)
     {
         float eps = Config.RmsEpsilon;
         for (int i = 0; i < n; i++)
         {
             float* xi = x + (long)i * dim, yi = y + (long)i * dim;
-            int j = 0;
+            int j;
             double sum = 0;
-            if (Vector256.IsHardwareAccelerated && dim >= 8)
-            {
-                var acc = Vector256<double>.Zero;
-                for (; j <= dim - 8; j += 8)
-                {
-                    var v = Vector256.Load(xi + j);
-                    var (lo, hi) = Vector256.Widen(v);
-                    acc += lo * lo + hi * hi;
-                }
-                sum = Vector256.Sum(acc);
-            }
-            for (; j < dim; j++) sum += (double)xi[j] * xi[j];
+            for (j = 0; j < dim; j++) sum += xi[j] * xi[j];
             float scale = 1f / MathF.Sqrt((float)(sum / dim) + eps);
             j = 0;
             if (Vector256.IsHardwareAccelerated)
@@ -547,19 +539,13 @@ public sealed unsafe class LlamaModel : IDisposable
         }
     }
 
-    /// <summary>gate = silu(gate) * up, in place.</summary>
+    /// <summary>gate = silu(gate) * up, in place, as ggml's swiglu (its vectorised exp, so the same bits).</summary>
     private static void SwiGlu(float* gate, float* up, long count)
     {
         long i = 0;
         if (Vector256.IsHardwareAccelerated)
-        {
-            var one = Vector256<float>.One;
             for (; i <= count - 8; i += 8)
-            {
-                var g = Vector256.Load(gate + i);
-                Vector256.Store(g / (one + Vector256.Exp(-g)) * Vector256.Load(up + i), gate + i);
-            }
-        }
+                Vector256.Store(VectorMath.Silu(Vector256.Load(gate + i)) * Vector256.Load(up + i), gate + i);
         for (; i < count; i++)
         {
             float g = gate[i];

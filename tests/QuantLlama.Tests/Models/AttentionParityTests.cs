@@ -33,7 +33,6 @@ public class AttentionParityTests(ITestOutputHelper output)
         var actual = model.Forward(OnceUponATime, 0).ToArray();
         float scale = expected.Max(MathF.Abs), diff = MaxAbsDiff(expected, actual);
         output.WriteLine($"{fileName} flash {(flash ? "on" : "off")}: max diff {diff:G4} / max |logit| {scale:G4} = {diff / scale:G3}");
-        File.AppendAllText("/tmp/attn.txt", $"{fileName} flash {flash}: {diff / scale:G3}\n");
         Assert.True(diff <= 1e-5f * scale, $"max diff {diff} > 1e-5 × {scale}");
     }
 

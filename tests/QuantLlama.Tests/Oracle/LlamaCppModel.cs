@@ -110,6 +110,15 @@ public sealed class LlamaCppModel : IDisposable
         return Evaluate(context, tokens, 0);
     }
 
+    /// <summary>The logits after the last of <paramref name="tokens"/>, fed one at a time from an empty context.</summary>
+    public float[] LastLogitsOneByOne(IReadOnlyList<int> tokens)
+    {
+        using var context = _weights.CreateContext(_parameters);
+        float[] logits = [];
+        for (int i = 0; i < tokens.Count; i++) logits = Evaluate(context, [tokens[i]], i);
+        return logits;
+    }
+
     /// <summary>Greedy (argmax) continuation: <paramref name="count"/> new token ids after the prompt.</summary>
     /// <param name="stopAtEndOfGeneration">Stop early at EOS/EOT as llama.cpp's examples do.</param>
     public int[] GenerateGreedy(IReadOnlyList<int> prompt, int count, bool stopAtEndOfGeneration = true)

@@ -1,0 +1,128 @@
+using QuantLlama.Compute;
+using QuantLlama.Tensors;
+using QuantLlama.Tests.Oracle;
+
+namespace QuantLlama.Tests.Models;
+
+/// <summary>
+/// The attention kernels against ggml's own CPU operations (llama.cpp's AVX2 build) on random data, to the bit:
+/// ggml_flash_attn_ext for flash attention on, mul_mat → soft_max_ext → mul_mat (values transposed, as llama.cpp
+/// stores them without flash attention) for off. The cache holds 256 positions, as llama.cpp's pads it.
+/// </summary>
+public unsafe class AttentionKernelTests(ITestOutputHelper output)
+{
+    private const int CachePositions = 256;
+
+    [Theory]
+    [InlineData(8, 8, 4, 1, 4)]     // stories260K's heads, one token late in the cache
+    [InlineData(8, 8, 4, 5, 0)]     // its prompt
+    [InlineData(8, 8, 4, 30, 220)]
+    [InlineData(24, 8, 8, 1, 250)]
+    [InlineData(64, 4, 2, 1, 100)]
+    [InlineData(64, 4, 2, 13, 7)]
+    [InlineData(64, 4, 2, 70, 30)]  // flash attention's tiled kernel
+    [InlineData(40, 2, 1, 3, 33)]   // a head size that is not a multiple of 32 (ggml's dot finishes in double)
+    [InlineData(128, 2, 2, 2, 200)]
+    public void KernelsMatchGgml(int headDim, int heads, int kvHeads, int n, int start)
+    {
+        foreach (bool flash in new[] { false, true })
+        {
+            var (ours, theirs) = Run(headDim, heads, kvHeads, n, start, flash, seed: headDim * 1000 + n * 10 + start);
+            int differ = 0;
+            float worst = 0;
+            for (int i = 0; i < ours.Length; i++)
+                if (BitConverter.SingleToInt32Bits(ours[i]) != BitConverter.SingleToInt32Bits(theirs[i]))
+                {
+                    differ++;
+                    worst = Math.Max(worst, Math.Abs(ours[i] - theirs[i]));
+                }
+            output.WriteLine($"flash {flash}: {differ} of {ours.Length} differ, worst {worst:G3}");
+            Assert.True(differ == 0, $"flash {flash}: {differ} of {ours.Length} outputs differ (worst {worst:G3})");
+        }
+    }
+
+    private static (float[] Ours, float[] Theirs) Run(int headDim, int heads, int kvHeads, int n, int start, bool flash, int seed)
+    {
+        var random = new Random(seed);
+        int dim = heads * headDim, kvDim = kvHeads * headDim;
+        float scale = 1f / MathF.Sqrt(headDim);
+        var q = new float[n * dim];
+        for (int i = 0; i < q.Length; i++) q[i] = (float)(random.NextDouble() * 4 - 2);
+        var keys = new Half[CachePositions * kvDim];
+        var values = new Half[CachePositions * kvDim];
+        for (int i = 0; i < keys.Length; i++)
+        {
+            keys[i] = (Half)(random.NextDouble() * 2 - 1);
+            values[i] = (Half)(random.NextDouble() * 2 - 1);
+        }
+
+        // Ours: the cache as [positions x kvDim] f16 rows.
+        var ours = new float[n * dim];
+        var scratch = new float[heads * Attention.ScratchFloats(CachePositions, headDim, n)];
+        var qCopy = (float[])q.Clone();
+        fixed (float* pq = qCopy, po = ours, ps = scratch)
+        fixed (Half* pk = keys, pv = values)
+        {
+            var job = new AttentionJob
+            {
+                Q = pq, Output = po, Scratch = ps, Keys = (byte*)pk, Values = (byte*)pv, Dim = dim, KvDim = kvDim,
+                HeadDim = headDim, Group = heads / kvHeads, ContextSize = CachePositions, MaxBatch = n, N = n, Start = start,
+                KeysF16 = true, Rounding = flash ? AttentionRounding.Flash : AttentionRounding.Unfused,
+            };
+            Attention.Run(&job, heads);
+        }
+
+        // ggml's.
+        using var g = new GgmlGraph();
+        IntPtr tq = g.Tensor(GgmlType.F32, headDim, n, heads);
+        var dq = (float*)GgmlGraph.Data(tq);
+        for (int h = 0; h < heads; h++)
+            for (int i = 0; i < n; i++)
+                for (int d = 0; d < headDim; d++)
+                    dq[((long)h * n + i) * headDim + d] = q[i * dim + h * headDim + d];
+        IntPtr tk = g.Tensor(GgmlType.F16, headDim, CachePositions, kvHeads);
+        var dk = (Half*)GgmlGraph.Data(tk);
+        for (int kh = 0; kh < kvHeads; kh++)
+            for (int t = 0; t < CachePositions; t++)
+                for (int d = 0; d < headDim; d++)
+                    dk[((long)kh * CachePositions + t) * headDim + d] = keys[t * kvDim + kh * headDim + d];
+        IntPtr mask = g.Tensor(GgmlType.F16, CachePositions, n);
+        var dm = (Half*)GgmlGraph.Data(mask);
+        for (int i = 0; i < n; i++)
+            for (int t = 0; t < CachePositions; t++)
+                dm[(long)i * CachePositions + t] = t <= start + i ? (Half)0f : Half.NegativeInfinity;
+
+        var theirs = new float[n * dim];
+        if (flash)
+        {
+            IntPtr tv = g.Tensor(GgmlType.F16, headDim, CachePositions, kvHeads);
+            var dv = (Half*)GgmlGraph.Data(tv);
+            for (int kh = 0; kh < kvHeads; kh++)
+                for (int t = 0; t < CachePositions; t++)
+                    for (int d = 0; d < headDim; d++)
+                        dv[((long)kh * CachePositions + t) * headDim + d] = values[t * kvDim + kh * headDim + d];
+            IntPtr result = g.FlashAttnExt(tq, tk, tv, mask, scale);
+            g.Compute(result);
+            new Span<float>(GgmlGraph.Data(result), n * dim).CopyTo(theirs); // [headDim, heads, n]: our layout
+        }
+        else
+        {
+            IntPtr tv = g.Tensor(GgmlType.F16, CachePositions, headDim, kvHeads); // transposed
+            var dv = (Half*)GgmlGraph.Data(tv);
+            for (int kh = 0; kh < kvHeads; kh++)
+                for (int d = 0; d < headDim; d++)
+                    for (int t = 0; t < CachePositions; t++)
+                        dv[((long)kh * headDim + d) * CachePositions + t] = values[t * kvDim + kh * headDim + d];
+            IntPtr kq = g.MulMat(tk, tq);
+            IntPtr weights = g.SoftMaxExt(kq, mask, scale);
+            IntPtr result = g.MulMat(tv, weights); // [headDim, n, heads]
+            g.Compute(result);
+            var dr = (float*)GgmlGraph.Data(result);
+            for (int h = 0; h < heads; h++)
+                for (int i = 0; i < n; i++)
+                    for (int d = 0; d < headDim; d++)
+                        theirs[i * dim + h * headDim + d] = dr[((long)h * n + i) * headDim + d];
+        }
+        return (ours, theirs);
+    }
+}
