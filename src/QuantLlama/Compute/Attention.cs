@@ -145,18 +145,20 @@ internal static unsafe class Attention
             switch (job->Rounding)
             {
                 case AttentionRounding.Full:
-                    Full<TRow>(q, keys, values, stride, positions, headDim, scale, scores, o);
-                    break;
                 case AttentionRounding.Unfused:
-                    RoundToHalf(q, query, headDim);
+                    // The f32 cache computes the same products without rounding the query or the weights.
+                    bool f16 = job->Rounding == AttentionRounding.Unfused;
+                    if (f16) RoundToHalf(q, query, headDim);
+                    else new Span<float>(q, headDim).CopyTo(new Span<float>(query, headDim));
                     // llama.cpp hands a batch (two tokens or more) to its GEMM, which needs whole 8-value steps.
                     bool gemm = n > 1;
                     if (gemm && headDim % 8 == 0) ScoresGemm<TRow>(query, keys, stride, positions, headDim, scale, scores);
-                    else ScoresDot<TRow>(query, keys, stride, positions, headDim, scale, scores);
+                    else if (f16) ScoresDot<TRow>(query, keys, stride, positions, headDim, scale, scores);
+                    else ScoresDotF32<TRow>(query, keys, stride, positions, headDim, scale, scores);
                     int padded = RoundUp(positions, 8);
                     for (int t = positions; t < padded; t++) scores[t] = float.NegativeInfinity;
                     Softmax(scores, padded);
-                    RoundToHalf(scores, scores, positions);
+                    if (f16) RoundToHalf(scores, scores, positions);
                     if (gemm && headDim % 4 == 0) WeightedSumGemm<TRow>(scores, values, stride, positions, headDim, block, o);
                     else WeightedSumDot<TRow>(scores, values, stride, positions, headDim, block, o);
                     break;
@@ -165,50 +167,6 @@ internal static unsafe class Attention
                     FlashOnline<TRow>(query, keys, values, stride, positions, headDim, scale, block, o);
                     break;
             }
-        }
-    }
-
-    /// <summary>
-    /// The f32 cache's attention: scores q·k_t in f32, softmax with a double sum, o = Σ w_t v_t; 64-value heads over
-    /// f32 rows run register-held loops (same operations, same order).
-    /// </summary>
-    private static void Full<TRow>(float* q, byte* keys, byte* values, long stride, int positions, int headDim, float scale,
-        float* scores, float* o) where TRow : struct, ICacheRow
-    {
-        bool fast64 = typeof(TRow) == typeof(SingleRow) && headDim == 64 && Vector256.IsHardwareAccelerated;
-        float max;
-        if (fast64) max = HalfVector.Scores64(q, (float*)keys, stride / 4, positions, scale, scores);
-        else
-        {
-            max = float.NegativeInfinity;
-            byte* k = keys;
-            for (int t = 0; t < positions; t++, k += stride)
-            {
-                float s = (typeof(TRow) == typeof(HalfRow) ? HalfVector.Dot(q, (Half*)k, headDim) : HalfVector.Dot(q, (float*)k, headDim)) * scale;
-                scores[t] = s;
-                if (s > max) max = s;
-            }
-        }
-        double sum = 0;
-        for (int t = 0; t < positions; t++)
-        {
-            float e = MathF.Exp(scores[t] - max);
-            scores[t] = e;
-            sum += e;
-        }
-        float inv = (float)(1.0 / sum);
-        if (fast64)
-        {
-            HalfVector.WeightedSum64(scores, inv, (float*)values, stride / 4, positions, o);
-            return;
-        }
-        new Span<float>(o, headDim).Clear();
-        byte* v = values;
-        for (int t = 0; t < positions; t++, v += stride)
-        {
-            float w = scores[t] * inv;
-            if (typeof(TRow) == typeof(HalfRow)) HalfVector.ScaleAdd(w, (Half*)v, o, headDim);
-            else HalfVector.ScaleAdd(w, (float*)v, o, headDim);
         }
     }
 
@@ -254,6 +212,31 @@ internal static unsafe class Attention
         return (float)sum;
     }
 
+    /// <summary>
+    /// ggml's f32 vector dot (ggml_vec_dot_f32): <see cref="DotGgml{TRow}"/>'s accumulators, but the sum kept in
+    /// f32 and the rest added by fused multiply-adds.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float DotGgmlF32<TRow>(byte* x, float* y, int n) where TRow : struct, ICacheRow
+    {
+        int np = n & ~31, i = 0;
+        float sum = 0;
+        if (np > 0)
+        {
+            Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default;
+            for (; i < np; i += 32)
+            {
+                s0 = Vector256.FusedMultiplyAdd(TRow.Load8(x, i), Vector256.Load(y + i), s0);
+                s1 = Vector256.FusedMultiplyAdd(TRow.Load8(x, i + 8), Vector256.Load(y + i + 8), s1);
+                s2 = Vector256.FusedMultiplyAdd(TRow.Load8(x, i + 16), Vector256.Load(y + i + 16), s2);
+                s3 = Vector256.FusedMultiplyAdd(TRow.Load8(x, i + 24), Vector256.Load(y + i + 24), s3);
+            }
+            sum = ReduceGgml((s0 + s2) + (s1 + s3));
+        }
+        for (; i < n; i++) sum = MathF.FusedMultiplyAdd(TRow.Load(x, i), y[i], sum);
+        return sum;
+    }
+
     /// <summary>ggml's reduction of one 8-lane vector: the halves added, then two horizontal adds.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float ReduceGgml(Vector256<float> x)
@@ -275,6 +258,13 @@ internal static unsafe class Attention
         where TRow : struct, ICacheRow
     {
         for (int t = 0; t < positions; t++, keys += stride) scores[t] = DotGgml<TRow>(keys, q, headDim) * scale;
+    }
+
+    /// <summary>scores[t] = DotGgmlF32(k_t, q) · scale (the f32 cache, a single token).</summary>
+    public static void ScoresDotF32<TRow>(float* q, byte* keys, long stride, int positions, int headDim, float scale, float* scores)
+        where TRow : struct, ICacheRow
+    {
+        for (int t = 0; t < positions; t++, keys += stride) scores[t] = DotGgmlF32<TRow>(keys, q, headDim) * scale;
     }
 
     /// <summary>scores[t] = (k_t·q as llama.cpp's GEMM sums it: one 8-lane fused accumulator, then <see cref="HSum"/>) · scale.</summary>

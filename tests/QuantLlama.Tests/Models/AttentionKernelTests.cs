@@ -26,8 +26,9 @@ public unsafe class AttentionKernelTests(ITestOutputHelper output)
     public void KernelsMatchGgml(int headDim, int heads, int kvHeads, int n, int start)
     {
         foreach (bool flash in new[] { false, true })
+            foreach (float spread in new[] { 2f, 40f }) // 40: weights down to f16's subnormals and below
         {
-            var (ours, theirs) = Run(headDim, heads, kvHeads, n, start, flash, seed: headDim * 1000 + n * 10 + start);
+            var (ours, theirs) = Run(headDim, heads, kvHeads, n, start, flash, spread, seed: headDim * 1000 + n * 10 + start);
             int differ = 0;
             float worst = 0;
             for (int i = 0; i < ours.Length; i++)
@@ -36,18 +37,18 @@ public unsafe class AttentionKernelTests(ITestOutputHelper output)
                     differ++;
                     worst = Math.Max(worst, Math.Abs(ours[i] - theirs[i]));
                 }
-            output.WriteLine($"flash {flash}: {differ} of {ours.Length} differ, worst {worst:G3}");
-            Assert.True(differ == 0, $"flash {flash}: {differ} of {ours.Length} outputs differ (worst {worst:G3})");
+            output.WriteLine($"flash {flash}, spread {spread}: {differ} of {ours.Length} differ, worst {worst:G3}");
+            Assert.True(differ == 0, $"flash {flash}, spread {spread}: {differ} of {ours.Length} outputs differ (worst {worst:G3})");
         }
     }
 
-    private static (float[] Ours, float[] Theirs) Run(int headDim, int heads, int kvHeads, int n, int start, bool flash, int seed)
+    private static (float[] Ours, float[] Theirs) Run(int headDim, int heads, int kvHeads, int n, int start, bool flash, float spread, int seed)
     {
         var random = new Random(seed);
         int dim = heads * headDim, kvDim = kvHeads * headDim;
         float scale = 1f / MathF.Sqrt(headDim);
         var q = new float[n * dim];
-        for (int i = 0; i < q.Length; i++) q[i] = (float)(random.NextDouble() * 4 - 2);
+        for (int i = 0; i < q.Length; i++) q[i] = (float)((random.NextDouble() * 2 - 1) * spread);
         var keys = new Half[CachePositions * kvDim];
         var values = new Half[CachePositions * kvDim];
         for (int i = 0; i < keys.Length; i++)
@@ -124,5 +125,22 @@ public unsafe class AttentionKernelTests(ITestOutputHelper output)
                         theirs[i * dim + h * headDim + d] = dr[((long)h * n + i) * headDim + d];
         }
         return (ours, theirs);
+    }
+}
+
+public unsafe class AttentionRoundingTests
+{
+    /// <summary>The vectorised f16 rounding gives IEEE round-to-nearest-even's bits over every exponent, subnormals included.</summary>
+    [Fact]
+    public void RoundToHalfMatchesIeeeEverywhere()
+    {
+        var random = new Random(5);
+        var x = new float[4096];
+        for (int i = 0; i < x.Length; i++)
+            x[i] = (float)((random.NextDouble() * 2 - 1) * Math.Pow(2, random.Next(-30, 18)));
+        var y = new float[x.Length];
+        fixed (float* px = x, py = y) Attention.RoundToHalf(px, py, x.Length);
+        for (int i = 0; i < x.Length; i++)
+            Assert.True(BitConverter.SingleToInt32Bits((float)(Half)x[i]) == BitConverter.SingleToInt32Bits(y[i]), $"{x[i]:R}: {y[i]:R}, expected {(float)(Half)x[i]:R}");
     }
 }

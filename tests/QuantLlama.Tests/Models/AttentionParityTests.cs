@@ -1,5 +1,5 @@
 using QuantLlama.Models;
-using QuantLlama.Sampling;
+using QuantLlama.Quants;
 using QuantLlama.Tests.Oracle;
 
 namespace QuantLlama.Tests.Models;
@@ -19,6 +19,23 @@ public class AttentionParityTests(ITestOutputHelper output)
         { "stories260K-Q4_0.gguf", false }, { "stories260K-Q4_0.gguf", true },
     };
 
+    /// <summary>
+    /// Bound on max |ours − llama.cpp| / max |logit| for the first position: 1e-5, measured ≤ 2.2e-7 (last-bit
+    /// differences only) in four of the six cases. Two cases differ by an f16 rounding that goes the other way: the
+    /// attention kernels give ggml's bits on the same inputs (<see cref="AttentionKernelTests"/>), but their inputs
+    /// still differ from llama.cpp's in the last bit now and then, and an f16 rounding step can turn that into a
+    /// whole f16 step. F32 with flash attention off: 5e-5 (measured 1.4e-5); llama.cpp's prompt product of F32
+    /// weights sums in its GEMM's order (one 8-lane accumulator), ours in its vector dot's. Q8_0 with flash attention
+    /// on: 5e-3 (measured 2.9e-3, the same fed one token at a time); the step comes from the f16 output accumulator
+    /// at the third position and the next layer's Q8_0 activation rounding magnifies it. Greedy text agrees in all six.
+    /// </summary>
+    private static double Bound(string fileName, bool flash) => (fileName, flash) switch
+    {
+        ("stories260K.gguf", false) => 5e-5,
+        ("stories260K-Q8_0.gguf", true) => 5e-3,
+        _ => 1e-5,
+    };
+
     private static FlashAttention Mode(bool flash) => flash ? FlashAttention.On : FlashAttention.Off;
 
     [Theory]
@@ -33,7 +50,8 @@ public class AttentionParityTests(ITestOutputHelper output)
         var actual = model.Forward(OnceUponATime, 0).ToArray();
         float scale = expected.Max(MathF.Abs), diff = MaxAbsDiff(expected, actual);
         output.WriteLine($"{fileName} flash {(flash ? "on" : "off")}: max diff {diff:G4} / max |logit| {scale:G4} = {diff / scale:G3}");
-        Assert.True(diff <= 1e-5f * scale, $"max diff {diff} > 1e-5 × {scale}");
+        double bound = Bound(fileName, flash);
+        Assert.True(diff <= bound * scale, $"max diff {diff} > {bound} × {scale}");
     }
 
     [Theory]
@@ -41,7 +59,28 @@ public class AttentionParityTests(ITestOutputHelper output)
     public void GreedyContinuationMatchesLlamaCpp(string fileName, bool flash)
         => GreedyMatches(TestPaths.SharedFile("llamacpp", fileName), flash);
 
-    internal void GreedyMatches(string path, bool flash)
+    /// <summary>Our own quantizations of the F32 file (ModelQuantizer), which llama.cpp loads as it loads its own.</summary>
+    [Theory]
+    [InlineData("Q8_0", false)]
+    [InlineData("Q8_0", true)]
+    [InlineData("Q4_K_M", false)]
+    [InlineData("Q4_K_M", true)]
+    public void GreedyContinuationOfOurQuantizationMatchesLlamaCpp(string target, bool flash)
+    {
+        string dir = TestPaths.NewTempDirectory();
+        try
+        {
+            string path = Path.Combine(dir, $"stories260K-{target}.gguf");
+            ModelQuantizer.Quantize(TestPaths.SharedFile("llamacpp", "stories260K.gguf"), path, target, _ => { });
+            GreedyMatches(path, flash);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    private void GreedyMatches(string path, bool flash)
     {
         int[] expected;
         using (var reference = LlamaCppModel.Load(path, 256, flashAttention: flash))
