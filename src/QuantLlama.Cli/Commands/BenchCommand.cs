@@ -18,6 +18,7 @@ public static class BenchCommand
         var reps = new Option<int>("--repetitions", "-r") { Description = "Measured repetitions of each test (after one warm-up)", DefaultValueFactory = _ => 5 };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Print each repetition's speed to stderr" };
         foreach (var o in new Option[] { model, prompt, generate, threads, reps, verbose }) command.Options.Add(o);
+        var attention = new AttentionOptions(command);
         command.SetAction(parse => CliErrors.Run(() =>
         {
             var options = new BenchmarkOptions
@@ -40,7 +41,7 @@ public static class BenchCommand
             string path = parse.GetValue(model)!;
             if (!File.Exists(path)) throw new FileNotFoundException($"model file '{path}' does not exist");
             int context = Math.Max(1, Math.Max(options.PromptTokens, options.GenerateTokens));
-            using var llama = LlamaModel.Load(path, new LlamaModelOptions { ContextSize = context, MaxBatch = Math.Max(1, options.PromptTokens) });
+            using var llama = LlamaModel.Load(path, attention.Apply(parse, new LlamaModelOptions { ContextSize = context, MaxBatch = Math.Max(1, options.PromptTokens) }));
             var log = parse.GetValue(verbose) ? (Action<string>)(s => Console.Error.WriteLine(s)) : null;
             var results = Benchmark.Run(llama, options, log);
             Console.Out.Write(Benchmark.FormatTable(Path.GetFileName(path), llama, WorkerPool.ThreadCount, results));

@@ -41,6 +41,7 @@ public static class GenerateCommand
         foreach (var o in new Option[] { model, tokenizer, which, prompt, sampleLen, temperature, topP, topK, seed, repeatPenalty,
                      repeatLastN, splitPrompt, verbosePrompt, gqa, cpu, tracing, threads, ctx })
             root.Options.Add(o);
+        var attention = new AttentionOptions(root);
 
         root.SetAction(parse => Run(new Arguments
         {
@@ -61,6 +62,7 @@ public static class GenerateCommand
             Tracing = parse.GetValue(tracing),
             Threads = parse.GetValue(threads),
             Context = parse.GetValue(ctx),
+            ModelOptions = attention.Apply(parse, new LlamaModelOptions { ContextSize = parse.GetValue(ctx) }),
         }));
         return root;
     }
@@ -76,6 +78,7 @@ public static class GenerateCommand
         public ulong Seed;
         public float RepeatPenalty;
         public bool SplitPrompt, VerbosePrompt, Tracing;
+        public required LlamaModelOptions ModelOptions;
     }
 
     private static void Validate(Arguments a)
@@ -103,10 +106,10 @@ public static class GenerateCommand
         ApplyThreads(a.Threads);
 
         var load = Stopwatch.StartNew();
-        using var model = LlamaModel.Load(resolved.Path, new LlamaModelOptions { ContextSize = a.Context }, a.Gqa ?? resolved.Gqa);
+        using var model = LlamaModel.Load(resolved.Path, a.ModelOptions, a.Gqa ?? resolved.Gqa);
         var file = model.File;
         err.WriteLine(string.Format(inv, "loaded {0} tensors ({1}) in {2:F2}s", file.Tensors.Count, FormatSize(model.WeightBytes), load.Elapsed.TotalSeconds));
-        err.WriteLine($"params: {model.Config}, n_ctx: {model.ContextSize}, kv cache: {model.KvCacheType} ({FormatSize(model.KvCacheBytes)})");
+        err.WriteLine($"params: {model.Config}, n_ctx: {model.ContextSize}, {AttentionOptions.Describe(model)}");
         err.WriteLine("model built");
 
         ITokenizer tok = a.Tokenizer != null
