@@ -54,6 +54,35 @@ public class AttentionParityTests(ITestOutputHelper output)
         Assert.True(diff <= bound * scale, $"max diff {diff} > {bound} × {scale}");
     }
 
+    /// <summary>
+    /// docs/fidelity.md's table: max |diff| / max |logit| at the first position for each file, ours against llama.cpp
+    /// with the f16 cache and flash attention off and on, llama.cpp's two modes against each other, and both engines
+    /// with the f32 cache. Run with -showliveoutput to see the rows.
+    /// </summary>
+    [Theory]
+    [InlineData("stories260K.gguf")]
+    [InlineData("stories260K-Q8_0.gguf")]
+    [InlineData("stories260K-Q4_0.gguf")]
+    public void FidelityTable(string fileName)
+    {
+        string path = TestPaths.SharedFile("llamacpp", fileName);
+        float[] Theirs(bool f32, bool flash)
+        {
+            using var reference = LlamaCppModel.Load(path, 256, f32KvCache: f32, flashAttention: flash);
+            return reference.LastLogits(OnceUponATime);
+        }
+        float[] Ours(KvCacheType cache, FlashAttention flash)
+        {
+            using var model = LlamaModel.Load(path, new LlamaModelOptions { ContextSize = 256, KvCacheType = cache, FlashAttention = flash });
+            return model.Forward(OnceUponATime, 0).ToArray();
+        }
+        float[] theirsOff = Theirs(false, false), theirsOn = Theirs(false, true), theirsF32 = Theirs(true, false);
+        string Relative(float[] expected, float[] actual) => (MaxAbsDiff(expected, actual) / expected.Max(MathF.Abs)).ToString("G2");
+        output.WriteLine($"| {fileName} | {Relative(theirsOff, Ours(KvCacheType.F16, FlashAttention.Off))} | "
+            + $"{Relative(theirsOn, Ours(KvCacheType.F16, FlashAttention.On))} | {Relative(theirsOff, theirsOn)} | "
+            + $"{Relative(theirsF32, Ours(KvCacheType.F32, FlashAttention.Off))} |");
+    }
+
     [Theory]
     [MemberData(nameof(FilesAndModes))]
     public void GreedyContinuationMatchesLlamaCpp(string fileName, bool flash)
