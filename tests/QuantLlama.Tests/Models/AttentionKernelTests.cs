@@ -81,12 +81,18 @@ public unsafe class AttentionKernelTests(ITestOutputHelper output)
             for (int i = 0; i < n; i++)
                 for (int d = 0; d < headDim; d++)
                     dq[((long)h * n + i) * headDim + d] = q[i * dim + h * headDim + d];
-        IntPtr tk = g.Tensor(GgmlType.F16, headDim, CachePositions, kvHeads);
-        var dk = (Half*)GgmlGraph.Data(tk);
-        for (int kh = 0; kh < kvHeads; kh++)
-            for (int t = 0; t < CachePositions; t++)
-                for (int d = 0; d < headDim; d++)
-                    dk[((long)kh * CachePositions + t) * headDim + d] = keys[t * kvDim + kh * headDim + d];
+        // [headDim, positions, kvHeads]: the cache's rows, head by head.
+        IntPtr ByHead(Half[] cache)
+        {
+            IntPtr tensor = g.Tensor(GgmlType.F16, headDim, CachePositions, kvHeads);
+            var data = (Half*)GgmlGraph.Data(tensor);
+            for (int kh = 0; kh < kvHeads; kh++)
+                for (int t = 0; t < CachePositions; t++)
+                    for (int d = 0; d < headDim; d++)
+                        data[((long)kh * CachePositions + t) * headDim + d] = cache[t * kvDim + kh * headDim + d];
+            return tensor;
+        }
+        IntPtr tk = ByHead(keys);
         IntPtr mask = g.Tensor(GgmlType.F16, CachePositions, n);
         var dm = (Half*)GgmlGraph.Data(mask);
         for (int i = 0; i < n; i++)
@@ -96,13 +102,7 @@ public unsafe class AttentionKernelTests(ITestOutputHelper output)
         var theirs = new float[n * dim];
         if (flash)
         {
-            IntPtr tv = g.Tensor(GgmlType.F16, headDim, CachePositions, kvHeads);
-            var dv = (Half*)GgmlGraph.Data(tv);
-            for (int kh = 0; kh < kvHeads; kh++)
-                for (int t = 0; t < CachePositions; t++)
-                    for (int d = 0; d < headDim; d++)
-                        dv[((long)kh * CachePositions + t) * headDim + d] = values[t * kvDim + kh * headDim + d];
-            IntPtr result = g.FlashAttnExt(tq, tk, tv, mask, scale);
+            IntPtr result = g.FlashAttnExt(tq, tk, ByHead(values), mask, scale);
             g.Compute(result);
             new Span<float>(GgmlGraph.Data(result), n * dim).CopyTo(theirs); // [headDim, heads, n]: our layout
         }
