@@ -7,7 +7,10 @@ namespace QuantLlama.Compute;
 /// <summary>How attention rounds; each mode is one of llama.cpp's CPU computations.</summary>
 internal enum AttentionRounding
 {
-    /// <summary>f32 cache: queries, scores and weights stay in f32 (llama.cpp with an f32 cache, flash attention off).</summary>
+    /// <summary>
+    /// f32 cache: <see cref="Unfused"/>'s summation orders (ggml's f32 dot for one token) with queries, scores and
+    /// weights kept in f32 (llama.cpp with an f32 cache, flash attention off).
+    /// </summary>
     Full,
 
     /// <summary>
@@ -217,15 +220,15 @@ internal static unsafe class Attention
     }
 
     /// <summary>
-    /// ggml's f32 vector dot (ggml_vec_dot_f32): <see cref="DotGgml{TRow}"/>'s accumulators, but the sum kept in
-    /// f32 and the rest added by fused multiply-adds.
+    /// ggml's f32 vector dot (ggml_vec_dot_f32): <see cref="DotGgml{TRow}"/>'s accumulators, but the sum and the rest
+    /// kept in f32.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float DotGgmlF32<TRow>(byte* x, float* y, int n) where TRow : struct, ICacheRow
     {
         int np = n & ~31;
         float sum = DotSteps<TRow>(x, y, np);
-        for (int i = np; i < n; i++) sum = MathF.FusedMultiplyAdd(TRow.Load(x, i), y[i], sum);
+        for (int i = np; i < n; i++) sum += TRow.Load(x, i) * y[i];
         return sum;
     }
 
@@ -301,7 +304,7 @@ internal static unsafe class Attention
     }
 
     /// <summary>
-    /// o[d] = Σ_t w_t v_t[d] as ggml's f16 vector dot sums a one-token product: position t into accumulator t mod 32
+    /// o[d] = Σ_t w_t v_t[d] as ggml's f16 and f32 vector dots sum a one-token product: position t into accumulator t mod 32
     /// (whole 32-position steps, as llama.cpp's cache length is a multiple of 32), reduced in ggml's order.
     /// </summary>
     /// <param name="slots">[32 x headDim] the accumulators.</param>

@@ -7,7 +7,8 @@ namespace QuantLlama.Tests.Models;
 /// <summary>
 /// The attention kernels against ggml's own CPU operations (llama.cpp's AVX2 build) on random data, to the bit:
 /// ggml_flash_attn_ext for flash attention on, mul_mat → soft_max_ext → mul_mat (values transposed, as llama.cpp
-/// stores them without flash attention) for off. The cache holds 256 positions, as llama.cpp's pads it.
+/// stores them without flash attention) for off and for the f32 cache. The cache holds 256 positions, as
+/// llama.cpp's pads it.
 /// </summary>
 public unsafe class AttentionKernelTests(ITestOutputHelper output)
 {
@@ -25,10 +26,10 @@ public unsafe class AttentionKernelTests(ITestOutputHelper output)
     [InlineData(128, 2, 2, 2, 200)]
     public void KernelsMatchGgml(int headDim, int heads, int kvHeads, int n, int start)
     {
-        foreach (bool flash in new[] { false, true })
+        foreach (var mode in new[] { AttentionRounding.Unfused, AttentionRounding.Flash, AttentionRounding.Full })
             foreach (float spread in new[] { 2f, 40f }) // 40: weights down to f16's subnormals and below
         {
-            var (ours, theirs) = Run(headDim, heads, kvHeads, n, start, flash, spread, seed: headDim * 1000 + n * 10 + start);
+            var (ours, theirs) = Run(headDim, heads, kvHeads, n, start, mode, spread, seed: headDim * 1000 + n * 10 + start);
             int differ = 0;
             float worst = 0;
             for (int i = 0; i < ours.Length; i++)
@@ -37,13 +38,15 @@ public unsafe class AttentionKernelTests(ITestOutputHelper output)
                     differ++;
                     worst = Math.Max(worst, Math.Abs(ours[i] - theirs[i]));
                 }
-            output.WriteLine($"flash {flash}, spread {spread}: {differ} of {ours.Length} differ, worst {worst:G3}");
-            Assert.True(differ == 0, $"flash {flash}, spread {spread}: {differ} of {ours.Length} outputs differ (worst {worst:G3})");
+            output.WriteLine($"{mode}, spread {spread}: {differ} of {ours.Length} differ, worst {worst:G3}");
+            Assert.True(differ == 0, $"{mode}, spread {spread}: {differ} of {ours.Length} outputs differ (worst {worst:G3})");
         }
     }
 
-    private static (float[] Ours, float[] Theirs) Run(int headDim, int heads, int kvHeads, int n, int start, bool flash, float spread, int seed)
+    private static (float[] Ours, float[] Theirs) Run(int headDim, int heads, int kvHeads, int n, int start, AttentionRounding mode, float spread, int seed)
     {
+        bool flash = mode == AttentionRounding.Flash, f32 = mode == AttentionRounding.Full;
+        var cacheType = f32 ? GgmlType.F32 : GgmlType.F16;
         var random = new Random(seed);
         int dim = heads * headDim, kvDim = kvHeads * headDim;
         float scale = 1f / MathF.Sqrt(headDim);
@@ -57,18 +60,21 @@ public unsafe class AttentionKernelTests(ITestOutputHelper output)
             values[i] = (Half)(random.NextDouble() * 2 - 1);
         }
 
-        // Ours: the cache as [positions x kvDim] f16 rows.
+        // Ours: the cache as [positions x kvDim] rows, f16 or (the same values) f32.
+        var keys32 = keys.Select(h => (float)h).ToArray();
+        var values32 = values.Select(h => (float)h).ToArray();
         var ours = new float[n * dim];
         var scratch = new float[heads * Attention.ScratchFloats(CachePositions, headDim, n)];
         var qCopy = (float[])q.Clone();
         fixed (float* pq = qCopy, po = ours, ps = scratch)
         fixed (Half* pk = keys, pv = values)
+        fixed (float* pk32 = keys32, pv32 = values32)
         {
             var job = new AttentionJob
             {
-                Q = pq, Output = po, Scratch = ps, Keys = (byte*)pk, Values = (byte*)pv, Dim = dim, KvDim = kvDim,
-                HeadDim = headDim, Group = heads / kvHeads, ContextSize = CachePositions, MaxBatch = n, N = n, Start = start,
-                KeysF16 = true, Rounding = flash ? AttentionRounding.Flash : AttentionRounding.Unfused,
+                Q = pq, Output = po, Scratch = ps, Keys = f32 ? (byte*)pk32 : (byte*)pk, Values = f32 ? (byte*)pv32 : (byte*)pv,
+                Dim = dim, KvDim = kvDim, HeadDim = headDim, Group = heads / kvHeads, ContextSize = CachePositions,
+                MaxBatch = n, N = n, Start = start, KeysF16 = !f32, Rounding = mode,
             };
             Attention.Run(&job, heads);
         }
@@ -81,15 +87,19 @@ public unsafe class AttentionKernelTests(ITestOutputHelper output)
             for (int i = 0; i < n; i++)
                 for (int d = 0; d < headDim; d++)
                     dq[((long)h * n + i) * headDim + d] = q[i * dim + h * headDim + d];
+        void Put(IntPtr tensor, long i, Half value)
+        {
+            if (f32) ((float*)GgmlGraph.Data(tensor))[i] = (float)value;
+            else ((Half*)GgmlGraph.Data(tensor))[i] = value;
+        }
         // [headDim, positions, kvHeads]: the cache's rows, head by head.
         IntPtr ByHead(Half[] cache)
         {
-            IntPtr tensor = g.Tensor(GgmlType.F16, headDim, CachePositions, kvHeads);
-            var data = (Half*)GgmlGraph.Data(tensor);
+            IntPtr tensor = g.Tensor(cacheType, headDim, CachePositions, kvHeads);
             for (int kh = 0; kh < kvHeads; kh++)
                 for (int t = 0; t < CachePositions; t++)
                     for (int d = 0; d < headDim; d++)
-                        data[((long)kh * CachePositions + t) * headDim + d] = cache[t * kvDim + kh * headDim + d];
+                        Put(tensor, ((long)kh * CachePositions + t) * headDim + d, cache[t * kvDim + kh * headDim + d]);
             return tensor;
         }
         IntPtr tk = ByHead(keys);
@@ -108,12 +118,11 @@ public unsafe class AttentionKernelTests(ITestOutputHelper output)
         }
         else
         {
-            IntPtr tv = g.Tensor(GgmlType.F16, CachePositions, headDim, kvHeads); // transposed
-            var dv = (Half*)GgmlGraph.Data(tv);
+            IntPtr tv = g.Tensor(cacheType, CachePositions, headDim, kvHeads); // transposed
             for (int kh = 0; kh < kvHeads; kh++)
                 for (int d = 0; d < headDim; d++)
                     for (int t = 0; t < CachePositions; t++)
-                        dv[((long)kh * headDim + d) * CachePositions + t] = values[t * kvDim + kh * headDim + d];
+                        Put(tv, ((long)kh * headDim + d) * CachePositions + t, values[t * kvDim + kh * headDim + d]);
             IntPtr kq = g.MulMat(tk, tq);
             IntPtr weights = g.SoftMaxExt(kq, mask, scale);
             IntPtr result = g.MulMat(tv, weights); // [headDim, n, heads]
