@@ -173,18 +173,28 @@ internal static unsafe class Attention
         }
     }
 
-    /// <summary>y = x rounded to f16 (to nearest even), kept as f32; y may be x.</summary>
+    /// <summary>
+    /// y = x rounded to f16 (to nearest even), kept as f32; y may be x. Eight at a time by adding and subtracting
+    /// 1.5 · 2^(e+13) for x's exponent e (at least f16's smallest normal exponent, −14): the sum's last place is then
+    /// f16's spacing at x, so the float addition rounds x exactly as f16 does, ties to even included; magnitudes
+    /// from 65520 up (f16 infinity) and NaN take the scalar conversion.
+    /// </summary>
     public static void RoundToHalf(float* x, float* y, int n)
     {
         int i = 0;
-        if (Kernels.UseAvx2)
+        if (Vector256.IsHardwareAccelerated)
         {
-            var down = Vector256.Create(1f / F16Format.TwoTo112);
+            var exponent = Vector256.Create(0x7F800000u);
+            var smallest = Vector256.Create(0x38800000u); // 2^-14
+            var magic = Vector256.Create(13u << 23) + Vector256.Create(0x00400000u); // × 2^13, mantissa 1.5
+            var sign = Vector256.Create(0x80000000u);
+            var limit = Vector256.Create(65520f);
             for (; i + 8 <= n; i += 8)
             {
                 var v = Vector256.Load(x + i);
-                if (!Vector256.EqualsAll(v, v)) break; // a NaN: the scalar conversion keeps it
-                Vector256.Store(F16Format.RoundScaled8(v) * down, y + i);
+                if (!Vector256.LessThanAll(Vector256.Abs(v), limit)) break; // infinity, NaN or beyond f16's range
+                var c = (Vector256.Max(v.AsUInt32() & exponent, smallest) + magic).AsSingle();
+                Vector256.Store((((v + c) - c).AsUInt32() | (v.AsUInt32() & sign)).AsSingle(), y + i);
             }
         }
         for (; i < n; i++) y[i] = Fp16.Round(x[i]);
@@ -441,13 +451,26 @@ internal static unsafe class Attention
             {
                 int valid = Math.Min(tile, start + i + 1 - ic);
                 float* q = q0 + (long)i * dim, o = o0 + (long)i * dim;
-                for (int c = 0; c < tile; c += 8)
+                // Each score sums over the head in order; the tile's eight 8-position groups run side by side.
+                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+                for (int d = 0; d < headDim; d++)
                 {
-                    var acc = Vector256<float>.Zero;
-                    for (int d = 0; d < headDim; d++)
-                        acc = Vector256.FusedMultiplyAdd(Vector256.Load(keysT + d * tile + c), Vector256.Create(q[d]), acc);
-                    Vector256.Store(acc * scale, kq + c);
+                    float* k = keysT + d * tile;
+                    var qd = Vector256.Create(q[d]);
+                    a0 = Vector256.FusedMultiplyAdd(Vector256.Load(k), qd, a0);
+                    a1 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 8), qd, a1);
+                    a2 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 16), qd, a2);
+                    a3 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 24), qd, a3);
+                    a4 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 32), qd, a4);
+                    a5 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 40), qd, a5);
+                    a6 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 48), qd, a6);
+                    a7 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 56), qd, a7);
                 }
+                var vscale = Vector256.Create(scale);
+                Vector256.Store(a0 * vscale, kq); Vector256.Store(a1 * vscale, kq + 8);
+                Vector256.Store(a2 * vscale, kq + 16); Vector256.Store(a3 * vscale, kq + 24);
+                Vector256.Store(a4 * vscale, kq + 32); Vector256.Store(a5 * vscale, kq + 40);
+                Vector256.Store(a6 * vscale, kq + 48); Vector256.Store(a7 * vscale, kq + 56);
                 for (int tk = valid; tk < tile; tk++) kq[tk] = float.NegativeInfinity;
                 float tileMax = float.NegativeInfinity;
                 for (int tk = 0; tk < tile; tk++) tileMax = tileMax > kq[tk] ? tileMax : kq[tk];

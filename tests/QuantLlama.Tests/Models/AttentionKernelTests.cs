@@ -144,9 +144,16 @@ public unsafe class AttentionRoundingTests
     public void RoundToHalfMatchesIeeeEverywhere()
     {
         var random = new Random(5);
-        var x = new float[4096];
-        for (int i = 0; i < x.Length; i++)
+        var x = new float[8192];
+        for (int i = 0; i < 4096; i++)
             x[i] = (float)((random.NextDouble() * 2 - 1) * Math.Pow(2, random.Next(-30, 18)));
+        // Ties between neighbouring halves (normal and subnormal), signed zeros, and f16's largest values.
+        for (int i = 4096; i < x.Length; i++)
+        {
+            ushort h = (ushort)random.Next(0, 0x7BFF);
+            float tie = ((float)BitConverter.UInt16BitsToHalf(h) + (float)BitConverter.UInt16BitsToHalf((ushort)(h + 1))) / 2;
+            x[i] = (i % 2 == 0 ? 1 : -1) * (i % 64 == 0 ? 0f : i % 64 == 1 ? 65504f : i % 64 == 3 ? 65519.99f : tie);
+        }
         var y = new float[x.Length];
         fixed (float* px = x, py = y) Attention.RoundToHalf(px, py, x.Length);
         for (int i = 0; i < x.Length; i++)
