@@ -9,7 +9,8 @@ public sealed class AttentionOptions
     private readonly Option<string> _cacheTypeK = new("--cache-type-k", "-ctk")
     {
         Description = "KV cache element type, as llama.cpp's flag: f16 (half the memory; attention rounds as --flash-attn says) "
-            + "or f32 (twice the memory, no f16 rounding: llama.cpp's f32 cache with -fa off); keys and values take one type",
+            + "or f32 (twice the memory, no f16 rounding: llama.cpp's f32 cache with -fa off; the fastest attention at long "
+            + "contexts); keys and values take one type",
         DefaultValueFactory = _ => "f16",
     };
 
@@ -23,7 +24,7 @@ public sealed class AttentionOptions
     {
         Description = "Attention over the f16 cache, rounding as llama.cpp's: on (query rounded to f16, output summed in f16), "
             + "off (query and softmax weights rounded to f16, sums in f32), auto (on, as llama.cpp picks on a CPU); "
-            + "same memory, about the same speed",
+            + "same memory; at long contexts on generates slower than off (it rounds its sum at every position)",
         DefaultValueFactory = _ => "auto",
     };
 
