@@ -138,9 +138,8 @@ public class LlamaModelTests(ITestOutputHelper output)
     /// for all 13 as one batch, against llama.cpp on the same file: with an f32 KV cache on both sides, then the
     /// default f16 cache with flash attention off and on.
     /// Bound: max |ours − llama.cpp| ≤ tolerance × max(1, max |logit|). F32: 5e-6 with the f32 cache (measured
-    /// ≤ 6e-7), 5e-4 with the f16 cache (measured ≤ 2.4e-4: llama.cpp's batch product of F32 weights sums in its
-    /// GEMM's order, ours in its vector dot's, and a last-bit difference in a query, key or value sometimes rounds to
-    /// another f16). F16: 2e-3 (llama.cpp rounds activations to f16 for F16 weights; measured ≤ 3.7e-4). Quantized:
+    /// ≤ 6e-7), 5e-4 with the f16 cache (measured ≤ 2.4e-4: a last-bit difference in a query, key or value
+    /// sometimes rounds to another f16). F16: 2e-3 (llama.cpp rounds activations to f16 for F16 weights; measured ≤ 3.7e-4). Quantized:
     /// 2e-2; mostly ≤ 2e-7 in every mode (same Q8_0/Q8_1/Q8_K activation quantization as ggml), but at some
     /// positions up to ~1e-2 (measured 1.1e-2, in each cache mode for some type): a last-bit difference that flips
     /// one activation-quantization rounding moves every logit.
