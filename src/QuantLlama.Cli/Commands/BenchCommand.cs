@@ -19,6 +19,7 @@ public static class BenchCommand
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Print each repetition's speed to stderr" };
         var contexts = new Option<int>("--contexts", "-np") { Description = "Conversations on one loaded model, run at the same time (t/s of all together)", DefaultValueFactory = _ => 1 };
         foreach (var o in new Option[] { model, prompt, generate, threads, reps, verbose, contexts }) command.Options.Add(o);
+        var attention = new AttentionOptions(command);
         command.SetAction(parse => CliErrors.Run(() =>
         {
             var options = new BenchmarkOptions
@@ -44,7 +45,7 @@ public static class BenchCommand
             int context = Math.Max(1, Math.Max(options.PromptTokens, options.GenerateTokens));
             using var weights = LlamaModel.Load(path);
             var conversations = Enumerable.Range(0, options.Contexts)
-                .Select(_ => weights.CreateContext(new ContextOptions { ContextSize = context, MaxBatch = Math.Max(1, options.PromptTokens) })).ToList();
+                .Select(_ => weights.CreateContext(attention.Apply(parse, new ContextOptions { ContextSize = context, MaxBatch = Math.Max(1, options.PromptTokens) }))).ToList();
             try
             {
                 var log = parse.GetValue(verbose) ? (Action<string>)(s => Console.Error.WriteLine(s)) : null;

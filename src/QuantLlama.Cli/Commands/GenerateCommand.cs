@@ -42,6 +42,7 @@ public static class GenerateCommand
         foreach (var o in new Option[] { model, tokenizer, which, prompt, sampleLen, temperature, topP, topK, seed, repeatPenalty,
                      repeatLastN, splitPrompt, verbosePrompt, gqa, cpu, tracing, threads, ctx, system })
             root.Options.Add(o);
+        var attention = new AttentionOptions(root);
 
         root.SetAction(parse => Run(new Arguments
         {
@@ -63,6 +64,7 @@ public static class GenerateCommand
             Threads = parse.GetValue(threads),
             Context = parse.GetValue(ctx),
             System = parse.GetValue(system),
+            ContextOptions = attention.Apply(parse, new ContextOptions { ContextSize = parse.GetValue(ctx) }),
         }));
         return root;
     }
@@ -78,6 +80,7 @@ public static class GenerateCommand
         public ulong Seed;
         public float RepeatPenalty;
         public bool SplitPrompt, VerbosePrompt, Tracing;
+        public required ContextOptions ContextOptions;
     }
 
     private static void Validate(Arguments a)
@@ -106,10 +109,10 @@ public static class GenerateCommand
 
         var load = Stopwatch.StartNew();
         using var model = LlamaModel.Load(resolved.Path, a.Gqa ?? resolved.Gqa);
-        using var context = model.CreateContext(new ContextOptions { ContextSize = a.Context });
+        using var context = model.CreateContext(a.ContextOptions);
         var file = model.File;
         err.WriteLine(string.Format(inv, "loaded {0} tensors ({1}) in {2:F2}s", file.Tensors.Count, FormatSize(model.WeightBytes), load.Elapsed.TotalSeconds));
-        err.WriteLine($"params: {model.Config}, n_ctx: {context.ContextSize}, kv cache: {context.KvCacheType} ({FormatSize(context.KvCacheBytes)})");
+        err.WriteLine($"params: {model.Config}, n_ctx: {context.ContextSize}, {AttentionOptions.Describe(context)}");
         err.WriteLine("model built");
 
         ITokenizer tok = a.Tokenizer != null

@@ -3,6 +3,7 @@ using System.Runtime.Intrinsics;
 using QuantLlama.Compute;
 using QuantLlama.Quants;
 using QuantLlama.Tensors;
+using AttentionKernels = QuantLlama.Compute.Attention;
 
 namespace QuantLlama.Models;
 
@@ -26,7 +27,9 @@ public sealed unsafe class InferenceContext : IDisposable
     private readonly List<int> _tokens;
 
     // Activations, [maxBatch x width] row-major.
-    private readonly float* _x, _xb, _q, _k, _v, _att, _hb, _hb2, _scores, _ropeCos, _ropeSin, _logits;
+    private readonly float* _x, _xb, _q, _k, _v, _att, _hb, _hb2, _ropeCos, _ropeSin, _logits;
+    // Attention's per-head working space: [heads x Attention.ScratchFloats].
+    private readonly float* _attentionScratch;
     // Mixture of experts: router logits, chosen experts and weights per row, gathered rows and their outputs.
     private readonly float* _routerLogits, _expertWeights, _gathered, _expertOut;
     private readonly int* _expertIds, _gatherRows;
@@ -48,6 +51,9 @@ public sealed unsafe class InferenceContext : IDisposable
     public int MaxBatch { get; }
 
     public KvCacheType KvCacheType { get; }
+
+    /// <summary>The attention an f16 cache follows (<see cref="FlashAttention.Auto"/> resolved).</summary>
+    public FlashAttention FlashAttention { get; }
 
     /// <summary>Records the forward pass's spans when set (--tracing).</summary>
     public ForwardTracer? Tracer { get; set; }
@@ -94,6 +100,7 @@ public sealed unsafe class InferenceContext : IDisposable
         MaxBatch = Math.Clamp(options.MaxBatch, 1, ctx);
         KvCacheType = options.KvCacheType;
         _elementSize = KvCacheType == KvCacheType.F16 ? 2 : 4;
+        FlashAttention = options.FlashAttention == FlashAttention.Off ? FlashAttention.Off : FlashAttention.On;
         int dim = c.EmbeddingLength, kvDim = c.KvDim, ff = c.FeedForwardLength;
         try
         {
@@ -106,7 +113,7 @@ public sealed unsafe class InferenceContext : IDisposable
             _att = Floats((long)b * dim);
             _hb = Floats((long)b * ff);
             _hb2 = Floats((long)b * ff);
-            _scores = Floats((long)c.HeadCount * ctx);
+            _attentionScratch = Floats(c.HeadCount * AttentionKernels.ScratchFloats(ctx, c.HeadDim, MaxBatch));
             _kvScratchPositions = (int)Math.Min(ctx, (32L << 20) / ((long)kvDim * 2 * sizeof(float)));
             _ropeCos = Floats((long)b * (c.RopeDimensionCount / 2));
             _ropeSin = Floats((long)b * (c.RopeDimensionCount / 2));
@@ -272,7 +279,7 @@ public sealed unsafe class InferenceContext : IDisposable
             }
         }
 
-        bool f16 = KvCacheType == KvCacheType.F16;
+        bool f16 = KvCacheType == KvCacheType.F16, rowsF16 = f16;
         if (f16 && n > 1 && start + n <= _kvScratchPositions)
         {
             // A batch reads every cached key and value once per query head and row: convert them to f32 once here
@@ -283,86 +290,19 @@ public sealed unsafe class InferenceContext : IDisposable
             HalfVector.ToSingle((Half*)values, scratchValues, (start + n) * kvDim);
             keys = (byte*)_kvScratch;
             values = (byte*)scratchValues;
-            f16 = false;
+            rowsF16 = false;
         }
         var job = new AttentionJob
         {
-            Q = _q, Output = _att, Scores = _scores, Keys = keys, Values = values, Dim = dim, KvDim = kvDim,
-            HeadDim = headDim, Group = c.HeadCount / c.HeadCountKv, ContextSize = ContextSize, N = n, Start = start,
-            F16 = f16,
+            Q = _q, Output = _att, Scratch = _attentionScratch, Keys = keys, Values = values, Dim = dim, KvDim = kvDim,
+            HeadDim = headDim, Group = c.HeadCount / c.HeadCountKv, ContextSize = ContextSize, MaxBatch = MaxBatch, N = n,
+            Start = start, KeysF16 = rowsF16,
+            Rounding = !f16 ? AttentionRounding.Full : FlashAttention == FlashAttention.Off ? AttentionRounding.Unfused : AttentionRounding.Flash,
         };
-        // Heads in parallel once there is enough work to be worth a dispatch (one token late in a long context, or a prompt).
-        long work = (long)n * (start + n) * headDim * c.HeadCount;
-        if (work >= 1 << 16 && c.HeadCount > 1) WorkerPool.Run(c.HeadCount, &AttentionHead, &job);
-        else for (int h = 0; h < c.HeadCount; h++) AttentionHead(&job, h);
+        AttentionKernels.Run(&job, c.HeadCount);
 
         Mul(layer.Wo, _att, n, _xb);
         Add(_x, _xb, (long)n * dim);
-    }
-
-    private struct AttentionJob
-    {
-        public float* Q, Output, Scores;
-        public byte* Keys, Values;
-        public int Dim, KvDim, HeadDim, Group, ContextSize, N, Start;
-        public bool F16;
-    }
-
-    /// <summary>One query head over every row of the batch (causal): its own slice of the scores buffer.</summary>
-    private static void AttentionHead(void* context, int h)
-    {
-        var job = (AttentionJob*)context;
-        int dim = job->Dim, kvDim = job->KvDim, headDim = job->HeadDim, n = job->N, start = job->Start;
-        int kvHead = h / job->Group;
-        float scale = 1f / MathF.Sqrt(headDim);
-        float* scores = job->Scores + (long)h * job->ContextSize;
-        bool f16 = job->F16;
-        int es = f16 ? 2 : 4;
-        // f32 keys and values (a batch's scratch copy, or an f32 cache) with 64-value heads: registers-held loops.
-        bool fast64 = !f16 && headDim == 64 && Vector256.IsHardwareAccelerated;
-        long stride = (long)kvDim * es;
-        byte* keys = job->Keys + (long)kvHead * headDim * es, values = job->Values + (long)kvHead * headDim * es;
-        for (int i = 0; i < n; i++)
-        {
-            float* q = job->Q + (long)i * dim + h * headDim;
-            float* o = job->Output + (long)i * dim + h * headDim;
-            int positions = start + i + 1;
-            float max = fast64 ? HalfVector.Scores64(q, (float*)keys, kvDim, positions, scale, scores) : Scores(q, keys, stride, positions);
-            double sum = 0;
-            for (int t = 0; t < positions; t++)
-            {
-                float e = MathF.Exp(scores[t] - max);
-                scores[t] = e;
-                sum += e;
-            }
-            float inv = (float)(1.0 / sum);
-            if (fast64)
-            {
-                HalfVector.WeightedSum64(scores, inv, (float*)values, kvDim, positions, o);
-                continue;
-            }
-            new Span<float>(o, headDim).Clear();
-            byte* v = values;
-            for (int t = 0; t < positions; t++, v += stride)
-            {
-                float w = scores[t] * inv;
-                if (f16) HalfVector.ScaleAdd(w, (Half*)v, o, headDim);
-                else HalfVector.ScaleAdd(w, (float*)v, o, headDim);
-            }
-        }
-
-        // scores[t] = q·k_t · scale for every position; returns the largest.
-        float Scores(float* q, byte* k, long stride, int positions)
-        {
-            float max = float.NegativeInfinity;
-            for (int t = 0; t < positions; t++, k += stride)
-            {
-                float s = (f16 ? HalfVector.Dot(q, (Half*)k, headDim) : HalfVector.Dot(q, (float*)k, headDim)) * scale;
-                scores[t] = s;
-                if (s > max) max = s;
-            }
-            return max;
-        }
     }
 
     /// <summary>cos/sin of each rotated pair for every row's position, computed as ggml does (theta *= theta_scale).</summary>
@@ -393,6 +333,7 @@ public sealed unsafe class InferenceContext : IDisposable
             for (int p = 0; p < pairs; p++)
             {
                 float x0 = x[2 * p], x1 = x[2 * p + 1];
+                // llama.cpp's build contracts each line into one fused multiply-add around the other product.
                 x[2 * p] = x0 * cos[p] - x1 * sin[p];
                 x[2 * p + 1] = x0 * sin[p] + x1 * cos[p];
             }
@@ -478,27 +419,18 @@ public sealed unsafe class InferenceContext : IDisposable
             MatMul.MatMat(w.Type, w.Data, w.Rows, w.Cols, new ReadOnlySpan<float>(x, n * w.Cols), n, new Span<float>(y, n * w.Rows));
     }
 
-    /// <summary>y = x / rms(x) * weight per row; the sum of squares accumulates in double, as ggml does.</summary>
+    /// <summary>
+    /// y = x / rms(x) * weight per row, as ggml does: each square rounded to f32, then summed in order in double.
+    /// </summary>
     private void RmsNorm(float* x, float* weight, float* y, int n, int dim)
     {
         float eps = Config.RmsEpsilon;
         for (int i = 0; i < n; i++)
         {
             float* xi = x + (long)i * dim, yi = y + (long)i * dim;
-            int j = 0;
+            int j;
             double sum = 0;
-            if (Vector256.IsHardwareAccelerated && dim >= 8)
-            {
-                var acc = Vector256<double>.Zero;
-                for (; j <= dim - 8; j += 8)
-                {
-                    var v = Vector256.Load(xi + j);
-                    var (lo, hi) = Vector256.Widen(v);
-                    acc += lo * lo + hi * hi;
-                }
-                sum = Vector256.Sum(acc);
-            }
-            for (; j < dim; j++) sum += (double)xi[j] * xi[j];
+            for (j = 0; j < dim; j++) sum += xi[j] * xi[j];
             float scale = 1f / MathF.Sqrt((float)(sum / dim) + eps);
             j = 0;
             if (Vector256.IsHardwareAccelerated)
@@ -510,19 +442,13 @@ public sealed unsafe class InferenceContext : IDisposable
         }
     }
 
-    /// <summary>gate = silu(gate) * up, in place.</summary>
+    /// <summary>gate = silu(gate) * up, in place, as ggml's swiglu (its vectorised exp, so the same bits).</summary>
     private static void SwiGlu(float* gate, float* up, long count)
     {
         long i = 0;
         if (Vector256.IsHardwareAccelerated)
-        {
-            var one = Vector256<float>.One;
             for (; i <= count - 8; i += 8)
-            {
-                var g = Vector256.Load(gate + i);
-                Vector256.Store(g / (one + Vector256.Exp(-g)) * Vector256.Load(up + i), gate + i);
-            }
-        }
+                Vector256.Store(VectorMath.Silu(Vector256.Load(gate + i)) * Vector256.Load(up + i), gate + i);
         for (; i < count; i++)
         {
             float g = gate[i];

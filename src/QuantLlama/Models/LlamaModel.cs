@@ -8,9 +8,24 @@ namespace QuantLlama.Models;
 /// <summary>Element type of the key/value cache.</summary>
 public enum KvCacheType
 {
-    /// <summary>Half the memory; what llama.cpp uses by default.</summary>
+    /// <summary>Half the memory; what llama.cpp uses by default. Attention rounds as <see cref="FlashAttention"/> says.</summary>
     F16,
+
+    /// <summary>Twice the memory, and attention without f16 rounding (llama.cpp's f32 cache with flash attention off).</summary>
     F32,
+}
+
+/// <summary>Which of llama.cpp's two attention computations an f16 cache follows, each rounding where llama.cpp's does.</summary>
+public enum FlashAttention
+{
+    /// <summary>What llama.cpp picks on a CPU: <see cref="On"/>.</summary>
+    Auto,
+
+    /// <summary>Query rounded to f16, output accumulated in f16 with an online softmax (tiled in f32 for batches of 64 or more).</summary>
+    On,
+
+    /// <summary>Query and softmax weights rounded to f16; scores and output summed in f32.</summary>
+    Off,
 }
 
 /// <summary>The buffers of one <see cref="InferenceContext"/>.</summary>
@@ -20,6 +35,9 @@ public sealed record ContextOptions
     public int? ContextSize { get; init; }
 
     public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
+
+    /// <summary>Attention over an f16 cache; an f32 cache does not round either way.</summary>
+    public FlashAttention FlashAttention { get; init; } = FlashAttention.Auto;
 
     /// <summary>Prompt tokens processed per matrix-matrix pass; longer prompts go in several passes.</summary>
     public int MaxBatch { get; init; } = 512;

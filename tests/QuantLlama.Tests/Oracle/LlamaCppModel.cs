@@ -38,7 +38,9 @@ public sealed class LlamaCppModel : IDisposable
     /// <param name="contextSize">Context length for evaluations; 0 takes the model's own.</param>
     /// <param name="f32KvCache">Keep keys and values in f32 (llama.cpp's default is f16), so that a comparison of
     /// logits measures the weights' arithmetic rather than the attention's rounding (flash attention off too).</param>
-    public static LlamaCppModel Load(string ggufPath, int contextSize = 256, bool f32KvCache = false)
+    /// <param name="flashAttention">With the f16 cache: llama.cpp's flash attention on or off; null leaves
+    /// LLamaSharp's default (on).</param>
+    public static LlamaCppModel Load(string ggufPath, int contextSize = 256, bool f32KvCache = false, bool? flashAttention = null)
     {
         EnsureNativeLibrary();
         var parameters = new ModelParams(ggufPath)
@@ -54,6 +56,10 @@ public sealed class LlamaCppModel : IDisposable
             parameters.TypeK = GGMLType.GGML_TYPE_F32;
             parameters.TypeV = GGMLType.GGML_TYPE_F32;
             parameters.FlashAttention = false; // its CPU kernel rounds queries to f16
+        }
+        else if (flashAttention is bool on)
+        {
+            parameters.FlashAttention = on;
         }
         var weights = LLamaWeights.LoadFromFile(parameters);
         return new LlamaCppModel(ggufPath, weights, parameters);
@@ -102,6 +108,15 @@ public sealed class LlamaCppModel : IDisposable
     {
         using var context = _weights.CreateContext(_parameters);
         return Evaluate(context, tokens, 0);
+    }
+
+    /// <summary>The logits after the last of <paramref name="tokens"/>, fed one at a time from an empty context.</summary>
+    public float[] LastLogitsOneByOne(IReadOnlyList<int> tokens)
+    {
+        using var context = _weights.CreateContext(_parameters);
+        float[] logits = [];
+        for (int i = 0; i < tokens.Count; i++) logits = Evaluate(context, [tokens[i]], i);
+        return logits;
     }
 
     /// <summary>Greedy (argmax) continuation: <paramref name="count"/> new token ids after the prompt.</summary>
