@@ -1,0 +1,42 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Http;
+
+namespace QuantLlama.Server;
+
+/// <summary>Request bodies read as JSON, with every way they can be wrong turned into a 4xx.</summary>
+internal static class HttpJson
+{
+    public static async Task<JsonElement> ReadBodyAsync(HttpContext http, long limit)
+    {
+        if (http.Request.ContentLength > limit) throw TooLarge(limit);
+        try
+        {
+            using var document = await JsonDocument.ParseAsync(http.Request.Body, default, http.RequestAborted);
+            return document.RootElement.Clone();
+        }
+        catch (JsonException e)
+        {
+            throw ApiException.BadRequest("the request body is not valid JSON: " + e.Message);
+        }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            throw TooLarge(limit);
+        }
+    }
+
+    /// <summary>Runs a request reader; text that is not valid UTF-8 surfaces here, when a string is read.</summary>
+    public static T Parse<T>(Func<T> read)
+    {
+        try
+        {
+            return read();
+        }
+        catch (InvalidOperationException e)
+        {
+            throw ApiException.BadRequest("the request body is not valid: " + e.Message);
+        }
+    }
+
+    private static ApiException TooLarge(long limit)
+        => new(StatusCodes.Status413PayloadTooLarge, $"the request body is larger than {limit} bytes", "invalid_request_error", code: "request_too_large");
+}

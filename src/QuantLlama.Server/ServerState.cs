@@ -1,0 +1,28 @@
+using Microsoft.AspNetCore.Http;
+
+namespace QuantLlama.Server;
+
+/// <summary>What the endpoints share: the options, the model once loaded, and the metrics.</summary>
+internal sealed class ServerState(ServerOptions options)
+{
+    private volatile LoadedModel? _model;
+
+    public ServerOptions Options { get; } = options;
+
+    public string ModelId { get; } = options.EffectiveModelId;
+
+    public ServerMetrics Metrics { get; } = new();
+
+    public DateTimeOffset Started { get; } = DateTimeOffset.UtcNow;
+
+    /// <summary>The model, or null while it loads.</summary>
+    public LoadedModel? Model
+    {
+        get => _model;
+        set => _model = value;
+    }
+
+    /// <summary>The model; a request that arrives while it loads gets 503 (llama-server's "Loading model").</summary>
+    public LoadedModel RequireModel()
+        => _model ?? throw new ApiException(StatusCodes.Status503ServiceUnavailable, "Loading model", "unavailable_error", code: "model_loading");
+}
