@@ -23,15 +23,12 @@ internal sealed class ApiEndpoints(ServerState state)
     /// <summary>llama-server's <c>/tokenize</c>: <c>{"content", "add_special" (false), "parse_special" (true)}</c> → <c>{"tokens"}</c>.</summary>
     public async Task<IResult> TokenizeAsync(HttpContext http)
     {
-        var model = state.RequireModel();
-        var body = await HttpJson.ReadBodyAsync(http, state.Options.MaxRequestBodyBytes);
-        var tokens = HttpJson.Parse(() =>
+        var (model, tokens) = await state.ReadRequestAsync(http, (model, body) =>
         {
-            CompletionRequest.RequireObject(body);
-            var content = CompletionRequest.Optional(body, "content") ?? throw ApiException.BadRequest("'content' is required", "content");
-            bool addSpecial = CompletionRequest.Optional(body, "add_special") is { } a && CompletionRequest.Bool(a, "add_special");
-            bool parseSpecial = CompletionRequest.Optional(body, "parse_special") is not { } p || CompletionRequest.Bool(p, "parse_special");
-            return model.Tokenizer.Encode(CompletionRequest.String(content, "content"), addSpecial, parseSpecial);
+            var content = JsonMembers.Optional(body, "content") ?? throw ApiException.BadRequest("'content' is required", "content");
+            bool addSpecial = JsonMembers.Optional(body, "add_special") is { } a && JsonMembers.Bool(a, "add_special");
+            bool parseSpecial = JsonMembers.Optional(body, "parse_special") is not { } p || JsonMembers.Bool(p, "parse_special");
+            return model.Tokenizer.Encode(JsonMembers.String(content, "content"), addSpecial, parseSpecial);
         });
         return Results.Json(new { tokens });
     }
@@ -39,17 +36,14 @@ internal sealed class ApiEndpoints(ServerState state)
     /// <summary>llama-server's <c>/detokenize</c>: <c>{"tokens"}</c> → <c>{"content"}</c>.</summary>
     public async Task<IResult> DetokenizeAsync(HttpContext http)
     {
-        var model = state.RequireModel();
-        var body = await HttpJson.ReadBodyAsync(http, state.Options.MaxRequestBodyBytes);
-        var ids = HttpJson.Parse(() =>
+        var (model, ids) = await state.ReadRequestAsync(http, (model, body) =>
         {
-            CompletionRequest.RequireObject(body);
-            var tokens = CompletionRequest.Optional(body, "tokens") ?? throw ApiException.BadRequest("'tokens' is required", "tokens");
+            var tokens = JsonMembers.Optional(body, "tokens") ?? throw ApiException.BadRequest("'tokens' is required", "tokens");
             if (tokens.ValueKind != JsonValueKind.Array) throw ApiException.BadRequest("'tokens' must be an array of token ids", "tokens");
             var list = new List<int>();
             foreach (var token in tokens.EnumerateArray())
             {
-                long id = CompletionRequest.Integer(token, "tokens");
+                long id = JsonMembers.Integer(token, "tokens");
                 if (id < 0 || id >= model.Tokenizer.VocabSize)
                     throw ApiException.BadRequest($"token id {id} is outside the vocabulary (0..{model.Tokenizer.VocabSize - 1})", "tokens");
                 list.Add((int)id);

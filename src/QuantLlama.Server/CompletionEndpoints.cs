@@ -15,9 +15,7 @@ internal sealed class CompletionEndpoints(ServerState state, ILogger<LlamaServer
 {
     public async Task ChatAsync(HttpContext http)
     {
-        var model = state.RequireModel();
-        var body = await HttpJson.ReadBodyAsync(http, state.Options.MaxRequestBodyBytes);
-        var request = HttpJson.Parse(() => CompletionRequest.ReadChat(body, model.ContextSize));
+        var (model, request) = await state.ReadRequestAsync(http, (model, body) => CompletionRequest.ReadChat(body, model.ContextSize));
         var prompt = ChatSession.TokenizePrompt(model.Tokenizer, model.Formatter.Render(request.Messages!, addGenerationPrompt: true));
         string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
@@ -25,9 +23,8 @@ internal sealed class CompletionEndpoints(ServerState state, ILogger<LlamaServer
 
         if (!request.Stream)
         {
-            var text = new System.Text.StringBuilder();
-            var result = await GenerateAsync(http, model, prompt, request, piece => { text.Append(piece); return Task.CompletedTask; }, null);
-            var choice = new ChatChoice(0, Message: new ChatMessageBody("assistant", text.ToString()), FinishReason: OpenAiJson.FinishReason(result.StopReason));
+            var result = await GenerateAsync(http, model, prompt, request, null, null);
+            var choice = new ChatChoice(0, Message: new ChatMessageBody("assistant", result.Text), FinishReason: OpenAiJson.FinishReason(result.StopReason));
             await http.Response.WriteAsJsonAsync(new ChatCompletion(id, "chat.completion", created, modelId, [choice], Usage.From(result)), OpenAiJson.Options);
             return;
         }
@@ -46,9 +43,7 @@ internal sealed class CompletionEndpoints(ServerState state, ILogger<LlamaServer
 
     public async Task TextAsync(HttpContext http)
     {
-        var model = state.RequireModel();
-        var body = await HttpJson.ReadBodyAsync(http, state.Options.MaxRequestBodyBytes);
-        var request = HttpJson.Parse(() => CompletionRequest.ReadText(body, model.ContextSize));
+        var (model, request) = await state.ReadRequestAsync(http, (model, body) => CompletionRequest.ReadText(body, model.ContextSize));
         var prompt = model.Tokenizer.Encode(request.Prompt!, addSpecial: true, parseSpecial: true);
         string id = "cmpl-" + Guid.NewGuid().ToString("N");
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
@@ -56,9 +51,8 @@ internal sealed class CompletionEndpoints(ServerState state, ILogger<LlamaServer
 
         if (!request.Stream)
         {
-            var text = new System.Text.StringBuilder();
-            var result = await GenerateAsync(http, model, prompt, request, piece => { text.Append(piece); return Task.CompletedTask; }, null);
-            var choice = new TextChoice(0, text.ToString(), OpenAiJson.FinishReason(result.StopReason));
+            var result = await GenerateAsync(http, model, prompt, request, null, null);
+            var choice = new TextChoice(0, result.Text, OpenAiJson.FinishReason(result.StopReason));
             await http.Response.WriteAsJsonAsync(new TextCompletion(id, "text_completion", created, modelId, [choice], Usage.From(result)), OpenAiJson.Options);
             return;
         }
@@ -75,12 +69,12 @@ internal sealed class CompletionEndpoints(ServerState state, ILogger<LlamaServer
 
     /// <summary>
     /// Takes a slot for <paramref name="prompt"/> and generates in it on a dedicated thread, passing each piece of
-    /// text to <paramref name="onText"/>. <paramref name="onStart"/> runs once the slot is held (a stream's headers go
+    /// text to <paramref name="onText"/> (when streaming; the result holds the whole text). <paramref name="onStart"/> runs once the slot is held (a stream's headers go
     /// out then, so a refusal before it can still be an error status). The slot is freed when the generation ends,
     /// however it ends.
     /// </summary>
     private async Task<GenerationResult> GenerateAsync(HttpContext http, LoadedModel model, IReadOnlyList<int> prompt,
-        CompletionRequest request, Func<string, Task> onText, Func<Task>? onStart)
+        CompletionRequest request, Func<string, Task>? onText, Func<Task>? onStart)
     {
         if (prompt.Count == 0) throw ApiException.BadRequest("the prompt is empty", request.Messages != null ? "messages" : "prompt");
         if (prompt.Count > model.ContextSize)
@@ -126,7 +120,7 @@ internal sealed class CompletionEndpoints(ServerState state, ILogger<LlamaServer
             if (onStart != null) await onStart();
             await foreach (var update in updates.Reader.ReadAllAsync(CancellationToken.None))
             {
-                if (update.Text.Length > 0) await onText(update.Text);
+                if (update.Text.Length > 0 && onText != null) await onText(update.Text);
                 result = update.Result ?? result;
             }
         }

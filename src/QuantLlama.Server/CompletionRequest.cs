@@ -1,5 +1,6 @@
 using System.Text.Json;
 using QuantLlama.Generation;
+using static QuantLlama.Server.JsonMembers;
 
 namespace QuantLlama.Server;
 
@@ -181,28 +182,6 @@ public sealed record CompletionRequest
         if (Optional(body, "logit_bias") is { } bias && (bias.ValueKind != JsonValueKind.Object || bias.EnumerateObject().Any()))
             throw ApiException.Unsupported("logit_bias", "logit_bias");
     }
-
-    internal static void RequireObject(JsonElement body)
-    {
-        if (body.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest("the request body must be a JSON object");
-    }
-
-    /// <summary>A member of an object; a JSON null counts as absent.</summary>
-    internal static JsonElement? Optional(JsonElement obj, string name)
-        => obj.TryGetProperty(name, out var value) && value.ValueKind != JsonValueKind.Null ? value : null;
-
-    internal static string String(JsonElement e, string param)
-        => e.ValueKind == JsonValueKind.String ? e.GetString()! : throw ApiException.BadRequest($"'{param}' must be a string", param);
-
-    internal static bool Bool(JsonElement e, string param) => e.ValueKind switch
-    {
-        JsonValueKind.True => true,
-        JsonValueKind.False => false,
-        _ => throw ApiException.BadRequest($"'{param}' must be a boolean", param),
-    };
-
-    internal static long Integer(JsonElement e, string param)
-        => e.ValueKind == JsonValueKind.Number && e.TryGetInt64(out long n) ? n : throw ApiException.BadRequest($"'{param}' must be an integer", param);
 
     private static double Number(JsonElement e, string param, double min, double max)
     {

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 
 namespace QuantLlama.Server;
@@ -25,4 +26,19 @@ internal sealed class ServerState(ServerOptions options)
     /// <summary>The model; a request that arrives while it loads gets 503 (llama-server's "Loading model").</summary>
     public LoadedModel RequireModel()
         => _model ?? throw new ApiException(StatusCodes.Status503ServiceUnavailable, "Loading model", "unavailable_error", code: "model_loading");
+
+    /// <summary>
+    /// Reads a request for the loaded model: 503 while it loads, then the body as a JSON object handed to
+    /// <paramref name="read"/>, every way the body can be wrong becoming a 4xx.
+    /// </summary>
+    public async Task<(LoadedModel Model, T Request)> ReadRequestAsync<T>(HttpContext http, Func<LoadedModel, JsonElement, T> read)
+    {
+        var model = RequireModel();
+        var body = await HttpJson.ReadBodyAsync(http, Options.MaxRequestBodyBytes);
+        return (model, HttpJson.Parse(() =>
+        {
+            JsonMembers.RequireObject(body);
+            return read(model, body);
+        }));
+    }
 }
