@@ -69,9 +69,9 @@ internal sealed class CompletionEndpoints(ServerState state, ILogger<LlamaServer
 
     /// <summary>
     /// Takes a slot for <paramref name="prompt"/> and generates in it on a dedicated thread, passing each piece of
-    /// text to <paramref name="onText"/> (when streaming; the result holds the whole text). <paramref name="onStart"/> runs once the slot is held (a stream's headers go
-    /// out then, so a refusal before it can still be an error status). The slot is freed when the generation ends,
-    /// however it ends.
+    /// text to <paramref name="onText"/> when streaming (the result holds the whole text either way).
+    /// <paramref name="onStart"/> runs once the slot is held: a stream's headers go out then, so a refusal before it
+    /// can still be an error status. The slot is freed when the generation ends, however it ends.
     /// </summary>
     private async Task<GenerationResult> GenerateAsync(HttpContext http, LoadedModel model, IReadOnlyList<int> prompt,
         CompletionRequest request, Func<string, Task>? onText, Func<Task>? onStart)
@@ -144,6 +144,7 @@ internal sealed class CompletionEndpoints(ServerState state, ILogger<LlamaServer
 /// <summary>Server-Sent Events as OpenAI streams them: <c>data: {json}</c> per event, then <c>data: [DONE]</c>.</summary>
 internal sealed class ServerSentEvents(HttpResponse response)
 {
+    private static readonly byte[] DataPrefix = "data: "u8.ToArray(), EventEnd = "\n\n"u8.ToArray(), Done = "data: [DONE]\n\n"u8.ToArray();
     private bool _started;
 
     public async Task StartAsync(CancellationToken cancel)
@@ -159,15 +160,15 @@ internal sealed class ServerSentEvents(HttpResponse response)
     {
         await StartAsync(cancel);
         byte[] json = JsonSerializer.SerializeToUtf8Bytes(value, OpenAiJson.Options);
-        await response.Body.WriteAsync("data: "u8.ToArray(), cancel);
+        await response.Body.WriteAsync(DataPrefix, cancel);
         await response.Body.WriteAsync(json, cancel);
-        await response.Body.WriteAsync("\n\n"u8.ToArray(), cancel);
+        await response.Body.WriteAsync(EventEnd, cancel);
         await response.Body.FlushAsync(cancel);
     }
 
     public async Task WriteDoneAsync(CancellationToken cancel)
     {
-        await response.Body.WriteAsync("data: [DONE]\n\n"u8.ToArray(), cancel);
+        await response.Body.WriteAsync(Done, cancel);
         await response.Body.FlushAsync(cancel);
     }
 }

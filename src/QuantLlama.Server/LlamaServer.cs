@@ -124,6 +124,8 @@ public sealed class LlamaServer : IAsyncDisposable
         app.MapPost("/tokenize", (Delegate)api.TokenizeAsync);
         app.MapPost("/detokenize", (Delegate)api.DetokenizeAsync);
         app.MapGet("/metrics", api.Metrics);
+        app.MapFallback(http => throw new ApiException(StatusCodes.Status404NotFound, $"no endpoint {http.Request.Method} {http.Request.Path}",
+            "invalid_request_error", code: "not_found"));
     }
 
     private static IPAddress ParseHost(string host)

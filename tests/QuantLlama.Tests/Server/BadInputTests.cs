@@ -116,6 +116,14 @@ public sealed class BadInputTests(SharedServer shared) : IClassFixture<SharedSer
     }
 
     [Fact]
+    public async Task UnknownPath_Gets404WithAnErrorBody()
+    {
+        using var response = await Live.PostRawAsync("v1/embeddings", "{\"input\": \"hi\"}");
+        await AssertErrorAsync(response, HttpStatusCode.NotFound, "no such endpoint");
+        await AssertServedAsync();
+    }
+
+    [Fact]
     public async Task ApiKey_IsRequiredEverywhereButHealth()
     {
         await using var live = await LiveServer.StartAsync(parallel: 1, apiKey: "sesame");
