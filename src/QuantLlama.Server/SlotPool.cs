@@ -18,6 +18,9 @@ public sealed class Slot
 
     public InferenceContext Context => Session.Context;
 
+    /// <summary>When the slot was last taken, in the pool's own count of acquisitions (0: never).</summary>
+    internal long LastUsed { get; set; }
+
     /// <summary>How many leading tokens of <paramref name="tokens"/> this slot's cache already holds.</summary>
     public int CommonPrefixLength(IReadOnlyList<int> tokens)
     {
@@ -33,8 +36,11 @@ public sealed class QueueFullException() : Exception("the server is busy: every 
 
 /// <summary>
 /// The slots of a server and the requests waiting for them. A request takes the free slot whose cache shares the
-/// longest prefix with its tokens (llama-server's rule), so a client that re-sends its conversation lands where
-/// the conversation is cached. With no slot free it waits, first come first served, in a bounded queue.
+/// longest prefix with its tokens, so a client that re-sends its conversation lands where the conversation is
+/// cached; when no free slot holds at least half of the request, it takes the least recently used one instead
+/// (llama-server's rule with its default similarity of 0.5), so that new conversations do not keep evicting the one
+/// cache that merely shares their first token. With no slot free a request waits, first come first served, in a
+/// bounded queue.
 /// </summary>
 public sealed class SlotPool : IDisposable
 {
@@ -43,6 +49,7 @@ public sealed class SlotPool : IDisposable
     private readonly int _maxQueue;
     private readonly LinkedList<TaskCompletionSource<Slot>> _waiting = new();
     private readonly Lock _lock = new();
+    private long _acquisitions;
 
     internal SlotPool(IEnumerable<Slot> slots, int maxQueue)
     {
@@ -77,6 +84,7 @@ public sealed class SlotPool : IDisposable
             if (BestFreeSlot(tokens) is { } free)
             {
                 _busy[free.Index] = true;
+                free.LastUsed = ++_acquisitions;
                 return new SlotLease(this, free);
             }
             if (_waiting.Count >= _maxQueue) throw new QueueFullException();
@@ -100,15 +108,16 @@ public sealed class SlotPool : IDisposable
 
     private Slot? BestFreeSlot(IReadOnlyList<int> tokens)
     {
-        Slot? best = null;
-        int bestLength = -1;
+        Slot? longest = null, leastRecent = null;
+        int longestLength = 0;
         foreach (var slot in _slots)
         {
             if (_busy[slot.Index]) continue;
             int length = slot.CommonPrefixLength(tokens);
-            if (length > bestLength) (best, bestLength) = (slot, length);
+            if (length > longestLength) (longest, longestLength) = (slot, length);
+            if (leastRecent == null || slot.LastUsed < leastRecent.LastUsed) leastRecent = slot;
         }
-        return best;
+        return longest != null && 2 * longestLength >= tokens.Count ? longest : leastRecent;
     }
 
     internal void Release(Slot slot)
@@ -123,6 +132,7 @@ public sealed class SlotPool : IDisposable
                 return;
             }
             _waiting.RemoveFirst(); // the slot passes to the longest waiting request, still busy
+            slot.LastUsed = ++_acquisitions;
         }
         next.SetResult(slot);
     }

@@ -31,6 +31,28 @@ public sealed class ConcurrencyTests
     }
 
     [Fact]
+    public async Task TwoConversationsTakingTurns_EachKeepsItsOwnCachedSlot()
+    {
+        await using var live = await LiveServer.StartAsync(parallel: 2);
+        var chat = live.OpenAiChat();
+        var options = new ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 8 };
+        List<OpenAI.Chat.ChatMessage> cat = [new UserChatMessage("Once there was a cat named Tom.")];
+        List<OpenAI.Chat.ChatMessage> dog = [new UserChatMessage("Lily had a big brown dog.")];
+        foreach (var conversation in new[] { cat, dog })
+            conversation.Add(new AssistantChatMessage((await chat.CompleteChatAsync(conversation, options)).Value.Content[0].Text));
+
+        foreach (var conversation in new[] { cat, dog })
+        {
+            conversation.Add(new UserChatMessage(" They played."));
+            ChatCompletion next = await chat.CompleteChatAsync(conversation, options);
+            // The history is cached in the conversation's own slot: only the new turn is computed (give or take
+            // the tokens where the texts join).
+            Assert.True(next.Usage.InputTokenCount - next.Usage.InputTokenDetails.CachedTokenCount <= 8,
+                $"{next.Usage.InputTokenDetails.CachedTokenCount} of {next.Usage.InputTokenCount} prompt tokens cached");
+        }
+    }
+
+    [Fact]
     public async Task ClientThatLeavesMidStream_FreesItsSlot()
     {
         await using var live = await LiveServer.StartAsync(parallel: 1, queue: 4);
