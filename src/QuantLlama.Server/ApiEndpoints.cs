@@ -9,10 +9,12 @@ internal sealed class ApiEndpoints(ServerState state)
 {
     /// <summary>200 once the model is loaded, 503 before: what a load balancer's readiness check asks.</summary>
     public IResult Health()
-        => state.Model != null
-            ? Results.Json(new { status = "ok" })
-            : Results.Json(new ErrorBody(new ErrorDetail("Loading model", "unavailable_error", null, "model_loading")), OpenAiJson.Options,
-                statusCode: StatusCodes.Status503ServiceUnavailable);
+    {
+        if (state.Model != null) return Results.Json(new { status = "ok" });
+        var notReady = state.NotReady();
+        return Results.Json(new ErrorBody(new ErrorDetail(notReady.Message, notReady.Type, null, notReady.Code)), OpenAiJson.Options,
+            statusCode: notReady.Status);
+    }
 
     public IResult Models()
         => Results.Json(new ModelList("list", [new ModelEntry(state.ModelId, "model", state.Started.ToUnixTimeSeconds(), "quantllama")]), OpenAiJson.Options);

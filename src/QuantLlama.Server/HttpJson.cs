@@ -24,7 +24,10 @@ internal static class HttpJson
         }
     }
 
-    /// <summary>Runs a request reader; text that is not valid UTF-8 surfaces here, when a string is read.</summary>
+    /// <summary>
+    /// Runs a request reader. Text that is not valid UTF-8 passes the JSON parser and surfaces here, when the string
+    /// is read (the readers check each member's kind first, so this is the one way to get there).
+    /// </summary>
     public static T Parse<T>(Func<T> read)
     {
         try
@@ -33,7 +36,7 @@ internal static class HttpJson
         }
         catch (InvalidOperationException e)
         {
-            throw ApiException.BadRequest("the request body is not valid: " + e.Message);
+            throw ApiException.BadRequest("the request body is not valid UTF-8: " + e.Message);
         }
     }
 

@@ -86,6 +86,7 @@ public sealed class LlamaServer : IAsyncDisposable
             }
             catch (Exception e)
             {
+                state.LoadError = e.Message;
                 logger.LogError(e, "cannot load {Model}", options.ModelPath);
                 throw;
             }

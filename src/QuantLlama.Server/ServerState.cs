@@ -7,6 +7,7 @@ namespace QuantLlama.Server;
 internal sealed class ServerState(ServerOptions options)
 {
     private volatile LoadedModel? _model;
+    private volatile string? _loadError;
 
     public ServerOptions Options { get; } = options;
 
@@ -23,9 +24,20 @@ internal sealed class ServerState(ServerOptions options)
         set => _model = value;
     }
 
-    /// <summary>The model; a request that arrives while it loads gets 503 (llama-server's "Loading model").</summary>
-    public LoadedModel RequireModel()
-        => _model ?? throw new ApiException(StatusCodes.Status503ServiceUnavailable, "Loading model", "unavailable_error", code: "model_loading");
+    /// <summary>Why the model could not be loaded; null while it loads or once it has.</summary>
+    public string? LoadError
+    {
+        get => _loadError;
+        set => _loadError = value;
+    }
+
+    /// <summary>The model; a request that arrives while it loads (or after loading failed) gets 503.</summary>
+    public LoadedModel RequireModel() => _model ?? throw NotReady();
+
+    /// <summary>503: llama-server's "Loading model", or why loading failed.</summary>
+    public ApiException NotReady() => _loadError is { } error
+        ? new ApiException(StatusCodes.Status503ServiceUnavailable, "the model could not be loaded: " + error, "unavailable_error", code: "model_load_failed")
+        : new ApiException(StatusCodes.Status503ServiceUnavailable, "Loading model", "unavailable_error", code: "model_loading");
 
     /// <summary>
     /// Reads a request for the loaded model: 503 while it loads, then the body as a JSON object handed to

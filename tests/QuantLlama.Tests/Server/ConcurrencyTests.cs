@@ -109,6 +109,23 @@ public sealed class ConcurrencyTests
     }
 
     [Fact]
+    public async Task RequestThatGivesUpWhileWaiting_LeavesTheQueue()
+    {
+        await using var live = await LiveServer.StartAsync(parallel: 1, queue: 1);
+        var slots = live.Server.Slots!;
+        using var giveUp = new CancellationTokenSource();
+        using (await slots.AcquireAsync([]))
+        {
+            var waiting = slots.AcquireAsync([1], giveUp.Token);
+            Assert.Equal(1, slots.QueueLength);
+            giveUp.Cancel();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => waiting);
+            Assert.Equal(0, slots.QueueLength);
+        }
+        Assert.Equal(0, slots.BusyCount); // the slot was not handed to the request that left
+    }
+
+    [Fact]
     public async Task StoppingTheServer_LetsTheStreamInFlightFinish()
     {
         var live = await LiveServer.StartAsync(parallel: 1);

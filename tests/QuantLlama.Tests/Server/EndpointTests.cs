@@ -116,7 +116,10 @@ public sealed class EndpointTests(SharedServer shared) : IClassFixture<SharedSer
             await File.WriteAllBytesAsync(fifo, "not a model"u8.ToArray()); // the load fails; the server stays up, not ready
             await Assert.ThrowsAnyAsync<Exception>(() => server.ModelLoaded);
             using (var health = await http.GetAsync("health"))
+            {
                 Assert.Equal(HttpStatusCode.ServiceUnavailable, health.StatusCode);
+                Assert.Equal("model_load_failed", (await LiveServer.JsonAsync(health)).GetProperty("error").GetProperty("code").GetString());
+            }
         }
     }
 
