@@ -72,7 +72,15 @@ public sealed class LlamaServer : IAsyncDisposable
         if (options.ApiKey != null) app.Use((http, next) => RequireApiKeyAsync(http, next, options.ApiKey));
         MapEndpoints(app);
 
-        await app.StartAsync(cancel);
+        try
+        {
+            await app.StartAsync(cancel);
+        }
+        catch
+        {
+            await app.DisposeAsync(); // e.g. the port is taken: nothing was loaded yet
+            throw;
+        }
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         logger.LogInformation("listening on {Address}; loading {Model} ({Slots} slots)", address, options.ModelPath, options.Parallel);
         var loading = Task.Run(() =>

@@ -124,5 +124,11 @@ public sealed class OpenAiClientTests(SharedServer shared) : IClassFixture<Share
 
         Assert.Equal(expected.Text, response.Text);
         Assert.Equal(MeaiFinishReason.Stop, response.FinishReason);
+
+        // Streamed, no piece of the stop sequence is ever sent.
+        var pieces = new List<string>();
+        await foreach (var update in client.GetStreamingResponseAsync([message], new ChatOptions { Temperature = 0, MaxOutputTokens = 40, StopSequences = [stop] }))
+            pieces.Add(update.Text);
+        Assert.Equal(expected.Text, string.Concat(pieces));
     }
 }
