@@ -43,8 +43,8 @@ public sealed class LlamaServer : IAsyncDisposable
     public ServerMetrics Metrics => _state.Metrics;
 
     /// <summary>
-    /// Starts listening and begins loading the model. <paramref name="configureLogging"/> replaces nothing by
-    /// default: logs go to the console as the host's defaults send them.
+    /// Starts listening and begins loading the model (see <see cref="ModelLoaded"/>). Logs go to the console unless
+    /// <paramref name="configureLogging"/> says otherwise (tests clear the providers).
     /// </summary>
     public static async Task<LlamaServer> StartAsync(ServerOptions options, Action<ILoggingBuilder>? configureLogging = null,
         CancellationToken cancel = default)
