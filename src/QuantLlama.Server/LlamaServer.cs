@@ -172,9 +172,9 @@ public sealed class LlamaServer : IAsyncDisposable
             await next(http);
             return;
         }
-        catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested)
+        catch (Exception) when (http.RequestAborted.IsCancellationRequested)
         {
-            return; // the client went away; there is no one to answer
+            return; // the client went away (a cancelled wait or a failed write); there is no one to answer
         }
         catch (ApiException e)
         {
