@@ -31,6 +31,9 @@ public sealed class ChatSession
 
     public InferenceContext Context => _generator.Context;
 
+    /// <summary>The generator over <see cref="Context"/> that stops at the chat format's end-of-turn tokens too.</summary>
+    public TextGenerator Generator => _generator;
+
     /// <summary>The token ids a conversation is fed to the model as (its rendered text, BOS added unless written).</summary>
     public IReadOnlyList<int> Tokenize(IReadOnlyList<ChatTurn> messages, bool addGenerationPrompt = true)
         => TokenizePrompt(_tokenizer, _formatter.Render(messages, addGenerationPrompt));

@@ -173,6 +173,13 @@ public sealed class TextGenerator
         foreach (var update in Run(prompt, options, null, cancel)) yield return update;
     }
 
+    /// <summary>
+    /// <see cref="GenerateAsync"/> without the hop to the thread pool: compute runs on the thread that enumerates,
+    /// for callers that keep generation on threads of their own (a server's worker per request).
+    /// </summary>
+    public IEnumerable<GenerationUpdate> GenerateUpdates(IReadOnlyList<int> prompt, GenerationOptions options, CancellationToken cancel = default)
+        => Run(prompt, options, null, cancel);
+
     private IEnumerable<GenerationUpdate> Run(IReadOnlyList<int> prompt, GenerationOptions options, LogitsProcessor? sampler,
         CancellationToken cancel)
     {

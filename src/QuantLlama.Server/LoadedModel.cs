@@ -1,0 +1,58 @@
+using QuantLlama.Generation;
+using QuantLlama.Models;
+using QuantLlama.Tokenizers;
+
+namespace QuantLlama.Server;
+
+/// <summary>The model a server serves once loaded: the shared weights, the tokenizer, the chat format and the slots.</summary>
+public sealed class LoadedModel : IDisposable
+{
+    private LoadedModel(LlamaModel model, ITokenizer tokenizer, IChatFormatter formatter, SlotPool slots, int contextSize)
+    {
+        Model = model;
+        Tokenizer = tokenizer;
+        Formatter = formatter;
+        Slots = slots;
+        ContextSize = contextSize;
+    }
+
+    public LlamaModel Model { get; }
+
+    public ITokenizer Tokenizer { get; }
+
+    public IChatFormatter Formatter { get; }
+
+    public SlotPool Slots { get; }
+
+    /// <summary>Positions in each slot's KV cache.</summary>
+    public int ContextSize { get; }
+
+    public static LoadedModel Load(ServerOptions options)
+    {
+        var model = LlamaModel.Load(options.ModelPath, options.Gqa);
+        try
+        {
+            var tokenizer = options.TokenizerPath != null
+                ? TokenizerFactory.FromHuggingFaceJson(options.TokenizerPath)
+                : TokenizerFactory.FromMetadata(model.File.Metadata);
+            var formatter = ChatFormats.ForModel(model, tokenizer, options.ChatTemplate);
+            var contextOptions = new ContextOptions { ContextSize = options.ContextSize };
+            var sessions = new List<ChatSession>();
+            for (int i = 0; i < options.Parallel; i++)
+                sessions.Add(new ChatSession(model.CreateContext(contextOptions), tokenizer, formatter));
+            var slots = new SlotPool(sessions.Select((s, i) => new Slot(i, s)), options.MaxQueue);
+            return new LoadedModel(model, tokenizer, formatter, slots, sessions[0].Context.ContextSize);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        Slots.Dispose();
+        Model.Dispose();
+    }
+}
