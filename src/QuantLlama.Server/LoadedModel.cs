@@ -7,8 +7,9 @@ namespace QuantLlama.Server;
 /// <summary>The model a server serves once loaded: the shared weights, the tokenizer, the chat format and the slots.</summary>
 public sealed class LoadedModel : IDisposable
 {
-    private LoadedModel(LlamaModel model, ITokenizer tokenizer, IChatFormatter formatter, SlotPool slots, int contextSize)
+    private LoadedModel(LlamaModel model, ITokenizer tokenizer, IChatFormatter formatter, SlotPool slots, int contextSize, DecodeBatcher? batcher)
     {
+        Batcher = batcher;
         Model = model;
         Tokenizer = tokenizer;
         Formatter = formatter;
@@ -24,6 +25,9 @@ public sealed class LoadedModel : IDisposable
 
     public SlotPool Slots { get; }
 
+    /// <summary>The step all busy slots' tokens share, when decoding is batched.</summary>
+    public DecodeBatcher? Batcher { get; }
+
     /// <summary>Positions in each slot's KV cache.</summary>
     public int ContextSize { get; }
 
@@ -37,11 +41,16 @@ public sealed class LoadedModel : IDisposable
                 : TokenizerFactory.FromMetadata(model.File.Metadata);
             var formatter = ChatFormats.ForModel(model, tokenizer, options.ChatTemplate);
             var contextOptions = new ContextOptions { ContextSize = options.ContextSize };
+            var batcher = options.BatchedDecoding && options.Parallel > 1 ? new DecodeBatcher(model, options.Parallel) : null;
             var sessions = new List<ChatSession>();
             for (int i = 0; i < options.Parallel; i++)
-                sessions.Add(new ChatSession(model.CreateContext(contextOptions), tokenizer, formatter));
+            {
+                var session = new ChatSession(model.CreateContext(contextOptions), tokenizer, formatter);
+                session.Generator.Batcher = batcher;
+                sessions.Add(session);
+            }
             var slots = new SlotPool(sessions.Select((s, i) => new Slot(i, s)), options.MaxQueue);
-            return new LoadedModel(model, tokenizer, formatter, slots, sessions[0].Context.ContextSize);
+            return new LoadedModel(model, tokenizer, formatter, slots, sessions[0].Context.ContextSize, batcher);
         }
         catch
         {
@@ -53,6 +62,7 @@ public sealed class LoadedModel : IDisposable
     public void Dispose()
     {
         Slots.Dispose();
+        Batcher?.Dispose();
         Model.Dispose();
     }
 }

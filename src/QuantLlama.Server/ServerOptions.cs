@@ -32,6 +32,12 @@ public sealed record ServerOptions
     /// <summary>Positions in each slot's KV cache (default: the model's context length, at most 4096).</summary>
     public int? ContextSize { get; init; }
 
+    /// <summary>
+    /// Generate the busy slots' tokens together, one pass through the weights per step (continuous batching);
+    /// off: each slot generates on its own. The tokens are the same either way.
+    /// </summary>
+    public bool BatchedDecoding { get; init; } = true;
+
     /// <summary>When set, every endpoint but /health requires <c>Authorization: Bearer</c> with this key.</summary>
     public string? ApiKey { get; init; }
 

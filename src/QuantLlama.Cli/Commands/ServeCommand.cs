@@ -22,7 +22,8 @@ public static class ServeCommand
         var apiKey = new Option<string?>("--api-key") { Description = "Require this key (Authorization: Bearer KEY) on every endpoint but /health" };
         var threads = new Option<int?>("--threads", "-t") { Description = "Worker threads for the matrix products (default: all cores)" };
         var queue = new Option<int>("--queue") { Description = "Requests that may wait for a slot; more get 503 with Retry-After", DefaultValueFactory = _ => 16 };
-        foreach (var o in new Option[] { model, which, tokenizer, gqa, host, port, parallel, ctx, apiKey, threads, queue })
+        var noBatching = new Option<bool>("--no-batching") { Description = "Generate each slot on its own instead of all busy slots' tokens in one pass through the weights (the same tokens, slower in aggregate)" };
+        foreach (var o in new Option[] { model, which, tokenizer, gqa, host, port, parallel, ctx, apiKey, threads, queue, noBatching })
             command.Options.Add(o);
 
         command.SetAction(parse =>
@@ -43,6 +44,7 @@ public static class ServeCommand
                 Host = parse.GetValue(host)!,
                 Port = parse.GetValue(port),
                 Parallel = parse.GetValue(parallel),
+                BatchedDecoding = !parse.GetValue(noBatching),
                 ContextSize = parse.GetValue(ctx),
                 ApiKey = parse.GetValue(apiKey),
                 MaxQueue = parse.GetValue(queue),

@@ -138,6 +138,12 @@ public sealed class TextGenerator
 
     public InferenceContext Context => _context;
 
+    /// <summary>
+    /// When set, each generated token goes through the weights together with those of the other conversations
+    /// generating on the batcher's model at the same time (continuous batching); the tokens are the same.
+    /// </summary>
+    public DecodeBatcher? Batcher { get; set; }
+
     public IReadOnlySet<int> EndOfGenerationIds => _endOfGeneration;
 
     /// <summary>
@@ -220,37 +226,46 @@ public sealed class TextGenerator
         promptTime = stopwatch.Elapsed;
         stopwatch.Restart();
 
-        while (true)
+        var batcher = Batcher;
+        batcher?.Join();
+        try
         {
-            if (sampling.RepeatPenalty != 1f && generated.Count > 0)
+            while (true)
             {
-                var all = CollectionsMarshal.AsSpan(generated);
-                LogitsProcessor.ApplyRepeatPenalty(_logits, sampling.RepeatPenalty, all[Math.Max(0, all.Length - sampling.RepeatLastN)..]);
-            }
-            if (sampling.MinP is double minP) LogitsProcessor.ApplyMinP(_logits, minP);
-            int next = sampler.Sample(_logits);
-            generated.Add(next);
-            if (generated.Count > 1) sampled++;
+                if (sampling.RepeatPenalty != 1f && generated.Count > 0)
+                {
+                    var all = CollectionsMarshal.AsSpan(generated);
+                    LogitsProcessor.ApplyRepeatPenalty(_logits, sampling.RepeatPenalty, all[Math.Max(0, all.Length - sampling.RepeatLastN)..]);
+                }
+                if (sampling.MinP is double minP) LogitsProcessor.ApplyMinP(_logits, minP);
+                int next = sampler.Sample(_logits);
+                generated.Add(next);
+                if (generated.Count > 1) sampled++;
 
-            bool end = _endOfGeneration.Contains(next);
-            string ready = stops.Push(end ? "" : decoder.Push(next), out bool stopped);
-            text.Append(ready);
-            StopReason reason;
-            if (stopped) reason = StopReason.StopString;
-            else if (end) reason = StopReason.EndOfGeneration;
-            else if (generated.Count >= options.MaxTokens) reason = StopReason.Length;
-            else if (cancel.IsCancellationRequested) reason = StopReason.Cancelled;
-            else if (_context.Position >= _context.ContextSize) reason = StopReason.ContextFull;
-            else
-            {
-                if (ready.Length > 0) yield return new GenerationUpdate(ready, next);
-                _context.Append([next]).CopyTo(_logits);
-                continue;
+                bool end = _endOfGeneration.Contains(next);
+                string ready = stops.Push(end ? "" : decoder.Push(next), out bool stopped);
+                text.Append(ready);
+                StopReason reason;
+                if (stopped) reason = StopReason.StopString;
+                else if (end) reason = StopReason.EndOfGeneration;
+                else if (generated.Count >= options.MaxTokens) reason = StopReason.Length;
+                else if (cancel.IsCancellationRequested) reason = StopReason.Cancelled;
+                else if (_context.Position >= _context.ContextSize) reason = StopReason.ContextFull;
+                else
+                {
+                    if (ready.Length > 0) yield return new GenerationUpdate(ready, next);
+                    (batcher != null ? batcher.Decode(_context, next) : _context.Append([next])).CopyTo(_logits);
+                    continue;
+                }
+                string tail = stopped ? "" : stops.Flush(decoder.Flush());
+                text.Append(tail);
+                yield return new GenerationUpdate(ready + tail, next) { Result = Final(reason, stopwatch.Elapsed) };
+                yield break;
             }
-            string tail = stopped ? "" : stops.Flush(decoder.Flush());
-            text.Append(tail);
-            yield return new GenerationUpdate(ready + tail, next) { Result = Final(reason, stopwatch.Elapsed) };
-            yield break;
+        }
+        finally
+        {
+            batcher?.Leave();
         }
 
         GenerationResult Final(StopReason why, TimeSpan generationTime) => new(prompt.Count, promptTime, sampled, generationTime, why, generated)

@@ -40,6 +40,13 @@ public sealed unsafe class InferenceContext : IDisposable
     private readonly int _kvScratchPositions;
     private bool _disposed;
     private bool _ownsModel;
+    // Set only while this context is the workspace of a step over several conversations (DecodeTogether): row i's
+    // token belongs to _rowContexts[i] at _rowPositions[i], whose own cache it reads and extends.
+    private InferenceContext[]? _rowContexts;
+    private int[]? _rowPositions;
+    private bool _severalConversations;
+    // [rows x vocab]: every row's logits in such a step; allocated on first use.
+    private float* _rowLogits;
 
     public LlamaModel Model => _model;
 
@@ -186,6 +193,52 @@ public sealed unsafe class InferenceContext : IDisposable
         return new ReadOnlySpan<float>(_logits, Config.VocabSize);
     }
 
+    /// <summary>
+    /// One token for each of several conversations on this model, as one pass through the weights: row i is
+    /// <paramref name="tokens"/>[i] appended to <paramref name="contexts"/>[i] (its cache, its position), and its
+    /// logits land in that context (read them with <see cref="LastLogits"/>). Every product computes each row with
+    /// exactly the arithmetic of a single row, and attention runs per conversation, so each one's logits are the
+    /// bits it would get alone. This context lends only its activation buffers (at least as many rows as contexts).
+    /// </summary>
+    public void DecodeTogether(IReadOnlyList<InferenceContext> contexts, ReadOnlySpan<int> tokens)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        int n = contexts.Count;
+        if (n != tokens.Length) throw new ArgumentException("one token per context");
+        if (n == 0) return;
+        if (n > MaxBatch) throw new ArgumentException($"{n} rows do not fit this context's batch of {MaxBatch}");
+        _rowContexts ??= new InferenceContext[MaxBatch];
+        _rowPositions ??= new int[MaxBatch];
+        for (int i = 0; i < n; i++)
+        {
+            var ctx = contexts[i];
+            ObjectDisposedException.ThrowIf(ctx._disposed, ctx);
+            if (ctx.Model != Model) throw new ArgumentException("every context must be on this context's model");
+            if (ctx.Position >= ctx.ContextSize) throw new ContextFullException(ctx.ContextSize, ctx.Position + 1);
+            if ((uint)tokens[i] >= (uint)Config.VocabSize)
+                throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {tokens[i]} is outside the model's vocabulary of {Config.VocabSize}");
+            for (int j = 0; j < i; j++)
+                if (contexts[j] == ctx) throw new ArgumentException("a context appears twice in one step");
+            _rowContexts[i] = ctx;
+            _rowPositions[i] = ctx.Position;
+        }
+        if (_rowLogits == null) _rowLogits = Floats((long)MaxBatch * Config.VocabSize);
+        _severalConversations = true;
+        try
+        {
+            ForwardBatch(tokens, 0, computeLogits: true);
+        }
+        finally
+        {
+            _severalConversations = false;
+            Array.Clear(_rowContexts);
+        }
+        for (int i = 0; i < n; i++) contexts[i]._tokens.Add(tokens[i]);
+    }
+
+    /// <summary>The logits of the last token this context computed (valid until its next step).</summary>
+    public ReadOnlySpan<float> LastLogits => new(_logits, Config.VocabSize);
+
     /// <summary>Runs the tokens after what the cache holds; returns the last one's logits.</summary>
     public ReadOnlySpan<float> Append(scoped ReadOnlySpan<int> tokens) => Forward(tokens, Position);
 
@@ -217,7 +270,7 @@ public sealed unsafe class InferenceContext : IDisposable
         for (int i = 0; i < n; i++)
             Dequantizer.DequantizeRow(_embedding.Type, new ReadOnlySpan<byte>(_embedding.Data + tokens[i] * embRowBytes, (int)embRowBytes),
                 new Span<float>(_x + (long)i * dim, dim));
-        PrepareRope(n, start);
+        for (int i = 0; i < n; i++) PrepareRope(i, _severalConversations ? _rowPositions![i] : start + i);
         tracer?.End(TraceSpan.Embedding, t0);
 
         for (int l = 0; l < _layers.Length; l++)
@@ -235,7 +288,15 @@ public sealed unsafe class InferenceContext : IDisposable
             tracer?.End(c.IsMixtureOfExperts ? TraceSpan.Experts : TraceSpan.FeedForward, tf);
         }
 
-        if (computeLogits)
+        if (_severalConversations)
+        {
+            // Every row's logits, each to its own conversation.
+            RmsNorm(_x, _outputNorm, _xb, n, dim);
+            Mul(_output, _xb, n, _rowLogits);
+            for (int i = 0; i < n; i++)
+                Buffer.MemoryCopy(_rowLogits + (long)i * c.VocabSize, _rowContexts![i]._logits, c.VocabSize * 4L, c.VocabSize * 4L);
+        }
+        else if (computeLogits)
         {
             long to = tracer?.Begin() ?? 0;
             float* last = _x + (long)(n - 1) * dim;
@@ -262,6 +323,23 @@ public sealed unsafe class InferenceContext : IDisposable
             Rope(_k + (long)i * kvDim, c.HeadCountKv, i);
         }
 
+        if (!_severalConversations) StoreAndAttend(l, _q, _k, _v, _att, n, start);
+        else
+            for (int i = 0; i < n; i++)
+                _rowContexts![i].StoreAndAttend(l, _q + (long)i * dim, _k + (long)i * kvDim, _v + (long)i * kvDim, _att + (long)i * dim, 1, _rowPositions![i]);
+
+        Mul(layer.Wo, _att, n, _xb);
+        Add(_x, _xb, (long)n * dim);
+    }
+
+    /// <summary>
+    /// Writes n rows of keys and values [n x kvDim] to this cache at positions start.., and attends the n queries
+    /// [n x dim] over it (causally) into output [n x dim].
+    /// </summary>
+    private void StoreAndAttend(int l, float* q, float* k, float* v, float* output, int n, int start)
+    {
+        var c = Config;
+        int dim = c.EmbeddingLength, kvDim = c.KvDim, headDim = c.HeadDim;
         long layerOffset = (long)l * ContextSize * kvDim * _elementSize;
         byte* keys = _keyCache + layerOffset, values = _valueCache + layerOffset;
         for (int i = 0; i < n; i++)
@@ -269,13 +347,13 @@ public sealed unsafe class InferenceContext : IDisposable
             long at = (long)(start + i) * kvDim * _elementSize;
             if (KvCacheType == KvCacheType.F16)
             {
-                HalfVector.ToHalf(_k + (long)i * kvDim, (Half*)(keys + at), kvDim);
-                HalfVector.ToHalf(_v + (long)i * kvDim, (Half*)(values + at), kvDim);
+                HalfVector.ToHalf(k + (long)i * kvDim, (Half*)(keys + at), kvDim);
+                HalfVector.ToHalf(v + (long)i * kvDim, (Half*)(values + at), kvDim);
             }
             else
             {
-                Buffer.MemoryCopy(_k + (long)i * kvDim, keys + at, kvDim * 4L, kvDim * 4L);
-                Buffer.MemoryCopy(_v + (long)i * kvDim, values + at, kvDim * 4L, kvDim * 4L);
+                Buffer.MemoryCopy(k + (long)i * kvDim, keys + at, kvDim * 4L, kvDim * 4L);
+                Buffer.MemoryCopy(v + (long)i * kvDim, values + at, kvDim * 4L, kvDim * 4L);
             }
         }
 
@@ -294,31 +372,25 @@ public sealed unsafe class InferenceContext : IDisposable
         }
         var job = new AttentionJob
         {
-            Q = _q, Output = _att, Scratch = _attentionScratch, Keys = keys, Values = values, Dim = dim, KvDim = kvDim,
+            Q = q, Output = output, Scratch = _attentionScratch, Keys = keys, Values = values, Dim = dim, KvDim = kvDim,
             HeadDim = headDim, Group = c.HeadCount / c.HeadCountKv, ContextSize = ContextSize, MaxBatch = MaxBatch, N = n,
             Start = start, KeysF16 = rowsF16,
             Rounding = !f16 ? AttentionRounding.Full : FlashAttention == FlashAttention.Off ? AttentionRounding.Unfused : AttentionRounding.Flash,
         };
         AttentionKernels.Run(&job, c.HeadCount);
-
-        Mul(layer.Wo, _att, n, _xb);
-        Add(_x, _xb, (long)n * dim);
     }
 
-    /// <summary>cos/sin of each rotated pair for every row's position, computed as ggml does (theta *= theta_scale).</summary>
-    private void PrepareRope(int n, int start)
+    /// <summary>cos/sin of each rotated pair for row <paramref name="row"/> at <paramref name="position"/>, computed as ggml does (theta *= theta_scale).</summary>
+    private void PrepareRope(int row, int position)
     {
         int pairs = Config.RopeDimensionCount / 2;
         float thetaScale = MathF.Pow(Config.RopeFreqBase, -2.0f / Config.RopeDimensionCount);
-        for (int i = 0; i < n; i++)
+        float theta = position;
+        for (int p = 0; p < pairs; p++)
         {
-            float theta = start + i;
-            for (int p = 0; p < pairs; p++)
-            {
-                _ropeCos[(long)i * pairs + p] = MathF.Cos(theta);
-                _ropeSin[(long)i * pairs + p] = MathF.Sin(theta);
-                theta *= thetaScale;
-            }
+            _ropeCos[(long)row * pairs + p] = MathF.Cos(theta);
+            _ropeSin[(long)row * pairs + p] = MathF.Sin(theta);
+            theta *= thetaScale;
         }
     }
 
@@ -348,7 +420,9 @@ public sealed unsafe class InferenceContext : IDisposable
         gateUp[0] = new MatMul.Product(gate.Type, gate.Data, gate.Rows, _hb);
         gateUp[1] = new MatMul.Product(up.Type, up.Data, up.Rows, _hb2);
         MatMul.Group(gateUp, 2, gate.Cols, x, n);
-        SwiGlu(_hb, _hb2, (long)n * ff);
+        // Row by row, as ggml's swiglu: a row's last values take the scalar tail whatever the batch, so a row's
+        // bits do not depend on the rows beside it.
+        for (int i = 0; i < n; i++) SwiGlu(_hb + (long)i * ff, _hb2 + (long)i * ff, ff);
         Mul(down, _hb, n, output);
     }
 
