@@ -18,7 +18,8 @@ public static class BenchCommand
         var reps = new Option<int>("--repetitions", "-r") { Description = "Measured repetitions of each test (after one warm-up)", DefaultValueFactory = _ => 5 };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Print each repetition's speed to stderr" };
         var contexts = new Option<int>("--contexts", "-np") { Description = "Conversations on one loaded model, run at the same time (t/s of all together)", DefaultValueFactory = _ => 1 };
-        foreach (var o in new Option[] { model, prompt, generate, threads, reps, verbose, contexts }) command.Options.Add(o);
+        var batched = new Option<bool>("--batched", "-cb") { Description = "With --contexts, generate all contexts' tokens together, one pass through the weights per step (continuous batching)" };
+        foreach (var o in new Option[] { model, prompt, generate, threads, reps, verbose, contexts, batched }) command.Options.Add(o);
         var attention = new AttentionOptions(command);
         command.SetAction(parse => CliErrors.Run(() =>
         {
@@ -28,6 +29,7 @@ public static class BenchCommand
                 GenerateTokens = parse.GetValue(generate),
                 Repetitions = parse.GetValue(reps),
                 Contexts = parse.GetValue(contexts),
+                Batched = parse.GetValue(batched),
             };
             try
             {
@@ -51,7 +53,8 @@ public static class BenchCommand
                 var log = parse.GetValue(verbose) ? (Action<string>)(s => Console.Error.WriteLine(s)) : null;
                 var results = Benchmark.Run(conversations, options, log);
                 Console.Out.Write(Benchmark.FormatTable(Path.GetFileName(path), weights, WorkerPool.ThreadCount, results));
-                if (options.Contexts > 1) Console.Out.WriteLine($"{options.Contexts} contexts at once; t/s of all together");
+                if (options.Contexts > 1)
+                    Console.Out.WriteLine($"{options.Contexts} contexts at once{(options.Batched ? ", tg batched" : "")}; t/s of all together");
                 if (PeakResidentMiB() is long peak) Console.Error.WriteLine($"peak RSS: {peak} MiB");
             }
             finally

@@ -19,6 +19,9 @@ public sealed record BenchmarkOptions
     /// <summary>Conversations on one model, each running the tests at the same time on its own thread.</summary>
     public int Contexts { get; init; } = 1;
 
+    /// <summary>With several contexts, tg steps all their tokens together through a <see cref="DecodeBatcher"/>.</summary>
+    public bool Batched { get; init; }
+
     public void Validate()
     {
         if (PromptTokens < 0) throw new ArgumentException($"prompt tokens must not be negative, not {PromptTokens}");
@@ -83,9 +86,24 @@ public static class Benchmark
         if (options.GenerateTokens > 0)
         {
             int n = options.GenerateTokens;
+            using var batcher = options.Batched && contexts.Count > 1 ? new DecodeBatcher(first.Model, contexts.Count) : null;
             results.Add(Measure($"tg{n}", n * contexts.Count, options.Repetitions, progress, () => InEach(contexts, c =>
             {
-                for (int i = 0; i < n; i++) c.Forward(tokens.AsSpan(i, 1), i);
+                if (batcher == null)
+                {
+                    for (int i = 0; i < n; i++) c.Forward(tokens.AsSpan(i, 1), i);
+                    return;
+                }
+                c.Reset();
+                batcher.Join();
+                try
+                {
+                    for (int i = 0; i < n; i++) batcher.Decode(c, tokens[i]);
+                }
+                finally
+                {
+                    batcher.Leave();
+                }
             })));
         }
         return results;
