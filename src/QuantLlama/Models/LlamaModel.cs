@@ -120,62 +120,70 @@ public sealed unsafe class LlamaModel : IDisposable
     {
         _file = file;
         _ownsFile = ownsFile;
-        var c = Config = LlamaConfig.FromModelFile(file);
-        var arch = c.Architecture;
-        int dim = c.EmbeddingLength, qDim = c.QueryDim, kvDim = c.KvDim, ff = c.FeedForwardLength;
-        Embedding = Matrix("token_embd.weight", dim, c.VocabSize);
-        Output = file.FindTensor("output.weight") != null ? Matrix("output.weight", dim, c.VocabSize) : Embedding;
-        OutputNorm = Vector("output_norm.weight", dim);
-        float[]? freqFactors = null;
-        if (arch.AllowsRopeFreqFactors && file.FindTensor("rope_freqs.weight") != null)
-            freqFactors = new Span<float>(Vector("rope_freqs.weight", c.RopeDimensionCount / 2), c.RopeDimensionCount / 2).ToArray();
-        Rope = new RotaryEmbedding(c, freqFactors);
-        Layers = new Layer[c.BlockCount];
-        for (int l = 0; l < c.BlockCount; l++)
+        try
         {
-            string p = $"blk.{l}.";
-            var layer = new Layer
+            var c = Config = LlamaConfig.FromModelFile(file);
+            var arch = c.Architecture;
+            int dim = c.EmbeddingLength, qDim = c.QueryDim, kvDim = c.KvDim, ff = c.FeedForwardLength;
+            Embedding = Matrix("token_embd.weight", dim, c.VocabSize);
+            Output = file.FindTensor("output.weight") != null ? Matrix("output.weight", dim, c.VocabSize) : Embedding;
+            OutputNorm = Vector("output_norm.weight", dim);
+            float[]? freqFactors = null;
+            if (arch.AllowsRopeFreqFactors && file.FindTensor("rope_freqs.weight") != null)
+                freqFactors = new Span<float>(Vector("rope_freqs.weight", c.RopeDimensionCount / 2), c.RopeDimensionCount / 2).ToArray();
+            Rope = new RotaryEmbedding(c, freqFactors);
+            Layers = new Layer[c.BlockCount];
+            for (int l = 0; l < c.BlockCount; l++)
             {
-                AttnNorm = Vector(p + "attn_norm.weight", dim),
-                Wq = Matrix(p + "attn_q.weight", dim, qDim),
-                Wk = Matrix(p + "attn_k.weight", dim, kvDim),
-                Wv = Matrix(p + "attn_v.weight", dim, kvDim),
-                Wo = Matrix(p + "attn_output.weight", qDim, dim),
-                FfnNorm = Vector(p + "ffn_norm.weight", dim),
-            };
-            if (arch.RequiresQkvBias || arch.AllowsAttentionBias)
-            {
-                bool required = arch.RequiresQkvBias;
-                layer.BiasQ = Bias(p + "attn_q.bias", qDim, required);
-                layer.BiasK = Bias(p + "attn_k.bias", kvDim, required);
-                layer.BiasV = Bias(p + "attn_v.bias", kvDim, required);
-                if (arch.AllowsAttentionBias) layer.BiasO = Bias(p + "attn_output.bias", dim, required: false);
+                string p = $"blk.{l}.";
+                var layer = new Layer
+                {
+                    AttnNorm = Vector(p + "attn_norm.weight", dim),
+                    Wq = Matrix(p + "attn_q.weight", dim, qDim),
+                    Wk = Matrix(p + "attn_k.weight", dim, kvDim),
+                    Wv = Matrix(p + "attn_v.weight", dim, kvDim),
+                    Wo = Matrix(p + "attn_output.weight", qDim, dim),
+                    FfnNorm = Vector(p + "ffn_norm.weight", dim),
+                };
+                if (arch.RequiresQkvBias || arch.AllowsAttentionBias)
+                {
+                    bool required = arch.RequiresQkvBias;
+                    layer.BiasQ = Bias(p + "attn_q.bias", qDim, required);
+                    layer.BiasK = Bias(p + "attn_k.bias", kvDim, required);
+                    layer.BiasV = Bias(p + "attn_v.bias", kvDim, required);
+                    if (arch.AllowsAttentionBias) layer.BiasO = Bias(p + "attn_output.bias", dim, required: false);
+                }
+                if (arch.HasQkNorm)
+                {
+                    layer.QNorm = Vector(p + "attn_q_norm.weight", c.HeadDim);
+                    layer.KNorm = Vector(p + "attn_k_norm.weight", c.HeadDim);
+                }
+                if (c.IsMixtureOfExperts)
+                {
+                    layer.Router = Matrix(p + "ffn_gate_inp.weight", dim, c.ExpertCount);
+                    layer.ExpertGate = Experts(p, "ffn_gate", dim, ff, c.ExpertCount);
+                    layer.ExpertUp = Experts(p, "ffn_up", dim, ff, c.ExpertCount);
+                    layer.ExpertDown = Experts(p, "ffn_down", ff, dim, c.ExpertCount);
+                }
+                else
+                {
+                    layer.Gate = Matrix(p + "ffn_gate.weight", dim, ff);
+                    layer.Up = Matrix(p + "ffn_up.weight", dim, ff);
+                    layer.Down = Matrix(p + "ffn_down.weight", ff, dim);
+                }
+                Layers[l] = layer;
             }
-            if (arch.HasQkNorm)
-            {
-                layer.QNorm = Vector(p + "attn_q_norm.weight", c.HeadDim);
-                layer.KNorm = Vector(p + "attn_k_norm.weight", c.HeadDim);
-            }
-            if (c.IsMixtureOfExperts)
-            {
-                layer.Router = Matrix(p + "ffn_gate_inp.weight", dim, c.ExpertCount);
-                layer.ExpertGate = Experts(p, "ffn_gate", dim, ff, c.ExpertCount);
-                layer.ExpertUp = Experts(p, "ffn_up", dim, ff, c.ExpertCount);
-                layer.ExpertDown = Experts(p, "ffn_down", ff, dim, c.ExpertCount);
-            }
-            else
-            {
-                layer.Gate = Matrix(p + "ffn_gate.weight", dim, ff);
-                layer.Up = Matrix(p + "ffn_up.weight", dim, ff);
-                layer.Down = Matrix(p + "ffn_down.weight", ff, dim);
-            }
-            Layers[l] = layer;
+            // llama.cpp refuses a file with tensors its graph does not read; so do we, before any generation.
+            var unused = file.Tensors.FirstOrDefault(t => !_used.Contains(t.Name));
+            if (unused != null)
+                throw new NotSupportedException($"{file.FileName}: tensor '{unused.Name}' is not supported for architecture '{arch.Name}'");
+            WeightBytes = file.Tensors.Sum(t => t.ByteSize);
         }
-        // llama.cpp refuses a file with tensors its graph does not read; so do we, before any generation.
-        var unused = file.Tensors.FirstOrDefault(t => !_used.Contains(t.Name));
-        if (unused != null)
-            throw new NotSupportedException($"{file.FileName}: tensor '{unused.Name}' is not supported for architecture '{arch.Name}'");
-        WeightBytes = file.Tensors.Sum(t => t.ByteSize);
+        catch
+        {
+            FreeConverted(); // vectors converted before the failure
+            throw;
+        }
     }
 
     /// <summary>A new conversation over this model: its own KV cache and buffers (<paramref name="options"/>).</summary>
@@ -224,7 +232,7 @@ public sealed unsafe class LlamaModel : IDisposable
             throw new InvalidDataException($"{_file.FileName}: tensor '{t.Name}' holds {t.ByteSize} bytes, its shape needs {need}");
     }
 
-    /// <summary>Norm weights: f32 in the mapping is used in place; any other type is converted once (a vector).</summary>
+    /// <summary>Vectors (norms, biases, RoPE factors): f32 in the mapping is used in place; any other type is converted once.</summary>
     private float* Vector(string name, int length)
     {
         var t = _file.FindTensor(name) ?? throw new InvalidDataException($"{_file.FileName}: tensor '{name}' is missing");
@@ -265,8 +273,13 @@ public sealed unsafe class LlamaModel : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
+        FreeConverted();
+        if (_ownsFile) _file.Dispose();
+    }
+
+    private void FreeConverted()
+    {
         foreach (var p in _converted) NativeMemory.Free((void*)p);
         _converted.Clear();
-        if (_ownsFile) _file.Dispose();
     }
 }
