@@ -56,7 +56,8 @@ public sealed class RotaryEmbedding
             {
                 float y = (p - _rampLow) / MathF.Max(0.001f, _rampHigh - _rampLow);
                 float mix = (1 - MathF.Min(1, MathF.Max(0, y))) * _extFactor;
-                angle = angle * (1 - mix) + extrapolated * mix;
+                // ggml's build contracts this line into a fused multiply-add around the second product.
+                angle = MathF.FusedMultiplyAdd(angle, 1 - mix, extrapolated * mix);
             }
             cos[p] = MathF.Cos(angle) * _magnitude;
             sin[p] = MathF.Sin(angle) * _magnitude;
