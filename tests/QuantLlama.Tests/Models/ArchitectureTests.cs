@@ -20,6 +20,7 @@ public class ArchitectureTests(ITestOutputHelper output)
         ["head-size"] = new() { HeadDim = 32 },
         ["rope-linear"] = new() { RopeScalingType = "linear", RopeScalingFactor = 4 },
         ["rope-yarn"] = new() { RopeScalingType = "yarn", RopeScalingFactor = 4, RopeOriginalContext = 64 },
+        ["llama-bias"] = new() { QkvBias = true },
         ["qwen2"] = new() { Architecture = "qwen2", QkvBias = true, TiedOutput = true },
         ["qwen3"] = new() { Architecture = "qwen3", QkNorm = true, HeadDim = 96 },
     };

@@ -50,7 +50,7 @@ internal static class SyntheticLlama
         /// <summary>File name suffix naming what differs from the default shape.</summary>
         public string Tag => (Architecture == "llama" ? "" : "-" + Architecture) + (Experts > 0 ? "-moe" : "") + (SplitExperts ? "-split" : "")
             + (HeadDim is int h ? $"-hd{h}" : "") + (RopeFreqFactors ? "-freqs" : "") + (RopeScalingType is string r ? $"-{r}{RopeScalingFactor}" : "")
-            + (ExtraTensor != null ? "-extra" : "");
+            + (QkvBias ? "-bias" : "") + (QkNorm ? "-qknorm" : "") + (ExtraTensor != null ? "-extra" : "");
     }
 
     public static string VocabFile => TestPaths.SharedFile("vocab", "ggml-vocab-llama-spm.gguf");
