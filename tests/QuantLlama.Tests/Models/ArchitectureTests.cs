@@ -36,27 +36,32 @@ public class ArchitectureTests(ITestOutputHelper output)
         return data;
     }
 
-    private static string Write(string dir, string feature, GgmlType type)
-        => SyntheticLlama.Write(dir, type, Features[feature] with { EmbeddingType = type == GgmlType.F32 ? GgmlType.F32 : GgmlType.Q8_0 });
+    /// <summary>Runs <paramref name="test"/> on the feature's model in <paramref name="type"/> (embeddings Q8_0 unless F32), written to a temporary directory.</summary>
+    private static void WithModel(string feature, GgmlType type, Action<string> test)
+    {
+        string dir = TestPaths.NewTempDirectory();
+        try
+        {
+            test(SyntheticLlama.Write(dir, type, Features[feature] with { EmbeddingType = type == GgmlType.F32 ? GgmlType.F32 : GgmlType.Q8_0 }));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
 
     /// <summary>Bounds as LlamaModelTests.LogitsMatchLlamaCpp: F32 5e-6 (f32 cache) and 5e-4 (f16), Q8_0 2e-2.</summary>
     [Theory]
     [MemberData(nameof(Cases))]
     public void LogitsMatchLlamaCpp(string feature, GgmlType type)
     {
-        string dir = TestPaths.NewTempDirectory();
-        try
+        WithModel(feature, type, path =>
         {
-            string path = Write(dir, feature, type);
             var (f32, f16) = type == GgmlType.F32
                 ? LlamaModelTests.CompareWithLlamaCpp(output, path, 5e-6, 5e-4)
                 : LlamaModelTests.CompareWithLlamaCpp(output, path, 2e-2, 2e-2);
             output.WriteLine($"| {feature} | {type} | {f32:G2} | {f16:G2} |");
-        }
-        finally
-        {
-            Directory.Delete(dir, true);
-        }
+        });
     }
 
     /// <summary>
@@ -69,10 +74,8 @@ public class ArchitectureTests(ITestOutputHelper output)
     [MemberData(nameof(Cases))]
     public void GreedyContinuationMatchesLlamaCpp(string feature, GgmlType type)
     {
-        string dir = TestPaths.NewTempDirectory();
-        try
+        WithModel(feature, type, path =>
         {
-            string path = Write(dir, feature, type);
             using var reference = LlamaCppModel.Load(path, 64);
             int[] expected = reference.GenerateGreedy(Prompt, 32, stopAtEndOfGeneration: false);
             List<int> actual;
@@ -86,11 +89,7 @@ public class ArchitectureTests(ITestOutputHelper output)
             float scale = Math.Max(1f, logits.Max(MathF.Abs)), margin = logits[expected[same]] - logits[actual[same]];
             output.WriteLine($"  then llama.cpp's {expected[same]} leads our {actual[same]} by {margin:G3} ({margin / scale:G3} relative)");
             Assert.True(margin <= (type == GgmlType.F32 ? 5e-4 : 2e-2) * scale, $"token {same}: llama.cpp's {expected[same]} leads our {actual[same]} by {margin}");
-        }
-        finally
-        {
-            Directory.Delete(dir, true);
-        }
+        });
     }
 
     /// <summary>The prompt as one batch and one token at a time: the same logits (f32 cache; the batch sums in GEMM order).</summary>
@@ -98,10 +97,8 @@ public class ArchitectureTests(ITestOutputHelper output)
     [MemberData(nameof(Cases))]
     public void BatchEqualsOneTokenAtATime(string feature, GgmlType type)
     {
-        string dir = TestPaths.NewTempDirectory();
-        try
+        WithModel(feature, type, path =>
         {
-            string path = Write(dir, feature, type);
             var options = new ContextOptions { ContextSize = 64, KvCacheType = KvCacheType.F32 };
             using var batched = InferenceContext.Load(path, options);
             using var single = InferenceContext.Load(path, options);
@@ -112,11 +109,7 @@ public class ArchitectureTests(ITestOutputHelper output)
             for (int j = 0; j < a.Length; j++) diff = Math.Max(diff, Math.Abs(a[j] - b[j]));
             output.WriteLine($"{feature} {type}: batch against one at a time, max diff {diff:G3} ({diff / scale:G3} relative)");
             Assert.True(diff <= 1e-5 * scale, $"max diff {diff}");
-        }
-        finally
-        {
-            Directory.Delete(dir, true);
-        }
+        });
     }
 
     [Fact]
