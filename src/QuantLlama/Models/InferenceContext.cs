@@ -14,8 +14,8 @@ using Weight = LlamaModel.Weight;
 /// One conversation's state over a shared <see cref="LlamaModel"/>: the KV cache, the activation buffers, and the
 /// tokens the cache holds. Buffers are allocated once, so a forward pass allocates nothing. A context is used by one
 /// thread at a time; any number of contexts on one model run concurrently (see docs/library.md for how they share
-/// the worker threads). Follows llama.cpp's graph for the <c>llama</c> architecture (normal-mode RoPE on adjacent
-/// pairs).
+/// the worker threads). Follows llama.cpp's graph for the <c>llama</c> architecture; where <c>qwen2</c> and
+/// <c>qwen3</c> differ (biases, Q/K norms, NeoX RoPE) the <see cref="ModelArchitecture"/> says so at that step.
 /// </summary>
 public sealed unsafe class InferenceContext : IDisposable
 {

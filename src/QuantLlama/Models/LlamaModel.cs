@@ -47,7 +47,7 @@ public sealed record ContextOptions
 }
 
 /// <summary>
-/// A LLaMA / Mistral / Mixtral model over a memory-mapped model file: its configuration and weights, which stay in
+/// A LLaMA / Mistral / Mixtral / Qwen2 / Qwen3 model over a memory-mapped model file: its configuration and weights, which stay in
 /// the mapping and are never written. Immutable, so any number of <see cref="InferenceContext"/>s (one per
 /// conversation) share one loaded model, from any threads. Dispose the contexts before the model.
 /// </summary>
