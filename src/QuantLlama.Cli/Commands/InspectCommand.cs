@@ -2,10 +2,11 @@ using System.CommandLine;
 using QuantLlama.Generation;
 using QuantLlama.Gguf;
 using QuantLlama.Hub;
+using QuantLlama.Models;
 
 namespace QuantLlama.Cli.Commands;
 
-/// <summary>`quantllama inspect FILE`: format, metadata and tensor table of a GGUF or legacy GGML file.</summary>
+/// <summary>`quantllama inspect FILE`: format, whether we run it, metadata and tensor table of a GGUF or legacy GGML file.</summary>
 public static class InspectCommand
 {
     public static Command Create()
@@ -29,9 +30,10 @@ public static class InspectCommand
             var family = ChatTemplate.Detect(model.Metadata.ContainsKey("tokenizer.chat_template")
                 && model.Metadata.GetValue("tokenizer.chat_template").Value is string template ? template : null);
             string? familyName = family == ChatTemplateFamily.None ? null : family.ToString();
+            string? whyNot = LlamaModel.WhyNotRunnable(model);
             Console.Out.Write(parseResult.GetValue(json)
-                ? ModelInspector.FormatJson(model, items, familyName) + "\n"
-                : ModelInspector.FormatText(model, items, familyName));
+                ? ModelInspector.FormatJson(model, items, familyName, verdictKnown: true, whyNot) + "\n"
+                : ModelInspector.FormatText(model, items, familyName, verdictKnown: true, whyNot));
             return 0;
         });
         return command;

@@ -38,7 +38,10 @@ public static class ModelInspector
 
     /// <param name="arrayItems">How many leading items of each array to show (negative: all).</param>
     /// <param name="chatTemplateFamily">The family the caller recognised in tokenizer.chat_template, if any.</param>
-    public static string FormatText(IModelFile file, int arrayItems = DefaultArrayItems, string? chatTemplateFamily = null)
+    /// <param name="whyNotRunnable">The caller's verdict on running the file: null when it runs, else why not (one line);
+    /// no "runs:" line when <paramref name="verdictKnown"/> is false.</param>
+    public static string FormatText(IModelFile file, int arrayItems = DefaultArrayItems, string? chatTemplateFamily = null,
+        bool verdictKnown = false, string? whyNotRunnable = null)
     {
         var sb = new StringBuilder();
         sb.Append("file:     ").AppendLine(file.FileName);
@@ -49,6 +52,7 @@ public static class ModelInspector
         string? chatTemplate = ChatTemplateText(file);
         sb.Append("chat:     ").AppendLine(chatTemplate == null ? "no tokenizer.chat_template"
             : string.Create(CultureInfo.InvariantCulture, $"tokenizer.chat_template ({chatTemplate.Length:N0} chars), family {chatTemplateFamily ?? "not recognised"}"));
+        if (verdictKnown) sb.Append("runs:     ").AppendLine(whyNotRunnable == null ? "yes" : "no: " + whyNotRunnable);
 
         var entries = file.Metadata.Entries;
         sb.AppendLine(CultureInfo.InvariantCulture, $"metadata: {entries.Count} entries");
@@ -147,7 +151,9 @@ public static class ModelInspector
 
     /// <param name="arrayItems">How many leading items of each array to include (negative: all).</param>
     /// <param name="chatTemplateFamily">The family the caller recognised in tokenizer.chat_template, if any.</param>
-    public static string FormatJson(IModelFile file, int arrayItems = DefaultArrayItems, string? chatTemplateFamily = null)
+    /// <param name="whyNotRunnable">As <see cref="FormatText"/>'s: written as "runnable" and "notRunnableBecause".</param>
+    public static string FormatJson(IModelFile file, int arrayItems = DefaultArrayItems, string? chatTemplateFamily = null,
+        bool verdictKnown = false, string? whyNotRunnable = null)
     {
         using var stream = new MemoryStream();
         using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
@@ -172,6 +178,11 @@ public static class ModelInspector
                 else w.WriteNull("family");
             }
             w.WriteEndObject();
+            if (verdictKnown)
+            {
+                w.WriteBoolean("runnable", whyNotRunnable == null);
+                if (whyNotRunnable != null) w.WriteString("notRunnableBecause", whyNotRunnable);
+            }
             w.WriteStartArray("metadata");
             foreach (var (key, value) in file.Metadata.Entries)
             {

@@ -14,8 +14,8 @@ using Weight = LlamaModel.Weight;
 /// One conversation's state over a shared <see cref="LlamaModel"/>: the KV cache, the activation buffers, and the
 /// tokens the cache holds. Buffers are allocated once, so a forward pass allocates nothing. A context is used by one
 /// thread at a time; any number of contexts on one model run concurrently (see docs/library.md for how they share
-/// the worker threads). Follows llama.cpp's graph for the <c>llama</c> architecture (normal-mode RoPE on adjacent
-/// pairs).
+/// the worker threads). Follows llama.cpp's graph for the <c>llama</c> architecture; where <c>qwen2</c> and
+/// <c>qwen3</c> differ (biases, Q/K norms, NeoX RoPE) the <see cref="ModelArchitecture"/> says so at that step.
 /// </summary>
 public sealed unsafe class InferenceContext : IDisposable
 {
@@ -26,7 +26,8 @@ public sealed unsafe class InferenceContext : IDisposable
     private readonly List<IntPtr> _allocations = [];
     private readonly List<int> _tokens;
 
-    // Activations, [maxBatch x width] row-major.
+    // Activations, [maxBatch x width] row-major: _x, _xb [dim]; _q, _att [heads x headDim]; _k, _v [kvHeads x headDim];
+    // _hb, _hb2 [ff]; _ropeCos, _ropeSin [n_rot/2].
     private readonly float* _x, _xb, _q, _k, _v, _att, _hb, _hb2, _ropeCos, _ropeSin, _logits;
     // Attention's per-head working space: [heads x Attention.ScratchFloats].
     private readonly float* _attentionScratch;
@@ -108,16 +109,16 @@ public sealed unsafe class InferenceContext : IDisposable
         KvCacheType = options.KvCacheType;
         _elementSize = KvCacheType == KvCacheType.F16 ? 2 : 4;
         FlashAttention = options.FlashAttention == FlashAttention.Off ? FlashAttention.Off : FlashAttention.On;
-        int dim = c.EmbeddingLength, kvDim = c.KvDim, ff = c.FeedForwardLength;
+        int dim = c.EmbeddingLength, qDim = c.QueryDim, kvDim = c.KvDim, ff = c.FeedForwardLength;
         try
         {
             int b = MaxBatch;
             _x = Floats((long)b * dim);
             _xb = Floats((long)b * dim);
-            _q = Floats((long)b * dim);
+            _q = Floats((long)b * qDim);
             _k = Floats((long)b * kvDim);
             _v = Floats((long)b * kvDim);
-            _att = Floats((long)b * dim);
+            _att = Floats((long)b * Math.Max(qDim, dim)); // also the experts' output accumulator, [n x dim]
             _hb = Floats((long)b * ff);
             _hb2 = Floats((long)b * ff);
             _attentionScratch = Floats(c.HeadCount * AttentionKernels.ScratchFloats(ctx, c.HeadDim, MaxBatch));
@@ -309,7 +310,7 @@ public sealed unsafe class InferenceContext : IDisposable
     private void Attention(int l, Layer layer, int n, int start)
     {
         var c = Config;
-        int dim = c.EmbeddingLength, kvDim = c.KvDim, headDim = c.HeadDim;
+        int dim = c.EmbeddingLength, qDim = c.QueryDim, kvDim = c.KvDim, headDim = c.HeadDim;
         RmsNorm(_x, layer.AttnNorm, _xb, n, dim);
         // One quantization of the normed activation and one dispatch for all three projections.
         var qkv = stackalloc MatMul.Product[3];
@@ -317,29 +318,44 @@ public sealed unsafe class InferenceContext : IDisposable
         qkv[1] = new MatMul.Product(layer.Wk.Type, layer.Wk.Data, layer.Wk.Rows, _k);
         qkv[2] = new MatMul.Product(layer.Wv.Type, layer.Wv.Data, layer.Wv.Rows, _v);
         MatMul.Group(qkv, 3, dim, _xb, n);
+        if (layer.BiasQ != null)
+            for (int i = 0; i < n; i++)
+            {
+                Add(_q + (long)i * qDim, layer.BiasQ, qDim);
+                Add(_k + (long)i * kvDim, layer.BiasK, kvDim);
+                Add(_v + (long)i * kvDim, layer.BiasV, kvDim);
+            }
+        if (layer.QNorm != null)
+        {
+            // Qwen3: each head's query and key normed on their own, before RoPE.
+            RmsNorm(_q, layer.QNorm, _q, n * c.HeadCount, headDim);
+            RmsNorm(_k, layer.KNorm, _k, n * c.HeadCountKv, headDim);
+        }
         for (int i = 0; i < n; i++)
         {
-            Rope(_q + (long)i * dim, c.HeadCount, i);
+            Rope(_q + (long)i * qDim, c.HeadCount, i);
             Rope(_k + (long)i * kvDim, c.HeadCountKv, i);
         }
 
         if (!_severalConversations) StoreAndAttend(l, _q, _k, _v, _att, n, start);
         else
             for (int i = 0; i < n; i++)
-                _rowContexts![i].StoreAndAttend(l, _q + (long)i * dim, _k + (long)i * kvDim, _v + (long)i * kvDim, _att + (long)i * dim, 1, _rowPositions![i]);
+                _rowContexts![i].StoreAndAttend(l, _q + (long)i * qDim, _k + (long)i * kvDim, _v + (long)i * kvDim, _att + (long)i * qDim, 1, _rowPositions![i]);
 
         Mul(layer.Wo, _att, n, _xb);
+        if (layer.BiasO != null)
+            for (int i = 0; i < n; i++) Add(_xb + (long)i * dim, layer.BiasO, dim);
         Add(_x, _xb, (long)n * dim);
     }
 
     /// <summary>
     /// Writes n rows of keys and values [n x kvDim] to this cache at positions start.., and attends the n queries
-    /// [n x dim] over it (causally) into output [n x dim].
+    /// [n x qDim] over it (causally) into output [n x qDim].
     /// </summary>
     private void StoreAndAttend(int l, float* q, float* k, float* v, float* output, int n, int start)
     {
         var c = Config;
-        int dim = c.EmbeddingLength, kvDim = c.KvDim, headDim = c.HeadDim;
+        int qDim = c.QueryDim, kvDim = c.KvDim, headDim = c.HeadDim;
         long layerOffset = (long)l * ContextSize * kvDim * _elementSize;
         byte* keys = _keyCache + layerOffset, values = _valueCache + layerOffset;
         for (int i = 0; i < n; i++)
@@ -372,7 +388,7 @@ public sealed unsafe class InferenceContext : IDisposable
         }
         var job = new AttentionJob
         {
-            Q = q, Output = output, Scratch = _attentionScratch, Keys = keys, Values = values, Dim = dim, KvDim = kvDim,
+            Q = q, Output = output, Scratch = _attentionScratch, Keys = keys, Values = values, Dim = qDim, KvDim = kvDim,
             HeadDim = headDim, Group = c.HeadCount / c.HeadCountKv, ContextSize = ContextSize, MaxBatch = MaxBatch, N = n,
             Start = start, KeysF16 = rowsF16,
             Rounding = !f16 ? AttentionRounding.Full : FlashAttention == FlashAttention.Off ? AttentionRounding.Unfused : AttentionRounding.Flash,
@@ -380,34 +396,33 @@ public sealed unsafe class InferenceContext : IDisposable
         AttentionKernels.Run(&job, c.HeadCount);
     }
 
-    /// <summary>cos/sin of each rotated pair for row <paramref name="row"/> at <paramref name="position"/>, computed as ggml does (theta *= theta_scale).</summary>
+    /// <summary>cos/sin of each rotated pair for row <paramref name="row"/> at <paramref name="position"/> (see <see cref="RotaryEmbedding"/>).</summary>
     private void PrepareRope(int row, int position)
     {
         int pairs = Config.RopeDimensionCount / 2;
-        float thetaScale = MathF.Pow(Config.RopeFreqBase, -2.0f / Config.RopeDimensionCount);
-        float theta = position;
-        for (int p = 0; p < pairs; p++)
-        {
-            _ropeCos[(long)row * pairs + p] = MathF.Cos(theta);
-            _ropeSin[(long)row * pairs + p] = MathF.Sin(theta);
-            theta *= thetaScale;
-        }
+        _model.Rope.Angles(position, _ropeCos + (long)row * pairs, _ropeSin + (long)row * pairs);
     }
 
-    /// <summary>Normal-mode rotary embedding: pairs (x[2j], x[2j+1]) of the first n_rot values of each head.</summary>
+    /// <summary>
+    /// Rotary embedding of the first n_rot values of each head: adjacent pairs (x[2j], x[2j+1]) in normal mode,
+    /// (x[j], x[j + n_rot/2]) in NeoX mode.
+    /// </summary>
     private void Rope(float* vec, int heads, int row)
     {
         int headDim = Config.HeadDim, pairs = Config.RopeDimensionCount / 2;
+        bool neox = Config.Architecture.Rope == RopeMode.Neox;
+        int step = neox ? 1 : 2, offset = neox ? pairs : 1;
         float* cos = _ropeCos + (long)row * pairs, sin = _ropeSin + (long)row * pairs;
         for (int h = 0; h < heads; h++)
         {
             float* x = vec + h * headDim;
             for (int p = 0; p < pairs; p++)
             {
-                float x0 = x[2 * p], x1 = x[2 * p + 1];
+                float* first = x + p * step;
+                float x0 = first[0], x1 = first[offset];
                 // llama.cpp's build contracts each line into one fused multiply-add around the other product.
-                x[2 * p] = x0 * cos[p] - x1 * sin[p];
-                x[2 * p + 1] = x0 * sin[p] + x1 * cos[p];
+                first[0] = x0 * cos[p] - x1 * sin[p];
+                first[offset] = x0 * sin[p] + x1 * cos[p];
             }
         }
     }

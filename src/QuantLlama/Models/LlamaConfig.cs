@@ -2,26 +2,60 @@ using QuantLlama.Gguf;
 
 namespace QuantLlama.Models;
 
+/// <summary>How the model's RoPE stretches positions beyond its training context (<c>rope.scaling.type</c>).</summary>
+public enum RopeScalingType
+{
+    None,
+
+    /// <summary>Positions divided by the factor (position interpolation).</summary>
+    Linear,
+
+    /// <summary>YaRN: low frequencies interpolated, high ones extrapolated, with a ramp between and a magnitude scale.</summary>
+    Yarn,
+}
+
 /// <summary>
-/// Hyper-parameters of a LLaMA-family model (LLaMA, Mistral, Mixtral), read from the <c>llama.*</c> metadata of a
-/// model file. The vocabulary size comes from the token embedding's shape, which is what the weights really hold.
+/// Hyper-parameters of a LLaMA-family model (LLaMA 1-3, Mistral, Mixtral, Qwen2, Qwen3), read from the
+/// <c>{architecture}.*</c> metadata of a model file. The vocabulary size comes from the token embedding's shape,
+/// which is what the weights really hold.
 /// </summary>
 public sealed record LlamaConfig
 {
+    public ModelArchitecture Architecture { get; init; } = ModelArchitecture.Llama;
     public required int ContextLength { get; init; }
     public required int EmbeddingLength { get; init; }
     public required int BlockCount { get; init; }
     public required int FeedForwardLength { get; init; }
     public required int HeadCount { get; init; }
     public required int HeadCountKv { get; init; }
+
+    /// <summary>Values per attention head (<c>attention.key_length</c>; by default embedding_length / head_count).</summary>
+    public required int HeadDim { get; init; }
+
     public required float RmsEpsilon { get; init; }
     public required float RopeFreqBase { get; init; }
     public required int RopeDimensionCount { get; init; }
+    public RopeScalingType RopeScaling { get; init; } = RopeScalingType.None;
+
+    /// <summary>1 / rope.scaling.factor: how much each position's angle shrinks (1 without scaling).</summary>
+    public float RopeFreqScale { get; init; } = 1f;
+
+    /// <summary>The training context YaRN's correction range is computed from (rope.scaling.original_context_length;
+    /// 0: absent, so <see cref="ContextLength"/>).</summary>
+    public int RopeOriginalContext { get; init; }
+
+    /// <summary><see cref="RopeOriginalContext"/>, or the training context where the file does not say.</summary>
+    public int RopeYarnContext => RopeOriginalContext > 0 ? RopeOriginalContext : ContextLength;
+
+    /// <summary>rope.scaling.attn_factor: a magnitude every rotated value is multiplied by.</summary>
+    public float RopeAttnFactor { get; init; } = 1f;
+
     public required int ExpertCount { get; init; }
     public required int ExpertUsedCount { get; init; }
     public required int VocabSize { get; init; }
 
-    public int HeadDim => EmbeddingLength / HeadCount;
+    /// <summary>Width of the queries and of the attention output: heads × head size (not always the embedding length).</summary>
+    public int QueryDim => HeadDim * HeadCount;
     public int KvDim => HeadDim * HeadCountKv;
     public bool IsMixtureOfExperts => ExpertCount > 0;
 
@@ -29,30 +63,57 @@ public sealed record LlamaConfig
     public static LlamaConfig FromModelFile(IModelFile file)
     {
         var m = file.Metadata;
-        string arch = m.GetStringOrNull("general.architecture") ?? "llama";
-        if (arch != "llama")
-            throw new NotSupportedException($"{file.FileName}: architecture '{arch}' is not supported (only 'llama': LLaMA, Mistral, Mixtral)");
+        string archName = m.GetStringOrNull("general.architecture") ?? "llama";
+        var arch = ModelArchitecture.Find(archName)
+            ?? throw new NotSupportedException($"{file.FileName}: architecture '{archName}' is not supported ({ModelArchitecture.SupportedNames})");
+        string p = arch.Name + ".";
 
         var embd = file.FindTensor("token_embd.weight")
             ?? throw new InvalidDataException($"{file.FileName}: tensor 'token_embd.weight' is missing");
 
-        int dim = Int(m, "llama.embedding_length");
-        int heads = Int(m, "llama.attention.head_count");
-        int headsKv = m.ContainsKey("llama.attention.head_count_kv") ? Int(m, "llama.attention.head_count_kv") : heads;
+        int dim = Int(m, p + "embedding_length");
+        int heads = Int(m, p + "attention.head_count");
+        int headsKv = m.ContainsKey(p + "attention.head_count_kv") ? Int(m, p + "attention.head_count_kv") : heads;
+        int headDim = m.ContainsKey(p + "attention.key_length") ? Int(m, p + "attention.key_length") : (heads > 0 ? dim / heads : 0);
+        int valueDim = m.ContainsKey(p + "attention.value_length") ? Int(m, p + "attention.value_length") : headDim;
+        if (valueDim != headDim)
+            throw new NotSupportedException($"{file.FileName}: attention.value_length {valueDim} differs from key_length {headDim}");
+        int contextLength = Int(m, p + "context_length");
+
+        // As llama.cpp: no scaling type means linear, and the factor (or the older scale_linear) applies.
+        string scalingName = m.GetStringOrNull(p + "rope.scaling.type") ?? "linear";
+        var scaling = scalingName switch
+        {
+            "none" => RopeScalingType.None,
+            "linear" => RopeScalingType.Linear,
+            "yarn" => RopeScalingType.Yarn,
+            _ => throw new NotSupportedException($"{file.FileName}: rope scaling type '{scalingName}' is not supported (none, linear, yarn)"),
+        };
+        float factor = (float)(m.ContainsKey(p + "rope.scaling.factor") ? m.GetFloat(p + "rope.scaling.factor", 0)
+            : m.GetFloat(p + "rope.scale_linear", 0));
+        float freqScale = scaling == RopeScalingType.None || factor == 0 ? 1f : 1f / factor;
+        if (freqScale == 1f && scaling == RopeScalingType.Linear) scaling = RopeScalingType.None;
+
         var config = new LlamaConfig
         {
-            ContextLength = Int(m, "llama.context_length"),
+            Architecture = arch,
+            ContextLength = contextLength,
             EmbeddingLength = dim,
-            BlockCount = Int(m, "llama.block_count"),
-            FeedForwardLength = Int(m, "llama.feed_forward_length"),
+            BlockCount = Int(m, p + "block_count"),
+            FeedForwardLength = Int(m, p + "feed_forward_length"),
             HeadCount = heads,
             HeadCountKv = headsKv,
-            RmsEpsilon = (float)m.GetFloat("llama.attention.layer_norm_rms_epsilon", 1e-5),
-            RopeFreqBase = (float)m.GetFloat("llama.rope.freq_base", 10000.0),
-            RopeDimensionCount = m.ContainsKey("llama.rope.dimension_count")
-                ? Int(m, "llama.rope.dimension_count") : (heads > 0 ? dim / heads : 0),
-            ExpertCount = m.ContainsKey("llama.expert_count") ? Int(m, "llama.expert_count") : 0,
-            ExpertUsedCount = m.ContainsKey("llama.expert_used_count") ? Int(m, "llama.expert_used_count") : 0,
+            HeadDim = headDim,
+            RmsEpsilon = (float)m.GetFloat(p + "attention.layer_norm_rms_epsilon", 1e-5),
+            RopeFreqBase = (float)m.GetFloat(p + "rope.freq_base", 10000.0),
+            RopeDimensionCount = m.ContainsKey(p + "rope.dimension_count") ? Int(m, p + "rope.dimension_count") : headDim,
+            RopeScaling = scaling,
+            RopeFreqScale = freqScale,
+            RopeOriginalContext = m.ContainsKey(p + "rope.scaling.original_context_length")
+                ? Int(m, p + "rope.scaling.original_context_length") : 0,
+            RopeAttnFactor = (float)m.GetFloat(p + "rope.scaling.attn_factor", 1.0),
+            ExpertCount = m.ContainsKey(p + "expert_count") ? Int(m, p + "expert_count") : 0,
+            ExpertUsedCount = m.ContainsKey(p + "expert_used_count") ? Int(m, p + "expert_used_count") : 0,
             VocabSize = embd.Dimensions.Length == 2 && embd.Dimensions[1] is > 0 and <= int.MaxValue
                 ? (int)embd.Dimensions[1]
                 : throw new InvalidDataException($"{file.FileName}: token_embd.weight has shape {embd.ShapeText}, expected 2 dimensions"),
@@ -69,12 +130,13 @@ public sealed record LlamaConfig
         }
         Require(EmbeddingLength > 0 && BlockCount > 0 && FeedForwardLength > 0 && ContextLength > 0,
             "embedding_length, block_count, feed_forward_length and context_length must be positive");
-        Require(HeadCount > 0 && EmbeddingLength % HeadCount == 0, $"embedding_length {EmbeddingLength} is not a multiple of head_count {HeadCount}");
+        Require(HeadCount > 0 && HeadDim > 0, $"head_count {HeadCount} and the head size {HeadDim} must be positive");
         Require(HeadCountKv > 0 && HeadCount % HeadCountKv == 0, $"head_count {HeadCount} is not a multiple of head_count_kv {HeadCountKv}");
         Require(RopeDimensionCount > 0 && RopeDimensionCount <= HeadDim && RopeDimensionCount % 2 == 0,
             $"rope.dimension_count {RopeDimensionCount} must be even and at most the head size {HeadDim}");
         Require(float.IsFinite(RmsEpsilon) && RmsEpsilon >= 0, "layer_norm_rms_epsilon must be a non-negative number");
         Require(float.IsFinite(RopeFreqBase) && RopeFreqBase > 0, "rope.freq_base must be positive");
+        Require(float.IsFinite(RopeFreqScale) && RopeFreqScale > 0, "rope.scaling.factor must be positive");
         Require(ExpertCount == 0 || (ExpertUsedCount > 0 && ExpertUsedCount <= ExpertCount),
             $"expert_used_count {ExpertUsedCount} must be between 1 and expert_count {ExpertCount}");
     }
@@ -87,8 +149,9 @@ public sealed record LlamaConfig
     }
 
     public override string ToString() =>
-        $"n_vocab: {VocabSize}, n_ctx_train: {ContextLength}, n_embd: {EmbeddingLength}, n_ff: {FeedForwardLength}, " +
-        $"n_layer: {BlockCount}, n_head: {HeadCount}, n_head_kv: {HeadCountKv}, n_rot: {RopeDimensionCount}, " +
+        $"arch: {Architecture.Name}, n_vocab: {VocabSize}, n_ctx_train: {ContextLength}, n_embd: {EmbeddingLength}, n_ff: {FeedForwardLength}, " +
+        $"n_layer: {BlockCount}, n_head: {HeadCount}, n_head_kv: {HeadCountKv}, n_embd_head: {HeadDim}, n_rot: {RopeDimensionCount}, " +
         $"rms_eps: {RmsEpsilon:G}, rope_freq_base: {RopeFreqBase:G}" +
+        (RopeScaling == RopeScalingType.None ? "" : $", rope scaling: {RopeScaling.ToString().ToLowerInvariant()}, freq_scale: {RopeFreqScale:G}, n_ctx_orig: {RopeYarnContext}") +
         (IsMixtureOfExperts ? $", n_expert: {ExpertCount}, n_expert_used: {ExpertUsedCount}" : "");
 }

@@ -47,7 +47,7 @@ public sealed record ContextOptions
 }
 
 /// <summary>
-/// A LLaMA / Mistral / Mixtral model over a memory-mapped model file: its configuration and weights, which stay in
+/// A LLaMA / Mistral / Mixtral / Qwen2 / Qwen3 model over a memory-mapped model file: its configuration and weights, which stay in
 /// the mapping and are never written. Immutable, so any number of <see cref="InferenceContext"/>s (one per
 /// conversation) share one loaded model, from any threads. Dispose the contexts before the model.
 /// </summary>
@@ -66,6 +66,10 @@ public sealed unsafe class LlamaModel : IDisposable
     {
         public required float* AttnNorm;
         public required Weight Wq, Wk, Wv, Wo;
+        // Projection biases ([rows] each), null where the file has none.
+        public float* BiasQ, BiasK, BiasV, BiasO;
+        // Qwen3: per-head RMS norm weights of queries and keys ([headDim] each), null otherwise.
+        public float* QNorm, KNorm;
         public required float* FfnNorm;
         // Dense feed-forward.
         public Weight Gate, Up, Down;
@@ -78,6 +82,8 @@ public sealed unsafe class LlamaModel : IDisposable
     private readonly bool _ownsFile;
     // Norm weights stored in another type than f32, converted once at load.
     private readonly List<IntPtr> _converted = [];
+    // Names of the tensors resolved so far: anything else in the file is refused at load.
+    private readonly HashSet<string> _used = [];
     private bool _disposed;
 
     internal Layer[] Layers { get; }
@@ -86,6 +92,9 @@ public sealed unsafe class LlamaModel : IDisposable
     internal float* OutputNorm { get; }
 
     public LlamaConfig Config { get; }
+
+    /// <summary>The RoPE angles of every position (frequency factors and scaling included).</summary>
+    public RotaryEmbedding Rope { get; }
 
     /// <summary>Bytes of all tensors the model reads (for "loaded N tensors (X GB)").</summary>
     public long WeightBytes { get; }
@@ -111,40 +120,70 @@ public sealed unsafe class LlamaModel : IDisposable
     {
         _file = file;
         _ownsFile = ownsFile;
-        var c = Config = LlamaConfig.FromModelFile(file);
-        int dim = c.EmbeddingLength, kvDim = c.KvDim, ff = c.FeedForwardLength;
-        Embedding = Matrix("token_embd.weight", dim, c.VocabSize);
-        Output = file.FindTensor("output.weight") != null ? Matrix("output.weight", dim, c.VocabSize) : Embedding;
-        OutputNorm = Vector("output_norm.weight", dim);
-        Layers = new Layer[c.BlockCount];
-        for (int l = 0; l < c.BlockCount; l++)
+        try
         {
-            string p = $"blk.{l}.";
-            var layer = new Layer
+            var c = Config = LlamaConfig.FromModelFile(file);
+            var arch = c.Architecture;
+            int dim = c.EmbeddingLength, qDim = c.QueryDim, kvDim = c.KvDim, ff = c.FeedForwardLength;
+            Embedding = Matrix("token_embd.weight", dim, c.VocabSize);
+            Output = file.FindTensor("output.weight") != null ? Matrix("output.weight", dim, c.VocabSize) : Embedding;
+            OutputNorm = Vector("output_norm.weight", dim);
+            float[]? freqFactors = null;
+            if (arch.AllowsRopeFreqFactors && file.FindTensor("rope_freqs.weight") != null)
+                freqFactors = new Span<float>(Vector("rope_freqs.weight", c.RopeDimensionCount / 2), c.RopeDimensionCount / 2).ToArray();
+            Rope = new RotaryEmbedding(c, freqFactors);
+            Layers = new Layer[c.BlockCount];
+            for (int l = 0; l < c.BlockCount; l++)
             {
-                AttnNorm = Vector(p + "attn_norm.weight", dim),
-                Wq = Matrix(p + "attn_q.weight", dim, dim),
-                Wk = Matrix(p + "attn_k.weight", dim, kvDim),
-                Wv = Matrix(p + "attn_v.weight", dim, kvDim),
-                Wo = Matrix(p + "attn_output.weight", dim, dim),
-                FfnNorm = Vector(p + "ffn_norm.weight", dim),
-            };
-            if (c.IsMixtureOfExperts)
-            {
-                layer.Router = Matrix(p + "ffn_gate_inp.weight", dim, c.ExpertCount);
-                layer.ExpertGate = Experts(p, "ffn_gate", dim, ff, c.ExpertCount);
-                layer.ExpertUp = Experts(p, "ffn_up", dim, ff, c.ExpertCount);
-                layer.ExpertDown = Experts(p, "ffn_down", ff, dim, c.ExpertCount);
+                string p = $"blk.{l}.";
+                var layer = new Layer
+                {
+                    AttnNorm = Vector(p + "attn_norm.weight", dim),
+                    Wq = Matrix(p + "attn_q.weight", dim, qDim),
+                    Wk = Matrix(p + "attn_k.weight", dim, kvDim),
+                    Wv = Matrix(p + "attn_v.weight", dim, kvDim),
+                    Wo = Matrix(p + "attn_output.weight", qDim, dim),
+                    FfnNorm = Vector(p + "ffn_norm.weight", dim),
+                };
+                if (arch.RequiresQkvBias || arch.AllowsAttentionBias)
+                {
+                    bool required = arch.RequiresQkvBias;
+                    layer.BiasQ = Bias(p + "attn_q.bias", qDim, required);
+                    layer.BiasK = Bias(p + "attn_k.bias", kvDim, required);
+                    layer.BiasV = Bias(p + "attn_v.bias", kvDim, required);
+                    if (arch.AllowsAttentionBias) layer.BiasO = Bias(p + "attn_output.bias", dim, required: false);
+                }
+                if (arch.HasQkNorm)
+                {
+                    layer.QNorm = Vector(p + "attn_q_norm.weight", c.HeadDim);
+                    layer.KNorm = Vector(p + "attn_k_norm.weight", c.HeadDim);
+                }
+                if (c.IsMixtureOfExperts)
+                {
+                    layer.Router = Matrix(p + "ffn_gate_inp.weight", dim, c.ExpertCount);
+                    layer.ExpertGate = Experts(p, "ffn_gate", dim, ff, c.ExpertCount);
+                    layer.ExpertUp = Experts(p, "ffn_up", dim, ff, c.ExpertCount);
+                    layer.ExpertDown = Experts(p, "ffn_down", ff, dim, c.ExpertCount);
+                }
+                else
+                {
+                    layer.Gate = Matrix(p + "ffn_gate.weight", dim, ff);
+                    layer.Up = Matrix(p + "ffn_up.weight", dim, ff);
+                    layer.Down = Matrix(p + "ffn_down.weight", ff, dim);
+                }
+                Layers[l] = layer;
             }
-            else
-            {
-                layer.Gate = Matrix(p + "ffn_gate.weight", dim, ff);
-                layer.Up = Matrix(p + "ffn_up.weight", dim, ff);
-                layer.Down = Matrix(p + "ffn_down.weight", ff, dim);
-            }
-            Layers[l] = layer;
+            // llama.cpp refuses a file with tensors its graph does not read; so do we, before any generation.
+            var unused = file.Tensors.FirstOrDefault(t => !_used.Contains(t.Name));
+            if (unused != null)
+                throw new NotSupportedException($"{file.FileName}: tensor '{unused.Name}' is not supported for architecture '{arch.Name}'");
+            WeightBytes = file.Tensors.Sum(t => t.ByteSize);
         }
-        WeightBytes = file.Tensors.Sum(t => t.ByteSize);
+        catch
+        {
+            FreeConverted(); // vectors converted before the failure
+            throw;
+        }
     }
 
     /// <summary>A new conversation over this model: its own KV cache and buffers (<paramref name="options"/>).</summary>
@@ -157,6 +196,7 @@ public sealed unsafe class LlamaModel : IDisposable
     private Weight Matrix(string name, int cols, int rows)
     {
         var t = _file.FindTensor(name) ?? throw new InvalidDataException($"{_file.FileName}: tensor '{name}' is missing");
+        _used.Add(name);
         if (t.Dimensions.Length != 2 || t.Dimensions[0] != cols || t.Dimensions[1] != rows)
             throw new InvalidDataException($"{_file.FileName}: tensor '{name}' has shape {t.ShapeText}, expected [{cols}, {rows}]");
         CheckSize(t, rows, cols);
@@ -169,6 +209,7 @@ public sealed unsafe class LlamaModel : IDisposable
         var stacked = _file.FindTensor($"{prefix}{kind}_exps.weight");
         if (stacked != null)
         {
+            _used.Add(stacked.Name);
             if (stacked.Dimensions.Length != 3 || stacked.Dimensions[0] != cols || stacked.Dimensions[1] != rows || stacked.Dimensions[2] != count)
                 throw new InvalidDataException($"{_file.FileName}: tensor '{stacked.Name}' has shape {stacked.ShapeText}, expected [{cols}, {rows}, {count}]");
             CheckSize(stacked, (long)rows * count, cols);
@@ -191,10 +232,11 @@ public sealed unsafe class LlamaModel : IDisposable
             throw new InvalidDataException($"{_file.FileName}: tensor '{t.Name}' holds {t.ByteSize} bytes, its shape needs {need}");
     }
 
-    /// <summary>Norm weights: f32 in the mapping is used in place; any other type is converted once (a vector).</summary>
+    /// <summary>Vectors (norms, biases, RoPE factors): f32 in the mapping is used in place; any other type is converted once.</summary>
     private float* Vector(string name, int length)
     {
         var t = _file.FindTensor(name) ?? throw new InvalidDataException($"{_file.FileName}: tensor '{name}' is missing");
+        _used.Add(name);
         if (t.ElementCount != length)
             throw new InvalidDataException($"{_file.FileName}: tensor '{name}' has shape {t.ShapeText}, expected [{length}]");
         CheckSize(t, 1, length);
@@ -206,12 +248,38 @@ public sealed unsafe class LlamaModel : IDisposable
         return converted;
     }
 
+    /// <summary>A projection's bias vector; null when it is optional and absent.</summary>
+    private float* Bias(string name, int length, bool required)
+        => required || _file.FindTensor(name) != null ? Vector(name, length) : null;
+
+    /// <summary>
+    /// Null when this engine runs the file; otherwise the one-line reason (architecture, hyper-parameter or tensor
+    /// it does not support, or a malformed file), as loading it would report.
+    /// </summary>
+    public static string? WhyNotRunnable(IModelFile file)
+    {
+        try
+        {
+            using var model = new LlamaModel(file);
+            return null;
+        }
+        catch (Exception e) when (e is NotSupportedException or InvalidDataException)
+        {
+            return e.Message;
+        }
+    }
+
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
+        FreeConverted();
+        if (_ownsFile) _file.Dispose();
+    }
+
+    private void FreeConverted()
+    {
         foreach (var p in _converted) NativeMemory.Free((void*)p);
         _converted.Clear();
-        if (_ownsFile) _file.Dispose();
     }
 }

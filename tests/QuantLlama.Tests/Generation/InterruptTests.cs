@@ -20,9 +20,9 @@ public partial class InterruptTests
         {
             RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false,
         };
-        // A reply of thousands of tokens: far longer than the signal takes to arrive.
+        // A reply of up to 32768 tokens: far longer than the signal takes to arrive, even on a busy machine.
         foreach (var a in new[] { CliRunner.CliDll, "--model", TestPaths.SharedFile("llamacpp", "stories260K.gguf"), "--prompt", "chat",
-                     "--ctx", "4096", "-n", "100000", "--temperature", "1" })
+                     "--ctx", "32768", "-n", "100000", "--temperature", "1" })
             psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
         var stdout = new Capture(p.StandardOutput.BaseStream);

@@ -121,6 +121,29 @@ public class InspectTests
     }
 
     [Fact]
+    public void CliSaysWhetherWeRunTheFileAndWhyNot()
+    {
+        var yes = CliRunner.Run(["inspect", ConvertedModels.Stories260KGguf]);
+        Assert.Contains("\nruns:     yes\n", yes.StdOut);
+        string dir = TestPaths.NewTempDirectory();
+        try
+        {
+            string path = SyntheticLlama.Write(dir, QuantLlama.Tensors.GgmlType.Q8_0, new SyntheticLlama.Shape { Architecture = "phi3", Layers = 1 });
+            var no = CliRunner.Run(["inspect", path]);
+            Assert.True(no.ExitCode == 0, no.StdErr);
+            Assert.Matches(@"\nruns:     no: .*synthetic-Q8_0-1234-phi3\.gguf: architecture 'phi3' is not supported \(llama, qwen2, qwen3\)\n", no.StdOut);
+            var json = CliRunner.Run(["inspect", "--json", path]);
+            using var doc = JsonDocument.Parse(json.StdOut);
+            Assert.False(doc.RootElement.GetProperty("runnable").GetBoolean());
+            Assert.Contains("architecture 'phi3'", doc.RootElement.GetProperty("notRunnableBecause").GetString());
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
     public void CliInspectsALegacyFile()
     {
         var r = CliRunner.Run(["inspect", TestPaths.SharedFile("vocab", "ggml-vocab-llama-ggjt-v1.bin"), "--array-items", "3"]);

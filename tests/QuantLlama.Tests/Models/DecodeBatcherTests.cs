@@ -84,21 +84,24 @@ public class DecodeBatcherTests : IDisposable
             return new TextGenerator(context, tok).Generate(tok.Encode(p, true, false), options, TextWriter.Null).Tokens;
         }).ToArray();
 
-        using var batcher = new DecodeBatcher(model, prompts.Length);
+        using var batcher = new DecodeBatcher(model, prompts.Length + 1);
         var together = new IReadOnlyList<int>[prompts.Length];
-        using var ready = new Barrier(prompts.Length);
+        // The test takes part itself until every conversation has joined, so no step runs before all four are in:
+        // however the threads are scheduled, the first steps hold every conversation's token.
+        batcher.Join();
         var threads = prompts.Select((p, i) => new Thread(() =>
         {
             using var context = model.CreateContext();
             var generator = new TextGenerator(context, tok) { Batcher = batcher };
-            ready.SignalAndWait();
             together[i] = generator.Generate(tok.Encode(p, true, false), options, TextWriter.Null).Tokens;
         })).ToList();
         threads.ForEach(t => t.Start());
+        Assert.True(SpinWait.SpinUntil(() => batcher.Participants == prompts.Length + 1, TimeSpan.FromMinutes(1)), "the conversations did not all join");
+        batcher.Leave();
         threads.ForEach(t => t.Join());
         for (int i = 0; i < prompts.Length; i++) Assert.Equal(alone[i], together[i]);
         Assert.Equal(0, batcher.Participants);
         Assert.Equal(alone.Sum(t => t.Count - 1), batcher.Rows); // every generated token but each one's last went through a step
-        Assert.True(batcher.Steps < batcher.Rows, $"{batcher.Rows} rows in {batcher.Steps} steps");
+        Assert.True(batcher.Steps <= batcher.Rows - 3, $"{batcher.Rows} rows in {batcher.Steps} steps"); // the first step held all four
     }
 }

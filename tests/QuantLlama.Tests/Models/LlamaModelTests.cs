@@ -247,14 +247,24 @@ public class LlamaModelTests(ITestOutputHelper output)
     }
 
     private void CompareWithLlamaCpp(string path, double tolerance, double f16Tolerance)
+        => CompareWithLlamaCpp(output, path, tolerance, f16Tolerance);
+
+    /// <summary>
+    /// <see cref="CompareWithLlamaCpp(ITestOutputHelper, string, double, KvCacheType, FlashAttention)"/> with the f32
+    /// cache, then the f16 cache with flash attention off and on; returns the largest relative difference of each.
+    /// </summary>
+    internal static (double F32, double F16) CompareWithLlamaCpp(ITestOutputHelper output, string path, double tolerance, double f16Tolerance)
     {
-        CompareWithLlamaCpp(path, tolerance, KvCacheType.F32, FlashAttention.Off);
-        CompareWithLlamaCpp(path, f16Tolerance, KvCacheType.F16, FlashAttention.Off);
-        CompareWithLlamaCpp(path, f16Tolerance, KvCacheType.F16, FlashAttention.On);
+        double f32 = CompareWithLlamaCpp(output, path, tolerance, KvCacheType.F32, FlashAttention.Off);
+        double off = CompareWithLlamaCpp(output, path, f16Tolerance, KvCacheType.F16, FlashAttention.Off);
+        double on = CompareWithLlamaCpp(output, path, f16Tolerance, KvCacheType.F16, FlashAttention.On);
+        return (f32, Math.Max(off, on));
     }
 
-    private void CompareWithLlamaCpp(string path, double tolerance, KvCacheType cache, FlashAttention flash)
+    /// <summary>Asserts the three comparisons within max |ours − llama.cpp| ≤ tolerance × max(1, max |logit|); returns the largest ratio.</summary>
+    private static double CompareWithLlamaCpp(ITestOutputHelper output, string path, double tolerance, KvCacheType cache, FlashAttention flash)
     {
+        double worst = 0;
         float[] expectedBatch, expectedNext;
         using (var reference = LlamaCppModel.Load(path, 64, f32KvCache: cache == KvCacheType.F32, flashAttention: flash == FlashAttention.On))
         {
@@ -271,9 +281,11 @@ public class LlamaModelTests(ITestOutputHelper output)
             float scale = Math.Max(1f, expected.Max(MathF.Abs));
             float diff = MaxAbsDiff(expected, actual);
             output.WriteLine($"{Path.GetFileName(path)} {mode} {what}: max |logit| {scale:G4}, max diff {diff:G4} ({diff / scale:G3} relative)");
+            worst = Math.Max(worst, diff / scale);
             Assert.True(diff <= tolerance * scale, $"{mode}, {what}: max diff {diff} > {tolerance} × {scale}");
             Assert.Equal(LogitsProcessor.ArgMax(expected), LogitsProcessor.ArgMax(actual));
         }
+        return worst;
     }
 
     internal static List<int> Greedy(InferenceContext model, IReadOnlyList<int> prompt, int count)

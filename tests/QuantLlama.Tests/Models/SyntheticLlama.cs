@@ -27,50 +27,105 @@ internal static class SyntheticLlama
         /// <summary>Type of token_embd and output (null: the weights' type). Q8_0 keeps the vocabulary-sized
         /// matrices quick to quantize when the test is about the layers' type.</summary>
         public GgmlType? EmbeddingType { get; init; }
+        /// <summary>general.architecture, and the prefix of the hyper-parameters' keys.</summary>
+        public string Architecture { get; init; } = "llama";
+        /// <summary>attention.key_length / value_length when set (null: Dim / Heads, and no keys written).</summary>
+        public int? HeadDim { get; init; }
+        /// <summary>Write rope_freqs.weight with Llama 3.1's kind of factors (1 for high frequencies, up to 8 for low).</summary>
+        public bool RopeFreqFactors { get; init; }
+        /// <summary>rope.scaling.type ("linear", "yarn"; null: none written) with <see cref="RopeScalingFactor"/>.</summary>
+        public string? RopeScalingType { get; init; }
+        public float RopeScalingFactor { get; init; } = 4f;
+        /// <summary>rope.scaling.original_context_length when set.</summary>
+        public int? RopeOriginalContext { get; init; }
+        /// <summary>attn_q/k/v.bias (Qwen2).</summary>
+        public bool QkvBias { get; init; }
+        /// <summary>attn_q_norm / attn_k_norm per head (Qwen3).</summary>
+        public bool QkNorm { get; init; }
+        /// <summary>An extra tensor of this name, which no architecture reads.</summary>
+        public string? ExtraTensor { get; init; }
+
+        public int HeadSize => HeadDim ?? Dim / Heads;
+
+        /// <summary>File name suffix naming what differs from the default shape.</summary>
+        public string Tag => (Architecture == "llama" ? "" : "-" + Architecture) + (Experts > 0 ? "-moe" : "") + (SplitExperts ? "-split" : "")
+            + (HeadDim is int h ? $"-hd{h}" : "") + (RopeFreqFactors ? "-freqs" : "") + (RopeScalingType is string r ? $"-{r}{RopeScalingFactor}" : "")
+            + (QkvBias ? "-bias" : "") + (QkNorm ? "-qknorm" : "") + (ExtraTensor != null ? "-extra" : "");
     }
 
     public static string VocabFile => TestPaths.SharedFile("vocab", "ggml-vocab-llama-spm.gguf");
 
     public static string Write(string directory, GgmlType type, Shape shape, int seed = 1234)
     {
-        string path = Path.Combine(directory, $"synthetic-{type}-{seed}{(shape.Experts > 0 ? "-moe" : "")}{(shape.SplitExperts ? "-split" : "")}.gguf");
+        string path = Path.Combine(directory, $"synthetic-{type}-{seed}{shape.Tag}.gguf");
         using var vocab = GgufFile.Open(VocabFile);
         int nVocab = vocab.Metadata.GetStringArray("tokenizer.ggml.tokens").Length;
         var w = new GgufWriter();
-        w.Set("general.architecture", "llama").Set("general.name", "synthetic");
-        w.Set("llama.context_length", (uint)(shape.Context))
-            .Set("llama.embedding_length", (uint)(shape.Dim))
-            .Set("llama.block_count", (uint)(shape.Layers))
-            .Set("llama.feed_forward_length", (uint)(shape.FeedForward))
-            .Set("llama.attention.head_count", (uint)(shape.Heads))
-            .Set("llama.attention.head_count_kv", (uint)(shape.KvHeads))
-            .Set("llama.attention.layer_norm_rms_epsilon", 1e-5f)
-            .Set("llama.rope.freq_base", 10000f)
-            .Set("llama.rope.dimension_count", (uint)(shape.Dim / shape.Heads));
+        string a = shape.Architecture + ".";
+        w.Set("general.architecture", shape.Architecture).Set("general.name", "synthetic");
+        w.Set(a + "context_length", (uint)(shape.Context))
+            .Set(a + "embedding_length", (uint)(shape.Dim))
+            .Set(a + "block_count", (uint)(shape.Layers))
+            .Set(a + "feed_forward_length", (uint)(shape.FeedForward))
+            .Set(a + "attention.head_count", (uint)(shape.Heads))
+            .Set(a + "attention.head_count_kv", (uint)(shape.KvHeads))
+            .Set(a + "attention.layer_norm_rms_epsilon", 1e-5f)
+            .Set(a + "rope.freq_base", 10000f)
+            .Set(a + "rope.dimension_count", (uint)(shape.HeadSize));
+        if (shape.HeadDim is int headDim)
+            w.Set(a + "attention.key_length", (uint)headDim).Set(a + "attention.value_length", (uint)headDim);
+        if (shape.RopeScalingType is string scaling)
+            w.Set(a + "rope.scaling.type", scaling).Set(a + "rope.scaling.factor", shape.RopeScalingFactor);
+        if (shape.RopeOriginalContext is int original)
+            w.Set(a + "rope.scaling.original_context_length", (uint)original);
         if (shape.Experts > 0)
-            w.Set("llama.expert_count", (uint)(shape.Experts)).Set("llama.expert_used_count", (uint)(shape.ExpertsUsed));
+            w.Set(a + "expert_count", (uint)(shape.Experts)).Set(a + "expert_used_count", (uint)(shape.ExpertsUsed));
         foreach (var (k, v) in vocab.Metadata.Entries)
             if (k.StartsWith("tokenizer.", StringComparison.Ordinal)) w.Set(k, v);
 
         var rng = new Random(seed);
-        int dim = shape.Dim, ff = shape.FeedForward, kvDim = dim / shape.Heads * shape.KvHeads;
+        int dim = shape.Dim, ff = shape.FeedForward, head = shape.HeadSize, qDim = head * shape.Heads, kvDim = head * shape.KvHeads;
         void Matrix(string name, GgmlType t, int cols, int rows, float scale, int planes = 1)
             => w.AddTensor(name, t, planes == 1 ? [cols, rows] : [cols, rows, planes], Quantize(t, Random(rng, (long)cols * rows * planes, scale), cols));
-        void Norm(string name) => w.AddTensor(name, [dim], Enumerable.Range(0, dim).Select(_ => 0.8f + 0.4f * rng.NextSingle()).ToArray());
+        void Norm(string name, int length = 0)
+        {
+            length = length == 0 ? dim : length;
+            w.AddTensor(name, [length], Enumerable.Range(0, length).Select(_ => 0.8f + 0.4f * rng.NextSingle()).ToArray());
+        }
+        void Bias(string name, int length) => w.AddTensor(name, [length], Random(rng, length, 0.5f));
 
         var embeddingType = shape.EmbeddingType ?? type;
         Matrix("token_embd.weight", embeddingType, dim, nVocab, 1.0f);
         Norm("output_norm.weight");
+        if (shape.RopeFreqFactors)
+        {
+            // Llama 3.1's pattern: high-frequency pairs untouched, low ones slowed by 8, a smooth band between.
+            int pairs = head / 2;
+            w.AddTensor("rope_freqs.weight", [pairs], Enumerable.Range(0, pairs)
+                .Select(p => p < pairs / 2 ? 1f : p >= 3 * pairs / 4 ? 8f : 1f + 7f * (p - pairs / 2) / (pairs / 4f)).ToArray());
+        }
+        if (shape.ExtraTensor != null) w.AddTensor(shape.ExtraTensor, [dim], new float[dim]);
         if (!shape.TiedOutput) Matrix("output.weight", embeddingType, dim, nVocab, 1.0f / MathF.Sqrt(dim));
         float inScale = 1.0f / MathF.Sqrt(dim), ffScale = 1.0f / MathF.Sqrt(ff);
         for (int l = 0; l < shape.Layers; l++)
         {
             string p = $"blk.{l}.";
             Norm(p + "attn_norm.weight");
-            Matrix(p + "attn_q.weight", type, dim, dim, inScale * 2);
+            Matrix(p + "attn_q.weight", type, dim, qDim, inScale * 2);
             Matrix(p + "attn_k.weight", type, dim, kvDim, inScale * 2);
             Matrix(p + "attn_v.weight", type, dim, kvDim, inScale);
-            Matrix(p + "attn_output.weight", type, dim, dim, inScale);
+            Matrix(p + "attn_output.weight", type, qDim, dim, 1.0f / MathF.Sqrt(qDim));
+            if (shape.QkvBias)
+            {
+                Bias(p + "attn_q.bias", qDim);
+                Bias(p + "attn_k.bias", kvDim);
+                Bias(p + "attn_v.bias", kvDim);
+            }
+            if (shape.QkNorm)
+            {
+                Norm(p + "attn_q_norm.weight", head);
+                Norm(p + "attn_k_norm.weight", head);
+            }
             Norm(p + "ffn_norm.weight");
             if (shape.Experts == 0)
             {

@@ -26,6 +26,7 @@ public sealed unsafe class GgmlGraph : IDisposable
     private static delegate* unmanaged<IntPtr, IntPtr, IntPtr, IntPtr, IntPtr, float, float, float, IntPtr> _flashAttnExt;
     private static delegate* unmanaged<IntPtr, IntPtr, IntPtr, IntPtr> _mulMat;
     private static delegate* unmanaged<IntPtr, IntPtr, IntPtr, float, float, IntPtr> _softMaxExt;
+    private static delegate* unmanaged<IntPtr, IntPtr, IntPtr, IntPtr, int, int, int, float, float, float, float, float, float, IntPtr> _ropeExt;
     private static delegate* unmanaged<IntPtr, IntPtr> _newGraph;
     private static delegate* unmanaged<IntPtr, IntPtr, void> _buildForwardExpand;
     private static delegate* unmanaged<IntPtr, IntPtr, int, int> _computeWithCtx;
@@ -54,6 +55,7 @@ public sealed unsafe class GgmlGraph : IDisposable
             _flashAttnExt = (delegate* unmanaged<IntPtr, IntPtr, IntPtr, IntPtr, IntPtr, float, float, float, IntPtr>)NativeLibrary.GetExport(b, "ggml_flash_attn_ext");
             _mulMat = (delegate* unmanaged<IntPtr, IntPtr, IntPtr, IntPtr>)NativeLibrary.GetExport(b, "ggml_mul_mat");
             _softMaxExt = (delegate* unmanaged<IntPtr, IntPtr, IntPtr, float, float, IntPtr>)NativeLibrary.GetExport(b, "ggml_soft_max_ext");
+            _ropeExt = (delegate* unmanaged<IntPtr, IntPtr, IntPtr, IntPtr, int, int, int, float, float, float, float, float, float, IntPtr>)NativeLibrary.GetExport(b, "ggml_rope_ext");
             _newGraph = (delegate* unmanaged<IntPtr, IntPtr>)NativeLibrary.GetExport(b, "ggml_new_graph");
             _buildForwardExpand = (delegate* unmanaged<IntPtr, IntPtr, void>)NativeLibrary.GetExport(b, "ggml_build_forward_expand");
             _computeWithCtx = (delegate* unmanaged<IntPtr, IntPtr, int, int>)NativeLibrary.GetExport(c, "ggml_graph_compute_with_ctx");
@@ -70,6 +72,12 @@ public sealed unsafe class GgmlGraph : IDisposable
     public IntPtr MulMat(IntPtr a, IntPtr b) => _mulMat(_ctx, a, b);
 
     public IntPtr SoftMaxExt(IntPtr a, IntPtr mask, float scale) => _softMaxExt(_ctx, a, mask, scale, 0);
+
+    /// <summary>ggml_rope_ext: <paramref name="a"/> [head, heads, tokens] rotated at the I32 positions <paramref name="positions"/>;
+    /// <paramref name="freqFactors"/> [n_dims/2] or zero; mode 0 normal, 2 NeoX.</summary>
+    public IntPtr RopeExt(IntPtr a, IntPtr positions, IntPtr freqFactors, int dims, int mode, int originalContext, float freqBase,
+        float freqScale, float extFactor, float attnFactor, float betaFast, float betaSlow)
+        => _ropeExt(_ctx, a, positions, freqFactors, dims, mode, originalContext, freqBase, freqScale, extFactor, attnFactor, betaFast, betaSlow);
 
     /// <summary>Builds the graph ending in <paramref name="result"/> and computes it on the CPU.</summary>
     public void Compute(IntPtr result, int threads = 2)

@@ -1,0 +1,177 @@
+using QuantLlama.Gguf;
+using QuantLlama.Models;
+using QuantLlama.Tensors;
+using QuantLlama.Tests.Oracle;
+
+namespace QuantLlama.Tests.Models;
+
+/// <summary>
+/// Each llama-family feature a model file can ask for (RoPE frequency factors, a head size of its own, linear and
+/// YaRN RoPE scaling, the qwen2 and qwen3 architectures) on tiny random-weight GGUFs against llama.cpp: logits with
+/// both caches (LlamaModelTests' bounds), 32 greedy tokens, and a batch against one token at a time.
+/// </summary>
+public class ArchitectureTests(ITestOutputHelper output)
+{
+    private static readonly int[] Prompt = [1, 450, 4996, 17354, 1701, 432, 17204, 975, 278, 17366, 11203, 29889, 13];
+
+    private static readonly Dictionary<string, SyntheticLlama.Shape> Features = new()
+    {
+        ["rope-freqs"] = new() { RopeFreqFactors = true },
+        ["head-size"] = new() { HeadDim = 32 },
+        ["rope-linear"] = new() { RopeScalingType = "linear", RopeScalingFactor = 4 },
+        ["rope-yarn"] = new() { RopeScalingType = "yarn", RopeScalingFactor = 4, RopeOriginalContext = 64 },
+        ["llama-bias"] = new() { QkvBias = true },
+        ["qwen2"] = new() { Architecture = "qwen2", QkvBias = true, TiedOutput = true },
+        ["qwen3"] = new() { Architecture = "qwen3", QkNorm = true, HeadDim = 96 },
+    };
+
+    public static TheoryData<string, GgmlType> Cases()
+    {
+        var data = new TheoryData<string, GgmlType>();
+        foreach (var feature in Features.Keys)
+        {
+            data.Add(feature, GgmlType.F32);
+            data.Add(feature, GgmlType.Q8_0);
+        }
+        return data;
+    }
+
+    /// <summary>Runs <paramref name="test"/> on the feature's model in <paramref name="type"/> (embeddings Q8_0 unless F32), written to a temporary directory.</summary>
+    private static void WithModel(string feature, GgmlType type, Action<string> test)
+    {
+        string dir = TestPaths.NewTempDirectory();
+        try
+        {
+            test(SyntheticLlama.Write(dir, type, Features[feature] with { EmbeddingType = type == GgmlType.F32 ? GgmlType.F32 : GgmlType.Q8_0 }));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    /// <summary>Bounds as LlamaModelTests.LogitsMatchLlamaCpp: F32 5e-6 (f32 cache) and 5e-4 (f16), Q8_0 2e-2.</summary>
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void LogitsMatchLlamaCpp(string feature, GgmlType type)
+    {
+        WithModel(feature, type, path =>
+        {
+            var (f32, f16) = type == GgmlType.F32
+                ? LlamaModelTests.CompareWithLlamaCpp(output, path, 5e-6, 5e-4)
+                : LlamaModelTests.CompareWithLlamaCpp(output, path, 2e-2, 2e-2);
+            output.WriteLine($"| {feature} | {type} | {f32:G2} | {f16:G2} |");
+        });
+    }
+
+    /// <summary>
+    /// 32 greedy tokens with the default cache (f16, flash attention on) on both sides: identical, or identical up to
+    /// a token where llama.cpp's own two candidates are closer than the logits bound. Random weights leave such
+    /// near-ties (0.005 apart of 3.8 in rope-freqs Q8_0 at the 15th position), and the rounding steps the bounds allow
+    /// (an f16 cache rounding, or a Q8_0 activation rounding turned by a last-bit difference) can swap them.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void GreedyContinuationMatchesLlamaCpp(string feature, GgmlType type)
+    {
+        WithModel(feature, type, path =>
+        {
+            using var reference = LlamaCppModel.Load(path, 64);
+            int[] expected = reference.GenerateGreedy(Prompt, 32, stopAtEndOfGeneration: false);
+            List<int> actual;
+            using (var model = InferenceContext.Load(path, new ContextOptions { ContextSize = 64 }))
+                actual = LlamaModelTests.Greedy(model, Prompt, 32);
+            int same = 0;
+            while (same < expected.Length && expected[same] == actual[same]) same++;
+            output.WriteLine($"{feature} {type}: {same} of 32 greedy tokens agree");
+            if (same == expected.Length) return;
+            float[] logits = reference.LastLogits([.. Prompt, .. expected[..same]]);
+            float scale = Math.Max(1f, logits.Max(MathF.Abs)), margin = logits[expected[same]] - logits[actual[same]];
+            output.WriteLine($"  then llama.cpp's {expected[same]} leads our {actual[same]} by {margin:G3} ({margin / scale:G3} relative)");
+            Assert.True(margin <= (type == GgmlType.F32 ? 5e-4 : 2e-2) * scale, $"token {same}: llama.cpp's {expected[same]} leads our {actual[same]} by {margin}");
+        });
+    }
+
+    /// <summary>The prompt as one batch and one token at a time: the same logits (f32 cache; the batch sums in GEMM order).</summary>
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void BatchEqualsOneTokenAtATime(string feature, GgmlType type)
+    {
+        WithModel(feature, type, path =>
+        {
+            var options = new ContextOptions { ContextSize = 64, KvCacheType = KvCacheType.F32 };
+            using var batched = InferenceContext.Load(path, options);
+            using var single = InferenceContext.Load(path, options);
+            var a = batched.Forward(Prompt, 0).ToArray();
+            var b = Array.Empty<float>();
+            for (int i = 0; i < Prompt.Length; i++) b = single.Forward(Prompt.AsSpan(i, 1), i).ToArray();
+            float scale = Math.Max(1f, a.Max(MathF.Abs)), diff = 0;
+            for (int j = 0; j < a.Length; j++) diff = Math.Max(diff, Math.Abs(a[j] - b[j]));
+            output.WriteLine($"{feature} {type}: batch against one at a time, max diff {diff:G3} ({diff / scale:G3} relative)");
+            Assert.True(diff <= 1e-5 * scale, $"max diff {diff}");
+        });
+    }
+
+    [Fact]
+    public void ConfigReadsHeadSizeAndRopeScaling()
+    {
+        string dir = TestPaths.NewTempDirectory();
+        try
+        {
+            using var file = GgufFile.Open(SyntheticLlama.Write(dir, GgmlType.F32, new SyntheticLlama.Shape
+            {
+                Architecture = "qwen3", QkNorm = true, HeadDim = 96, RopeScalingType = "yarn", RopeScalingFactor = 4, RopeOriginalContext = 64,
+            }));
+            var c = LlamaConfig.FromModelFile(file);
+            Assert.Equal(ModelArchitecture.Qwen3, c.Architecture);
+            Assert.Equal(96, c.HeadDim);
+            Assert.Equal(384, c.QueryDim);
+            Assert.Equal(192, c.KvDim);
+            Assert.Equal(RopeScalingType.Yarn, c.RopeScaling);
+            Assert.Equal(0.25f, c.RopeFreqScale);
+            Assert.Equal(64, c.RopeOriginalContext);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    /// <summary>What llama.cpp refuses we refuse at load, in one line naming the culprit, never mid-generation.</summary>
+    [Theory]
+    [InlineData("llama", "blk.0.attn_q_norm.weight", "tensor 'blk.0.attn_q_norm.weight' is not supported for architecture 'llama'")]
+    [InlineData("qwen3", "rope_freqs.weight", "tensor 'rope_freqs.weight' is not supported for architecture 'qwen3'")]
+    [InlineData("phi3", null, "architecture 'phi3' is not supported")]
+    public void UnsupportedFileFailsAtLoadInOneLine(string architecture, string? extraTensor, string expected)
+    {
+        string dir = TestPaths.NewTempDirectory();
+        try
+        {
+            string path = SyntheticLlama.Write(dir, GgmlType.Q8_0, new SyntheticLlama.Shape
+            {
+                Architecture = architecture, QkNorm = architecture == "qwen3", ExtraTensor = extraTensor, Layers = 1,
+            });
+            bool llamaCppLoads;
+            try
+            {
+                using var reference = LlamaCppModel.Load(path, 64);
+                llamaCppLoads = true;
+            }
+            catch (Exception)
+            {
+                llamaCppLoads = false;
+            }
+            Assert.False(llamaCppLoads, "llama.cpp loads the file");
+            var e = Assert.ThrowsAny<Exception>(() => InferenceContext.Load(path));
+            Assert.True(e is NotSupportedException, e.ToString());
+            Assert.Contains(expected, e.Message);
+            Assert.DoesNotContain('\n', e.Message);
+            using var file = GgufFile.Open(path);
+            Assert.Equal(e.Message, LlamaModel.WhyNotRunnable(file));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+}
