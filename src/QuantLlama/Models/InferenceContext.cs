@@ -267,6 +267,7 @@ public sealed unsafe class InferenceContext : IDisposable
         var tracer = Tracer;
         long t0 = tracer?.Begin() ?? 0;
 
+        // _x [n x dim] = the tokens' embedding rows; cos/sin [n x n_rot/2] for each row's position
         long embRowBytes = GgmlTypeInfo.RowBytes(_embedding.Type, dim);
         for (int i = 0; i < n; i++)
             Dequantizer.DequantizeRow(_embedding.Type, new ReadOnlySpan<byte>(_embedding.Data + tokens[i] * embRowBytes, (int)embRowBytes),
@@ -282,17 +283,18 @@ public sealed unsafe class InferenceContext : IDisposable
             tracer?.End(TraceSpan.Attention, ta);
 
             long tf = tracer?.Begin() ?? 0;
-            RmsNorm(_x, layer.FfnNorm, _xb, n, dim);
+            // _x [n x dim] += feed-forward(rmsnorm(_x)): dense, or the experts the router picks per row
+            RowKernels.RmsNorm(_x, layer.FfnNorm, _xb, n, dim, c.RmsEpsilon);
             if (c.IsMixtureOfExperts) MixtureOfExperts(layer, n);
             else FeedForward(layer.Gate, layer.Up, layer.Down, _xb, n, _xb);
-            Add(_x, _xb, (long)n * dim);
+            RowKernels.Add(_x, _xb, (long)n * dim);
             tracer?.End(c.IsMixtureOfExperts ? TraceSpan.Experts : TraceSpan.FeedForward, tf);
         }
 
         if (_severalConversations)
         {
-            // Every row's logits, each to its own conversation.
-            RmsNorm(_x, _outputNorm, _xb, n, dim);
+            // _rowLogits [n x vocab] = rmsnorm(_x) · Woutput: every row's logits, each to its own conversation.
+            RowKernels.RmsNorm(_x, _outputNorm, _xb, n, dim, c.RmsEpsilon);
             Mul(_output, _xb, n, _rowLogits);
             for (int i = 0; i < n; i++)
                 Buffer.MemoryCopy(_rowLogits + (long)i * c.VocabSize, _rowContexts![i]._logits, c.VocabSize * 4L, c.VocabSize * 4L);
@@ -300,8 +302,9 @@ public sealed unsafe class InferenceContext : IDisposable
         else if (computeLogits)
         {
             long to = tracer?.Begin() ?? 0;
+            // _logits [vocab] = rmsnorm(last row of _x) · Woutput
             float* last = _x + (long)(n - 1) * dim;
-            RmsNorm(last, _outputNorm, _xb, 1, dim);
+            RowKernels.RmsNorm(last, _outputNorm, _xb, 1, dim, c.RmsEpsilon);
             Mul(_output, _xb, 1, _logits);
             tracer?.End(TraceSpan.Output, to);
         }
@@ -311,8 +314,9 @@ public sealed unsafe class InferenceContext : IDisposable
     {
         var c = Config;
         int dim = c.EmbeddingLength, qDim = c.QueryDim, kvDim = c.KvDim, headDim = c.HeadDim;
-        RmsNorm(_x, layer.AttnNorm, _xb, n, dim);
-        // One quantization of the normed activation and one dispatch for all three projections.
+        // _xb [n x dim] = rmsnorm(_x); _q [n x qDim], _k and _v [n x kvDim] = _xb · Wq, Wk, Wv: one quantization
+        // of the normed activation and one dispatch for all three projections.
+        RowKernels.RmsNorm(_x, layer.AttnNorm, _xb, n, dim, c.RmsEpsilon);
         var qkv = stackalloc MatMul.Product[3];
         qkv[0] = new MatMul.Product(layer.Wq.Type, layer.Wq.Data, layer.Wq.Rows, _q);
         qkv[1] = new MatMul.Product(layer.Wk.Type, layer.Wk.Data, layer.Wk.Rows, _k);
@@ -321,15 +325,15 @@ public sealed unsafe class InferenceContext : IDisposable
         if (layer.BiasQ != null)
             for (int i = 0; i < n; i++)
             {
-                Add(_q + (long)i * qDim, layer.BiasQ, qDim);
-                Add(_k + (long)i * kvDim, layer.BiasK, kvDim);
-                Add(_v + (long)i * kvDim, layer.BiasV, kvDim);
+                RowKernels.Add(_q + (long)i * qDim, layer.BiasQ, qDim);
+                RowKernels.Add(_k + (long)i * kvDim, layer.BiasK, kvDim);
+                RowKernels.Add(_v + (long)i * kvDim, layer.BiasV, kvDim);
             }
         if (layer.QNorm != null)
         {
             // Qwen3: each head's query and key normed on their own, before RoPE.
-            RmsNorm(_q, layer.QNorm, _q, n * c.HeadCount, headDim);
-            RmsNorm(_k, layer.KNorm, _k, n * c.HeadCountKv, headDim);
+            RowKernels.RmsNorm(_q, layer.QNorm, _q, n * c.HeadCount, headDim, c.RmsEpsilon);
+            RowKernels.RmsNorm(_k, layer.KNorm, _k, n * c.HeadCountKv, headDim, c.RmsEpsilon);
         }
         for (int i = 0; i < n; i++)
         {
@@ -337,15 +341,17 @@ public sealed unsafe class InferenceContext : IDisposable
             Rope(_k + (long)i * kvDim, c.HeadCountKv, i);
         }
 
+        // _att [n x qDim] = softmax(q·Kᵀ/√headDim)·V per head, over this conversation's cache (or each row's own).
         if (!_severalConversations) StoreAndAttend(l, _q, _k, _v, _att, n, start);
         else
             for (int i = 0; i < n; i++)
                 _rowContexts![i].StoreAndAttend(l, _q + (long)i * qDim, _k + (long)i * kvDim, _v + (long)i * kvDim, _att + (long)i * qDim, 1, _rowPositions![i]);
 
+        // _x [n x dim] += _att · Wo
         Mul(layer.Wo, _att, n, _xb);
         if (layer.BiasO != null)
-            for (int i = 0; i < n; i++) Add(_xb + (long)i * dim, layer.BiasO, dim);
-        Add(_x, _xb, (long)n * dim);
+            for (int i = 0; i < n; i++) RowKernels.Add(_xb + (long)i * dim, layer.BiasO, dim);
+        RowKernels.Add(_x, _xb, (long)n * dim);
     }
 
     /// <summary>
@@ -431,13 +437,12 @@ public sealed unsafe class InferenceContext : IDisposable
     private void FeedForward(in Weight gate, in Weight up, in Weight down, float* x, int n, float* output)
     {
         int ff = gate.Rows;
+        // _hb, _hb2 [n x ff] = x · Wgate, x · Wup (one dispatch); output [n x dim] = (silu(_hb) * _hb2) · Wdown
         var gateUp = stackalloc MatMul.Product[2];
         gateUp[0] = new MatMul.Product(gate.Type, gate.Data, gate.Rows, _hb);
         gateUp[1] = new MatMul.Product(up.Type, up.Data, up.Rows, _hb2);
         MatMul.Group(gateUp, 2, gate.Cols, x, n);
-        // Row by row, as ggml's swiglu: a row's last values take the scalar tail whatever the batch, so a row's
-        // bits do not depend on the rows beside it.
-        for (int i = 0; i < n; i++) SwiGlu(_hb + (long)i * ff, _hb2 + (long)i * ff, ff);
+        RowKernels.SwiGlu(_hb, _hb2, n, ff);
         Mul(down, _hb, n, output);
     }
 
@@ -449,28 +454,10 @@ public sealed unsafe class InferenceContext : IDisposable
     {
         var c = Config;
         int dim = c.EmbeddingLength, experts = c.ExpertCount, used = c.ExpertUsedCount;
+        // _routerLogits [n x experts] = _xb · Wrouter; per row, the top experts and their softmax weights
         Mul(layer.Router, _xb, n, _routerLogits);
         for (int i = 0; i < n; i++)
-        {
-            float* logits = _routerLogits + (long)i * experts;
-            int* ids = _expertIds + (long)i * used;
-            float* weights = _expertWeights + (long)i * used;
-            for (int k = 0; k < used; k++)
-            {
-                int best = -1;
-                for (int e = 0; e < experts; e++)
-                {
-                    bool taken = false;
-                    for (int j = 0; j < k; j++) taken |= ids[j] == e;
-                    if (!taken && (best < 0 || logits[e] > logits[best])) best = e;
-                }
-                ids[k] = best;
-            }
-            float max = logits[ids[0]];
-            float sum = 0;
-            for (int k = 0; k < used; k++) sum += weights[k] = MathF.Exp(logits[ids[k]] - max);
-            for (int k = 0; k < used; k++) weights[k] /= sum;
-        }
+            RowKernels.SelectExperts(_routerLogits + (long)i * experts, experts, used, _expertIds + (long)i * used, _expertWeights + (long)i * used);
 
         // _xb holds the normed input; the result is accumulated into _att (free after attention) then copied back.
         float* result = _att;
@@ -506,51 +493,6 @@ public sealed unsafe class InferenceContext : IDisposable
             MatMul.MatVec(w.Type, w.Data, w.Rows, w.Cols, new ReadOnlySpan<float>(x, w.Cols), new Span<float>(y, w.Rows));
         else
             MatMul.MatMat(w.Type, w.Data, w.Rows, w.Cols, new ReadOnlySpan<float>(x, n * w.Cols), n, new Span<float>(y, n * w.Rows));
-    }
-
-    /// <summary>
-    /// y = x / rms(x) * weight per row, as ggml does: each square rounded to f32, then summed in order in double.
-    /// </summary>
-    private void RmsNorm(float* x, float* weight, float* y, int n, int dim)
-    {
-        float eps = Config.RmsEpsilon;
-        for (int i = 0; i < n; i++)
-        {
-            float* xi = x + (long)i * dim, yi = y + (long)i * dim;
-            int j;
-            double sum = 0;
-            for (j = 0; j < dim; j++) sum += xi[j] * xi[j];
-            float scale = 1f / MathF.Sqrt((float)(sum / dim) + eps);
-            j = 0;
-            if (Vector256.IsHardwareAccelerated)
-            {
-                var s = Vector256.Create(scale);
-                for (; j <= dim - 8; j += 8) Vector256.Store(Vector256.Load(xi + j) * s * Vector256.Load(weight + j), yi + j);
-            }
-            for (; j < dim; j++) yi[j] = xi[j] * scale * weight[j];
-        }
-    }
-
-    /// <summary>gate = silu(gate) * up, in place, as ggml's swiglu (its vectorised exp, so the same bits).</summary>
-    private static void SwiGlu(float* gate, float* up, long count)
-    {
-        long i = 0;
-        if (Vector256.IsHardwareAccelerated)
-            for (; i <= count - 8; i += 8)
-                Vector256.Store(VectorMath.Silu(Vector256.Load(gate + i)) * Vector256.Load(up + i), gate + i);
-        for (; i < count; i++)
-        {
-            float g = gate[i];
-            gate[i] = g / (1f + MathF.Exp(-g)) * up[i];
-        }
-    }
-
-    private static void Add(float* x, float* y, long count)
-    {
-        long i = 0;
-        if (Vector256.IsHardwareAccelerated)
-            for (; i <= count - 8; i += 8) Vector256.Store(Vector256.Load(x + i) + Vector256.Load(y + i), x + i);
-        for (; i < count; i++) x[i] += y[i];
     }
 
     public void Dispose()

@@ -1,0 +1,82 @@
+using System.Runtime.Intrinsics;
+
+namespace QuantLlama.Compute;
+
+/// <summary>
+/// The forward pass's element-wise and per-row kernels, each as ggml computes it, so a row's bits depend only on
+/// that row (never on the rows batched beside it).
+/// </summary>
+internal static unsafe class RowKernels
+{
+    /// <summary>
+    /// y = x / rms(x) * weight for n rows of dim values (x and y may be the same buffer), as ggml does: each square
+    /// rounded to f32, then summed in order in double.
+    /// </summary>
+    internal static void RmsNorm(float* x, float* weight, float* y, int n, int dim, float eps)
+    {
+        for (int i = 0; i < n; i++)
+        {
+            float* xi = x + (long)i * dim, yi = y + (long)i * dim;
+            int j;
+            double sum = 0;
+            for (j = 0; j < dim; j++) sum += xi[j] * xi[j];
+            float scale = 1f / MathF.Sqrt((float)(sum / dim) + eps);
+            j = 0;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                var s = Vector256.Create(scale);
+                for (; j <= dim - 8; j += 8) Vector256.Store(Vector256.Load(xi + j) * s * Vector256.Load(weight + j), yi + j);
+            }
+            for (; j < dim; j++) yi[j] = xi[j] * scale * weight[j];
+        }
+    }
+
+    /// <summary>
+    /// gate = silu(gate) * up for n rows of width values, in place, as ggml's swiglu: its vectorised exp, and row by
+    /// row, so a row's last values take the scalar tail whatever the batch.
+    /// </summary>
+    internal static void SwiGlu(float* gate, float* up, int n, int width)
+    {
+        for (int r = 0; r < n; r++)
+        {
+            float* g = gate + (long)r * width, u = up + (long)r * width;
+            int i = 0;
+            if (Vector256.IsHardwareAccelerated)
+                for (; i <= width - 8; i += 8)
+                    Vector256.Store(VectorMath.Silu(Vector256.Load(g + i)) * Vector256.Load(u + i), g + i);
+            for (; i < width; i++) g[i] = g[i] / (1f + MathF.Exp(-g[i])) * u[i];
+        }
+    }
+
+    /// <summary>x += y over count values.</summary>
+    internal static void Add(float* x, float* y, long count)
+    {
+        long i = 0;
+        if (Vector256.IsHardwareAccelerated)
+            for (; i <= count - 8; i += 8) Vector256.Store(Vector256.Load(x + i) + Vector256.Load(y + i), x + i);
+        for (; i < count; i++) x[i] += y[i];
+    }
+
+    /// <summary>
+    /// Mixtral's router for one row: the <paramref name="used"/> largest of <paramref name="experts"/> logits (the
+    /// first of equals), and their weights, a softmax over the chosen logits alone.
+    /// </summary>
+    internal static void SelectExperts(float* logits, int experts, int used, int* ids, float* weights)
+    {
+        for (int k = 0; k < used; k++)
+        {
+            int best = -1;
+            for (int e = 0; e < experts; e++)
+            {
+                bool taken = false;
+                for (int j = 0; j < k; j++) taken |= ids[j] == e;
+                if (!taken && (best < 0 || logits[e] > logits[best])) best = e;
+            }
+            ids[k] = best;
+        }
+        float max = logits[ids[0]];
+        float sum = 0;
+        for (int k = 0; k < used; k++) sum += weights[k] = MathF.Exp(logits[ids[k]] - max);
+        for (int k = 0; k < used; k++) weights[k] /= sum;
+    }
+}
