@@ -27,6 +27,8 @@ internal static class SyntheticLlama
         /// <summary>Type of token_embd and output (null: the weights' type). Q8_0 keeps the vocabulary-sized
         /// matrices quick to quantize when the test is about the layers' type.</summary>
         public GgmlType? EmbeddingType { get; init; }
+        /// <summary>One matrix written as zero bytes of another type, for types our quantizer does not write.</summary>
+        public (string Name, GgmlType Type)? ZeroTensor { get; init; }
     }
 
     public static string VocabFile => TestPaths.SharedFile("vocab", "ggml-vocab-llama-spm.gguf");
@@ -55,7 +57,14 @@ internal static class SyntheticLlama
         var rng = new Random(seed);
         int dim = shape.Dim, ff = shape.FeedForward, kvDim = dim / shape.Heads * shape.KvHeads;
         void Matrix(string name, GgmlType t, int cols, int rows, float scale, int planes = 1)
-            => w.AddTensor(name, t, planes == 1 ? [cols, rows] : [cols, rows, planes], Quantize(t, Random(rng, (long)cols * rows * planes, scale), cols));
+        {
+            long[] dims = planes == 1 ? [cols, rows] : [cols, rows, planes];
+            var values = Random(rng, (long)cols * rows * planes, scale);
+            if (shape.ZeroTensor is var (zeroName, zeroType) && zeroName == name)
+                w.AddTensor(name, zeroType, dims, new byte[GgmlTypeInfo.RowBytes(zeroType, cols) * rows * planes]);
+            else
+                w.AddTensor(name, t, dims, Quantize(t, values, cols));
+        }
         void Norm(string name) => w.AddTensor(name, [dim], Enumerable.Range(0, dim).Select(_ => 0.8f + 0.4f * rng.NextSingle()).ToArray());
 
         var embeddingType = shape.EmbeddingType ?? type;
