@@ -92,6 +92,9 @@ internal static unsafe class QuantKernels
             Dot8PackedAvx2 = &KQuants.Q4_K.Dot8Packed, PackActivationTile = &KQuants.Q4_K.PackActivationTile, PackedTileBytes = &KQuants.Q4_K.PackedTileBytes };
         t[(int)GgmlType.Q5_K] = new TypeKernel { WeightType = GgmlType.Q5_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ5_K };
         t[(int)GgmlType.Q6_K] = new TypeKernel { WeightType = GgmlType.Q6_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ6_K, Dot4Avx2 = &KQuants.Q6_K.Dot4Avx2, Dot8Avx2 = &KQuants.Q6_K.Dot8Avx2 };
+        // i-quants: IQ4_NL pairs with Q8_0 as Q5_0 does, IQ4_XS with Q8_K as the k-quants do.
+        t[(int)GgmlType.IQ4_NL] = new TypeKernel { WeightType = GgmlType.IQ4_NL, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &IQuants.IQ4_NL.Dot };
+        t[(int)GgmlType.IQ4_XS] = new TypeKernel { WeightType = GgmlType.IQ4_XS, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &IQuants.IQ4_XS.Dot };
         return t;
     }
 

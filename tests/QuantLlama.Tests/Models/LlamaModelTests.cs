@@ -182,6 +182,8 @@ public class LlamaModelTests(ITestOutputHelper output)
     [InlineData(GgmlType.Q4_K, 2e-2, 2e-2, false)]
     [InlineData(GgmlType.Q5_K, 2e-2, 2e-2, false)]
     [InlineData(GgmlType.Q6_K, 2e-2, 2e-2, false)]
+    [InlineData(GgmlType.IQ4_NL, 2e-2, 2e-2, false)]
+    [InlineData(GgmlType.IQ4_XS, 2e-2, 2e-2, false)]
     public void LogitsMatchLlamaCpp(GgmlType type, double tolerance, double f16Tolerance, bool tiedOutput)
     {
         string dir = TestPaths.NewTempDirectory();

@@ -1,0 +1,196 @@
+using QuantLlama.Quants;
+using QuantLlama.Quants.IQuants;
+using QuantLlama.Tensors;
+using QuantLlama.Tests.Oracle;
+
+namespace QuantLlama.Tests.Quants;
+
+/// <summary>
+/// The i-quants against llama.cpp's ggml (LLamaSharp.Backend.Cpu 0.30.0): quantized bytes (ggml_quantize_chunk,
+/// llama-quantize's quantizer) and dequantized floats identical; row dots on the same activation bytes identical
+/// to the bit on the AVX2 paths (which follow ggml's AVX2 kernels' float steps; x64 only, where the native build
+/// is the AVX2 one), and within float-rounding tolerance on the others.
+/// </summary>
+[Collection("KernelSettings")]
+public class IQuantDifferentialTests
+{
+    public static TheoryData<GgmlType> Types => new() { GgmlType.IQ4_NL, GgmlType.IQ4_XS };
+
+    private static int[] Lengths(GgmlType type) => GgmlTypeInfo.BlockSize(type) == 32 ? [32, 96, 288, 4096] : [256, 768, 4096];
+
+    /// <summary>Named rows: the shared adversarial rows at every length, the k-quant test rows, random rows with ties and outliers.</summary>
+    private static IEnumerable<(string Name, float[] Row)> Rows(GgmlType type)
+    {
+        foreach (int n in Lengths(type))
+            foreach (var (name, row) in TestRows.All(n))
+                yield return ($"{name} n={n}", row);
+        foreach (var (name, row) in KQuantTestRows.All())
+            yield return (name, row);
+        var rng = new Random(2024 + (int)type);
+        for (int r = 0; r < 24; r++)
+        {
+            float sigma = (float)Math.Pow(10, rng.NextDouble() * 8 - 4);
+            float[] x = KQuantTestRows.Gaussian(rng, 4 * 256, sigma);
+            for (int i = 0; i < x.Length; i++)
+            {
+                double u = rng.NextDouble();
+                if (u < 0.01) x[i] *= 50;
+                else if (u < 0.05) x[i] = MathF.Round(x[i] / sigma * 2) * sigma / 2;
+                else if (r % 3 == 0 && i % 256 < 128) x[i] = 0;
+                if (r % 4 == 1) x[i] = MathF.Abs(x[i]);
+            }
+            yield return ($"random {r} (sigma {sigma:G3})", x);
+        }
+    }
+
+    /// <summary>llama.cpp's ARM64 build fuses the multiply-adds of its scale search, so its bytes are compared on x64 only.</summary>
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void QuantizedBytesAreIdenticalToGgmlQuantizeChunk(GgmlType type)
+    {
+        Assert.SkipUnless(GgmlNative.QuantizesLikeX64, "llama.cpp's ARM64 build fuses multiply-adds in the scale search");
+        foreach (var (name, row) in Rows(type))
+        {
+            var expected = GgmlNative.QuantizeChunk(type, row, row.Length);
+            var actual = new byte[expected.Length];
+            Quantizer.QuantizeRow(type, row, actual);
+            GgmlDifferentialTests.AssertBytes(expected, actual, $"{type} {name}");
+        }
+        // Several rows in one call, as the model quantizer makes it.
+        var many = TestRows.Random(256 * 6, 77);
+        var chunk = GgmlNative.QuantizeChunk(type, many, 512);
+        var ours = new byte[chunk.Length];
+        Quantizer.QuantizeRow(type, many, ours);
+        GgmlDifferentialTests.AssertBytes(chunk, ours, $"{type} 3 rows");
+    }
+
+    /// <summary>ggml's blocks of every test row, and random bytes (every index, every 6-bit scale, extreme fp16 scales).</summary>
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void DequantizedFloatsAreIdenticalToGgml(GgmlType type)
+    {
+        foreach (var (name, row) in Rows(type))
+        {
+            var blocks = GgmlNative.QuantizeChunk(type, row, row.Length);
+            var actual = new float[row.Length];
+            Dequantizer.DequantizeRow(type, blocks, actual);
+            GgmlDifferentialTests.AssertFloatsIdentical(GgmlNative.Dequantize(type, blocks, row.Length), actual, $"{type} {name}");
+        }
+        var rng = new Random(5);
+        for (int r = 0; r < 20; r++)
+        {
+            var bytes = RandomBlocks(type, 8 * 256, rng);
+            var actual = new float[8 * 256];
+            Dequantizer.DequantizeRow(type, bytes, actual);
+            GgmlDifferentialTests.AssertFloatsIdentical(GgmlNative.Dequantize(type, bytes, actual.Length), actual, $"{type} random bytes {r}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void DotProductsMatchGgmlVecDot(GgmlType type)
+    {
+        var partner = GgmlNative.VecDotType(type);
+        Assert.Equal(QuantKernels.Get(type).ActivationType, partner);
+        var rng = new Random(11);
+        int checkedDots = 0;
+        foreach (int n in Lengths(type))
+        {
+            var weights = TestRows.All(n, seed: 41).Where(r => !r.Name.Contains("beyond fp16"))
+                .Select(r => (r.Name, Bytes: GgmlNative.QuantizeChunk(type, r.Values, n)))
+                .Append(("random bytes", RandomBlocks(type, n, rng)))
+                .Append(("extreme bytes", ExtremeBlocks(type, n)));
+            var activations = TestRows.All(n, seed: 31).Take(4).Select(r => (r.Name, Bytes: GgmlNative.FromFloatCpu(partner, r.Values)))
+                .Append(("extreme activation", ExtremeActivation(partner, n)))
+                .ToList();
+            foreach (var (wName, w) in weights)
+            {
+                foreach (var (aName, a) in activations)
+                {
+                    float expected = GgmlNative.VecDot(type, n, w, a);
+                    double bound = GgmlDifferentialTests.DotTolerance(type, partner, w, a, n);
+                    foreach (var path in Kernels.Supported)
+                    {
+                        float actual = DotOnPath(type, path, w, a, n);
+                        string what = $"{type} n={n} w={wName} a={aName} {path}: ours {actual:R}, ggml {expected:R}";
+                        if (path is KernelPath.Avx2 or KernelPath.Avx512 && GgmlNative.QuantizesLikeX64)
+                            Assert.True(BitConverter.SingleToInt32Bits(actual) == BitConverter.SingleToInt32Bits(expected), what);
+                        else
+                            Assert.True(Math.Abs(actual - expected) <= bound, $"{what}, tolerance {bound:R}");
+                        checkedDots++;
+                    }
+                }
+            }
+        }
+        Assert.True(checkedDots > 100);
+    }
+
+    internal static unsafe float DotOnPath(GgmlType type, KernelPath path, byte[] w, byte[] a, int n)
+    {
+        fixed (byte* wp = w)
+        fixed (byte* ap = a)
+        {
+            return (type, path) switch
+            {
+                (GgmlType.IQ4_NL, KernelPath.Avx2 or KernelPath.Avx512) => IQ4_NL.DotAvx2(wp, ap, n),
+                (GgmlType.IQ4_NL, _) => IQ4_NL.DotScalar(wp, ap, n),
+                (GgmlType.IQ4_XS, KernelPath.Avx2 or KernelPath.Avx512) => IQ4_XS.DotAvx2(wp, ap, n),
+                (GgmlType.IQ4_XS, _) => IQ4_XS.DotScalar(wp, ap, n),
+                _ => throw new NotSupportedException($"{type} on {path}"),
+            };
+        }
+    }
+
+    /// <summary>Random bytes with finite fp16 scales of either sign (|d| &lt; 2).</summary>
+    internal static byte[] RandomBlocks(GgmlType type, int n, Random rng)
+    {
+        var bytes = new byte[GgmlTypeInfo.RowBytes(type, n)];
+        rng.NextBytes(bytes);
+        int ts = GgmlTypeInfo.TypeSize(type);
+        for (int b = 0; b < bytes.Length / ts; b++) bytes[b * ts + 1] &= 0xBF;
+        return bytes;
+    }
+
+    /// <summary>Every index the largest level (15) or smallest (0) in turn, the largest finite scale, the extreme 6-bit scales.</summary>
+    internal static byte[] ExtremeBlocks(GgmlType type, int n)
+    {
+        var bytes = new byte[GgmlTypeInfo.RowBytes(type, n)];
+        int ts = GgmlTypeInfo.TypeSize(type);
+        for (int b = 0; b < bytes.Length / ts; b++)
+        {
+            var block = bytes.AsSpan(b * ts, ts);
+            BitConverter.TryWriteBytes(block, b % 2 == 0 ? (Half)1.0 : (Half)(-0.0078125));
+            int indexStart = type == GgmlType.IQ4_XS ? 8 : 2;
+            block[indexStart..].Fill(b % 3 == 0 ? (byte)0xFF : b % 3 == 1 ? (byte)0x00 : (byte)0x0F);
+            if (type == GgmlType.IQ4_XS)
+            {
+                // Scales 0 and 63 (offset: -32 and 31) alternating.
+                BitConverter.TryWriteBytes(block[2..], (ushort)(b % 2 == 0 ? 0xCCCC : 0x3333));
+                block[4..8].Fill(b % 2 == 0 ? (byte)0xF0 : (byte)0x0F);
+            }
+        }
+        return bytes;
+    }
+
+    /// <summary>Activation quants all ±127 (largest products), scale 1.</summary>
+    private static byte[] ExtremeActivation(GgmlType partner, int n)
+    {
+        var bytes = new byte[GgmlTypeInfo.RowBytes(partner, n)];
+        if (partner == GgmlType.Q8_0)
+        {
+            for (int b = 0; b < n / 32; b++)
+            {
+                BitConverter.TryWriteBytes(bytes.AsSpan(b * 34), (Half)1.0);
+                for (int j = 0; j < 32; j++) bytes[b * 34 + 2 + j] = unchecked((byte)(sbyte)((j + b) % 2 == 0 ? 127 : -127));
+            }
+            return bytes;
+        }
+        int bb = GgmlTypeInfo.TypeSize(GgmlType.Q8_K);
+        for (int b = 0; b < n / 256; b++)
+        {
+            BitConverter.TryWriteBytes(bytes.AsSpan(b * bb), 1.0f);
+            for (int j = 0; j < 256; j++) bytes[b * bb + 4 + j] = unchecked((byte)(sbyte)((j / 3 + b) % 2 == 0 ? 127 : -127));
+        }
+        return bytes;
+    }
+}
