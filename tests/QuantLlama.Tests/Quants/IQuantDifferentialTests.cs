@@ -14,7 +14,14 @@ namespace QuantLlama.Tests.Quants;
 [Collection("KernelSettings")]
 public class IQuantDifferentialTests
 {
+    /// <summary>The types we quantize to.</summary>
     public static TheoryData<GgmlType> Types => new() { GgmlType.IQ4_NL, GgmlType.IQ4_XS };
+
+    /// <summary>The types we read: the grid i-quants too.</summary>
+    public static TheoryData<GgmlType> ReadTypes => new() { GgmlType.IQ4_NL, GgmlType.IQ4_XS, GgmlType.IQ2_XXS, GgmlType.IQ3_XXS, GgmlType.IQ3_S };
+
+    /// <summary>Whether llama.cpp quantizes to the type without an importance matrix (it aborts otherwise).</summary>
+    private static bool GgmlQuantizes(GgmlType type) => type != GgmlType.IQ2_XXS;
 
     private static int[] Lengths(GgmlType type) => GgmlTypeInfo.BlockSize(type) == 32 ? [32, 96, 288, 4096] : [256, 768, 4096];
 
@@ -66,10 +73,10 @@ public class IQuantDifferentialTests
 
     /// <summary>ggml's blocks of every test row, and random bytes (every index, every 6-bit scale, extreme fp16 scales).</summary>
     [Theory]
-    [MemberData(nameof(Types))]
+    [MemberData(nameof(ReadTypes))]
     public void DequantizedFloatsAreIdenticalToGgml(GgmlType type)
     {
-        foreach (var (name, row) in Rows(type))
+        foreach (var (name, row) in GgmlQuantizes(type) ? Rows(type) : [])
         {
             var blocks = GgmlNative.QuantizeChunk(type, row, row.Length);
             var actual = new float[row.Length];
@@ -86,8 +93,39 @@ public class IQuantDifferentialTests
         }
     }
 
+    /// <summary>Blocks that hold every codebook entry in turn (random signs and scales): our tables are llama.cpp's.</summary>
     [Theory]
-    [MemberData(nameof(Types))]
+    [InlineData(GgmlType.IQ2_XXS, 256, 4)]
+    [InlineData(GgmlType.IQ3_XXS, 256, 8)]
+    [InlineData(GgmlType.IQ3_S, 512, 8)]
+    public void CodebooksAreLlamaCpps(GgmlType type, int entries, int indicesPerBlock)
+    {
+        var rng = new Random(3);
+        int superBlocks = entries / (8 * indicesPerBlock);
+        var bytes = RandomBlocks(type, superBlocks * 256, rng);
+        int ts = GgmlTypeInfo.TypeSize(type);
+        for (int e = 0; e < entries; e++)
+        {
+            int b = e / (8 * indicesPerBlock), k = e % (8 * indicesPerBlock);
+            var block = bytes.AsSpan(b * ts, ts);
+            switch (type)
+            {
+                case GgmlType.IQ2_XXS: block[2 + 8 * (k / 4) + k % 4] = (byte)e; break;
+                case GgmlType.IQ3_XXS: block[2 + k] = (byte)e; break;
+                case GgmlType.IQ3_S:
+                    block[2 + k] = (byte)e;
+                    int bit = 1 << (k % 8);
+                    block[66 + k / 8] = (byte)(e >= 256 ? block[66 + k / 8] | bit : block[66 + k / 8] & ~bit);
+                    break;
+            }
+        }
+        var actual = new float[superBlocks * 256];
+        Dequantizer.DequantizeRow(type, bytes, actual);
+        GgmlDifferentialTests.AssertFloatsIdentical(GgmlNative.Dequantize(type, bytes, actual.Length), actual, $"{type} codebook");
+    }
+
+    [Theory]
+    [MemberData(nameof(ReadTypes))]
     public void DotProductsMatchGgmlVecDot(GgmlType type)
     {
         var partner = GgmlNative.VecDotType(type);
@@ -96,9 +134,10 @@ public class IQuantDifferentialTests
         int checkedDots = 0;
         foreach (int n in Lengths(type))
         {
-            var weights = TestRows.All(n, seed: 41).Where(r => !r.Name.Contains("beyond fp16"))
+            var weights = TestRows.All(n, seed: 41).Where(r => GgmlQuantizes(type) && !r.Name.Contains("beyond fp16"))
                 .Select(r => (r.Name, Bytes: GgmlNative.QuantizeChunk(type, r.Values, n)))
                 .Append(("random bytes", RandomBlocks(type, n, rng)))
+                .Append(("more random bytes", RandomBlocks(type, n, rng)))
                 .Append(("extreme bytes", ExtremeBlocks(type, n)));
             var activations = TestRows.All(n, seed: 31).Take(4).Select(r => (r.Name, Bytes: GgmlNative.FromFloatCpu(partner, r.Values)))
                 .Append(("extreme activation", ExtremeActivation(partner, n)))
@@ -136,6 +175,12 @@ public class IQuantDifferentialTests
                 (GgmlType.IQ4_NL, _) => IQ4_NL.DotScalar(wp, ap, n),
                 (GgmlType.IQ4_XS, KernelPath.Avx2 or KernelPath.Avx512) => IQ4_XS.DotAvx2(wp, ap, n),
                 (GgmlType.IQ4_XS, _) => IQ4_XS.DotScalar(wp, ap, n),
+                (GgmlType.IQ2_XXS, KernelPath.Avx2 or KernelPath.Avx512) => IQ2_XXS.DotAvx2(wp, ap, n),
+                (GgmlType.IQ2_XXS, _) => IQ2_XXS.DotScalar(wp, ap, n),
+                (GgmlType.IQ3_XXS, KernelPath.Avx2 or KernelPath.Avx512) => IQ3_XXS.DotAvx2(wp, ap, n),
+                (GgmlType.IQ3_XXS, _) => IQ3_XXS.DotScalar(wp, ap, n),
+                (GgmlType.IQ3_S, KernelPath.Avx2 or KernelPath.Avx512) => IQ3_S.DotAvx2(wp, ap, n),
+                (GgmlType.IQ3_S, _) => IQ3_S.DotScalar(wp, ap, n),
                 _ => throw new NotSupportedException($"{type} on {path}"),
             };
         }
