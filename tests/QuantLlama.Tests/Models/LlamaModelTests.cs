@@ -184,6 +184,8 @@ public class LlamaModelTests(ITestOutputHelper output)
     [InlineData(GgmlType.Q6_K, 2e-2, 2e-2, false)]
     [InlineData(GgmlType.IQ4_NL, 2e-2, 2e-2, false)]
     [InlineData(GgmlType.IQ4_XS, 2e-2, 2e-2, false)]
+    [InlineData(GgmlType.IQ3_XXS, 2e-2, 2e-2, false)]
+    [InlineData(GgmlType.IQ3_S, 2e-2, 2e-2, false)]
     public void LogitsMatchLlamaCpp(GgmlType type, double tolerance, double f16Tolerance, bool tiedOutput)
     {
         string dir = TestPaths.NewTempDirectory();
