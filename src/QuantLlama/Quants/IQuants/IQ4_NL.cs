@@ -43,31 +43,15 @@ public static unsafe class IQ4_NL
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
     {
         int nb = Blocks.Check(dst.Length, BlockSize, src.Length, TypeSize);
-        var levels = NonLinear4.Levels;
         fixed (byte* x0 = src)
         fixed (float* y = dst)
         {
             for (int i = 0; i < nb; i++)
             {
                 var x = (Block*)(x0 + i * TypeSize);
-                float d = Fp16.ToFloat(x->D);
-                for (int j = 0; j < BlockSize / 2; j++)
-                {
-                    y[i * BlockSize + j] = d * levels[x->Qs[j] & 0x0F];
-                    y[i * BlockSize + j + BlockSize / 2] = d * levels[x->Qs[j] >> 4];
-                }
+                NonLinear4.Dequantize(x->Qs, Fp16.ToFloat(x->D), y + i * BlockSize);
             }
         }
-    }
-
-    /// <summary>Dot of an IQ4_NL weight row with a Q8_0 activation row.</summary>
-    public static float Dot(ReadOnlySpan<byte> weights, ReadOnlySpan<byte> q8Activation)
-    {
-        int nb = weights.Length / TypeSize;
-        if (weights.Length % TypeSize != 0 || q8Activation.Length < nb * Q8_0.TypeSize) throw new ArgumentException("row lengths do not match");
-        fixed (byte* w = weights)
-        fixed (byte* a = q8Activation)
-            return Dot(w, a, nb * BlockSize);
     }
 
     /// <summary>The dispatching row dot over a Q8_0 activation (the AdvSimd path is the scalar reference).</summary>

@@ -77,7 +77,6 @@ public static unsafe class IQ4_XS
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
     {
         int nb = Blocks.Check(dst.Length, BlockSize, src.Length, TypeSize);
-        var levels = NonLinear4.Levels;
         fixed (byte* x0 = src)
         fixed (float* y0 = dst)
         {
@@ -86,28 +85,9 @@ public static unsafe class IQ4_XS
                 var x = (Block*)(x0 + i * TypeSize);
                 float d = Fp16.ToFloat(x->D);
                 for (int ib = 0; ib < SubBlocks; ib++)
-                {
-                    float dl = d * BlockScale(x, ib);
-                    byte* qs = x->Qs + ib * 16;
-                    float* y = y0 + i * BlockSize + ib * NonLinear4.SubBlock;
-                    for (int j = 0; j < 16; j++)
-                    {
-                        y[j] = dl * levels[qs[j] & 0x0F];
-                        y[j + 16] = dl * levels[qs[j] >> 4];
-                    }
-                }
+                    NonLinear4.Dequantize(x->Qs + ib * 16, d * BlockScale(x, ib), y0 + i * BlockSize + ib * NonLinear4.SubBlock);
             }
         }
-    }
-
-    /// <summary>Dot of an IQ4_XS weight row with a Q8_K activation row.</summary>
-    public static float Dot(ReadOnlySpan<byte> weights, ReadOnlySpan<byte> q8Activation)
-    {
-        int nb = weights.Length / TypeSize;
-        if (weights.Length % TypeSize != 0 || q8Activation.Length < nb * Q8_K.BlockBytes) throw new ArgumentException("row lengths do not match");
-        fixed (byte* w = weights)
-        fixed (byte* a = q8Activation)
-            return Dot(w, a, nb * BlockSize);
     }
 
     /// <summary>The dispatching row dot over a Q8_K activation (the AdvSimd path is the scalar reference).</summary>

@@ -24,6 +24,17 @@ internal static unsafe class NonLinear4
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<sbyte> LevelsAvx2(byte* packed) => Avx2.Shuffle(LevelTable256, Simd.BytesFromNibbles32(packed).AsSByte());
 
+    /// <summary>32 packed indices to scale · level.</summary>
+    public static void Dequantize(byte* packed, float scale, float* y)
+    {
+        var levels = Levels;
+        for (int j = 0; j < 16; j++)
+        {
+            y[j] = scale * levels[packed[j] & 0x0F];
+            y[j + 16] = scale * levels[packed[j] >> 4];
+        }
+    }
+
     /// <summary>Σ level·q8 over 32 values as an int, scalar (the references' inner sum).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int BlockDotScalar(byte* packed, sbyte* q8)
