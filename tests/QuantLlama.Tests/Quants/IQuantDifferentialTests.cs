@@ -152,6 +152,27 @@ public class IQuantDifferentialTests
         Assert.True(checkedDots > 100);
     }
 
+    /// <summary>The AdvSimd row dots keep the scalar reference's float steps: its result to the bit.</summary>
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void AdvSimdDotsAreTheScalarReferenceToTheBit(GgmlType type)
+    {
+        Assert.SkipUnless(Kernels.IsSupported(KernelPath.AdvSimd), "needs ARM64 (tests/run-arm64.sh runs it under qemu)");
+        var partner = QuantKernels.Get(type).ActivationType;
+        var rng = new Random(17);
+        foreach (int n in Lengths(type))
+        {
+            var w = RandomBlocks(type, n, rng);
+            byte[] activation = GgmlNative.FromFloatCpu(partner, KQuantTestRows.Gaussian(rng, n, 1f));
+            foreach (var weights in new[] { w, ExtremeBlocks(type, n) })
+            {
+                float scalar = DotOnPath(type, KernelPath.Scalar, weights, activation, n);
+                float simd = DotOnPath(type, KernelPath.AdvSimd, weights, activation, n);
+                Assert.True(BitConverter.SingleToInt32Bits(scalar) == BitConverter.SingleToInt32Bits(simd), $"{type} n={n}: AdvSimd {simd:R}, scalar {scalar:R}");
+            }
+        }
+    }
+
     internal static unsafe float DotOnPath(GgmlType type, KernelPath path, byte[] w, byte[] a, int n)
     {
         fixed (byte* wp = w)
@@ -160,8 +181,10 @@ public class IQuantDifferentialTests
             return (type, path) switch
             {
                 (GgmlType.IQ4_NL, KernelPath.Avx2 or KernelPath.Avx512) => IQ4_NL.DotAvx2(wp, ap, n),
+                (GgmlType.IQ4_NL, KernelPath.AdvSimd) => IQ4_NL.DotAdvSimd(wp, ap, n),
                 (GgmlType.IQ4_NL, _) => IQ4_NL.DotScalar(wp, ap, n),
                 (GgmlType.IQ4_XS, KernelPath.Avx2 or KernelPath.Avx512) => IQ4_XS.DotAvx2(wp, ap, n),
+                (GgmlType.IQ4_XS, KernelPath.AdvSimd) => IQ4_XS.DotAdvSimd(wp, ap, n),
                 (GgmlType.IQ4_XS, _) => IQ4_XS.DotScalar(wp, ap, n),
                 (GgmlType.IQ2_XXS, KernelPath.Avx2 or KernelPath.Avx512) => IQ2_XXS.DotAvx2(wp, ap, n),
                 (GgmlType.IQ2_XXS, _) => IQ2_XXS.DotScalar(wp, ap, n),

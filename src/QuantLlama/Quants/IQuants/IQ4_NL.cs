@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
 
 namespace QuantLlama.Quants.IQuants;
@@ -54,23 +55,28 @@ public static unsafe class IQ4_NL
         }
     }
 
-    /// <summary>The dispatching row dot over a Q8_0 activation (the AdvSimd path is the scalar reference).</summary>
-    internal static float Dot(byte* w, byte* a, int n) => Kernels.UseAvx2 ? DotAvx2(w, a, n) : DotScalar(w, a, n);
+    /// <summary>The dispatching row dot over a Q8_0 activation.</summary>
+    internal static float Dot(byte* w, byte* a, int n)
+        => Kernels.UseAvx2 ? DotAvx2(w, a, n) : Kernels.UseAdvSimd ? DotAdvSimd(w, a, n) : DotScalar(w, a, n);
 
     /// <summary>The reference: ggml's generic row dot, one float term per block.</summary>
-    internal static float DotScalar(byte* w, byte* a, int n)
+    internal static float DotScalar(byte* w, byte* a, int n) => Sum(w, a, n, advSimd: false);
+
+    /// <summary>The reference's float steps over block sums from <see cref="NonLinear4.BlockDotAdvSimd"/>: its result to the bit.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static float DotAdvSimd(byte* w, byte* a, int n) => Sum(w, a, n, advSimd: AdvSimd.Arm64.IsSupported);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Sum(byte* w, byte* a, int n, bool advSimd)
     {
         float sum = 0;
         for (int i = 0; i < n / BlockSize; i++)
-            sum += BlockTerm(w + i * TypeSize, a + i * Q8_0.TypeSize);
+        {
+            byte* x = w + i * TypeSize, y = a + i * Q8_0.TypeSize;
+            float d = Fp16.ToFloat(*(ushort*)y) * Fp16.ToFloat(*(ushort*)x);
+            sum += d * (advSimd ? NonLinear4.BlockDotAdvSimd(x + 2, (sbyte*)(y + 2)) : NonLinear4.BlockDotScalar(x + 2, (sbyte*)(y + 2)));
+        }
         return sum;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float BlockTerm(byte* x, byte* y)
-    {
-        float d = Fp16.ToFloat(*(ushort*)y) * Fp16.ToFloat(*(ushort*)x);
-        return d * NonLinear4.BlockDotScalar(x + 2, (sbyte*)(y + 2));
     }
 
     /// <summary>

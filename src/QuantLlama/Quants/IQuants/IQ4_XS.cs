@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
 using QuantLlama.Quants.KQuants;
 
@@ -90,11 +91,19 @@ public static unsafe class IQ4_XS
         }
     }
 
-    /// <summary>The dispatching row dot over a Q8_K activation (the AdvSimd path is the scalar reference).</summary>
-    internal static float Dot(byte* w, byte* a, int n) => Kernels.UseAvx2 ? DotAvx2(w, a, n) : DotScalar(w, a, n);
+    /// <summary>The dispatching row dot over a Q8_K activation.</summary>
+    internal static float Dot(byte* w, byte* a, int n)
+        => Kernels.UseAvx2 ? DotAvx2(w, a, n) : Kernels.UseAdvSimd ? DotAdvSimd(w, a, n) : DotScalar(w, a, n);
 
     /// <summary>The reference: ggml's generic row dot, one float term per block of 32.</summary>
-    internal static float DotScalar(byte* w, byte* a, int n)
+    internal static float DotScalar(byte* w, byte* a, int n) => Sum(w, a, n, advSimd: false);
+
+    /// <summary>The reference's float steps over block sums from <see cref="NonLinear4.BlockDotAdvSimd"/>: its result to the bit.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static float DotAdvSimd(byte* w, byte* a, int n) => Sum(w, a, n, advSimd: AdvSimd.Arm64.IsSupported);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Sum(byte* w, byte* a, int n, bool advSimd)
     {
         float sum = 0;
         for (int i = 0; i < n / BlockSize; i++)
@@ -103,7 +112,11 @@ public static unsafe class IQ4_XS
             var y = (BlockQ8K*)(a + i * Q8_K.BlockBytes);
             float d = Fp16.ToFloat(x->D) * y->D;
             for (int ib = 0; ib < SubBlocks; ib++)
-                sum += d * BlockScale(x, ib) * NonLinear4.BlockDotScalar(x->Qs + ib * 16, y->Qs + ib * NonLinear4.SubBlock);
+            {
+                byte* packed = x->Qs + ib * 16;
+                sbyte* q8 = y->Qs + ib * NonLinear4.SubBlock;
+                sum += d * BlockScale(x, ib) * (advSimd ? NonLinear4.BlockDotAdvSimd(packed, q8) : NonLinear4.BlockDotScalar(packed, q8));
+            }
         }
         return sum;
     }

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
 using QuantLlama.Quants.KQuants;
 
@@ -17,8 +18,9 @@ internal static unsafe class NonLinear4
     public static ReadOnlySpan<sbyte> Levels => [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 
     /// <summary>The levels in both 128-bit lanes, for a byte shuffle to turn indices into levels.</summary>
-    public static Vector256<sbyte> LevelTable256
-        => Vector256.Create(Vector128.Create((sbyte)-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113));
+    public static Vector256<sbyte> LevelTable256 => Vector256.Create(LevelTable128);
+
+    private static Vector128<sbyte> LevelTable128 => Vector128.Create((sbyte)-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
 
     /// <summary>32 packed indices (16 bytes: index j low nibble of byte j, index j+16 its high nibble) to levels.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -47,6 +49,20 @@ internal static unsafe class NonLinear4
             sum += q8[j + 16] * levels[packed[j] >> 4];
         }
         return sum;
+    }
+
+    /// <summary>
+    /// <see cref="BlockDotScalar"/> on ARM64: levels by a table lookup, exact byte products (<see cref="ArmDot"/>), so the
+    /// same integer.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int BlockDotAdvSimd(byte* packed, sbyte* q8)
+    {
+        var table = LevelTable128.AsByte();
+        var v = AdvSimd.LoadVector128(packed);
+        var lo = AdvSimd.Arm64.VectorTableLookup(table, AdvSimd.And(v, Vector128.Create((byte)0x0F))).AsSByte();
+        var hi = AdvSimd.Arm64.VectorTableLookup(table, AdvSimd.ShiftRightLogical(v, 4)).AsSByte();
+        return AdvSimd.Arm64.AddAcross(ArmDot.DotI8(lo, AdvSimd.LoadVector128(q8), hi, AdvSimd.LoadVector128(q8 + 16))).ToScalar();
     }
 
     /// <summary>The index of the level nearest x (the lower on ties; NaN gives 15, as ggml's best_index_int8).</summary>
