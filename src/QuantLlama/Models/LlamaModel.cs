@@ -113,10 +113,11 @@ public sealed unsafe class LlamaModel : IDisposable
         _ownsFile = ownsFile;
         var c = Config = LlamaConfig.FromModelFile(file);
         int dim = c.EmbeddingLength, kvDim = c.KvDim, ff = c.FeedForwardLength;
-        Embedding = Matrix("token_embd.weight", dim, c.VocabSize);
-        // Token embeddings are read a row at a time (dequantized); a tied head also multiplies by them.
+        // Token embeddings are read a row at a time (dequantized); only a tied head multiplies by them.
+        bool tiedOutput = file.FindTensor("output.weight") == null;
+        Embedding = Matrix("token_embd.weight", dim, c.VocabSize, multiplied: tiedOutput);
         RequireDequantizer(file.FindTensor("token_embd.weight")!);
-        Output = file.FindTensor("output.weight") != null ? Matrix("output.weight", dim, c.VocabSize) : Embedding;
+        Output = tiedOutput ? Embedding : Matrix("output.weight", dim, c.VocabSize);
         OutputNorm = Vector("output_norm.weight", dim);
         Layers = new Layer[c.BlockCount];
         for (int l = 0; l < c.BlockCount; l++)
@@ -156,13 +157,13 @@ public sealed unsafe class LlamaModel : IDisposable
         return new InferenceContext(this, options);
     }
 
-    private Weight Matrix(string name, int cols, int rows)
+    private Weight Matrix(string name, int cols, int rows, bool multiplied = true)
     {
         var t = _file.FindTensor(name) ?? throw new InvalidDataException($"{_file.FileName}: tensor '{name}' is missing");
         if (t.Dimensions.Length != 2 || t.Dimensions[0] != cols || t.Dimensions[1] != rows)
             throw new InvalidDataException($"{_file.FileName}: tensor '{name}' has shape {t.ShapeText}, expected [{cols}, {rows}]");
         CheckSize(t, rows, cols);
-        RequireKernels(t);
+        if (multiplied) RequireKernels(t);
         return new Weight(t.Type, _file.GetTensorPointer(t), rows, cols);
     }
 

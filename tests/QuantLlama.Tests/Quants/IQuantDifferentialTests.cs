@@ -124,8 +124,7 @@ public class IQuantDifferentialTests
         {
             var weights = TestRows.All(n, seed: 41).Where(r => GgmlQuantizes(type) && !r.Name.Contains("beyond fp16"))
                 .Select(r => (r.Name, Bytes: GgmlNative.QuantizeChunk(type, r.Values, n)))
-                .Append(("random bytes", RandomBlocks(type, n, rng)))
-                .Append(("more random bytes", RandomBlocks(type, n, rng)))
+                .Concat(Enumerable.Range(0, 4).Select(r => ($"random bytes {r}", RandomBlocks(type, n, rng))))
                 .Append(("extreme bytes", ExtremeBlocks(type, n)));
             var activations = TestRows.All(n, seed: 31).Take(4).Select(r => (r.Name, Bytes: GgmlNative.FromFloatCpu(partner, r.Values)))
                 .Append(("extreme activation", ExtremeActivation(partner, n)))
