@@ -127,21 +127,33 @@ public static unsafe class IQ4_XS
     /// </summary>
     internal static float DotAvx2(byte* w, byte* a, int n)
     {
+        var table = NonLinear4.LevelTable256;
         var acc = Vector256<float>.Zero;
         for (int i = 0; i < n / BlockSize; i++)
         {
             var x = (Block*)(w + i * TypeSize);
             var y = (BlockQ8K*)(a + i * Q8_K.BlockBytes);
-            var sums = Vector256<int>.Zero;
-            for (int ib = 0; ib < SubBlocks; ib++)
+            // Two blocks per step into two sums, as ggml does, so consecutive multiply-adds do not wait on each other.
+            var sums0 = Vector256<int>.Zero;
+            var sums1 = Vector256<int>.Zero;
+            uint high = x->ScalesH;
+            for (int ib = 0; ib < SubBlocks; ib += 2, high >>= 4)
             {
-                var levels = NonLinear4.LevelsAvx2(x->Qs + ib * 16);
-                var q8 = Avx.LoadVector256(y->Qs + ib * NonLinear4.SubBlock);
-                var pairs = Avx2.MultiplyAddAdjacent(Avx2.Sign(levels, levels).AsByte(), Avx2.Sign(q8, levels));
-                sums = Avx2.Add(sums, Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)BlockScale(x, ib))));
+                int low = x->ScalesL[ib / 2];
+                sums0 = Avx2.Add(sums0, ScaledBlockAvx2(table, x->Qs + ib * 16, y->Qs + ib * 32, ((low & 0x0F) | (int)(high << 4 & 0x30)) - 32));
+                sums1 = Avx2.Add(sums1, ScaledBlockAvx2(table, x->Qs + ib * 16 + 16, y->Qs + ib * 32 + 32, ((low >> 4) | (int)(high << 2 & 0x30)) - 32));
             }
-            acc = Fma.MultiplyAdd(Vector256.Create(Fp16.ToFloat(x->D) * y->D), Avx.ConvertToVector256Single(sums), acc);
+            acc = Fma.MultiplyAdd(Vector256.Create(Fp16.ToFloat(x->D) * y->D), Avx.ConvertToVector256Single(Avx2.Add(sums0, sums1)), acc);
         }
         return Simd.HSum(acc);
+    }
+
+    /// <summary>scale · Σ level·q8 of one block of 32, in eight int32 lanes of four adjacent products each.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> ScaledBlockAvx2(Vector256<sbyte> table, byte* packed, sbyte* q8, int scale)
+    {
+        var levels = Avx2.Shuffle(table, Simd.BytesFromNibbles32(packed).AsSByte());
+        var pairs = Avx2.MultiplyAddAdjacent(Avx2.Sign(levels, levels).AsByte(), Avx2.Sign(Avx.LoadVector256(q8), levels));
+        return Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)scale));
     }
 }
