@@ -48,9 +48,8 @@ public static unsafe class IQ2_XXS
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<byte> MagnitudesAvx2(byte* x, int ib)
         {
-            var grid = IQGrids.IQ2XXS;
             byte* i = x + 2 + 8 * ib;
-            return Vector256.Create(grid[i[0]], grid[i[1]], grid[i[2]], grid[i[3]]).AsByte();
+            return Vector256.Create(IQGrids.IQ2XXSAt(i[0]), IQGrids.IQ2XXSAt(i[1]), IQGrids.IQ2XXSAt(i[2]), IQGrids.IQ2XXSAt(i[3])).AsByte();
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]

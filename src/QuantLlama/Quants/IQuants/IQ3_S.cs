@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace QuantLlama.Quants.IQuants;
 
@@ -39,7 +40,7 @@ public static unsafe class IQ3_S
         /// <summary>Index k of block ib: its low byte and bit k of the block's high-bit byte.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static uint Magnitudes(byte* x, int ib, int k)
-            => IQGrids.IQ3S[x[2 + 8 * ib + k] | (x[HighBits + ib] >> k & 1) << 8];
+            => IQGrids.IQ3SAt(x[2 + 8 * ib + k] | (x[HighBits + ib] << (8 - k) & 256));
 
         public static void Unpack(byte* x, int ib, sbyte* values)
         {
@@ -55,10 +56,14 @@ public static unsafe class IQ3_S
             }
         }
 
+        /// <summary>The 8 indices built in one vector (low bytes widened, bit k of the high byte moved to bit 8) and gathered.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<byte> MagnitudesAvx2(byte* x, int ib)
-            => Vector256.Create(Magnitudes(x, ib, 0), Magnitudes(x, ib, 1), Magnitudes(x, ib, 2), Magnitudes(x, ib, 3),
-                Magnitudes(x, ib, 4), Magnitudes(x, ib, 5), Magnitudes(x, ib, 6), Magnitudes(x, ib, 7)).AsByte();
+        {
+            var low = Avx2.ConvertToVector256Int32(x + 2 + 8 * ib);
+            var high = Avx2.ShiftLeftLogicalVariable(Vector256.Create((int)x[HighBits + ib]), Vector256.Create(8u, 7, 6, 5, 4, 3, 2, 1)) & Vector256.Create(256);
+            return Avx2.GatherVector256(IQGrids.IQ3SPointer, low | high, 4).AsByte();
+        }
 
         /// <summary>One sign bit per value: 0xFF where set (Simd.BytesFromBits32), or 1 into ±1.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]

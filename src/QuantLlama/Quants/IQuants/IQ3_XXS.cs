@@ -48,9 +48,9 @@ public static unsafe class IQ3_XXS
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<byte> MagnitudesAvx2(byte* x, int ib)
         {
-            var grid = IQGrids.IQ3XXS;
             byte* i = x + 2 + 8 * ib;
-            return Vector256.Create(grid[i[0]], grid[i[1]], grid[i[2]], grid[i[3]], grid[i[4]], grid[i[5]], grid[i[6]], grid[i[7]]).AsByte();
+            return Vector256.Create(IQGrids.IQ3XXSAt(i[0]), IQGrids.IQ3XXSAt(i[1]), IQGrids.IQ3XXSAt(i[2]), IQGrids.IQ3XXSAt(i[3]),
+                IQGrids.IQ3XXSAt(i[4]), IQGrids.IQ3XXSAt(i[5]), IQGrids.IQ3XXSAt(i[6]), IQGrids.IQ3XXSAt(i[7])).AsByte();
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -1,3 +1,6 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
 namespace QuantLlama.Quants.IQuants;
 
 /// <summary>
@@ -7,6 +10,20 @@ namespace QuantLlama.Quants.IQuants;
 /// </summary>
 internal static class IQGrids
 {
+    // Entry lookups for the row dots, without bounds checks: every index is a byte (or 9 bits for IQ3_S), so it is
+    // within the table by construction.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ulong IQ2XXSAt(byte index) => Unsafe.Add(ref MemoryMarshal.GetReference(IQ2XXS), index);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static uint IQ3XXSAt(byte index) => Unsafe.Add(ref MemoryMarshal.GetReference(IQ3XXS), index);
+
+    /// <summary>The IQ3_S table's address, for gathers: the data of a constant span lives in the image and never moves.</summary>
+    public static unsafe uint* IQ3SPointer => (uint*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(IQ3S));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static uint IQ3SAt(int index) => Unsafe.Add(ref MemoryMarshal.GetReference(IQ3S), index & 511);
+
     /// <summary>IQ2_XXS: 256 entries of 8 magnitudes from {8, 25, 43}.</summary>
     public static ReadOnlySpan<ulong> IQ2XXS =>
     [
