@@ -15,7 +15,8 @@ public unsafe class DotBenchmarks
     private const int N = 4096, Rows = 64;
 
     [Params(GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.F16, GgmlType.F32,
-        GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K)]
+        GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
+        GgmlType.IQ4_NL, GgmlType.IQ4_XS, GgmlType.IQ3_S, GgmlType.IQ3_XXS, GgmlType.IQ2_XXS)]
     public GgmlType Type { get; set; }
 
     private byte* _weights, _activation, _ourActivation;
@@ -31,7 +32,8 @@ public unsafe class DotBenchmarks
         _weights = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(_rowBytes * Rows), 64);
         var values = Data.Random(N * Rows, 1);
         var w = new byte[_rowBytes * Rows];
-        Quantizer.QuantizeRow(Type, values, w);
+        if (Quantizer.IsSupported(Type)) Quantizer.QuantizeRow(Type, values, w);
+        else RandomBlocks(w); // the types we only read
         w.CopyTo(new Span<byte>(_weights, w.Length));
         var act = GgmlNative.FromFloatCpu(GgmlNative.VecDotType(Type), Data.Random(N, 2));
         if (Type == GgmlType.F32) act = System.Runtime.InteropServices.MemoryMarshal.AsBytes(Data.Random(N, 2).AsSpan()).ToArray();
@@ -47,6 +49,14 @@ public unsafe class DotBenchmarks
             fixed (float* xp = x) _kernel.QuantizeActivation(xp, _ourActivation, N);
         }
         _ggml = GgmlNative.VecDotPointer(Type);
+    }
+
+    /// <summary>Random blocks with a small positive fp16 scale first in each.</summary>
+    private void RandomBlocks(byte[] w)
+    {
+        new Random(1).NextBytes(w);
+        int typeSize = GgmlTypeInfo.TypeSize(Type);
+        for (int b = 0; b < w.Length / typeSize; b++) BitConverter.TryWriteBytes(w.AsSpan(b * typeSize), (Half)0.01);
     }
 
     [Benchmark(Baseline = true)]

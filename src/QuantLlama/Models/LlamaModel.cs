@@ -125,8 +125,11 @@ public sealed unsafe class LlamaModel : IDisposable
             var c = Config = LlamaConfig.FromModelFile(file);
             var arch = c.Architecture;
             int dim = c.EmbeddingLength, qDim = c.QueryDim, kvDim = c.KvDim, ff = c.FeedForwardLength;
-            Embedding = Matrix("token_embd.weight", dim, c.VocabSize);
-            Output = file.FindTensor("output.weight") != null ? Matrix("output.weight", dim, c.VocabSize) : Embedding;
+            // Token embeddings are read a row at a time (dequantized); only a tied head multiplies by them.
+            bool tiedOutput = file.FindTensor("output.weight") == null;
+            Embedding = Matrix("token_embd.weight", dim, c.VocabSize, multiplied: tiedOutput);
+            RequireDequantizer(file.FindTensor("token_embd.weight")!);
+            Output = tiedOutput ? Embedding : Matrix("output.weight", dim, c.VocabSize);
             OutputNorm = Vector("output_norm.weight", dim);
             float[]? freqFactors = null;
             if (arch.AllowsRopeFreqFactors && file.FindTensor("rope_freqs.weight") != null)
@@ -193,14 +196,31 @@ public sealed unsafe class LlamaModel : IDisposable
         return new InferenceContext(this, options);
     }
 
-    private Weight Matrix(string name, int cols, int rows)
+    private Weight Matrix(string name, int cols, int rows, bool multiplied = true)
     {
         var t = _file.FindTensor(name) ?? throw new InvalidDataException($"{_file.FileName}: tensor '{name}' is missing");
         _used.Add(name);
         if (t.Dimensions.Length != 2 || t.Dimensions[0] != cols || t.Dimensions[1] != rows)
             throw new InvalidDataException($"{_file.FileName}: tensor '{name}' has shape {t.ShapeText}, expected [{cols}, {rows}]");
         CheckSize(t, rows, cols);
+        if (multiplied) RequireKernels(t);
         return new Weight(t.Type, _file.GetTensorPointer(t), rows, cols);
+    }
+
+    /// <summary>
+    /// Fails the load, naming the tensor and its type, when no matrix kernel reads that type: a model that loads is
+    /// one that runs, rather than one that fails at its first matrix product.
+    /// </summary>
+    private void RequireKernels(GgufTensorInfo t)
+    {
+        if (!QuantKernels.IsSupported(t.Type))
+            throw new NotSupportedException($"{_file.FileName}: tensor '{t.Name}' is {t.Type}, a type whose matrix products are not implemented");
+    }
+
+    private void RequireDequantizer(GgufTensorInfo t)
+    {
+        if (!Dequantizer.IsSupported(t.Type))
+            throw new NotSupportedException($"{_file.FileName}: tensor '{t.Name}' is {t.Type}, a type whose dequantization is not implemented");
     }
 
     private Weight[] Experts(string prefix, string kind, int cols, int rows, int count)
@@ -213,6 +233,7 @@ public sealed unsafe class LlamaModel : IDisposable
             if (stacked.Dimensions.Length != 3 || stacked.Dimensions[0] != cols || stacked.Dimensions[1] != rows || stacked.Dimensions[2] != count)
                 throw new InvalidDataException($"{_file.FileName}: tensor '{stacked.Name}' has shape {stacked.ShapeText}, expected [{cols}, {rows}, {count}]");
             CheckSize(stacked, (long)rows * count, cols);
+            RequireKernels(stacked);
             long expertBytes = GgmlTypeInfo.RowBytes(stacked.Type, cols) * rows;
             byte* data = _file.GetTensorPointer(stacked);
             for (int e = 0; e < count; e++) experts[e] = new Weight(stacked.Type, data + e * expertBytes, rows, cols);
@@ -240,6 +261,7 @@ public sealed unsafe class LlamaModel : IDisposable
         if (t.ElementCount != length)
             throw new InvalidDataException($"{_file.FileName}: tensor '{name}' has shape {t.ShapeText}, expected [{length}]");
         CheckSize(t, 1, length);
+        if (t.Type != GgmlType.F32) RequireDequantizer(t);
         byte* data = _file.GetTensorPointer(t);
         if (t.Type == GgmlType.F32) return (float*)data;
         float* converted = (float*)NativeMemory.Alloc((nuint)length * sizeof(float));

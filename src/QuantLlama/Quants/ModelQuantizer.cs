@@ -42,6 +42,8 @@ public static class ModelQuantizer
         new("Q5_K_S", 16, GgmlType.Q5_K, true),
         new("Q5_K_M", 17, GgmlType.Q5_K, true),
         new("Q6_K", 18, GgmlType.Q6_K, true),
+        new("IQ4_NL", 25, GgmlType.IQ4_NL, true),
+        new("IQ4_XS", 30, GgmlType.IQ4_XS, true),
     ];
 
     // Plain types accepted as targets besides the mixes (ggml types that are not llama.cpp file types).
@@ -157,7 +159,7 @@ public static class ModelQuantizer
 
     private static bool UseMoreBits(int i, int n) => i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
 
-    /// <summary>llama_tensor_get_type's rules for the mixes we offer (the IQ-only branches left out).</summary>
+    /// <summary>llama_tensor_get_type's rules for the mixes we offer (the branches for the IQ1–IQ3 mixes left out).</summary>
     private static GgmlType MixType(GgufTensorInfo t, GgmlType type, PlanState s)
     {
         string name = t.Name;
@@ -177,6 +179,7 @@ public static class ModelQuantizer
             if (ftype == "Q2_K") type = s.NGqa >= 4 ? GgmlType.Q4_K : GgmlType.Q3_K;
             else if (ftype == "Q3_K_M") type = s.IAttentionWv < 2 ? GgmlType.Q5_K : GgmlType.Q4_K;
             else if (ftype == "Q3_K_L") type = GgmlType.Q5_K;
+            else if (ftype is "IQ4_NL" or "IQ4_XS" && s.NGqa >= 4) type = GgmlType.Q5_K;
             else if ((ftype == "Q4_K_M" || ftype == "Q5_K_M") && UseMoreBits(s.IAttentionWv, s.NAttentionWv)) type = GgmlType.Q6_K;
             else if (ftype == "Q4_K_S" && s.IAttentionWv < 4) type = GgmlType.Q5_K;
             if (s.Is70B && type is GgmlType.Q3_K or GgmlType.Q4_K) type = GgmlType.Q5_K;
@@ -202,6 +205,7 @@ public static class ModelQuantizer
                     type = iLayer < nLayer / 16 ? GgmlType.Q6_K : UseMoreBits(iLayer, nLayer) ? GgmlType.Q5_K : GgmlType.Q4_K;
                 else if (UseMoreBits(iLayer, nLayer)) type = GgmlType.Q6_K;
             }
+            else if (ftype is "IQ4_NL" or "IQ4_XS" && iLayer < nLayer / 8) type = GgmlType.Q5_K; // (without an importance matrix)
             else if (ftype == "Q5_K_M" && UseMoreBits(iLayer, nLayer)) type = GgmlType.Q6_K;
             else if (ftype == "Q4_K_S" && !s.IsFalcon && iLayer < nLayer / 8) type = GgmlType.Q5_K;
             s.IFfnDown++;
@@ -212,7 +216,7 @@ public static class ModelQuantizer
             {
                 if (s.NExpert == 8)
                 {
-                    if (ftype is "Q2_K" or "Q3_K_S" or "Q3_K_M" or "Q4_K_S" or "Q4_K_M") type = GgmlType.Q5_K;
+                    if (ftype is "Q2_K" or "Q3_K_S" or "Q3_K_M" or "Q4_K_S" or "Q4_K_M" or "IQ4_NL" or "IQ4_XS") type = GgmlType.Q5_K;
                 }
                 else if (ftype == "Q2_K") type = GgmlType.Q3_K;
                 else if (ftype == "Q3_K_M") type = GgmlType.Q4_K;
@@ -244,17 +248,17 @@ public static class ModelQuantizer
         if (nx % GgmlTypeInfo.BlockSize(type) == 0) return new TensorPlan(t, type, null);
         GgmlType fallback = type switch
         {
-            GgmlType.Q2_K or GgmlType.Q3_K => GgmlType.IQ4_NL,
+            GgmlType.IQ4_XS => GgmlType.IQ4_NL,
+            // Q4_0 as current llama.cpp has it (earlier releases chose IQ4_NL).
+            GgmlType.Q2_K or GgmlType.Q3_K => GgmlType.Q4_0,
             GgmlType.Q4_K => GgmlType.Q5_0,
             GgmlType.Q5_K => GgmlType.Q5_1,
             GgmlType.Q6_K => GgmlType.Q8_0,
             _ => GgmlType.F16,
         };
-        // We have no IQ4_NL quantizer; Q4_0 is the 32-element type of the same size.
-        if (fallback == GgmlType.IQ4_NL) fallback = GgmlType.Q4_0;
         if (nx % GgmlTypeInfo.BlockSize(fallback) != 0) fallback = GgmlType.F16;
         string warning = $"{t.Name}: rows of {nx} are not a multiple of {GgmlTypeInfo.BlockSize(type)} ({type}); using {fallback}"
-            + (fallback == GgmlType.F16 && type is GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q8_0 or GgmlType.Q8_1
+            + (fallback == GgmlType.F16 && type is GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q8_0 or GgmlType.Q8_1 or GgmlType.IQ4_NL
                 ? " (llama-quantize stops here)" : "");
         return new TensorPlan(t, fallback, warning);
     }

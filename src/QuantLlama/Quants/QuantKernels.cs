@@ -92,6 +92,12 @@ internal static unsafe class QuantKernels
             Dot8PackedAvx2 = &KQuants.Q4_K.Dot8Packed, PackActivationTile = &KQuants.Q4_K.PackActivationTile, PackedTileBytes = &KQuants.Q4_K.PackedTileBytes };
         t[(int)GgmlType.Q5_K] = new TypeKernel { WeightType = GgmlType.Q5_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ5_K };
         t[(int)GgmlType.Q6_K] = new TypeKernel { WeightType = GgmlType.Q6_K, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &DotQ6_K, Dot4Avx2 = &KQuants.Q6_K.Dot4Avx2, Dot8Avx2 = &KQuants.Q6_K.Dot8Avx2 };
+        // i-quants: IQ4_NL pairs with Q8_0 as Q5_0 does, the others with Q8_K as the k-quants do.
+        t[(int)GgmlType.IQ4_NL] = new TypeKernel { WeightType = GgmlType.IQ4_NL, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &IQuants.IQ4_NL.Dot };
+        t[(int)GgmlType.IQ4_XS] = new TypeKernel { WeightType = GgmlType.IQ4_XS, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &IQuants.IQ4_XS.Dot };
+        t[(int)GgmlType.IQ2_XXS] = new TypeKernel { WeightType = GgmlType.IQ2_XXS, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &IQuants.IQ2_XXS.Dot };
+        t[(int)GgmlType.IQ3_XXS] = new TypeKernel { WeightType = GgmlType.IQ3_XXS, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &IQuants.IQ3_XXS.Dot };
+        t[(int)GgmlType.IQ3_S] = new TypeKernel { WeightType = GgmlType.IQ3_S, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &IQuants.IQ3_S.Dot };
         return t;
     }
 

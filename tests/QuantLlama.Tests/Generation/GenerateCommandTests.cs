@@ -12,6 +12,27 @@ public class GenerateCommandTests
     private static readonly Regex PromptStats = new(@"^\s*(\d+) prompt tokens processed: \d+\.\d\d token/s$", RegexOptions.Multiline);
     private static readonly Regex GeneratedStats = new(@"^\s*(\d+) tokens generated: \d+\.\d\d token/s$", RegexOptions.Multiline);
 
+    /// <summary>A model with a tensor type we have no kernels for is refused at load, before the prompt is echoed.</summary>
+    [Fact]
+    public void UnsupportedTensorTypeIsReportedBeforeAnythingRuns()
+    {
+        string dir = TestPaths.NewTempDirectory();
+        try
+        {
+            var shape = new SyntheticLlama.Shape { Layers = 1, ZeroTensor = ("blk.0.attn_v.weight", Tensors.GgmlType.IQ2_XS) };
+            string path = SyntheticLlama.Write(dir, Tensors.GgmlType.Q8_0, shape);
+            var r = CliRunner.Run(["--model", path, "--prompt", "Once upon a time", "-n", "4"]);
+            Assert.NotEqual(0, r.ExitCode);
+            Assert.Contains("tensor 'blk.0.attn_v.weight' is IQ2_XS", r.StdErr);
+            Assert.DoesNotContain("model built", r.StdErr);
+            Assert.DoesNotContain("Once upon a time", r.StdOut);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
     [Fact]
     public void GreedyGenerationPrintsTheStoryAndCandlesLines()
     {

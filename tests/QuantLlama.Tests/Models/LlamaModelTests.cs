@@ -104,6 +104,29 @@ public class LlamaModelTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// A tensor of a type without kernels fails the load itself, naming the tensor and the type, so nothing runs
+    /// (or prints "model built") on a model that cannot.
+    /// </summary>
+    [Theory]
+    [InlineData("blk.1.ffn_down.weight", GgmlType.IQ2_XS)]
+    [InlineData("token_embd.weight", GgmlType.IQ1_S)]
+    public void UnsupportedTensorTypeFailsAtLoad(string tensor, GgmlType type)
+    {
+        string dir = TestPaths.NewTempDirectory();
+        try
+        {
+            string path = SyntheticLlama.Write(dir, GgmlType.Q8_0, new SyntheticLlama.Shape { Layers = 2, ZeroTensor = (tensor, type) });
+            var e = Assert.Throws<NotSupportedException>(() => LlamaModel.Load(path).Dispose());
+            Assert.Contains($"'{tensor}'", e.Message);
+            Assert.Contains(type.ToString(), e.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    /// <summary>
     /// With the default f16 KV cache (flash attention on) and 64-value heads, a batch shorter than 64 tokens
     /// (attention over an f32 copy of the cache) and the same tokens one at a time (attention straight from the f16
     /// cache) give the same bits, as in llama.cpp. With flash attention off neither engine does: a batch sums in
@@ -159,6 +182,10 @@ public class LlamaModelTests(ITestOutputHelper output)
     [InlineData(GgmlType.Q4_K, 2e-2, 2e-2, false)]
     [InlineData(GgmlType.Q5_K, 2e-2, 2e-2, false)]
     [InlineData(GgmlType.Q6_K, 2e-2, 2e-2, false)]
+    [InlineData(GgmlType.IQ4_NL, 2e-2, 2e-2, false)]
+    [InlineData(GgmlType.IQ4_XS, 2e-2, 2e-2, false)]
+    [InlineData(GgmlType.IQ3_XXS, 2e-2, 2e-2, false)]
+    [InlineData(GgmlType.IQ3_S, 2e-2, 2e-2, false)]
     public void LogitsMatchLlamaCpp(GgmlType type, double tolerance, double f16Tolerance, bool tiedOutput)
     {
         string dir = TestPaths.NewTempDirectory();

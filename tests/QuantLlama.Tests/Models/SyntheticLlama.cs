@@ -50,7 +50,10 @@ internal static class SyntheticLlama
         /// <summary>File name suffix naming what differs from the default shape.</summary>
         public string Tag => (Architecture == "llama" ? "" : "-" + Architecture) + (Experts > 0 ? "-moe" : "") + (SplitExperts ? "-split" : "")
             + (HeadDim is int h ? $"-hd{h}" : "") + (RopeFreqFactors ? "-freqs" : "") + (RopeScalingType is string r ? $"-{r}{RopeScalingFactor}" : "")
-            + (QkvBias ? "-bias" : "") + (QkNorm ? "-qknorm" : "") + (ExtraTensor != null ? "-extra" : "");
+            + (QkvBias ? "-bias" : "") + (QkNorm ? "-qknorm" : "") + (ExtraTensor != null ? "-extra" : "")
+            + (ZeroTensor is var (_, zeroType) ? $"-zero{zeroType}" : "");
+        /// <summary>One matrix written as zero bytes of another type, for types our quantizer does not write.</summary>
+        public (string Name, GgmlType Type)? ZeroTensor { get; init; }
     }
 
     public static string VocabFile => TestPaths.SharedFile("vocab", "ggml-vocab-llama-spm.gguf");
@@ -86,7 +89,14 @@ internal static class SyntheticLlama
         var rng = new Random(seed);
         int dim = shape.Dim, ff = shape.FeedForward, head = shape.HeadSize, qDim = head * shape.Heads, kvDim = head * shape.KvHeads;
         void Matrix(string name, GgmlType t, int cols, int rows, float scale, int planes = 1)
-            => w.AddTensor(name, t, planes == 1 ? [cols, rows] : [cols, rows, planes], Quantize(t, Random(rng, (long)cols * rows * planes, scale), cols));
+        {
+            long[] dims = planes == 1 ? [cols, rows] : [cols, rows, planes];
+            var values = Random(rng, (long)cols * rows * planes, scale);
+            if (shape.ZeroTensor is var (zeroName, zeroType) && zeroName == name)
+                w.AddTensor(name, zeroType, dims, new byte[GgmlTypeInfo.RowBytes(zeroType, cols) * rows * planes]);
+            else
+                w.AddTensor(name, t, dims, Quantize(t, values, cols));
+        }
         void Norm(string name, int length = 0)
         {
             length = length == 0 ? dim : length;
@@ -171,8 +181,10 @@ internal static class SyntheticLlama
         return a;
     }
 
+    /// <summary>Our quantizer, or llama.cpp's for the types we only read (the grid i-quants).</summary>
     private static byte[] Quantize(GgmlType type, float[] values, int rowLength)
     {
+        if (!Quantizer.IsSupported(type)) return Oracle.GgmlNative.QuantizeChunk(type, values, rowLength);
         long rowBytes = GgmlTypeInfo.RowBytes(type, rowLength);
         int rows = values.Length / rowLength;
         var bytes = new byte[rowBytes * rows];

@@ -89,6 +89,25 @@ internal static class KQuantTestRows
         yield return ("large values", Gaussian(rng, 256, 6e4f));
     }
 
+    /// <summary>
+    /// Random row number <paramref name="row"/> of a series: scale from 1e-4 to 1e4, 1% outliers, 4% exact half
+    /// steps (rounding ties), every third row half zero, every fourth all positive; for the scale-search branches.
+    /// </summary>
+    public static float[] WithTiesAndOutliers(Random rng, int n, int row)
+    {
+        float sigma = (float)Math.Pow(10, rng.NextDouble() * 8 - 4);
+        float[] x = Gaussian(rng, n, sigma);
+        for (int i = 0; i < x.Length; i++)
+        {
+            double u = rng.NextDouble();
+            if (u < 0.01) x[i] *= 50;
+            else if (u < 0.05) x[i] = MathF.Round(x[i] / sigma * 2) * sigma / 2;
+            else if (row % 3 == 0 && i % 256 < 128) x[i] = 0;
+            if (row % 4 == 1) x[i] = MathF.Abs(x[i]);
+        }
+        return x;
+    }
+
     /// <summary>ggml leaves the bsums of an all-zero Q8_K block unwritten; compare them as zero.</summary>
     public static void ZeroUnwrittenQ8KSums(byte[] expected, byte[] actual)
     {

@@ -15,7 +15,7 @@ public class MatMulTests
     public static readonly TheoryData<GgmlType> WeightTypes = new()
     {
         GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q8_0, GgmlType.Q8_1,
-        GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
+        GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS,
     };
 
     private static bool IsKQuant(GgmlType type) => GgmlTypeInfo.BlockSize(type) == GgmlTypeInfo.QK_K;
@@ -309,7 +309,7 @@ public class MatMulTests
             var p = wp;
             Assert.Throws<ArgumentException>(() => MatMul.MatVec(GgmlType.Q8_0, p, 2, 64, new float[10], new float[2]));
             Assert.Throws<ArgumentException>(() => MatMul.MatVec(GgmlType.Q8_0, p, 2, 48, new float[48], new float[2]));
-            Assert.Throws<NotSupportedException>(() => MatMul.MatVec(GgmlType.IQ2_XXS, p, 1, 256, new float[256], new float[1]));
+            Assert.Throws<NotSupportedException>(() => MatMul.MatVec(GgmlType.IQ2_XS, p, 1, 256, new float[256], new float[1]));
         }
     }
 

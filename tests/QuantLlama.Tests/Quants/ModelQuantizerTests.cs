@@ -87,7 +87,8 @@ public class ModelQuantizerTests
 
     /// <summary>
     /// llama_model_quantize itself (libllama in the test package) on the shared model for the K mixes whose
-    /// fallbacks are all types we have (64-wide rows: Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0; 172-wide to F16):
+    /// fallbacks are all types we have (64-wide rows: Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0, IQ4_XS to IQ4_NL;
+    /// 172-wide to F16):
     /// every tensor gets the same type and the same bytes.
     /// </summary>
     [Theory]
@@ -96,6 +97,7 @@ public class ModelQuantizerTests
     [InlineData("Q5_K_M", LLama.Native.LLamaFtype.MOSTLY_Q5_K_M)]
     [InlineData("Q5_K_S", LLama.Native.LLamaFtype.MOSTLY_Q5_K_S)]
     [InlineData("Q6_K", LLama.Native.LLamaFtype.MOSTLY_Q6_K)]
+    [InlineData("IQ4_XS", LLama.Native.LLamaFtype.MOSTLY_IQ4_XS)]
     public void MixesMatchLlamaModelQuantizeTensorForTensor(string target, LLama.Native.LLamaFtype ftype)
     {
         var (output, _) = QuantizeToTemp(target);
@@ -204,6 +206,14 @@ public class ModelQuantizerTests
             Assert.Equal(GgmlType.Q8_0, TypeOf("Q8_0", "output.weight"));
             Assert.Equal(GgmlType.Q6_K, TypeOf("Q5_0", "output.weight"));
             Assert.Equal(GgmlType.F16, TypeOf("F16", "output.weight"));
+            // IQ4 mixes: Q5_K for the first eighth of ffn_down (no importance matrix), Q6_K for the head.
+            Assert.Equal(GgmlType.Q5_K, TypeOf("IQ4_XS", "blk.0.ffn_down.weight"));
+            Assert.Equal(GgmlType.IQ4_XS, TypeOf("IQ4_XS", "blk.1.ffn_down.weight"));
+            Assert.Equal(GgmlType.IQ4_XS, TypeOf("IQ4_XS", "blk.0.attn_v.weight")); // GQA below 4
+            Assert.Equal(GgmlType.IQ4_XS, TypeOf("IQ4_XS", "token_embd.weight"));
+            Assert.Equal(GgmlType.Q6_K, TypeOf("IQ4_XS", "output.weight"));
+            Assert.Equal(GgmlType.Q5_K, TypeOf("IQ4_NL", "blk.0.ffn_down.weight"));
+            Assert.Equal(GgmlType.IQ4_NL, TypeOf("IQ4_NL", "blk.7.ffn_gate.weight"));
         }
         finally
         {
@@ -223,6 +233,8 @@ public class ModelQuantizerTests
         Assert.Equal(GgmlType.Q8_0, plan.Single(p => p.Source.Name == "output.weight").Type);
         Assert.True(ModelQuantizer.TryParseTarget("Q6_K", out var q6));
         Assert.Equal(GgmlType.Q8_0, ModelQuantizer.Plan(model, q6).Single(p => p.Source.Name == "blk.0.ffn_up.weight").Type);
+        Assert.True(ModelQuantizer.TryParseTarget("IQ4_XS", out var iq4xs));
+        Assert.Equal(GgmlType.IQ4_NL, ModelQuantizer.Plan(model, iq4xs).Single(p => p.Source.Name == "blk.0.attn_q.weight").Type);
     }
 
     [Fact]

@@ -1,0 +1,154 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using QuantLlama.Quants.KQuants;
+
+namespace QuantLlama.Quants.IQuants;
+
+/// <summary>
+/// One grid i-quant (IQ2_XXS, IQ3_XXS, IQ3_S): super-blocks of 256 values with one fp16 scale d, in 8 blocks of 32,
+/// each block's values being codebook magnitudes (<see cref="IQGrids"/>) with signs and an odd integer block scale.
+/// </summary>
+internal unsafe interface IGridFormat
+{
+    static abstract int TypeSize { get; }
+
+    /// <summary>The constant ggml's row dots multiply their sum by (the block scales' common denominator).</summary>
+    static abstract float DotFactor { get; }
+
+    /// <summary>Block ib's odd integer scale, as the row dots multiply by it.</summary>
+    static abstract int Scale(byte* x, int ib);
+
+    /// <summary>Block ib's scale as ggml's dequantizer computes it from d (its float steps, to the bit).</summary>
+    static abstract float DequantizeScale(float d, byte* x, int ib);
+
+    /// <summary>Block ib's 32 signed magnitudes.</summary>
+    static abstract void Unpack(byte* x, int ib, sbyte* values);
+
+    /// <summary>Block ib's 32 unsigned magnitudes, for the AVX2 path.</summary>
+    static abstract Vector256<byte> MagnitudesAvx2(byte* x, int ib);
+
+    /// <summary>Block ib's 32 signs as ±1 bytes, for the AVX2 path.</summary>
+    static abstract Vector256<sbyte> SignsAvx2(byte* x, int ib);
+}
+
+/// <summary>Dequantizer and row dots shared by the grid i-quants; activation partner Q8_K.</summary>
+internal static unsafe class GridQuants
+{
+    public const int BlockSize = KQuantMath.QK_K;
+    public const int SubBlocks = BlockSize / 32;
+
+    /// <summary>
+    /// ggml's sign scheme for 8 values in 7 bits: bit j negates value j, and the 8th sign is the parity of the seven
+    /// (so an even number of values is negative).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static uint EvenSigns(uint sevenBits) => sevenBits | ((uint)(BitOperations.PopCount(sevenBits) & 1) << 7);
+
+    /// <summary><see cref="EvenSigns"/> as 8 bytes of +1 or -1, for all 128 patterns.</summary>
+    public static readonly ulong[] EvenSignBytes = BuildEvenSignBytes();
+
+    private static ulong[] BuildEvenSignBytes()
+    {
+        var table = new ulong[128];
+        for (uint i = 0; i < 128; i++)
+        {
+            uint signs = EvenSigns(i);
+            for (int j = 0; j < 8; j++)
+                table[i] |= (ulong)((signs >> j & 1) != 0 ? 0xFF : 0x01) << (8 * j);
+        }
+        return table;
+    }
+
+    /// <summary>8 magnitudes (one per byte of <paramref name="magnitudes"/>) with <see cref="EvenSigns"/> applied.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void SignEight(ulong magnitudes, uint sevenBits, sbyte* values)
+    {
+        uint signs = EvenSigns(sevenBits);
+        for (int j = 0; j < 8; j++)
+        {
+            int m = (int)(magnitudes >> (8 * j) & 0xFF);
+            values[j] = (sbyte)((signs >> j & 1) != 0 ? -m : m);
+        }
+    }
+
+    /// <summary>Four 7-bit sign groups (bits 0-27 of <paramref name="packed"/>) as 32 bytes of ±1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<sbyte> EvenSignsAvx2(uint packed)
+    {
+        var table = EvenSignBytes;
+        return Vector256.Create(table[packed & 127], table[packed >> 7 & 127], table[packed >> 14 & 127], table[packed >> 21 & 127]).AsSByte();
+    }
+
+    public static void Dequantize<T>(ReadOnlySpan<byte> src, Span<float> dst) where T : IGridFormat
+    {
+        int typeSize = T.TypeSize;
+        int nb = Blocks.Check(dst.Length, BlockSize, src.Length, typeSize);
+        sbyte* values = stackalloc sbyte[32];
+        fixed (byte* x0 = src)
+        fixed (float* y0 = dst)
+        {
+            for (int i = 0; i < nb; i++)
+            {
+                byte* x = x0 + i * typeSize;
+                float d = Fp16.ToFloat(*(ushort*)x);
+                for (int ib = 0; ib < SubBlocks; ib++)
+                {
+                    // ggml multiplies by the magnitude, then by ±1: the same float as the scale times the signed magnitude.
+                    float db = T.DequantizeScale(d, x, ib);
+                    T.Unpack(x, ib, values);
+                    float* y = y0 + i * BlockSize + ib * 32;
+                    for (int j = 0; j < 32; j++) y[j] = db * values[j];
+                }
+            }
+        }
+    }
+
+    /// <summary>The reference: ggml's generic row dot (integer sums per super-block, one float term each).</summary>
+    public static float DotScalar<T>(byte* w, byte* a, int n) where T : IGridFormat
+    {
+        sbyte* values = stackalloc sbyte[32];
+        float sum = 0;
+        for (int i = 0; i < n / BlockSize; i++)
+        {
+            byte* x = w + i * T.TypeSize;
+            var y = (BlockQ8K*)(a + i * Q8_K.BlockBytes);
+            float d = Fp16.ToFloat(*(ushort*)x) * y->D;
+            int bsum = 0;
+            for (int ib = 0; ib < SubBlocks; ib++)
+            {
+                T.Unpack(x, ib, values);
+                sbyte* q8 = y->Qs + ib * 32;
+                int sumi = 0;
+                for (int j = 0; j < 32; j++) sumi += values[j] * q8[j];
+                bsum += sumi * T.Scale(x, ib);
+            }
+            sum += d * bsum;
+        }
+        return T.DotFactor * sum;
+    }
+
+    /// <summary>
+    /// ggml's AVX2 row dot to the bit: per super-block, eight int32 lanes each summing 4 adjacent products of every
+    /// block times its scale; converted and added by one FMA; summed across lanes and scaled at the end.
+    /// </summary>
+    public static float DotAvx2<T>(byte* w, byte* a, int n) where T : IGridFormat
+    {
+        var acc = Vector256<float>.Zero;
+        for (int i = 0; i < n / BlockSize; i++)
+        {
+            byte* x = w + i * T.TypeSize;
+            var y = (BlockQ8K*)(a + i * Q8_K.BlockBytes);
+            var sums = Vector256<int>.Zero;
+            for (int ib = 0; ib < SubBlocks; ib++)
+            {
+                var q8 = Avx2.Sign(Avx.LoadVector256(y->Qs + ib * 32), T.SignsAvx2(x, ib));
+                var pairs = Avx2.MultiplyAddAdjacent(T.MagnitudesAvx2(x, ib), q8);
+                sums = Avx2.Add(sums, Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)T.Scale(x, ib))));
+            }
+            acc = Fma.MultiplyAdd(Vector256.Create(Fp16.ToFloat(*(ushort*)x) * y->D), Avx.ConvertToVector256Single(sums), acc);
+        }
+        return T.DotFactor * Simd.HSum(acc);
+    }
+}

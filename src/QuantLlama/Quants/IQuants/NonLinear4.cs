@@ -1,0 +1,134 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
+using System.Runtime.Intrinsics.X86;
+using QuantLlama.Quants.KQuants;
+
+namespace QuantLlama.Quants.IQuants;
+
+/// <summary>
+/// The 4-bit non-linear code shared by IQ4_NL and IQ4_XS: each 4-bit index selects one of 16 fixed levels
+/// (ggml's kvalues_iq4nl), denser near zero where weights are; value = scale · level. Also the scale search both
+/// formats quantize with (ggml's quantize_row_iq4_nl_impl, as llama-quantize runs it: no importance matrix, 7 tries
+/// either side of the first scale).
+/// </summary>
+internal static unsafe class NonLinear4
+{
+    /// <summary>The 16 levels, ascending.</summary>
+    public static ReadOnlySpan<sbyte> Levels => [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+
+    /// <summary>The levels in both 128-bit lanes, for a byte shuffle to turn indices into levels.</summary>
+    public static Vector256<sbyte> LevelTable256 => Vector256.Create(LevelTable128);
+
+    private static Vector128<sbyte> LevelTable128 => Vector128.Create((sbyte)-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+
+    /// <summary>32 packed indices (16 bytes: index j low nibble of byte j, index j+16 its high nibble) to levels.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<sbyte> LevelsAvx2(byte* packed) => Avx2.Shuffle(LevelTable256, Simd.BytesFromNibbles32(packed).AsSByte());
+
+    /// <summary>32 packed indices to scale · level.</summary>
+    public static void Dequantize(byte* packed, float scale, float* y)
+    {
+        var levels = Levels;
+        for (int j = 0; j < 16; j++)
+        {
+            y[j] = scale * levels[packed[j] & 0x0F];
+            y[j + 16] = scale * levels[packed[j] >> 4];
+        }
+    }
+
+    /// <summary>Σ level·q8 over 32 values as an int, scalar (the references' inner sum).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int BlockDotScalar(byte* packed, sbyte* q8)
+    {
+        var levels = Levels;
+        int sum = 0;
+        for (int j = 0; j < 16; j++)
+        {
+            sum += q8[j] * levels[packed[j] & 0x0F];
+            sum += q8[j + 16] * levels[packed[j] >> 4];
+        }
+        return sum;
+    }
+
+    /// <summary>
+    /// <see cref="BlockDotScalar"/> on ARM64: levels by a table lookup, exact byte products (<see cref="ArmDot"/>), so the
+    /// same integer.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int BlockDotAdvSimd(byte* packed, sbyte* q8)
+    {
+        var table = LevelTable128.AsByte();
+        var v = AdvSimd.LoadVector128(packed);
+        var lo = AdvSimd.Arm64.VectorTableLookup(table, AdvSimd.And(v, Vector128.Create((byte)0x0F))).AsSByte();
+        var hi = AdvSimd.Arm64.VectorTableLookup(table, AdvSimd.ShiftRightLogical(v, 4)).AsSByte();
+        return AdvSimd.Arm64.AddAcross(ArmDot.DotI8(lo, AdvSimd.LoadVector128(q8), hi, AdvSimd.LoadVector128(q8 + 16))).ToScalar();
+    }
+
+    /// <summary>The index of the level nearest x (the lower on ties; NaN gives 15, as ggml's best_index_int8).</summary>
+    public static int NearestLevel(float x)
+    {
+        var levels = Levels;
+        if (x <= levels[0]) return 0;
+        if (x >= levels[15]) return 15;
+        int lo = 0, hi = 15;
+        while (hi - lo > 1)
+        {
+            int mid = (lo + hi) / 2;
+            if (x < levels[mid]) hi = mid; else lo = mid;
+        }
+        return x - levels[hi - 1] < levels[hi] - x ? hi - 1 : hi;
+    }
+
+    /// <summary>Block of 32 values per scale in both formats.</summary>
+    public const int SubBlock = 32;
+
+    private const int Tries = 7;
+
+    /// <summary>
+    /// The best scale for one block of 32 (weighted by x², as ggml without an importance matrix): the least-squares
+    /// scale at the start -max/-127 and at 15 nearby starts, the one with the largest sumqx²/sumq2 kept.
+    /// </summary>
+    public static float BestScale(float* x)
+    {
+        float max = Blocks.SignedAbsMax(x, SubBlock);
+        if (MathF.Abs(max) < KQuantMath.GroupMaxEps) return 0;
+        var levels = Levels;
+        float d = -max / levels[0];
+        var (sumqx, sumq2) = Fit(x, 1 / d);
+        d = sumq2 > 0 ? sumqx / sumq2 : 0f;
+        float best = d * sumqx;
+        for (int itry = -Tries; itry <= Tries; itry++)
+        {
+            (sumqx, sumq2) = Fit(x, (itry + levels[0]) / max);
+            if (sumq2 > 0 && sumqx * sumqx > best * sumq2)
+            {
+                d = sumqx / sumq2;
+                best = d * sumqx;
+            }
+        }
+        return d;
+    }
+
+    /// <summary>Σ w·q·x and Σ w·q² with w = x² and q each value's nearest level at inverse scale id.</summary>
+    private static (float SumQx, float SumQ2) Fit(float* x, float id)
+    {
+        var levels = Levels;
+        float sumqx = 0, sumq2 = 0;
+        for (int j = 0; j < SubBlock; j++)
+        {
+            float q = levels[NearestLevel(id * x[j])];
+            float w = x[j] * x[j];
+            sumqx += w * q * x[j];
+            sumq2 += w * q * q;
+        }
+        return (sumqx, sumq2);
+    }
+
+    /// <summary>32 values as their nearest levels at inverse scale id, packed as the blocks hold them.</summary>
+    public static void PackIndices(float* x, float id, byte* packed)
+    {
+        for (int j = 0; j < 16; j++)
+            packed[j] = (byte)(NearestLevel(id * x[j]) | (NearestLevel(id * x[j + 16]) << 4));
+    }
+}
