@@ -7,14 +7,18 @@ public class CliSmokeTests
     {
         var r = CliRunner.Run(["--help"]);
         Assert.Equal(0, r.ExitCode);
-        foreach (var name in new[] { "inspect", "convert-llama2c", "quantize", "tokenize", "models", "convert-ggml", "bench" })
+        foreach (var name in new[] { "inspect", "convert-llama2c", "quantize", "tokenize", "models", "convert-ggml", "bench", "chat-template", "serve" })
             Assert.Contains(name, r.StdOut);
     }
 
     [Fact]
-    public void UnknownFlagFailsWithNonZeroExit()
+    public void UnknownFlagFailsWithOneErrorLineNamingIt()
     {
         var r = CliRunner.Run(["--no-such-flag"]);
-        Assert.NotEqual(0, r.ExitCode);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Equal("", r.StdOut);
+        var line = Assert.Single(r.StdErr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith("error: ", line);
+        Assert.Contains("--no-such-flag", line);
     }
 }

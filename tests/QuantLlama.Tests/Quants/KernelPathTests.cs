@@ -19,12 +19,17 @@ public class KernelPathTests
         GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q8_0, GgmlType.Q8_1,
     };
 
+    /// <summary>The paths offered are exactly those the CPU's instruction sets allow, and the best is the widest.</summary>
     [Fact]
-    public void ThisMachineRunsAvx2AndScalar()
+    public void SupportedPathsFollowTheCpusInstructionSets()
     {
-        Assert.Contains(KernelPath.Scalar, Kernels.Supported);
-        if (System.Runtime.Intrinsics.X86.Avx2.IsSupported) Assert.Contains(KernelPath.Avx2, Kernels.Supported);
-        Assert.Equal(Kernels.Supported[^1], Kernels.Best);
+        bool avx2 = System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported;
+        bool avx512 = avx2 && System.Runtime.Intrinsics.X86.Avx512F.IsSupported && System.Runtime.Intrinsics.X86.Avx512BW.IsSupported;
+        bool advSimd = System.Runtime.Intrinsics.Arm.AdvSimd.Arm64.IsSupported;
+        KernelPath[] expected = [KernelPath.Scalar, .. avx2 ? [KernelPath.Avx2] : Array.Empty<KernelPath>(),
+            .. avx512 ? [KernelPath.Avx512] : Array.Empty<KernelPath>(), .. advSimd ? [KernelPath.AdvSimd] : Array.Empty<KernelPath>()];
+        Assert.Equal(expected, Kernels.Supported);
+        Assert.Equal(avx512 ? KernelPath.Avx512 : avx2 ? KernelPath.Avx2 : advSimd ? KernelPath.AdvSimd : KernelPath.Scalar, Kernels.Best);
     }
 
     [Fact]
