@@ -22,7 +22,7 @@ public static class DownloadCommand
             string? reference = parseResult.GetValue(model);
             if (reference != null && !ModelLocator.TryParseHubReference(reference, out _, out _, out _))
                 throw new CliUsageException($"--model {reference}: expected a Hub file as owner/repo/file.gguf");
-            var resolved = ModelLocator.Locate(reference, parseResult.GetValue(which));
+            var resolved = ModelLocator.Locate(reference, parseResult.GetValue(which), ConsoleProgress.HubOptions());
             Console.WriteLine(resolved.Path);
             return 0;
         });

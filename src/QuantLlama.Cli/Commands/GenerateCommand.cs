@@ -102,7 +102,7 @@ public static class GenerateCommand
         Validate(a);
         var err = Console.Error;
         var inv = CultureInfo.InvariantCulture;
-        var resolved = ModelLocator.Locate(a.Model, a.Which);
+        var resolved = ModelLocator.Locate(a.Model, a.Which, ConsoleProgress.HubOptions());
         err.WriteLine($"avx: {Lower(Avx.IsSupported)}, neon: {Lower(AdvSimd.IsSupported)}, simd128: false, f16c: {Lower(HasF16c())}, avx512: {Lower(Avx512F.IsSupported)}");
         err.WriteLine(string.Format(inv, "temp: {0:F2} repeat-penalty: {1:F2} repeat-last-n: {2}", a.Temperature, a.RepeatPenalty, a.RepeatLastN));
         ApplyThreads(a.Threads);

@@ -33,7 +33,7 @@ public static class ServeCommand
             int? threadCount = parse.GetValue(threads);
             if (threadCount is <= 0) throw new CliUsageException($"--threads must be positive, got {threadCount}");
             if (parse.GetValue(gqa) is <= 0) throw new CliUsageException($"--gqa must be positive, got {parse.GetValue(gqa)}");
-            var resolved = ModelLocator.Locate(parse.GetValue(model), whichName);
+            var resolved = ModelLocator.Locate(parse.GetValue(model), whichName, ConsoleProgress.HubOptions());
             var options = new ServerOptions
             {
                 ModelPath = resolved.Path,

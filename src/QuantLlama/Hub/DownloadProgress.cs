@@ -19,7 +19,7 @@ public interface IDownloadProgress
 }
 
 /// <summary>
-/// Progress on stderr: a one-line bar redrawn in place (bytes, rate, time left) when stderr is a terminal,
+/// Progress for a console: a one-line bar redrawn in place (bytes, rate, time left) when the writer is a terminal,
 /// otherwise a line when a download starts and one when it ends, so logs stay readable.
 /// </summary>
 public sealed class ConsoleDownloadProgress : IDownloadProgress
@@ -36,26 +36,12 @@ public sealed class ConsoleDownloadProgress : IDownloadProgress
 
     private readonly int _width;
 
-    public ConsoleDownloadProgress() : this(Console.Error, !Console.IsErrorRedirected, TerminalWidth()) { }
-
     /// <param name="width">Terminal columns; a longer bar line would wrap and break the in-place redraw (0: unlimited).</param>
     public ConsoleDownloadProgress(TextWriter output, bool interactive, int width = 0)
     {
         _out = output;
         _interactive = interactive;
         _width = width;
-    }
-
-    private static int TerminalWidth()
-    {
-        try
-        {
-            return Console.IsErrorRedirected ? 0 : Console.WindowWidth;
-        }
-        catch (Exception e) when (e is IOException or PlatformNotSupportedException or InvalidOperationException)
-        {
-            return 0;
-        }
     }
 
     public void Start(string label, long? totalBytes, long resumedFrom)

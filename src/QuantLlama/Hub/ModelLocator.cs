@@ -25,7 +25,7 @@ public static class ModelLocator
     /// <summary>
     /// Like <see cref="Resolve"/>, with the registry entry beside the path. Hub settings come from the environment
     /// (HF_ENDPOINT, HF_HUB_CACHE/HF_HOME, HF_TOKEN, HF_HUB_OFFLINE) unless <paramref name="options"/> is given;
-    /// progress goes to stderr by default.
+    /// progress is reported only through the options' <see cref="IDownloadProgress"/>.
     /// </summary>
     public static ResolvedModel Locate(string? model, string? which, HubOptions? options = null)
     {
@@ -94,7 +94,7 @@ public static class ModelLocator
 
     private static string Download(string repo, string file, string revision, HubOptions? options)
     {
-        options ??= HubOptions.FromEnvironment(new ConsoleDownloadProgress());
+        options ??= HubOptions.FromEnvironment();
         using var client = new HubClient(options);
         return client.Download(repo, file, revision);
     }
