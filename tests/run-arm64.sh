@@ -2,7 +2,7 @@
 # Runs the whole test suite as an ARM64 program under qemu-user, so that the AdvSimd kernels (and llama.cpp's
 # ARM64 build, as the oracle) run on an x64 machine. Setup (qemu-user, an ARM64 sysroot): docs/testing.md.
 #   tests/run-arm64.sh [CPU ...]          default CPUs: neoverse-n1 (dot-product extension) and cortex-a72 (without)
-# Extra xunit arguments go through XUNIT_ARGS, e.g. XUNIT_ARGS='-class QuantLlama.Tests.KernelPathTests'.
+# Extra xunit arguments go through XUNIT_ARGS, e.g. XUNIT_ARGS='-class QuantLlama.Tests.Quants.KernelPathTests'.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sysroot=${ARM64_SYSROOT:-/opt/arm64-sysroot}

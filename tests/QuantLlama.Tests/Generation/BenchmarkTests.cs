@@ -2,6 +2,7 @@ using System.Globalization;
 using QuantLlama.Generation;
 using QuantLlama.Models;
 using QuantLlama.Sampling;
+using QuantLlama.Tests.Cli;
 
 namespace QuantLlama.Tests.Generation;
 

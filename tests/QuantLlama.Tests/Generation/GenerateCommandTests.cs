@@ -1,8 +1,10 @@
 using System.Text.RegularExpressions;
 using QuantLlama.Tokenizers;
 using QuantLlama.Gguf;
+using QuantLlama.Tests.Models;
+using QuantLlama.Tests.Cli;
 
-namespace QuantLlama.Tests;
+namespace QuantLlama.Tests.Generation;
 
 /// <summary>The built `quantllama` root command, end to end, on llama.cpp's conversion of stories260K.</summary>
 public class GenerateCommandTests

@@ -1,8 +1,9 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text;
+using QuantLlama.Tests.Cli;
 
-namespace QuantLlama.Tests;
+namespace QuantLlama.Tests.Generation;
 
 /// <summary>
 /// Ctrl-C (SIGINT) in chat mode, as llama.cpp users expect: during a reply it ends the reply and returns to the

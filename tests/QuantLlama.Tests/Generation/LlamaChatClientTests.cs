@@ -5,7 +5,7 @@ using QuantLlama.Hub;
 using QuantLlama.Models;
 using QuantLlama.Tokenizers;
 
-namespace QuantLlama.Tests;
+namespace QuantLlama.Tests.Generation;
 
 /// <summary>The library's IChatClient on stories260K, composed with Microsoft.Extensions.AI middleware.</summary>
 public class LlamaChatClientTests

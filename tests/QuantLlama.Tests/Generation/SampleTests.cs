@@ -1,4 +1,4 @@
-namespace QuantLlama.Tests;
+namespace QuantLlama.Tests.Generation;
 
 /// <summary>The README's library example (samples/QuantLlama.Samples) runs on stories260K.</summary>
 public class SampleTests

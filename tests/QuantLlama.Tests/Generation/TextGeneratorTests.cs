@@ -3,8 +3,9 @@ using QuantLlama.Hub;
 using QuantLlama.Models;
 using QuantLlama.Sampling;
 using QuantLlama.Tokenizers;
+using QuantLlama.Tests.Models;
 
-namespace QuantLlama.Tests;
+namespace QuantLlama.Tests.Generation;
 
 public class TextGeneratorTests
 {

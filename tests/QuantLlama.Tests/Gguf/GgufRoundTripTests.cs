@@ -1,7 +1,7 @@
 using QuantLlama.Gguf;
 using QuantLlama.Tensors;
 
-namespace QuantLlama.Tests;
+namespace QuantLlama.Tests.Gguf;
 
 public class GgufRoundTripTests
 {

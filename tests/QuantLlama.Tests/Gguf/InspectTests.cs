@@ -1,6 +1,7 @@
 using System.Text.Json;
 using QuantLlama.Gguf;
 using QuantLlama.Tests.Models;
+using QuantLlama.Tests.Cli;
 
 namespace QuantLlama.Tests.Gguf;
 

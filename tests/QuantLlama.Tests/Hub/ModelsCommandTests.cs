@@ -1,3 +1,5 @@
+using QuantLlama.Tests.Cli;
+
 namespace QuantLlama.Tests.Hub;
 
 /// <summary>`quantllama models` and the hidden `cache-put`, run as a user would (the cache is a temp folder).</summary>

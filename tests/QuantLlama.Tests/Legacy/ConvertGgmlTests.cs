@@ -3,6 +3,7 @@ using QuantLlama.Gguf.Legacy;
 using QuantLlama.Tests.Oracle;
 using QuantLlama.Tests.Tokenizers;
 using QuantLlama.Tokenizers;
+using QuantLlama.Tests.Cli;
 
 namespace QuantLlama.Tests.Legacy;
 

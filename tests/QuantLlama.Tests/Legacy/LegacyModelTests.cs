@@ -6,6 +6,7 @@ using QuantLlama.Models;
 using QuantLlama.Quants;
 using QuantLlama.Tensors;
 using QuantLlama.Tokenizers;
+using QuantLlama.Tests.Cli;
 
 namespace QuantLlama.Tests.Legacy;
 

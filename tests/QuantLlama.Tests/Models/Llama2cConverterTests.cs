@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using QuantLlama.Gguf;
 using QuantLlama.Models.Llama2c;
 using QuantLlama.Tests.Oracle;
+using QuantLlama.Tests.Cli;
 
 namespace QuantLlama.Tests.Models;
 

@@ -7,7 +7,7 @@ using QuantLlama.Tensors;
 using QuantLlama.Tests.Oracle;
 using QuantLlama.Tokenizers;
 
-namespace QuantLlama.Tests;
+namespace QuantLlama.Tests.Models;
 
 public class LlamaModelTests(ITestOutputHelper output)
 {

@@ -2,7 +2,7 @@ using QuantLlama.Gguf;
 using QuantLlama.Quants;
 using QuantLlama.Tensors;
 
-namespace QuantLlama.Tests;
+namespace QuantLlama.Tests.Models;
 
 /// <summary>
 /// Writes small LLaMA / Mixtral GGUFs with random weights and the Llama 2 vocabulary (copied from the shared

@@ -3,7 +3,7 @@ using QuantLlama.Quants.KQuants;
 using QuantLlama.Tensors;
 using QuantLlama.Tests.Oracle;
 
-namespace QuantLlama.Tests;
+namespace QuantLlama.Tests.Quants;
 
 /// <summary>
 /// The k-quants against llama.cpp's own ggml (LLamaSharp.Backend.Cpu 0.30.0): quantized bytes and dequantized

@@ -2,7 +2,7 @@ using QuantLlama.Quants;
 using QuantLlama.Quants.KQuants;
 using QuantLlama.Tensors;
 
-namespace QuantLlama.Tests;
+namespace QuantLlama.Tests.Quants;
 
 /// <summary>One entry point per k-quant type for the tests, so each test runs over all six formats.</summary>
 internal static class KQuantFormats

@@ -4,7 +4,7 @@ using QuantLlama.Quants;
 using QuantLlama.Quants.KQuants;
 using QuantLlama.Tensors;
 
-namespace QuantLlama.Tests;
+namespace QuantLlama.Tests.Quants;
 
 /// <summary>The k-quants on their own: layouts, SIMD kernels against the scalar reference, round-trip accuracy.</summary>
 /// <remarks>

@@ -2,6 +2,7 @@ using QuantLlama.Gguf;
 using QuantLlama.Quants;
 using QuantLlama.Tensors;
 using QuantLlama.Tests.Oracle;
+using QuantLlama.Tests.Cli;
 
 namespace QuantLlama.Tests.Quants;
 

@@ -1,6 +1,6 @@
 using QuantLlama.Sampling;
 
-namespace QuantLlama.Tests;
+namespace QuantLlama.Tests.Sampling;
 
 public class LogitsProcessorTests
 {

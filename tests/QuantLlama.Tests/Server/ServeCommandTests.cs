@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using QuantLlama.Tests.Cli;
 
 namespace QuantLlama.Tests.Server;
 

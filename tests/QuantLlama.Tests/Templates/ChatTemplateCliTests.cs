@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using QuantLlama.Gguf;
+using QuantLlama.Tests.Cli;
 
 namespace QuantLlama.Tests.Templates;
 

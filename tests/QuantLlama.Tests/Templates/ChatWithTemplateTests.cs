@@ -2,6 +2,7 @@ using System.Text.RegularExpressions;
 using QuantLlama.Generation;
 using QuantLlama.Models;
 using QuantLlama.Tokenizers;
+using QuantLlama.Tests.Cli;
 
 namespace QuantLlama.Tests.Templates;
 

@@ -1,3 +1,5 @@
+using QuantLlama.Tests.Cli;
+
 namespace QuantLlama.Tests.Tokenizers;
 
 public class TokenizeCommandTests

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace QuantLlama.Tests;
+namespace QuantLlama.Tests.Cli;
 
 /// <summary>Runs the built `quantllama` executable as a user would, capturing its output and exit code.</summary>
 public static class CliRunner

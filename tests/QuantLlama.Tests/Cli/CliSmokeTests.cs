@@ -1,4 +1,4 @@
-namespace QuantLlama.Tests;
+namespace QuantLlama.Tests.Cli;
 
 public class CliSmokeTests
 {
