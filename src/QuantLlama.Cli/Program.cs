@@ -19,6 +19,7 @@ public static class Program
         root.Subcommands.Add(CachePutCommand.Create());
         root.Subcommands.Add(ChatTemplateCommand.Create());
         root.Subcommands.Add(ServeCommand.Create());
+        root.Subcommands.Add(PerplexityCommand.Create());
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {

@@ -172,6 +172,25 @@ public sealed unsafe class InferenceContext : IDisposable
     /// </summary>
     public ReadOnlySpan<float> Forward(scoped ReadOnlySpan<int> tokens, int startPosition)
     {
+        CheckForward(tokens, startPosition);
+        RunBatches(tokens, startPosition, null);
+        return new ReadOnlySpan<float>(_logits, Config.VocabSize);
+    }
+
+    /// <summary>
+    /// As <see cref="Forward"/>, but keeps every position's logits: row i of <paramref name="allLogits"/>
+    /// [tokens x vocab] is the distribution after tokens[0..i] (perplexity scores each position).
+    /// </summary>
+    internal void ForwardAllLogits(scoped ReadOnlySpan<int> tokens, int startPosition, Span<float> allLogits)
+    {
+        CheckForward(tokens, startPosition);
+        if (allLogits.Length < (long)tokens.Length * Config.VocabSize)
+            throw new ArgumentException($"room for {tokens.Length} rows of {Config.VocabSize} logits is needed", nameof(allLogits));
+        fixed (float* destination = allLogits) RunBatches(tokens, startPosition, destination);
+    }
+
+    private void CheckForward(scoped ReadOnlySpan<int> tokens, int startPosition)
+    {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (tokens.Length == 0) throw new ArgumentException("no tokens to process");
         if (startPosition < 0 || startPosition > Position)
@@ -181,17 +200,22 @@ public sealed unsafe class InferenceContext : IDisposable
         foreach (int t in tokens)
             if ((uint)t >= (uint)Config.VocabSize)
                 throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {t} is outside the model's vocabulary of {Config.VocabSize}");
+    }
 
+    /// <summary>The tokens in batches of at most <see cref="MaxBatch"/>; every row's logits go to
+    /// <paramref name="allLogits"/> when given, otherwise only the last row's to <see cref="LastLogits"/>.</summary>
+    private void RunBatches(scoped ReadOnlySpan<int> tokens, int startPosition, float* allLogits)
+    {
         _tokens.RemoveRange(startPosition, _tokens.Count - startPosition);
         int done = 0;
         while (done < tokens.Length)
         {
             int n = Math.Min(MaxBatch, tokens.Length - done);
-            ForwardBatch(tokens.Slice(done, n), startPosition + done, computeLogits: done + n == tokens.Length);
+            ForwardBatch(tokens.Slice(done, n), startPosition + done, computeLogits: done + n == tokens.Length,
+                allLogits == null ? null : allLogits + (long)done * Config.VocabSize);
             foreach (int t in tokens.Slice(done, n)) _tokens.Add(t);
             done += n;
         }
-        return new ReadOnlySpan<float>(_logits, Config.VocabSize);
     }
 
     /// <summary>
@@ -260,7 +284,7 @@ public sealed unsafe class InferenceContext : IDisposable
     /// <summary>Forgets the conversation: the next token goes to position 0.</summary>
     public void Reset() => _tokens.Clear();
 
-    private void ForwardBatch(ReadOnlySpan<int> tokens, int start, bool computeLogits)
+    private void ForwardBatch(ReadOnlySpan<int> tokens, int start, bool computeLogits, float* allRowsLogits = null)
     {
         var c = Config;
         int n = tokens.Length, dim = c.EmbeddingLength;
@@ -298,6 +322,15 @@ public sealed unsafe class InferenceContext : IDisposable
             Mul(_output, _xb, n, _rowLogits);
             for (int i = 0; i < n; i++)
                 Buffer.MemoryCopy(_rowLogits + (long)i * c.VocabSize, _rowContexts![i]._logits, c.VocabSize * 4L, c.VocabSize * 4L);
+        }
+        else if (allRowsLogits != null)
+        {
+            long to = tracer?.Begin() ?? 0;
+            // allRowsLogits [n x vocab] = rmsnorm(_x) · Woutput, the last row also kept as LastLogits
+            RowKernels.RmsNorm(_x, _outputNorm, _xb, n, dim, c.RmsEpsilon);
+            Mul(_output, _xb, n, allRowsLogits);
+            Buffer.MemoryCopy(allRowsLogits + (long)(n - 1) * c.VocabSize, _logits, c.VocabSize * 4L, c.VocabSize * 4L);
+            tracer?.End(TraceSpan.Output, to);
         }
         else if (computeLogits)
         {

@@ -119,6 +119,18 @@ public sealed class LlamaCppModel : IDisposable
         return logits;
     }
 
+    /// <summary>Evaluates <paramref name="tokens"/> from an empty context as one batch and returns every position's
+    /// logits (row i: the distribution after tokens[0..i]), as llama-perplexity asks llama.cpp for them.</summary>
+    public float[][] AllLogits(IReadOnlyList<int> tokens)
+    {
+        using var context = _weights.CreateContext(_parameters);
+        var batch = new LLamaBatch();
+        for (int i = 0; i < tokens.Count; i++) batch.Add((LLamaToken)tokens[i], i, LLamaSeqId.Zero, true);
+        var result = context.Decode(batch);
+        if (result != DecodeResult.Ok) throw new InvalidOperationException($"llama_decode failed: {result}");
+        return Enumerable.Range(0, tokens.Count).Select(i => context.NativeHandle.GetLogitsIth(i).ToArray()).ToArray();
+    }
+
     /// <summary>Greedy (argmax) continuation: <paramref name="count"/> new token ids after the prompt.</summary>
     /// <param name="stopAtEndOfGeneration">Stop early at EOS/EOT as llama.cpp's examples do.</param>
     public int[] GenerateGreedy(IReadOnlyList<int> prompt, int count, bool stopAtEndOfGeneration = true)
