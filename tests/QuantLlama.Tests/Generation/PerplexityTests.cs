@@ -1,6 +1,7 @@
 using System.Globalization;
 using QuantLlama.Generation;
 using QuantLlama.Models;
+using QuantLlama.Tests.Cli;
 using QuantLlama.Tests.Oracle;
 using QuantLlama.Tokenizers;
 
