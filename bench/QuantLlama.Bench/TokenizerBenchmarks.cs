@@ -8,7 +8,7 @@ namespace QuantLlama.Bench;
 /// <summary>
 /// dotnet run -c Release --project bench/QuantLlama.Bench -- --filter '*Tokenizer*'
 /// Encoding 1 MB of mixed text (llama.cpp's tokenizer test strings repeated) with a SentencePiece and a
-/// byte-level BPE vocabulary from ../shared/vocab; the issue asks for well under a second.
+/// byte-level BPE vocabulary from ../shared/vocab; the aim is well under a second.
 /// </summary>
 [MemoryDiagnoser]
 public class TokenizerBenchmarks
