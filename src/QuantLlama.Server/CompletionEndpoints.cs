@@ -82,10 +82,10 @@ internal sealed class CompletionEndpoints(ServerState state, ILogger<LlamaServer
                 request.Messages != null ? "messages" : "prompt", "context_length_exceeded");
 
         var cancel = http.RequestAborted;
-        SlotLease lease;
+        SlotHold hold;
         try
         {
-            lease = await model.Slots.AcquireAsync(prompt, cancel);
+            hold = await model.Slots.AcquireAsync(prompt, cancel);
         }
         catch (QueueFullException e)
         {
@@ -100,7 +100,7 @@ internal sealed class CompletionEndpoints(ServerState state, ILogger<LlamaServer
         {
             try
             {
-                foreach (var update in lease.Slot.Session.Generator.GenerateUpdates(prompt, request.Generation, stop.Token))
+                foreach (var update in hold.Slot.Session.Generator.GenerateUpdates(prompt, request.Generation, stop.Token))
                     updates.Writer.TryWrite(update);
                 updates.Writer.TryComplete();
             }
@@ -110,7 +110,7 @@ internal sealed class CompletionEndpoints(ServerState state, ILogger<LlamaServer
             }
             finally
             {
-                lease.Dispose();
+                hold.Dispose();
             }
         }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
@@ -135,7 +135,7 @@ internal sealed class CompletionEndpoints(ServerState state, ILogger<LlamaServer
         }
         state.Metrics.Record(result!);
         logger.LogInformation("slot {Slot}: {PromptTokens} prompt tokens ({Cached} cached), {Generated} generated, {Reason}",
-            lease.Slot.Index, result!.PromptTokens, result.CachedPromptTokens, result.Tokens.Count, result.StopReason);
+            hold.Slot.Index, result!.PromptTokens, result.CachedPromptTokens, result.Tokens.Count, result.StopReason);
         if (result.StopReason == StopReason.Cancelled) throw new OperationCanceledException(cancel);
         return result;
     }

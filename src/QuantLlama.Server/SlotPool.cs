@@ -71,10 +71,10 @@ public sealed class SlotPool : IDisposable
     }
 
     /// <summary>
-    /// A slot for <paramref name="tokens"/>, held until the lease is disposed. Throws <see cref="QueueFullException"/>
+    /// A slot for <paramref name="tokens"/>, held until the returned SlotHold is disposed. Throws <see cref="QueueFullException"/>
     /// when none is free and the queue is full, and <see cref="OperationCanceledException"/> if cancelled while waiting.
     /// </summary>
-    public async Task<SlotLease> AcquireAsync(IReadOnlyList<int> tokens, CancellationToken cancel = default)
+    public async Task<SlotHold> AcquireAsync(IReadOnlyList<int> tokens, CancellationToken cancel = default)
     {
         TaskCompletionSource<Slot> turn;
         LinkedListNode<TaskCompletionSource<Slot>> node;
@@ -85,7 +85,7 @@ public sealed class SlotPool : IDisposable
             {
                 _busy[free.Index] = true;
                 free.LastUsed = ++_acquisitions;
-                return new SlotLease(this, free);
+                return new SlotHold(this, free);
             }
             if (_waiting.Count >= _maxQueue) throw new QueueFullException();
             turn = new TaskCompletionSource<Slot>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -102,7 +102,7 @@ public sealed class SlotPool : IDisposable
                    turn.TrySetCanceled(cancel);
                }))
         {
-            return new SlotLease(this, await turn.Task.ConfigureAwait(false));
+            return new SlotHold(this, await turn.Task.ConfigureAwait(false));
         }
     }
 
@@ -144,11 +144,11 @@ public sealed class SlotPool : IDisposable
 }
 
 /// <summary>A slot held by one request; disposing it frees the slot (or hands it to the next waiting request).</summary>
-public sealed class SlotLease : IDisposable
+public sealed class SlotHold : IDisposable
 {
     private SlotPool? _pool;
 
-    internal SlotLease(SlotPool pool, Slot slot)
+    internal SlotHold(SlotPool pool, Slot slot)
     {
         _pool = pool;
         Slot = slot;
