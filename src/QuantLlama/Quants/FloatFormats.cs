@@ -3,12 +3,24 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants;
 
 /// <summary>F32 rows: dot products of two f32 rows (ggml pairs F32 weights with F32 activations).</summary>
 public static unsafe class F32
 {
+    /// <summary>F32 as <see cref="QuantFormats"/> lists it: ggml pairs F32 weights with F32 activations.</summary>
+    internal static QuantFormat Description => new()
+    {
+        Type = GgmlType.F32, BlockSize = 1, BlockBytes = sizeof(float), Quantize = &Quantize, Dequantize = &Dequantize,
+        Kernel = new TypeKernel { Activation = new ActivationForm { Type = GgmlType.F32, Quantize = &CopyActivation }, Dot = &Dot },
+    };
+
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst) => MemoryMarshal.AsBytes(src).CopyTo(dst);
+
+    public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst) => MemoryMarshal.Cast<byte, float>(src)[..dst.Length].CopyTo(dst);
+
     public static float Dot(ReadOnlySpan<float> x, ReadOnlySpan<float> y)
     {
         if (y.Length < x.Length) throw new ArgumentException("row lengths do not match");
@@ -232,6 +244,20 @@ public abstract unsafe class HalfRows<TFormat> where TFormat : struct, IHalfForm
 {
     private protected HalfRows() { }
 
+    /// <summary>
+    /// The format as <see cref="QuantFormats"/> lists it. ggml converts the activation to the weight's format; ours
+    /// holds those rounded values as f32 (<see cref="RoundActivation"/>).
+    /// </summary>
+    private protected static QuantFormat Describe(GgmlType type) => new()
+    {
+        Type = type, BlockSize = 1, BlockBytes = sizeof(ushort), Quantize = &Quantize, Dequantize = &Dequantize,
+        Kernel = new TypeKernel
+        {
+            Activation = new ActivationForm { Type = type, Quantize = &RoundActivation, AsFloats = true },
+            Dot = &DotRounded, Dot4Avx2 = &DotRounded4Avx2,
+        },
+    };
+
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
         var h = MemoryMarshal.Cast<byte, ushort>(dst);
@@ -429,10 +455,14 @@ public abstract unsafe class HalfRows<TFormat> where TFormat : struct, IHalfForm
 public sealed class F16 : HalfRows<F16Format>
 {
     private F16() { }
+
+    internal static QuantFormat Description => Describe(GgmlType.F16);
 }
 
 /// <summary>BF16 rows (bfloat16).</summary>
 public sealed class BF16 : HalfRows<BF16Format>
 {
     private BF16() { }
+
+    internal static QuantFormat Description => Describe(GgmlType.BF16);
 }

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants;
 
@@ -14,6 +15,15 @@ public static unsafe class Q4_0
 {
     public const int BlockSize = 32;
     public const int TypeSize = 18;
+
+    /// <summary>Q4_0 as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new()
+    {
+        Type = GgmlType.Q4_0, BlockSize = BlockSize, BlockBytes = TypeSize,
+        Quantize = &Quantize, Dequantize = &Dequantize,
+        Kernel = new TypeKernel { Activation = Q8Products.Activation, Dot = &DotScaled,
+            Dot8PackedAvx2 = &Q8Products.Dot8Packed<Weights>, PackActivationTile = &Q8Products.PackActivationTile, PackedTileBytes = &Q8Products.PackedTileBytes },
+    };
 
     [StructLayout(LayoutKind.Sequential, Pack = 1)]
     public struct Block

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants;
 
@@ -14,6 +15,14 @@ public static unsafe class Q4_1
 {
     public const int BlockSize = 32;
     public const int TypeSize = 20;
+
+    /// <summary>Q4_1 as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new()
+    {
+        Type = GgmlType.Q4_1, BlockSize = BlockSize, BlockBytes = TypeSize,
+        Quantize = &Quantize, Dequantize = &Dequantize,
+        Kernel = new TypeKernel { Activation = Q8_1.Activation, Dot = &Dot },
+    };
 
     [StructLayout(LayoutKind.Sequential, Pack = 1)]
     public struct Block

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants;
 
@@ -71,6 +72,9 @@ internal static unsafe class Q8Products
 
     /// <summary>Per block after the Q8_0 row: the scale as f32 and the sum of the quants as int32.</summary>
     private const int BlockInfoBytes = 2 * sizeof(float);
+
+    /// <summary>The activation form of Q4_0 and Q8_0 weights: <see cref="QuantizeActivation"/>'s.</summary>
+    internal static ActivationForm Activation => new() { Type = GgmlType.Q8_0, Quantize = &QuantizeActivation, BlockInfoAppended = true };
 
     /// <summary>
     /// The matrix kernels' activation: the Q8_0 row ggml's dot takes, then each block's scale again as f32 (the row

@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants;
 
@@ -15,6 +16,15 @@ public static unsafe class Q8_0
 {
     public const int BlockSize = 32;
     public const int TypeSize = 34;
+
+    /// <summary>Q8_0 as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new()
+    {
+        Type = GgmlType.Q8_0, BlockSize = BlockSize, BlockBytes = TypeSize,
+        Quantize = &Quantize, Dequantize = &Dequantize,
+        Kernel = new TypeKernel { Activation = Q8Products.Activation, Dot = &DotScaled,
+            Dot8PackedAvx2 = &Q8Products.Dot8Packed<Weights>, PackActivationTile = &Q8Products.PackActivationTile, PackedTileBytes = &Q8Products.PackedTileBytes },
+    };
 
     [StructLayout(LayoutKind.Sequential, Pack = 1)]
     public struct Block
@@ -71,6 +81,12 @@ public static unsafe class Q8_0
         fixed (byte* y = dst)
             QuantizeActivation(x, y, nb, withSum: false);
     }
+
+    /// <summary>ggml's Q8_0 activation form (the partner of Q5_0, IQ4_NL and Q8_1 weights).</summary>
+    internal static ActivationForm Activation => new() { Type = GgmlType.Q8_0, Quantize = &QuantizeActivation };
+
+    /// <summary>n values (a whole number of blocks) from x to <see cref="QuantizeActivation(ReadOnlySpan{float}, Span{byte})"/>'s blocks at y.</summary>
+    internal static void QuantizeActivation(float* x, byte* y, int n) => QuantizeActivation(x, y, n / BlockSize, withSum: false);
 
     /// <summary>Shared by Q8_0 and Q8_1 activations: Q8_1 blocks add s = d * sum(q) after d.</summary>
     internal static void QuantizeActivation(float* x, byte* y, int nb, bool withSum)

@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants;
 
@@ -13,6 +14,14 @@ public static unsafe class Q8_1
 {
     public const int BlockSize = 32;
     public const int TypeSize = 36;
+
+    /// <summary>Q8_1 as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new()
+    {
+        Type = GgmlType.Q8_1, BlockSize = BlockSize, BlockBytes = TypeSize,
+        Quantize = &Quantize, Dequantize = &Dequantize,
+        Kernel = new TypeKernel { Activation = Q8_0.Activation, Dot = &Dot },
+    };
 
     [StructLayout(LayoutKind.Sequential, Pack = 1)]
     public struct Block
@@ -76,6 +85,12 @@ public static unsafe class Q8_1
         fixed (byte* y = dst)
             Q8_0.QuantizeActivation(x, y, nb, withSum: true);
     }
+
+    /// <summary>ggml's Q8_1 activation form (the partner of Q4_1 and Q5_1 weights).</summary>
+    internal static ActivationForm Activation => new() { Type = GgmlType.Q8_1, Quantize = &QuantizeActivation };
+
+    /// <summary>n values (a whole number of blocks) from x to <see cref="QuantizeActivation(ReadOnlySpan{float}, Span{byte})"/>'s blocks at y.</summary>
+    internal static void QuantizeActivation(float* x, byte* y, int n) => Q8_0.QuantizeActivation(x, y, n / BlockSize, withSum: true);
 
     /// <summary>
     /// Q8_1 as a weight (ggml has no kernel for it): dot with a Q8_0 activation, the scale-only part of the block.

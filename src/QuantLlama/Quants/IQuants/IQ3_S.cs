@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants.IQuants;
 
@@ -14,6 +15,14 @@ public static unsafe class IQ3_S
 {
     public const int BlockSize = GridQuants.BlockSize;
     public const int TypeSize = 110;
+
+    /// <summary>IQ3_S as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new()
+    {
+        Type = GgmlType.IQ3_S, BlockSize = BlockSize, BlockBytes = TypeSize,
+        Dequantize = &Dequantize,
+        Kernel = new TypeKernel { Activation = KQuants.Q8_K.Activation, Dot = &Dot },
+    };
 
     private const int HighBits = 2 + 64, Signs = HighBits + 8, Scales = Signs + 32;
 

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants.IQuants;
 
@@ -12,6 +13,14 @@ public static unsafe class IQ3_XXS
 {
     public const int BlockSize = GridQuants.BlockSize;
     public const int TypeSize = 98;
+
+    /// <summary>IQ3_XXS as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new()
+    {
+        Type = GgmlType.IQ3_XXS, BlockSize = BlockSize, BlockBytes = TypeSize,
+        Dequantize = &Dequantize,
+        Kernel = new TypeKernel { Activation = KQuants.Q8_K.Activation, Dot = &Dot },
+    };
 
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst) => GridQuants.Dequantize<Format>(src, dst);
 

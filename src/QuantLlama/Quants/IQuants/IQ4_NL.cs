@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants.IQuants;
 
@@ -15,6 +16,14 @@ public static unsafe class IQ4_NL
 {
     public const int BlockSize = 32;
     public const int TypeSize = 18;
+
+    /// <summary>IQ4_NL as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new()
+    {
+        Type = GgmlType.IQ4_NL, BlockSize = BlockSize, BlockBytes = TypeSize,
+        Quantize = &Quantize, Dequantize = &Dequantize,
+        Kernel = new TypeKernel { Activation = Q8_0.Activation, Dot = &Dot },
+    };
 
     [StructLayout(LayoutKind.Sequential, Pack = 1)]
     public struct Block

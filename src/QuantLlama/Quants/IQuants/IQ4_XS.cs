@@ -4,6 +4,7 @@ using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
 using QuantLlama.Quants.KQuants;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants.IQuants;
 
@@ -17,6 +18,14 @@ public static unsafe class IQ4_XS
 {
     public const int BlockSize = KQuantMath.QK_K;
     public const int TypeSize = 136;
+
+    /// <summary>IQ4_XS as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new()
+    {
+        Type = GgmlType.IQ4_XS, BlockSize = BlockSize, BlockBytes = TypeSize,
+        Quantize = &Quantize, Dequantize = &Dequantize,
+        Kernel = new TypeKernel { Activation = Q8_K.Activation, Dot = &Dot },
+    };
     private const int SubBlocks = BlockSize / NonLinear4.SubBlock;
 
     [StructLayout(LayoutKind.Sequential, Pack = 1)]

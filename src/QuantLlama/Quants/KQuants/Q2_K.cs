@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants.KQuants;
 
@@ -25,6 +26,14 @@ public static unsafe class Q2_K
 {
     public const int BlockSize = KQuantMath.QK_K;
     public const int BlockBytes = BlockSize / 16 + BlockSize / 4 + 2 + 2;
+
+    /// <summary>Q2_K as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new()
+    {
+        Type = GgmlType.Q2_K, BlockSize = BlockSize, BlockBytes = BlockBytes,
+        Quantize = &Quantize, Dequantize = &Dequantize,
+        Kernel = new TypeKernel { Activation = Q8_K.Activation, Dot = &Dot },
+    };
 
     /// <summary>quantize_row_q2_K_ref, bit for bit.</summary>
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
@@ -137,16 +146,16 @@ public static unsafe class Q2_K
         int blocks = KQuantRows.DotBlockCount(weights.Length, BlockBytes, q8k.Length);
         fixed (byte* w = weights)
         fixed (byte* a = q8k)
-            return Dot(w, a, blocks);
+            return Dot(w, a, blocks * BlockSize);
     }
 
-    /// <summary>The dot over <paramref name="blocks"/> blocks on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
-    internal static float Dot(byte* weights, byte* q8k, int blocks)
-        => Kernels.UseAvx2 ? DotAvx2(weights, q8k, blocks)
-            : Kernels.UseAdvSimd ? DotAdvSimd(weights, q8k, blocks)
-            : DotScalar(weights, q8k, blocks);
+    /// <summary>The dot of <paramref name="n"/> values on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
+    internal static float Dot(byte* weights, byte* q8k, int n)
+        => Kernels.UseAvx2 ? DotAvx2(weights, q8k, n)
+            : Kernels.UseAdvSimd ? DotAdvSimd(weights, q8k, n)
+            : DotScalar(weights, q8k, n);
 
-    internal static float DotScalar(byte* weights, byte* q8k, int blocks) => DotBlocks<ScalarSums>(weights, q8k, blocks);
+    internal static float DotScalar(byte* weights, byte* q8k, int n) => DotBlocks<ScalarSums>(weights, q8k, n / BlockSize);
 
     /// <summary>
     /// Σ over the blocks of dAll·Σ scale·q·y − dMin·Σ min·bsum in the reference's float steps, the first integer sum
@@ -207,8 +216,9 @@ public static unsafe class Q2_K
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
+    internal static float DotAvx2(byte* weights, byte* q8k, int n)
     {
+        int blocks = n / BlockSize;
         var m3 = Vector256.Create((byte)0x03);
         var m4 = Vector128.Create((byte)0x0F);
         var acc = Vector256<float>.Zero;
@@ -244,8 +254,8 @@ public static unsafe class Q2_K
     /// 2-bit fields taken by shifting each 32-byte quant group 2 bits per step, scaled in integers as the scalar
     /// reference does, so the result is the reference's to the bit.
     /// </summary>
-    internal static float DotAdvSimd(byte* weights, byte* q8k, int blocks)
-        => AdvSimd.Arm64.IsSupported ? DotBlocks<ArmSums>(weights, q8k, blocks) : DotScalar(weights, q8k, blocks);
+    internal static float DotAdvSimd(byte* weights, byte* q8k, int n)
+        => AdvSimd.Arm64.IsSupported ? DotBlocks<ArmSums>(weights, q8k, n / BlockSize) : DotScalar(weights, q8k, n);
 
     private readonly struct ArmSums : IScaledSums
     {

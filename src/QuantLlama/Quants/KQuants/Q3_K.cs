@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants.KQuants;
 
@@ -25,6 +26,14 @@ public static unsafe class Q3_K
 {
     public const int BlockSize = KQuantMath.QK_K;
     public const int BlockBytes = BlockSize / 8 + BlockSize / 4 + 12 + 2;
+
+    /// <summary>Q3_K as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new()
+    {
+        Type = GgmlType.Q3_K, BlockSize = BlockSize, BlockBytes = BlockBytes,
+        Quantize = &Quantize, Dequantize = &Dequantize,
+        Kernel = new TypeKernel { Activation = Q8_K.Activation, Dot = &Dot },
+    };
 
     /// <summary>quantize_row_q3_K_ref, bit for bit.</summary>
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
@@ -147,16 +156,16 @@ public static unsafe class Q3_K
         int blocks = KQuantRows.DotBlockCount(weights.Length, BlockBytes, q8k.Length);
         fixed (byte* w = weights)
         fixed (byte* a = q8k)
-            return Dot(w, a, blocks);
+            return Dot(w, a, blocks * BlockSize);
     }
 
-    /// <summary>The dot over <paramref name="blocks"/> blocks on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
-    internal static float Dot(byte* weights, byte* q8k, int blocks)
-        => Kernels.UseAvx2 ? DotAvx2(weights, q8k, blocks)
-            : Kernels.UseAdvSimd ? DotAdvSimd(weights, q8k, blocks)
-            : DotScalar(weights, q8k, blocks);
+    /// <summary>The dot of <paramref name="n"/> values on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
+    internal static float Dot(byte* weights, byte* q8k, int n)
+        => Kernels.UseAvx2 ? DotAvx2(weights, q8k, n)
+            : Kernels.UseAdvSimd ? DotAdvSimd(weights, q8k, n)
+            : DotScalar(weights, q8k, n);
 
-    internal static float DotScalar(byte* weights, byte* q8k, int blocks) => DotBlocks<ScalarSums>(weights, q8k, blocks);
+    internal static float DotScalar(byte* weights, byte* q8k, int n) => DotBlocks<ScalarSums>(weights, q8k, n / BlockSize);
 
     /// <summary>
     /// Σ over the blocks of (y.d·d)·Σ scale·q·y in the reference's float steps, the integer sum from
@@ -207,8 +216,9 @@ public static unsafe class Q3_K
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
+    internal static float DotAvx2(byte* weights, byte* q8k, int n)
     {
+        int blocks = n / BlockSize;
         var m3 = Vector256.Create((byte)0x03);
         var bias = Vector128.Create((sbyte)32);
         var acc = Vector256<float>.Zero;
@@ -254,8 +264,8 @@ public static unsafe class Q3_K
     /// q − 4·(1 − h), the 2-bit fields taken by shifting each 32-byte quant group 2 bits per step and h tested in
     /// HMask, scaled in integers as the scalar reference does, so the result is the reference's to the bit.
     /// </summary>
-    internal static float DotAdvSimd(byte* weights, byte* q8k, int blocks)
-        => AdvSimd.Arm64.IsSupported ? DotBlocks<ArmSums>(weights, q8k, blocks) : DotScalar(weights, q8k, blocks);
+    internal static float DotAdvSimd(byte* weights, byte* q8k, int n)
+        => AdvSimd.Arm64.IsSupported ? DotBlocks<ArmSums>(weights, q8k, n / BlockSize) : DotScalar(weights, q8k, n);
 
     private readonly struct ArmSums : IScaledSums
     {

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants.KQuants;
 
@@ -27,6 +28,15 @@ public static unsafe class Q4_K
 {
     public const int BlockSize = KQuantMath.QK_K;
     public const int BlockBytes = 2 + 2 + 12 + BlockSize / 2;
+
+    /// <summary>Q4_K as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new()
+    {
+        Type = GgmlType.Q4_K, BlockSize = BlockSize, BlockBytes = BlockBytes,
+        Quantize = &Quantize, Dequantize = &Dequantize,
+        Kernel = new TypeKernel { Activation = Q8_K.Activation, Dot = &Dot,
+            Dot8PackedAvx2 = &Dot8Packed, PackActivationTile = &PackActivationTile, PackedTileBytes = &PackedTileBytes },
+    };
 
     /// <summary>quantize_row_q4_K_ref, bit for bit.</summary>
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
@@ -83,22 +93,23 @@ public static unsafe class Q4_K
         int blocks = KQuantRows.DotBlockCount(weights.Length, BlockBytes, q8k.Length);
         fixed (byte* w = weights)
         fixed (byte* a = q8k)
-            return Dot(w, a, blocks);
+            return Dot(w, a, blocks * BlockSize);
     }
 
-    /// <summary>The dot over <paramref name="blocks"/> blocks on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
-    internal static float Dot(byte* weights, byte* q8k, int blocks)
+    /// <summary>The dot of <paramref name="n"/> values on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
+    internal static float Dot(byte* weights, byte* q8k, int n)
     {
-        if (Kernels.UseAvx2) return DotAvx2(weights, q8k, blocks);
-        if (Kernels.UseAdvSimd) return DotAdvSimd(weights, q8k, blocks);
-        return DotScalar(weights, q8k, blocks);
+        if (Kernels.UseAvx2) return DotAvx2(weights, q8k, n);
+        if (Kernels.UseAdvSimd) return DotAdvSimd(weights, q8k, n);
+        return DotScalar(weights, q8k, n);
     }
 
     /// <summary>
     /// Reference: exact integer sums per block, then d·Σ scale·(q·q8) − dmin·Σ min·bsum in single precision.
     /// </summary>
-    internal static float DotScalar(byte* weights, byte* q8k, int blocks)
+    internal static float DotScalar(byte* weights, byte* q8k, int n)
     {
+        int blocks = n / BlockSize;
         float sum = 0;
         uint* utmp = stackalloc uint[4];
         for (int i = 0; i < blocks; i++)
@@ -135,8 +146,9 @@ public static unsafe class Q4_K
     /// so the float steps of 8 blocks are a few vector operations.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
+    internal static float DotAvx2(byte* weights, byte* q8k, int n)
     {
+        int blocks = n / BlockSize;
         var chains = Vector256<float>.Zero;
         byte* broadcasts = (byte*)SimdHelpers.ScaleBroadcasts;
         var m4 = Vector256.Create((byte)0x0F);
@@ -318,8 +330,8 @@ public static unsafe class Q4_K
     /// ARM64 AdvSimd: per 32-value sub-block an exact int32 dot (SDOT where the CPU has the dot-product
     /// extension), scaled in integers as the scalar reference does.
     /// </summary>
-    internal static float DotAdvSimd(byte* weights, byte* q8k, int blocks)
-        => AdvSimd.Arm64.IsSupported ? DotAdvSimdK4(weights, q8k, blocks, BlockBytes, fifthBits: false) : DotScalar(weights, q8k, blocks);
+    internal static float DotAdvSimd(byte* weights, byte* q8k, int n)
+        => AdvSimd.Arm64.IsSupported ? DotAdvSimdK4(weights, q8k, n / BlockSize, BlockBytes, fifthBits: false) : DotScalar(weights, q8k, n);
 
     /// <summary>
     /// The AdvSimd dot of Q4_K and of Q5_K, whose blocks start alike (d, dmin, the 12 scale bytes) and end with the

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants.KQuants;
 
@@ -25,6 +26,14 @@ public static unsafe class Q5_K
 {
     public const int BlockSize = KQuantMath.QK_K;
     public const int BlockBytes = 2 + 2 + 12 + BlockSize / 8 + BlockSize / 2;
+
+    /// <summary>Q5_K as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new()
+    {
+        Type = GgmlType.Q5_K, BlockSize = BlockSize, BlockBytes = BlockBytes,
+        Quantize = &Quantize, Dequantize = &Dequantize,
+        Kernel = new TypeKernel { Activation = Q8_K.Activation, Dot = &Dot },
+    };
 
     /// <summary>quantize_row_q5_K_ref, bit for bit.</summary>
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
@@ -97,17 +106,18 @@ public static unsafe class Q5_K
         int blocks = KQuantRows.DotBlockCount(weights.Length, BlockBytes, q8k.Length);
         fixed (byte* w = weights)
         fixed (byte* a = q8k)
-            return Dot(w, a, blocks);
+            return Dot(w, a, blocks * BlockSize);
     }
 
-    /// <summary>The dot over <paramref name="blocks"/> blocks on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
-    internal static float Dot(byte* weights, byte* q8k, int blocks)
-        => Kernels.UseAvx2 ? DotAvx2(weights, q8k, blocks)
-            : Kernels.UseAdvSimd ? DotAdvSimd(weights, q8k, blocks)
-            : DotScalar(weights, q8k, blocks);
+    /// <summary>The dot of <paramref name="n"/> values on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
+    internal static float Dot(byte* weights, byte* q8k, int n)
+        => Kernels.UseAvx2 ? DotAvx2(weights, q8k, n)
+            : Kernels.UseAdvSimd ? DotAdvSimd(weights, q8k, n)
+            : DotScalar(weights, q8k, n);
 
-    internal static float DotScalar(byte* weights, byte* q8k, int blocks)
+    internal static float DotScalar(byte* weights, byte* q8k, int n)
     {
+        int blocks = n / BlockSize;
         float sum = 0;
         uint* utmp = stackalloc uint[4];
         for (int i = 0; i < blocks; i++)
@@ -136,8 +146,9 @@ public static unsafe class Q5_K
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
+    internal static float DotAvx2(byte* weights, byte* q8k, int n)
     {
+        int blocks = n / BlockSize;
         var m4 = Vector256.Create((byte)0x0F);
         var sixteen = Vector256.Create((byte)0x10);
         var acc = Vector256<float>.Zero;
@@ -186,6 +197,6 @@ public static unsafe class Q5_K
     }
 
     /// <summary>ARM64 AdvSimd: <see cref="Q4_K.DotAdvSimdK4"/> with the fifth bits (the reference's result to the bit).</summary>
-    internal static float DotAdvSimd(byte* weights, byte* q8k, int blocks)
-        => AdvSimd.Arm64.IsSupported ? Q4_K.DotAdvSimdK4(weights, q8k, blocks, BlockBytes, fifthBits: true) : DotScalar(weights, q8k, blocks);
+    internal static float DotAdvSimd(byte* weights, byte* q8k, int n)
+        => AdvSimd.Arm64.IsSupported ? Q4_K.DotAdvSimdK4(weights, q8k, n / BlockSize, BlockBytes, fifthBits: true) : DotScalar(weights, q8k, n);
 }

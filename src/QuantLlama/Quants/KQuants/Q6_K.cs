@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants.KQuants;
 
@@ -27,6 +28,14 @@ public static unsafe class Q6_K
 {
     public const int BlockSize = KQuantMath.QK_K;
     public const int BlockBytes = BlockSize / 2 + BlockSize / 4 + BlockSize / 16 + 2;
+
+    /// <summary>Q6_K as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new()
+    {
+        Type = GgmlType.Q6_K, BlockSize = BlockSize, BlockBytes = BlockBytes,
+        Quantize = &Quantize, Dequantize = &Dequantize,
+        Kernel = new TypeKernel { Activation = Q8_K.Activation, Dot = &Dot, Dot4Avx2 = &Dot4Avx2, Dot8Avx2 = &Dot8Avx2 },
+    };
 
     /// <summary>quantize_row_q6_K_ref, bit for bit.</summary>
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
@@ -129,19 +138,20 @@ public static unsafe class Q6_K
         int blocks = KQuantRows.DotBlockCount(weights.Length, BlockBytes, q8k.Length);
         fixed (byte* w = weights)
         fixed (byte* a = q8k)
-            return Dot(w, a, blocks);
+            return Dot(w, a, blocks * BlockSize);
     }
 
-    /// <summary>The dot over <paramref name="blocks"/> blocks on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
-    internal static float Dot(byte* weights, byte* q8k, int blocks)
+    /// <summary>The dot of <paramref name="n"/> values on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
+    internal static float Dot(byte* weights, byte* q8k, int n)
     {
-        if (Kernels.UseAvx2) return DotAvx2(weights, q8k, blocks);
-        if (Kernels.UseAdvSimd) return DotAdvSimd(weights, q8k, blocks);
-        return DotScalar(weights, q8k, blocks);
+        if (Kernels.UseAvx2) return DotAvx2(weights, q8k, n);
+        if (Kernels.UseAdvSimd) return DotAdvSimd(weights, q8k, n);
+        return DotScalar(weights, q8k, n);
     }
 
-    internal static float DotScalar(byte* weights, byte* q8k, int blocks)
+    internal static float DotScalar(byte* weights, byte* q8k, int n)
     {
+        int blocks = n / BlockSize;
         float sum = 0;
         for (int i = 0; i < blocks; i++)
         {
@@ -175,8 +185,9 @@ public static unsafe class Q6_K
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
+    internal static float DotAvx2(byte* weights, byte* q8k, int n)
     {
+        int blocks = n / BlockSize;
         var acc = Vector256<float>.Zero;
         // Masks made once here: built inside the helpers, the JIT rebuilds them every iteration.
         var m4 = Vector256.Create((byte)0x0F);
@@ -386,9 +397,10 @@ public static unsafe class Q6_K
 
     /// <summary>ARM64 AdvSimd: exact int32 dots per group of 16 (SDOT where available).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    internal static float DotAdvSimd(byte* weights, byte* q8k, int blocks)
+    internal static float DotAdvSimd(byte* weights, byte* q8k, int n)
     {
-        if (!AdvSimd.Arm64.IsSupported) return DotScalar(weights, q8k, blocks);
+        int blocks = n / BlockSize;
+        if (!AdvSimd.Arm64.IsSupported) return DotScalar(weights, q8k, n);
         var m4 = Vector128.Create((byte)0x0F);
         var m2 = Vector128.Create((byte)0x03);
         var m2x4 = Vector128.Create((byte)0x30);

@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants.KQuants;
 
@@ -22,6 +23,13 @@ public static unsafe class Q8_K
     public const int BlockSize = KQuantMath.QK_K;
     public const int BlockBytes = 4 + BlockSize + BlockSize / 16 * 2;
 
+    /// <summary>Q8_K as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new()
+    {
+        Type = GgmlType.Q8_K, BlockSize = BlockSize, BlockBytes = BlockBytes,
+        Quantize = &Quantize, Dequantize = &Dequantize,
+    };
+
     /// <summary>Quantizes a whole number of 256-value blocks.</summary>
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
@@ -30,6 +38,9 @@ public static unsafe class Q8_K
         for (int i = 0; i < blocks; i++)
             QuantizeBlock(src.Slice(i * BlockSize, BlockSize), ref y[i]);
     }
+
+    /// <summary>The activation form of every k-quant and of the 256-value i-quants.</summary>
+    internal static ActivationForm Activation => new() { Type = GgmlType.Q8_K, Quantize = &Quantize };
 
     /// <summary>Quantizes n values (a whole number of blocks) from x into y; for the matrix products.</summary>
     internal static void Quantize(float* x, byte* y, int n)
