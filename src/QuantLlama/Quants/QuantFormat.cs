@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants;
@@ -22,9 +23,20 @@ internal readonly unsafe struct QuantFormat
     /// <summary>Matrix products over weights of this type; null where they are not implemented.</summary>
     public TypeKernel? Kernel { get; init; }
 
+    [SetsRequiredMembers]
+    public QuantFormat(GgmlType type, int blockSize, int blockBytes, delegate*<ReadOnlySpan<float>, Span<byte>, void> quantize,
+        delegate*<ReadOnlySpan<byte>, Span<float>, void> dequantize, TypeKernel? kernel = null)
+    {
+        Type = type;
+        BlockSize = blockSize;
+        BlockBytes = blockBytes;
+        Quantize = quantize;
+        Dequantize = dequantize;
+        Kernel = kernel;
+    }
+
     /// <summary>A type whose tensors can be sized and skipped but not converted or multiplied.</summary>
-    public static QuantFormat LayoutOnly(GgmlType type, int blockSize, int blockBytes)
-        => new() { Type = type, BlockSize = blockSize, BlockBytes = blockBytes };
+    public static QuantFormat LayoutOnly(GgmlType type, int blockSize, int blockBytes) => new(type, blockSize, blockBytes, null, null);
 }
 
 /// <summary>

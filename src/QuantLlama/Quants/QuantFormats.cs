@@ -1,6 +1,7 @@
 using QuantLlama.Quants.IQuants;
 using QuantLlama.Quants.KQuants;
 using QuantLlama.Tensors;
+using static QuantLlama.Tensors.GgmlTypeInfo;
 
 namespace QuantLlama.Quants;
 
@@ -11,8 +12,6 @@ namespace QuantLlama.Quants;
 /// </summary>
 internal static class QuantFormats
 {
-    private const int QK_K = GgmlTypeInfo.QK_K;
-
     private static readonly QuantFormat?[] ByType = Index(
     [
         F32.Description,

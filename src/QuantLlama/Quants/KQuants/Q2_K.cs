@@ -15,8 +15,8 @@ namespace QuantLlama.Quants.KQuants;
 public unsafe struct BlockQ2K
 {
     /// <summary>Low nibble: the group's scale; high nibble: its min.</summary>
-    public fixed byte Scales[KQuantMath.QK_K / 16];
-    public fixed byte Qs[KQuantMath.QK_K / 4];
+    public fixed byte Scales[GgmlTypeInfo.QK_K / 16];
+    public fixed byte Qs[GgmlTypeInfo.QK_K / 4];
     public ushort D;
     public ushort DMin;
 }
@@ -24,21 +24,17 @@ public unsafe struct BlockQ2K
 /// <summary>Q2_K: 2.625 bits per weight.</summary>
 public static unsafe class Q2_K
 {
-    public const int BlockSize = KQuantMath.QK_K;
+    public const int BlockSize = GgmlTypeInfo.QK_K;
     public const int BlockBytes = BlockSize / 16 + BlockSize / 4 + 2 + 2;
 
     /// <summary>Q2_K as <see cref="QuantFormats"/> lists it.</summary>
-    internal static QuantFormat Description => new()
-    {
-        Type = GgmlType.Q2_K, BlockSize = BlockSize, BlockBytes = BlockBytes,
-        Quantize = &Quantize, Dequantize = &Dequantize,
-        Kernel = new TypeKernel { Activation = Q8_K.Activation, Dot = &Dot },
-    };
+    internal static QuantFormat Description => new(GgmlType.Q2_K, BlockSize, BlockBytes, &Quantize, &Dequantize,
+        new TypeKernel { Activation = Q8_K.Activation, Dot = &Dot });
 
     /// <summary>quantize_row_q2_K_ref, bit for bit.</summary>
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
-        int blocks = KQuantRows.BlockCount(src.Length, dst.Length, BlockBytes);
+        int blocks = Blocks.Check(src.Length, BlockSize, dst.Length, BlockBytes);
         fixed (byte* p = dst)
         {
             for (int i = 0; i < blocks; i++)
@@ -111,7 +107,7 @@ public static unsafe class Q2_K
     /// <summary>dequantize_row_q2_K, bit for bit.</summary>
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
     {
-        int blocks = KQuantRows.BlockCount(dst.Length, src.Length, BlockBytes);
+        int blocks = Blocks.Check(dst.Length, BlockSize, src.Length, BlockBytes);
         fixed (byte* p = src)
         fixed (float* yp = dst)
         {
@@ -143,7 +139,7 @@ public static unsafe class Q2_K
     /// <summary>Dot product of a Q2_K row with a Q8_K-quantized activation row of as many blocks.</summary>
     public static float Dot(ReadOnlySpan<byte> weights, ReadOnlySpan<byte> q8k)
     {
-        int blocks = KQuantRows.DotBlockCount(weights.Length, BlockBytes, q8k.Length);
+        int blocks = Blocks.CheckDot(weights.Length, BlockBytes, q8k.Length, Q8_K.BlockBytes);
         fixed (byte* w = weights)
         fixed (byte* a = q8k)
             return Dot(w, a, blocks * BlockSize);
@@ -226,12 +222,12 @@ public static unsafe class Q2_K
         for (int i = 0; i < blocks; i++)
         {
             var x = (BlockQ2K*)(weights + i * BlockBytes);
-            Simd.PrefetchWeights((byte*)x, BlockBytes);
+            X86Simd.PrefetchWeights((byte*)x, BlockBytes);
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
             float dAll = y->D * Fp16.ToFloat(x->D);
             float dMin = -y->D * Fp16.ToFloat(x->DMin);
             Vector128<byte> packed = Sse2.LoadVector128(x->Scales);
-            var (low, high) = SimdHelpers.ScalePairs(Avx2.ConvertToVector256Int16(Sse2.And(packed, m4)));
+            var (low, high) = X86Simd.ScalePairs(Avx2.ConvertToVector256Int16(Sse2.And(packed, m4)));
             Vector128<byte> mins = Sse2.And(Sse2.ShiftRightLogical(packed.AsUInt16(), 4).AsByte(), m4);
             Vector256<int> minProducts = Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(mins), Avx.LoadVector256(y->BSums));
             accMins = Fma.MultiplyAdd(Vector256.Create(dMin), Avx.ConvertToVector256Single(minProducts), accMins);
@@ -240,12 +236,12 @@ public static unsafe class Q2_K
                 Half(Avx.LoadVector256(x->Qs + 32).AsUInt16(), y->Qs + 128, high, m3));
             acc = Fma.MultiplyAdd(Vector256.Create(dAll), Avx.ConvertToVector256Single(sumi), acc);
         }
-        return SimdHelpers.HorizontalSum(acc) + SimdHelpers.HorizontalSum(accMins);
+        return X86Simd.HSum(acc) + X86Simd.HSum(accMins);
 
         // 128 values: bits 2j…2j+1 of the 32 bytes are chunk c + j.
         [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
         static Vector256<int> Half(Vector256<ushort> bits, sbyte* q8, Vector256<byte> scalePairs, Vector256<byte> m3)
-            => SimdHelpers.QuarterSums(Avx2.And(bits.AsByte(), m3), Avx2.And(Avx2.ShiftRightLogical(bits, 2).AsByte(), m3),
+            => X86Simd.QuarterSums(Avx2.And(bits.AsByte(), m3), Avx2.And(Avx2.ShiftRightLogical(bits, 2).AsByte(), m3),
                 Avx2.And(Avx2.ShiftRightLogical(bits, 4).AsByte(), m3), Avx2.And(Avx2.ShiftRightLogical(bits, 6).AsByte(), m3), q8, scalePairs);
     }
 
@@ -270,8 +266,8 @@ public static unsafe class Q2_K
                 {
                     int c = 4 * half + step;
                     sbyte* q8 = y->Qs + 32 * c;
-                    int lo = ArmDot.Dot16(AdvSimd.And(q0, m3).AsSByte(), q8);
-                    int hi = ArmDot.Dot16(AdvSimd.And(q1, m3).AsSByte(), q8 + 16);
+                    int lo = ArmSimd.Dot16(AdvSimd.And(q0, m3).AsSByte(), q8);
+                    int hi = ArmSimd.Dot16(AdvSimd.And(q1, m3).AsSByte(), q8 + 16);
                     sumi += (x->Scales[2 * c] & 0xF) * lo + (x->Scales[2 * c + 1] & 0xF) * hi;
                     q0 = AdvSimd.ShiftRightLogical(q0, 2);
                     q1 = AdvSimd.ShiftRightLogical(q1, 2);
