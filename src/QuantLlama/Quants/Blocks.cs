@@ -28,6 +28,19 @@ internal static class Blocks
         return nb;
     }
 
+    /// <summary>
+    /// A format's public row dot over spans: <see cref="CheckDot"/>, then <paramref name="dot"/> over the weight
+    /// row's values.
+    /// </summary>
+    public static unsafe float Dot(ReadOnlySpan<byte> weights, ReadOnlySpan<byte> activation, int blockSize, int blockBytes,
+        int activationBlockBytes, delegate*<byte*, byte*, int, float> dot)
+    {
+        int nb = CheckDot(weights.Length, blockBytes, activation.Length, activationBlockBytes);
+        fixed (byte* w = weights)
+        fixed (byte* a = activation)
+            return dot(w, a, nb * blockSize);
+    }
+
     /// <summary>The value of largest magnitude in a block, the first one on ties (ggml's amax/max scan).</summary>
     public static unsafe float SignedAbsMax(float* x, int n)
     {

@@ -77,12 +77,7 @@ public static unsafe class Q4_1
 
     /// <summary>Dot of a Q4_1 weight row with a Q8_1 activation row.</summary>
     public static float Dot(ReadOnlySpan<byte> weights, ReadOnlySpan<byte> q8_1Activation)
-    {
-        int nb = Blocks.CheckDot(weights.Length, BlockBytes, q8_1Activation.Length, Q8_1.BlockBytes);
-        fixed (byte* w = weights)
-        fixed (byte* a = q8_1Activation)
-            return Dot(w, a, nb * BlockSize);
-    }
+        => Blocks.Dot(weights, q8_1Activation, BlockSize, BlockBytes, Q8_1.BlockBytes, &Dot);
 
     internal static float Dot(byte* w, byte* a, int n)
         => Kernels.UseAvx2 ? DotAvx2(w, a, n) : Kernels.UseAdvSimd ? DotAdvSimd(w, a, n) : DotScalar(w, a, n);

@@ -83,12 +83,7 @@ public static unsafe class Q5_0
 
     /// <summary>Dot of a Q5_0 weight row with a Q8_0 activation row.</summary>
     public static float Dot(ReadOnlySpan<byte> weights, ReadOnlySpan<byte> q8Activation)
-    {
-        int nb = Blocks.CheckDot(weights.Length, BlockBytes, q8Activation.Length, Q8_0.BlockBytes);
-        fixed (byte* w = weights)
-        fixed (byte* a = q8Activation)
-            return Dot(w, a, nb * BlockSize);
-    }
+        => Blocks.Dot(weights, q8Activation, BlockSize, BlockBytes, Q8_0.BlockBytes, &Dot);
 
     internal static float Dot(byte* w, byte* a, int n)
         => Kernels.UseAvx2 ? DotAvx2(w, a, n) : Kernels.UseAdvSimd ? DotAdvSimd(w, a, n) : DotScalar(w, a, n);

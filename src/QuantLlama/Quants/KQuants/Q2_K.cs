@@ -138,12 +138,7 @@ public static unsafe class Q2_K
 
     /// <summary>Dot product of a Q2_K row with a Q8_K-quantized activation row of as many blocks.</summary>
     public static float Dot(ReadOnlySpan<byte> weights, ReadOnlySpan<byte> q8k)
-    {
-        int blocks = Blocks.CheckDot(weights.Length, BlockBytes, q8k.Length, Q8_K.BlockBytes);
-        fixed (byte* w = weights)
-        fixed (byte* a = q8k)
-            return Dot(w, a, blocks * BlockSize);
-    }
+        => Blocks.Dot(weights, q8k, BlockSize, BlockBytes, Q8_K.BlockBytes, &Dot);
 
     /// <summary>The dot of <paramref name="n"/> values on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
     internal static float Dot(byte* weights, byte* q8k, int n)
