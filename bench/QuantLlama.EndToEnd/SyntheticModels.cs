@@ -1,3 +1,4 @@
+using QuantLlama.Conversion;
 using QuantLlama.Gguf;
 using QuantLlama.Quants;
 using QuantLlama.Tensors;

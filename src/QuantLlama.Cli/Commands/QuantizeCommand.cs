@@ -1,5 +1,5 @@
 using System.CommandLine;
-using QuantLlama.Quants;
+using QuantLlama.Conversion;
 
 namespace QuantLlama.Cli.Commands;
 

@@ -37,7 +37,7 @@ internal unsafe interface ICacheRow
 
 internal readonly unsafe struct HalfRow : ICacheRow
 {
-    public static Vector256<float> Load8(byte* row, int i) => HalfVector.Load8((Half*)row + i);
+    public static Vector256<float> Load8(byte* row, int i) => HalfConversion.Load8((Half*)row + i);
     public static float Load(byte* row, int i) => (float)((Half*)row)[i];
     public static int ElementSize => 2;
 }

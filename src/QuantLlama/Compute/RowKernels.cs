@@ -8,6 +8,19 @@ namespace QuantLlama.Compute;
 /// </summary>
 internal static unsafe class RowKernels
 {
+    /// <summary>y += w * x.</summary>
+    public static void ScaleAdd(float w, float* x, float* y, int n)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated && n >= 8)
+        {
+            var wv = Vector256.Create(w);
+            for (; i <= n - 8; i += 8)
+                Vector256.Store(Vector256.Load(y + i) + wv * Vector256.Load(x + i), y + i);
+        }
+        for (; i < n; i++) y[i] += w * x[i];
+    }
+
     /// <summary>
     /// y = x / rms(x) * weight for n rows of dim values (x and y may be the same buffer), as ggml does: each square
     /// rounded to f32, then summed in order in double.

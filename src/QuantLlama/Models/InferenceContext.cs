@@ -402,8 +402,8 @@ public sealed unsafe class InferenceContext : IDisposable
             long at = (long)(start + i) * kvDim * _elementSize;
             if (KvCacheType == KvCacheType.F16)
             {
-                HalfVector.ToHalf(k + (long)i * kvDim, (Half*)(keys + at), kvDim);
-                HalfVector.ToHalf(v + (long)i * kvDim, (Half*)(values + at), kvDim);
+                HalfConversion.ToHalf(k + (long)i * kvDim, (Half*)(keys + at), kvDim);
+                HalfConversion.ToHalf(v + (long)i * kvDim, (Half*)(values + at), kvDim);
             }
             else
             {
@@ -419,8 +419,8 @@ public sealed unsafe class InferenceContext : IDisposable
             // instead (the same values, so the same bits), up to 32 MB of scratch.
             if (_kvScratch == null) _kvScratch = Floats((long)_kvScratchPositions * kvDim * 2);
             float* scratchValues = _kvScratch + (long)_kvScratchPositions * kvDim;
-            HalfVector.ToSingle((Half*)keys, _kvScratch, (start + n) * kvDim);
-            HalfVector.ToSingle((Half*)values, scratchValues, (start + n) * kvDim);
+            HalfConversion.ToSingle((Half*)keys, _kvScratch, (start + n) * kvDim);
+            HalfConversion.ToSingle((Half*)values, scratchValues, (start + n) * kvDim);
             keys = (byte*)_kvScratch;
             values = (byte*)scratchValues;
             rowsF16 = false;
@@ -514,7 +514,7 @@ public sealed unsafe class InferenceContext : IDisposable
                 float w = 0;
                 for (int k = 0; k < used; k++)
                     if (_expertIds[(long)i * used + k] == e) w = _expertWeights[(long)i * used + k];
-                HalfVector.ScaleAdd(w, _expertOut + (long)r * dim, result + (long)i * dim, dim);
+                RowKernels.ScaleAdd(w, _expertOut + (long)r * dim, result + (long)i * dim, dim);
             }
         }
         Buffer.MemoryCopy(result, _xb, n * dim * 4L, n * dim * 4L);

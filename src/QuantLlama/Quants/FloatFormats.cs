@@ -3,12 +3,21 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants;
 
 /// <summary>F32 rows: dot products of two f32 rows (ggml pairs F32 weights with F32 activations).</summary>
 public static unsafe class F32
 {
+    /// <summary>F32 as <see cref="QuantFormats"/> lists it: ggml pairs F32 weights with F32 activations.</summary>
+    internal static QuantFormat Description => new(GgmlType.F32, 1, sizeof(float), &Quantize, &Dequantize,
+        new TypeKernel { Activation = new ActivationForm { Type = GgmlType.F32, Quantize = &CopyActivation }, Dot = &Dot });
+
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst) => MemoryMarshal.AsBytes(src).CopyTo(dst);
+
+    public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst) => MemoryMarshal.Cast<byte, float>(src)[..dst.Length].CopyTo(dst);
+
     public static float Dot(ReadOnlySpan<float> x, ReadOnlySpan<float> y)
     {
         if (y.Length < x.Length) throw new ArgumentException("row lengths do not match");
@@ -41,14 +50,14 @@ public static unsafe class F32
         int i = 0;
         for (; i + 32 <= n; i += 32)
         {
-            Simd.PrefetchWeights((byte*)(x + i), 32 * sizeof(float));
+            X86Simd.PrefetchWeights((byte*)(x + i), 32 * sizeof(float));
             s0 = Fma.MultiplyAdd(Avx.LoadVector256(x + i), Avx.LoadVector256(y + i), s0);
             s1 = Fma.MultiplyAdd(Avx.LoadVector256(x + i + 8), Avx.LoadVector256(y + i + 8), s1);
             s2 = Fma.MultiplyAdd(Avx.LoadVector256(x + i + 16), Avx.LoadVector256(y + i + 16), s2);
             s3 = Fma.MultiplyAdd(Avx.LoadVector256(x + i + 24), Avx.LoadVector256(y + i + 24), s3);
         }
         for (; i + 8 <= n; i += 8) s0 = Fma.MultiplyAdd(Avx.LoadVector256(x + i), Avx.LoadVector256(y + i), s0);
-        float sum = Simd.HSum(Avx.Add(Avx.Add(s0, s1), Avx.Add(s2, s3)));
+        float sum = X86Simd.HSum(Avx.Add(Avx.Add(s0, s1), Avx.Add(s2, s3)));
         for (; i < n; i++) sum += x[i] * y[i];
         return sum;
     }
@@ -61,11 +70,11 @@ public static unsafe class F32
         int i = 0;
         for (; i + 32 <= n; i += 32)
         {
-            Simd.PrefetchWeights((byte*)(x + i), 32 * sizeof(float));
+            X86Simd.PrefetchWeights((byte*)(x + i), 32 * sizeof(float));
             s0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + i), Avx512F.LoadVector512(y + i), s0);
             s1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + i + 16), Avx512F.LoadVector512(y + i + 16), s1);
         }
-        float sum = Simd.HSum(Avx512F.Add(s0, s1));
+        float sum = X86Simd.HSum(Avx512F.Add(s0, s1));
         if (i < n) sum += DotAvx2(x + i, y + i, n - i);
         return sum;
     }
@@ -81,7 +90,7 @@ public static unsafe class F32
             s0 = AdvSimd.FusedMultiplyAdd(s0, AdvSimd.LoadVector128(x + i), AdvSimd.LoadVector128(y + i));
             s1 = AdvSimd.FusedMultiplyAdd(s1, AdvSimd.LoadVector128(x + i + 4), AdvSimd.LoadVector128(y + i + 4));
         }
-        float sum = Simd.HSum(AdvSimd.Add(s0, s1));
+        float sum = ArmSimd.HSum(AdvSimd.Add(s0, s1));
         for (; i < n; i++) sum += x[i] * y[i];
         return sum;
     }
@@ -129,7 +138,7 @@ public readonly unsafe struct F16Format : IHalfFormat
 
     public static float ToFloat(ushort bits) => Fp16.ToFloat(bits);
     public static ushort FromFloat(float value) => Fp16.FromFloat(value);
-    public static Vector256<float> Load8(ushort* p) => Simd.LoadHalf8(p);
+    public static Vector256<float> Load8(ushort* p) => X86Simd.LoadHalf8(p);
     public static float ActivationScale => TwoTo112;
 
     /// <summary>
@@ -191,7 +200,7 @@ public readonly unsafe struct BF16Format : IHalfFormat
 {
     public static float ToFloat(ushort bits) => Fp16.BF16ToFloat(bits);
     public static ushort FromFloat(float value) => Fp16.FloatToBF16(value);
-    public static Vector256<float> Load8(ushort* p) => Simd.LoadBF16x8(p);
+    public static Vector256<float> Load8(ushort* p) => X86Simd.LoadBF16x8(p);
     public static float ActivationScale => 1f;
 
     /// <summary>A bfloat16 is the top half of its float: one shift or one mask per 8 values.</summary>
@@ -231,6 +240,17 @@ public readonly unsafe struct BF16Format : IHalfFormat
 public abstract unsafe class HalfRows<TFormat> where TFormat : struct, IHalfFormat
 {
     private protected HalfRows() { }
+
+    /// <summary>
+    /// The format as <see cref="QuantFormats"/> lists it. ggml converts the activation to the weight's format; ours
+    /// holds those rounded values as f32 (<see cref="RoundActivation"/>).
+    /// </summary>
+    private protected static QuantFormat Describe(GgmlType type) => new(type, 1, sizeof(ushort), &Quantize, &Dequantize,
+        new TypeKernel
+        {
+            Activation = new ActivationForm { Type = type, Quantize = &RoundActivation, AsFloats = true },
+            Dot = &DotRounded, Dot4Avx2 = &DotRounded4Avx2,
+        });
 
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
@@ -311,7 +331,7 @@ public abstract unsafe class HalfRows<TFormat> where TFormat : struct, IHalfForm
         int i = 0;
         for (; i + 16 <= n; i += 16)
         {
-            if ((i & 16) == 0) Simd.PrefetchWeights((byte*)(x + i), 64); // one request per 64 bytes: every other step
+            if ((i & 16) == 0) X86Simd.PrefetchWeights((byte*)(x + i), 64); // one request per 64 bytes: every other step
             TFormat.LoadScaled16(x + i, out var even, out var odd, ref magnitudes);
             s0 = Fma.MultiplyAdd(even, Avx.LoadVector256(y + i), s0);
             s1 = Fma.MultiplyAdd(odd, Avx.LoadVector256(y + i + 8), s1);
@@ -385,7 +405,7 @@ public abstract unsafe class HalfRows<TFormat> where TFormat : struct, IHalfForm
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float Finish(Vector256<float> s0, Vector256<float> s1, ushort* x, float* y, int i, int n)
     {
-        float sum = Simd.HSum(Avx.Add(s0, s1));
+        float sum = X86Simd.HSum(Avx.Add(s0, s1));
         for (; i < n; i++) sum += TFormat.ToFloat(x[i]) * (y[i] / TFormat.ActivationScale);
         return sum;
     }
@@ -419,7 +439,7 @@ public abstract unsafe class HalfRows<TFormat> where TFormat : struct, IHalfForm
             s0 = Fma.MultiplyAdd(TFormat.Load8(x + i), TFormat.Load8(y + i), s0);
             s1 = Fma.MultiplyAdd(TFormat.Load8(x + i + 8), TFormat.Load8(y + i + 8), s1);
         }
-        float sum = Simd.HSum(Avx.Add(s0, s1));
+        float sum = X86Simd.HSum(Avx.Add(s0, s1));
         for (; i < n; i++) sum += TFormat.ToFloat(x[i]) * TFormat.ToFloat(y[i]);
         return sum;
     }
@@ -429,10 +449,14 @@ public abstract unsafe class HalfRows<TFormat> where TFormat : struct, IHalfForm
 public sealed class F16 : HalfRows<F16Format>
 {
     private F16() { }
+
+    internal static QuantFormat Description => Describe(GgmlType.F16);
 }
 
 /// <summary>BF16 rows (bfloat16).</summary>
 public sealed class BF16 : HalfRows<BF16Format>
 {
     private BF16() { }
+
+    internal static QuantFormat Description => Describe(GgmlType.BF16);
 }

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants;
 
@@ -13,7 +14,15 @@ namespace QuantLlama.Quants;
 public static unsafe class Q4_0
 {
     public const int BlockSize = 32;
-    public const int TypeSize = 18;
+    public const int BlockBytes = 18;
+
+    /// <summary>Q4_0 as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new(GgmlType.Q4_0, BlockSize, BlockBytes, &Quantize, &Dequantize,
+        new TypeKernel
+        {
+            Activation = Q8Products.Activation, Dot = &Dot, Dot8PackedAvx2 = &Q8Products.Dot8Packed<Weights>,
+            PackActivationTile = &Q8Products.PackActivationTile, PackedTileBytes = &Q8Products.PackedTileBytes,
+        });
 
     [StructLayout(LayoutKind.Sequential, Pack = 1)]
     public struct Block
@@ -25,14 +34,14 @@ public static unsafe class Q4_0
     /// <summary>Reference quantizer, byte for byte ggml's quantize_row_q4_0_ref.</summary>
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
-        int nb = Blocks.Check(src.Length, BlockSize, dst.Length, TypeSize);
+        int nb = Blocks.Check(src.Length, BlockSize, dst.Length, BlockBytes);
         fixed (float* x0 = src)
         fixed (byte* y0 = dst)
         {
             for (int i = 0; i < nb; i++)
             {
                 float* x = x0 + i * BlockSize;
-                var y = (Block*)(y0 + i * TypeSize);
+                var y = (Block*)(y0 + i * BlockBytes);
                 float max = Blocks.SignedAbsMax(x, BlockSize);
                 float d = max / -8;
                 float id = d != 0 ? 1.0f / d : 0.0f;
@@ -51,13 +60,13 @@ public static unsafe class Q4_0
 
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
     {
-        int nb = Blocks.Check(dst.Length, BlockSize, src.Length, TypeSize);
+        int nb = Blocks.Check(dst.Length, BlockSize, src.Length, BlockBytes);
         fixed (byte* x0 = src)
         fixed (float* y = dst)
         {
             for (int i = 0; i < nb; i++)
             {
-                var x = (Block*)(x0 + i * TypeSize);
+                var x = (Block*)(x0 + i * BlockBytes);
                 float d = Fp16.ToFloat(x->D);
                 for (int j = 0; j < BlockSize / 2; j++)
                 {
@@ -71,21 +80,19 @@ public static unsafe class Q4_0
     /// <summary>Dot of a Q4_0 weight row with a Q8_0 activation row.</summary>
     public static float Dot(ReadOnlySpan<byte> weights, ReadOnlySpan<byte> q8Activation)
     {
-        int nb = weights.Length / TypeSize;
-        if (weights.Length % TypeSize != 0 || q8Activation.Length < nb * Q8_0.TypeSize) throw new ArgumentException("row lengths do not match");
+        int nb = Blocks.CheckDot(weights.Length, BlockBytes, q8Activation.Length, Q8_0.BlockBytes);
         fixed (byte* w = weights)
         fixed (byte* a = q8Activation)
-            return Dot(w, a, nb * BlockSize);
+            return Kernels.UseAvx2 ? DotAvx2(w, a, nb * BlockSize) : Dot(w, a, nb * BlockSize);
     }
 
     /// <summary>
-    /// The dispatching row dot over a Q8_0 activation; <paramref name="aInfo"/>, when given, holds its blocks'
-    /// block information (<see cref="Q8Products.BlockInfo"/>) for the AVX2 path.
+    /// The matrix kernels' row dot, over <see cref="Q8Products.Activation"/>'s form: ggml's Q8_0 row followed by its
+    /// blocks' scales and sums, which the AVX2 path reads (the others read the Q8_0 row alone).
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static float Dot(byte* w, byte* a, int n, float* aInfo = null)
+    internal static float Dot(byte* w, byte* a, int n)
     {
-        if (Kernels.UseAvx2) return aInfo != null ? Q8Products.Dot<Weights>(w, a, aInfo, n) : DotAvx2(w, a, n);
+        if (Kernels.UseAvx2) return Q8Products.Dot<Weights>(w, a, Q8Products.BlockInfo(a, n), n);
         if (Kernels.UseAdvSimd) return DotAdvSimd(w, a, n);
         return DotScalar(w, a, n);
     }
@@ -96,8 +103,8 @@ public static unsafe class Q4_0
         float sum = 0;
         for (int i = 0; i < nb; i++)
         {
-            var x = (Block*)(w + i * TypeSize);
-            var y = (Q8_0.Block*)(a + i * Q8_0.TypeSize);
+            var x = (Block*)(w + i * BlockBytes);
+            var y = (Q8_0.Block*)(a + i * Q8_0.BlockBytes);
             int sumi = 0;
             for (int j = 0; j < BlockSize / 2; j++)
             {
@@ -111,14 +118,11 @@ public static unsafe class Q4_0
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<sbyte> WeightsAvx2(byte* x)
-        => Avx2.Subtract(Simd.BytesFromNibbles32(x + 2), Vector256.Create((byte)8)).AsSByte();
+        => Avx2.Subtract(X86Simd.BytesFromNibbles32(x + 2), Vector256.Create((byte)8)).AsSByte();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> BlockAvx2(byte* x, byte* y)
-        => Simd.MulSumI8Float(WeightsAvx2(x), Avx.LoadVector256((sbyte*)(y + 2)));
-
-    /// <summary>The matrix kernels' row dot, over <see cref="Q8Products.QuantizeActivation"/>'s form.</summary>
-    internal static float DotScaled(byte* w, byte* a, int n) => Dot(w, a, n, Q8Products.BlockInfo(a, n));
+        => X86Simd.MulSumI8Float(WeightsAvx2(x), Avx.LoadVector256((sbyte*)(y + 2)));
 
     /// <summary>The AVX2 row dot over ggml's Q8_0 activation (see <see cref="Q8Products"/> for its arithmetic).</summary>
     internal static float DotAvx2(byte* w, byte* a, int n) => Q8Products.Dot<Weights>(w, a, n);
@@ -126,21 +130,21 @@ public static unsafe class Q4_0
     /// <summary>The integer part of a Q4_0 block against Q8_0: Σ (q - 8)·y.</summary>
     internal readonly struct Weights : IQ8Weights
     {
-        public static int TypeSize => Q4_0.TypeSize;
+        public static int BlockBytes => Q4_0.BlockBytes;
 
         /// <summary>q·y - 8·y in pairs: the same int16 values as ggml's sign trick, one operation fewer.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<int> BlockSums(byte* x, byte* y)
         {
             var q8 = Avx.LoadVector256((sbyte*)(y + 2));
-            var pairs = Avx2.Subtract(Avx2.MultiplyAddAdjacent(Simd.BytesFromNibbles32(x + 2), q8), Avx2.MultiplyAddAdjacent(Vector256.Create((byte)8), q8));
+            var pairs = Avx2.Subtract(Avx2.MultiplyAddAdjacent(X86Simd.BytesFromNibbles32(x + 2), q8), Avx2.MultiplyAddAdjacent(Vector256.Create((byte)8), q8));
             return Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)1));
         }
 
         /// <summary>Σ q·y: the -8·Σy is left to <see cref="CompleteSums8"/>.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<int> PartialBlockSums(byte* x, byte* y)
-            => Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Simd.BytesFromNibbles32(x + 2), Avx.LoadVector256((sbyte*)(y + 2))), Vector256.Create((short)1));
+            => Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(X86Simd.BytesFromNibbles32(x + 2), Avx.LoadVector256((sbyte*)(y + 2))), Vector256.Create((short)1));
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<int> CompleteSums8(Vector256<int> partialTotals, int* activationSums)
@@ -152,7 +156,7 @@ public static unsafe class Q4_0
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<int> TileSums(byte* x, byte* tile)
         {
-            var sums = Avx2.MultiplyAddAdjacent(Q8Products.GroupPairSums(Simd.BytesFromNibbles32(x + 2), tile), Vector256.Create((short)1));
+            var sums = Avx2.MultiplyAddAdjacent(Q8Products.GroupPairSums(X86Simd.BytesFromNibbles32(x + 2), tile), Vector256.Create((short)1));
             return Avx2.Subtract(sums, Avx2.ShiftLeftLogical(Avx.LoadVector256((int*)(tile + Q8Products.PackedSums)), 3));
         }
     }
@@ -167,17 +171,17 @@ public static unsafe class Q4_0
         var eight = Vector128.Create((sbyte)8);
         for (int i = 0; i < nb; i++)
         {
-            byte* x = w + i * TypeSize;
-            byte* y = a + i * Q8_0.TypeSize;
+            byte* x = w + i * BlockBytes;
+            byte* y = a + i * Q8_0.BlockBytes;
             var v = AdvSimd.LoadVector128(x + 2);
             var lo = AdvSimd.Subtract(AdvSimd.And(v, mask).AsSByte(), eight);
             var hi = AdvSimd.Subtract(AdvSimd.ShiftRightLogical(v, 4).AsSByte(), eight);
             var y0 = AdvSimd.LoadVector128((sbyte*)(y + 2));
             var y1 = AdvSimd.LoadVector128((sbyte*)(y + 18));
-            var p = ArmDot.DotI8(lo, y0, hi, y1);
+            var p = ArmSimd.DotI8(lo, y0, hi, y1);
             float d = Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y);
             acc = AdvSimd.FusedMultiplyAdd(acc, AdvSimd.ConvertToSingle(p), Vector128.Create(d));
         }
-        return Simd.HSum(acc);
+        return ArmSimd.HSum(acc);
     }
 }

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants;
 
@@ -13,7 +14,11 @@ namespace QuantLlama.Quants;
 public static unsafe class Q4_1
 {
     public const int BlockSize = 32;
-    public const int TypeSize = 20;
+    public const int BlockBytes = 20;
+
+    /// <summary>Q4_1 as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new(GgmlType.Q4_1, BlockSize, BlockBytes, &Quantize, &Dequantize,
+        new TypeKernel { Activation = Q8_1.Activation, Dot = &Dot });
 
     [StructLayout(LayoutKind.Sequential, Pack = 1)]
     public struct Block
@@ -26,14 +31,14 @@ public static unsafe class Q4_1
     /// <summary>Reference quantizer, byte for byte ggml's quantize_row_q4_1_ref.</summary>
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
-        int nb = Blocks.Check(src.Length, BlockSize, dst.Length, TypeSize);
+        int nb = Blocks.Check(src.Length, BlockSize, dst.Length, BlockBytes);
         fixed (float* x0 = src)
         fixed (byte* y0 = dst)
         {
             for (int i = 0; i < nb; i++)
             {
                 float* x = x0 + i * BlockSize;
-                var y = (Block*)(y0 + i * TypeSize);
+                var y = (Block*)(y0 + i * BlockBytes);
                 Blocks.MinMax(x, BlockSize, out float min, out float max);
                 float d = (max - min) / ((1 << 4) - 1);
                 float id = d != 0 ? 1.0f / d : 0.0f;
@@ -53,13 +58,13 @@ public static unsafe class Q4_1
 
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
     {
-        int nb = Blocks.Check(dst.Length, BlockSize, src.Length, TypeSize);
+        int nb = Blocks.Check(dst.Length, BlockSize, src.Length, BlockBytes);
         fixed (byte* x0 = src)
         fixed (float* y = dst)
         {
             for (int i = 0; i < nb; i++)
             {
-                var x = (Block*)(x0 + i * TypeSize);
+                var x = (Block*)(x0 + i * BlockBytes);
                 float d = Fp16.ToFloat(x->D), m = Fp16.ToFloat(x->M);
                 for (int j = 0; j < BlockSize / 2; j++)
                 {
@@ -72,13 +77,7 @@ public static unsafe class Q4_1
 
     /// <summary>Dot of a Q4_1 weight row with a Q8_1 activation row.</summary>
     public static float Dot(ReadOnlySpan<byte> weights, ReadOnlySpan<byte> q8_1Activation)
-    {
-        int nb = weights.Length / TypeSize;
-        if (weights.Length % TypeSize != 0 || q8_1Activation.Length < nb * Q8_1.TypeSize) throw new ArgumentException("row lengths do not match");
-        fixed (byte* w = weights)
-        fixed (byte* a = q8_1Activation)
-            return Dot(w, a, nb * BlockSize);
-    }
+        => Blocks.Dot(weights, q8_1Activation, BlockSize, BlockBytes, Q8_1.BlockBytes, &Dot);
 
     internal static float Dot(byte* w, byte* a, int n)
         => Kernels.UseAvx2 ? DotAvx2(w, a, n) : Kernels.UseAdvSimd ? DotAdvSimd(w, a, n) : DotScalar(w, a, n);
@@ -89,8 +88,8 @@ public static unsafe class Q4_1
         float sum = 0, summs = 0;
         for (int i = 0; i < nb; i++)
         {
-            var x = (Block*)(w + i * TypeSize);
-            var y = (Q8_1.Block*)(a + i * Q8_1.TypeSize);
+            var x = (Block*)(w + i * BlockBytes);
+            var y = (Q8_1.Block*)(a + i * Q8_1.BlockBytes);
             int sumi = 0;
             for (int j = 0; j < BlockSize / 2; j++)
             {
@@ -111,16 +110,16 @@ public static unsafe class Q4_1
         var acc1 = Vector256<float>.Zero;
         float summs0 = 0, summs1 = 0;
         byte* x = w, y = a;
-        byte* end = w + (nb & ~1) * TypeSize;
-        for (; x < end; x += 2 * TypeSize, y += 2 * Q8_1.TypeSize)
+        byte* end = w + (nb & ~1) * BlockBytes;
+        for (; x < end; x += 2 * BlockBytes, y += 2 * Q8_1.BlockBytes)
         {
-            Simd.PrefetchWeights(x, 2 * TypeSize);
+            X86Simd.PrefetchWeights(x, 2 * BlockBytes);
             summs0 += Fp16.ToFloat(*(ushort*)(x + 2)) * Fp16.ToFloat(*(ushort*)(y + 2));
-            summs1 += Fp16.ToFloat(*(ushort*)(x + TypeSize + 2)) * Fp16.ToFloat(*(ushort*)(y + Q8_1.TypeSize + 2));
+            summs1 += Fp16.ToFloat(*(ushort*)(x + BlockBytes + 2)) * Fp16.ToFloat(*(ushort*)(y + Q8_1.BlockBytes + 2));
             var d0 = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
-            var d1 = Vector256.Create(Fp16.ToFloat(*(ushort*)(x + TypeSize)) * Fp16.ToFloat(*(ushort*)(y + Q8_1.TypeSize)));
-            var q0 = Simd.MulSumU8I8Float(Simd.BytesFromNibbles32(x + 4), Avx.LoadVector256((sbyte*)(y + 4)));
-            var q1 = Simd.MulSumU8I8Float(Simd.BytesFromNibbles32(x + TypeSize + 4), Avx.LoadVector256((sbyte*)(y + Q8_1.TypeSize + 4)));
+            var d1 = Vector256.Create(Fp16.ToFloat(*(ushort*)(x + BlockBytes)) * Fp16.ToFloat(*(ushort*)(y + Q8_1.BlockBytes)));
+            var q0 = X86Simd.MulSumU8I8Float(X86Simd.BytesFromNibbles32(x + 4), Avx.LoadVector256((sbyte*)(y + 4)));
+            var q1 = X86Simd.MulSumU8I8Float(X86Simd.BytesFromNibbles32(x + BlockBytes + 4), Avx.LoadVector256((sbyte*)(y + Q8_1.BlockBytes + 4)));
             acc0 = Fma.MultiplyAdd(d0, q0, acc0);
             acc1 = Fma.MultiplyAdd(d1, q1, acc1);
         }
@@ -128,34 +127,12 @@ public static unsafe class Q4_1
         {
             summs0 += Fp16.ToFloat(*(ushort*)(x + 2)) * Fp16.ToFloat(*(ushort*)(y + 2));
             var d0 = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
-            acc0 = Fma.MultiplyAdd(d0, Simd.MulSumU8I8Float(Simd.BytesFromNibbles32(x + 4), Avx.LoadVector256((sbyte*)(y + 4))), acc0);
+            acc0 = Fma.MultiplyAdd(d0, X86Simd.MulSumU8I8Float(X86Simd.BytesFromNibbles32(x + 4), Avx.LoadVector256((sbyte*)(y + 4))), acc0);
         }
-        return Simd.HSum(Avx.Add(acc0, acc1)) + (summs0 + summs1);
+        return X86Simd.HSum(Avx.Add(acc0, acc1)) + (summs0 + summs1);
     }
 
-    /// <summary>ARM64 AdvSimd: each block's integer sum by <see cref="ArmDot"/>, then the reference's float steps (its result to the bit).</summary>
+    /// <summary>ARM64 AdvSimd: each block's integer sum by <see cref="ArmSimd"/>, then the reference's float steps (its result to the bit).</summary>
     internal static float DotAdvSimd(byte* w, byte* a, int n)
-        => AdvSimd.Arm64.IsSupported ? DotAdvSimdWithMin(w, a, n, TypeSize, fifthBits: false) : DotScalar(w, a, n);
-
-    /// <summary>
-    /// The AdvSimd dot of Q4_1 and of Q5_1 against Q8_1: both blocks start with d and m and end with the 16 nibble
-    /// bytes; Q5_1's 4 fifth-bit bytes sit between (<paramref name="fifthBits"/>).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    internal static float DotAdvSimdWithMin(byte* w, byte* a, int n, int typeSize, bool fifthBits)
-    {
-        int nb = n / BlockSize;
-        float sum = 0, summs = 0;
-        for (int i = 0; i < nb; i++)
-        {
-            var x = (Block*)(w + i * typeSize); // d and m: the shared start of either block
-            var y = (Q8_1.Block*)(a + i * Q8_1.TypeSize);
-            byte* qs = (byte*)x + typeSize - BlockSize / 2;
-            uint qh = fifthBits ? Unsafe.ReadUnaligned<uint>((byte*)x + 4) : 0;
-            int sumi = ArmDot.NibbleBlockDot(qs, y->Qs, ArmDot.BitsAsSixteens(qh), ArmDot.BitsAsSixteens(qh >> 16), 0);
-            sum += Fp16.ToFloat(x->D) * Fp16.ToFloat(y->D) * sumi;
-            summs += Fp16.ToFloat(x->M) * Fp16.ToFloat(y->S);
-        }
-        return sum + summs;
-    }
+        => AdvSimd.Arm64.IsSupported ? ArmSimd.DotWithMin(w, a, n, BlockBytes, fifthBits: false) : DotScalar(w, a, n);
 }

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants;
 
@@ -13,7 +14,11 @@ namespace QuantLlama.Quants;
 public static unsafe class Q5_0
 {
     public const int BlockSize = 32;
-    public const int TypeSize = 22;
+    public const int BlockBytes = 22;
+
+    /// <summary>Q5_0 as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new(GgmlType.Q5_0, BlockSize, BlockBytes, &Quantize, &Dequantize,
+        new TypeKernel { Activation = Q8_0.Activation, Dot = &Dot });
 
     [StructLayout(LayoutKind.Sequential, Pack = 1)]
     public struct Block
@@ -26,14 +31,14 @@ public static unsafe class Q5_0
     /// <summary>Reference quantizer, byte for byte ggml's quantize_row_q5_0_ref.</summary>
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
-        int nb = Blocks.Check(src.Length, BlockSize, dst.Length, TypeSize);
+        int nb = Blocks.Check(src.Length, BlockSize, dst.Length, BlockBytes);
         fixed (float* x0 = src)
         fixed (byte* y0 = dst)
         {
             for (int i = 0; i < nb; i++)
             {
                 float* x = x0 + i * BlockSize;
-                var y = (Block*)(y0 + i * TypeSize);
+                var y = (Block*)(y0 + i * BlockBytes);
                 float max = Blocks.SignedAbsMax(x, BlockSize);
                 float d = max / -16;
                 float id = d != 0 ? 1.0f / d : 0.0f;
@@ -56,13 +61,13 @@ public static unsafe class Q5_0
 
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
     {
-        int nb = Blocks.Check(dst.Length, BlockSize, src.Length, TypeSize);
+        int nb = Blocks.Check(dst.Length, BlockSize, src.Length, BlockBytes);
         fixed (byte* x0 = src)
         fixed (float* y = dst)
         {
             for (int i = 0; i < nb; i++)
             {
-                var x = (Block*)(x0 + i * TypeSize);
+                var x = (Block*)(x0 + i * BlockBytes);
                 float d = Fp16.ToFloat(x->D);
                 uint qh = Unsafe.ReadUnaligned<uint>(x->Qh);
                 for (int j = 0; j < BlockSize / 2; j++)
@@ -78,13 +83,7 @@ public static unsafe class Q5_0
 
     /// <summary>Dot of a Q5_0 weight row with a Q8_0 activation row.</summary>
     public static float Dot(ReadOnlySpan<byte> weights, ReadOnlySpan<byte> q8Activation)
-    {
-        int nb = weights.Length / TypeSize;
-        if (weights.Length % TypeSize != 0 || q8Activation.Length < nb * Q8_0.TypeSize) throw new ArgumentException("row lengths do not match");
-        fixed (byte* w = weights)
-        fixed (byte* a = q8Activation)
-            return Dot(w, a, nb * BlockSize);
-    }
+        => Blocks.Dot(weights, q8Activation, BlockSize, BlockBytes, Q8_0.BlockBytes, &Dot);
 
     internal static float Dot(byte* w, byte* a, int n)
         => Kernels.UseAvx2 ? DotAvx2(w, a, n) : Kernels.UseAdvSimd ? DotAdvSimd(w, a, n) : DotScalar(w, a, n);
@@ -94,7 +93,7 @@ public static unsafe class Q5_0
     /// <summary>The reference's block sum: Σ (q − 16)·y with q the nibble and its fifth bit from qh.</summary>
     private readonly struct ScalarSum : IQ8BlockSum
     {
-        public static int TypeSize => Q5_0.TypeSize;
+        public static int BlockBytes => Q5_0.BlockBytes;
 
         public static int Sum(byte* block, sbyte* q8)
         {
@@ -120,40 +119,40 @@ public static unsafe class Q5_0
         var acc1 = Vector256<float>.Zero;
         var high = Vector256.Create((byte)0xF0);
         byte* x = w, y = a;
-        byte* end = w + (nb & ~1) * TypeSize;
-        for (; x < end; x += 2 * TypeSize, y += 2 * Q8_0.TypeSize)
+        byte* end = w + (nb & ~1) * BlockBytes;
+        for (; x < end; x += 2 * BlockBytes, y += 2 * Q8_0.BlockBytes)
         {
-            Simd.PrefetchWeights(x, 2 * TypeSize);
+            X86Simd.PrefetchWeights(x, 2 * BlockBytes);
             var d0 = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
-            var d1 = Vector256.Create(Fp16.ToFloat(*(ushort*)(x + TypeSize)) * Fp16.ToFloat(*(ushort*)(y + Q8_0.TypeSize)));
+            var d1 = Vector256.Create(Fp16.ToFloat(*(ushort*)(x + BlockBytes)) * Fp16.ToFloat(*(ushort*)(y + Q8_0.BlockBytes)));
             // Where the fifth bit is clear the value is nibble - 16: set the top nibble (two's complement).
-            var qx0 = Simd.BytesFromNibbles32(x + 6) | Avx2.AndNot(Simd.BytesFromBits32(x + 2), high);
-            var qx1 = Simd.BytesFromNibbles32(x + TypeSize + 6) | Avx2.AndNot(Simd.BytesFromBits32(x + TypeSize + 2), high);
-            acc0 = Fma.MultiplyAdd(d0, Simd.MulSumI8Float(qx0.AsSByte(), Avx.LoadVector256((sbyte*)(y + 2))), acc0);
-            acc1 = Fma.MultiplyAdd(d1, Simd.MulSumI8Float(qx1.AsSByte(), Avx.LoadVector256((sbyte*)(y + Q8_0.TypeSize + 2))), acc1);
+            var qx0 = X86Simd.BytesFromNibbles32(x + 6) | Avx2.AndNot(X86Simd.BytesFromBits32(x + 2), high);
+            var qx1 = X86Simd.BytesFromNibbles32(x + BlockBytes + 6) | Avx2.AndNot(X86Simd.BytesFromBits32(x + BlockBytes + 2), high);
+            acc0 = Fma.MultiplyAdd(d0, X86Simd.MulSumI8Float(qx0.AsSByte(), Avx.LoadVector256((sbyte*)(y + 2))), acc0);
+            acc1 = Fma.MultiplyAdd(d1, X86Simd.MulSumI8Float(qx1.AsSByte(), Avx.LoadVector256((sbyte*)(y + Q8_0.BlockBytes + 2))), acc1);
         }
         if ((nb & 1) != 0)
         {
             var d0 = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
-            var qx0 = Simd.BytesFromNibbles32(x + 6) | Avx2.AndNot(Simd.BytesFromBits32(x + 2), high);
-            acc0 = Fma.MultiplyAdd(d0, Simd.MulSumI8Float(qx0.AsSByte(), Avx.LoadVector256((sbyte*)(y + 2))), acc0);
+            var qx0 = X86Simd.BytesFromNibbles32(x + 6) | Avx2.AndNot(X86Simd.BytesFromBits32(x + 2), high);
+            acc0 = Fma.MultiplyAdd(d0, X86Simd.MulSumI8Float(qx0.AsSByte(), Avx.LoadVector256((sbyte*)(y + 2))), acc0);
         }
-        return Simd.HSum(Avx.Add(acc0, acc1));
+        return X86Simd.HSum(Avx.Add(acc0, acc1));
     }
 
-    /// <summary>ARM64 AdvSimd: each block's integer sum by <see cref="ArmDot"/>, then the reference's float steps (its result to the bit).</summary>
+    /// <summary>ARM64 AdvSimd: each block's integer sum by <see cref="ArmSimd"/>, then the reference's float steps (its result to the bit).</summary>
     internal static float DotAdvSimd(byte* w, byte* a, int n)
         => AdvSimd.Arm64.IsSupported ? Q8Products.DotBlockSums<ArmSum>(w, a, n) : DotScalar(w, a, n);
 
     private readonly struct ArmSum : IQ8BlockSum
     {
-        public static int TypeSize => Q5_0.TypeSize;
+        public static int BlockBytes => Q5_0.BlockBytes;
 
         public static int Sum(byte* block, sbyte* q8)
         {
             var x = (Block*)block;
             uint qh = Unsafe.ReadUnaligned<uint>(x->Qh);
-            return ArmDot.NibbleBlockDot(x->Qs, q8, ArmDot.BitsAsSixteens(qh), ArmDot.BitsAsSixteens(qh >> 16), 16);
+            return ArmSimd.NibbleBlockDot(x->Qs, q8, ArmSimd.BitsAsSixteens(qh), ArmSimd.BitsAsSixteens(qh >> 16), 16);
         }
     }
 }

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants;
 
@@ -10,7 +11,7 @@ namespace QuantLlama.Quants;
 /// </summary>
 internal unsafe interface IQ8Weights
 {
-    static abstract int TypeSize { get; }
+    static abstract int BlockBytes { get; }
 
     /// <summary>One block's Σ w·y against one Q8_0 activation block, spread over 8 int32 lanes.</summary>
     static abstract Vector256<int> BlockSums(byte* x, byte* y);
@@ -37,7 +38,7 @@ internal unsafe interface IQ8Weights
 /// </summary>
 internal unsafe interface IQ8BlockSum
 {
-    static abstract int TypeSize { get; }
+    static abstract int BlockBytes { get; }
 
     static abstract int Sum(byte* x, sbyte* q8);
 }
@@ -67,10 +68,13 @@ internal static unsafe class Q8Products
     internal static long PackedTileBytes(int n) => (long)(n / BlockSize) * PackedBlockBytes;
 
     /// <summary>Bytes of the matrix kernels' activation row (<see cref="QuantizeActivation"/>) of n values.</summary>
-    internal static long ActivationRowBytes(int n) => (long)(n / BlockSize) * (Q8_0.TypeSize + BlockInfoBytes);
+    internal static long ActivationRowBytes(int n) => (long)(n / BlockSize) * (Q8_0.BlockBytes + BlockInfoBytes);
 
     /// <summary>Per block after the Q8_0 row: the scale as f32 and the sum of the quants as int32.</summary>
     private const int BlockInfoBytes = 2 * sizeof(float);
+
+    /// <summary>The activation form of Q4_0 and Q8_0 weights: <see cref="QuantizeActivation"/>'s.</summary>
+    internal static ActivationForm Activation => new() { Type = GgmlType.Q8_0, Quantize = &QuantizeActivation, BlockInfoAppended = true };
 
     /// <summary>
     /// The matrix kernels' activation: the Q8_0 row ggml's dot takes, then each block's scale again as f32 (the row
@@ -79,20 +83,19 @@ internal static unsafe class Q8Products
     /// </summary>
     internal static void QuantizeActivation(float* x, byte* y, int n)
     {
-        int nb = n / BlockSize;
-        Q8_0.QuantizeActivation(x, y, nb, withSum: false);
-        WriteBlockInfo(y, nb, BlockInfo(y, n));
+        Q8_0.QuantizeActivation(x, y, n);
+        WriteBlockInfo(y, n / BlockSize, BlockInfo(y, n));
     }
 
     /// <summary>Where <see cref="QuantizeActivation"/> put the block scales (nb floats), followed by the block sums (nb ints).</summary>
-    internal static float* BlockInfo(byte* activation, int n) => (float*)(activation + n / BlockSize * Q8_0.TypeSize);
+    internal static float* BlockInfo(byte* activation, int n) => (float*)(activation + n / BlockSize * Q8_0.BlockBytes);
 
     private static void WriteBlockInfo(byte* q8, int nb, float* info)
     {
         int* sums = (int*)(info + nb);
         for (int b = 0; b < nb; b++)
         {
-            byte* block = q8 + b * Q8_0.TypeSize;
+            byte* block = q8 + b * Q8_0.BlockBytes;
             info[b] = Fp16.ToFloat(*(ushort*)block);
             sums[b] = QuantSum(block + 2);
         }
@@ -113,7 +116,7 @@ internal static unsafe class Q8Products
             for (int b = 0; b < nb; b++)
             {
                 byte* t = tile + (long)b * PackedBlockBytes;
-                byte* quants = row + (long)b * Q8_0.TypeSize + 2;
+                byte* quants = row + (long)b * Q8_0.BlockBytes + 2;
                 PackGroups(quants, r, t);
                 ((float*)(t + PackedScales))[r] = scales[b];
                 ((int*)(t + PackedSums))[r] = sums[b];
@@ -137,7 +140,7 @@ internal static unsafe class Q8Products
         if (Kernels.UseAvx2)
         {
             var pairs = Avx2.MultiplyAddAdjacent(Vector256.Create((byte)1), Avx.LoadVector256((sbyte*)quants));
-            return Simd.HSum(Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)1)));
+            return X86Simd.HSum(Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)1)));
         }
         int sum = 0;
         for (int k = 0; k < BlockSize; k++) sum += (sbyte)quants[k];
@@ -154,8 +157,8 @@ internal static unsafe class Q8Products
         float sum = 0;
         for (int i = 0; i < nb; i++)
         {
-            byte* x = w + (long)i * TSum.TypeSize;
-            var y = (Q8_0.Block*)(a + (long)i * Q8_0.TypeSize);
+            byte* x = w + (long)i * TSum.BlockBytes;
+            var y = (Q8_0.Block*)(a + (long)i * Q8_0.BlockBytes);
             sum += Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(y->D) * TSum.Sum(x, y->Qs);
         }
         return sum;
@@ -177,18 +180,18 @@ internal static unsafe class Q8Products
     [MethodImpl(MethodImplOptions.NoInlining)]
     internal static float Dot<TWeights>(byte* w, byte* a, float* aInfo, int n) where TWeights : struct, IQ8Weights
     {
-        int nb = n / BlockSize, ts = TWeights.TypeSize;
+        int nb = n / BlockSize, ts = TWeights.BlockBytes;
         var chains = Vector256<float>.Zero;
         int i = 0;
         for (; i + 8 <= nb; i += 8)
         {
-            byte* x = w + i * ts, y = a + i * Q8_0.TypeSize;
-            Simd.PrefetchWeights(x, 8 * ts);
-            var sums = TWeights.CompleteSums8(Simd.Sum8(
-                TWeights.PartialBlockSums(x, y), TWeights.PartialBlockSums(x + ts, y + Q8_0.TypeSize),
-                TWeights.PartialBlockSums(x + 2 * ts, y + 2 * Q8_0.TypeSize), TWeights.PartialBlockSums(x + 3 * ts, y + 3 * Q8_0.TypeSize),
-                TWeights.PartialBlockSums(x + 4 * ts, y + 4 * Q8_0.TypeSize), TWeights.PartialBlockSums(x + 5 * ts, y + 5 * Q8_0.TypeSize),
-                TWeights.PartialBlockSums(x + 6 * ts, y + 6 * Q8_0.TypeSize), TWeights.PartialBlockSums(x + 7 * ts, y + 7 * Q8_0.TypeSize)),
+            byte* x = w + i * ts, y = a + i * Q8_0.BlockBytes;
+            X86Simd.PrefetchWeights(x, 8 * ts);
+            var sums = TWeights.CompleteSums8(X86Simd.Sum8(
+                TWeights.PartialBlockSums(x, y), TWeights.PartialBlockSums(x + ts, y + Q8_0.BlockBytes),
+                TWeights.PartialBlockSums(x + 2 * ts, y + 2 * Q8_0.BlockBytes), TWeights.PartialBlockSums(x + 3 * ts, y + 3 * Q8_0.BlockBytes),
+                TWeights.PartialBlockSums(x + 4 * ts, y + 4 * Q8_0.BlockBytes), TWeights.PartialBlockSums(x + 5 * ts, y + 5 * Q8_0.BlockBytes),
+                TWeights.PartialBlockSums(x + 6 * ts, y + 6 * Q8_0.BlockBytes), TWeights.PartialBlockSums(x + 7 * ts, y + 7 * Q8_0.BlockBytes)),
                 (int*)(aInfo + nb) + i);
             var dw = Vector256.Create(
                 Fp16.ToFloat(*(ushort*)x), Fp16.ToFloat(*(ushort*)(x + ts)),
@@ -201,8 +204,8 @@ internal static unsafe class Q8Products
         Avx.Store(c, chains);
         for (; i < nb; i++)
         {
-            byte* x = w + i * ts, y = a + i * Q8_0.TypeSize;
-            c[i & 7] = MathF.FusedMultiplyAdd(Fp16.ToFloat(*(ushort*)x) * aInfo[i], Simd.HSum(TWeights.BlockSums(x, y)), c[i & 7]);
+            byte* x = w + i * ts, y = a + i * Q8_0.BlockBytes;
+            c[i & 7] = MathF.FusedMultiplyAdd(Fp16.ToFloat(*(ushort*)x) * aInfo[i], X86Simd.HSum(TWeights.BlockSums(x, y)), c[i & 7]);
         }
         return SumChains(c);
     }
@@ -251,7 +254,7 @@ internal static unsafe class Q8Products
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> TileStep<TWeights>(byte* w, byte* tile, int b, Vector256<float> chain) where TWeights : struct, IQ8Weights
     {
-        byte* x = w + (long)b * TWeights.TypeSize;
+        byte* x = w + (long)b * TWeights.BlockBytes;
         byte* t = tile + (long)b * PackedBlockBytes;
         var sums = TWeights.TileSums(x, t);
         var d = Avx.Multiply(Vector256.Create(Fp16.ToFloat(*(ushort*)x)), Avx.LoadVector256((float*)(t + PackedScales)));

@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants;
 
@@ -14,7 +15,15 @@ namespace QuantLlama.Quants;
 public static unsafe class Q8_0
 {
     public const int BlockSize = 32;
-    public const int TypeSize = 34;
+    public const int BlockBytes = 34;
+
+    /// <summary>Q8_0 as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new(GgmlType.Q8_0, BlockSize, BlockBytes, &Quantize, &Dequantize,
+        new TypeKernel
+        {
+            Activation = Q8Products.Activation, Dot = &Dot, Dot8PackedAvx2 = &Q8Products.Dot8Packed<Weights>,
+            PackActivationTile = &Q8Products.PackActivationTile, PackedTileBytes = &Q8Products.PackedTileBytes,
+        });
 
     [StructLayout(LayoutKind.Sequential, Pack = 1)]
     public struct Block
@@ -26,14 +35,14 @@ public static unsafe class Q8_0
     /// <summary>Reference quantizer, byte for byte ggml's quantize_row_q8_0_ref (scale amax/127, roundf).</summary>
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
-        int nb = Blocks.Check(src.Length, BlockSize, dst.Length, TypeSize);
+        int nb = Blocks.Check(src.Length, BlockSize, dst.Length, BlockBytes);
         fixed (float* x0 = src)
         fixed (byte* y0 = dst)
         {
             for (int i = 0; i < nb; i++)
             {
                 float* x = x0 + i * BlockSize;
-                var y = (Block*)(y0 + i * TypeSize);
+                var y = (Block*)(y0 + i * BlockBytes);
                 float amax = 0;
                 for (int j = 0; j < BlockSize; j++) amax = MathF.Max(amax, MathF.Abs(x[j]));
                 float d = amax / ((1 << 7) - 1);
@@ -47,13 +56,13 @@ public static unsafe class Q8_0
 
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
     {
-        int nb = Blocks.Check(dst.Length, BlockSize, src.Length, TypeSize);
+        int nb = Blocks.Check(dst.Length, BlockSize, src.Length, BlockBytes);
         fixed (byte* x0 = src)
         fixed (float* y = dst)
         {
             for (int i = 0; i < nb; i++)
             {
-                var x = (Block*)(x0 + i * TypeSize);
+                var x = (Block*)(x0 + i * BlockBytes);
                 float d = Fp16.ToFloat(x->D);
                 for (int j = 0; j < BlockSize; j++) y[i * BlockSize + j] = x->Qs[j] * d;
             }
@@ -66,88 +75,86 @@ public static unsafe class Q8_0
     /// </summary>
     public static void QuantizeActivation(ReadOnlySpan<float> src, Span<byte> dst)
     {
-        int nb = Blocks.Check(src.Length, BlockSize, dst.Length, TypeSize);
+        int nb = Blocks.Check(src.Length, BlockSize, dst.Length, BlockBytes);
         fixed (float* x = src)
         fixed (byte* y = dst)
-            QuantizeActivation(x, y, nb, withSum: false);
+            QuantizeActivation(x, y, nb * BlockSize);
     }
 
-    /// <summary>Shared by Q8_0 and Q8_1 activations: Q8_1 blocks add s = d * sum(q) after d.</summary>
-    internal static void QuantizeActivation(float* x, byte* y, int nb, bool withSum)
+    /// <summary>ggml's Q8_0 activation form (the partner of Q5_0, IQ4_NL and Q8_1 weights).</summary>
+    internal static ActivationForm Activation => new() { Type = GgmlType.Q8_0, Quantize = &QuantizeActivation };
+
+    /// <summary>n values (a whole number of blocks) from x to <see cref="QuantizeActivation(ReadOnlySpan{float}, Span{byte})"/>'s blocks at y.</summary>
+    internal static void QuantizeActivation(float* x, byte* y, int n)
     {
-        int typeSize = withSum ? Q8_1.TypeSize : TypeSize;
-        int qsOffset = withSum ? 4 : 2;
+        for (int i = 0; i < n / BlockSize; i++, x += BlockSize, y += BlockBytes)
+            *(ushort*)y = Fp16.FromFloat(QuantizeActivationBlock(x, (sbyte*)(y + 2), withSum: false, out _));
+    }
+
+    /// <summary>
+    /// One block of ggml-cpu's x86 quantize_row_q8_0 (and q8_1, which shares it): the 32 quants at q; returns the
+    /// scale d, and the quants' sum in <paramref name="sum"/> when <paramref name="withSum"/> (Q8_1 stores d·sum).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static float QuantizeActivationBlock(float* x, sbyte* q, bool withSum, out int sum)
+    {
+        sum = 0;
         if (Kernels.UseAvx2)
         {
-            for (int i = 0; i < nb; i++, x += BlockSize, y += typeSize)
-            {
-                var v0 = Avx.LoadVector256(x);
-                var v1 = Avx.LoadVector256(x + 8);
-                var v2 = Avx.LoadVector256(x + 16);
-                var v3 = Avx.LoadVector256(x + 24);
-                var signBit = Vector256.Create(-0.0f);
-                var maxAbs = Avx.AndNot(signBit, v0);
-                maxAbs = Avx.Max(maxAbs, Avx.AndNot(signBit, v1));
-                maxAbs = Avx.Max(maxAbs, Avx.AndNot(signBit, v2));
-                maxAbs = Avx.Max(maxAbs, Avx.AndNot(signBit, v3));
-                var max4 = Sse.Max(maxAbs.GetUpper(), maxAbs.GetLower());
-                max4 = Sse.Max(max4, Sse.MoveHighToLow(max4, max4));
-                max4 = Sse.MaxScalar(max4, Sse3.MoveHighAndDuplicate(max4));
-                float maxScalar = max4.ToScalar();
-                float d = maxScalar / 127.0f;
-                *(ushort*)y = Fp16.FromFloat(d);
-                var mul = Vector256.Create(maxScalar != 0.0f ? 127.0f / maxScalar : 0.0f);
-                var i0 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.Multiply(v0, mul)));
-                var i1 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.Multiply(v1, mul)));
-                var i2 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.Multiply(v2, mul)));
-                var i3 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.Multiply(v3, mul)));
-                if (withSum)
-                    *(ushort*)(y + 2) = Fp16.FromFloat(d * Simd.HSum(Avx2.Add(Avx2.Add(i0, i1), Avx2.Add(i2, i3))));
-                var s01 = Avx2.PackSignedSaturate(i0, i1);
-                var s23 = Avx2.PackSignedSaturate(i2, i3);
-                var b = Avx2.PackSignedSaturate(s01, s23);
-                b = Avx2.PermuteVar8x32(b.AsInt32(), Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7)).AsSByte();
-                Avx.Store((sbyte*)(y + qsOffset), b);
-            }
-            return;
+            var v0 = Avx.LoadVector256(x);
+            var v1 = Avx.LoadVector256(x + 8);
+            var v2 = Avx.LoadVector256(x + 16);
+            var v3 = Avx.LoadVector256(x + 24);
+            var signBit = Vector256.Create(-0.0f);
+            var maxAbs = Avx.AndNot(signBit, v0);
+            maxAbs = Avx.Max(maxAbs, Avx.AndNot(signBit, v1));
+            maxAbs = Avx.Max(maxAbs, Avx.AndNot(signBit, v2));
+            maxAbs = Avx.Max(maxAbs, Avx.AndNot(signBit, v3));
+            var max4 = Sse.Max(maxAbs.GetUpper(), maxAbs.GetLower());
+            max4 = Sse.Max(max4, Sse.MoveHighToLow(max4, max4));
+            max4 = Sse.MaxScalar(max4, Sse3.MoveHighAndDuplicate(max4));
+            float maxScalar = max4.ToScalar();
+            var mul = Vector256.Create(maxScalar != 0.0f ? 127.0f / maxScalar : 0.0f);
+            var i0 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.Multiply(v0, mul)));
+            var i1 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.Multiply(v1, mul)));
+            var i2 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.Multiply(v2, mul)));
+            var i3 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.Multiply(v3, mul)));
+            if (withSum) sum = X86Simd.HSum(Avx2.Add(Avx2.Add(i0, i1), Avx2.Add(i2, i3)));
+            var s01 = Avx2.PackSignedSaturate(i0, i1);
+            var s23 = Avx2.PackSignedSaturate(i2, i3);
+            var b = Avx2.PackSignedSaturate(s01, s23);
+            b = Avx2.PermuteVar8x32(b.AsInt32(), Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7)).AsSByte();
+            Avx.Store(q, b);
+            return maxScalar / 127.0f;
         }
-        for (int i = 0; i < nb; i++, x += BlockSize, y += typeSize)
+        float amax = 0;
+        for (int j = 0; j < BlockSize; j++) amax = MathF.Max(amax, MathF.Abs(x[j]));
+        float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        for (int j = 0; j < BlockSize; j++)
         {
-            float amax = 0;
-            for (int j = 0; j < BlockSize; j++) amax = MathF.Max(amax, MathF.Abs(x[j]));
-            float d = amax / 127.0f;
-            float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-            *(ushort*)y = Fp16.FromFloat(d);
-            sbyte* q = (sbyte*)(y + qsOffset);
-            int sum = 0;
-            for (int j = 0; j < BlockSize; j++)
-            {
-                int v = Math.Clamp(X86Convert.Truncate(MathF.Round(x[j] * id)), -128, 127);
-                q[j] = (sbyte)v;
-                sum += v;
-            }
-            if (withSum) *(ushort*)(y + 2) = Fp16.FromFloat(d * sum);
+            int v = Math.Clamp(X86Convert.Truncate(MathF.Round(x[j] * id)), -128, 127);
+            q[j] = (sbyte)v;
+            sum += v;
         }
+        return amax / 127.0f;
     }
 
     /// <summary>Dot of a Q8_0 weight row with a Q8_0 activation row.</summary>
     public static float Dot(ReadOnlySpan<byte> weights, ReadOnlySpan<byte> activation)
     {
-        int nb = weights.Length / TypeSize;
-        if (weights.Length % TypeSize != 0 || activation.Length < weights.Length) throw new ArgumentException("row lengths do not match");
+        int nb = Blocks.CheckDot(weights.Length, BlockBytes, activation.Length, BlockBytes);
         fixed (byte* w = weights)
         fixed (byte* a = activation)
-            return Dot(w, a, nb * BlockSize);
+            return Kernels.UseAvx2 ? DotAvx2(w, a, nb * BlockSize) : Dot(w, a, nb * BlockSize);
     }
 
     /// <summary>
-    /// The dispatching row dot over a Q8_0 activation; <paramref name="aInfo"/>, when given, holds its blocks'
-    /// block information (<see cref="Q8Products.BlockInfo"/>) for the AVX2 path.
+    /// The matrix kernels' row dot, over <see cref="Q8Products.Activation"/>'s form: ggml's Q8_0 row followed by its
+    /// blocks' scales and sums, which the AVX2 path reads (the others read the Q8_0 row alone).
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static float Dot(byte* w, byte* a, int n, float* aInfo = null)
+    internal static float Dot(byte* w, byte* a, int n)
     {
-        if (Kernels.UseAvx2) return aInfo != null ? Q8Products.Dot<Weights>(w, a, aInfo, n) : DotAvx2(w, a, n);
+        if (Kernels.UseAvx2) return Q8Products.Dot<Weights>(w, a, Q8Products.BlockInfo(a, n), n);
         if (Kernels.UseAdvSimd) return DotAdvSimd(w, a, n);
         return DotScalar(w, a, n);
     }
@@ -158,8 +165,8 @@ public static unsafe class Q8_0
         float sum = 0;
         for (int i = 0; i < nb; i++)
         {
-            var x = (Block*)(w + i * TypeSize);
-            var y = (Block*)(a + i * TypeSize);
+            var x = (Block*)(w + i * BlockBytes);
+            var y = (Block*)(a + i * BlockBytes);
             int sumi = 0;
             for (int j = 0; j < BlockSize; j++) sumi += x->Qs[j] * y->Qs[j];
             sum += Fp16.ToFloat(x->D) * Fp16.ToFloat(y->D) * sumi;
@@ -172,11 +179,8 @@ public static unsafe class Q8_0
     {
         var qx = Avx.LoadVector256((sbyte*)(w + 2));
         var qy = Avx.LoadVector256((sbyte*)(a + 2));
-        return Simd.MulSumI8Float(qx, qy);
+        return X86Simd.MulSumI8Float(qx, qy);
     }
-
-    /// <summary>The matrix kernels' row dot, over <see cref="Q8Products.QuantizeActivation"/>'s form.</summary>
-    internal static float DotScaled(byte* w, byte* a, int n) => Dot(w, a, n, Q8Products.BlockInfo(a, n));
 
     /// <summary>The AVX2 row dot over ggml's Q8_0 activation (see <see cref="Q8Products"/> for its arithmetic).</summary>
     internal static float DotAvx2(byte* w, byte* a, int n) => Q8Products.Dot<Weights>(w, a, n);
@@ -184,7 +188,7 @@ public static unsafe class Q8_0
     /// <summary>The integer part of a Q8_0 block against Q8_0: Σ w·y with ggml's sign trick (|w| times y with w's sign).</summary>
     internal readonly struct Weights : IQ8Weights
     {
-        public static int TypeSize => Q8_0.TypeSize;
+        public static int BlockBytes => Q8_0.BlockBytes;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<int> BlockSums(byte* x, byte* y)
@@ -239,56 +243,16 @@ public static unsafe class Q8_0
         var acc = Vector128<float>.Zero;
         for (int i = 0; i < nb; i++)
         {
-            byte* x = w + i * TypeSize;
-            byte* y = a + i * TypeSize;
+            byte* x = w + i * BlockBytes;
+            byte* y = a + i * BlockBytes;
             var x0 = AdvSimd.LoadVector128((sbyte*)(x + 2));
             var x1 = AdvSimd.LoadVector128((sbyte*)(x + 18));
             var y0 = AdvSimd.LoadVector128((sbyte*)(y + 2));
             var y1 = AdvSimd.LoadVector128((sbyte*)(y + 18));
-            var p = ArmDot.DotI8(x0, y0, x1, y1);
+            var p = ArmSimd.DotI8(x0, y0, x1, y1);
             float d = Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y);
             acc = AdvSimd.FusedMultiplyAdd(acc, AdvSimd.ConvertToSingle(p), Vector128.Create(d));
         }
-        return Simd.HSum(acc);
-    }
-}
-
-/// <summary>Block-count checks shared by the row quantizers and dequantizers.</summary>
-internal static class Blocks
-{
-    /// <summary>Number of blocks; throws when the value count is not whole blocks or the byte buffer is too short.</summary>
-    public static int Check(int values, int blockSize, int bytes, int typeSize)
-    {
-        if (values % blockSize != 0)
-            throw new ArgumentException($"{values} values is not a whole number of blocks of {blockSize}");
-        int nb = values / blockSize;
-        if (bytes < (long)nb * typeSize)
-            throw new ArgumentException($"{bytes} bytes cannot hold {nb} blocks of {typeSize} bytes");
-        return nb;
-    }
-
-    /// <summary>The value of largest magnitude in a block, the first one on ties (ggml's amax/max scan).</summary>
-    public static unsafe float SignedAbsMax(float* x, int n)
-    {
-        float amax = 0, max = 0;
-        for (int j = 0; j < n; j++)
-        {
-            float v = x[j];
-            if (amax < MathF.Abs(v)) { amax = MathF.Abs(v); max = v; }
-        }
-        return max;
-    }
-
-    /// <summary>A block's smallest and largest value (ggml's min/max scan for the _1 formats).</summary>
-    public static unsafe void MinMax(float* x, int n, out float min, out float max)
-    {
-        min = float.MaxValue;
-        max = -float.MaxValue;
-        for (int j = 0; j < n; j++)
-        {
-            float v = x[j];
-            if (v < min) min = v;
-            if (v > max) max = v;
-        }
+        return ArmSimd.HSum(acc);
     }
 }

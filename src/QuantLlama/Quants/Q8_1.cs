@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants;
 
@@ -12,7 +13,11 @@ namespace QuantLlama.Quants;
 public static unsafe class Q8_1
 {
     public const int BlockSize = 32;
-    public const int TypeSize = 36;
+    public const int BlockBytes = 36;
+
+    /// <summary>Q8_1 as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new(GgmlType.Q8_1, BlockSize, BlockBytes, &Quantize, &Dequantize,
+        new TypeKernel { Activation = Q8_0.Activation, Dot = &Dot });
 
     [StructLayout(LayoutKind.Sequential, Pack = 1)]
     public struct Block
@@ -25,14 +30,14 @@ public static unsafe class Q8_1
     /// <summary>Reference quantizer, byte for byte ggml's quantize_row_q8_1_ref.</summary>
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
-        int nb = Blocks.Check(src.Length, BlockSize, dst.Length, TypeSize);
+        int nb = Blocks.Check(src.Length, BlockSize, dst.Length, BlockBytes);
         fixed (float* x0 = src)
         fixed (byte* y0 = dst)
         {
             for (int i = 0; i < nb; i++)
             {
                 float* x = x0 + i * BlockSize;
-                var y = (Block*)(y0 + i * TypeSize);
+                var y = (Block*)(y0 + i * BlockBytes);
                 float amax = 0;
                 for (int j = 0; j < BlockSize; j++) amax = MathF.Max(amax, MathF.Abs(x[j]));
                 float d = amax / ((1 << 7) - 1);
@@ -55,13 +60,13 @@ public static unsafe class Q8_1
 
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
     {
-        int nb = Blocks.Check(dst.Length, BlockSize, src.Length, TypeSize);
+        int nb = Blocks.Check(dst.Length, BlockSize, src.Length, BlockBytes);
         fixed (byte* x0 = src)
         fixed (float* y = dst)
         {
             for (int i = 0; i < nb; i++)
             {
-                var x = (Block*)(x0 + i * TypeSize);
+                var x = (Block*)(x0 + i * BlockBytes);
                 float d = Fp16.ToFloat(x->D);
                 for (int j = 0; j < BlockSize; j++) y[i * BlockSize + j] = x->Qs[j] * d;
             }
@@ -71,10 +76,24 @@ public static unsafe class Q8_1
     /// <summary>Activation quantizer, byte for byte ggml-cpu's x86 quantize_row_q8_1 (see Q8_0.QuantizeActivation).</summary>
     public static void QuantizeActivation(ReadOnlySpan<float> src, Span<byte> dst)
     {
-        int nb = Blocks.Check(src.Length, BlockSize, dst.Length, TypeSize);
+        int nb = Blocks.Check(src.Length, BlockSize, dst.Length, BlockBytes);
         fixed (float* x = src)
         fixed (byte* y = dst)
-            Q8_0.QuantizeActivation(x, y, nb, withSum: true);
+            QuantizeActivation(x, y, nb * BlockSize);
+    }
+
+    /// <summary>ggml's Q8_1 activation form (the partner of Q4_1 and Q5_1 weights).</summary>
+    internal static ActivationForm Activation => new() { Type = GgmlType.Q8_1, Quantize = &QuantizeActivation };
+
+    /// <summary>n values (a whole number of blocks) from x to <see cref="QuantizeActivation(ReadOnlySpan{float}, Span{byte})"/>'s blocks at y.</summary>
+    internal static void QuantizeActivation(float* x, byte* y, int n)
+    {
+        for (int i = 0; i < n / BlockSize; i++, x += BlockSize, y += BlockBytes)
+        {
+            float d = Q8_0.QuantizeActivationBlock(x, (sbyte*)(y + 4), withSum: true, out int sum);
+            *(ushort*)y = Fp16.FromFloat(d);
+            *(ushort*)(y + 2) = Fp16.FromFloat(d * sum);
+        }
     }
 
     /// <summary>
@@ -87,12 +106,12 @@ public static unsafe class Q8_1
             var acc = Vector256<float>.Zero;
             for (int i = 0; i < n / BlockSize; i++)
             {
-                byte* x = w + i * TypeSize;
-                byte* y = a + i * Q8_0.TypeSize;
-                var q = Simd.MulSumI8Float(Avx.LoadVector256((sbyte*)(x + 4)), Avx.LoadVector256((sbyte*)(y + 2)));
+                byte* x = w + i * BlockBytes;
+                byte* y = a + i * Q8_0.BlockBytes;
+                var q = X86Simd.MulSumI8Float(Avx.LoadVector256((sbyte*)(x + 4)), Avx.LoadVector256((sbyte*)(y + 2)));
                 acc = Fma.MultiplyAdd(Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y)), q, acc);
             }
-            return Simd.HSum(acc);
+            return X86Simd.HSum(acc);
         }
         return Kernels.UseAdvSimd && AdvSimd.Arm64.IsSupported ? Q8Products.DotBlockSums<ArmSum>(w, a, n) : Q8Products.DotBlockSums<ScalarSum>(w, a, n);
     }
@@ -100,7 +119,7 @@ public static unsafe class Q8_1
     /// <summary>The reference's block sum: Σ q·y over the 32 values.</summary>
     private readonly struct ScalarSum : IQ8BlockSum
     {
-        public static int TypeSize => Q8_1.TypeSize;
+        public static int BlockBytes => Q8_1.BlockBytes;
 
         public static int Sum(byte* block, sbyte* q8)
         {
@@ -111,15 +130,15 @@ public static unsafe class Q8_1
         }
     }
 
-    /// <summary>ARM64: the same sum by <see cref="ArmDot"/> (SDOT or widening multiplies), exact.</summary>
+    /// <summary>ARM64: the same sum by <see cref="ArmSimd"/> (SDOT or widening multiplies), exact.</summary>
     private readonly struct ArmSum : IQ8BlockSum
     {
-        public static int TypeSize => Q8_1.TypeSize;
+        public static int BlockBytes => Q8_1.BlockBytes;
 
         public static int Sum(byte* block, sbyte* q8)
         {
             sbyte* q = ((Block*)block)->Qs;
-            return AdvSimd.Arm64.AddAcross(ArmDot.DotI8(AdvSimd.LoadVector128(q), AdvSimd.LoadVector128(q8),
+            return AdvSimd.Arm64.AddAcross(ArmSimd.DotI8(AdvSimd.LoadVector128(q), AdvSimd.LoadVector128(q8),
                 AdvSimd.LoadVector128(q + 16), AdvSimd.LoadVector128(q8 + 16))).ToScalar();
         }
     }

@@ -38,52 +38,22 @@ public enum GgmlType : uint
 }
 
 /// <summary>
-/// Block geometry of every ggml type: how many elements one block holds and how many bytes it takes.
-/// The single source of truth for row sizes, used by the file readers, the writer and the kernels.
+/// Block geometry of every ggml type: how many elements one block holds and how many bytes it takes, as each
+/// format declares it (<see cref="Quants.QuantFormats"/>). The single source of row sizes for the file readers,
+/// the writer and the kernels.
 /// </summary>
 public static class GgmlTypeInfo
 {
-    /// <summary>Elements per block for the k-quants (ggml's QK_K).</summary>
+    /// <summary>Elements per block for the k-quants and most i-quants (ggml's QK_K).</summary>
     public const int QK_K = 256;
 
+    /// <summary>(BlockSize, TypeSize) by type number; (0, 0) for numbers ggml does not define.</summary>
     private static readonly (int BlockSize, int TypeSize)[] Geometry = BuildGeometry();
 
     private static (int, int)[] BuildGeometry()
     {
-        var g = new (int, int)[40];
-        void Set(GgmlType t, int blockSize, int typeSize) => g[(int)t] = (blockSize, typeSize);
-        Set(GgmlType.F32, 1, 4);
-        Set(GgmlType.F16, 1, 2);
-        Set(GgmlType.BF16, 1, 2);
-        Set(GgmlType.Q4_0, 32, 2 + 16);
-        Set(GgmlType.Q4_1, 32, 2 + 2 + 16);
-        Set(GgmlType.Q5_0, 32, 2 + 4 + 16);
-        Set(GgmlType.Q5_1, 32, 2 + 2 + 4 + 16);
-        Set(GgmlType.Q8_0, 32, 2 + 32);
-        Set(GgmlType.Q8_1, 32, 2 + 2 + 32);
-        Set(GgmlType.Q2_K, QK_K, 16 + 64 + 2 + 2);
-        Set(GgmlType.Q3_K, QK_K, 32 + 64 + 12 + 2);
-        Set(GgmlType.Q4_K, QK_K, 2 + 2 + 12 + 128);
-        Set(GgmlType.Q5_K, QK_K, 2 + 2 + 12 + 32 + 128);
-        Set(GgmlType.Q6_K, QK_K, 128 + 64 + 16 + 2);
-        Set(GgmlType.Q8_K, QK_K, 4 + 256 + 32);
-        Set(GgmlType.IQ2_XXS, QK_K, 2 + 64);
-        Set(GgmlType.IQ2_XS, QK_K, 2 + 64 + 8);
-        Set(GgmlType.IQ3_XXS, QK_K, 2 + 96);
-        Set(GgmlType.IQ1_S, QK_K, 2 + 32 + 16);
-        Set(GgmlType.IQ4_NL, 32, 2 + 16);
-        Set(GgmlType.IQ3_S, QK_K, 2 + 64 + 32 + 8 + 4);
-        Set(GgmlType.IQ2_S, QK_K, 2 + 64 + 16);
-        Set(GgmlType.IQ4_XS, QK_K, 2 + 2 + 4 + 128);
-        Set(GgmlType.I8, 1, 1);
-        Set(GgmlType.I16, 1, 2);
-        Set(GgmlType.I32, 1, 4);
-        Set(GgmlType.I64, 1, 8);
-        Set(GgmlType.F64, 1, 8);
-        Set(GgmlType.IQ1_M, QK_K, 32 + 16 + 8);
-        Set(GgmlType.TQ1_0, QK_K, 2 + 48 + 4);
-        Set(GgmlType.TQ2_0, QK_K, 2 + 64);
-        Set(GgmlType.MXFP4, 32, 1 + 16);
+        var g = new (int, int)[Quants.QuantFormats.Count];
+        foreach (var f in Quants.QuantFormats.All) g[(int)f.Type] = (f.BlockSize, f.BlockBytes);
         return g;
     }
 

@@ -1,5 +1,5 @@
+using QuantLlama.Conversion;
 using QuantLlama.Models;
-using QuantLlama.Quants;
 using QuantLlama.Tests.Oracle;
 
 namespace QuantLlama.Tests.Models;

@@ -164,7 +164,7 @@ public class KernelPathTests
         {
             for (int i = 0; i < halves.Length; i += 8)
             {
-                System.Runtime.Intrinsics.Vector256.Store(Simd.LoadHalf8(h + i), f);
+                System.Runtime.Intrinsics.Vector256.Store(X86Simd.LoadHalf8(h + i), f);
                 for (int j = 0; j < 8; j++)
                 {
                     float expected = Fp16.ToFloat(h[i + j]);

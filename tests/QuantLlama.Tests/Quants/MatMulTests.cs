@@ -123,7 +123,7 @@ public class MatMulTests
     /// <summary>
     /// Weights that end exactly where an inaccessible page begins, as the last tensor of a mapped file may: every
     /// kernel (row dots, tiles) must read no byte past the weights, and the row dots' requests for the weights 2 KiB
-    /// ahead (<see cref="Simd.PrefetchWeights"/>) must not fault there. A read of the guard page kills the test run;
+    /// ahead (<see cref="X86Simd.PrefetchWeights"/>) must not fault there. A read of the guard page kills the test run;
     /// the results must equal those over a managed copy of the same bytes, bit for bit.
     /// </summary>
     [Theory]

@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using QuantLlama.Quants.KQuants;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants.IQuants;
 
@@ -12,7 +13,7 @@ namespace QuantLlama.Quants.IQuants;
 /// </summary>
 internal unsafe interface IGridFormat
 {
-    static abstract int TypeSize { get; }
+    static abstract int BlockBytes { get; }
 
     /// <summary>The constant ggml's row dots multiply their sum by (the block scales' common denominator).</summary>
     static abstract float DotFactor { get; }
@@ -36,7 +37,7 @@ internal unsafe interface IGridFormat
 /// <summary>Dequantizer and row dots shared by the grid i-quants; activation partner Q8_K.</summary>
 internal static unsafe class GridQuants
 {
-    public const int BlockSize = KQuantMath.QK_K;
+    public const int BlockSize = GgmlTypeInfo.QK_K;
     public const int SubBlocks = BlockSize / 32;
 
     /// <summary>
@@ -83,15 +84,15 @@ internal static unsafe class GridQuants
 
     public static void Dequantize<T>(ReadOnlySpan<byte> src, Span<float> dst) where T : IGridFormat
     {
-        int typeSize = T.TypeSize;
-        int nb = Blocks.Check(dst.Length, BlockSize, src.Length, typeSize);
+        int blockBytes = T.BlockBytes;
+        int nb = Blocks.Check(dst.Length, BlockSize, src.Length, blockBytes);
         sbyte* values = stackalloc sbyte[32];
         fixed (byte* x0 = src)
         fixed (float* y0 = dst)
         {
             for (int i = 0; i < nb; i++)
             {
-                byte* x = x0 + i * typeSize;
+                byte* x = x0 + i * blockBytes;
                 float d = Fp16.ToFloat(*(ushort*)x);
                 for (int ib = 0; ib < SubBlocks; ib++)
                 {
@@ -112,7 +113,7 @@ internal static unsafe class GridQuants
         float sum = 0;
         for (int i = 0; i < n / BlockSize; i++)
         {
-            byte* x = w + i * T.TypeSize;
+            byte* x = w + i * T.BlockBytes;
             var y = (BlockQ8K*)(a + i * Q8_K.BlockBytes);
             float d = Fp16.ToFloat(*(ushort*)x) * y->D;
             int bsum = 0;
@@ -138,7 +139,7 @@ internal static unsafe class GridQuants
         var acc = Vector256<float>.Zero;
         for (int i = 0; i < n / BlockSize; i++)
         {
-            byte* x = w + i * T.TypeSize;
+            byte* x = w + i * T.BlockBytes;
             var y = (BlockQ8K*)(a + i * Q8_K.BlockBytes);
             var sums = Vector256<int>.Zero;
             for (int ib = 0; ib < SubBlocks; ib++)
@@ -149,6 +150,6 @@ internal static unsafe class GridQuants
             }
             acc = Fma.MultiplyAdd(Vector256.Create(Fp16.ToFloat(*(ushort*)x) * y->D), Avx.ConvertToVector256Single(sums), acc);
         }
-        return T.DotFactor * Simd.HSum(acc);
+        return T.DotFactor * X86Simd.HSum(acc);
     }
 }

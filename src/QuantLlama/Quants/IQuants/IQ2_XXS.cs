@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants.IQuants;
 
@@ -12,7 +13,11 @@ namespace QuantLlama.Quants.IQuants;
 public static unsafe class IQ2_XXS
 {
     public const int BlockSize = GridQuants.BlockSize;
-    public const int TypeSize = 66;
+    public const int BlockBytes = 66;
+
+    /// <summary>IQ2_XXS as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new(GgmlType.IQ2_XXS, BlockSize, BlockBytes, null, &Dequantize,
+        new TypeKernel { Activation = KQuants.Q8_K.Activation, Dot = &Dot });
 
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst) => GridQuants.Dequantize<Format>(src, dst);
 
@@ -24,7 +29,7 @@ public static unsafe class IQ2_XXS
 
     private readonly struct Format : IGridFormat
     {
-        public static int TypeSize => IQ2_XXS.TypeSize;
+        public static int BlockBytes => IQ2_XXS.BlockBytes;
         public static float DotFactor => 0.125f;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants.IQuants;
 
@@ -13,7 +14,11 @@ namespace QuantLlama.Quants.IQuants;
 public static unsafe class IQ3_S
 {
     public const int BlockSize = GridQuants.BlockSize;
-    public const int TypeSize = 110;
+    public const int BlockBytes = 110;
+
+    /// <summary>IQ3_S as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new(GgmlType.IQ3_S, BlockSize, BlockBytes, null, &Dequantize,
+        new TypeKernel { Activation = KQuants.Q8_K.Activation, Dot = &Dot });
 
     private const int HighBits = 2 + 64, Signs = HighBits + 8, Scales = Signs + 32;
 
@@ -27,7 +32,7 @@ public static unsafe class IQ3_S
 
     private readonly struct Format : IGridFormat
     {
-        public static int TypeSize => IQ3_S.TypeSize;
+        public static int BlockBytes => IQ3_S.BlockBytes;
         public static float DotFactor => 1f;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -65,9 +70,9 @@ public static unsafe class IQ3_S
             return Avx2.GatherVector256(IQGrids.IQ3SPointer, low | high, 4).AsByte();
         }
 
-        /// <summary>One sign bit per value: 0xFF where set (Simd.BytesFromBits32), or 1 into ±1.</summary>
+        /// <summary>One sign bit per value: 0xFF where set (X86Simd.BytesFromBits32), or 1 into ±1.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<sbyte> SignsAvx2(byte* x, int ib)
-            => (Simd.BytesFromBits32(x + Signs + 4 * ib) | Vector256.Create((byte)1)).AsSByte();
+            => (X86Simd.BytesFromBits32(x + Signs + 4 * ib) | Vector256.Create((byte)1)).AsSByte();
     }
 }

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants.IQuants;
 
@@ -11,7 +12,11 @@ namespace QuantLlama.Quants.IQuants;
 public static unsafe class IQ3_XXS
 {
     public const int BlockSize = GridQuants.BlockSize;
-    public const int TypeSize = 98;
+    public const int BlockBytes = 98;
+
+    /// <summary>IQ3_XXS as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new(GgmlType.IQ3_XXS, BlockSize, BlockBytes, null, &Dequantize,
+        new TypeKernel { Activation = KQuants.Q8_K.Activation, Dot = &Dot });
 
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst) => GridQuants.Dequantize<Format>(src, dst);
 
@@ -23,7 +28,7 @@ public static unsafe class IQ3_XXS
 
     private readonly struct Format : IGridFormat
     {
-        public static int TypeSize => IQ3_XXS.TypeSize;
+        public static int BlockBytes => IQ3_XXS.BlockBytes;
         public static float DotFactor => 0.25f;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants.IQuants;
 
@@ -14,7 +15,11 @@ namespace QuantLlama.Quants.IQuants;
 public static unsafe class IQ4_NL
 {
     public const int BlockSize = 32;
-    public const int TypeSize = 18;
+    public const int BlockBytes = 18;
+
+    /// <summary>IQ4_NL as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new(GgmlType.IQ4_NL, BlockSize, BlockBytes, &Quantize, &Dequantize,
+        new TypeKernel { Activation = Q8_0.Activation, Dot = &Dot });
 
     [StructLayout(LayoutKind.Sequential, Pack = 1)]
     public struct Block
@@ -26,14 +31,14 @@ public static unsafe class IQ4_NL
     /// <summary>Quantizer, byte for byte ggml's quantize_iq4_nl without an importance matrix (what llama-quantize writes).</summary>
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
-        int nb = Blocks.Check(src.Length, BlockSize, dst.Length, TypeSize);
+        int nb = Blocks.Check(src.Length, BlockSize, dst.Length, BlockBytes);
         fixed (float* x0 = src)
         fixed (byte* y0 = dst)
         {
             for (int i = 0; i < nb; i++)
             {
                 float* x = x0 + i * BlockSize;
-                var y = (Block*)(y0 + i * TypeSize);
+                var y = (Block*)(y0 + i * BlockBytes);
                 float d = NonLinear4.BestScale(x);
                 y->D = Fp16.FromFloat(d);
                 NonLinear4.PackIndices(x, d != 0 ? 1 / d : 0, y->Qs);
@@ -43,13 +48,13 @@ public static unsafe class IQ4_NL
 
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
     {
-        int nb = Blocks.Check(dst.Length, BlockSize, src.Length, TypeSize);
+        int nb = Blocks.Check(dst.Length, BlockSize, src.Length, BlockBytes);
         fixed (byte* x0 = src)
         fixed (float* y = dst)
         {
             for (int i = 0; i < nb; i++)
             {
-                var x = (Block*)(x0 + i * TypeSize);
+                var x = (Block*)(x0 + i * BlockBytes);
                 NonLinear4.Dequantize(x->Qs, Fp16.ToFloat(x->D), y + i * BlockSize);
             }
         }
@@ -72,7 +77,7 @@ public static unsafe class IQ4_NL
         float sum = 0;
         for (int i = 0; i < n / BlockSize; i++)
         {
-            byte* x = w + i * TypeSize, y = a + i * Q8_0.TypeSize;
+            byte* x = w + i * BlockBytes, y = a + i * Q8_0.BlockBytes;
             float d = Fp16.ToFloat(*(ushort*)y) * Fp16.ToFloat(*(ushort*)x);
             sum += d * (advSimd ? NonLinear4.BlockDotAdvSimd(x + 2, (sbyte*)(y + 2)) : NonLinear4.BlockDotScalar(x + 2, (sbyte*)(y + 2)));
         }
@@ -92,13 +97,13 @@ public static unsafe class IQ4_NL
         int i = 0;
         for (; i + 1 < nb; i += 2)
         {
-            acc0 = BlockFma(w + i * TypeSize, a + i * Q8_0.TypeSize, acc0);
-            acc1 = BlockFma(w + (i + 1) * TypeSize, a + (i + 1) * Q8_0.TypeSize, acc1);
+            acc0 = BlockFma(w + i * BlockBytes, a + i * Q8_0.BlockBytes, acc0);
+            acc1 = BlockFma(w + (i + 1) * BlockBytes, a + (i + 1) * Q8_0.BlockBytes, acc1);
         }
-        float sum = Simd.HSum(Avx.Add(acc0, acc1));
+        float sum = X86Simd.HSum(Avx.Add(acc0, acc1));
         for (; i < nb; i++)
         {
-            byte* x = w + i * TypeSize, y = a + i * Q8_0.TypeSize;
+            byte* x = w + i * BlockBytes, y = a + i * Q8_0.BlockBytes;
             float d = Fp16.ToFloat(*(ushort*)y) * Fp16.ToFloat(*(ushort*)x);
             sum = MathF.FusedMultiplyAdd(d, NonLinear4.BlockDotScalar(x + 2, (sbyte*)(y + 2)), sum);
         }
@@ -108,7 +113,7 @@ public static unsafe class IQ4_NL
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> BlockFma(byte* x, byte* y, Vector256<float> acc)
     {
-        var products = Simd.MulSumI8Float(NonLinear4.LevelsAvx2(x + 2), Avx.LoadVector256((sbyte*)(y + 2)));
+        var products = X86Simd.MulSumI8Float(NonLinear4.LevelsAvx2(x + 2), Avx.LoadVector256((sbyte*)(y + 2)));
         float d = Fp16.ToFloat(*(ushort*)y) * Fp16.ToFloat(*(ushort*)x);
         return Fma.MultiplyAdd(Vector256.Create(d), products, acc);
     }

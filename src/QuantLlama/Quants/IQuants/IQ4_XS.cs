@@ -4,6 +4,7 @@ using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
 using QuantLlama.Quants.KQuants;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants.IQuants;
 
@@ -15,8 +16,13 @@ namespace QuantLlama.Quants.IQuants;
 /// </summary>
 public static unsafe class IQ4_XS
 {
-    public const int BlockSize = KQuantMath.QK_K;
-    public const int TypeSize = 136;
+    public const int BlockSize = GgmlTypeInfo.QK_K;
+    public const int BlockBytes = 136;
+
+    /// <summary>IQ4_XS as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new(GgmlType.IQ4_XS, BlockSize, BlockBytes, &Quantize, &Dequantize,
+        new TypeKernel { Activation = Q8_K.Activation, Dot = &Dot });
+
     private const int SubBlocks = BlockSize / NonLinear4.SubBlock;
 
     [StructLayout(LayoutKind.Sequential, Pack = 1)]
@@ -36,7 +42,7 @@ public static unsafe class IQ4_XS
     /// <summary>Quantizer, byte for byte ggml's quantize_iq4_xs without an importance matrix (what llama-quantize writes).</summary>
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
-        int nb = Blocks.Check(src.Length, BlockSize, dst.Length, TypeSize);
+        int nb = Blocks.Check(src.Length, BlockSize, dst.Length, BlockBytes);
         float* scales = stackalloc float[SubBlocks];
         fixed (float* x0 = src)
         fixed (byte* y0 = dst)
@@ -44,7 +50,7 @@ public static unsafe class IQ4_XS
             for (int i = 0; i < nb; i++)
             {
                 float* x = x0 + i * BlockSize;
-                var y = (Block*)(y0 + i * TypeSize);
+                var y = (Block*)(y0 + i * BlockBytes);
                 float maxScale = 0, amaxScale = 0;
                 for (int ib = 0; ib < SubBlocks; ib++)
                 {
@@ -77,13 +83,13 @@ public static unsafe class IQ4_XS
 
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
     {
-        int nb = Blocks.Check(dst.Length, BlockSize, src.Length, TypeSize);
+        int nb = Blocks.Check(dst.Length, BlockSize, src.Length, BlockBytes);
         fixed (byte* x0 = src)
         fixed (float* y0 = dst)
         {
             for (int i = 0; i < nb; i++)
             {
-                var x = (Block*)(x0 + i * TypeSize);
+                var x = (Block*)(x0 + i * BlockBytes);
                 float d = Fp16.ToFloat(x->D);
                 for (int ib = 0; ib < SubBlocks; ib++)
                     NonLinear4.Dequantize(x->Qs + ib * 16, d * BlockScale(x, ib), y0 + i * BlockSize + ib * NonLinear4.SubBlock);
@@ -108,7 +114,7 @@ public static unsafe class IQ4_XS
         float sum = 0;
         for (int i = 0; i < n / BlockSize; i++)
         {
-            var x = (Block*)(w + i * TypeSize);
+            var x = (Block*)(w + i * BlockBytes);
             var y = (BlockQ8K*)(a + i * Q8_K.BlockBytes);
             float d = Fp16.ToFloat(x->D) * y->D;
             for (int ib = 0; ib < SubBlocks; ib++)
@@ -131,7 +137,7 @@ public static unsafe class IQ4_XS
         var acc = Vector256<float>.Zero;
         for (int i = 0; i < n / BlockSize; i++)
         {
-            var x = (Block*)(w + i * TypeSize);
+            var x = (Block*)(w + i * BlockBytes);
             var y = (BlockQ8K*)(a + i * Q8_K.BlockBytes);
             // Two blocks per step into two sums, as ggml does, so consecutive multiply-adds do not wait on each other.
             var sums0 = Vector256<int>.Zero;
@@ -145,14 +151,14 @@ public static unsafe class IQ4_XS
             }
             acc = Fma.MultiplyAdd(Vector256.Create(Fp16.ToFloat(x->D) * y->D), Avx.ConvertToVector256Single(Avx2.Add(sums0, sums1)), acc);
         }
-        return Simd.HSum(acc);
+        return X86Simd.HSum(acc);
     }
 
     /// <summary>scale · Σ level·q8 of one block of 32, in eight int32 lanes of four adjacent products each.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> ScaledBlockAvx2(Vector256<sbyte> table, byte* packed, sbyte* q8, int scale)
     {
-        var levels = Avx2.Shuffle(table, Simd.BytesFromNibbles32(packed).AsSByte());
+        var levels = Avx2.Shuffle(table, X86Simd.BytesFromNibbles32(packed).AsSByte());
         var pairs = Avx2.MultiplyAddAdjacent(Avx2.Sign(levels, levels).AsByte(), Avx2.Sign(Avx.LoadVector256(q8), levels));
         return Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)scale));
     }

@@ -24,7 +24,7 @@ internal static unsafe class NonLinear4
 
     /// <summary>32 packed indices (16 bytes: index j low nibble of byte j, index j+16 its high nibble) to levels.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<sbyte> LevelsAvx2(byte* packed) => Avx2.Shuffle(LevelTable256, Simd.BytesFromNibbles32(packed).AsSByte());
+    public static Vector256<sbyte> LevelsAvx2(byte* packed) => Avx2.Shuffle(LevelTable256, X86Simd.BytesFromNibbles32(packed).AsSByte());
 
     /// <summary>32 packed indices to scale · level.</summary>
     public static void Dequantize(byte* packed, float scale, float* y)
@@ -52,7 +52,7 @@ internal static unsafe class NonLinear4
     }
 
     /// <summary>
-    /// <see cref="BlockDotScalar"/> on ARM64: levels by a table lookup, exact byte products (<see cref="ArmDot"/>), so the
+    /// <see cref="BlockDotScalar"/> on ARM64: levels by a table lookup, exact byte products (<see cref="ArmSimd"/>), so the
     /// same integer.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -62,7 +62,7 @@ internal static unsafe class NonLinear4
         var v = AdvSimd.LoadVector128(packed);
         var lo = AdvSimd.Arm64.VectorTableLookup(table, AdvSimd.And(v, Vector128.Create((byte)0x0F))).AsSByte();
         var hi = AdvSimd.Arm64.VectorTableLookup(table, AdvSimd.ShiftRightLogical(v, 4)).AsSByte();
-        return AdvSimd.Arm64.AddAcross(ArmDot.DotI8(lo, AdvSimd.LoadVector128(q8), hi, AdvSimd.LoadVector128(q8 + 16))).ToScalar();
+        return AdvSimd.Arm64.AddAcross(ArmSimd.DotI8(lo, AdvSimd.LoadVector128(q8), hi, AdvSimd.LoadVector128(q8 + 16))).ToScalar();
     }
 
     /// <summary>The index of the level nearest x (the lower on ties; NaN gives 15, as ggml's best_index_int8).</summary>

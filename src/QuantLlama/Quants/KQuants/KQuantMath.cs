@@ -10,8 +10,6 @@ namespace QuantLlama.Quants.KQuants;
 /// </summary>
 internal static class KQuantMath
 {
-    public const int QK_K = 256;
-
     /// <summary>ggml's GROUP_MAX_EPS: below this a group counts as all zero.</summary>
     public const float GroupMaxEps = 1e-15f;
 

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants.KQuants;
 
@@ -14,8 +15,8 @@ namespace QuantLlama.Quants.KQuants;
 public unsafe struct BlockQ2K
 {
     /// <summary>Low nibble: the group's scale; high nibble: its min.</summary>
-    public fixed byte Scales[KQuantMath.QK_K / 16];
-    public fixed byte Qs[KQuantMath.QK_K / 4];
+    public fixed byte Scales[GgmlTypeInfo.QK_K / 16];
+    public fixed byte Qs[GgmlTypeInfo.QK_K / 4];
     public ushort D;
     public ushort DMin;
 }
@@ -23,13 +24,17 @@ public unsafe struct BlockQ2K
 /// <summary>Q2_K: 2.625 bits per weight.</summary>
 public static unsafe class Q2_K
 {
-    public const int BlockSize = KQuantMath.QK_K;
+    public const int BlockSize = GgmlTypeInfo.QK_K;
     public const int BlockBytes = BlockSize / 16 + BlockSize / 4 + 2 + 2;
+
+    /// <summary>Q2_K as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new(GgmlType.Q2_K, BlockSize, BlockBytes, &Quantize, &Dequantize,
+        new TypeKernel { Activation = Q8_K.Activation, Dot = &Dot });
 
     /// <summary>quantize_row_q2_K_ref, bit for bit.</summary>
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
-        int blocks = KQuantRows.BlockCount(src.Length, dst.Length, BlockBytes);
+        int blocks = Blocks.Check(src.Length, BlockSize, dst.Length, BlockBytes);
         fixed (byte* p = dst)
         {
             for (int i = 0; i < blocks; i++)
@@ -102,7 +107,7 @@ public static unsafe class Q2_K
     /// <summary>dequantize_row_q2_K, bit for bit.</summary>
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
     {
-        int blocks = KQuantRows.BlockCount(dst.Length, src.Length, BlockBytes);
+        int blocks = Blocks.Check(dst.Length, BlockSize, src.Length, BlockBytes);
         fixed (byte* p = src)
         fixed (float* yp = dst)
         {
@@ -133,20 +138,15 @@ public static unsafe class Q2_K
 
     /// <summary>Dot product of a Q2_K row with a Q8_K-quantized activation row of as many blocks.</summary>
     public static float Dot(ReadOnlySpan<byte> weights, ReadOnlySpan<byte> q8k)
-    {
-        int blocks = KQuantRows.DotBlockCount(weights.Length, BlockBytes, q8k.Length);
-        fixed (byte* w = weights)
-        fixed (byte* a = q8k)
-            return Dot(w, a, blocks);
-    }
+        => Blocks.Dot(weights, q8k, BlockSize, BlockBytes, Q8_K.BlockBytes, &Dot);
 
-    /// <summary>The dot over <paramref name="blocks"/> blocks on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
-    internal static float Dot(byte* weights, byte* q8k, int blocks)
-        => Kernels.UseAvx2 ? DotAvx2(weights, q8k, blocks)
-            : Kernels.UseAdvSimd ? DotAdvSimd(weights, q8k, blocks)
-            : DotScalar(weights, q8k, blocks);
+    /// <summary>The dot of <paramref name="n"/> values on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
+    internal static float Dot(byte* weights, byte* q8k, int n)
+        => Kernels.UseAvx2 ? DotAvx2(weights, q8k, n)
+            : Kernels.UseAdvSimd ? DotAdvSimd(weights, q8k, n)
+            : DotScalar(weights, q8k, n);
 
-    internal static float DotScalar(byte* weights, byte* q8k, int blocks) => DotBlocks<ScalarSums>(weights, q8k, blocks);
+    internal static float DotScalar(byte* weights, byte* q8k, int n) => DotBlocks<ScalarSums>(weights, q8k, n / BlockSize);
 
     /// <summary>
     /// Σ over the blocks of dAll·Σ scale·q·y − dMin·Σ min·bsum in the reference's float steps, the first integer sum
@@ -207,8 +207,9 @@ public static unsafe class Q2_K
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
+    internal static float DotAvx2(byte* weights, byte* q8k, int n)
     {
+        int blocks = n / BlockSize;
         var m3 = Vector256.Create((byte)0x03);
         var m4 = Vector128.Create((byte)0x0F);
         var acc = Vector256<float>.Zero;
@@ -216,12 +217,12 @@ public static unsafe class Q2_K
         for (int i = 0; i < blocks; i++)
         {
             var x = (BlockQ2K*)(weights + i * BlockBytes);
-            Simd.PrefetchWeights((byte*)x, BlockBytes);
+            X86Simd.PrefetchWeights((byte*)x, BlockBytes);
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
             float dAll = y->D * Fp16.ToFloat(x->D);
             float dMin = -y->D * Fp16.ToFloat(x->DMin);
             Vector128<byte> packed = Sse2.LoadVector128(x->Scales);
-            var (low, high) = SimdHelpers.ScalePairs(Avx2.ConvertToVector256Int16(Sse2.And(packed, m4)));
+            var (low, high) = X86Simd.ScalePairs(Avx2.ConvertToVector256Int16(Sse2.And(packed, m4)));
             Vector128<byte> mins = Sse2.And(Sse2.ShiftRightLogical(packed.AsUInt16(), 4).AsByte(), m4);
             Vector256<int> minProducts = Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(mins), Avx.LoadVector256(y->BSums));
             accMins = Fma.MultiplyAdd(Vector256.Create(dMin), Avx.ConvertToVector256Single(minProducts), accMins);
@@ -230,12 +231,12 @@ public static unsafe class Q2_K
                 Half(Avx.LoadVector256(x->Qs + 32).AsUInt16(), y->Qs + 128, high, m3));
             acc = Fma.MultiplyAdd(Vector256.Create(dAll), Avx.ConvertToVector256Single(sumi), acc);
         }
-        return SimdHelpers.HorizontalSum(acc) + SimdHelpers.HorizontalSum(accMins);
+        return X86Simd.HSum(acc) + X86Simd.HSum(accMins);
 
         // 128 values: bits 2j…2j+1 of the 32 bytes are chunk c + j.
         [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
         static Vector256<int> Half(Vector256<ushort> bits, sbyte* q8, Vector256<byte> scalePairs, Vector256<byte> m3)
-            => SimdHelpers.QuarterSums(Avx2.And(bits.AsByte(), m3), Avx2.And(Avx2.ShiftRightLogical(bits, 2).AsByte(), m3),
+            => X86Simd.QuarterSums(Avx2.And(bits.AsByte(), m3), Avx2.And(Avx2.ShiftRightLogical(bits, 2).AsByte(), m3),
                 Avx2.And(Avx2.ShiftRightLogical(bits, 4).AsByte(), m3), Avx2.And(Avx2.ShiftRightLogical(bits, 6).AsByte(), m3), q8, scalePairs);
     }
 
@@ -244,8 +245,8 @@ public static unsafe class Q2_K
     /// 2-bit fields taken by shifting each 32-byte quant group 2 bits per step, scaled in integers as the scalar
     /// reference does, so the result is the reference's to the bit.
     /// </summary>
-    internal static float DotAdvSimd(byte* weights, byte* q8k, int blocks)
-        => AdvSimd.Arm64.IsSupported ? DotBlocks<ArmSums>(weights, q8k, blocks) : DotScalar(weights, q8k, blocks);
+    internal static float DotAdvSimd(byte* weights, byte* q8k, int n)
+        => AdvSimd.Arm64.IsSupported ? DotBlocks<ArmSums>(weights, q8k, n / BlockSize) : DotScalar(weights, q8k, n);
 
     private readonly struct ArmSums : IScaledSums
     {
@@ -260,8 +261,8 @@ public static unsafe class Q2_K
                 {
                     int c = 4 * half + step;
                     sbyte* q8 = y->Qs + 32 * c;
-                    int lo = ArmDot.Dot16(AdvSimd.And(q0, m3).AsSByte(), q8);
-                    int hi = ArmDot.Dot16(AdvSimd.And(q1, m3).AsSByte(), q8 + 16);
+                    int lo = ArmSimd.Dot16(AdvSimd.And(q0, m3).AsSByte(), q8);
+                    int hi = ArmSimd.Dot16(AdvSimd.And(q1, m3).AsSByte(), q8 + 16);
                     sumi += (x->Scales[2 * c] & 0xF) * lo + (x->Scales[2 * c + 1] & 0xF) * hi;
                     q0 = AdvSimd.ShiftRightLogical(q0, 2);
                     q1 = AdvSimd.ShiftRightLogical(q1, 2);

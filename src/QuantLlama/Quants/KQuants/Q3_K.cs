@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants.KQuants;
 
@@ -13,9 +14,9 @@ namespace QuantLlama.Quants.KQuants;
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
 public unsafe struct BlockQ3K
 {
-    public fixed byte HMask[KQuantMath.QK_K / 8];
+    public fixed byte HMask[GgmlTypeInfo.QK_K / 8];
     /// <summary>Byte 32h + l: bits 2j…2j+1 hold value 128h + 32j + l.</summary>
-    public fixed byte Qs[KQuantMath.QK_K / 4];
+    public fixed byte Qs[GgmlTypeInfo.QK_K / 4];
     public fixed byte Scales[12];
     public ushort D;
 }
@@ -23,13 +24,17 @@ public unsafe struct BlockQ3K
 /// <summary>Q3_K: 3.4375 bits per weight.</summary>
 public static unsafe class Q3_K
 {
-    public const int BlockSize = KQuantMath.QK_K;
+    public const int BlockSize = GgmlTypeInfo.QK_K;
     public const int BlockBytes = BlockSize / 8 + BlockSize / 4 + 12 + 2;
+
+    /// <summary>Q3_K as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new(GgmlType.Q3_K, BlockSize, BlockBytes, &Quantize, &Dequantize,
+        new TypeKernel { Activation = Q8_K.Activation, Dot = &Dot });
 
     /// <summary>quantize_row_q3_K_ref, bit for bit.</summary>
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
-        int blocks = KQuantRows.BlockCount(src.Length, dst.Length, BlockBytes);
+        int blocks = Blocks.Check(src.Length, BlockSize, dst.Length, BlockBytes);
         fixed (byte* p = dst)
         {
             for (int i = 0; i < blocks; i++)
@@ -111,7 +116,7 @@ public static unsafe class Q3_K
     /// <summary>dequantize_row_q3_K, bit for bit.</summary>
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
     {
-        int blocks = KQuantRows.BlockCount(dst.Length, src.Length, BlockBytes);
+        int blocks = Blocks.Check(dst.Length, BlockSize, src.Length, BlockBytes);
         sbyte* scales = stackalloc sbyte[16];
         fixed (byte* p = src)
         fixed (float* yp = dst)
@@ -143,20 +148,15 @@ public static unsafe class Q3_K
 
     /// <summary>Dot product of a Q3_K row with a Q8_K-quantized activation row of as many blocks.</summary>
     public static float Dot(ReadOnlySpan<byte> weights, ReadOnlySpan<byte> q8k)
-    {
-        int blocks = KQuantRows.DotBlockCount(weights.Length, BlockBytes, q8k.Length);
-        fixed (byte* w = weights)
-        fixed (byte* a = q8k)
-            return Dot(w, a, blocks);
-    }
+        => Blocks.Dot(weights, q8k, BlockSize, BlockBytes, Q8_K.BlockBytes, &Dot);
 
-    /// <summary>The dot over <paramref name="blocks"/> blocks on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
-    internal static float Dot(byte* weights, byte* q8k, int blocks)
-        => Kernels.UseAvx2 ? DotAvx2(weights, q8k, blocks)
-            : Kernels.UseAdvSimd ? DotAdvSimd(weights, q8k, blocks)
-            : DotScalar(weights, q8k, blocks);
+    /// <summary>The dot of <paramref name="n"/> values on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
+    internal static float Dot(byte* weights, byte* q8k, int n)
+        => Kernels.UseAvx2 ? DotAvx2(weights, q8k, n)
+            : Kernels.UseAdvSimd ? DotAdvSimd(weights, q8k, n)
+            : DotScalar(weights, q8k, n);
 
-    internal static float DotScalar(byte* weights, byte* q8k, int blocks) => DotBlocks<ScalarSums>(weights, q8k, blocks);
+    internal static float DotScalar(byte* weights, byte* q8k, int n) => DotBlocks<ScalarSums>(weights, q8k, n / BlockSize);
 
     /// <summary>
     /// Σ over the blocks of (y.d·d)·Σ scale·q·y in the reference's float steps, the integer sum from
@@ -207,20 +207,21 @@ public static unsafe class Q3_K
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
+    internal static float DotAvx2(byte* weights, byte* q8k, int n)
     {
+        int blocks = n / BlockSize;
         var m3 = Vector256.Create((byte)0x03);
         var bias = Vector128.Create((sbyte)32);
         var acc = Vector256<float>.Zero;
         for (int i = 0; i < blocks; i++)
         {
             var x = (BlockQ3K*)(weights + i * BlockBytes);
-            Simd.PrefetchWeights((byte*)x, BlockBytes);
+            X86Simd.PrefetchWeights((byte*)x, BlockBytes);
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
             float d = y->D * Fp16.ToFloat(x->D);
             Vector128<sbyte> scales = Sse2.Subtract(KQuantMath.UnpackQ3ScalesBiased(x->Scales).AsSByte(), bias);
             Vector256<short> scales16 = Avx2.ConvertToVector256Int16(scales);
-            var (low, high) = SimdHelpers.ScalePairs(scales16);
+            var (low, high) = X86Simd.ScalePairs(scales16);
             // Quants are used as q + 4·h in [0, 8): take 4·Σ scale·bsum off once per block.
             Vector256<int> offset = Avx2.MultiplyAddAdjacent(scales16, Avx.LoadVector256(y->BSums));
             Vector256<int> sumi = Avx2.Subtract(Vector256<int>.Zero, Avx2.ShiftLeftLogical(offset, 2));
@@ -232,7 +233,7 @@ public static unsafe class Q3_K
             sumi = Avx2.Add(sumi, Half(Avx.LoadVector256(x->Qs + 32).AsUInt16(), Avx2.ShiftRightLogical(hbits, 2).AsByte(), y->Qs + 128, high, m3));
             acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
         }
-        return SimdHelpers.HorizontalSum(acc);
+        return X86Simd.HSum(acc);
 
         [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
         static Vector256<int> Half(Vector256<ushort> bits, Vector256<byte> h4, sbyte* q8, Vector256<byte> scalePairs, Vector256<byte> m3)
@@ -245,7 +246,7 @@ public static unsafe class Q3_K
             Vector256<byte> q2 = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits, 4).AsByte(), m3), Avx2.And(h4, four));
             h4 = Avx2.ShiftRightLogical(h4.AsUInt16(), 1).AsByte();
             Vector256<byte> q3 = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits, 6).AsByte(), m3), Avx2.And(h4, four));
-            return SimdHelpers.QuarterSums(q0, q1, q2, q3, q8, scalePairs);
+            return X86Simd.QuarterSums(q0, q1, q2, q3, q8, scalePairs);
         }
     }
 
@@ -254,8 +255,8 @@ public static unsafe class Q3_K
     /// q − 4·(1 − h), the 2-bit fields taken by shifting each 32-byte quant group 2 bits per step and h tested in
     /// HMask, scaled in integers as the scalar reference does, so the result is the reference's to the bit.
     /// </summary>
-    internal static float DotAdvSimd(byte* weights, byte* q8k, int blocks)
-        => AdvSimd.Arm64.IsSupported ? DotBlocks<ArmSums>(weights, q8k, blocks) : DotScalar(weights, q8k, blocks);
+    internal static float DotAdvSimd(byte* weights, byte* q8k, int n)
+        => AdvSimd.Arm64.IsSupported ? DotBlocks<ArmSums>(weights, q8k, n / BlockSize) : DotScalar(weights, q8k, n);
 
     private readonly struct ArmSums : IScaledSums
     {
@@ -271,8 +272,8 @@ public static unsafe class Q3_K
                     int c = 4 * half + step;
                     var bit = Vector128.Create((byte)(1 << c));
                     sbyte* q8 = y->Qs + 32 * c;
-                    int lo = ArmDot.Dot16(Values(q0, h0, bit), q8);
-                    int hi = ArmDot.Dot16(Values(q1, h1, bit), q8 + 16);
+                    int lo = ArmSimd.Dot16(Values(q0, h0, bit), q8);
+                    int hi = ArmSimd.Dot16(Values(q1, h1, bit), q8 + 16);
                     sumi += scales[2 * c] * lo + scales[2 * c + 1] * hi;
                     q0 = AdvSimd.ShiftRightLogical(q0, 2);
                     q1 = AdvSimd.ShiftRightLogical(q1, 2);

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants.KQuants;
 
@@ -19,19 +20,27 @@ public unsafe struct BlockQ4K
     public ushort DMin;
     public fixed byte Scales[12];
     /// <summary>Nibbles: byte 32·c + l holds value 64·c + l (low) and 64·c + 32 + l (high).</summary>
-    public fixed byte Qs[KQuantMath.QK_K / 2];
+    public fixed byte Qs[GgmlTypeInfo.QK_K / 2];
 }
 
 /// <summary>Q4_K: 4.5 bits per weight, the workhorse of Q4_K_M models.</summary>
 public static unsafe class Q4_K
 {
-    public const int BlockSize = KQuantMath.QK_K;
+    public const int BlockSize = GgmlTypeInfo.QK_K;
     public const int BlockBytes = 2 + 2 + 12 + BlockSize / 2;
+
+    /// <summary>Q4_K as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new(GgmlType.Q4_K, BlockSize, BlockBytes, &Quantize, &Dequantize,
+        new TypeKernel
+        {
+            Activation = Q8_K.Activation, Dot = &Dot,
+            Dot8PackedAvx2 = &Dot8Packed, PackActivationTile = &PackActivationTile, PackedTileBytes = &PackedTileBytes,
+        });
 
     /// <summary>quantize_row_q4_K_ref, bit for bit.</summary>
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
-        int blocks = KQuantRows.BlockCount(src.Length, dst.Length, BlockBytes);
+        int blocks = Blocks.Check(src.Length, BlockSize, dst.Length, BlockBytes);
         fixed (byte* p = dst)
         {
             for (int i = 0; i < blocks; i++)
@@ -52,7 +61,7 @@ public static unsafe class Q4_K
     /// <summary>dequantize_row_q4_K, bit for bit.</summary>
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
     {
-        int blocks = KQuantRows.BlockCount(dst.Length, src.Length, BlockBytes);
+        int blocks = Blocks.Check(dst.Length, BlockSize, src.Length, BlockBytes);
         fixed (byte* p = src)
         fixed (float* yp = dst)
         {
@@ -79,26 +88,22 @@ public static unsafe class Q4_K
 
     /// <summary>Dot product of a Q4_K row with a Q8_K-quantized activation row of as many blocks.</summary>
     public static float Dot(ReadOnlySpan<byte> weights, ReadOnlySpan<byte> q8k)
-    {
-        int blocks = KQuantRows.DotBlockCount(weights.Length, BlockBytes, q8k.Length);
-        fixed (byte* w = weights)
-        fixed (byte* a = q8k)
-            return Dot(w, a, blocks);
-    }
+        => Blocks.Dot(weights, q8k, BlockSize, BlockBytes, Q8_K.BlockBytes, &Dot);
 
-    /// <summary>The dot over <paramref name="blocks"/> blocks on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
-    internal static float Dot(byte* weights, byte* q8k, int blocks)
+    /// <summary>The dot of <paramref name="n"/> values on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
+    internal static float Dot(byte* weights, byte* q8k, int n)
     {
-        if (Kernels.UseAvx2) return DotAvx2(weights, q8k, blocks);
-        if (Kernels.UseAdvSimd) return DotAdvSimd(weights, q8k, blocks);
-        return DotScalar(weights, q8k, blocks);
+        if (Kernels.UseAvx2) return DotAvx2(weights, q8k, n);
+        if (Kernels.UseAdvSimd) return DotAdvSimd(weights, q8k, n);
+        return DotScalar(weights, q8k, n);
     }
 
     /// <summary>
     /// Reference: exact integer sums per block, then d·Σ scale·(q·q8) − dmin·Σ min·bsum in single precision.
     /// </summary>
-    internal static float DotScalar(byte* weights, byte* q8k, int blocks)
+    internal static float DotScalar(byte* weights, byte* q8k, int n)
     {
+        int blocks = n / BlockSize;
         float sum = 0;
         uint* utmp = stackalloc uint[4];
         for (int i = 0; i < blocks; i++)
@@ -135,10 +140,11 @@ public static unsafe class Q4_K
     /// so the float steps of 8 blocks are a few vector operations.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
+    internal static float DotAvx2(byte* weights, byte* q8k, int n)
     {
+        int blocks = n / BlockSize;
         var chains = Vector256<float>.Zero;
-        byte* broadcasts = (byte*)SimdHelpers.ScaleBroadcasts;
+        byte* broadcasts = (byte*)X86Simd.ScaleBroadcasts;
         var m4 = Vector256.Create((byte)0x0F);
         int i = 0;
         for (; i + 8 <= blocks; i += 8)
@@ -164,8 +170,8 @@ public static unsafe class Q4_K
         {
             var x = (BlockQ4K*)(weights + i * BlockBytes);
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
-            Simd.PrefetchWeights((byte*)x, BlockBytes);
-            int total = Simd.HSum(BlockSums(x, y, out var mins, broadcasts, m4));
+            X86Simd.PrefetchWeights((byte*)x, BlockBytes);
+            int total = X86Simd.HSum(BlockSums(x, y, out var mins, broadcasts, m4));
             c[i & 7] += KQuantMath.ScaleMinTerm(y->D, x->D, x->DMin, total, Vector128.Sum(mins));
         }
         return Q8Products.SumChains(c);
@@ -179,16 +185,16 @@ public static unsafe class Q4_K
     private static Vector256<int> FourBlockSums(BlockQ4K* x, BlockQ8K* y, out Vector256<int> mins, byte* broadcasts, Vector256<byte> m4)
     {
         // Four blocks are 576 bytes, 9 cache lines: the lines starting in the range 2 KiB ahead are asked for once
-        // each, a few per block, with no loop or branch (Simd.PrefetchWeights' per-block loop cost about 10 µops).
-        byte* ahead = (byte*)(((nint)x + Simd.WeightPrefetchDistance + 63) & ~(nint)63);
-        Simd.Prefetch(ahead, 0); Simd.Prefetch(ahead, 1); Simd.Prefetch(ahead, 2);
+        // each, a few per block, with no loop or branch (X86Simd.PrefetchWeights' per-block loop cost about 10 µops).
+        byte* ahead = (byte*)(((nint)x + X86Simd.WeightPrefetchDistance + 63) & ~(nint)63);
+        X86Simd.Prefetch(ahead, 0); X86Simd.Prefetch(ahead, 1); X86Simd.Prefetch(ahead, 2);
         var b0 = BlockSums(x, y, out var m0, broadcasts, m4);
-        Simd.Prefetch(ahead, 3); Simd.Prefetch(ahead, 4);
+        X86Simd.Prefetch(ahead, 3); X86Simd.Prefetch(ahead, 4);
         var s01 = Avx2.HorizontalAdd(b0, BlockSums(x + 1, y + 1, out var m1, broadcasts, m4));
         var m01 = Vector256.Create(m0, m1);
-        Simd.Prefetch(ahead, 5); Simd.Prefetch(ahead, 6);
+        X86Simd.Prefetch(ahead, 5); X86Simd.Prefetch(ahead, 6);
         var b2 = BlockSums(x + 2, y + 2, out var m2, broadcasts, m4);
-        Simd.Prefetch(ahead, 7); Simd.Prefetch(ahead, 8);
+        X86Simd.Prefetch(ahead, 7); X86Simd.Prefetch(ahead, 8);
         var s23 = Avx2.HorizontalAdd(b2, BlockSums(x + 3, y + 3, out var m3, broadcasts, m4));
         mins = Avx2.HorizontalAdd(m01, Vector256.Create(m2, m3));
         return Avx2.HorizontalAdd(s01, s23);
@@ -210,11 +216,11 @@ public static unsafe class Q4_K
         // Field addresses as offsets: x->Qs on a struct pointer costs a null check per use.
         byte* w = (byte*)x;
         byte* a = (byte*)y;
-        Vector128<byte> packed = SimdHelpers.PackedScalesAndMinsK4(w + 4);
+        Vector128<byte> packed = X86Simd.PackedScalesAndMinsK4(w + 4);
         // The 16 group sums in pairs: the two halves loaded apart, so the add takes one from memory.
         Vector128<short> pairSums = Ssse3.HorizontalAdd(Sse2.LoadVector128((short*)(a + 260)), Sse2.LoadVector128((short*)(a + 276)));
         mins = Sse2.MultiplyAddAdjacent(Sse2.UnpackHigh(packed, Vector128<byte>.Zero).AsInt16(), pairSums);
-        ulong sc = SimdHelpers.ScaleKeys(packed);
+        ulong sc = X86Simd.ScaleKeys(packed);
         Vector256<int> sumi = Chunk(w, a, broadcasts, sc, 0, m4);
         sumi = Avx2.Add(sumi, Chunk(w, a, broadcasts, sc, 1, m4));
         sumi = Avx2.Add(sumi, Chunk(w, a, broadcasts, sc, 2, m4));
@@ -230,8 +236,8 @@ public static unsafe class Q4_K
             Vector256<byte> hi = Avx2.And(Avx2.ShiftRightLogical(bits.AsUInt16(), 4).AsByte(), m4);
             Vector256<short> pLo = Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256((sbyte*)(a + 4 + 64 * c)));
             Vector256<short> pHi = Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256((sbyte*)(a + 36 + 64 * c)));
-            Vector256<int> sLo = Avx2.MultiplyAddAdjacent(pLo, SimdHelpers.ScaleBroadcast(broadcasts, scales, 2 * c));
-            Vector256<int> sHi = Avx2.MultiplyAddAdjacent(pHi, SimdHelpers.ScaleBroadcast(broadcasts, scales, 2 * c + 1));
+            Vector256<int> sLo = Avx2.MultiplyAddAdjacent(pLo, X86Simd.ScaleBroadcast(broadcasts, scales, 2 * c));
+            Vector256<int> sHi = Avx2.MultiplyAddAdjacent(pHi, X86Simd.ScaleBroadcast(broadcasts, scales, 2 * c + 1));
             return Avx2.Add(sLo, sHi);
         }
     }
@@ -286,7 +292,7 @@ public static unsafe class Q4_K
         {
             var x = (BlockQ4K*)(weights + (long)b * BlockBytes);
             byte* t = tile + (long)b * PackedBlockBytes;
-            Vector256<short> scalesAndMins = SimdHelpers.ScalesAndMinsK4(x->Scales);
+            Vector256<short> scalesAndMins = X86Simd.ScalesAndMinsK4(x->Scales);
             Vector128<short> scales8 = scalesAndMins.GetLower(), mins8 = scalesAndMins.GetUpper();
             Vector256<byte> scales = Vector256.Create(scales8, scales8).AsByte();
             Vector256<int> totals = default;
@@ -296,9 +302,9 @@ public static unsafe class Q4_K
                 Vector256<byte> lo = Avx2.And(bits, m4);
                 Vector256<byte> hi = Avx2.And(Avx2.ShiftRightLogical(bits.AsUInt16(), 4).AsByte(), m4);
                 totals = Avx2.Add(totals, Avx2.MultiplyAddAdjacent(Q8Products.GroupPairSums(lo, t + 512 * c),
-                    Avx2.Shuffle(scales, SimdHelpers.WordBroadcastMask(2 * c)).AsInt16()));
+                    Avx2.Shuffle(scales, X86Simd.WordBroadcastMask(2 * c)).AsInt16()));
                 totals = Avx2.Add(totals, Avx2.MultiplyAddAdjacent(Q8Products.GroupPairSums(hi, t + 512 * c + 256),
-                    Avx2.Shuffle(scales, SimdHelpers.WordBroadcastMask(2 * c + 1)).AsInt16()));
+                    Avx2.Shuffle(scales, X86Simd.WordBroadcastMask(2 * c + 1)).AsInt16()));
             }
             Vector256<int> minPairs = Vector256.Create(mins8, mins8).AsInt32();
             short* sums = (short*)(t + PackedBlockSums);
@@ -318,55 +324,6 @@ public static unsafe class Q4_K
     /// ARM64 AdvSimd: per 32-value sub-block an exact int32 dot (SDOT where the CPU has the dot-product
     /// extension), scaled in integers as the scalar reference does.
     /// </summary>
-    internal static float DotAdvSimd(byte* weights, byte* q8k, int blocks)
-        => AdvSimd.Arm64.IsSupported ? DotAdvSimdK4(weights, q8k, blocks, BlockBytes, fifthBits: false) : DotScalar(weights, q8k, blocks);
-
-    /// <summary>
-    /// The AdvSimd dot of Q4_K and of Q5_K, whose blocks start alike (d, dmin, the 12 scale bytes) and end with the
-    /// 128 nibble bytes; Q5_K's 32 fifth-bit bytes sit between (<paramref name="fifthBits"/>): bit 2c (2c+1) of byte
-    /// l adds 16 to value 64c + l (64c + 32 + l). The reference's integer scaling and float step per block, so its
-    /// result to the bit.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    internal static float DotAdvSimdK4(byte* weights, byte* q8k, int blocks, int blockBytes, bool fifthBits)
-    {
-        var m4 = Vector128.Create((byte)0x0F);
-        float sum = 0;
-        uint* utmp = stackalloc uint[4];
-        for (int i = 0; i < blocks; i++)
-        {
-            var x = (BlockQ4K*)(weights + i * blockBytes); // the shared start of either block
-            var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
-            byte* qs = (byte*)x + blockBytes - BlockSize / 2;
-            Vector128<byte> h0 = default, h1 = default;
-            if (fifthBits)
-            {
-                byte* qh = x->Scales + 12;
-                h0 = AdvSimd.LoadVector128(qh);
-                h1 = AdvSimd.LoadVector128(qh + 16);
-            }
-            KQuantMath.UnpackScaleMinK4(x->Scales, utmp);
-            byte* sc = (byte*)utmp;
-            int sumMins = KQuantMath.SumMinsK4(sc + 8, y->BSums);
-            int sumi = 0;
-            for (int c = 0; c < 4; c++)
-            {
-                Vector128<byte> b0 = AdvSimd.LoadVector128(qs + 32 * c), b1 = AdvSimd.LoadVector128(qs + 32 * c + 16);
-                var loBit = Vector128.Create((byte)(1 << (2 * c)));
-                var hiBit = Vector128.Create((byte)(2 << (2 * c)));
-                sbyte* q8 = y->Qs + 64 * c;
-                int lo = ArmDot.Dot32(WithFifthBit(AdvSimd.And(b0, m4), h0, loBit), WithFifthBit(AdvSimd.And(b1, m4), h1, loBit), q8);
-                int hi = ArmDot.Dot32(WithFifthBit(AdvSimd.ShiftRightLogical(b0, 4), h0, hiBit),
-                    WithFifthBit(AdvSimd.ShiftRightLogical(b1, 4), h1, hiBit), q8 + 32);
-                sumi += sc[2 * c] * lo + sc[2 * c + 1] * hi;
-            }
-            sum += KQuantMath.ScaleMinTerm(y->D, x->D, x->DMin, sumi, sumMins);
-        }
-        return sum;
-
-        // 16 where the bit is set in qh (never, for Q4_K's zero qh).
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static Vector128<sbyte> WithFifthBit(Vector128<byte> nibbles, Vector128<byte> qh, Vector128<byte> bit)
-            => AdvSimd.Or(nibbles, AdvSimd.And(AdvSimd.CompareTest(qh, bit), Vector128.Create((byte)0x10))).AsSByte();
-    }
+    internal static float DotAdvSimd(byte* weights, byte* q8k, int n)
+        => AdvSimd.Arm64.IsSupported ? ArmSimd.DotScaleMinK4(weights, q8k, n, BlockBytes, fifthBits: false) : DotScalar(weights, q8k, n);
 }

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants.KQuants;
 
@@ -16,20 +17,24 @@ public unsafe struct BlockQ5K
     public ushort D;
     public ushort DMin;
     public fixed byte Scales[12];
-    public fixed byte Qh[KQuantMath.QK_K / 8];
-    public fixed byte Qs[KQuantMath.QK_K / 2];
+    public fixed byte Qh[GgmlTypeInfo.QK_K / 8];
+    public fixed byte Qs[GgmlTypeInfo.QK_K / 2];
 }
 
 /// <summary>Q5_K: 5.5 bits per weight.</summary>
 public static unsafe class Q5_K
 {
-    public const int BlockSize = KQuantMath.QK_K;
+    public const int BlockSize = GgmlTypeInfo.QK_K;
     public const int BlockBytes = 2 + 2 + 12 + BlockSize / 8 + BlockSize / 2;
+
+    /// <summary>Q5_K as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new(GgmlType.Q5_K, BlockSize, BlockBytes, &Quantize, &Dequantize,
+        new TypeKernel { Activation = Q8_K.Activation, Dot = &Dot });
 
     /// <summary>quantize_row_q5_K_ref, bit for bit.</summary>
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
-        int blocks = KQuantRows.BlockCount(src.Length, dst.Length, BlockBytes);
+        int blocks = Blocks.Check(src.Length, BlockSize, dst.Length, BlockBytes);
         fixed (byte* p = dst)
         {
             for (int i = 0; i < blocks; i++)
@@ -62,7 +67,7 @@ public static unsafe class Q5_K
     /// <summary>dequantize_row_q5_K, bit for bit.</summary>
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
     {
-        int blocks = KQuantRows.BlockCount(dst.Length, src.Length, BlockBytes);
+        int blocks = Blocks.Check(dst.Length, BlockSize, src.Length, BlockBytes);
         fixed (byte* p = src)
         fixed (float* yp = dst)
         {
@@ -93,21 +98,17 @@ public static unsafe class Q5_K
 
     /// <summary>Dot product of a Q5_K row with a Q8_K-quantized activation row of as many blocks.</summary>
     public static float Dot(ReadOnlySpan<byte> weights, ReadOnlySpan<byte> q8k)
-    {
-        int blocks = KQuantRows.DotBlockCount(weights.Length, BlockBytes, q8k.Length);
-        fixed (byte* w = weights)
-        fixed (byte* a = q8k)
-            return Dot(w, a, blocks);
-    }
+        => Blocks.Dot(weights, q8k, BlockSize, BlockBytes, Q8_K.BlockBytes, &Dot);
 
-    /// <summary>The dot over <paramref name="blocks"/> blocks on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
-    internal static float Dot(byte* weights, byte* q8k, int blocks)
-        => Kernels.UseAvx2 ? DotAvx2(weights, q8k, blocks)
-            : Kernels.UseAdvSimd ? DotAdvSimd(weights, q8k, blocks)
-            : DotScalar(weights, q8k, blocks);
+    /// <summary>The dot of <paramref name="n"/> values on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
+    internal static float Dot(byte* weights, byte* q8k, int n)
+        => Kernels.UseAvx2 ? DotAvx2(weights, q8k, n)
+            : Kernels.UseAdvSimd ? DotAdvSimd(weights, q8k, n)
+            : DotScalar(weights, q8k, n);
 
-    internal static float DotScalar(byte* weights, byte* q8k, int blocks)
+    internal static float DotScalar(byte* weights, byte* q8k, int n)
     {
+        int blocks = n / BlockSize;
         float sum = 0;
         uint* utmp = stackalloc uint[4];
         for (int i = 0; i < blocks; i++)
@@ -136,24 +137,25 @@ public static unsafe class Q5_K
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
+    internal static float DotAvx2(byte* weights, byte* q8k, int n)
     {
+        int blocks = n / BlockSize;
         var m4 = Vector256.Create((byte)0x0F);
         var sixteen = Vector256.Create((byte)0x10);
         var acc = Vector256<float>.Zero;
         var accMins = Vector128<float>.Zero;
-        byte* broadcasts = (byte*)SimdHelpers.ScaleBroadcasts;
+        byte* broadcasts = (byte*)X86Simd.ScaleBroadcasts;
         for (int i = 0; i < blocks; i++)
         {
             var x = (BlockQ5K*)(weights + i * BlockBytes);
-            Simd.PrefetchWeights((byte*)x, BlockBytes);
+            X86Simd.PrefetchWeights((byte*)x, BlockBytes);
             var y = (BlockQ8K*)(q8k + i * Q8_K.BlockBytes);
             float d = y->D * KQuantMath.FromHalfBits(x->D);
             float dmin = -y->D * KQuantMath.FromHalfBits(x->DMin);
             // 8 scale bytes then 8 min bytes.
-            Vector128<byte> packed = SimdHelpers.PackedScalesAndMinsK4(x->Scales);
-            accMins = Fma.MultiplyAdd(Vector128.Create(dmin), SimdHelpers.MinSums(Sse2.UnpackHigh(packed, Vector128<byte>.Zero).AsInt16(), y->BSums), accMins);
-            ulong scales = SimdHelpers.ScaleKeys(packed);
+            Vector128<byte> packed = X86Simd.PackedScalesAndMinsK4(x->Scales);
+            accMins = Fma.MultiplyAdd(Vector128.Create(dmin), X86Simd.MinSums(Sse2.UnpackHigh(packed, Vector128<byte>.Zero).AsInt16(), y->BSums), accMins);
+            ulong scales = X86Simd.ScaleKeys(packed);
             Vector256<ushort> hbits = Avx.LoadVector256(x->Qh).AsUInt16();
             // The fifth bit of value 64c + l (+32) is bit 2c (2c+1) of Qh byte l, walked to bit 4 (value 16) one
             // step per half-chunk. 16-bit shifts: bits 0–3 start from hbits << 4 and bits 4–7 from hbits itself,
@@ -166,7 +168,7 @@ public static unsafe class Q5_K
             sumi = Avx2.Add(sumi, Chunk(x->Qs + 96, y->Qs + 192, broadcasts, scales, ref h16, 3, m4, sixteen));
             acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
         }
-        return SimdHelpers.HorizontalSum(acc) + SimdHelpers.HorizontalSum(accMins);
+        return X86Simd.HSum(acc) + X86Simd.HSum(accMins);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         static Vector256<int> Chunk(byte* q5, sbyte* q8, byte* broadcasts, ulong scales, ref Vector256<byte> h16, int c,
@@ -179,13 +181,13 @@ public static unsafe class Q5_K
             h16 = Avx2.ShiftRightLogical(h16.AsUInt16(), 1).AsByte();
             Vector256<short> pLo = Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256(q8));
             Vector256<short> pHi = Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256(q8 + 32));
-            Vector256<int> sLo = Avx2.MultiplyAddAdjacent(pLo, SimdHelpers.ScaleBroadcast(broadcasts, scales, 2 * c));
-            Vector256<int> sHi = Avx2.MultiplyAddAdjacent(pHi, SimdHelpers.ScaleBroadcast(broadcasts, scales, 2 * c + 1));
+            Vector256<int> sLo = Avx2.MultiplyAddAdjacent(pLo, X86Simd.ScaleBroadcast(broadcasts, scales, 2 * c));
+            Vector256<int> sHi = Avx2.MultiplyAddAdjacent(pHi, X86Simd.ScaleBroadcast(broadcasts, scales, 2 * c + 1));
             return Avx2.Add(sLo, sHi);
         }
     }
 
-    /// <summary>ARM64 AdvSimd: <see cref="Q4_K.DotAdvSimdK4"/> with the fifth bits (the reference's result to the bit).</summary>
-    internal static float DotAdvSimd(byte* weights, byte* q8k, int blocks)
-        => AdvSimd.Arm64.IsSupported ? Q4_K.DotAdvSimdK4(weights, q8k, blocks, BlockBytes, fifthBits: true) : DotScalar(weights, q8k, blocks);
+    /// <summary>ARM64 AdvSimd: <see cref="ArmSimd.DotScaleMinK4"/> with the fifth bits (the reference's result to the bit).</summary>
+    internal static float DotAdvSimd(byte* weights, byte* q8k, int n)
+        => AdvSimd.Arm64.IsSupported ? ArmSimd.DotScaleMinK4(weights, q8k, n, BlockBytes, fifthBits: true) : DotScalar(weights, q8k, n);
 }

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants.KQuants;
 
@@ -15,23 +16,27 @@ public unsafe struct BlockQ6K
 {
     /// <summary>Half 0/1 (values 128h…): byte 64h + l holds value 128h + l (low) and 128h + 64 + l (high);
     /// byte 64h + 32 + l holds 128h + 32 + l and 128h + 96 + l.</summary>
-    public fixed byte Ql[KQuantMath.QK_K / 2];
+    public fixed byte Ql[GgmlTypeInfo.QK_K / 2];
     /// <summary>Byte 32h + l: bits 0–1, 2–3, 4–5, 6–7 are the top bits of values 128h + l, +32, +64, +96.</summary>
-    public fixed byte Qh[KQuantMath.QK_K / 4];
-    public fixed sbyte Scales[KQuantMath.QK_K / 16];
+    public fixed byte Qh[GgmlTypeInfo.QK_K / 4];
+    public fixed sbyte Scales[GgmlTypeInfo.QK_K / 16];
     public ushort D;
 }
 
 /// <summary>Q6_K: 6.5625 bits per weight (output heads and attention/feed-forward tensors of Q4_K_M).</summary>
 public static unsafe class Q6_K
 {
-    public const int BlockSize = KQuantMath.QK_K;
+    public const int BlockSize = GgmlTypeInfo.QK_K;
     public const int BlockBytes = BlockSize / 2 + BlockSize / 4 + BlockSize / 16 + 2;
+
+    /// <summary>Q6_K as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new(GgmlType.Q6_K, BlockSize, BlockBytes, &Quantize, &Dequantize,
+        new TypeKernel { Activation = Q8_K.Activation, Dot = &Dot, Dot4Avx2 = &Dot4Avx2, Dot8Avx2 = &Dot8Avx2 });
 
     /// <summary>quantize_row_q6_K_ref, bit for bit.</summary>
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
-        int blocks = KQuantRows.BlockCount(src.Length, dst.Length, BlockBytes);
+        int blocks = Blocks.Check(src.Length, BlockSize, dst.Length, BlockBytes);
         fixed (byte* p = dst)
         {
             for (int i = 0; i < blocks; i++)
@@ -92,7 +97,7 @@ public static unsafe class Q6_K
     /// <summary>dequantize_row_q6_K, bit for bit.</summary>
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
     {
-        int blocks = KQuantRows.BlockCount(dst.Length, src.Length, BlockBytes);
+        int blocks = Blocks.Check(dst.Length, BlockSize, src.Length, BlockBytes);
         fixed (byte* p = src)
         fixed (float* yp = dst)
         {
@@ -125,23 +130,19 @@ public static unsafe class Q6_K
 
     /// <summary>Dot product of a Q6_K row with a Q8_K-quantized activation row of as many blocks.</summary>
     public static float Dot(ReadOnlySpan<byte> weights, ReadOnlySpan<byte> q8k)
+        => Blocks.Dot(weights, q8k, BlockSize, BlockBytes, Q8_K.BlockBytes, &Dot);
+
+    /// <summary>The dot of <paramref name="n"/> values on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
+    internal static float Dot(byte* weights, byte* q8k, int n)
     {
-        int blocks = KQuantRows.DotBlockCount(weights.Length, BlockBytes, q8k.Length);
-        fixed (byte* w = weights)
-        fixed (byte* a = q8k)
-            return Dot(w, a, blocks);
+        if (Kernels.UseAvx2) return DotAvx2(weights, q8k, n);
+        if (Kernels.UseAdvSimd) return DotAdvSimd(weights, q8k, n);
+        return DotScalar(weights, q8k, n);
     }
 
-    /// <summary>The dot over <paramref name="blocks"/> blocks on the kernel path in use (<see cref="Kernels.Path"/>).</summary>
-    internal static float Dot(byte* weights, byte* q8k, int blocks)
+    internal static float DotScalar(byte* weights, byte* q8k, int n)
     {
-        if (Kernels.UseAvx2) return DotAvx2(weights, q8k, blocks);
-        if (Kernels.UseAdvSimd) return DotAdvSimd(weights, q8k, blocks);
-        return DotScalar(weights, q8k, blocks);
-    }
-
-    internal static float DotScalar(byte* weights, byte* q8k, int blocks)
-    {
+        int blocks = n / BlockSize;
         float sum = 0;
         for (int i = 0; i < blocks; i++)
         {
@@ -175,8 +176,9 @@ public static unsafe class Q6_K
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    internal static float DotAvx2(byte* weights, byte* q8k, int blocks)
+    internal static float DotAvx2(byte* weights, byte* q8k, int n)
     {
+        int blocks = n / BlockSize;
         var acc = Vector256<float>.Zero;
         // Masks made once here: built inside the helpers, the JIT rebuilds them every iteration.
         var m4 = Vector256.Create((byte)0x0F);
@@ -190,7 +192,7 @@ public static unsafe class Q6_K
             byte* y0 = q8k + i * Q8_K.BlockBytes;
             // The per-pair loop of requests, kept: a fixed set of 7 lines per pair, without the loop, was as fast in
             // cache and slower past L3 (32768 x 4096 MatVec, paired median against llama.cpp 1.20-1.24 vs 1.30-1.32).
-            Simd.PrefetchWeights(x0, 2 * BlockBytes);
+            X86Simd.PrefetchWeights(x0, 2 * BlockBytes);
             Vector256<int> sumi0 = BlockSum(x0, y0, m4, m30);
             Vector256<int> sumi1 = BlockSum(x0 + BlockBytes, y0 + Q8_K.BlockBytes, m4, m30);
             acc = Fma.MultiplyAdd(Vector256.Create(*(float*)y0 * Fp16.ToFloat(*(ushort*)(x0 + 208))), Avx.ConvertToVector256Single(sumi0), acc);
@@ -203,7 +205,7 @@ public static unsafe class Q6_K
             byte* y = q8k + i * Q8_K.BlockBytes;
             acc = Fma.MultiplyAdd(Vector256.Create(*(float*)y * Fp16.ToFloat(*(ushort*)(x + 208))), Avx.ConvertToVector256Single(BlockSum(x, y, m4, m30)), acc);
         }
-        return SimdHelpers.HorizontalSum(acc);
+        return X86Simd.HSum(acc);
     }
 
     /// <summary>
@@ -217,7 +219,7 @@ public static unsafe class Q6_K
         Vector256<short> scales16 = Avx2.ConvertToVector256Int16((sbyte*)(x + 192));
         // The −32 offset of every quant, applied once per block through the activation's group sums.
         Vector256<int> sumi = Offset(scales16, (BlockQ8K*)y);
-        var (low, high) = SimdHelpers.ScalePairs(scales16);
+        var (low, high) = X86Simd.ScalePairs(scales16);
         sumi = Avx2.Add(sumi, Half(x, y, 0, low, m4, m30));
         return Avx2.Add(sumi, Half(x, y, 1, high, m4, m30));
 
@@ -225,7 +227,7 @@ public static unsafe class Q6_K
         static Vector256<int> Half(byte* x, byte* y, int h, Vector256<byte> scales, Vector256<byte> m4, Vector256<byte> m30)
         {
             Quants(x + 64 * h, x + 128 + 32 * h, m4, m30, out var q0, out var q1, out var q2, out var q3);
-            return SimdHelpers.QuarterSums(q0, q1, q2, q3, (sbyte*)(y + 4 + 128 * h), scales);
+            return X86Simd.QuarterSums(q0, q1, q2, q3, (sbyte*)(y + 4 + 128 * h), scales);
         }
     }
 
@@ -281,10 +283,10 @@ public static unsafe class Q6_K
             {
                 Quants(x->Ql + 64 * h, x->Qh + 32 * h, m4, m30, out var q0, out var q1, out var q2, out var q3);
                 int k = 4 * h;
-                Vector256<short> sc0 = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k).AsSByte()));
-                Vector256<short> sc1 = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k + 1).AsSByte()));
-                Vector256<short> sc2 = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k + 2).AsSByte()));
-                Vector256<short> sc3 = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k + 3).AsSByte()));
+                Vector256<short> sc0 = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, X86Simd.ScalePairMask(k).AsSByte()));
+                Vector256<short> sc1 = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, X86Simd.ScalePairMask(k + 1).AsSByte()));
+                Vector256<short> sc2 = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, X86Simd.ScalePairMask(k + 2).AsSByte()));
+                Vector256<short> sc3 = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, X86Simd.ScalePairMask(k + 3).AsSByte()));
                 int o = 128 * h;
                 sumi0 = Avx2.Add(sumi0, Half4(q0, q1, q2, q3, sc0, sc1, sc2, sc3, y0->Qs + o));
                 sumi1 = Avx2.Add(sumi1, Half4(q0, q1, q2, q3, sc0, sc1, sc2, sc3, y1->Qs + o));
@@ -296,10 +298,10 @@ public static unsafe class Q6_K
             acc2 = Fma.MultiplyAdd(Vector256.Create(y2->D * dx), Avx.ConvertToVector256Single(sumi2), acc2);
             acc3 = Fma.MultiplyAdd(Vector256.Create(y3->D * dx), Avx.ConvertToVector256Single(sumi3), acc3);
         }
-        result[0] = SimdHelpers.HorizontalSum(acc0);
-        result[yStride] = SimdHelpers.HorizontalSum(acc1);
-        result[2 * yStride] = SimdHelpers.HorizontalSum(acc2);
-        result[3 * yStride] = SimdHelpers.HorizontalSum(acc3);
+        result[0] = X86Simd.HSum(acc0);
+        result[yStride] = X86Simd.HSum(acc1);
+        result[2 * yStride] = X86Simd.HSum(acc2);
+        result[3 * yStride] = X86Simd.HSum(acc3);
 
         // DotAvx2's Half for one activation row, from quants and scale vectors already decoded (integer, exact).
         [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
@@ -368,7 +370,7 @@ public static unsafe class Q6_K
             acc[6] = Fma.MultiplyAdd(Vector256.Create(((BlockQ8K*)(y4 + 2 * aStride))->D * dx), Avx.ConvertToVector256Single(s6), acc[6]);
             acc[7] = Fma.MultiplyAdd(Vector256.Create(((BlockQ8K*)(y4 + 3 * aStride))->D * dx), Avx.ConvertToVector256Single(s7), acc[7]);
         }
-        for (int k = 0; k < 8; k++) result[k * yStride] = SimdHelpers.HorizontalSum(acc[k]);
+        for (int k = 0; k < 8; k++) result[k * yStride] = X86Simd.HSum(acc[k]);
 
         // DotAvx2's q0..q3 and scale vectors of half h (values 128h .. 128h + 127).
         [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
@@ -377,18 +379,19 @@ public static unsafe class Q6_K
         {
             Quants(x->Ql + 64 * h, x->Qh + 32 * h, m4, m30, out q[0], out q[1], out q[2], out q[3]);
             int k = 4 * h;
-            sc[0] = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k).AsSByte()));
-            sc[1] = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k + 1).AsSByte()));
-            sc[2] = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k + 2).AsSByte()));
-            sc[3] = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, SimdHelpers.ScalePairMask(k + 3).AsSByte()));
+            sc[0] = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, X86Simd.ScalePairMask(k).AsSByte()));
+            sc[1] = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, X86Simd.ScalePairMask(k + 1).AsSByte()));
+            sc[2] = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, X86Simd.ScalePairMask(k + 2).AsSByte()));
+            sc[3] = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, X86Simd.ScalePairMask(k + 3).AsSByte()));
         }
     }
 
     /// <summary>ARM64 AdvSimd: exact int32 dots per group of 16 (SDOT where available).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    internal static float DotAdvSimd(byte* weights, byte* q8k, int blocks)
+    internal static float DotAdvSimd(byte* weights, byte* q8k, int n)
     {
-        if (!AdvSimd.Arm64.IsSupported) return DotScalar(weights, q8k, blocks);
+        int blocks = n / BlockSize;
+        if (!AdvSimd.Arm64.IsSupported) return DotScalar(weights, q8k, n);
         var m4 = Vector128.Create((byte)0x0F);
         var m2 = Vector128.Create((byte)0x03);
         var m2x4 = Vector128.Create((byte)0x30);
@@ -417,10 +420,10 @@ public static unsafe class Q6_K
                     Vector128<byte> q1 = AdvSimd.Or(AdvSimd.And(b2, m4), AdvSimd.ShiftLeftLogical(AdvSimd.And(AdvSimd.ShiftRightLogical(hb, 2), m2), 4));
                     Vector128<byte> q2 = AdvSimd.Or(AdvSimd.ShiftRightLogical(b1, 4), AdvSimd.And(hb, m2x4));
                     Vector128<byte> q3 = AdvSimd.Or(AdvSimd.ShiftRightLogical(b2, 4), AdvSimd.And(AdvSimd.ShiftRightLogical(hb, 2), m2x4));
-                    sumi += sc[half] * ArmDot.Dot16(q0.AsSByte(), q8 + o)
-                          + sc[2 + half] * ArmDot.Dot16(q1.AsSByte(), q8 + 32 + o)
-                          + sc[4 + half] * ArmDot.Dot16(q2.AsSByte(), q8 + 64 + o)
-                          + sc[6 + half] * ArmDot.Dot16(q3.AsSByte(), q8 + 96 + o);
+                    sumi += sc[half] * ArmSimd.Dot16(q0.AsSByte(), q8 + o)
+                          + sc[2 + half] * ArmSimd.Dot16(q1.AsSByte(), q8 + 32 + o)
+                          + sc[4 + half] * ArmSimd.Dot16(q2.AsSByte(), q8 + 64 + o)
+                          + sc[6 + half] * ArmSimd.Dot16(q3.AsSByte(), q8 + 96 + o);
                 }
             }
             sum += y->D * KQuantMath.FromHalfBits(x->D) * sumi;

@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using QuantLlama.Tensors;
 
 namespace QuantLlama.Quants.KQuants;
 
@@ -11,25 +12,31 @@ public unsafe struct BlockQ8K
 {
     /// <summary>Scale: value = D · Qs[i].</summary>
     public float D;
-    public fixed sbyte Qs[KQuantMath.QK_K];
+    public fixed sbyte Qs[GgmlTypeInfo.QK_K];
     /// <summary>Sums of each 16 consecutive quants, which the kernels use to apply the weight blocks' offsets.</summary>
-    public fixed short BSums[KQuantMath.QK_K / 16];
+    public fixed short BSums[GgmlTypeInfo.QK_K / 16];
 }
 
 /// <summary>Q8_K: 8-bit quantization of activations in blocks of 256, exactly as ggml's quantize_row_q8_K.</summary>
 public static unsafe class Q8_K
 {
-    public const int BlockSize = KQuantMath.QK_K;
+    public const int BlockSize = GgmlTypeInfo.QK_K;
     public const int BlockBytes = 4 + BlockSize + BlockSize / 16 * 2;
+
+    /// <summary>Q8_K as <see cref="QuantFormats"/> lists it.</summary>
+    internal static QuantFormat Description => new(GgmlType.Q8_K, BlockSize, BlockBytes, &Quantize, &Dequantize);
 
     /// <summary>Quantizes a whole number of 256-value blocks.</summary>
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
-        int blocks = KQuantRows.BlockCount(src.Length, dst.Length, BlockBytes);
+        int blocks = Blocks.Check(src.Length, BlockSize, dst.Length, BlockBytes);
         var y = MemoryMarshal.Cast<byte, BlockQ8K>(dst[..(blocks * BlockBytes)]);
         for (int i = 0; i < blocks; i++)
             QuantizeBlock(src.Slice(i * BlockSize, BlockSize), ref y[i]);
     }
+
+    /// <summary>The activation form of every k-quant and of the 256-value i-quants.</summary>
+    internal static ActivationForm Activation => new() { Type = GgmlType.Q8_K, Quantize = &Quantize };
 
     /// <summary>Quantizes n values (a whole number of blocks) from x into y; for the matrix products.</summary>
     internal static void Quantize(float* x, byte* y, int n)
@@ -151,7 +158,7 @@ public static unsafe class Q8_K
 
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
     {
-        int blocks = KQuantRows.BlockCount(dst.Length, src.Length, BlockBytes);
+        int blocks = Blocks.Check(dst.Length, BlockSize, src.Length, BlockBytes);
         var x = MemoryMarshal.Cast<byte, BlockQ8K>(src[..(blocks * BlockBytes)]);
         for (int i = 0; i < blocks; i++)
         {
@@ -161,31 +168,5 @@ public static unsafe class Q8_K
                 for (int j = 0; j < BlockSize; j++) y[j] = b->D * b->Qs[j];
             }
         }
-    }
-}
-
-/// <summary>Length checks shared by the k-quant row functions.</summary>
-internal static class KQuantRows
-{
-    /// <summary>Blocks in a row of <paramref name="values"/> values, checking the byte buffer is large enough.</summary>
-    public static int BlockCount(int values, int bytes, int blockBytes)
-    {
-        if (values % KQuantMath.QK_K != 0)
-            throw new ArgumentException($"{values} values is not a whole number of {KQuantMath.QK_K}-value blocks");
-        int blocks = values / KQuantMath.QK_K;
-        if ((long)blocks * blockBytes > bytes)
-            throw new ArgumentException($"{bytes} bytes cannot hold {blocks} blocks of {blockBytes} bytes");
-        return blocks;
-    }
-
-    /// <summary>Blocks in a weight row, checking the Q8_K activation holds as many.</summary>
-    public static int DotBlockCount(int weightBytes, int blockBytes, int q8Bytes)
-    {
-        if (weightBytes % blockBytes != 0)
-            throw new ArgumentException($"{weightBytes} bytes is not a whole number of {blockBytes}-byte blocks");
-        int blocks = weightBytes / blockBytes;
-        if ((long)blocks * Q8_K.BlockBytes > q8Bytes)
-            throw new ArgumentException($"the Q8_K activation ({q8Bytes} bytes) is shorter than {blocks} blocks");
-        return blocks;
     }
 }

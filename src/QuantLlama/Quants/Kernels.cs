@@ -58,7 +58,7 @@ public static class Kernels
         // first): kernels compiled straight to optimized code then read the table pointer as a constant, instead
         // of checking the class initialisation inside their loops and spilling their accumulators around it.
         _ = Fp16.ToFloat(0);
-        unsafe { _ = KQuants.SimdHelpers.ScaleBroadcasts[0]; }
+        unsafe { _ = X86Simd.ScaleBroadcasts[0]; }
         if (IsSupported(KernelPath.Avx512)) return KernelPath.Avx512;
         if (IsSupported(KernelPath.Avx2)) return KernelPath.Avx2;
         if (IsSupported(KernelPath.AdvSimd)) return KernelPath.AdvSimd;

@@ -1,8 +1,9 @@
 using System.Runtime.InteropServices;
 using QuantLlama.Gguf;
+using QuantLlama.Quants;
 using QuantLlama.Tensors;
 
-namespace QuantLlama.Quants;
+namespace QuantLlama.Conversion;
 
 /// <summary>A quantization target: one of llama.cpp's mixes (llama_ftype) or a single type for every tensor.</summary>
 /// <param name="Name">As the user types it, e.g. "Q4_K_M".</param>

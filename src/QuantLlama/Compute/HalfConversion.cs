@@ -5,9 +5,9 @@ namespace QuantLlama.Compute;
 
 /// <summary>
 /// f16 (the key/value cache) to and from f32, the f16 to f32 conversion done eight lanes at a time by bit
-/// manipulation (exact for every finite value, subnormals included); and the f32 scaled sum.
+/// manipulation (exact for every finite value, subnormals included).
 /// </summary>
-internal static unsafe class HalfVector
+internal static unsafe class HalfConversion
 {
     private static readonly Vector256<float> Magic = Vector256.Create(BitConverter.Int32BitsToSingle(0x77800000)); // 2^112
 
@@ -24,19 +24,6 @@ internal static unsafe class HalfVector
         var infOrNan = Vector256.Equals(u & Vector256.Create(0x7c00u), Vector256.Create(0x7c00u));
         var special = (magnitude | Vector256.Create(0x7f800000u)).AsSingle();
         return Vector256.ConditionalSelect(infOrNan.AsSingle(), special, scaled) | sign.AsSingle();
-    }
-
-    /// <summary>y += w * x.</summary>
-    public static void ScaleAdd(float w, float* x, float* y, int n)
-    {
-        int i = 0;
-        if (Vector256.IsHardwareAccelerated && n >= 8)
-        {
-            var wv = Vector256.Create(w);
-            for (; i <= n - 8; i += 8)
-                Vector256.Store(Vector256.Load(y + i) + wv * Vector256.Load(x + i), y + i);
-        }
-        for (; i < n; i++) y[i] += w * x[i];
     }
 
     public static void ToHalf(float* src, Half* dst, int n)
