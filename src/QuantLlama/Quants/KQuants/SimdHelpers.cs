@@ -92,7 +92,7 @@ internal static class SimdHelpers
     /// <summary>
     /// 64 vectors of 16 int16 lanes, vector k all k (32 bytes each; 2 KiB, never freed): the broadcast of a 6-bit
     /// Q4_K/Q5_K sub-block scale s is the vector at 32·s, so a madd takes it straight from memory. On Zen 3 the
-    /// register shuffle it replaces competes with the nibble shifts for two ports; the row dot got 3–4 % faster.
+    /// register shuffle this replaces would compete with the nibble shifts for two ports (the row dot is 3–4 % faster).
     /// </summary>
     public static readonly unsafe short* ScaleBroadcasts = CreateScaleBroadcasts();
 
