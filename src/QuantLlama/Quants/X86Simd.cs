@@ -15,8 +15,8 @@ internal static unsafe class X86Simd
     /// Asks for the weight lines <see cref="WeightPrefetchDistance"/> bytes past [p, p + bytes), the bytes a row dot's
     /// step is about to read. Generation streams every weight once per token; a steady request a few dozen lines
     /// ahead keeps more reads in flight than the kernels' loads alone, whose long instruction runs between loads leave
-    /// the hardware prefetchers behind (measured on Zen 3, TinyLlama shape, 2 threads: Q8_0 15 -> 19.5 tokens/s, Q4_0
-    /// 28 -> 33, F16 10 -> 12.5; 1024 and 4096 bytes ahead were slower than 2048). Past the end of the weights this
+    /// the hardware prefetchers behind (docs/performance.md, "Approaches tried", has the figures and the distances
+    /// tried). Past the end of the weights this
     /// only asks for lines that are never read: a prefetch does not fault. (.NET exposes no prefetch on Arm64, so the
     /// AdvSimd kernels rely on the hardware alone.)
     /// </summary>
@@ -63,9 +63,8 @@ internal static unsafe class X86Simd
 
     /// <summary>
     /// The lane sums of eight int32 vectors, in order: [Σv0, ..., Σv7]. Built from unpacks and adds, one µop each,
-    /// rather than horizontal adds, which are multi-µop on Zen 3 and, with several per block, kept the row dots
-    /// from running far enough ahead of their loads: a 75 MB Q4_0 MatVec on one thread went from 9.7–11.1 to
-    /// 8.4–9.6 ms (in cache 9.3–9.4 → 9.1 µs per 64 × 4096).
+    /// rather than horizontal adds, which are multi-µop on Zen 3 and, with several per block, keep the row dots
+    /// from running far enough ahead of their loads (past the caches a Q4_0 MatVec is about 13 % faster this way).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<int> Sum8(Vector256<int> v0, Vector256<int> v1, Vector256<int> v2, Vector256<int> v3,
@@ -233,7 +232,7 @@ internal static unsafe class X86Simd
     /// <summary>
     /// 64 vectors of 16 int16 lanes, vector k all k (32 bytes each; 2 KiB, never freed): the broadcast of a 6-bit
     /// Q4_K/Q5_K sub-block scale s is the vector at 32·s, so a madd takes it straight from memory. On Zen 3 the
-    /// register shuffle it replaces competes with the nibble shifts for two ports; the row dot got 3–4 % faster.
+    /// register shuffle this replaces would compete with the nibble shifts for two ports (the row dot is 3–4 % faster).
     /// </summary>
     public static readonly unsafe short* ScaleBroadcasts = CreateScaleBroadcasts();
 
