@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
 using QuantLlama.Templates;
@@ -7,19 +6,16 @@ using QuantLlama.Templates.Jinja;
 namespace QuantLlama.Tests.Templates;
 
 /// <summary>
-/// Templates come from downloaded files: whatever they do, Parse and Render end quickly, and only with a
-/// JinjaException (never a hang, a stack overflow, running out of memory, or another exception type).
+/// Templates come from downloaded files: whatever they do, Parse and Render stop at one of the engine's counted
+/// limits (output, work, loop iterations, call depth, nesting), and only with a JinjaException (never a hang, a
+/// stack overflow, running out of memory, or another exception type).
 /// </summary>
 public class JinjaHostileTemplateTests
 {
-    private static readonly TimeSpan Quick = TimeSpan.FromSeconds(10);
-
     private static JinjaException FailsFast(string source, JinjaOptions? options = null)
     {
-        var clock = Stopwatch.StartNew();
         var e = Assert.Throws<JinjaException>(() =>
             JinjaTemplate.Parse(source, options).Render(new Dictionary<string, object?> { ["messages"] = new List<object?>() }));
-        Assert.True(clock.Elapsed < Quick, $"took {clock.Elapsed}");
         Assert.DoesNotContain('\n', e.Message);
         Assert.DoesNotContain("internal error", e.Message);
         return e;
