@@ -10,7 +10,8 @@ public static class Dequantizer
     public static bool IsSupported(GgmlType type) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16
         or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q8_0 or GgmlType.Q8_1
         or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.Q8_K
-        or GgmlType.IQ4_NL or GgmlType.IQ4_XS or GgmlType.IQ2_XXS or GgmlType.IQ3_XXS or GgmlType.IQ3_S;
+        or GgmlType.IQ4_NL or GgmlType.IQ4_XS or GgmlType.IQ2_XXS or GgmlType.IQ3_XXS or GgmlType.IQ3_S
+        or GgmlType.IQ2_XS or GgmlType.IQ2_S or GgmlType.IQ1_S or GgmlType.IQ1_M;
 
     /// <summary>Dequantizes src (a whole number of blocks of <paramref name="type"/>) into dst.</summary>
     public static void DequantizeRow(GgmlType type, ReadOnlySpan<byte> src, Span<float> dst)
@@ -39,6 +40,10 @@ public static class Dequantizer
             case GgmlType.IQ2_XXS: IQuants.IQ2_XXS.Dequantize(src, dst); return;
             case GgmlType.IQ3_XXS: IQuants.IQ3_XXS.Dequantize(src, dst); return;
             case GgmlType.IQ3_S: IQuants.IQ3_S.Dequantize(src, dst); return;
+            case GgmlType.IQ2_XS: IQuants.IQ2_XS.Dequantize(src, dst); return;
+            case GgmlType.IQ2_S: IQuants.IQ2_S.Dequantize(src, dst); return;
+            case GgmlType.IQ1_S: IQuants.IQ1_S.Dequantize(src, dst); return;
+            case GgmlType.IQ1_M: IQuants.IQ1_M.Dequantize(src, dst); return;
             default:
                 throw new NotSupportedException($"dequantizing {type} is not implemented");
         }

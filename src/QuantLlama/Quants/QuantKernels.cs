@@ -98,6 +98,10 @@ internal static unsafe class QuantKernels
         t[(int)GgmlType.IQ2_XXS] = new TypeKernel { WeightType = GgmlType.IQ2_XXS, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &IQuants.IQ2_XXS.Dot };
         t[(int)GgmlType.IQ3_XXS] = new TypeKernel { WeightType = GgmlType.IQ3_XXS, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &IQuants.IQ3_XXS.Dot };
         t[(int)GgmlType.IQ3_S] = new TypeKernel { WeightType = GgmlType.IQ3_S, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &IQuants.IQ3_S.Dot };
+        t[(int)GgmlType.IQ2_XS] = new TypeKernel { WeightType = GgmlType.IQ2_XS, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &IQuants.IQ2_XS.Dot };
+        t[(int)GgmlType.IQ2_S] = new TypeKernel { WeightType = GgmlType.IQ2_S, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &IQuants.IQ2_S.Dot };
+        t[(int)GgmlType.IQ1_S] = new TypeKernel { WeightType = GgmlType.IQ1_S, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &IQuants.IQ1_S.Dot };
+        t[(int)GgmlType.IQ1_M] = new TypeKernel { WeightType = GgmlType.IQ1_M, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &IQuants.IQ1_M.Dot };
         return t;
     }
 
