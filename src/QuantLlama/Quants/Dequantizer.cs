@@ -11,7 +11,7 @@ public static class Dequantizer
         or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q8_0 or GgmlType.Q8_1
         or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.Q8_K
         or GgmlType.IQ4_NL or GgmlType.IQ4_XS or GgmlType.IQ2_XXS or GgmlType.IQ3_XXS or GgmlType.IQ3_S
-        or GgmlType.IQ2_XS or GgmlType.IQ2_S or GgmlType.IQ1_S or GgmlType.IQ1_M;
+        or GgmlType.IQ2_XS or GgmlType.IQ2_S or GgmlType.IQ1_S or GgmlType.IQ1_M or GgmlType.TQ1_0 or GgmlType.TQ2_0;
 
     /// <summary>Dequantizes src (a whole number of blocks of <paramref name="type"/>) into dst.</summary>
     public static void DequantizeRow(GgmlType type, ReadOnlySpan<byte> src, Span<float> dst)
@@ -44,6 +44,8 @@ public static class Dequantizer
             case GgmlType.IQ2_S: IQuants.IQ2_S.Dequantize(src, dst); return;
             case GgmlType.IQ1_S: IQuants.IQ1_S.Dequantize(src, dst); return;
             case GgmlType.IQ1_M: IQuants.IQ1_M.Dequantize(src, dst); return;
+            case GgmlType.TQ1_0: TQ1_0.Dequantize(src, dst); return;
+            case GgmlType.TQ2_0: TQ2_0.Dequantize(src, dst); return;
             default:
                 throw new NotSupportedException($"dequantizing {type} is not implemented");
         }

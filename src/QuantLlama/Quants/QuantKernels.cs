@@ -102,6 +102,8 @@ internal static unsafe class QuantKernels
         t[(int)GgmlType.IQ2_S] = new TypeKernel { WeightType = GgmlType.IQ2_S, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &IQuants.IQ2_S.Dot };
         t[(int)GgmlType.IQ1_S] = new TypeKernel { WeightType = GgmlType.IQ1_S, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &IQuants.IQ1_S.Dot };
         t[(int)GgmlType.IQ1_M] = new TypeKernel { WeightType = GgmlType.IQ1_M, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &IQuants.IQ1_M.Dot };
+        t[(int)GgmlType.TQ1_0] = new TypeKernel { WeightType = GgmlType.TQ1_0, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &TQ1_0.Dot };
+        t[(int)GgmlType.TQ2_0] = new TypeKernel { WeightType = GgmlType.TQ2_0, ActivationType = GgmlType.Q8_K, QuantizeActivation = &ActivationQ8_K, Dot = &TQ2_0.Dot };
         return t;
     }
 

@@ -191,6 +191,8 @@ public class LlamaModelTests(ITestOutputHelper output)
     [InlineData(GgmlType.IQ2_S, 2e-2, 2e-2, false)]
     [InlineData(GgmlType.IQ1_S, 2e-2, 2e-2, false)]
     [InlineData(GgmlType.IQ1_M, 2e-2, 2e-2, false)]
+    [InlineData(GgmlType.TQ1_0, 2e-2, 2e-2, false)]
+    [InlineData(GgmlType.TQ2_0, 2e-2, 2e-2, false)]
     public void LogitsMatchLlamaCpp(GgmlType type, double tolerance, double f16Tolerance, bool tiedOutput)
     {
         string dir = TestPaths.NewTempDirectory();

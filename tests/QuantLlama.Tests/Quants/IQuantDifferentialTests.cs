@@ -21,7 +21,7 @@ public class IQuantDifferentialTests
     public static TheoryData<GgmlType> ReadTypes => new()
     {
         GgmlType.IQ4_NL, GgmlType.IQ4_XS, GgmlType.IQ2_XXS, GgmlType.IQ2_XS, GgmlType.IQ2_S, GgmlType.IQ3_XXS, GgmlType.IQ3_S,
-        GgmlType.IQ1_S, GgmlType.IQ1_M,
+        GgmlType.IQ1_S, GgmlType.IQ1_M, GgmlType.TQ1_0, GgmlType.TQ2_0,
     };
 
     /// <summary>
@@ -234,6 +234,10 @@ public class IQuantDifferentialTests
                 (GgmlType.IQ1_S, _) => IQ1_S.DotScalar(wp, ap, n),
                 (GgmlType.IQ1_M, KernelPath.Avx2 or KernelPath.Avx512) => IQ1_M.DotAvx2(wp, ap, n),
                 (GgmlType.IQ1_M, _) => IQ1_M.DotScalar(wp, ap, n),
+                (GgmlType.TQ1_0, KernelPath.Avx2 or KernelPath.Avx512) => TQ1_0.DotAvx2(wp, ap, n),
+                (GgmlType.TQ1_0, _) => TQ1_0.DotScalar(wp, ap, n),
+                (GgmlType.TQ2_0, KernelPath.Avx2 or KernelPath.Avx512) => TQ2_0.DotAvx2(wp, ap, n),
+                (GgmlType.TQ2_0, _) => TQ2_0.DotScalar(wp, ap, n),
                 _ => throw new NotSupportedException($"{type} on {path}"),
             };
         }
@@ -245,8 +249,8 @@ public class IQuantDifferentialTests
         var bytes = new byte[GgmlTypeInfo.RowBytes(type, n)];
         rng.NextBytes(bytes);
         int ts = GgmlTypeInfo.TypeSize(type);
-        // The scale's high byte: IQ1_M keeps its top nibble in the last byte of the block.
-        int high = type == GgmlType.IQ1_M ? ts - 1 : 1;
+        // The scale's high byte: IQ1_M keeps its top nibble, TQ1_0 and TQ2_0 their fp16 scale, at the end of the block.
+        int high = type is GgmlType.IQ1_M or GgmlType.TQ1_0 or GgmlType.TQ2_0 ? ts - 1 : 1;
         for (int b = 0; b < bytes.Length / ts; b++) bytes[b * ts + high] &= 0xBF;
         return bytes;
     }
@@ -271,9 +275,10 @@ public class IQuantDifferentialTests
         {
             var block = bytes.AsSpan(b * ts, ts);
             BitConverter.TryWriteBytes(block, b % 2 == 0 ? (Half)1.0 : (Half)(-0.0078125));
-            int indexStart = type switch { GgmlType.IQ4_XS => 8, GgmlType.IQ1_M => 0, _ => 2 };
+            int indexStart = type switch { GgmlType.IQ4_XS => 8, GgmlType.IQ1_M or GgmlType.TQ1_0 or GgmlType.TQ2_0 => 0, _ => 2 };
             block[indexStart..].Fill(b % 3 == 0 ? (byte)0xFF : b % 3 == 1 ? (byte)0x00 : (byte)0x0F);
             if (type == GgmlType.IQ1_M) SetIQ1MScale(block, b % 2 == 0 ? (Half)1.0 : (Half)(-0.0078125));
+            if (type is GgmlType.TQ1_0 or GgmlType.TQ2_0) BitConverter.TryWriteBytes(block[(ts - 2)..], b % 2 == 0 ? (Half)1.0 : (Half)(-0.0078125));
             if (type == GgmlType.IQ4_XS)
             {
                 // Scales 0 and 63 (offset: -32 and 31) alternating.
@@ -302,6 +307,13 @@ public class IQuantDifferentialTests
         {
             BitConverter.TryWriteBytes(bytes.AsSpan(b * bb), 1.0f);
             for (int j = 0; j < 256; j++) bytes[b * bb + 4 + j] = unchecked((byte)(sbyte)((j / 3 + b) % 2 == 0 ? 127 : -127));
+            // The sums of each 16 quants, which the IQ1 and TQ row dots read.
+            for (int g = 0; g < 16; g++)
+            {
+                int sum = 0;
+                for (int j = 16 * g; j < 16 * g + 16; j++) sum += (sbyte)bytes[b * bb + 4 + j];
+                BitConverter.TryWriteBytes(bytes.AsSpan(b * bb + 4 + 256 + 2 * g), (short)sum);
+            }
         }
         return bytes;
     }
