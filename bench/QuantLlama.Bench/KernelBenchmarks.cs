@@ -16,7 +16,8 @@ public unsafe class DotBenchmarks
 
     [Params(GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.F16, GgmlType.F32,
         GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
-        GgmlType.IQ4_NL, GgmlType.IQ4_XS, GgmlType.IQ3_S, GgmlType.IQ3_XXS, GgmlType.IQ2_XXS)]
+        GgmlType.IQ4_NL, GgmlType.IQ4_XS, GgmlType.IQ3_S, GgmlType.IQ3_XXS, GgmlType.IQ2_XXS, GgmlType.IQ2_XS, GgmlType.IQ2_S,
+        GgmlType.IQ1_S, GgmlType.IQ1_M)]
     public GgmlType Type { get; set; }
 
     private byte* _weights, _activation, _ourActivation;
@@ -56,7 +57,12 @@ public unsafe class DotBenchmarks
     {
         new Random(1).NextBytes(w);
         int typeSize = GgmlTypeInfo.TypeSize(Type);
-        for (int b = 0; b < w.Length / typeSize; b++) BitConverter.TryWriteBytes(w.AsSpan(b * typeSize), (Half)0.01);
+        for (int b = 0; b < w.Length / typeSize; b++)
+        {
+            BitConverter.TryWriteBytes(w.AsSpan(b * typeSize), (Half)0.01);
+            // IQ1_M keeps its fp16 scale in the top nibbles of its last 8 bytes: no sign, no large exponent.
+            if (Type == GgmlType.IQ1_M) w[(b + 1) * typeSize - 1] &= 0x3F;
+        }
     }
 
     [Benchmark(Baseline = true)]

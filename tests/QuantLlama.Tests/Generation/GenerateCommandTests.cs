@@ -21,11 +21,11 @@ public class GenerateCommandTests
         string dir = TestPaths.NewTempDirectory();
         try
         {
-            var shape = new SyntheticLlama.Shape { Layers = 1, ZeroTensor = ("blk.0.attn_v.weight", Tensors.GgmlType.IQ2_XS) };
+            var shape = new SyntheticLlama.Shape { Layers = 1, ZeroTensor = ("blk.0.attn_v.weight", Tensors.GgmlType.MXFP4) };
             string path = SyntheticLlama.Write(dir, Tensors.GgmlType.Q8_0, shape);
             var r = CliRunner.Run(["--model", path, "--prompt", "Once upon a time", "-n", "4"]);
             Assert.NotEqual(0, r.ExitCode);
-            Assert.Contains("tensor 'blk.0.attn_v.weight' is IQ2_XS", r.StdErr);
+            Assert.Contains("tensor 'blk.0.attn_v.weight' is MXFP4", r.StdErr);
             Assert.DoesNotContain("model built", r.StdErr);
             Assert.DoesNotContain("Once upon a time", r.StdOut);
         }

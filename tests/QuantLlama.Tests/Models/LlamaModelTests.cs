@@ -108,8 +108,8 @@ public class LlamaModelTests(ITestOutputHelper output)
     /// (or prints "model built") on a model that cannot.
     /// </summary>
     [Theory]
-    [InlineData("blk.1.ffn_down.weight", GgmlType.IQ2_XS)]
-    [InlineData("token_embd.weight", GgmlType.IQ1_S)]
+    [InlineData("blk.1.ffn_down.weight", GgmlType.MXFP4)]
+    [InlineData("token_embd.weight", GgmlType.MXFP4)]
     public void UnsupportedTensorTypeFailsAtLoad(string tensor, GgmlType type)
     {
         string dir = TestPaths.NewTempDirectory();
@@ -186,6 +186,13 @@ public class LlamaModelTests(ITestOutputHelper output)
     [InlineData(GgmlType.IQ4_XS, 2e-2, 2e-2, false)]
     [InlineData(GgmlType.IQ3_XXS, 2e-2, 2e-2, false)]
     [InlineData(GgmlType.IQ3_S, 2e-2, 2e-2, false)]
+    [InlineData(GgmlType.IQ2_XXS, 2e-2, 2e-2, false)]
+    [InlineData(GgmlType.IQ2_XS, 2e-2, 2e-2, false)]
+    [InlineData(GgmlType.IQ2_S, 2e-2, 2e-2, false)]
+    [InlineData(GgmlType.IQ1_S, 2e-2, 2e-2, false)]
+    [InlineData(GgmlType.IQ1_M, 2e-2, 2e-2, false)]
+    [InlineData(GgmlType.TQ1_0, 2e-2, 2e-2, false)]
+    [InlineData(GgmlType.TQ2_0, 2e-2, 2e-2, false)]
     public void LogitsMatchLlamaCpp(GgmlType type, double tolerance, double f16Tolerance, bool tiedOutput)
     {
         string dir = TestPaths.NewTempDirectory();

@@ -181,10 +181,13 @@ internal static class SyntheticLlama
         return a;
     }
 
-    /// <summary>Our quantizer, or llama.cpp's for the types we only read (the grid i-quants).</summary>
+    /// <summary>
+    /// Our quantizer, or llama.cpp's for the types we only read (the grid i-quants), with an importance matrix for
+    /// the types it refuses to make without one.
+    /// </summary>
     private static byte[] Quantize(GgmlType type, float[] values, int rowLength)
     {
-        if (!Quantizer.IsSupported(type)) return Oracle.GgmlNative.QuantizeChunk(type, values, rowLength);
+        if (!Quantizer.IsSupported(type)) return Quants.IQuantDifferentialTests.GgmlBlocks(type, values, rowLength);
         long rowBytes = GgmlTypeInfo.RowBytes(type, rowLength);
         int rows = values.Length / rowLength;
         var bytes = new byte[rowBytes * rows];

@@ -106,16 +106,21 @@ public static unsafe class GgmlNative
 
     private static TypeTraitsCpu* CpuTraits(GgmlType type) => _getTypeTraitsCpu(type);
 
-    /// <summary>ggml_quantize_chunk without importance matrix: rows of n_per_row values to blocks.</summary>
-    public static byte[] QuantizeChunk(GgmlType type, ReadOnlySpan<float> src, int nPerRow)
+    /// <summary>
+    /// ggml_quantize_chunk: rows of n_per_row values to blocks, with an importance matrix (one weight per column)
+    /// if given — IQ2_XXS, IQ2_XS and IQ1_S abort without one.
+    /// </summary>
+    public static byte[] QuantizeChunk(GgmlType type, ReadOnlySpan<float> src, int nPerRow, ReadOnlySpan<float> importance = default)
     {
+        if (!importance.IsEmpty && importance.Length != nPerRow) throw new ArgumentException("one importance weight per column");
         EnsureLoaded();
         int rows = src.Length / nPerRow;
         var dst = new byte[GgmlTypeInfo.RowBytes(type, nPerRow) * rows];
         fixed (float* s = src)
+        fixed (float* w = importance)
         fixed (byte* d = dst)
         {
-            nuint written = _quantizeChunk(type, s, d, 0, rows, nPerRow, null);
+            nuint written = _quantizeChunk(type, s, d, 0, rows, nPerRow, w);
             if ((long)written != dst.Length) throw new InvalidOperationException($"ggml_quantize_chunk wrote {written} bytes, expected {dst.Length}");
         }
         return dst;

@@ -172,6 +172,14 @@ public class GgmlDifferentialTests
             for (int b = 0; b < n / 32; b++)
                 absSum += Math.Abs(Fp16.ToFloat(BitConverter.ToUInt16(w, b * ts + 2)) * Fp16.ToFloat(BitConverter.ToUInt16(a, b * 36 + 2)));
         }
+        // TQ1_0/TQ2_0's SIMD dots sum digit × quant (digits 0-2) and take the activation's block sums off in other
+        // lanes: the lanes reach |d| · Σ |activation| even where the weights are 0.
+        if (type is GgmlType.TQ1_0 or GgmlType.TQ2_0)
+        {
+            int ts = GgmlTypeInfo.TypeSize(type);
+            for (int i = 0; i < n; i++)
+                absSum += 2 * Math.Abs(Fp16.ToFloat(BitConverter.ToUInt16(w, i / 256 * ts + ts - 2)) * af[i]);
+        }
         int additions = GgmlTypeInfo.BlockSize(type) == 1 ? n / 8 : n / 32;
         return (additions + 16) * Math.Pow(2, -23) * absSum + 1e-38;
     }

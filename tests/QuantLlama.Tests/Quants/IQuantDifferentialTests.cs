@@ -18,10 +18,23 @@ public class IQuantDifferentialTests
     public static TheoryData<GgmlType> Types => new() { GgmlType.IQ4_NL, GgmlType.IQ4_XS };
 
     /// <summary>The types we read: the grid i-quants too.</summary>
-    public static TheoryData<GgmlType> ReadTypes => new() { GgmlType.IQ4_NL, GgmlType.IQ4_XS, GgmlType.IQ2_XXS, GgmlType.IQ3_XXS, GgmlType.IQ3_S };
+    public static TheoryData<GgmlType> ReadTypes => new()
+    {
+        GgmlType.IQ4_NL, GgmlType.IQ4_XS, GgmlType.IQ2_XXS, GgmlType.IQ2_XS, GgmlType.IQ2_S, GgmlType.IQ3_XXS, GgmlType.IQ3_S,
+        GgmlType.IQ1_S, GgmlType.IQ1_M, GgmlType.TQ1_0, GgmlType.TQ2_0,
+    };
 
-    /// <summary>Whether llama.cpp quantizes to the type without an importance matrix (it aborts otherwise).</summary>
-    private static bool GgmlQuantizes(GgmlType type) => type != GgmlType.IQ2_XXS;
+    /// <summary>
+    /// ggml_quantize_chunk's blocks for a row: with an importance matrix for the types llama.cpp refuses to make
+    /// without one (ggml_quantize_requires_imatrix), uneven weights so that they matter.
+    /// </summary>
+    internal static byte[] GgmlBlocks(GgmlType type, float[] values, int nPerRow)
+        => GgmlNative.QuantizeChunk(type, values, nPerRow, NeedsImportance(type) ? Importance(nPerRow) : default);
+
+    internal static bool NeedsImportance(GgmlType type) => type is GgmlType.IQ2_XXS or GgmlType.IQ2_XS or GgmlType.IQ1_S;
+
+    /// <summary>An importance matrix of positive weights, one per column.</summary>
+    internal static float[] Importance(int columns) => Enumerable.Range(0, columns).Select(j => 0.25f + j * 37 % 11 / 4f).ToArray();
 
     private static int[] Lengths(GgmlType type) => GgmlTypeInfo.BlockSize(type) == 32 ? [32, 96, 288, 4096] : [256, 768, 4096];
 
@@ -64,9 +77,9 @@ public class IQuantDifferentialTests
     [MemberData(nameof(ReadTypes))]
     public void DequantizedFloatsAreIdenticalToGgml(GgmlType type)
     {
-        foreach (var (name, row) in GgmlQuantizes(type) ? Rows(type) : [])
+        foreach (var (name, row) in Rows(type))
         {
-            var blocks = GgmlNative.QuantizeChunk(type, row, row.Length);
+            var blocks = GgmlBlocks(type, row, row.Length);
             var actual = new float[row.Length];
             Dequantizer.DequantizeRow(type, blocks, actual);
             GgmlDifferentialTests.AssertFloatsIdentical(GgmlNative.Dequantize(type, blocks, row.Length), actual, $"{type} {name}");
@@ -84,8 +97,12 @@ public class IQuantDifferentialTests
     /// <summary>Blocks that hold every codebook entry in turn (random signs and scales): our tables are llama.cpp's.</summary>
     [Theory]
     [InlineData(GgmlType.IQ2_XXS, 256, 4)]
+    [InlineData(GgmlType.IQ2_XS, 512, 4)]
+    [InlineData(GgmlType.IQ2_S, 1024, 4)]
     [InlineData(GgmlType.IQ3_XXS, 256, 8)]
     [InlineData(GgmlType.IQ3_S, 512, 8)]
+    [InlineData(GgmlType.IQ1_S, 2048, 4)]
+    [InlineData(GgmlType.IQ1_M, 2048, 4)]
     public void CodebooksAreLlamaCpps(GgmlType type, int entries, int indicesPerBlock)
     {
         var rng = new Random(3);
@@ -105,6 +122,24 @@ public class IQuantDifferentialTests
                     int bit = 1 << (k % 8);
                     block[66 + k / 8] = (byte)(e >= 256 ? block[66 + k / 8] | bit : block[66 + k / 8] & ~bit);
                     break;
+                case GgmlType.IQ2_XS:
+                    // 9 index bits under the 7 sign bits.
+                    BitConverter.TryWriteBytes(block[(2 + 2 * k)..], (ushort)(BitConverter.ToUInt16(block[(2 + 2 * k)..]) & 0xFE00 | e));
+                    break;
+                case GgmlType.IQ2_S:
+                    block[2 + k] = (byte)e;
+                    block[66 + k / 4] = (byte)(block[66 + k / 4] & ~(3 << (2 * (k % 4))) | (e >> 8) << (2 * (k % 4)));
+                    break;
+                case GgmlType.IQ1_S:
+                    block[2 + k] = (byte)e;
+                    int word = BitConverter.ToUInt16(block[(34 + 2 * (k / 4))..]) & ~(7 << (3 * (k % 4))) | (e >> 8) << (3 * (k % 4));
+                    BitConverter.TryWriteBytes(block[(34 + 2 * (k / 4))..], (ushort)word);
+                    break;
+                case GgmlType.IQ1_M:
+                    block[k] = (byte)e;
+                    int at = 32 + k / 2, shift = 4 * (k % 2);
+                    block[at] = (byte)(block[at] & ~(7 << shift) | (e >> 8) << shift);
+                    break;
             }
         }
         var actual = new float[superBlocks * 256];
@@ -122,8 +157,8 @@ public class IQuantDifferentialTests
         int checkedDots = 0;
         foreach (int n in Lengths(type))
         {
-            var weights = TestRows.All(n, seed: 41).Where(r => GgmlQuantizes(type) && !r.Name.Contains("beyond fp16"))
-                .Select(r => (r.Name, Bytes: GgmlNative.QuantizeChunk(type, r.Values, n)))
+            var weights = TestRows.All(n, seed: 41).Where(r => !r.Name.Contains("beyond fp16"))
+                .Select(r => (r.Name, Bytes: GgmlBlocks(type, r.Values, n)))
                 .Concat(Enumerable.Range(0, 4).Select(r => ($"random bytes {r}", RandomBlocks(type, n, rng))))
                 .Append(("extreme bytes", ExtremeBlocks(type, n)));
             var activations = TestRows.All(n, seed: 31).Take(4).Select(r => (r.Name, Bytes: GgmlNative.FromFloatCpu(partner, r.Values)))
@@ -191,6 +226,18 @@ public class IQuantDifferentialTests
                 (GgmlType.IQ3_XXS, _) => IQ3_XXS.DotScalar(wp, ap, n),
                 (GgmlType.IQ3_S, KernelPath.Avx2 or KernelPath.Avx512) => IQ3_S.DotAvx2(wp, ap, n),
                 (GgmlType.IQ3_S, _) => IQ3_S.DotScalar(wp, ap, n),
+                (GgmlType.IQ2_XS, KernelPath.Avx2 or KernelPath.Avx512) => IQ2_XS.DotAvx2(wp, ap, n),
+                (GgmlType.IQ2_XS, _) => IQ2_XS.DotScalar(wp, ap, n),
+                (GgmlType.IQ2_S, KernelPath.Avx2 or KernelPath.Avx512) => IQ2_S.DotAvx2(wp, ap, n),
+                (GgmlType.IQ2_S, _) => IQ2_S.DotScalar(wp, ap, n),
+                (GgmlType.IQ1_S, KernelPath.Avx2 or KernelPath.Avx512) => IQ1_S.DotAvx2(wp, ap, n),
+                (GgmlType.IQ1_S, _) => IQ1_S.DotScalar(wp, ap, n),
+                (GgmlType.IQ1_M, KernelPath.Avx2 or KernelPath.Avx512) => IQ1_M.DotAvx2(wp, ap, n),
+                (GgmlType.IQ1_M, _) => IQ1_M.DotScalar(wp, ap, n),
+                (GgmlType.TQ1_0, KernelPath.Avx2 or KernelPath.Avx512) => TQ1_0.DotAvx2(wp, ap, n),
+                (GgmlType.TQ1_0, _) => TQ1_0.DotScalar(wp, ap, n),
+                (GgmlType.TQ2_0, KernelPath.Avx2 or KernelPath.Avx512) => TQ2_0.DotAvx2(wp, ap, n),
+                (GgmlType.TQ2_0, _) => TQ2_0.DotScalar(wp, ap, n),
                 _ => throw new NotSupportedException($"{type} on {path}"),
             };
         }
@@ -202,8 +249,21 @@ public class IQuantDifferentialTests
         var bytes = new byte[GgmlTypeInfo.RowBytes(type, n)];
         rng.NextBytes(bytes);
         int ts = GgmlTypeInfo.TypeSize(type);
-        for (int b = 0; b < bytes.Length / ts; b++) bytes[b * ts + 1] &= 0xBF;
+        // The scale's high byte: IQ1_M keeps its top nibble, TQ1_0 and TQ2_0 their fp16 scale, at the end of the block.
+        int high = type is GgmlType.IQ1_M or GgmlType.TQ1_0 or GgmlType.TQ2_0 ? ts - 1 : 1;
+        for (int b = 0; b < bytes.Length / ts; b++) bytes[b * ts + high] &= 0xBF;
         return bytes;
+    }
+
+    /// <summary>Writes IQ1_M's fp16 scale into the top nibbles of its four 16-bit scale words.</summary>
+    private static void SetIQ1MScale(Span<byte> block, Half scale)
+    {
+        ushort bits = BitConverter.HalfToUInt16Bits(scale);
+        for (int w = 0; w < 4; w++)
+        {
+            var word = block[(48 + 2 * w)..];
+            BitConverter.TryWriteBytes(word, (ushort)(BitConverter.ToUInt16(word) & 0x0FFF | (bits >> (4 * w) & 0xF) << 12));
+        }
     }
 
     /// <summary>Every index the largest level (15) or smallest (0) in turn, the largest finite scale, the extreme 6-bit scales.</summary>
@@ -215,8 +275,10 @@ public class IQuantDifferentialTests
         {
             var block = bytes.AsSpan(b * ts, ts);
             BitConverter.TryWriteBytes(block, b % 2 == 0 ? (Half)1.0 : (Half)(-0.0078125));
-            int indexStart = type == GgmlType.IQ4_XS ? 8 : 2;
+            int indexStart = type switch { GgmlType.IQ4_XS => 8, GgmlType.IQ1_M or GgmlType.TQ1_0 or GgmlType.TQ2_0 => 0, _ => 2 };
             block[indexStart..].Fill(b % 3 == 0 ? (byte)0xFF : b % 3 == 1 ? (byte)0x00 : (byte)0x0F);
+            if (type == GgmlType.IQ1_M) SetIQ1MScale(block, b % 2 == 0 ? (Half)1.0 : (Half)(-0.0078125));
+            if (type is GgmlType.TQ1_0 or GgmlType.TQ2_0) BitConverter.TryWriteBytes(block[(ts - 2)..], b % 2 == 0 ? (Half)1.0 : (Half)(-0.0078125));
             if (type == GgmlType.IQ4_XS)
             {
                 // Scales 0 and 63 (offset: -32 and 31) alternating.
@@ -245,6 +307,13 @@ public class IQuantDifferentialTests
         {
             BitConverter.TryWriteBytes(bytes.AsSpan(b * bb), 1.0f);
             for (int j = 0; j < 256; j++) bytes[b * bb + 4 + j] = unchecked((byte)(sbyte)((j / 3 + b) % 2 == 0 ? 127 : -127));
+            // The sums of each 16 quants, which the IQ1 and TQ row dots read.
+            for (int g = 0; g < 16; g++)
+            {
+                int sum = 0;
+                for (int j = 16 * g; j < 16 * g + 16; j++) sum += (sbyte)bytes[b * bb + 4 + j];
+                BitConverter.TryWriteBytes(bytes.AsSpan(b * bb + 4 + 256 + 2 * g), (short)sum);
+            }
         }
         return bytes;
     }

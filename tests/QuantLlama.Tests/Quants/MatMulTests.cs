@@ -309,7 +309,7 @@ public class MatMulTests
             var p = wp;
             Assert.Throws<ArgumentException>(() => MatMul.MatVec(GgmlType.Q8_0, p, 2, 64, new float[10], new float[2]));
             Assert.Throws<ArgumentException>(() => MatMul.MatVec(GgmlType.Q8_0, p, 2, 48, new float[48], new float[2]));
-            Assert.Throws<NotSupportedException>(() => MatMul.MatVec(GgmlType.IQ2_XS, p, 1, 256, new float[256], new float[1]));
+            Assert.Throws<NotSupportedException>(() => MatMul.MatVec(GgmlType.MXFP4, p, 1, 256, new float[256], new float[1]));
         }
     }
 

@@ -9,7 +9,8 @@ namespace QuantLlama.Quants.IQuants;
 
 /// <summary>
 /// One grid i-quant (IQ2_XXS, IQ3_XXS, IQ3_S): super-blocks of 256 values with one fp16 scale d, in 8 blocks of 32,
-/// each block's values being codebook magnitudes (<see cref="IQGrids"/>) with signs and an odd integer block scale.
+/// each block's values being codebook magnitudes (<see cref="IQGrids"/>) with signs and an odd integer scale per
+/// block (IQ2_XXS, IQ3_XXS, IQ3_S) or per half-block of 16 (IQ2_XS, IQ2_S).
 /// </summary>
 internal unsafe interface IGridFormat
 {
@@ -18,11 +19,14 @@ internal unsafe interface IGridFormat
     /// <summary>The constant ggml's row dots multiply their sum by (the block scales' common denominator).</summary>
     static abstract float DotFactor { get; }
 
-    /// <summary>Block ib's odd integer scale, as the row dots multiply by it.</summary>
-    static abstract int Scale(byte* x, int ib);
+    /// <summary>The odd integer scale of half <paramref name="half"/> (values 16·half … 16·half + 15) of block ib, as the row dots multiply by it.</summary>
+    static abstract int Scale(byte* x, int ib, int half);
 
-    /// <summary>Block ib's scale as ggml's dequantizer computes it from d (its float steps, to the bit).</summary>
-    static abstract float DequantizeScale(float d, byte* x, int ib);
+    /// <summary>That half's scale as ggml's dequantizer computes it from d (its float steps, to the bit).</summary>
+    static abstract float DequantizeScale(float d, byte* x, int ib, int half);
+
+    /// <summary>Block ib's scales as 16 shorts: 8 for each half, for the AVX2 path.</summary>
+    static abstract Vector256<short> ScalesAvx2(byte* x, int ib);
 
     /// <summary>Block ib's 32 signed magnitudes.</summary>
     static abstract void Unpack(byte* x, int ib, sbyte* values);
@@ -64,9 +68,12 @@ internal static unsafe class GridQuants
 
     /// <summary>8 magnitudes (one per byte of <paramref name="magnitudes"/>) with <see cref="EvenSigns"/> applied.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void SignEight(ulong magnitudes, uint sevenBits, sbyte* values)
+    public static void SignEight(ulong magnitudes, uint sevenBits, sbyte* values) => SignEightByBits(magnitudes, EvenSigns(sevenBits), values);
+
+    /// <summary>8 magnitudes, value j negated where bit j of <paramref name="signs"/> is set.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void SignEightByBits(ulong magnitudes, uint signs, sbyte* values)
     {
-        uint signs = EvenSigns(sevenBits);
         for (int j = 0; j < 8; j++)
         {
             int m = (int)(magnitudes >> (8 * j) & 0xFF);
@@ -96,11 +103,14 @@ internal static unsafe class GridQuants
                 float d = Fp16.ToFloat(*(ushort*)x);
                 for (int ib = 0; ib < SubBlocks; ib++)
                 {
-                    // ggml multiplies by the magnitude, then by ±1: the same float as the scale times the signed magnitude.
-                    float db = T.DequantizeScale(d, x, ib);
                     T.Unpack(x, ib, values);
                     float* y = y0 + i * BlockSize + ib * 32;
-                    for (int j = 0; j < 32; j++) y[j] = db * values[j];
+                    for (int half = 0; half < 2; half++)
+                    {
+                        // ggml multiplies by the magnitude, then by ±1: the same float as the scale times the signed magnitude.
+                        float db = T.DequantizeScale(d, x, ib, half);
+                        for (int j = 16 * half; j < 16 * half + 16; j++) y[j] = db * values[j];
+                    }
                 }
             }
         }
@@ -121,9 +131,12 @@ internal static unsafe class GridQuants
             {
                 T.Unpack(x, ib, values);
                 sbyte* q8 = y->Qs + ib * 32;
-                int sumi = 0;
-                for (int j = 0; j < 32; j++) sumi += values[j] * q8[j];
-                bsum += sumi * T.Scale(x, ib);
+                for (int half = 0; half < 2; half++)
+                {
+                    int sumi = 0;
+                    for (int j = 16 * half; j < 16 * half + 16; j++) sumi += values[j] * q8[j];
+                    bsum += sumi * T.Scale(x, ib, half);
+                }
             }
             sum += d * bsum;
         }
@@ -132,7 +145,7 @@ internal static unsafe class GridQuants
 
     /// <summary>
     /// ggml's AVX2 row dot to the bit: per super-block, eight int32 lanes each summing 4 adjacent products of every
-    /// block times its scale; converted and added by one FMA; summed across lanes and scaled at the end.
+    /// block times their (half-)block's scale; converted and added by one FMA; summed across lanes and scaled at the end.
     /// </summary>
     public static float DotAvx2<T>(byte* w, byte* a, int n) where T : IGridFormat
     {
@@ -146,7 +159,7 @@ internal static unsafe class GridQuants
             {
                 var q8 = Avx2.Sign(Avx.LoadVector256(y->Qs + ib * 32), T.SignsAvx2(x, ib));
                 var pairs = Avx2.MultiplyAddAdjacent(T.MagnitudesAvx2(x, ib), q8);
-                sums = Avx2.Add(sums, Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)T.Scale(x, ib))));
+                sums = Avx2.Add(sums, Avx2.MultiplyAddAdjacent(pairs, T.ScalesAvx2(x, ib)));
             }
             acc = Fma.MultiplyAdd(Vector256.Create(Fp16.ToFloat(*(ushort*)x) * y->D), Avx.ConvertToVector256Single(sums), acc);
         }

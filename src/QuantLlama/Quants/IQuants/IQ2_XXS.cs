@@ -38,9 +38,11 @@ public static unsafe class IQ2_XXS
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static uint SignsAndScale(byte* x, int ib) => Unsafe.ReadUnaligned<uint>(x + 6 + 8 * ib);
 
-        public static int Scale(byte* x, int ib) => 2 * (int)(SignsAndScale(x, ib) >> 28) + 1;
+        public static int Scale(byte* x, int ib, int half) => 2 * (int)(SignsAndScale(x, ib) >> 28) + 1;
 
-        public static float DequantizeScale(float d, byte* x, int ib) => d * (0.5f + (SignsAndScale(x, ib) >> 28)) * 0.25f;
+        public static Vector256<short> ScalesAvx2(byte* x, int ib) => Vector256.Create((short)Scale(x, ib, 0));
+
+        public static float DequantizeScale(float d, byte* x, int ib, int half) => d * (0.5f + (SignsAndScale(x, ib) >> 28)) * 0.25f;
 
         public static void Unpack(byte* x, int ib, sbyte* values)
         {

@@ -38,9 +38,11 @@ public static unsafe class IQ3_S
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static int ScaleBits(byte* x, int ib) => x[Scales + ib / 2] >> (4 * (ib % 2)) & 0x0F;
 
-        public static int Scale(byte* x, int ib) => 2 * ScaleBits(x, ib) + 1;
+        public static int Scale(byte* x, int ib, int half) => 2 * ScaleBits(x, ib) + 1;
 
-        public static float DequantizeScale(float d, byte* x, int ib) => d * (1 + 2 * ScaleBits(x, ib));
+        public static Vector256<short> ScalesAvx2(byte* x, int ib) => Vector256.Create((short)Scale(x, ib, 0));
+
+        public static float DequantizeScale(float d, byte* x, int ib, int half) => d * (1 + 2 * ScaleBits(x, ib));
 
         /// <summary>Index k of block ib: its low byte and bit k of the block's high-bit byte.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]

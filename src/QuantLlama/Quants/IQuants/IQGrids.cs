@@ -8,7 +8,7 @@ namespace QuantLlama.Quants.IQuants;
 /// (IQ3_XXS, IQ3_S) unsigned magnitudes, one per byte, lowest byte first; a block stores entry indices and signs.
 /// Read out of llama.cpp's own dequantizers, which the differential tests compare against.
 /// </summary>
-internal static class IQGrids
+internal static partial class IQGrids
 {
     // Entry lookups for the row dots, without bounds checks: every index is a byte (or 9 bits for IQ3_S), so it is
     // within the table by construction.
