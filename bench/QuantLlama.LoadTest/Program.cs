@@ -59,16 +59,23 @@ if (options.GetValueOrDefault("memory") is string checkpointList)
 
 await load.RunAsync(1, 1, timeLimit, firstRequest: -1); // warm-up: JIT on both sides, pages of the model in memory
 Console.WriteLine();
-Console.WriteLine("| clients | requests | req/s | TTFT p50 ms | TTFT p99 ms | inter-token p50 ms | inter-token p99 ms | tokens/s (all clients) | load average |");
-Console.WriteLine("|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+Console.WriteLine("| clients | requests | req/s | TTFT p50 ms | TTFT p99 ms | inter-token p50 ms | inter-token p99 ms | tokens/s (all clients) | tokens per step | load average |");
+Console.WriteLine("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
 int next = 0;
 foreach (int clients in clientCounts)
 {
+    var before = await Counters.ReadAsync(http);
     var run = await load.RunAsync(clients, requests, timeLimit, firstRequest: next);
+    var after = await Counters.ReadAsync(http);
     next += run.Completed;
+    // Generated tokens per batched step, from our server's /metrics (another server: n/a).
+    string perStep = after.TryGetValue("quantllama_batch_steps_total", out double steps) && steps > before.GetValueOrDefault("quantllama_batch_steps_total")
+        ? ((after["quantllama_batch_generated_rows_total"] - before.GetValueOrDefault("quantllama_batch_generated_rows_total"))
+            / (steps - before.GetValueOrDefault("quantllama_batch_steps_total"))).ToString("F2", inv)
+        : "n/a";
     Console.WriteLine(string.Create(inv,
         $"| {clients} | {run.Completed} | {run.Completed / run.Wall.TotalSeconds:F2} | {Stats.Percentile(run.FirstToken, 50):F0} | {Stats.Percentile(run.FirstToken, 99):F0} | " +
-        $"{Stats.Percentile(run.BetweenTokens, 50):F1} | {Stats.Percentile(run.BetweenTokens, 99):F1} | {run.Tokens / run.Wall.TotalSeconds:F1} | {Machine.LoadAverage()} |"));
+        $"{Stats.Percentile(run.BetweenTokens, 50):F1} | {Stats.Percentile(run.BetweenTokens, 99):F1} | {run.Tokens / run.Wall.TotalSeconds:F1} | {perStep} | {Machine.LoadAverage()} |"));
 }
 return 0;
 
@@ -167,6 +174,24 @@ namespace QuantLlama.LoadTest
                 last = now;
             }
             return (first, between, usageTokens >= 0 ? usageTokens : pieces);
+        }
+    }
+
+    /// <summary>The counters of a Prometheus /metrics page; empty when the server has none.</summary>
+    internal static class Counters
+    {
+        public static async Task<Dictionary<string, double>> ReadAsync(HttpClient http)
+        {
+            var values = new Dictionary<string, double>();
+            using var response = await http.GetAsync("metrics");
+            if (!response.IsSuccessStatusCode) return values;
+            foreach (string line in (await response.Content.ReadAsStringAsync()).Split('\n'))
+            {
+                string[] parts = line.Split(' ');
+                if (parts.Length == 2 && !line.StartsWith('#') && double.TryParse(parts[1], CultureInfo.InvariantCulture, out double value))
+                    values[parts[0]] = value;
+            }
+            return values;
         }
     }
 
