@@ -47,7 +47,7 @@ public sealed unsafe class InferenceContext : IDisposable
     private int[]? _rowPositions;
     private bool _severalConversations;
     // [conversations x vocab]: each conversation's last row's logits in such a step; allocated on first use, and
-    // again when more conversations take part than it has rows for.
+    // replaced by a larger one when more conversations take part than it has rows for.
     private float* _rowLogits;
     private int _rowLogitsCapacity;
 
@@ -270,6 +270,13 @@ public sealed unsafe class InferenceContext : IDisposable
         }
         if (_rowLogitsCapacity < conversations)
         {
+            if (_rowLogits != null)
+            {
+                _allocations.Remove((IntPtr)_rowLogits);
+                NativeMemory.Free(_rowLogits);
+            }
+            _rowLogits = null;
+            _rowLogitsCapacity = 0;
             _rowLogits = Floats((long)conversations * Config.VocabSize);
             _rowLogitsCapacity = conversations;
         }
