@@ -28,7 +28,7 @@ public sealed class ConcurrencyTests
         Assert.Equal(Prompts.Length, alone.Distinct().Count());
         // A slot is released as its generation thread ends, which can be after the client has read the whole stream.
         Assert.True(SpinWait.SpinUntil(() => live.Server.Slots!.BusyCount == 0, TimeSpan.FromMinutes(1)), "a slot stayed busy");
-        Assert.Equal(0, live.Server.Slots.QueueLength);
+        Assert.Equal(0, live.Server.Slots!.QueueLength);
     }
 
     /// <summary>
