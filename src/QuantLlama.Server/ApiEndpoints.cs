@@ -20,7 +20,7 @@ internal sealed class ApiEndpoints(ServerState state)
         => Results.Json(new ModelList("list", [new ModelEntry(state.ModelId, "model", state.Started.ToUnixTimeSeconds(), "quantllama")]), OpenAiJson.Options);
 
     public IResult Metrics()
-        => Results.Text(state.Metrics.ToPrometheus(state.Model?.Slots), "text/plain; version=0.0.4");
+        => Results.Text(state.Metrics.ToPrometheus(state.Model?.Slots, state.Model?.Batcher), "text/plain; version=0.0.4");
 
     /// <summary>llama-server's <c>/tokenize</c>: <c>{"content", "add_special" (false), "parse_special" (true)}</c> → <c>{"tokens"}</c>.</summary>
     public async Task<IResult> TokenizeAsync(HttpContext http)

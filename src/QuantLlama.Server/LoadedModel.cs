@@ -40,8 +40,8 @@ public sealed class LoadedModel : IDisposable
                 ? TokenizerFactory.FromHuggingFaceJson(options.TokenizerPath)
                 : TokenizerFactory.FromMetadata(model.File.Metadata);
             var formatter = ChatFormats.ForModel(model, tokenizer, options.ChatTemplate);
-            var contextOptions = new ContextOptions { ContextSize = options.ContextSize };
-            var batcher = options.BatchedDecoding && options.Parallel > 1 ? new DecodeBatcher(model, options.Parallel) : null;
+            var contextOptions = new ContextOptions { ContextSize = options.ContextSize, MaxBatch = options.PromptBatch };
+            var batcher = options.BatchedDecoding && options.Parallel > 1 ? new DecodeBatcher(model, options.Parallel, options.PromptBatch) : null;
             var sessions = new List<ChatSession>();
             for (int i = 0; i < options.Parallel; i++)
             {

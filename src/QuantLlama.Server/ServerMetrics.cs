@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using QuantLlama.Generation;
+using QuantLlama.Models;
 
 namespace QuantLlama.Server;
 
@@ -26,7 +27,7 @@ public sealed class ServerMetrics
         Interlocked.Add(ref _decodeTicks, result.GenerationTime.Ticks);
     }
 
-    public string ToPrometheus(SlotPool? slots)
+    public string ToPrometheus(SlotPool? slots, DecodeBatcher? batcher = null)
     {
         var text = new StringBuilder();
         Write(text, "requests_total", "counter", "Completion requests served (cancelled ones included).", Requests);
@@ -41,6 +42,14 @@ public sealed class ServerMetrics
         Write(text, "queue_length", "gauge", "Requests waiting for a slot.", slots?.QueueLength ?? 0);
         Write(text, "slots_busy", "gauge", "Slots generating.", slots?.BusyCount ?? 0);
         Write(text, "slots_total", "gauge", "Slots.", slots?.Count ?? 0);
+        if (batcher != null)
+        {
+            Write(text, "batch_steps_total", "counter", "Batched passes through the weights.", batcher.Steps);
+            Write(text, "batch_generated_rows_total", "counter", "Generated tokens those passes held (per step: the batch size).", batcher.Rows);
+            Write(text, "batch_prompt_rows_total", "counter", "Prompt tokens those passes held beside the generated ones.", batcher.PromptRows);
+        }
+        Write(text, "resident_memory_bytes", "gauge", "The process's resident memory.", Environment.WorkingSet);
+        Write(text, "managed_heap_bytes", "gauge", "The managed heap's size after the last garbage collection.", GC.GetGCMemoryInfo().HeapSizeBytes);
         return text.ToString();
     }
 

@@ -38,6 +38,15 @@ public sealed record ServerOptions
     /// </summary>
     public bool BatchedDecoding { get; init; } = true;
 
+    /// <summary>
+    /// Prompt tokens per pass through the weights (llama-server's ubatch). With batched decoding a prompt is read
+    /// in passes of this many tokens beside the busy slots' next tokens, so they keep generating while it is read;
+    /// each of their tokens waits for at most one such pass. The same in every mode, so the tokens never depend on it.
+    /// </summary>
+    public int PromptBatch { get; init; } = DefaultPromptBatch;
+
+    public const int DefaultPromptBatch = 64;
+
     /// <summary>When set, every endpoint but /health requires <c>Authorization: Bearer</c> with this key.</summary>
     public string? ApiKey { get; init; }
 
@@ -59,6 +68,7 @@ public sealed record ServerOptions
         if (Port is < 0 or > 65535) throw new ArgumentException($"the port must be in 0..65535, got {Port}");
         if (Parallel <= 0) throw new ArgumentException($"the slot count must be positive, got {Parallel}");
         if (ContextSize is <= 0) throw new ArgumentException($"the context size must be positive, got {ContextSize}");
+        if (PromptBatch <= 0) throw new ArgumentException($"the prompt batch must be positive, got {PromptBatch}");
         if (MaxQueue < 0) throw new ArgumentException($"the queue length must not be negative, got {MaxQueue}");
         if (MaxRequestBodyBytes <= 0) throw new ArgumentException($"the body size limit must be positive, got {MaxRequestBodyBytes}");
         if (ApiKey is "") throw new ArgumentException("the API key must not be empty");

@@ -23,7 +23,8 @@ public static class ServeCommand
         var threads = new Option<int?>("--threads", "-t") { Description = "Worker threads for the matrix products (default: all cores)" };
         var queue = new Option<int>("--queue") { Description = "Requests that may wait for a slot; more get 503 with Retry-After", DefaultValueFactory = _ => 16 };
         var noBatching = new Option<bool>("--no-batching") { Description = "Generate each slot on its own instead of all busy slots' tokens in one pass through the weights (the same tokens, slower in aggregate)" };
-        foreach (var o in new Option[] { model, which, tokenizer, gqa, host, port, parallel, ctx, apiKey, threads, queue, noBatching })
+        var ubatch = new Option<int>("--ubatch-size", "-ub") { Description = "Prompt tokens per pass through the weights; a prompt read beside generating slots delays their next token by one such pass at most", DefaultValueFactory = _ => ServerOptions.DefaultPromptBatch };
+        foreach (var o in new Option[] { model, which, tokenizer, gqa, host, port, parallel, ctx, apiKey, threads, queue, noBatching, ubatch })
             command.Options.Add(o);
 
         command.SetAction(parse =>
@@ -46,6 +47,7 @@ public static class ServeCommand
                 Parallel = parse.GetValue(parallel),
                 BatchedDecoding = !parse.GetValue(noBatching),
                 ContextSize = parse.GetValue(ctx),
+                PromptBatch = parse.GetValue(ubatch),
                 ApiKey = parse.GetValue(apiKey),
                 MaxQueue = parse.GetValue(queue),
             };

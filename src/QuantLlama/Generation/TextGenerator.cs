@@ -139,8 +139,8 @@ public sealed class TextGenerator
     public InferenceContext Context => _context;
 
     /// <summary>
-    /// When set, each generated token goes through the weights together with those of the other conversations
-    /// generating on the batcher's model at the same time (continuous batching); the tokens are the same.
+    /// When set, the prompt and each generated token go through the weights together with the tokens of the other
+    /// conversations on the batcher's model at the same time (continuous batching); the tokens are the same.
     /// </summary>
     public DecodeBatcher? Batcher { get; set; }
 
@@ -210,6 +210,7 @@ public sealed class TextGenerator
         }
 
         int[] rest = [.. prompt.Skip(cached)];
+        var batcher = Batcher;
         if (options.SplitPrompt)
         {
             // candle samples after every prompt token; the draws before the last are discarded, but they advance the RNG.
@@ -221,12 +222,11 @@ public sealed class TextGenerator
         }
         else
         {
-            _context.Append(rest).CopyTo(_logits);
+            (batcher != null ? batcher.Prompt(_context, rest) : _context.Append(rest)).CopyTo(_logits);
         }
         promptTime = stopwatch.Elapsed;
         stopwatch.Restart();
 
-        var batcher = Batcher;
         batcher?.Join();
         try
         {

@@ -46,8 +46,10 @@ public sealed unsafe class InferenceContext : IDisposable
     private InferenceContext[]? _rowContexts;
     private int[]? _rowPositions;
     private bool _severalConversations;
-    // [rows x vocab]: every row's logits in such a step; allocated on first use.
+    // [conversations x vocab]: each conversation's last row's logits in such a step; allocated on first use, and
+    // replaced by a larger one when more conversations take part than it has rows for.
     private float* _rowLogits;
+    private int _rowLogitsCapacity;
 
     public LlamaModel Model => _model;
 
@@ -226,28 +228,58 @@ public sealed unsafe class InferenceContext : IDisposable
     /// bits it would get alone. This context lends only its activation buffers (at least as many rows as contexts).
     /// </summary>
     public void DecodeTogether(IReadOnlyList<InferenceContext> contexts, ReadOnlySpan<int> tokens)
+        => ForwardTogether(contexts, tokens, []);
+
+    /// <summary>
+    /// As <see cref="DecodeTogether"/>, but conversation i appends <paramref name="rowCounts"/>[i] tokens, taken in
+    /// order from <paramref name="tokens"/> (a prompt's next batch beside the others' next tokens); each gets the
+    /// logits of its last row. A conversation's rows attend as one batch of its own, so they give the bits that
+    /// <see cref="Forward"/> gives for the same batch alone: a prompt split as <see cref="Forward"/> splits it
+    /// (batches of the context's <see cref="MaxBatch"/>) fills the same cache and ends with the same logits.
+    /// An empty <paramref name="rowCounts"/> means one row each.
+    /// </summary>
+    public void ForwardTogether(IReadOnlyList<InferenceContext> contexts, ReadOnlySpan<int> tokens, ReadOnlySpan<int> rowCounts)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        int n = contexts.Count;
-        if (n != tokens.Length) throw new ArgumentException("one token per context");
-        if (n == 0) return;
+        int conversations = contexts.Count;
+        if (rowCounts.Length != 0 && rowCounts.Length != conversations) throw new ArgumentException("one row count per context");
+        int n = 0;
+        for (int i = 0; i < conversations; i++) n += rowCounts.Length == 0 ? 1 : rowCounts[i];
+        if (n != tokens.Length) throw new ArgumentException($"the row counts add up to {n}, but {tokens.Length} tokens were given");
+        if (conversations == 0) return;
         if (n > MaxBatch) throw new ArgumentException($"{n} rows do not fit this context's batch of {MaxBatch}");
         _rowContexts ??= new InferenceContext[MaxBatch];
         _rowPositions ??= new int[MaxBatch];
-        for (int i = 0; i < n; i++)
+        for (int i = 0, row = 0; i < conversations; i++)
         {
             var ctx = contexts[i];
+            int rows = rowCounts.Length == 0 ? 1 : rowCounts[i];
             ObjectDisposedException.ThrowIf(ctx._disposed, ctx);
             if (ctx.Model != Model) throw new ArgumentException("every context must be on this context's model");
-            if (ctx.Position >= ctx.ContextSize) throw new ContextFullException(ctx.ContextSize, ctx.Position + 1);
-            if ((uint)tokens[i] >= (uint)Config.VocabSize)
-                throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {tokens[i]} is outside the model's vocabulary of {Config.VocabSize}");
+            if (rows < 1 || rows > ctx.MaxBatch) throw new ArgumentException($"{rows} rows for one context, which takes 1 to {ctx.MaxBatch} at once");
+            if (ctx.Position + rows > ctx.ContextSize) throw new ContextFullException(ctx.ContextSize, ctx.Position + rows);
             for (int j = 0; j < i; j++)
                 if (contexts[j] == ctx) throw new ArgumentException("a context appears twice in one step");
-            _rowContexts[i] = ctx;
-            _rowPositions[i] = ctx.Position;
+            for (int r = 0; r < rows; r++, row++)
+            {
+                if ((uint)tokens[row] >= (uint)Config.VocabSize)
+                    throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {tokens[row]} is outside the model's vocabulary of {Config.VocabSize}");
+                _rowContexts[row] = ctx;
+                _rowPositions[row] = ctx.Position + r;
+            }
         }
-        if (_rowLogits == null) _rowLogits = Floats((long)MaxBatch * Config.VocabSize);
+        if (_rowLogitsCapacity < conversations)
+        {
+            if (_rowLogits != null)
+            {
+                _allocations.Remove((IntPtr)_rowLogits);
+                NativeMemory.Free(_rowLogits);
+            }
+            _rowLogits = null;
+            _rowLogitsCapacity = 0;
+            _rowLogits = Floats((long)conversations * Config.VocabSize);
+            _rowLogitsCapacity = conversations;
+        }
         _severalConversations = true;
         try
         {
@@ -258,7 +290,12 @@ public sealed unsafe class InferenceContext : IDisposable
             _severalConversations = false;
             Array.Clear(_rowContexts);
         }
-        for (int i = 0; i < n; i++) contexts[i]._tokens.Add(tokens[i]);
+        for (int i = 0, row = 0; i < conversations; i++)
+        {
+            int rows = rowCounts.Length == 0 ? 1 : rowCounts[i];
+            foreach (int t in tokens.Slice(row, rows)) contexts[i]._tokens.Add(t);
+            row += rows;
+        }
     }
 
     /// <summary>The logits of the last token this context computed (valid until its next step).</summary>
@@ -317,11 +354,16 @@ public sealed unsafe class InferenceContext : IDisposable
 
         if (_severalConversations)
         {
-            // _rowLogits [n x vocab] = rmsnorm(_x) · Woutput: every row's logits, each to its own conversation.
-            RowKernels.RmsNorm(_x, _outputNorm, _xb, n, dim, c.RmsEpsilon);
-            Mul(_output, _xb, n, _rowLogits);
+            // _xb [conversations x dim] = rmsnorm of each conversation's last row of _x;
+            // _rowLogits [conversations x vocab] = _xb · Woutput, each row to its own conversation.
+            int last = 0;
             for (int i = 0; i < n; i++)
-                Buffer.MemoryCopy(_rowLogits + (long)i * c.VocabSize, _rowContexts![i]._logits, c.VocabSize * 4L, c.VocabSize * 4L);
+                if (i == n - 1 || _rowContexts![i + 1] != _rowContexts[i])
+                    RowKernels.RmsNorm(_x + (long)i * dim, _outputNorm, _xb + (long)last++ * dim, 1, dim, c.RmsEpsilon);
+            Mul(_output, _xb, last, _rowLogits);
+            for (int i = 0, conversation = 0; i < n; i++)
+                if (i == n - 1 || _rowContexts![i + 1] != _rowContexts[i])
+                    Buffer.MemoryCopy(_rowLogits + (long)conversation++ * c.VocabSize, _rowContexts![i]._logits, c.VocabSize * 4L, c.VocabSize * 4L);
         }
         else if (allRowsLogits != null)
         {
@@ -377,8 +419,14 @@ public sealed unsafe class InferenceContext : IDisposable
         // _att [n x qDim] = softmax(q·Kᵀ/√headDim)·V per head, over this conversation's cache (or each row's own).
         if (!_severalConversations) StoreAndAttend(l, _q, _k, _v, _att, n, start);
         else
-            for (int i = 0; i < n; i++)
-                _rowContexts![i].StoreAndAttend(l, _q + (long)i * qDim, _k + (long)i * kvDim, _v + (long)i * kvDim, _att + (long)i * qDim, 1, _rowPositions![i]);
+            for (int i = 0, rows; i < n; i += rows)
+            {
+                // The consecutive rows of one conversation attend as one batch, as they would alone.
+                var owner = _rowContexts![i];
+                rows = 1;
+                while (i + rows < n && _rowContexts[i + rows] == owner) rows++;
+                owner.StoreAndAttend(l, _q + (long)i * qDim, _k + (long)i * kvDim, _v + (long)i * kvDim, _att + (long)i * qDim, rows, _rowPositions![i]);
+            }
 
         // _x [n x dim] += _att · Wo
         Mul(layer.Wo, _att, n, _xb);

@@ -104,4 +104,104 @@ public class DecodeBatcherTests : IDisposable
         Assert.Equal(alone.Sum(t => t.Count - 1), batcher.Rows); // every generated token but each one's last went through a step
         Assert.True(batcher.Steps <= batcher.Rows - 3, $"{batcher.Rows} rows in {batcher.Steps} steps"); // the first step held all four
     }
+
+    private const string LongText =
+        "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. " +
+        "She wanted to play with it, but it was too high. Lily's mom said, \"Lily, let's go to the park and play with the ball.\" " +
+        "Lily was very happy and ran to the park with her mom. They played all day and had lots of fun together.";
+
+    /// <summary>
+    /// A long prompt read while another conversation generates: every step that reads a batch of the prompt also
+    /// takes the other's next token, so it keeps generating instead of waiting for the whole prompt; both get
+    /// exactly the logits they get alone, and the prompt's cache is the one <see cref="InferenceContext.Forward"/> fills.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Models))]
+    public void APromptIsReadBesideTheGeneratingConversationsWithoutStallingThem(string name, KvCacheType cache, FlashAttention flash)
+    {
+        using var model = LlamaModel.Load(ModelPath(name));
+        const int batch = 16;
+        var options = new ContextOptions { ContextSize = 256, MaxBatch = batch, KvCacheType = cache, FlashAttention = flash };
+        int[] generatingPrompt = [1, 403, 407, 261, 378];
+        int[] longPrompt = [.. Enumerable.Range(0, 150).Select(i => 1 + (i * 37 + 11) % 500)];
+        using var generating = model.CreateContext(options);
+        using var generatingAlone = model.CreateContext(options);
+        using var reading = model.CreateContext(options);
+        using var readingAlone = model.CreateContext(options);
+        using var batcher = new DecodeBatcher(model, 2, maxPromptRows: batch);
+
+        int next = LogitsProcessor.ArgMax(batcher.Prompt(generating, generatingPrompt));
+        Assert.Equal(next, LogitsProcessor.ArgMax(generatingAlone.Append(generatingPrompt)));
+        long steps = batcher.Steps;
+        batcher.Join();
+        float[]? promptLogits = null;
+        var promptThread = new Thread(() => promptLogits = batcher.Prompt(reading, longPrompt).ToArray());
+        promptThread.Start();
+        Assert.True(SpinWait.SpinUntil(() => batcher.Participants == 2, TimeSpan.FromMinutes(1)), "the prompt did not join");
+        int generated = 0;
+        while (!promptThread.Join(0) && generated < 100)
+        {
+            var logits = batcher.Decode(generating, next).ToArray();
+            var expected = generatingAlone.Append([next]).ToArray();
+            Assert.Equal(expected, logits);
+            next = LogitsProcessor.ArgMax(expected);
+            generated++;
+        }
+        batcher.Leave();
+        promptThread.Join();
+
+        Assert.Equal(readingAlone.Append(longPrompt).ToArray(), promptLogits);
+        Assert.Equal(longPrompt, reading.Tokens);
+        Assert.Equal(LogitsProcessor.ArgMax(readingAlone.Append([7])), LogitsProcessor.ArgMax(reading.Append([7])));
+        // The prompt took at least 150 / 16 = 10 steps, and every step since the other joined held its token.
+        Assert.Equal(generatingPrompt.Length + longPrompt.Length, batcher.PromptRows);
+        Assert.Equal(batcher.Steps - steps, batcher.Rows);
+        Assert.True(generated >= (longPrompt.Length + batch - 1) / batch, $"{generated} tokens generated while the prompt was read");
+        Assert.Equal(0, batcher.Participants);
+    }
+
+    /// <summary>
+    /// Conversations that start one after another while the earlier ones are mid-generation, with prompts read over
+    /// several steps beside them, each give exactly the text they give alone.
+    /// </summary>
+    [Fact]
+    public void ConversationsStartingMidGenerationGiveTheirOwnGreedyText()
+    {
+        using var model = LlamaModel.Load(TestPaths.SharedFile("llamacpp", "stories260K-Q8_0.gguf"));
+        var tok = TokenizerFactory.FromMetadata(model.File.Metadata);
+        string[] prompts = ["Once upon a time", LongText, "The dog", LongText + " The end. Once upon a time, Tom"];
+        var contextOptions = new ContextOptions { ContextSize = 512, MaxBatch = 8 };
+        var options = new GenerationOptions { MaxTokens = 40, Sampling = SamplingOptions.Greedy };
+        var alone = prompts.Select(p =>
+        {
+            using var context = model.CreateContext(contextOptions);
+            return new TextGenerator(context, tok).Generate(tok.Encode(p, true, false), options, TextWriter.Null).Tokens;
+        }).ToArray();
+
+        using var batcher = new DecodeBatcher(model, prompts.Length, maxPromptRows: 8);
+        var together = new IReadOnlyList<int>[prompts.Length];
+        // Each conversation starts once the one before it has streamed three pieces of text.
+        var started = prompts.Select(_ => new SemaphoreSlim(0)).ToArray();
+        var threads = prompts.Select((p, i) => new Thread(() =>
+        {
+            using var context = model.CreateContext(contextOptions);
+            var generator = new TextGenerator(context, tok) { Batcher = batcher };
+            int pieces = 0;
+            foreach (var update in generator.GenerateUpdates(tok.Encode(p, true, false), options))
+            {
+                if (++pieces == 3 && i + 1 < prompts.Length) started[i + 1].Release();
+                if (update.Result != null) together[i] = update.Result.Tokens;
+            }
+            if (pieces < 3 && i + 1 < prompts.Length) started[i + 1].Release();
+        })).ToList();
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            if (i > 0) Assert.True(started[i].Wait(TimeSpan.FromMinutes(2)), $"conversation {i - 1} did not stream");
+            threads[i].Start();
+        }
+        threads.ForEach(t => t.Join());
+        for (int i = 0; i < prompts.Length; i++) Assert.Equal(alone[i], together[i]);
+        Assert.Equal(prompts.Sum(p => tok.Encode(p, true, false).Count), batcher.PromptRows);
+        Assert.Equal(0, batcher.Participants);
+    }
 }

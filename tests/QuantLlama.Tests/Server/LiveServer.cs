@@ -29,7 +29,7 @@ public sealed class LiveServer : IAsyncDisposable
 
     public HttpClient Http { get; }
 
-    public static async Task<LiveServer> StartAsync(int parallel = 4, int queue = 16, string? apiKey = null)
+    public static async Task<LiveServer> StartAsync(int parallel = 4, int queue = 16, string? apiKey = null, int? promptBatch = null)
     {
         var server = await LlamaServer.StartAsync(new ServerOptions
         {
@@ -39,6 +39,7 @@ public sealed class LiveServer : IAsyncDisposable
             MaxQueue = queue,
             ContextSize = ContextSize,
             ApiKey = apiKey,
+            PromptBatch = promptBatch ?? ServerOptions.DefaultPromptBatch,
         }, logging => logging.ClearProviders());
         await server.ModelLoaded;
         return new LiveServer(server);
@@ -70,7 +71,7 @@ public sealed class LiveServer : IAsyncDisposable
     {
         using var model = LlamaModel.Load(ModelPath);
         var tokenizer = TokenizerFactory.FromMetadata(model.File.Metadata);
-        using var context = model.CreateContext(new ContextOptions { ContextSize = ContextSize });
+        using var context = model.CreateContext(new ContextOptions { ContextSize = ContextSize, MaxBatch = ServerOptions.DefaultPromptBatch });
         var session = new ChatSession(context, tokenizer, ChatFormats.ForModel(model, tokenizer));
         var options = new GenerationOptions { MaxTokens = maxTokens, Sampling = SamplingOptions.Greedy, StopStrings = stop };
         GenerationResult? result = null;
