@@ -47,7 +47,7 @@ public sealed record ContextOptions
 }
 
 /// <summary>
-/// A LLaMA / Mistral / Mixtral / Qwen2 / Qwen3 model over a memory-mapped model file: its configuration and weights, which stay in
+/// A LLaMA / Mistral / Mixtral / Qwen2 / Qwen3 / Gemma 2 / Gemma 3 model over a memory-mapped model file: its configuration and weights, which stay in
 /// the mapping and are never written. Immutable, so any number of <see cref="InferenceContext"/>s (one per
 /// conversation) share one loaded model, from any threads. Dispose the contexts before the model.
 /// </summary>
@@ -71,6 +71,8 @@ public sealed unsafe class LlamaModel : IDisposable
         // Qwen3: per-head RMS norm weights of queries and keys ([headDim] each), null otherwise.
         public float* QNorm, KNorm;
         public required float* FfnNorm;
+        // Gemma 2 and 3: RMS norm weights of the attention's and the feed-forward's outputs ([dim] each), null otherwise.
+        public float* AttnPostNorm, FfnPostNorm;
         // Dense feed-forward.
         public Weight Gate, Up, Down;
         // Mixture of experts.
@@ -95,6 +97,9 @@ public sealed unsafe class LlamaModel : IDisposable
 
     /// <summary>The RoPE angles of every position (frequency factors and scaling included).</summary>
     public RotaryEmbedding Rope { get; }
+
+    /// <summary>The RoPE angles of sliding-window layers where they differ (Gemma 3: base 10000, unscaled); null: <see cref="Rope"/>.</summary>
+    public RotaryEmbedding? LocalRope { get; }
 
     /// <summary>Bytes of all tensors the model reads (for "loaded N tensors (X GB)").</summary>
     public long WeightBytes { get; }
@@ -135,6 +140,10 @@ public sealed unsafe class LlamaModel : IDisposable
             if (arch.AllowsRopeFreqFactors && file.FindTensor("rope_freqs.weight") != null)
                 freqFactors = new Span<float>(Vector("rope_freqs.weight", c.RopeDimensionCount / 2), c.RopeDimensionCount / 2).ToArray();
             Rope = new RotaryEmbedding(c, freqFactors);
+            if (c.RopeFreqBaseLocal > 0)
+                LocalRope = new RotaryEmbedding(arch.LocalRopeBase > 0
+                    ? c with { RopeFreqBase = c.RopeFreqBaseLocal, RopeScaling = RopeScalingType.None, RopeFreqScale = 1f }
+                    : c with { RopeFreqBase = c.RopeFreqBaseLocal }, freqFactors);
             Layers = new Layer[c.BlockCount];
             for (int l = 0; l < c.BlockCount; l++)
             {
@@ -160,6 +169,11 @@ public sealed unsafe class LlamaModel : IDisposable
                 {
                     layer.QNorm = Vector(p + "attn_q_norm.weight", c.HeadDim);
                     layer.KNorm = Vector(p + "attn_k_norm.weight", c.HeadDim);
+                }
+                if (arch.HasPostNorms)
+                {
+                    layer.AttnPostNorm = Vector(p + "post_attention_norm.weight", dim);
+                    layer.FfnPostNorm = Vector(p + "post_ffw_norm.weight", dim);
                 }
                 if (c.IsMixtureOfExperts)
                 {
