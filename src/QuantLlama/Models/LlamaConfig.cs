@@ -15,7 +15,7 @@ public enum RopeScalingType
 }
 
 /// <summary>
-/// Hyper-parameters of a LLaMA-family model (LLaMA 1-3, Mistral, Mixtral, Qwen2, Qwen3, Gemma 2 and 3), read from the
+/// Hyper-parameters of a LLaMA-family model (LLaMA 1-3, Mistral, Mixtral, Qwen2, Qwen3, Gemma 2 and 3, Phi-3), read from the
 /// <c>{architecture}.*</c> metadata of a model file. The vocabulary size comes from the token embedding's shape,
 /// which is what the weights really hold.
 /// </summary>

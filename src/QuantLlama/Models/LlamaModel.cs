@@ -47,7 +47,7 @@ public sealed record ContextOptions
 }
 
 /// <summary>
-/// A LLaMA / Mistral / Mixtral / Qwen2 / Qwen3 / Gemma 2 / Gemma 3 model over a memory-mapped model file: its configuration and weights, which stay in
+/// A LLaMA / Mistral / Mixtral / Qwen2 / Qwen3 / Gemma 2 / Gemma 3 / Phi-3 model over a memory-mapped model file: its configuration and weights, which stay in
 /// the mapping and are never written. Immutable, so any number of <see cref="InferenceContext"/>s (one per
 /// conversation) share one loaded model, from any threads. Dispose the contexts before the model.
 /// </summary>
@@ -139,6 +139,10 @@ public sealed unsafe class LlamaModel : IDisposable
             float[]? freqFactors = null;
             if (arch.AllowsRopeFreqFactors && file.FindTensor("rope_freqs.weight") != null)
                 freqFactors = new Span<float>(Vector("rope_freqs.weight", c.RopeDimensionCount / 2), c.RopeDimensionCount / 2).ToArray();
+            if (arch.FusedQkv && qDim != dim)
+                throw new NotSupportedException($"{file.FileName}: {arch.Name} needs heads × head size ({qDim}) equal to embedding_length ({dim})");
+            if (file.FindTensor("rope_factors_long.weight") != null || file.FindTensor("rope_factors_short.weight") != null)
+                throw new NotSupportedException($"{file.FileName}: LongRoPE (rope_factors_long/short, Phi-3 with a 128k context) is not supported");
             Rope = new RotaryEmbedding(c, freqFactors);
             if (c.RopeFreqBaseLocal > 0)
                 LocalRope = new RotaryEmbedding(arch.LocalRopeBase > 0
@@ -148,12 +152,23 @@ public sealed unsafe class LlamaModel : IDisposable
             for (int l = 0; l < c.BlockCount; l++)
             {
                 string p = $"blk.{l}.";
+                var attnNorm = Vector(p + "attn_norm.weight", dim);
+                Weight wq, wk, wv;
+                if (arch.FusedQkv && file.FindTensor(p + "attn_qkv.weight") != null)
+                {
+                    var qkv = Matrix(p + "attn_qkv.weight", dim, qDim + 2 * kvDim);
+                    (wq, wk, wv) = (Rows(qkv, 0, qDim), Rows(qkv, qDim, kvDim), Rows(qkv, qDim + kvDim, kvDim));
+                }
+                else
+                {
+                    (wq, wk, wv) = (Matrix(p + "attn_q.weight", dim, qDim), Matrix(p + "attn_k.weight", dim, kvDim), Matrix(p + "attn_v.weight", dim, kvDim));
+                }
                 var layer = new Layer
                 {
-                    AttnNorm = Vector(p + "attn_norm.weight", dim),
-                    Wq = Matrix(p + "attn_q.weight", dim, qDim),
-                    Wk = Matrix(p + "attn_k.weight", dim, kvDim),
-                    Wv = Matrix(p + "attn_v.weight", dim, kvDim),
+                    AttnNorm = attnNorm,
+                    Wq = wq,
+                    Wk = wk,
+                    Wv = wv,
                     Wo = Matrix(p + "attn_output.weight", qDim, dim),
                     FfnNorm = Vector(p + "ffn_norm.weight", dim),
                 };
@@ -181,6 +196,13 @@ public sealed unsafe class LlamaModel : IDisposable
                     layer.ExpertGate = Experts(p, "ffn_gate", dim, ff, c.ExpertCount);
                     layer.ExpertUp = Experts(p, "ffn_up", dim, ff, c.ExpertCount);
                     layer.ExpertDown = Experts(p, "ffn_down", ff, dim, c.ExpertCount);
+                }
+                else if (arch.FusedGateUp)
+                {
+                    var gateUp = Matrix(p + "ffn_up.weight", dim, 2 * ff);
+                    layer.Gate = Rows(gateUp, 0, ff);
+                    layer.Up = Rows(gateUp, ff, ff);
+                    layer.Down = Matrix(p + "ffn_down.weight", ff, dim);
                 }
                 else
                 {
@@ -220,6 +242,10 @@ public sealed unsafe class LlamaModel : IDisposable
         if (multiplied) RequireKernels(t);
         return new Weight(t.Type, _file.GetTensorPointer(t), rows, cols);
     }
+
+    /// <summary>Rows [first, first + count) of a matrix, as a matrix of their own (rows are whole blocks, so contiguous).</summary>
+    private static Weight Rows(in Weight w, int first, int count)
+        => new(w.Type, w.Data + GgmlTypeInfo.RowBytes(w.Type, w.Cols) * first, count, w.Cols);
 
     /// <summary>
     /// Fails the load, naming the tensor and its type, when no matrix kernel reads that type: a model that loads is

@@ -53,8 +53,14 @@ public sealed record ModelArchitecture
     /// their residual adds (Gemma 2 and 3).</summary>
     public bool HasPostNorms { get; init; }
 
+    /// <summary>Q, K and V come from one matrix, attn_qkv [dim → q, k, v rows in that order] (Phi-3).</summary>
+    public bool FusedQkv { get; init; }
+
+    /// <summary>Gate and up come from one matrix, ffn_up [dim → 2·ff], the gate's rows first (Phi-3).</summary>
+    public bool FusedGateUp { get; init; }
+
     /// <summary>
-    /// Queries are multiplied by 1/√head_size after RoPE and attention scales by 1 (Gemma), except in files with
+    /// Queries are multiplied by 1/√head_size after RoPE and attention scales by 1 (Gemma, Phi-3), except in files with
     /// <see cref="WideQueryScaleLayers"/> layers (Gemma's 27B), where the factor is 1/√(embedding_length / heads):
     /// llama.cpp picks the factor by layer count, not from query_pre_attn_scalar.
     /// </summary>
@@ -105,7 +111,16 @@ public sealed record ModelArchitecture
         HasQkNorm = true, ScalesQueries = true, WideQueryScaleLayers = 62, SlidingWindowPattern = 6, LocalRopeBase = 10000f,
     };
 
-    public static IReadOnlyList<ModelArchitecture> Supported { get; } = [Llama, Qwen2, Qwen3, Gemma2, Gemma3];
+    /// <summary>
+    /// Phi-3 and Phi-4-mini without LongRoPE factors: fused QKV and gate-up matrices, NeoX RoPE, scaled queries (its
+    /// sliding window is ignored, as llama.cpp does).
+    /// </summary>
+    public static readonly ModelArchitecture Phi3 = new()
+    {
+        Name = "phi3", Rope = RopeMode.Neox, FusedQkv = true, FusedGateUp = true, ScalesQueries = true,
+    };
+
+    public static IReadOnlyList<ModelArchitecture> Supported { get; } = [Llama, Qwen2, Qwen3, Gemma2, Gemma3, Phi3];
 
     public static string SupportedNames => string.Join(", ", Supported.Select(a => a.Name));
 

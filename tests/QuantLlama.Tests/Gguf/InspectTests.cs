@@ -132,7 +132,7 @@ public class InspectTests
             string path = SyntheticLlama.Write(dir, QuantLlama.Tensors.GgmlType.Q8_0, new SyntheticLlama.Shape { Architecture = "falcon", Layers = 1 });
             var no = CliRunner.Run(["inspect", path]);
             Assert.True(no.ExitCode == 0, no.StdErr);
-            Assert.Matches(@"\nruns:     no: .*synthetic-Q8_0-1234-falcon-l1\.gguf: architecture 'falcon' is not supported \(llama, qwen2, qwen3, gemma2, gemma3\)\n", no.StdOut);
+            Assert.Matches(@"\nruns:     no: .*synthetic-Q8_0-1234-falcon-l1\.gguf: architecture 'falcon' is not supported \(llama, qwen2, qwen3, gemma2, gemma3, phi3\)\n", no.StdOut);
             var json = CliRunner.Run(["inspect", "--json", path]);
             using var doc = JsonDocument.Parse(json.StdOut);
             Assert.False(doc.RootElement.GetProperty("runnable").GetBoolean());

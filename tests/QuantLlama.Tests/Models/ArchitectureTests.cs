@@ -7,7 +7,7 @@ namespace QuantLlama.Tests.Models;
 
 /// <summary>
 /// Each llama-family feature a model file can ask for (RoPE frequency factors, a head size of its own, linear and
-/// YaRN RoPE scaling, the qwen2, qwen3, gemma2 and gemma3 architectures) on tiny random-weight GGUFs against llama.cpp: logits with
+/// YaRN RoPE scaling, the qwen2, qwen3, gemma2, gemma3 and phi3 architectures) on tiny random-weight GGUFs against llama.cpp: logits with
 /// both caches (LlamaModelTests' bounds), 32 greedy tokens, and a batch against one token at a time.
 /// </summary>
 public class ArchitectureTests(ITestOutputHelper output)
@@ -23,6 +23,8 @@ public class ArchitectureTests(ITestOutputHelper output)
         ["llama-bias"] = new() { QkvBias = true },
         ["qwen2"] = new() { Architecture = "qwen2", QkvBias = true, TiedOutput = true },
         ["qwen3"] = new() { Architecture = "qwen3", QkNorm = true, HeadDim = 96 },
+        // Fused QKV and gate-up matrices, a sliding window llama.cpp ignores for Phi-3 (whose heads are dim/heads).
+        ["phi3"] = new() { Architecture = "phi3", Fused = true, SlidingWindow = 4 },
         // Windows of 4 positions in a 13-token prompt; soft caps low enough to bend the scores and logits; embeddings
         // of Gemma's size, which the model scales by √dim (tied, so the logits stay a few units).
         ["gemma2"] = new()
@@ -231,6 +233,7 @@ public class ArchitectureTests(ITestOutputHelper output)
     [InlineData("llama", "blk.0.attn_q_norm.weight", "tensor 'blk.0.attn_q_norm.weight' is not supported for architecture 'llama'")]
     [InlineData("qwen3", "rope_freqs.weight", "tensor 'rope_freqs.weight' is not supported for architecture 'qwen3'")]
     [InlineData("falcon", null, "architecture 'falcon' is not supported")]
+    [InlineData("phi3", "rope_factors_long.weight", "LongRoPE (rope_factors_long/short, Phi-3 with a 128k context) is not supported")]
     [InlineData("gemma2", "blk.0.attn_q_norm.weight", "tensor 'blk.0.attn_q_norm.weight' is not supported for architecture 'gemma2'")]
     public void UnsupportedFileFailsAtLoadInOneLine(string architecture, string? extraTensor, string expected)
     {
@@ -240,7 +243,7 @@ public class ArchitectureTests(ITestOutputHelper output)
             string path = SyntheticLlama.Write(dir, GgmlType.Q8_0, new SyntheticLlama.Shape
             {
                 Architecture = architecture, QkNorm = architecture == "qwen3", PostNorms = architecture == "gemma2",
-                TiedOutput = architecture == "gemma2", ExtraTensor = extraTensor, Layers = 1,
+                TiedOutput = architecture == "gemma2", Fused = architecture == "phi3", ExtraTensor = extraTensor, Layers = 1,
             });
             bool llamaCppLoads;
             try

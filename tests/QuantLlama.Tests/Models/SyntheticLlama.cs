@@ -42,6 +42,8 @@ internal static class SyntheticLlama
         public bool QkvBias { get; init; }
         /// <summary>attn_q_norm / attn_k_norm per head (Qwen3).</summary>
         public bool QkNorm { get; init; }
+        /// <summary>attn_qkv instead of attn_q/k/v, and ffn_up [dim, 2·ff] (gate rows first) instead of ffn_gate and ffn_up (Phi-3).</summary>
+        public bool Fused { get; init; }
         /// <summary>post_attention_norm / post_ffw_norm (Gemma 2 and 3).</summary>
         public bool PostNorms { get; init; }
         /// <summary>attention.sliding_window when set.</summary>
@@ -60,7 +62,7 @@ internal static class SyntheticLlama
         /// <summary>File name suffix naming what differs from the default shape.</summary>
         public string Tag => (Architecture == "llama" ? "" : "-" + Architecture) + (Experts > 0 ? "-moe" : "") + (SplitExperts ? "-split" : "")
             + (HeadDim is int h ? $"-hd{h}" : "") + (RopeFreqFactors ? "-freqs" : "") + (RopeScalingType is string r ? $"-{r}{RopeScalingFactor}" : "")
-            + (QkvBias ? "-bias" : "") + (QkNorm ? "-qknorm" : "") + (ExtraTensor != null ? "-extra" : "")
+            + (QkvBias ? "-bias" : "") + (Fused ? "-fused" : "") + (QkNorm ? "-qknorm" : "") + (ExtraTensor != null ? "-extra" : "")
             + (SlidingWindow is int window ? $"-swa{window}" : "") + (Layers != 2 ? $"-l{Layers}" : "")
             + (ZeroTensor is var (_, zeroType) ? $"-zero{zeroType}" : "");
         /// <summary>One matrix written as zero bytes of another type, for types our quantizer does not write.</summary>
@@ -135,9 +137,17 @@ internal static class SyntheticLlama
         {
             string p = $"blk.{l}.";
             Norm(p + "attn_norm.weight");
-            Matrix(p + "attn_q.weight", type, dim, qDim, inScale * 2);
-            Matrix(p + "attn_k.weight", type, dim, kvDim, inScale * 2);
-            Matrix(p + "attn_v.weight", type, dim, kvDim, inScale);
+            if (shape.Fused)
+            {
+                var qkv = Random(rng, (long)dim * (qDim + 2 * kvDim), inScale * 2);
+                w.AddTensor(p + "attn_qkv.weight", type, [dim, qDim + 2 * kvDim], Quantize(type, qkv, dim));
+            }
+            else
+            {
+                Matrix(p + "attn_q.weight", type, dim, qDim, inScale * 2);
+                Matrix(p + "attn_k.weight", type, dim, kvDim, inScale * 2);
+                Matrix(p + "attn_v.weight", type, dim, kvDim, inScale);
+            }
             Matrix(p + "attn_output.weight", type, qDim, dim, 1.0f / MathF.Sqrt(qDim));
             if (shape.QkvBias)
             {
@@ -153,6 +163,12 @@ internal static class SyntheticLlama
             if (shape.PostNorms) Norm(p + "post_attention_norm.weight");
             Norm(p + "ffn_norm.weight");
             if (shape.PostNorms) Norm(p + "post_ffw_norm.weight");
+            if (shape.Fused)
+            {
+                Matrix(p + "ffn_up.weight", type, dim, 2 * ff, inScale);
+                Matrix(p + "ffn_down.weight", type, ff, dim, ffScale);
+                continue;
+            }
             if (shape.Experts == 0)
             {
                 Matrix(p + "ffn_gate.weight", type, dim, ff, inScale);
