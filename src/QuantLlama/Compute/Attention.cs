@@ -61,6 +61,12 @@ internal unsafe struct AttentionJob
     public int Dim, KvDim, HeadDim, Group, ContextSize, MaxBatch, N, Start;
     public bool KeysF16;
     public AttentionRounding Rounding;
+    /// <summary>The scores' factor; 0: 1/√HeadDim.</summary>
+    public float Scale;
+    /// <summary>Scores soft-capped to cap·tanh(s/cap) before the softmax (Gemma 2); 0: not.</summary>
+    public float SoftCap;
+    /// <summary>Positions a query sees, its own included (sliding-window layers); 0: all before it.</summary>
+    public int Window;
 }
 
 /// <summary>
@@ -129,7 +135,8 @@ internal static unsafe class Attention
         var layout = Layout.Of(job->ContextSize, headDim, job->MaxBatch);
         float* scratch = job->Scratch + h * layout.Total;
         float* scores = scratch + layout.Scores, query = scratch + layout.Query, block = scratch + layout.Block;
-        float scale = 1f / MathF.Sqrt(headDim);
+        float scale = job->Scale != 0 ? job->Scale : 1f / MathF.Sqrt(headDim), softCap = job->SoftCap;
+        int window = job->Window;
         long stride = (long)job->KvDim * TRow.ElementSize;
         byte* keys = job->Keys + (long)kvHead * headDim * TRow.ElementSize;
         byte* values = job->Values + (long)kvHead * headDim * TRow.ElementSize;
@@ -137,7 +144,7 @@ internal static unsafe class Attention
 
         if (job->Rounding == AttentionRounding.Flash && n >= FlashTile && headDim % 8 == 0)
         {
-            FlashTiled<TRow>(q0, o0, dim, n, start, keys, values, stride, headDim, scale, scores, block,
+            FlashTiled<TRow>(q0, o0, dim, n, start, keys, values, stride, headDim, scale, softCap, window, scores, block,
                 scratch + layout.RowMax, scratch + layout.RowSum);
             return;
         }
@@ -145,6 +152,8 @@ internal static unsafe class Attention
         {
             float* q = q0 + (long)i * dim, o = o0 + (long)i * dim;
             int positions = start + i + 1;
+            // The positions before the window are masked: -inf scores for the softmax, skipped by flash attention.
+            int first = window > 0 ? Math.Max(0, positions - window) : 0;
             switch (job->Rounding)
             {
                 case AttentionRounding.Full:
@@ -158,6 +167,8 @@ internal static unsafe class Attention
                     if (gemm && headDim % 8 == 0) ScoresGemm<TRow>(query, keys, stride, positions, headDim, scale, scores);
                     else if (f16) ScoresDot<TRow>(query, keys, stride, positions, headDim, scale, scores);
                     else ScoresDotF32<TRow>(query, keys, stride, positions, headDim, scale, scores);
+                    if (softCap != 0) SoftCapScores(scores, positions, softCap);
+                    for (int t = 0; t < first; t++) scores[t] = float.NegativeInfinity;
                     int padded = RoundUp(positions, 8);
                     for (int t = positions; t < padded; t++) scores[t] = float.NegativeInfinity;
                     Softmax(scores, padded);
@@ -167,10 +178,18 @@ internal static unsafe class Attention
                     break;
                 default:
                     RoundToHalf(q, query, headDim);
-                    FlashOnline<TRow>(query, keys, values, stride, positions, headDim, scale, block, o);
+                    FlashOnline<TRow>(query, keys + first * stride, values + first * stride, stride, positions - first, headDim, scale,
+                        softCap, block, o);
                     break;
             }
         }
+    }
+
+    /// <summary>s = cap · tanh(s · (1/cap)) for each score: ggml's scale, tanh and scale ops on the scores.</summary>
+    private static void SoftCapScores(float* scores, int count, float cap)
+    {
+        float inverse = 1f / cap;
+        for (int t = 0; t < count; t++) scores[t] = MathF.Tanh(scores[t] * inverse) * cap;
     }
 
     /// <summary>
@@ -377,14 +396,17 @@ internal static unsafe class Attention
     /// the output accumulated in f16 (every step rounded), rescaled when a new maximum arrives; S the f32 running sum.
     /// </summary>
     /// <param name="acc">[headDim] the f16-valued accumulator.</param>
+    /// <param name="softCap">cap of cap·tanh(s/cap) on each score (ggml divides the scale by it first); 0: none.</param>
     public static void FlashOnline<TRow>(float* q, byte* keys, byte* values, long stride, int positions, int headDim, float scale,
-        float* acc, float* o) where TRow : struct, ICacheRow
+        float softCap, float* acc, float* o) where TRow : struct, ICacheRow
     {
+        if (softCap != 0) scale /= softCap;
         new Span<float>(acc, headDim).Clear();
         float sum = 0, max = float.NegativeInfinity;
         for (int t = 0; t < positions; t++, keys += stride, values += stride)
         {
             float s = DotGgml<TRow>(keys, q, headDim) * scale;
+            if (softCap != 0) s = softCap * MathF.Tanh(s);
             float ms = 1, vs = 1;
             if (s > max)
             {
@@ -429,9 +451,10 @@ internal static unsafe class Attention
     /// <param name="rowMax">[n] running maximum per row.</param>
     /// <param name="rowSum">[n] running sum per row.</param>
     private static void FlashTiled<TRow>(float* q0, float* o0, int dim, int n, int start, byte* keys, byte* values, long stride,
-        int headDim, float scale, float* kq, float* keysT, float* rowMax, float* rowSum) where TRow : struct, ICacheRow
+        int headDim, float scale, float softCap, int window, float* kq, float* keysT, float* rowMax, float* rowSum) where TRow : struct, ICacheRow
     {
         const int tile = FlashTile;
+        if (softCap != 0) scale /= softCap;
         for (int i = 0; i < n; i++)
         {
             rowMax[i] = float.NegativeInfinity;
@@ -450,6 +473,9 @@ internal static unsafe class Attention
             for (int i = Math.Max(0, ic - start); i < n; i++)
             {
                 int valid = Math.Min(tile, start + i + 1 - ic);
+                // Sliding window: positions before first are masked; a tile wholly before it adds nothing.
+                int first = window > 0 ? Math.Max(0, start + i + 1 - window) : 0;
+                if (ic + valid <= first) continue;
                 float* q = q0 + (long)i * dim, o = o0 + (long)i * dim;
                 // Each score sums over the head in order; the tile's eight 8-position groups run side by side.
                 Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
@@ -471,6 +497,9 @@ internal static unsafe class Attention
                 Vector256.Store(a2 * vscale, kq + 16); Vector256.Store(a3 * vscale, kq + 24);
                 Vector256.Store(a4 * vscale, kq + 32); Vector256.Store(a5 * vscale, kq + 40);
                 Vector256.Store(a6 * vscale, kq + 48); Vector256.Store(a7 * vscale, kq + 56);
+                if (softCap != 0)
+                    for (int tk = 0; tk < valid; tk++) kq[tk] = softCap * MathF.Tanh(kq[tk]);
+                for (int tk = 0; tk < first - ic; tk++) kq[tk] = float.NegativeInfinity;
                 for (int tk = valid; tk < tile; tk++) kq[tk] = float.NegativeInfinity;
                 float tileMax = float.NegativeInfinity;
                 for (int tk = 0; tk < tile; tk++) tileMax = tileMax > kq[tk] ? tileMax : kq[tk];

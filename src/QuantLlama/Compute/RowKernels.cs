@@ -61,6 +61,56 @@ internal static unsafe class RowKernels
         }
     }
 
+    /// <summary>
+    /// gate = gelu(gate) * up for n rows of width values, in place, as ggml's geglu on a CPU: a gate at or below −10
+    /// gives 0, at or above 10 itself, and between them is rounded to f16 and looked up in <see cref="GeluTable"/>.
+    /// </summary>
+    internal static void GeGlu(float* gate, float* up, int n, int width)
+    {
+        var table = GeluTable;
+        long count = (long)n * width;
+        for (long i = 0; i < count; i++)
+        {
+            float x = gate[i];
+            gate[i] = x <= -10f ? 0f : x >= 10f ? x * up[i] : table[BitConverter.HalfToUInt16Bits((Half)x)] * up[i];
+        }
+    }
+
+    /// <summary>
+    /// [65536] GELU (tanh approximation) of every f16 value, computed in f32 and rounded to f16, as ggml's
+    /// ggml_table_gelu_f16: 0.5·x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x²))), filled once on first use.
+    /// </summary>
+    internal static float[] GeluTable => _geluTable ??= BuildGeluTable();
+
+    private static float[]? _geluTable;
+
+    private static float[] BuildGeluTable()
+    {
+        const float sqrt2OverPi = 0.79788456080286535587989211986876f, coefA = 0.044715f;
+        var table = new float[1 << 16];
+        for (int i = 0; i < table.Length; i++)
+        {
+            float x = (float)BitConverter.UInt16BitsToHalf((ushort)i);
+            // ggml's build contracts 1 + a·x·x into one fused multiply-add.
+            float gelu = 0.5f * x * (1.0f + MathF.Tanh(sqrt2OverPi * x * MathF.FusedMultiplyAdd(coefA * x, x, 1.0f)));
+            table[i] = (float)(Half)gelu;
+        }
+        return table;
+    }
+
+    /// <summary>x = cap · tanh(x / cap) over count values (ggml's scale by 1/cap, tanh, scale by cap).</summary>
+    internal static void SoftCap(float* x, long count, float cap)
+    {
+        float inverse = 1f / cap;
+        for (long i = 0; i < count; i++) x[i] = MathF.Tanh(x[i] * inverse) * cap;
+    }
+
+    /// <summary>x *= factor over count values.</summary>
+    internal static void Scale(float* x, long count, float factor)
+    {
+        for (long i = 0; i < count; i++) x[i] *= factor;
+    }
+
     /// <summary>x += y over count values.</summary>
     internal static void Add(float* x, float* y, long count)
     {

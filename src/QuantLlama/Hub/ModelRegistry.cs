@@ -80,7 +80,7 @@ public sealed record ModelEntry(
 
 /// <summary>
 /// The <c>--which</c> table: candle's quantized example's names, repositories, files and revisions, plus small
-/// models for a first run. Template families follow candle's prompt wrapping where candle has one (mistral,
+/// models for a first run and small chat models of the Qwen 2.5, Llama 3.2 and Gemma 2/3 families. Template families follow candle's prompt wrapping where candle has one (mistral,
 /// zephyr, openchat, deepseek); Llama 2 chat and SmolLM2 instruct models get their own documented formats.
 /// </summary>
 public static class ModelRegistry
@@ -125,6 +125,14 @@ public static class ModelRegistry
         Gguf("smollm2-135m-instruct", "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF", "smollm2-135m-instruct-q8_0.gguf", ChatTemplateFamily.ChatML),
         // TinyLlama 1.1B Chat v1.0 was trained on Zephyr's chat format.
         Gguf("tinyllama-1.1b-chat", "TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF", "tinyllama-1.1b-chat-v1.0.Q4_K_M.gguf", ChatTemplateFamily.Zephyr),
+        // Small chat models of today's families, from their publishers or bartowski's conversions. Each file carries its
+        // chat template, which chat uses; the family is only the fallback for a template the engine cannot parse.
+        Gguf("qwen2.5-0.5b-instruct", "Qwen/Qwen2.5-0.5B-Instruct-GGUF", "qwen2.5-0.5b-instruct-q4_k_m.gguf", ChatTemplateFamily.ChatML),
+        Gguf("qwen2.5-1.5b-instruct", "Qwen/Qwen2.5-1.5B-Instruct-GGUF", "qwen2.5-1.5b-instruct-q4_k_m.gguf", ChatTemplateFamily.ChatML),
+        Gguf("llama3.2-1b-instruct", "bartowski/Llama-3.2-1B-Instruct-GGUF", "Llama-3.2-1B-Instruct-Q4_K_M.gguf", ChatTemplateFamily.Llama3),
+        Gguf("llama3.2-3b-instruct", "bartowski/Llama-3.2-3B-Instruct-GGUF", "Llama-3.2-3B-Instruct-Q4_K_M.gguf", ChatTemplateFamily.Llama3),
+        Gguf("gemma2-2b-it", "bartowski/gemma-2-2b-it-GGUF", "gemma-2-2b-it-Q4_K_M.gguf", ChatTemplateFamily.None),
+        Gguf("gemma3-1b-it", "bartowski/google_gemma-3-1b-it-GGUF", "google_gemma-3-1b-it-Q4_K_M.gguf", ChatTemplateFamily.None),
     ];
 
     /// <summary>Other spellings accepted for <c>--which</c> (candle's own value names where ours differ).</summary>

@@ -14,8 +14,9 @@ using Weight = LlamaModel.Weight;
 /// One conversation's state over a shared <see cref="LlamaModel"/>: the KV cache, the activation buffers, and the
 /// tokens the cache holds. Buffers are allocated once, so a forward pass allocates nothing. A context is used by one
 /// thread at a time; any number of contexts on one model run concurrently (see docs/library.md for how they share
-/// the worker threads). Follows llama.cpp's graph for the <c>llama</c> architecture; where <c>qwen2</c> and
-/// <c>qwen3</c> differ (biases, Q/K norms, NeoX RoPE) the <see cref="ModelArchitecture"/> says so at that step.
+/// the worker threads). Follows llama.cpp's graph for the <c>llama</c> architecture; where <c>qwen2</c>, <c>qwen3</c>,
+/// <c>gemma2</c> and <c>gemma3</c> differ (biases, Q/K norms, NeoX RoPE, scaled embeddings, post-norms, scaled
+/// queries, sliding windows, soft-capping, GELU) the <see cref="ModelArchitecture"/> says so at that step.
 /// </summary>
 public sealed unsafe class InferenceContext : IDisposable
 {
@@ -27,8 +28,9 @@ public sealed unsafe class InferenceContext : IDisposable
     private readonly List<int> _tokens;
 
     // Activations, [maxBatch x width] row-major: _x, _xb [dim]; _q, _att [heads x headDim]; _k, _v [kvHeads x headDim];
-    // _hb, _hb2 [ff]; _ropeCos, _ropeSin [n_rot/2].
-    private readonly float* _x, _xb, _q, _k, _v, _att, _hb, _hb2, _ropeCos, _ropeSin, _logits;
+    // _hb, _hb2 [ff]; _ropeCos, _ropeSin [n_rot/2], and _localCos, _localSin for sliding-window layers with a RoPE of
+    // their own (else the same buffers).
+    private readonly float* _x, _xb, _q, _k, _v, _att, _hb, _hb2, _ropeCos, _ropeSin, _localCos, _localSin, _logits;
     // Attention's per-head working space: [heads x Attention.ScratchFloats].
     private readonly float* _attentionScratch;
     // Mixture of experts: router logits, chosen experts and weights per row, gathered rows and their outputs.
@@ -127,6 +129,8 @@ public sealed unsafe class InferenceContext : IDisposable
             _kvScratchPositions = (int)Math.Min(ctx, (32L << 20) / ((long)kvDim * 2 * sizeof(float)));
             _ropeCos = Floats((long)b * (c.RopeDimensionCount / 2));
             _ropeSin = Floats((long)b * (c.RopeDimensionCount / 2));
+            _localCos = model.LocalRope == null ? _ropeCos : Floats((long)b * (c.RopeDimensionCount / 2));
+            _localSin = model.LocalRope == null ? _ropeSin : Floats((long)b * (c.RopeDimensionCount / 2));
             _logits = Floats(c.VocabSize);
             if (c.IsMixtureOfExperts)
             {
@@ -333,6 +337,7 @@ public sealed unsafe class InferenceContext : IDisposable
         for (int i = 0; i < n; i++)
             Dequantizer.DequantizeRow(_embedding.Type, new ReadOnlySpan<byte>(_embedding.Data + tokens[i] * embRowBytes, (int)embRowBytes),
                 new Span<float>(_x + (long)i * dim, dim));
+        if (c.Architecture.ScalesEmbeddings) RowKernels.Scale(_x, (long)n * dim, MathF.Sqrt(dim)); // Gemma
         for (int i = 0; i < n; i++) PrepareRope(i, _severalConversations ? _rowPositions![i] : start + i);
         tracer?.End(TraceSpan.Embedding, t0);
 
@@ -344,10 +349,11 @@ public sealed unsafe class InferenceContext : IDisposable
             tracer?.End(TraceSpan.Attention, ta);
 
             long tf = tracer?.Begin() ?? 0;
-            // _x [n x dim] += feed-forward(rmsnorm(_x)): dense, or the experts the router picks per row
+            // _x [n x dim] += feed-forward(rmsnorm(_x)): dense, or the experts the router picks per row; Gemma norms the result
             RowKernels.RmsNorm(_x, layer.FfnNorm, _xb, n, dim, c.RmsEpsilon);
             if (c.IsMixtureOfExperts) MixtureOfExperts(layer, n);
             else FeedForward(layer.Gate, layer.Up, layer.Down, _xb, n, _xb);
+            if (layer.FfnPostNorm != null) RowKernels.RmsNorm(_xb, layer.FfnPostNorm, _xb, n, dim, c.RmsEpsilon);
             RowKernels.Add(_x, _xb, (long)n * dim);
             tracer?.End(c.IsMixtureOfExperts ? TraceSpan.Experts : TraceSpan.FeedForward, tf);
         }
@@ -360,7 +366,7 @@ public sealed unsafe class InferenceContext : IDisposable
             for (int i = 0; i < n; i++)
                 if (i == n - 1 || _rowContexts![i + 1] != _rowContexts[i])
                     RowKernels.RmsNorm(_x + (long)i * dim, _outputNorm, _xb + (long)last++ * dim, 1, dim, c.RmsEpsilon);
-            Mul(_output, _xb, last, _rowLogits);
+            ProjectToLogits(last, _rowLogits);
             for (int i = 0, conversation = 0; i < n; i++)
                 if (i == n - 1 || _rowContexts![i + 1] != _rowContexts[i])
                     Buffer.MemoryCopy(_rowLogits + (long)conversation++ * c.VocabSize, _rowContexts![i]._logits, c.VocabSize * 4L, c.VocabSize * 4L);
@@ -368,21 +374,33 @@ public sealed unsafe class InferenceContext : IDisposable
         else if (allRowsLogits != null)
         {
             long to = tracer?.Begin() ?? 0;
-            // allRowsLogits [n x vocab] = rmsnorm(_x) · Woutput, the last row also kept as LastLogits
-            RowKernels.RmsNorm(_x, _outputNorm, _xb, n, dim, c.RmsEpsilon);
-            Mul(_output, _xb, n, allRowsLogits);
+            // allRowsLogits [n x vocab], the last row also kept as LastLogits
+            Logits(_x, n, allRowsLogits);
             Buffer.MemoryCopy(allRowsLogits + (long)(n - 1) * c.VocabSize, _logits, c.VocabSize * 4L, c.VocabSize * 4L);
             tracer?.End(TraceSpan.Output, to);
         }
         else if (computeLogits)
         {
             long to = tracer?.Begin() ?? 0;
-            // _logits [vocab] = rmsnorm(last row of _x) · Woutput
-            float* last = _x + (long)(n - 1) * dim;
-            RowKernels.RmsNorm(last, _outputNorm, _xb, 1, dim, c.RmsEpsilon);
-            Mul(_output, _xb, 1, _logits);
+            // _logits [vocab] of the last row
+            Logits(_x + (long)(n - 1) * dim, 1, _logits);
             tracer?.End(TraceSpan.Output, to);
         }
+    }
+
+    /// <summary>logits [n x vocab] = rmsnorm(x) · Woutput for n rows of x [n x dim], soft-capped where the model says (Gemma 2).</summary>
+    private void Logits(float* x, int n, float* logits)
+    {
+        var c = Config;
+        RowKernels.RmsNorm(x, _outputNorm, _xb, n, c.EmbeddingLength, c.RmsEpsilon);
+        ProjectToLogits(n, logits);
+    }
+
+    /// <summary>logits [n x vocab] = _xb [n x dim] (already normed) · Woutput, soft-capped where the model caps them.</summary>
+    private void ProjectToLogits(int n, float* logits)
+    {
+        Mul(_output, _xb, n, logits);
+        if (Config.FinalSoftCap > 0) RowKernels.SoftCap(logits, (long)n * Config.VocabSize, Config.FinalSoftCap);
     }
 
     private void Attention(int l, Layer layer, int n, int start)
@@ -410,11 +428,14 @@ public sealed unsafe class InferenceContext : IDisposable
             RowKernels.RmsNorm(_q, layer.QNorm, _q, n * c.HeadCount, headDim, c.RmsEpsilon);
             RowKernels.RmsNorm(_k, layer.KNorm, _k, n * c.HeadCountKv, headDim, c.RmsEpsilon);
         }
+        bool local = c.IsLocalLayer(l);
         for (int i = 0; i < n; i++)
         {
-            Rope(_q + (long)i * qDim, c.HeadCount, i);
-            Rope(_k + (long)i * kvDim, c.HeadCountKv, i);
+            Rope(_q + (long)i * qDim, c.HeadCount, i, local);
+            Rope(_k + (long)i * kvDim, c.HeadCountKv, i, local);
         }
+        // Gemma: queries scaled here, attention's own scale 1.
+        if (c.QueryScale != 0) RowKernels.Scale(_q, (long)n * qDim, c.QueryScale);
 
         // _att [n x qDim] = softmax(q·Kᵀ/√headDim)·V per head, over this conversation's cache (or each row's own).
         if (!_severalConversations) StoreAndAttend(l, _q, _k, _v, _att, n, start);
@@ -428,10 +449,11 @@ public sealed unsafe class InferenceContext : IDisposable
                 owner.StoreAndAttend(l, _q + (long)i * qDim, _k + (long)i * kvDim, _v + (long)i * kvDim, _att + (long)i * qDim, rows, _rowPositions![i]);
             }
 
-        // _x [n x dim] += _att · Wo
+        // _x [n x dim] += _att · Wo (Gemma: rmsnorm of it)
         Mul(layer.Wo, _att, n, _xb);
         if (layer.BiasO != null)
             for (int i = 0; i < n; i++) RowKernels.Add(_xb + (long)i * dim, layer.BiasO, dim);
+        if (layer.AttnPostNorm != null) RowKernels.RmsNorm(_xb, layer.AttnPostNorm, _xb, n, dim, c.RmsEpsilon);
         RowKernels.Add(_x, _xb, (long)n * dim);
     }
 
@@ -477,7 +499,8 @@ public sealed unsafe class InferenceContext : IDisposable
         {
             Q = q, Output = output, Scratch = _attentionScratch, Keys = keys, Values = values, Dim = qDim, KvDim = kvDim,
             HeadDim = headDim, Group = c.HeadCount / c.HeadCountKv, ContextSize = ContextSize, MaxBatch = MaxBatch, N = n,
-            Start = start, KeysF16 = rowsF16,
+            Start = start, KeysF16 = rowsF16, Scale = c.QueryScale != 0 ? 1f : 1f / MathF.Sqrt(headDim), SoftCap = c.AttentionSoftCap,
+            Window = c.IsLocalLayer(l) ? c.SlidingWindow : 0,
             Rounding = !f16 ? AttentionRounding.Full : FlashAttention == FlashAttention.Off ? AttentionRounding.Unfused : AttentionRounding.Flash,
         };
         AttentionKernels.Run(&job, c.HeadCount);
@@ -488,18 +511,19 @@ public sealed unsafe class InferenceContext : IDisposable
     {
         int pairs = Config.RopeDimensionCount / 2;
         _model.Rope.Angles(position, _ropeCos + (long)row * pairs, _ropeSin + (long)row * pairs);
+        _model.LocalRope?.Angles(position, _localCos + (long)row * pairs, _localSin + (long)row * pairs);
     }
 
     /// <summary>
     /// Rotary embedding of the first n_rot values of each head: adjacent pairs (x[2j], x[2j+1]) in normal mode,
     /// (x[j], x[j + n_rot/2]) in NeoX mode.
     /// </summary>
-    private void Rope(float* vec, int heads, int row)
+    private void Rope(float* vec, int heads, int row, bool local)
     {
         int headDim = Config.HeadDim, pairs = Config.RopeDimensionCount / 2;
         bool neox = Config.Architecture.Rope == RopeMode.Neox;
         int step = neox ? 1 : 2, offset = neox ? pairs : 1;
-        float* cos = _ropeCos + (long)row * pairs, sin = _ropeSin + (long)row * pairs;
+        float* cos = (local ? _localCos : _ropeCos) + (long)row * pairs, sin = (local ? _localSin : _ropeSin) + (long)row * pairs;
         for (int h = 0; h < heads; h++)
         {
             float* x = vec + h * headDim;
@@ -514,7 +538,7 @@ public sealed unsafe class InferenceContext : IDisposable
         }
     }
 
-    /// <summary>out = W_down (silu(W_gate x) * (W_up x)) for n rows of x.</summary>
+    /// <summary>out = W_down (act(W_gate x) * (W_up x)) for n rows of x, act silu or (Gemma) GELU.</summary>
     private void FeedForward(in Weight gate, in Weight up, in Weight down, float* x, int n, float* output)
     {
         int ff = gate.Rows;
@@ -523,7 +547,8 @@ public sealed unsafe class InferenceContext : IDisposable
         gateUp[0] = new MatMul.Product(gate.Type, gate.Data, gate.Rows, _hb);
         gateUp[1] = new MatMul.Product(up.Type, up.Data, up.Rows, _hb2);
         MatMul.Group(gateUp, 2, gate.Cols, x, n);
-        RowKernels.SwiGlu(_hb, _hb2, n, ff);
+        if (Config.Architecture.Activation == FeedForwardActivation.GeluTanh) RowKernels.GeGlu(_hb, _hb2, n, ff);
+        else RowKernels.SwiGlu(_hb, _hb2, n, ff);
         Mul(down, _hb, n, output);
     }
 

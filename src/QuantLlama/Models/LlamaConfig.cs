@@ -15,7 +15,7 @@ public enum RopeScalingType
 }
 
 /// <summary>
-/// Hyper-parameters of a LLaMA-family model (LLaMA 1-3, Mistral, Mixtral, Qwen2, Qwen3), read from the
+/// Hyper-parameters of a LLaMA-family model (LLaMA 1-3, Mistral, Mixtral, Qwen2, Qwen3, Gemma 2 and 3, Phi-3), read from the
 /// <c>{architecture}.*</c> metadata of a model file. The vocabulary size comes from the token embedding's shape,
 /// which is what the weights really hold.
 /// </summary>
@@ -50,6 +50,21 @@ public sealed record LlamaConfig
     /// <summary>rope.scaling.attn_factor: a magnitude every rotated value is multiplied by.</summary>
     public float RopeAttnFactor { get; init; } = 1f;
 
+    /// <summary>Positions a sliding-window layer looks back, its own included (attention.sliding_window); 0: none.</summary>
+    public int SlidingWindow { get; init; }
+
+    /// <summary>The RoPE base of sliding-window layers (rope.freq_base_swa, or the architecture's); 0: as the others.</summary>
+    public float RopeFreqBaseLocal { get; init; }
+
+    /// <summary>cap of the attention scores' soft-capping cap·tanh(s/cap); 0: none.</summary>
+    public float AttentionSoftCap { get; init; }
+
+    /// <summary>cap of the logits' soft-capping; 0: none.</summary>
+    public float FinalSoftCap { get; init; }
+
+    /// <summary>The factor queries are multiplied by after RoPE, attention then scaling by 1; 0: attention scales by 1/√head size.</summary>
+    public float QueryScale { get; init; }
+
     public required int ExpertCount { get; init; }
     public required int ExpertUsedCount { get; init; }
     public required int VocabSize { get; init; }
@@ -58,6 +73,13 @@ public sealed record LlamaConfig
     public int QueryDim => HeadDim * HeadCount;
     public int KvDim => HeadDim * HeadCountKv;
     public bool IsMixtureOfExperts => ExpertCount > 0;
+
+    /// <summary>Whether layer <paramref name="layer"/> attends over the sliding window only (llama.cpp's swa pattern).</summary>
+    public bool IsLocalLayer(int layer)
+    {
+        int pattern = Architecture.SlidingWindowPattern;
+        return SlidingWindow > 0 && pattern > 0 && layer % pattern < pattern - 1;
+    }
 
     /// <summary>Reads and validates the hyper-parameters; a file that makes no sense gives an InvalidDataException.</summary>
     public static LlamaConfig FromModelFile(IModelFile file)
@@ -94,12 +116,21 @@ public sealed record LlamaConfig
         float freqScale = scaling == RopeScalingType.None || factor == 0 ? 1f : 1f / factor;
         if (freqScale == 1f && scaling == RopeScalingType.Linear) scaling = RopeScalingType.None;
 
+        int blocks = Int(m, p + "block_count");
+        int window = m.ContainsKey(p + "attention.sliding_window") ? Int(m, p + "attention.sliding_window") : arch.DefaultSlidingWindow;
+        if (arch.SlidingWindowPattern == 0) window = 0;
+        float finalCap = arch.SoftCapsLogits ? (float)m.GetFloat(p + "final_logit_softcapping", 30.0) : 0f;
+        // Gemma 3 without a window runs llama.cpp's other gemma3 graph, the one that soft-caps the logits.
+        if (arch == ModelArchitecture.Gemma3 && window == 0) finalCap = (float)m.GetFloat(p + "final_logit_softcapping", 0.0);
+        float queryScale = !arch.ScalesQueries ? 0f
+            : blocks == arch.WideQueryScaleLayers ? 1f / MathF.Sqrt(dim / heads) : 1f / MathF.Sqrt(headDim);
+
         var config = new LlamaConfig
         {
             Architecture = arch,
             ContextLength = contextLength,
             EmbeddingLength = dim,
-            BlockCount = Int(m, p + "block_count"),
+            BlockCount = blocks,
             FeedForwardLength = Int(m, p + "feed_forward_length"),
             HeadCount = heads,
             HeadCountKv = headsKv,
@@ -112,6 +143,12 @@ public sealed record LlamaConfig
             RopeOriginalContext = m.ContainsKey(p + "rope.scaling.original_context_length")
                 ? Int(m, p + "rope.scaling.original_context_length") : 0,
             RopeAttnFactor = (float)m.GetFloat(p + "rope.scaling.attn_factor", 1.0),
+            SlidingWindow = window,
+            RopeFreqBaseLocal = window == 0 ? 0f
+                : (float)m.GetFloat(p + "rope.freq_base_swa", arch.LocalRopeBase),
+            AttentionSoftCap = arch.SoftCapsAttention ? (float)m.GetFloat(p + "attn_logit_softcapping", 50.0) : 0f,
+            FinalSoftCap = finalCap,
+            QueryScale = queryScale,
             ExpertCount = m.ContainsKey(p + "expert_count") ? Int(m, p + "expert_count") : 0,
             ExpertUsedCount = m.ContainsKey(p + "expert_used_count") ? Int(m, p + "expert_used_count") : 0,
             VocabSize = embd.Dimensions.Length == 2 && embd.Dimensions[1] is > 0 and <= int.MaxValue
@@ -137,6 +174,9 @@ public sealed record LlamaConfig
         Require(float.IsFinite(RmsEpsilon) && RmsEpsilon >= 0, "layer_norm_rms_epsilon must be a non-negative number");
         Require(float.IsFinite(RopeFreqBase) && RopeFreqBase > 0, "rope.freq_base must be positive");
         Require(float.IsFinite(RopeFreqScale) && RopeFreqScale > 0, "rope.scaling.factor must be positive");
+        Require(float.IsFinite(AttentionSoftCap) && AttentionSoftCap >= 0 && float.IsFinite(FinalSoftCap) && FinalSoftCap >= 0,
+            "soft-capping values must be non-negative numbers");
+        Require(float.IsFinite(RopeFreqBaseLocal) && RopeFreqBaseLocal >= 0, "rope.freq_base_swa must be positive");
         Require(ExpertCount == 0 || (ExpertUsedCount > 0 && ExpertUsedCount <= ExpertCount),
             $"expert_used_count {ExpertUsedCount} must be between 1 and expert_count {ExpertCount}");
     }
@@ -153,5 +193,7 @@ public sealed record LlamaConfig
         $"n_layer: {BlockCount}, n_head: {HeadCount}, n_head_kv: {HeadCountKv}, n_embd_head: {HeadDim}, n_rot: {RopeDimensionCount}, " +
         $"rms_eps: {RmsEpsilon:G}, rope_freq_base: {RopeFreqBase:G}" +
         (RopeScaling == RopeScalingType.None ? "" : $", rope scaling: {RopeScaling.ToString().ToLowerInvariant()}, freq_scale: {RopeFreqScale:G}, n_ctx_orig: {RopeYarnContext}") +
+        (SlidingWindow > 0 ? $", n_swa: {SlidingWindow}" + (RopeFreqBaseLocal > 0 ? $", rope_freq_base_swa: {RopeFreqBaseLocal:G}" : "") : "") +
+        (AttentionSoftCap > 0 ? $", attn_soft_cap: {AttentionSoftCap:G}" : "") + (FinalSoftCap > 0 ? $", final_soft_cap: {FinalSoftCap:G}" : "") +
         (IsMixtureOfExperts ? $", n_expert: {ExpertCount}, n_expert_used: {ExpertUsedCount}" : "");
 }

@@ -47,7 +47,7 @@ public sealed record ContextOptions
 }
 
 /// <summary>
-/// A LLaMA / Mistral / Mixtral / Qwen2 / Qwen3 model over a memory-mapped model file: its configuration and weights, which stay in
+/// A LLaMA / Mistral / Mixtral / Qwen2 / Qwen3 / Gemma 2 / Gemma 3 / Phi-3 model over a memory-mapped model file: its configuration and weights, which stay in
 /// the mapping and are never written. Immutable, so any number of <see cref="InferenceContext"/>s (one per
 /// conversation) share one loaded model, from any threads. Dispose the contexts before the model.
 /// </summary>
@@ -71,6 +71,8 @@ public sealed unsafe class LlamaModel : IDisposable
         // Qwen3: per-head RMS norm weights of queries and keys ([headDim] each), null otherwise.
         public float* QNorm, KNorm;
         public required float* FfnNorm;
+        // Gemma 2 and 3: RMS norm weights of the attention's and the feed-forward's outputs ([dim] each), null otherwise.
+        public float* AttnPostNorm, FfnPostNorm;
         // Dense feed-forward.
         public Weight Gate, Up, Down;
         // Mixture of experts.
@@ -95,6 +97,9 @@ public sealed unsafe class LlamaModel : IDisposable
 
     /// <summary>The RoPE angles of every position (frequency factors and scaling included).</summary>
     public RotaryEmbedding Rope { get; }
+
+    /// <summary>The RoPE angles of sliding-window layers where they differ (Gemma 3: base 10000, unscaled); null: <see cref="Rope"/>.</summary>
+    public RotaryEmbedding? LocalRope { get; }
 
     /// <summary>Bytes of all tensors the model reads (for "loaded N tensors (X GB)").</summary>
     public long WeightBytes { get; }
@@ -134,17 +139,36 @@ public sealed unsafe class LlamaModel : IDisposable
             float[]? freqFactors = null;
             if (arch.AllowsRopeFreqFactors && file.FindTensor("rope_freqs.weight") != null)
                 freqFactors = new Span<float>(Vector("rope_freqs.weight", c.RopeDimensionCount / 2), c.RopeDimensionCount / 2).ToArray();
+            if (arch.FusedQkv && qDim != dim)
+                throw new NotSupportedException($"{file.FileName}: {arch.Name} needs heads × head size ({qDim}) equal to embedding_length ({dim})");
+            if (file.FindTensor("rope_factors_long.weight") != null || file.FindTensor("rope_factors_short.weight") != null)
+                throw new NotSupportedException($"{file.FileName}: LongRoPE (rope_factors_long/short, Phi-3 with a 128k context) is not supported");
             Rope = new RotaryEmbedding(c, freqFactors);
+            if (c.RopeFreqBaseLocal > 0)
+                LocalRope = new RotaryEmbedding(arch.LocalRopeBase > 0
+                    ? c with { RopeFreqBase = c.RopeFreqBaseLocal, RopeScaling = RopeScalingType.None, RopeFreqScale = 1f }
+                    : c with { RopeFreqBase = c.RopeFreqBaseLocal }, freqFactors);
             Layers = new Layer[c.BlockCount];
             for (int l = 0; l < c.BlockCount; l++)
             {
                 string p = $"blk.{l}.";
+                var attnNorm = Vector(p + "attn_norm.weight", dim);
+                Weight wq, wk, wv;
+                if (arch.FusedQkv && file.FindTensor(p + "attn_qkv.weight") != null)
+                {
+                    var qkv = Matrix(p + "attn_qkv.weight", dim, qDim + 2 * kvDim);
+                    (wq, wk, wv) = (Rows(qkv, 0, qDim), Rows(qkv, qDim, kvDim), Rows(qkv, qDim + kvDim, kvDim));
+                }
+                else
+                {
+                    (wq, wk, wv) = (Matrix(p + "attn_q.weight", dim, qDim), Matrix(p + "attn_k.weight", dim, kvDim), Matrix(p + "attn_v.weight", dim, kvDim));
+                }
                 var layer = new Layer
                 {
-                    AttnNorm = Vector(p + "attn_norm.weight", dim),
-                    Wq = Matrix(p + "attn_q.weight", dim, qDim),
-                    Wk = Matrix(p + "attn_k.weight", dim, kvDim),
-                    Wv = Matrix(p + "attn_v.weight", dim, kvDim),
+                    AttnNorm = attnNorm,
+                    Wq = wq,
+                    Wk = wk,
+                    Wv = wv,
                     Wo = Matrix(p + "attn_output.weight", qDim, dim),
                     FfnNorm = Vector(p + "ffn_norm.weight", dim),
                 };
@@ -161,12 +185,24 @@ public sealed unsafe class LlamaModel : IDisposable
                     layer.QNorm = Vector(p + "attn_q_norm.weight", c.HeadDim);
                     layer.KNorm = Vector(p + "attn_k_norm.weight", c.HeadDim);
                 }
+                if (arch.HasPostNorms)
+                {
+                    layer.AttnPostNorm = Vector(p + "post_attention_norm.weight", dim);
+                    layer.FfnPostNorm = Vector(p + "post_ffw_norm.weight", dim);
+                }
                 if (c.IsMixtureOfExperts)
                 {
                     layer.Router = Matrix(p + "ffn_gate_inp.weight", dim, c.ExpertCount);
                     layer.ExpertGate = Experts(p, "ffn_gate", dim, ff, c.ExpertCount);
                     layer.ExpertUp = Experts(p, "ffn_up", dim, ff, c.ExpertCount);
                     layer.ExpertDown = Experts(p, "ffn_down", ff, dim, c.ExpertCount);
+                }
+                else if (arch.FusedGateUp)
+                {
+                    var gateUp = Matrix(p + "ffn_up.weight", dim, 2 * ff);
+                    layer.Gate = Rows(gateUp, 0, ff);
+                    layer.Up = Rows(gateUp, ff, ff);
+                    layer.Down = Matrix(p + "ffn_down.weight", ff, dim);
                 }
                 else
                 {
@@ -206,6 +242,10 @@ public sealed unsafe class LlamaModel : IDisposable
         if (multiplied) RequireKernels(t);
         return new Weight(t.Type, _file.GetTensorPointer(t), rows, cols);
     }
+
+    /// <summary>Rows [first, first + count) of a matrix, as a matrix of their own (rows are whole blocks, so contiguous).</summary>
+    private static Weight Rows(in Weight w, int first, int count)
+        => new(w.Type, w.Data + GgmlTypeInfo.RowBytes(w.Type, w.Cols) * first, count, w.Cols);
 
     /// <summary>
     /// Fails the load, naming the tensor and its type, when no matrix kernel reads that type: a model that loads is

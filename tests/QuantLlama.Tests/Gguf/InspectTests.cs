@@ -129,14 +129,22 @@ public class InspectTests
         string dir = TestPaths.NewTempDirectory();
         try
         {
-            string path = SyntheticLlama.Write(dir, QuantLlama.Tensors.GgmlType.Q8_0, new SyntheticLlama.Shape { Architecture = "phi3", Layers = 1 });
+            string path = SyntheticLlama.Write(dir, QuantLlama.Tensors.GgmlType.Q8_0, new SyntheticLlama.Shape { Architecture = "falcon", Layers = 1 });
             var no = CliRunner.Run(["inspect", path]);
             Assert.True(no.ExitCode == 0, no.StdErr);
-            Assert.Matches(@"\nruns:     no: .*synthetic-Q8_0-1234-phi3\.gguf: architecture 'phi3' is not supported \(llama, qwen2, qwen3\)\n", no.StdOut);
+            Assert.Matches(@"\nruns:     no: .*synthetic-Q8_0-1234-falcon-l1\.gguf: architecture 'falcon' is not supported \(llama, qwen2, qwen3, gemma2, gemma3, phi3\)\n", no.StdOut);
             var json = CliRunner.Run(["inspect", "--json", path]);
             using var doc = JsonDocument.Parse(json.StdOut);
             Assert.False(doc.RootElement.GetProperty("runnable").GetBoolean());
-            Assert.Contains("architecture 'phi3'", doc.RootElement.GetProperty("notRunnableBecause").GetString());
+            Assert.Contains("architecture 'falcon'", doc.RootElement.GetProperty("notRunnableBecause").GetString());
+
+            string gemma = SyntheticLlama.Write(dir, QuantLlama.Tensors.GgmlType.Q8_0, new SyntheticLlama.Shape
+            {
+                Architecture = "gemma3", PostNorms = true, QkNorm = true, TiedOutput = true, SlidingWindow = 4, Layers = 1,
+            });
+            var gemmaInfo = CliRunner.Run(["inspect", gemma]);
+            Assert.True(gemmaInfo.ExitCode == 0, gemmaInfo.StdErr);
+            Assert.Contains("\nruns:     yes\n", gemmaInfo.StdOut);
         }
         finally
         {

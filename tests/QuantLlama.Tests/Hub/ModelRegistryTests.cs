@@ -1,4 +1,7 @@
+using QuantLlama.Generation;
+using QuantLlama.Gguf;
 using QuantLlama.Hub;
+using QuantLlama.Tokenizers;
 
 namespace QuantLlama.Tests.Hub;
 
@@ -67,6 +70,32 @@ public class ModelRegistryTests
         Assert.Equal(family, e.TemplateName);
         Assert.True(ChatTemplateFamilyNames.TryParse(family, out var parsed));
         Assert.Equal(e.Template, parsed);
+    }
+
+    /// <summary>
+    /// The small chat models of today's families resolve to their repository and file, and chat renders their files'
+    /// own templates (here the publisher's template from ../shared/chat-templates, as the file carries it) rather than
+    /// the fallback family: Gemma, whose fallback is none, gets its turn markers only from the template (Gemma 3 1B's
+    /// turns are Gemma 2's; ../shared has Gemma 2's template).
+    /// </summary>
+    [Theory]
+    [InlineData("qwen2.5-0.5b-instruct", "Qwen/Qwen2.5-0.5B-Instruct-GGUF", "qwen2.5-0.5b-instruct-q4_k_m.gguf", "chatml", "Qwen-Qwen2.5-7B-Instruct", "<|im_start|>user\nHi<|im_end|>")]
+    [InlineData("qwen2.5-1.5b-instruct", "Qwen/Qwen2.5-1.5B-Instruct-GGUF", "qwen2.5-1.5b-instruct-q4_k_m.gguf", "chatml", "Qwen-Qwen2.5-7B-Instruct", "<|im_start|>user\nHi<|im_end|>")]
+    [InlineData("llama3.2-1b-instruct", "bartowski/Llama-3.2-1B-Instruct-GGUF", "Llama-3.2-1B-Instruct-Q4_K_M.gguf", "llama3", "meta-llama-Llama-3.2-3B-Instruct", "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>")]
+    [InlineData("llama3.2-3b-instruct", "bartowski/Llama-3.2-3B-Instruct-GGUF", "Llama-3.2-3B-Instruct-Q4_K_M.gguf", "llama3", "meta-llama-Llama-3.2-3B-Instruct", "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>")]
+    [InlineData("gemma2-2b-it", "bartowski/gemma-2-2b-it-GGUF", "gemma-2-2b-it-Q4_K_M.gguf", "none", "google-gemma-2-2b-it", "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n")]
+    [InlineData("gemma3-1b-it", "bartowski/google_gemma-3-1b-it-GGUF", "google_gemma-3-1b-it-Q4_K_M.gguf", "none", "google-gemma-2-2b-it", "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n")]
+    public void ChatModelsOfTodaysFamiliesResolveAndUseTheFilesTemplate(string name, string repo, string file, string family, string template, string rendered)
+    {
+        var e = ModelRegistry.Get(name);
+        Assert.Equal((repo, file, "main", family), (e.Repo, e.File, e.Revision, e.TemplateName));
+        Assert.Null(e.Gqa);
+        Assert.Same(e, ModelRegistry.FindByFile(repo, file));
+
+        using var vocab = GgufFile.Open(TestPaths.SharedFile("llamacpp", "stories260K.gguf"));
+        var tokenizer = TokenizerFactory.FromMetadata(vocab.Metadata);
+        var formatter = ChatFormats.ForTemplate(File.ReadAllText(TestPaths.SharedFile("chat-templates", "templates", template + ".jinja")), tokenizer, e.Template);
+        Assert.Contains(rendered, formatter.Render([new ChatTurn("user", "Hi")], addGenerationPrompt: true));
     }
 
     [Fact]

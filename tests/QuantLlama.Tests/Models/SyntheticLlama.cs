@@ -42,6 +42,18 @@ internal static class SyntheticLlama
         public bool QkvBias { get; init; }
         /// <summary>attn_q_norm / attn_k_norm per head (Qwen3).</summary>
         public bool QkNorm { get; init; }
+        /// <summary>attn_qkv instead of attn_q/k/v, and ffn_up [dim, 2·ff] (gate rows first) instead of ffn_gate and ffn_up (Phi-3).</summary>
+        public bool Fused { get; init; }
+        /// <summary>post_attention_norm / post_ffw_norm (Gemma 2 and 3).</summary>
+        public bool PostNorms { get; init; }
+        /// <summary>attention.sliding_window when set.</summary>
+        public int? SlidingWindow { get; init; }
+        /// <summary>attn_logit_softcapping and final_logit_softcapping when set.</summary>
+        public float? AttnSoftCap { get; init; }
+        public float? FinalSoftCap { get; init; }
+        public float RopeFreqBase { get; init; } = 10000f;
+        /// <summary>Standard deviation of token_embd's values (Gemma's are small: the model scales them by √dim).</summary>
+        public float EmbeddingScale { get; init; } = 1f;
         /// <summary>An extra tensor of this name, which no architecture reads.</summary>
         public string? ExtraTensor { get; init; }
 
@@ -50,7 +62,8 @@ internal static class SyntheticLlama
         /// <summary>File name suffix naming what differs from the default shape.</summary>
         public string Tag => (Architecture == "llama" ? "" : "-" + Architecture) + (Experts > 0 ? "-moe" : "") + (SplitExperts ? "-split" : "")
             + (HeadDim is int h ? $"-hd{h}" : "") + (RopeFreqFactors ? "-freqs" : "") + (RopeScalingType is string r ? $"-{r}{RopeScalingFactor}" : "")
-            + (QkvBias ? "-bias" : "") + (QkNorm ? "-qknorm" : "") + (ExtraTensor != null ? "-extra" : "")
+            + (QkvBias ? "-bias" : "") + (Fused ? "-fused" : "") + (QkNorm ? "-qknorm" : "") + (ExtraTensor != null ? "-extra" : "")
+            + (SlidingWindow is int window ? $"-swa{window}" : "") + (Layers != 2 ? $"-l{Layers}" : "")
             + (ZeroTensor is var (_, zeroType) ? $"-zero{zeroType}" : "");
         /// <summary>One matrix written as zero bytes of another type, for types our quantizer does not write.</summary>
         public (string Name, GgmlType Type)? ZeroTensor { get; init; }
@@ -73,7 +86,7 @@ internal static class SyntheticLlama
             .Set(a + "attention.head_count", (uint)(shape.Heads))
             .Set(a + "attention.head_count_kv", (uint)(shape.KvHeads))
             .Set(a + "attention.layer_norm_rms_epsilon", 1e-5f)
-            .Set(a + "rope.freq_base", 10000f)
+            .Set(a + "rope.freq_base", shape.RopeFreqBase)
             .Set(a + "rope.dimension_count", (uint)(shape.HeadSize));
         if (shape.HeadDim is int headDim)
             w.Set(a + "attention.key_length", (uint)headDim).Set(a + "attention.value_length", (uint)headDim);
@@ -81,6 +94,9 @@ internal static class SyntheticLlama
             w.Set(a + "rope.scaling.type", scaling).Set(a + "rope.scaling.factor", shape.RopeScalingFactor);
         if (shape.RopeOriginalContext is int original)
             w.Set(a + "rope.scaling.original_context_length", (uint)original);
+        if (shape.SlidingWindow is int slidingWindow) w.Set(a + "attention.sliding_window", (uint)slidingWindow);
+        if (shape.AttnSoftCap is float attnCap) w.Set(a + "attn_logit_softcapping", attnCap);
+        if (shape.FinalSoftCap is float finalCap) w.Set(a + "final_logit_softcapping", finalCap);
         if (shape.Experts > 0)
             w.Set(a + "expert_count", (uint)(shape.Experts)).Set(a + "expert_used_count", (uint)(shape.ExpertsUsed));
         foreach (var (k, v) in vocab.Metadata.Entries)
@@ -105,7 +121,7 @@ internal static class SyntheticLlama
         void Bias(string name, int length) => w.AddTensor(name, [length], Random(rng, length, 0.5f));
 
         var embeddingType = shape.EmbeddingType ?? type;
-        Matrix("token_embd.weight", embeddingType, dim, nVocab, 1.0f);
+        Matrix("token_embd.weight", embeddingType, dim, nVocab, shape.EmbeddingScale);
         Norm("output_norm.weight");
         if (shape.RopeFreqFactors)
         {
@@ -121,9 +137,17 @@ internal static class SyntheticLlama
         {
             string p = $"blk.{l}.";
             Norm(p + "attn_norm.weight");
-            Matrix(p + "attn_q.weight", type, dim, qDim, inScale * 2);
-            Matrix(p + "attn_k.weight", type, dim, kvDim, inScale * 2);
-            Matrix(p + "attn_v.weight", type, dim, kvDim, inScale);
+            if (shape.Fused)
+            {
+                var qkv = Random(rng, (long)dim * (qDim + 2 * kvDim), inScale * 2);
+                w.AddTensor(p + "attn_qkv.weight", type, [dim, qDim + 2 * kvDim], Quantize(type, qkv, dim));
+            }
+            else
+            {
+                Matrix(p + "attn_q.weight", type, dim, qDim, inScale * 2);
+                Matrix(p + "attn_k.weight", type, dim, kvDim, inScale * 2);
+                Matrix(p + "attn_v.weight", type, dim, kvDim, inScale);
+            }
             Matrix(p + "attn_output.weight", type, qDim, dim, 1.0f / MathF.Sqrt(qDim));
             if (shape.QkvBias)
             {
@@ -136,7 +160,15 @@ internal static class SyntheticLlama
                 Norm(p + "attn_q_norm.weight", head);
                 Norm(p + "attn_k_norm.weight", head);
             }
+            if (shape.PostNorms) Norm(p + "post_attention_norm.weight");
             Norm(p + "ffn_norm.weight");
+            if (shape.PostNorms) Norm(p + "post_ffw_norm.weight");
+            if (shape.Fused)
+            {
+                Matrix(p + "ffn_up.weight", type, dim, 2 * ff, inScale);
+                Matrix(p + "ffn_down.weight", type, ff, dim, ffScale);
+                continue;
+            }
             if (shape.Experts == 0)
             {
                 Matrix(p + "ffn_gate.weight", type, dim, ff, inScale);

@@ -27,6 +27,9 @@ public sealed unsafe class GgmlGraph : IDisposable
     private static delegate* unmanaged<IntPtr, IntPtr, IntPtr, IntPtr> _mulMat;
     private static delegate* unmanaged<IntPtr, IntPtr, IntPtr, float, float, IntPtr> _softMaxExt;
     private static delegate* unmanaged<IntPtr, IntPtr, IntPtr, IntPtr, int, int, int, float, float, float, float, float, float, IntPtr> _ropeExt;
+    private static delegate* unmanaged<IntPtr, IntPtr, IntPtr, IntPtr> _gegluSplit;
+    private static delegate* unmanaged<IntPtr, IntPtr, IntPtr> _tanh;
+    private static delegate* unmanaged<IntPtr, IntPtr, float, IntPtr> _scale;
     private static delegate* unmanaged<IntPtr, IntPtr> _newGraph;
     private static delegate* unmanaged<IntPtr, IntPtr, void> _buildForwardExpand;
     private static delegate* unmanaged<IntPtr, IntPtr, int, int> _computeWithCtx;
@@ -56,6 +59,9 @@ public sealed unsafe class GgmlGraph : IDisposable
             _mulMat = (delegate* unmanaged<IntPtr, IntPtr, IntPtr, IntPtr>)NativeLibrary.GetExport(b, "ggml_mul_mat");
             _softMaxExt = (delegate* unmanaged<IntPtr, IntPtr, IntPtr, float, float, IntPtr>)NativeLibrary.GetExport(b, "ggml_soft_max_ext");
             _ropeExt = (delegate* unmanaged<IntPtr, IntPtr, IntPtr, IntPtr, int, int, int, float, float, float, float, float, float, IntPtr>)NativeLibrary.GetExport(b, "ggml_rope_ext");
+            _gegluSplit = (delegate* unmanaged<IntPtr, IntPtr, IntPtr, IntPtr>)NativeLibrary.GetExport(b, "ggml_geglu_split");
+            _tanh = (delegate* unmanaged<IntPtr, IntPtr, IntPtr>)NativeLibrary.GetExport(b, "ggml_tanh");
+            _scale = (delegate* unmanaged<IntPtr, IntPtr, float, IntPtr>)NativeLibrary.GetExport(b, "ggml_scale");
             _newGraph = (delegate* unmanaged<IntPtr, IntPtr>)NativeLibrary.GetExport(b, "ggml_new_graph");
             _buildForwardExpand = (delegate* unmanaged<IntPtr, IntPtr, void>)NativeLibrary.GetExport(b, "ggml_build_forward_expand");
             _computeWithCtx = (delegate* unmanaged<IntPtr, IntPtr, int, int>)NativeLibrary.GetExport(c, "ggml_graph_compute_with_ctx");
@@ -69,7 +75,17 @@ public sealed unsafe class GgmlGraph : IDisposable
 
     public IntPtr FlashAttnExt(IntPtr q, IntPtr k, IntPtr v, IntPtr mask, float scale) => _flashAttnExt(_ctx, q, k, v, mask, scale, 0, 0);
 
+    /// <summary>ggml_flash_attn_ext with a logit soft-cap.</summary>
+    public IntPtr FlashAttnExt(IntPtr q, IntPtr k, IntPtr v, IntPtr mask, float scale, float softCap) => _flashAttnExt(_ctx, q, k, v, mask, scale, 0, softCap);
+
     public IntPtr MulMat(IntPtr a, IntPtr b) => _mulMat(_ctx, a, b);
+
+    /// <summary>ggml_geglu_split: gelu(a) · b.</summary>
+    public IntPtr GegluSplit(IntPtr a, IntPtr b) => _gegluSplit(_ctx, a, b);
+
+    public IntPtr Tanh(IntPtr a) => _tanh(_ctx, a);
+
+    public IntPtr Scale(IntPtr a, float s) => _scale(_ctx, a, s);
 
     public IntPtr SoftMaxExt(IntPtr a, IntPtr mask, float scale) => _softMaxExt(_ctx, a, mask, scale, 0);
 
