@@ -15,9 +15,9 @@ public sealed record QuantizationTarget(string Name, int FileType, GgmlType Defa
 public sealed record TensorPlan(GgufTensorInfo Source, GgmlType Type, string? Warning);
 
 /// <summary>
-/// Quantizes a GGUF model the way llama-quantize does (llama_model_quantize without importance matrix): the same
-/// per-tensor type choices (llama_tensor_get_type) and the same bytes (our quantizers are bit-exact with
-/// ggml_quantize_chunk). Where llama-quantize gives up on a tensor whose rows do not divide into blocks of the
+/// Quantizes a GGUF model the way llama-quantize does (llama_model_quantize): the same per-tensor type choices
+/// (llama_tensor_get_type) and the same bytes (our quantizers are bit-exact with ggml_quantize_chunk), with an
+/// importance matrix for the types whose quantizers here take one (IQ4_NL, IQ4_XS; F16 and Q8_0 ignore it). Where llama-quantize gives up on a tensor whose rows do not divide into blocks of the
 /// fallback type, we keep that tensor in F16 and warn instead.
 /// </summary>
 public static class ModelQuantizer
@@ -84,7 +84,8 @@ public static class ModelQuantizer
     }
 
     /// <summary>Chooses every tensor's type (in llama.cpp's order), as llama_model_quantize does.</summary>
-    public static IReadOnlyList<TensorPlan> Plan(IModelFile model, QuantizationTarget target)
+    /// <param name="hasImportance">An importance matrix will be used (llama.cpp then keeps a few tensors at the mix's type).</param>
+    public static IReadOnlyList<TensorPlan> Plan(IModelFile model, QuantizationTarget target, bool hasImportance = false)
     {
         var meta = model.Metadata;
         string arch = meta.GetStringOrNull("general.architecture") ?? "llama";
@@ -100,6 +101,7 @@ public static class ModelQuantizer
             Is70B = arch == "llama" && nLayer == 80,
             HasOutput = model.FindTensor("output.weight") != null,
             NFfnDown = (int)nLayer,
+            HasImportance = hasImportance,
         };
         var ordered = LlamaOrder(model.Tensors);
         state.NAttentionWv = ordered.Count(t => t.Name.Contains("attn_v.weight") || t.Name.Contains("attn_qkv.weight") || t.Name.Contains("attn_kv_b.weight"));
@@ -118,6 +120,7 @@ public static class ModelQuantizer
         public int IAttentionWv;
         public int NFfnDown;
         public int IFfnDown;
+        public bool HasImportance;
     }
 
     private static bool ShouldQuantize(GgufTensorInfo t)
@@ -205,9 +208,10 @@ public static class ModelQuantizer
                     type = iLayer < nLayer / 16 ? GgmlType.Q6_K : UseMoreBits(iLayer, nLayer) ? GgmlType.Q5_K : GgmlType.Q4_K;
                 else if (UseMoreBits(iLayer, nLayer)) type = GgmlType.Q6_K;
             }
-            else if (ftype is "IQ4_NL" or "IQ4_XS" && iLayer < nLayer / 8) type = GgmlType.Q5_K; // (without an importance matrix)
+            else if (ftype is "IQ4_NL" or "IQ4_XS" && iLayer < nLayer / 8 && !s.HasImportance) type = GgmlType.Q5_K;
             else if (ftype == "Q5_K_M" && UseMoreBits(iLayer, nLayer)) type = GgmlType.Q6_K;
             else if (ftype == "Q4_K_S" && !s.IsFalcon && iLayer < nLayer / 8) type = GgmlType.Q5_K;
+            else if (ftype is "Q4_0" or "Q5_0" && s.HasImportance && iLayer < nLayer / 8) type = ftype == "Q4_0" ? GgmlType.Q4_1 : GgmlType.Q5_1;
             s.IFfnDown++;
         }
         else if (name.Contains("attn_output.weight"))
@@ -267,16 +271,24 @@ public static class ModelQuantizer
     /// Quantizes INPUT into OUTPUT. Messages (per-tensor progress and warnings) go to <paramref name="log"/>.
     /// The output is written to a temporary file and renamed at the end, so it is never left half written.
     /// </summary>
-    public static void Quantize(string inputPath, string outputPath, string targetName, Action<string> log)
+    /// <param name="importancePath">An importance matrix file (see <see cref="ImportanceMatrix"/>), or null.</param>
+    public static void Quantize(string inputPath, string outputPath, string targetName, Action<string> log, string? importancePath = null)
     {
+        var importance = importancePath != null ? ImportanceMatrix.Load(importancePath) : null;
+        if (ImportanceMatrix.RequiredBy.Contains(targetName.ToUpperInvariant()))
+            throw importance == null ? new ArgumentException(ImportanceMatrix.RequiredMessage)
+                : new NotSupportedException($"quantizing to {targetName.ToUpperInvariant()} is not implemented");
         if (!TryParseTarget(targetName, out var target))
             throw new ArgumentException($"unknown quantization type '{targetName}'; expected one of {TargetNames}");
         if (Path.GetFullPath(inputPath) == Path.GetFullPath(outputPath))
             throw new ArgumentException("the output must not overwrite the input");
         using var model = GgufFile.Open(inputPath);
-        var plan = Plan(model, target);
+        var plan = Plan(model, target, importance != null);
+        var weights = plan.ToDictionary(p => p.Source.Name, p => p.Type != p.Source.Type ? importance?.ForTensor(p.Source, log) : null);
         foreach (var p in plan)
         {
+            if (weights[p.Source.Name] != null && !Quantizer.IsSupportedWithImportance(p.Type))
+                throw new NotSupportedException($"quantizing to {p.Type} (for {p.Source.Name}) with an importance matrix is not implemented");
             if (p.Type != p.Source.Type && !Quantizer.IsSupported(p.Type))
                 throw new NotSupportedException($"quantizing to {p.Type} (for {p.Source.Name}) is not available in this build");
             if (p.Type != p.Source.Type && !Dequantizer.IsSupported(p.Source.Type))
@@ -289,6 +301,7 @@ public static class ModelQuantizer
         writer.CopyMetadataFrom(model);
         writer.Set("general.quantization_version", 2u);
         writer.Set("general.file_type", (uint)target.FileType);
+        importance?.WriteMetadata(writer, importancePath!);
         int index = 0;
         foreach (var p in plan)
         {
@@ -298,14 +311,15 @@ public static class ModelQuantizer
             {
                 if (p.Warning != null) log($"warning: {p.Warning}");
                 log($"[{position,4}/{plan.Count}] {source.Name,-36} {source.ShapeText,-20} {source.Type,-5} -> {p.Type}");
-                WriteTensor(model, source, p.Type, stream);
+                WriteTensor(model, source, p.Type, weights[source.Name], stream);
             });
         }
         writer.Write(outputPath);
         log($"wrote {outputPath} ({target.Name}, {plan.Count} tensors, {new FileInfo(outputPath).Length / 1048576.0:F1} MiB)");
     }
 
-    private static unsafe void WriteTensor(GgufFile model, GgufTensorInfo source, GgmlType type, Stream stream)
+    /// <param name="importance">[experts x columns] column importance, or null.</param>
+    private static unsafe void WriteTensor(GgufFile model, GgufTensorInfo source, GgmlType type, float[]? importance, Stream stream)
     {
         var data = model.GetTensorData(source);
         if (type == source.Type)
@@ -314,7 +328,7 @@ public static class ModelQuantizer
             return;
         }
         int cols = checked((int)source.Dimensions[0]);
-        long rows = source.Rows;
+        long rows = source.Rows, rowsPerExpert = source.Dimensions.Length > 1 ? source.Dimensions[1] : 1;
         long srcRowBytes = GgmlTypeInfo.RowBytes(source.Type, cols);
         long dstRowBytes = GgmlTypeInfo.RowBytes(type, cols);
         // Batches of rows of about 4M values, quantized in parallel; rows are independent.
@@ -331,7 +345,9 @@ public static class ModelQuantizer
                 var src = new ReadOnlySpan<byte>(basePtr + (first + i) * srcRowBytes, (int)srcRowBytes);
                 var f = floats.AsSpan(i * cols, cols);
                 Dequantizer.DequantizeRow(source.Type, src, f);
-                Quantizer.QuantizeRow(type, f, output.AsSpan((int)(i * dstRowBytes), (int)dstRowBytes));
+                var dst = output.AsSpan((int)(i * dstRowBytes), (int)dstRowBytes);
+                if (importance == null) Quantizer.QuantizeRow(type, f, dst);
+                else Quantizer.QuantizeRowWeighted(type, f, dst, importance.AsSpan((int)((first + i) / rowsPerExpert) * cols, cols));
             });
             stream.Write(output, 0, (int)(count * dstRowBytes));
         }

@@ -40,4 +40,29 @@ public static class Quantizer
                 throw new NotSupportedException($"quantizing to {type} is not implemented");
         }
     }
+
+    /// <summary>
+    /// True when <see cref="QuantizeRowWeighted"/> can use an
+    /// importance matrix for the type: the quantizers that take one, and the types ggml quantizes without it anyway.
+    /// </summary>
+    public static bool IsSupportedWithImportance(GgmlType type)
+        => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.IQ4_NL or GgmlType.IQ4_XS;
+
+    /// <summary>As ggml_quantize_chunk with quant_weights: <paramref name="importance"/> holds one weight per value of
+    /// the row (its columns' importance); empty quantizes as without.</summary>
+    public static void QuantizeRowWeighted(GgmlType type, ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+    {
+        if (importance.IsEmpty)
+        {
+            QuantizeRow(type, src, dst);
+            return;
+        }
+        switch (type)
+        {
+            case GgmlType.IQ4_NL: IQuants.IQ4_NL.Quantize(src, dst, importance); return;
+            case GgmlType.IQ4_XS: IQuants.IQ4_XS.Quantize(src, dst, importance); return;
+            case GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0: QuantizeRow(type, src, dst); return;
+            default: throw new NotSupportedException($"quantizing to {type} with an importance matrix is not implemented");
+        }
+    }
 }

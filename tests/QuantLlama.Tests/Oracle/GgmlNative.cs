@@ -107,15 +107,20 @@ public static unsafe class GgmlNative
     private static TypeTraitsCpu* CpuTraits(GgmlType type) => _getTypeTraitsCpu(type);
 
     /// <summary>ggml_quantize_chunk without importance matrix: rows of n_per_row values to blocks.</summary>
-    public static byte[] QuantizeChunk(GgmlType type, ReadOnlySpan<float> src, int nPerRow)
+    public static byte[] QuantizeChunk(GgmlType type, ReadOnlySpan<float> src, int nPerRow) => QuantizeChunk(type, src, nPerRow, default);
+
+    /// <summary>ggml_quantize_chunk with quant_weights: <paramref name="importance"/> holds one weight per column
+    /// [nPerRow] (empty for none), as llama-quantize passes an importance matrix's entry.</summary>
+    public static byte[] QuantizeChunk(GgmlType type, ReadOnlySpan<float> src, int nPerRow, ReadOnlySpan<float> importance)
     {
         EnsureLoaded();
         int rows = src.Length / nPerRow;
         var dst = new byte[GgmlTypeInfo.RowBytes(type, nPerRow) * rows];
         fixed (float* s = src)
+        fixed (float* w = importance)
         fixed (byte* d = dst)
         {
-            nuint written = _quantizeChunk(type, s, d, 0, rows, nPerRow, null);
+            nuint written = _quantizeChunk(type, s, d, 0, rows, nPerRow, w);
             if ((long)written != dst.Length) throw new InvalidOperationException($"ggml_quantize_chunk wrote {written} bytes, expected {dst.Length}");
         }
         return dst;
