@@ -17,7 +17,8 @@ public sealed record TensorPlan(GgufTensorInfo Source, GgmlType Type, string? Wa
 /// <summary>
 /// Quantizes a GGUF model the way llama-quantize does (llama_model_quantize): the same per-tensor type choices
 /// (llama_tensor_get_type) and the same bytes (our quantizers are bit-exact with ggml_quantize_chunk), with an
-/// importance matrix for the types whose quantizers here take one (IQ4_NL, IQ4_XS; F16 and Q8_0 ignore it). Where llama-quantize gives up on a tensor whose rows do not divide into blocks of the
+/// importance matrix for the types whose quantizers here take one (IQ4_NL, IQ4_XS, Q4_K, Q5_K, Q6_K; F16 and Q8_0
+/// ignore it). Where llama-quantize gives up on a tensor whose rows do not divide into blocks of the
 /// fallback type, we keep that tensor in F16 and warn instead.
 /// </summary>
 public static class ModelQuantizer

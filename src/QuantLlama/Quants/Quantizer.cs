@@ -46,7 +46,8 @@ public static class Quantizer
     /// importance matrix for the type: the quantizers that take one, and the types ggml quantizes without it anyway.
     /// </summary>
     public static bool IsSupportedWithImportance(GgmlType type)
-        => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.IQ4_NL or GgmlType.IQ4_XS;
+        => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.IQ4_NL or GgmlType.IQ4_XS
+            or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
 
     /// <summary>As ggml_quantize_chunk with quant_weights: <paramref name="importance"/> holds one weight per value of
     /// the row (its columns' importance); empty quantizes as without.</summary>
@@ -61,6 +62,9 @@ public static class Quantizer
         {
             case GgmlType.IQ4_NL: IQuants.IQ4_NL.Quantize(src, dst, importance); return;
             case GgmlType.IQ4_XS: IQuants.IQ4_XS.Quantize(src, dst, importance); return;
+            case GgmlType.Q4_K: KQuants.Q4_K.Quantize(src, dst, importance); return;
+            case GgmlType.Q5_K: KQuants.Q5_K.Quantize(src, dst, importance); return;
+            case GgmlType.Q6_K: KQuants.Q6_K.Quantize(src, dst, importance); return;
             case GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0: QuantizeRow(type, src, dst); return;
             default: throw new NotSupportedException($"quantizing to {type} with an importance matrix is not implemented");
         }

@@ -4,13 +4,14 @@ using QuantLlama.Gguf;
 using QuantLlama.Quants;
 using QuantLlama.Tensors;
 using QuantLlama.Tests.Cli;
+using QuantLlama.Tests.Models;
 using QuantLlama.Tests.Oracle;
 
 namespace QuantLlama.Tests.Quants;
 
 /// <summary>
 /// Importance matrices: llama.cpp's two file layouts read as llama-quantize reads them, the IQ4 quantizers with
-/// column weights byte for byte as ggml_quantize_chunk with quant_weights, `quantize --imatrix` tensor for tensor
+/// column weights (IQ4_NL, IQ4_XS, Q4_K, Q5_K, Q6_K) byte for byte as ggml_quantize_chunk with quant_weights, `quantize --imatrix` tensor for tensor
 /// against it, and llama-quantize's refusal of the very-low-bit mixes without a matrix.
 /// </summary>
 public class ImportanceMatrixTests(ITestOutputHelper output)
@@ -27,6 +28,9 @@ public class ImportanceMatrixTests(ITestOutputHelper output)
     [Theory]
     [InlineData(GgmlType.IQ4_NL)]
     [InlineData(GgmlType.IQ4_XS)]
+    [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q5_K)]
+    [InlineData(GgmlType.Q6_K)]
     public void WeightedRowsAreIdenticalToGgmlQuantizeChunk(GgmlType type)
     {
         Assert.SkipUnless(GgmlNative.QuantizesLikeX64, "llama.cpp's ARM64 build fuses multiply-adds in the scale search");
@@ -118,10 +122,12 @@ public class ImportanceMatrixTests(ITestOutputHelper output)
         Assert.Equal("wiki.train.raw", matrix.Dataset);
     }
 
-    /// <summary>A legacy matrix for every layer matrix of stories260K (llama-imatrix leaves out output.weight by default).</summary>
-    private static string StoriesImatrix()
+    private static string StoriesImatrix() => ImatrixFor(Source);
+
+    /// <summary>A legacy matrix for every layer matrix of a model (llama-imatrix leaves out output.weight by default).</summary>
+    private static string ImatrixFor(string modelPath)
     {
-        using var model = GgufFile.Open(Source);
+        using var model = GgufFile.Open(modelPath);
         var entries = model.Tensors.Where(t => t.Name.StartsWith("blk.", StringComparison.Ordinal) && t.Dimensions.Length == 2)
             .Select((t, i) => (t.Name, 8, RandomImportance((int)t.Dimensions[0], 100 + i).Select(v => 8 * v).ToArray()));
         string path = Path.Combine(TestPaths.NewTempDirectory(), "stories260K.imatrix.dat");
@@ -135,18 +141,22 @@ public class ImportanceMatrixTests(ITestOutputHelper output)
     /// the others are as without, and the file names the matrix as llama-quantize's do.
     /// </summary>
     [Theory]
-    [InlineData("IQ4_XS")]
-    [InlineData("IQ4_NL")]
-    public void QuantizeWithImatrixGivesGgmlBytesPerTensor(string target)
+    [InlineData("IQ4_XS", false)]
+    [InlineData("IQ4_NL", false)]
+    [InlineData("Q4_K_M", true)]
+    public void QuantizeWithImatrixGivesGgmlBytesPerTensor(string target, bool synthetic)
     {
         Assert.SkipUnless(GgmlNative.QuantizesLikeX64, "llama.cpp's ARM64 build fuses multiply-adds in the scale search");
-        string imatrix = StoriesImatrix(), dir = TestPaths.NewTempDirectory();
+        string dir = TestPaths.NewTempDirectory();
+        // stories260K's rows of 64 do not divide into the k-quants' 256: those mixes run on a synthetic F32 LLaMA of width 256.
+        string model = synthetic ? SyntheticLlama.Write(dir, GgmlType.F32, new SyntheticLlama.Shape()) : Source;
+        string imatrix = ImatrixFor(model);
         string weighted = Path.Combine(dir, "weighted.gguf"), plain = Path.Combine(dir, "plain.gguf");
         var log = new List<string>();
-        ModelQuantizer.Quantize(Source, weighted, target, log.Add, imatrix);
-        ModelQuantizer.Quantize(Source, plain, target, _ => { });
+        ModelQuantizer.Quantize(model, weighted, target, log.Add, imatrix);
+        ModelQuantizer.Quantize(model, plain, target, _ => { });
         var matrix = ImportanceMatrix.Load(imatrix);
-        using var source = GgufFile.Open(Source);
+        using var source = GgufFile.Open(model);
         using var ours = GgufFile.Open(weighted);
         using var without = GgufFile.Open(plain);
         int compared = 0;
@@ -166,7 +176,7 @@ public class ImportanceMatrixTests(ITestOutputHelper output)
             compared++;
         }
         output.WriteLine($"{target}: {compared} tensors quantized with the matrix");
-        Assert.True(compared >= 20, $"only {compared} tensors used the matrix");
+        Assert.True(compared >= (synthetic ? 14 : 20), $"only {compared} tensors used the matrix");
         Assert.Contains("did not find weights for output.weight", log);
         Assert.Equal(imatrix, ours.Metadata.GetString("quantize.imatrix.file"));
         Assert.Equal("tinystories.txt", ours.Metadata.GetString("quantize.imatrix.dataset"));
@@ -191,14 +201,14 @@ public class ImportanceMatrixTests(ITestOutputHelper output)
         Assert.False(File.Exists(output));
     }
 
-    /// <summary>The k-quants' and the legacy types' weighted searches are not there: such a request is refused
-    /// before anything is written, rather than quantized without the matrix.</summary>
+    /// <summary>The legacy types' and Q2_K/Q3_K's weighted searches are not there: such a request (here Q4_K_M on rows
+    /// of 64, whose fallback is Q5_0) is refused before anything is written, rather than quantized without the matrix.</summary>
     [Fact]
     public void TypesWithoutAWeightedQuantizerAreRefused()
     {
         string output = Path.Combine(TestPaths.NewTempDirectory(), "out.gguf");
         var e = Assert.Throws<NotSupportedException>(() => ModelQuantizer.Quantize(Source, output, "Q4_K_M", _ => { }, StoriesImatrix()));
-        Assert.StartsWith("quantizing to Q", e.Message);
+        Assert.StartsWith("quantizing to Q5_0 (for ", e.Message);
         Assert.EndsWith("with an importance matrix is not implemented", e.Message);
         Assert.False(File.Exists(output));
     }
