@@ -32,6 +32,7 @@ public class ImportanceMatrixTests(ITestOutputHelper output)
     [InlineData(GgmlType.Q5_K)]
     [InlineData(GgmlType.Q6_K)]
     [InlineData(GgmlType.IQ3_XXS)]
+    [InlineData(GgmlType.IQ3_S)]
     public void WeightedRowsAreIdenticalToGgmlQuantizeChunk(GgmlType type)
     {
         Assert.SkipUnless(GgmlNative.QuantizesLikeX64, "llama.cpp's ARM64 build fuses multiply-adds in the scale search");
