@@ -45,6 +45,9 @@ public static class ModelQuantizer
         new("Q6_K", 18, GgmlType.Q6_K, true),
         new("IQ4_NL", 25, GgmlType.IQ4_NL, true),
         new("IQ4_XS", 30, GgmlType.IQ4_XS, true),
+        new("IQ3_XS", 22, GgmlType.IQ3_S, true),
+        new("IQ3_S", 26, GgmlType.IQ3_S, true),
+        new("IQ3_M", 27, GgmlType.IQ3_S, true),
     ];
 
     // Plain types accepted as targets besides the mixes (ggml types that are not llama.cpp file types).
@@ -121,6 +124,8 @@ public static class ModelQuantizer
         public int IAttentionWv;
         public int NFfnDown;
         public int IFfnDown;
+        public int IFfnGate;
+        public int IFfnUp;
         public bool HasImportance;
     }
 
@@ -155,6 +160,8 @@ public static class ModelQuantizer
             // Counters advance for every matching tensor, as in llama.cpp; pure targets do not use them.
             if (t.Name.Contains("attn_v.weight")) s.IAttentionWv++;
             if (t.Name.Contains("ffn_down")) s.IFfnDown++;
+            else if (t.Name.Contains("ffn_gate")) s.IFfnGate++;
+            else if (t.Name.Contains("ffn_up")) s.IFfnUp++;
         }
         return Fallback(t, type);
     }
@@ -163,7 +170,7 @@ public static class ModelQuantizer
 
     private static bool UseMoreBits(int i, int n) => i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
 
-    /// <summary>llama_tensor_get_type's rules for the mixes we offer (the branches for the IQ1–IQ3 mixes left out).</summary>
+    /// <summary>llama_tensor_get_type's rules for the mixes we offer (the branches for the IQ1, IQ2 and IQ3_XXS mixes left out).</summary>
     private static GgmlType MixType(GgufTensorInfo t, GgmlType type, PlanState s)
     {
         string name = t.Name;
@@ -183,6 +190,8 @@ public static class ModelQuantizer
             if (ftype == "Q2_K") type = s.NGqa >= 4 ? GgmlType.Q4_K : GgmlType.Q3_K;
             else if (ftype == "Q3_K_M") type = s.IAttentionWv < 2 ? GgmlType.Q5_K : GgmlType.Q4_K;
             else if (ftype == "Q3_K_L") type = GgmlType.Q5_K;
+            else if (ftype is "IQ3_XS" or "IQ3_S" && s.NGqa >= 4) type = GgmlType.Q4_K;
+            else if (ftype == "IQ3_M") type = GgmlType.Q4_K;
             else if (ftype is "IQ4_NL" or "IQ4_XS" && s.NGqa >= 4) type = GgmlType.Q5_K;
             else if ((ftype == "Q4_K_M" || ftype == "Q5_K_M") && UseMoreBits(s.IAttentionWv, s.NAttentionWv)) type = GgmlType.Q6_K;
             else if (ftype == "Q4_K_S" && s.IAttentionWv < 4) type = GgmlType.Q5_K;
@@ -193,6 +202,11 @@ public static class ModelQuantizer
         else if (name.Contains("attn_k.weight"))
         {
             if (s.NExpert == 8) type = GgmlType.Q8_0;
+            else if (ftype == "IQ3_XS") type = GgmlType.IQ3_XXS;
+        }
+        else if (name.Contains("attn_q.weight"))
+        {
+            if (ftype == "IQ3_XS") type = GgmlType.IQ3_XXS;
         }
         else if (name.Contains("ffn_down"))
         {
@@ -202,6 +216,7 @@ public static class ModelQuantizer
             else if (ftype == "Q3_K_M")
                 type = iLayer < nLayer / 16 ? GgmlType.Q5_K
                     : !s.IsFalcon || UseMoreBits(iLayer, nLayer) ? GgmlType.Q4_K : GgmlType.Q3_K;
+            else if (ftype == "IQ3_M" && (iLayer < nLayer / 8 || (s.NExpert == 8 && UseMoreBits(iLayer, nLayer)))) type = GgmlType.Q4_K;
             else if (ftype == "Q3_K_L") type = s.IsFalcon ? GgmlType.Q4_K : GgmlType.Q5_K;
             else if (ftype == "Q4_K_M")
             {
@@ -221,19 +236,28 @@ public static class ModelQuantizer
             {
                 if (s.NExpert == 8)
                 {
-                    if (ftype is "Q2_K" or "Q3_K_S" or "Q3_K_M" or "Q4_K_S" or "Q4_K_M" or "IQ4_NL" or "IQ4_XS") type = GgmlType.Q5_K;
+                    if (ftype is "Q2_K" or "Q3_K_S" or "Q3_K_M" or "Q4_K_S" or "Q4_K_M" or "IQ4_NL" or "IQ4_XS" or "IQ3_XS" or "IQ3_S" or "IQ3_M")
+                        type = GgmlType.Q5_K;
                 }
                 else if (ftype == "Q2_K") type = GgmlType.Q3_K;
-                else if (ftype == "Q3_K_M") type = GgmlType.Q4_K;
+                else if (ftype is "Q3_K_M" or "IQ3_M") type = GgmlType.Q4_K;
                 else if (ftype == "Q3_K_L") type = GgmlType.Q5_K;
             }
             else if (ftype is "Q3_K_L" or "Q4_K_M" or "Q5_K_M") type = GgmlType.Q5_K; // falcon: more bits for the output projection
         }
         else if (name.Contains("attn_qkv.weight"))
         {
-            if (ftype is "Q3_K_M" or "Q3_K_L") type = GgmlType.Q4_K;
+            if (ftype is "Q3_K_M" or "Q3_K_L" or "IQ3_M") type = GgmlType.Q4_K;
             else if (ftype == "Q4_K_M") type = GgmlType.Q5_K;
             else if (ftype == "Q5_K_M") type = GgmlType.Q6_K;
+        }
+        else if (name.Contains("ffn_gate") || name.Contains("ffn_up"))
+        {
+            bool gate = name.Contains("ffn_gate");
+            int iLayer = gate ? s.IFfnGate : s.IFfnUp, nLayer = s.NFfnDown;
+            if (s.NExpert > 1) LayerFromName(name, ref iLayer);
+            if (ftype == "IQ3_XS" && iLayer >= nLayer / 8 && iLayer < 7 * nLayer / 8) type = GgmlType.IQ3_XXS;
+            if (gate) s.IFfnGate++; else s.IFfnUp++;
         }
         return type;
     }
@@ -253,7 +277,7 @@ public static class ModelQuantizer
         if (nx % GgmlTypeInfo.BlockSize(type) == 0) return new TensorPlan(t, type, null);
         GgmlType fallback = type switch
         {
-            GgmlType.IQ4_XS => GgmlType.IQ4_NL,
+            GgmlType.IQ4_XS or GgmlType.IQ3_XXS or GgmlType.IQ3_S => GgmlType.IQ4_NL,
             // Q4_0 as current llama.cpp has it (earlier releases chose IQ4_NL).
             GgmlType.Q2_K or GgmlType.Q3_K => GgmlType.Q4_0,
             GgmlType.Q4_K => GgmlType.Q5_0,
