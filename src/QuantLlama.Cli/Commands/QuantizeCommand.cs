@@ -11,7 +11,12 @@ public static class QuantizeCommand
         var input = new Argument<string>("input") { Description = "GGUF model to quantize (F32, F16, BF16, or already quantized)" };
         var output = new Argument<string>("output") { Description = "GGUF file to write (written to OUTPUT.tmp, then renamed)" };
         var type = new Argument<string>("type") { Description = "a llama.cpp mix or a type: " + ModelQuantizer.TargetNames };
+        var imatrix = new Option<string>("--imatrix")
+        {
+            Description = "Importance matrix file written by llama-imatrix (GGUF or the legacy .dat), used as llama-quantize uses it",
+        };
         var command = new Command("quantize", "Quantize a GGUF model the way llama-quantize does");
+        command.Options.Add(imatrix);
         command.Arguments.Add(input);
         command.Arguments.Add(output);
         command.Arguments.Add(type);
@@ -19,9 +24,12 @@ public static class QuantizeCommand
         command.SetAction(parseResult => CliErrors.Run(() =>
         {
             string typeName = parseResult.GetValue(type)!;
-            if (!ModelQuantizer.TryParseTarget(typeName, out _))
+            string? importance = parseResult.GetValue(imatrix);
+            if (importance == null && ImportanceMatrix.RequiredBy.Contains(typeName.ToUpperInvariant()))
+                throw new CliUsageException(ImportanceMatrix.RequiredMessage);
+            if (!ModelQuantizer.TryParseTarget(typeName, out _) && !ImportanceMatrix.RequiredBy.Contains(typeName.ToUpperInvariant()))
                 throw new CliUsageException($"unknown quantization type '{typeName}'; expected one of {ModelQuantizer.TargetNames}");
-            ModelQuantizer.Quantize(parseResult.GetValue(input)!, parseResult.GetValue(output)!, typeName, Console.Error.WriteLine);
+            ModelQuantizer.Quantize(parseResult.GetValue(input)!, parseResult.GetValue(output)!, typeName, Console.Error.WriteLine, importance);
             return 0;
         }));
         return command;

@@ -16,9 +16,10 @@ public sealed record QuantizationTarget(string Name, int FileType, GgmlType Defa
 public sealed record TensorPlan(GgufTensorInfo Source, GgmlType Type, string? Warning);
 
 /// <summary>
-/// Quantizes a GGUF model the way llama-quantize does (llama_model_quantize without importance matrix): the same
-/// per-tensor type choices (llama_tensor_get_type) and the same bytes (our quantizers are bit-exact with
-/// ggml_quantize_chunk). Where llama-quantize gives up on a tensor whose rows do not divide into blocks of the
+/// Quantizes a GGUF model the way llama-quantize does (llama_model_quantize): the same per-tensor type choices
+/// (llama_tensor_get_type) and the same bytes (our quantizers are bit-exact with ggml_quantize_chunk), with an
+/// importance matrix for the types whose quantizers here take one (IQ4_NL, IQ4_XS, Q4_K, Q5_K, Q6_K; F16 and Q8_0
+/// ignore it). Where llama-quantize gives up on a tensor whose rows do not divide into blocks of the
 /// fallback type, we keep that tensor in F16 and warn instead.
 /// </summary>
 public static class ModelQuantizer
@@ -45,6 +46,9 @@ public static class ModelQuantizer
         new("Q6_K", 18, GgmlType.Q6_K, true),
         new("IQ4_NL", 25, GgmlType.IQ4_NL, true),
         new("IQ4_XS", 30, GgmlType.IQ4_XS, true),
+        new("IQ3_XS", 22, GgmlType.IQ3_S, true),
+        new("IQ3_S", 26, GgmlType.IQ3_S, true),
+        new("IQ3_M", 27, GgmlType.IQ3_S, true),
     ];
 
     // Plain types accepted as targets besides the mixes (ggml types that are not llama.cpp file types).
@@ -85,7 +89,8 @@ public static class ModelQuantizer
     }
 
     /// <summary>Chooses every tensor's type (in llama.cpp's order), as llama_model_quantize does.</summary>
-    public static IReadOnlyList<TensorPlan> Plan(IModelFile model, QuantizationTarget target)
+    /// <param name="hasImportance">An importance matrix will be used (llama.cpp then keeps a few tensors at the mix's type).</param>
+    public static IReadOnlyList<TensorPlan> Plan(IModelFile model, QuantizationTarget target, bool hasImportance = false)
     {
         var meta = model.Metadata;
         string arch = meta.GetStringOrNull("general.architecture") ?? "llama";
@@ -101,6 +106,7 @@ public static class ModelQuantizer
             Is70B = arch == "llama" && nLayer == 80,
             HasOutput = model.FindTensor("output.weight") != null,
             NFfnDown = (int)nLayer,
+            HasImportance = hasImportance,
         };
         var ordered = LlamaOrder(model.Tensors);
         state.NAttentionWv = ordered.Count(t => t.Name.Contains("attn_v.weight") || t.Name.Contains("attn_qkv.weight") || t.Name.Contains("attn_kv_b.weight"));
@@ -119,6 +125,9 @@ public static class ModelQuantizer
         public int IAttentionWv;
         public int NFfnDown;
         public int IFfnDown;
+        public int IFfnGate;
+        public int IFfnUp;
+        public bool HasImportance;
     }
 
     private static bool ShouldQuantize(GgufTensorInfo t)
@@ -152,6 +161,8 @@ public static class ModelQuantizer
             // Counters advance for every matching tensor, as in llama.cpp; pure targets do not use them.
             if (t.Name.Contains("attn_v.weight")) s.IAttentionWv++;
             if (t.Name.Contains("ffn_down")) s.IFfnDown++;
+            else if (t.Name.Contains("ffn_gate")) s.IFfnGate++;
+            else if (t.Name.Contains("ffn_up")) s.IFfnUp++;
         }
         return Fallback(t, type);
     }
@@ -160,7 +171,7 @@ public static class ModelQuantizer
 
     private static bool UseMoreBits(int i, int n) => i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
 
-    /// <summary>llama_tensor_get_type's rules for the mixes we offer (the branches for the IQ1–IQ3 mixes left out).</summary>
+    /// <summary>llama_tensor_get_type's rules for the mixes we offer (the branches for the IQ1, IQ2 and IQ3_XXS mixes left out).</summary>
     private static GgmlType MixType(GgufTensorInfo t, GgmlType type, PlanState s)
     {
         string name = t.Name;
@@ -180,6 +191,8 @@ public static class ModelQuantizer
             if (ftype == "Q2_K") type = s.NGqa >= 4 ? GgmlType.Q4_K : GgmlType.Q3_K;
             else if (ftype == "Q3_K_M") type = s.IAttentionWv < 2 ? GgmlType.Q5_K : GgmlType.Q4_K;
             else if (ftype == "Q3_K_L") type = GgmlType.Q5_K;
+            else if (ftype is "IQ3_XS" or "IQ3_S" && s.NGqa >= 4) type = GgmlType.Q4_K;
+            else if (ftype == "IQ3_M") type = GgmlType.Q4_K;
             else if (ftype is "IQ4_NL" or "IQ4_XS" && s.NGqa >= 4) type = GgmlType.Q5_K;
             else if ((ftype == "Q4_K_M" || ftype == "Q5_K_M") && UseMoreBits(s.IAttentionWv, s.NAttentionWv)) type = GgmlType.Q6_K;
             else if (ftype == "Q4_K_S" && s.IAttentionWv < 4) type = GgmlType.Q5_K;
@@ -190,6 +203,11 @@ public static class ModelQuantizer
         else if (name.Contains("attn_k.weight"))
         {
             if (s.NExpert == 8) type = GgmlType.Q8_0;
+            else if (ftype == "IQ3_XS") type = GgmlType.IQ3_XXS;
+        }
+        else if (name.Contains("attn_q.weight"))
+        {
+            if (ftype == "IQ3_XS") type = GgmlType.IQ3_XXS;
         }
         else if (name.Contains("ffn_down"))
         {
@@ -199,6 +217,7 @@ public static class ModelQuantizer
             else if (ftype == "Q3_K_M")
                 type = iLayer < nLayer / 16 ? GgmlType.Q5_K
                     : !s.IsFalcon || UseMoreBits(iLayer, nLayer) ? GgmlType.Q4_K : GgmlType.Q3_K;
+            else if (ftype == "IQ3_M" && (iLayer < nLayer / 8 || (s.NExpert == 8 && UseMoreBits(iLayer, nLayer)))) type = GgmlType.Q4_K;
             else if (ftype == "Q3_K_L") type = s.IsFalcon ? GgmlType.Q4_K : GgmlType.Q5_K;
             else if (ftype == "Q4_K_M")
             {
@@ -206,9 +225,10 @@ public static class ModelQuantizer
                     type = iLayer < nLayer / 16 ? GgmlType.Q6_K : UseMoreBits(iLayer, nLayer) ? GgmlType.Q5_K : GgmlType.Q4_K;
                 else if (UseMoreBits(iLayer, nLayer)) type = GgmlType.Q6_K;
             }
-            else if (ftype is "IQ4_NL" or "IQ4_XS" && iLayer < nLayer / 8) type = GgmlType.Q5_K; // (without an importance matrix)
+            else if (ftype is "IQ4_NL" or "IQ4_XS" && iLayer < nLayer / 8 && !s.HasImportance) type = GgmlType.Q5_K;
             else if (ftype == "Q5_K_M" && UseMoreBits(iLayer, nLayer)) type = GgmlType.Q6_K;
             else if (ftype == "Q4_K_S" && !s.IsFalcon && iLayer < nLayer / 8) type = GgmlType.Q5_K;
+            else if (ftype is "Q4_0" or "Q5_0" && s.HasImportance && iLayer < nLayer / 8) type = ftype == "Q4_0" ? GgmlType.Q4_1 : GgmlType.Q5_1;
             s.IFfnDown++;
         }
         else if (name.Contains("attn_output.weight"))
@@ -217,19 +237,28 @@ public static class ModelQuantizer
             {
                 if (s.NExpert == 8)
                 {
-                    if (ftype is "Q2_K" or "Q3_K_S" or "Q3_K_M" or "Q4_K_S" or "Q4_K_M" or "IQ4_NL" or "IQ4_XS") type = GgmlType.Q5_K;
+                    if (ftype is "Q2_K" or "Q3_K_S" or "Q3_K_M" or "Q4_K_S" or "Q4_K_M" or "IQ4_NL" or "IQ4_XS" or "IQ3_XS" or "IQ3_S" or "IQ3_M")
+                        type = GgmlType.Q5_K;
                 }
                 else if (ftype == "Q2_K") type = GgmlType.Q3_K;
-                else if (ftype == "Q3_K_M") type = GgmlType.Q4_K;
+                else if (ftype is "Q3_K_M" or "IQ3_M") type = GgmlType.Q4_K;
                 else if (ftype == "Q3_K_L") type = GgmlType.Q5_K;
             }
             else if (ftype is "Q3_K_L" or "Q4_K_M" or "Q5_K_M") type = GgmlType.Q5_K; // falcon: more bits for the output projection
         }
         else if (name.Contains("attn_qkv.weight"))
         {
-            if (ftype is "Q3_K_M" or "Q3_K_L") type = GgmlType.Q4_K;
+            if (ftype is "Q3_K_M" or "Q3_K_L" or "IQ3_M") type = GgmlType.Q4_K;
             else if (ftype == "Q4_K_M") type = GgmlType.Q5_K;
             else if (ftype == "Q5_K_M") type = GgmlType.Q6_K;
+        }
+        else if (name.Contains("ffn_gate") || name.Contains("ffn_up"))
+        {
+            bool gate = name.Contains("ffn_gate");
+            int iLayer = gate ? s.IFfnGate : s.IFfnUp, nLayer = s.NFfnDown;
+            if (s.NExpert > 1) LayerFromName(name, ref iLayer);
+            if (ftype == "IQ3_XS" && iLayer >= nLayer / 8 && iLayer < 7 * nLayer / 8) type = GgmlType.IQ3_XXS;
+            if (gate) s.IFfnGate++; else s.IFfnUp++;
         }
         return type;
     }
@@ -249,7 +278,7 @@ public static class ModelQuantizer
         if (nx % GgmlTypeInfo.BlockSize(type) == 0) return new TensorPlan(t, type, null);
         GgmlType fallback = type switch
         {
-            GgmlType.IQ4_XS => GgmlType.IQ4_NL,
+            GgmlType.IQ4_XS or GgmlType.IQ3_XXS or GgmlType.IQ3_S => GgmlType.IQ4_NL,
             // Q4_0 as current llama.cpp has it (earlier releases chose IQ4_NL).
             GgmlType.Q2_K or GgmlType.Q3_K => GgmlType.Q4_0,
             GgmlType.Q4_K => GgmlType.Q5_0,
@@ -268,16 +297,24 @@ public static class ModelQuantizer
     /// Quantizes INPUT into OUTPUT. Messages (per-tensor progress and warnings) go to <paramref name="log"/>.
     /// The output is written to a temporary file and renamed at the end, so it is never left half written.
     /// </summary>
-    public static void Quantize(string inputPath, string outputPath, string targetName, Action<string> log)
+    /// <param name="importancePath">An importance matrix file (see <see cref="ImportanceMatrix"/>), or null.</param>
+    public static void Quantize(string inputPath, string outputPath, string targetName, Action<string> log, string? importancePath = null)
     {
+        var importance = importancePath != null ? ImportanceMatrix.Load(importancePath) : null;
+        if (ImportanceMatrix.RequiredBy.Contains(targetName.ToUpperInvariant()))
+            throw importance == null ? new ArgumentException(ImportanceMatrix.RequiredMessage)
+                : new NotSupportedException($"quantizing to {targetName.ToUpperInvariant()} is not implemented");
         if (!TryParseTarget(targetName, out var target))
             throw new ArgumentException($"unknown quantization type '{targetName}'; expected one of {TargetNames}");
         if (Path.GetFullPath(inputPath) == Path.GetFullPath(outputPath))
             throw new ArgumentException("the output must not overwrite the input");
         using var model = GgufFile.Open(inputPath);
-        var plan = Plan(model, target);
+        var plan = Plan(model, target, importance != null);
+        var weights = plan.ToDictionary(p => p.Source.Name, p => p.Type != p.Source.Type ? importance?.ForTensor(p.Source, log) : null);
         foreach (var p in plan)
         {
+            if (weights[p.Source.Name] != null && !Quantizer.IsSupportedWithImportance(p.Type))
+                throw new NotSupportedException($"quantizing to {p.Type} (for {p.Source.Name}) with an importance matrix is not implemented");
             if (p.Type != p.Source.Type && !Quantizer.IsSupported(p.Type))
                 throw new NotSupportedException($"quantizing to {p.Type} (for {p.Source.Name}) is not available in this build");
             if (p.Type != p.Source.Type && !Dequantizer.IsSupported(p.Source.Type))
@@ -290,6 +327,7 @@ public static class ModelQuantizer
         writer.CopyMetadataFrom(model);
         writer.Set("general.quantization_version", 2u);
         writer.Set("general.file_type", (uint)target.FileType);
+        importance?.WriteMetadata(writer, importancePath!);
         int index = 0;
         foreach (var p in plan)
         {
@@ -299,14 +337,15 @@ public static class ModelQuantizer
             {
                 if (p.Warning != null) log($"warning: {p.Warning}");
                 log($"[{position,4}/{plan.Count}] {source.Name,-36} {source.ShapeText,-20} {source.Type,-5} -> {p.Type}");
-                WriteTensor(model, source, p.Type, stream);
+                WriteTensor(model, source, p.Type, weights[source.Name], stream);
             });
         }
         writer.Write(outputPath);
         log($"wrote {outputPath} ({target.Name}, {plan.Count} tensors, {new FileInfo(outputPath).Length / 1048576.0:F1} MiB)");
     }
 
-    private static unsafe void WriteTensor(GgufFile model, GgufTensorInfo source, GgmlType type, Stream stream)
+    /// <param name="importance">[experts x columns] column importance, or null.</param>
+    private static unsafe void WriteTensor(GgufFile model, GgufTensorInfo source, GgmlType type, float[]? importance, Stream stream)
     {
         var data = model.GetTensorData(source);
         if (type == source.Type)
@@ -315,7 +354,7 @@ public static class ModelQuantizer
             return;
         }
         int cols = checked((int)source.Dimensions[0]);
-        long rows = source.Rows;
+        long rows = source.Rows, rowsPerExpert = source.Dimensions.Length > 1 ? source.Dimensions[1] : 1;
         long srcRowBytes = GgmlTypeInfo.RowBytes(source.Type, cols);
         long dstRowBytes = GgmlTypeInfo.RowBytes(type, cols);
         // Batches of rows of about 4M values, quantized in parallel; rows are independent.
@@ -332,7 +371,9 @@ public static class ModelQuantizer
                 var src = new ReadOnlySpan<byte>(basePtr + (first + i) * srcRowBytes, (int)srcRowBytes);
                 var f = floats.AsSpan(i * cols, cols);
                 Dequantizer.DequantizeRow(source.Type, src, f);
-                Quantizer.QuantizeRow(type, f, output.AsSpan((int)(i * dstRowBytes), (int)dstRowBytes));
+                var dst = output.AsSpan((int)(i * dstRowBytes), (int)dstRowBytes);
+                if (importance == null) Quantizer.QuantizeRow(type, f, dst);
+                else Quantizer.QuantizeRowWeighted(type, f, dst, importance.AsSpan((int)((first + i) / rowsPerExpert) * cols, cols));
             });
             stream.Write(output, 0, (int)(count * dstRowBytes));
         }

@@ -29,24 +29,14 @@ public static class Perplexity
         Action<int, double>? onWindow = null, CancellationToken cancellationToken = default)
     {
         int window = context.ContextSize, vocab = context.Config.VocabSize;
-        if (window < 2) throw new ArgumentException($"a context of {window} tokens is too small to score any token");
-        if (tokens.Count < MinimumTokens(window))
-            throw new ArgumentException($"you need at least {MinimumTokens(window)} tokens to evaluate perplexity with a context of {window}; "
-                + $"the text tokenizes to only {tokens.Count} tokens");
+        CheckLength(window, tokens.Count);
 
         int windows = tokens.Count / window, first = window / 2;
-        var logits = new float[(long)window * vocab];
-        var windowTokens = new int[window];
         var running = new List<double>(windows);
         double nll = 0, nll2 = 0;
         int count = 0;
-        for (int w = 0; w < windows; w++)
+        EvaluateWindows(context, tokens, windows, bosToken, (w, logits) =>
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            for (int i = 0; i < window; i++) windowTokens[i] = tokens[w * window + i];
-            if (bosToken is int bos) windowTokens[0] = bos;
-            context.Reset();
-            context.ForwardAllLogits(windowTokens, 0, logits);
             // The logits at position j predict the text's token j + 1 (the original one, never the BOS substitute).
             for (int j = first; j < window - 1; j++)
             {
@@ -57,11 +47,47 @@ public static class Perplexity
             count += window - 1 - first;
             running.Add(Math.Exp(nll / count));
             onWindow?.Invoke(w + 1, running[^1]);
-        }
+        }, cancellationToken);
 
+        return Result(nll, nll2, count, running);
+    }
+
+    internal static void CheckLength(int window, int tokenCount)
+    {
+        if (window < 2) throw new ArgumentException($"a context of {window} tokens is too small to score any token");
+        if (tokenCount < MinimumTokens(window))
+            throw new ArgumentException($"you need at least {MinimumTokens(window)} tokens to evaluate perplexity with a context of {window}; "
+                + $"the text tokenizes to only {tokenCount} tokens");
+    }
+
+    /// <summary>The estimate and llama-perplexity's ± from the sums of the negative log-likelihoods and their squares.</summary>
+    internal static PerplexityResult Result(double nll, double nll2, int count, IReadOnlyList<double> running)
+    {
         double mean = nll / count, variance = nll2 / count - mean * mean, ppl = Math.Exp(mean);
         double uncertainty = variance > 0 ? Math.Sqrt(variance / (count - 1)) * ppl : double.NaN;
         return new PerplexityResult(ppl, uncertainty, running, count);
+    }
+
+    /// <summary>
+    /// Evaluates <paramref name="windows"/> consecutive windows of the context's size from an empty cache each, the
+    /// first token replaced by <paramref name="bosToken"/> when given, and hands each window's logits
+    /// [window x vocab] (one buffer, reused) to <paramref name="onWindow"/> with its 0-based number.
+    /// </summary>
+    internal static void EvaluateWindows(InferenceContext context, IReadOnlyList<int> tokens, int windows, int? bosToken,
+        Action<int, float[]> onWindow, CancellationToken cancellationToken)
+    {
+        int window = context.ContextSize;
+        var logits = new float[(long)window * context.Config.VocabSize];
+        var windowTokens = new int[window];
+        for (int w = 0; w < windows; w++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            for (int i = 0; i < window; i++) windowTokens[i] = tokens[w * window + i];
+            if (bosToken is int bos) windowTokens[0] = bos;
+            context.Reset();
+            context.ForwardAllLogits(windowTokens, 0, logits);
+            onWindow(w, logits);
+        }
     }
 
     /// <summary>log p(token) under softmax(logits), as llama-perplexity computes it: exponentials in float, their

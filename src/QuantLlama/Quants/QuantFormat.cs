@@ -18,6 +18,11 @@ internal readonly unsafe struct QuantFormat
     public required int BlockBytes { get; init; }
     /// <summary>(src, dst): a whole number of blocks of f32 values to blocks; null where the format is read-only.</summary>
     public delegate*<ReadOnlySpan<float>, Span<byte>, void> Quantize { get; init; }
+    /// <summary>
+    /// (src, dst, importance): <see cref="Quantize"/> weighted by one importance per value (ggml's quant_weights, from an
+    /// importance matrix); null where the format's quantizer takes no weights.
+    /// </summary>
+    public delegate*<ReadOnlySpan<float>, Span<byte>, ReadOnlySpan<float>, void> QuantizeWeighted { get; init; }
     /// <summary>(src, dst): a whole number of blocks to f32 values; null where only the geometry is known.</summary>
     public delegate*<ReadOnlySpan<byte>, Span<float>, void> Dequantize { get; init; }
     /// <summary>Matrix products over weights of this type; null where they are not implemented.</summary>

@@ -13,10 +13,10 @@ namespace QuantLlama.Tests.Generation;
 /// </summary>
 public class PerplexityTests(ITestOutputHelper output)
 {
-    private const int Window = 64;
+    internal const int Window = 64;
 
     /// <summary>TinyStories-like English, repeated so that the text fills several windows.</summary>
-    private static readonly string Text = string.Concat(Enumerable.Repeat(
+    internal static readonly string Text = string.Concat(Enumerable.Repeat(
         "Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her dog, Max. "
         + "One day, Lily saw a big red ball under a tree. She ran to the ball and kicked it high into the sky. "
         + "Max barked and ran after it. They played all day until the sun went down. Then they went home, happy and tired.\n", 3));

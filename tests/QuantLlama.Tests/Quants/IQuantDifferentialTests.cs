@@ -15,7 +15,7 @@ namespace QuantLlama.Tests.Quants;
 public class IQuantDifferentialTests
 {
     /// <summary>The types we quantize to.</summary>
-    public static TheoryData<GgmlType> Types => new() { GgmlType.IQ4_NL, GgmlType.IQ4_XS };
+    public static TheoryData<GgmlType> Types => new() { GgmlType.IQ4_NL, GgmlType.IQ4_XS, GgmlType.IQ3_XXS, GgmlType.IQ3_S };
 
     /// <summary>The types we read: the grid i-quants too.</summary>
     public static TheoryData<GgmlType> ReadTypes => new()

@@ -9,7 +9,7 @@ namespace QuantLlama.Quants.IQuants;
 /// IQ3_S: super-blocks of 256 values as one fp16 scale d, 64 low bytes and 8 bytes of high bits of 9-bit indices
 /// into the 4-value codebook <see cref="IQGrids.IQ3S"/> (8 indices and one high-bit byte per block of 32), 32 bytes
 /// of one sign bit per value, and 4-bit block scales s two per byte; value = d · (2s + 1) · ±magnitude.
-/// 3.44 bits per weight. Activation partner: Q8_K. No quantizer.
+/// 3.44 bits per weight. Activation partner: Q8_K.
 /// </summary>
 public static unsafe class IQ3_S
 {
@@ -17,12 +17,19 @@ public static unsafe class IQ3_S
     public const int BlockBytes = 110;
 
     /// <summary>IQ3_S as <see cref="QuantFormats"/> lists it.</summary>
-    internal static QuantFormat Description => new(GgmlType.IQ3_S, BlockSize, BlockBytes, null, &Dequantize,
-        new TypeKernel { Activation = KQuants.Q8_K.Activation, Dot = &Dot });
+    internal static QuantFormat Description => new(GgmlType.IQ3_S, BlockSize, BlockBytes, &Quantize, &Dequantize,
+        new TypeKernel { Activation = KQuants.Q8_K.Activation, Dot = &Dot }) { QuantizeWeighted = &Quantize };
 
     private const int HighBits = 2 + 64, Signs = HighBits + 8, Scales = Signs + 32;
 
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst) => GridQuants.Dequantize<Format>(src, dst);
+
+    /// <summary>The quantizer without an importance matrix.</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst) => Quantize(src, dst, default);
+
+    /// <summary>Quantizer, byte for byte ggml's quantize_iq3_s, with the row's column importance [src.Length] or without (empty).</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+        => IQ3Quantizer.QuantizeS(src, dst, importance);
 
     internal static float Dot(byte* w, byte* a, int n) => Kernels.UseAvx2 ? DotAvx2(w, a, n) : DotScalar(w, a, n);
 

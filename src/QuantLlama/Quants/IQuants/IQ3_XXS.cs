@@ -7,7 +7,7 @@ namespace QuantLlama.Quants.IQuants;
 /// <summary>
 /// IQ3_XXS: super-blocks of 256 values as one fp16 scale d, 64 byte indices into the 4-value codebook
 /// <see cref="IQGrids.IQ3XXS"/> (8 per block of 32), then per block a 32-bit word of four 7-bit sign groups and a
-/// 4-bit scale s; value = d · (2s + 1)/4 · ±magnitude. 3.06 bits per weight. Activation partner: Q8_K. No quantizer.
+/// 4-bit scale s; value = d · (2s + 1)/4 · ±magnitude. 3.06 bits per weight. Activation partner: Q8_K.
 /// </summary>
 public static unsafe class IQ3_XXS
 {
@@ -15,10 +15,17 @@ public static unsafe class IQ3_XXS
     public const int BlockBytes = 98;
 
     /// <summary>IQ3_XXS as <see cref="QuantFormats"/> lists it.</summary>
-    internal static QuantFormat Description => new(GgmlType.IQ3_XXS, BlockSize, BlockBytes, null, &Dequantize,
-        new TypeKernel { Activation = KQuants.Q8_K.Activation, Dot = &Dot });
+    internal static QuantFormat Description => new(GgmlType.IQ3_XXS, BlockSize, BlockBytes, &Quantize, &Dequantize,
+        new TypeKernel { Activation = KQuants.Q8_K.Activation, Dot = &Dot }) { QuantizeWeighted = &Quantize };
 
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst) => GridQuants.Dequantize<Format>(src, dst);
+
+    /// <summary>The quantizer without an importance matrix.</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst) => Quantize(src, dst, default);
+
+    /// <summary>Quantizer, byte for byte ggml's quantize_iq3_xxs, with the row's column importance [src.Length] or without (empty).</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+        => IQ3Quantizer.QuantizeXxs(src, dst, importance);
 
     internal static float Dot(byte* w, byte* a, int n) => Kernels.UseAvx2 ? DotAvx2(w, a, n) : DotScalar(w, a, n);
 

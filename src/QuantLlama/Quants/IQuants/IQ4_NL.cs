@@ -19,7 +19,7 @@ public static unsafe class IQ4_NL
 
     /// <summary>IQ4_NL as <see cref="QuantFormats"/> lists it.</summary>
     internal static QuantFormat Description => new(GgmlType.IQ4_NL, BlockSize, BlockBytes, &Quantize, &Dequantize,
-        new TypeKernel { Activation = Q8_0.Activation, Dot = &Dot });
+        new TypeKernel { Activation = Q8_0.Activation, Dot = &Dot }) { QuantizeWeighted = &Quantize };
 
     [StructLayout(LayoutKind.Sequential, Pack = 1)]
     public struct Block
@@ -28,18 +28,26 @@ public static unsafe class IQ4_NL
         public fixed byte Qs[BlockSize / 2];
     }
 
-    /// <summary>Quantizer, byte for byte ggml's quantize_iq4_nl without an importance matrix (what llama-quantize writes).</summary>
-    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
+    /// <summary>The quantizer without an importance matrix.</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst) => Quantize(src, dst, default);
+
+    /// <summary>Quantizer, byte for byte ggml's quantize_iq4_nl (what llama-quantize writes), with the row's
+    /// column importance [src.Length] from an importance matrix or without (empty).</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
     {
         int nb = Blocks.Check(src.Length, BlockSize, dst.Length, BlockBytes);
+        if (!importance.IsEmpty && importance.Length != src.Length) throw new ArgumentException("one importance per value is needed", nameof(importance));
+        float* weight = stackalloc float[BlockSize];
         fixed (float* x0 = src)
+        fixed (float* q0 = importance)
         fixed (byte* y0 = dst)
         {
             for (int i = 0; i < nb; i++)
             {
                 float* x = x0 + i * BlockSize;
                 var y = (Block*)(y0 + i * BlockBytes);
-                float d = NonLinear4.BestScale(x);
+                if (q0 != null) NonLinear4.ImportanceWeights(x, q0 + i * BlockSize, weight, BlockSize);
+                float d = NonLinear4.BestScale(x, q0 != null ? weight : null);
                 y->D = Fp16.FromFloat(d);
                 NonLinear4.PackIndices(x, d != 0 ? 1 / d : 0, y->Qs);
             }

@@ -21,7 +21,7 @@ public static unsafe class IQ4_XS
 
     /// <summary>IQ4_XS as <see cref="QuantFormats"/> lists it.</summary>
     internal static QuantFormat Description => new(GgmlType.IQ4_XS, BlockSize, BlockBytes, &Quantize, &Dequantize,
-        new TypeKernel { Activation = Q8_K.Activation, Dot = &Dot });
+        new TypeKernel { Activation = Q8_K.Activation, Dot = &Dot }) { QuantizeWeighted = &Quantize };
 
     private const int SubBlocks = BlockSize / NonLinear4.SubBlock;
 
@@ -39,12 +39,19 @@ public static unsafe class IQ4_XS
     private static int BlockScale(Block* x, int ib)
         => (((x->ScalesL[ib / 2] >> (4 * (ib % 2))) & 0x0F) | (((x->ScalesH >> (2 * ib)) & 3) << 4)) - 32;
 
-    /// <summary>Quantizer, byte for byte ggml's quantize_iq4_xs without an importance matrix (what llama-quantize writes).</summary>
-    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
+    /// <summary>The quantizer without an importance matrix.</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst) => Quantize(src, dst, default);
+
+    /// <summary>Quantizer, byte for byte ggml's quantize_iq4_xs (what llama-quantize writes), with the row's
+    /// column importance [src.Length] from an importance matrix or without (empty).</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
     {
         int nb = Blocks.Check(src.Length, BlockSize, dst.Length, BlockBytes);
+        if (!importance.IsEmpty && importance.Length != src.Length) throw new ArgumentException("one importance per value is needed", nameof(importance));
         float* scales = stackalloc float[SubBlocks];
+        float* weight = stackalloc float[BlockSize];
         fixed (float* x0 = src)
+        fixed (float* q0 = importance)
         fixed (byte* y0 = dst)
         {
             for (int i = 0; i < nb; i++)
@@ -52,9 +59,10 @@ public static unsafe class IQ4_XS
                 float* x = x0 + i * BlockSize;
                 var y = (Block*)(y0 + i * BlockBytes);
                 float maxScale = 0, amaxScale = 0;
+                if (q0 != null) NonLinear4.ImportanceWeights(x, q0 + i * BlockSize, weight, BlockSize);
                 for (int ib = 0; ib < SubBlocks; ib++)
                 {
-                    scales[ib] = NonLinear4.BestScale(x + ib * NonLinear4.SubBlock);
+                    scales[ib] = NonLinear4.BestScale(x + ib * NonLinear4.SubBlock, q0 != null ? weight + ib * NonLinear4.SubBlock : null);
                     if (MathF.Abs(scales[ib]) > amaxScale)
                     {
                         amaxScale = MathF.Abs(scales[ib]);

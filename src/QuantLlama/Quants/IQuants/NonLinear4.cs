@@ -9,8 +9,8 @@ namespace QuantLlama.Quants.IQuants;
 /// <summary>
 /// The 4-bit non-linear code shared by IQ4_NL and IQ4_XS: each 4-bit index selects one of 16 fixed levels
 /// (ggml's kvalues_iq4nl), denser near zero where weights are; value = scale · level. Also the scale search both
-/// formats quantize with (ggml's quantize_row_iq4_nl_impl, as llama-quantize runs it: no importance matrix, 7 tries
-/// either side of the first scale).
+/// formats quantize with (ggml's quantize_row_iq4_nl_impl as llama-quantize runs it: 7 tries either side of the first
+/// scale, each value's error weighted by x² or, with an importance matrix, by its column's importance).
 /// </summary>
 internal static unsafe class NonLinear4
 {
@@ -86,21 +86,22 @@ internal static unsafe class NonLinear4
     private const int Tries = 7;
 
     /// <summary>
-    /// The best scale for one block of 32 (weighted by x², as ggml without an importance matrix): the least-squares
-    /// scale at the start -max/-127 and at 15 nearby starts, the one with the largest sumqx²/sumq2 kept.
+    /// The best scale for one block of 32: the least-squares scale at the start -max/-127 and at 15 nearby starts,
+    /// the one with the largest sumqx²/sumq2 kept. Errors are weighted by <paramref name="weight"/> [32] (see
+    /// <see cref="ImportanceWeights"/>), or by x² when null (ggml without an importance matrix).
     /// </summary>
-    public static float BestScale(float* x)
+    public static float BestScale(float* x, float* weight = null)
     {
         float max = Blocks.SignedAbsMax(x, SubBlock);
         if (MathF.Abs(max) < KQuantMath.GroupMaxEps) return 0;
         var levels = Levels;
         float d = -max / levels[0];
-        var (sumqx, sumq2) = Fit(x, 1 / d);
+        var (sumqx, sumq2) = Fit(x, 1 / d, weight);
         d = sumq2 > 0 ? sumqx / sumq2 : 0f;
         float best = d * sumqx;
         for (int itry = -Tries; itry <= Tries; itry++)
         {
-            (sumqx, sumq2) = Fit(x, (itry + levels[0]) / max);
+            (sumqx, sumq2) = Fit(x, (itry + levels[0]) / max, weight);
             if (sumq2 > 0 && sumqx * sumqx > best * sumq2)
             {
                 d = sumqx / sumq2;
@@ -110,19 +111,31 @@ internal static unsafe class NonLinear4
         return d;
     }
 
-    /// <summary>Σ w·q·x and Σ w·q² with w = x² and q each value's nearest level at inverse scale id.</summary>
-    private static (float SumQx, float SumQ2) Fit(float* x, float id)
+    /// <summary>Σ w·q·x and Σ w·q² with w the weight (x² when null) and q each value's nearest level at inverse scale id.</summary>
+    private static (float SumQx, float SumQ2) Fit(float* x, float id, float* weight)
     {
         var levels = Levels;
         float sumqx = 0, sumq2 = 0;
         for (int j = 0; j < SubBlock; j++)
         {
             float q = levels[NearestLevel(id * x[j])];
-            float w = x[j] * x[j];
+            float w = weight != null ? weight[j] : x[j] * x[j];
             sumqx += w * q * x[j];
             sumq2 += w * q * q;
         }
         return (sumqx, sumq2);
+    }
+
+    /// <summary>
+    /// Error weights from an importance matrix for one super-block of <paramref name="count"/> values (32 for IQ4_NL,
+    /// 256 for IQ4_XS), as ggml: importance · sqrt(σ² + x²) with σ² twice the block's mean square.
+    /// </summary>
+    public static void ImportanceWeights(float* x, float* importance, float* weight, int count)
+    {
+        float sigma2 = 0;
+        for (int j = 0; j < count; j++) sigma2 += x[j] * x[j];
+        sigma2 *= 2f / count;
+        for (int j = 0; j < count; j++) weight[j] = importance[j] * MathF.Sqrt(sigma2 + x[j] * x[j]);
     }
 
     /// <summary>32 values as their nearest levels at inverse scale id, packed as the blocks hold them.</summary>

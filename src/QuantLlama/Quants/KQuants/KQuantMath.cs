@@ -49,10 +49,10 @@ internal static class KQuantMath
     public static float ThroughHalf(float value) => (float)(Half)value;
 
     /// <summary>
-    /// make_qx_quants with rmse_type 1 and no importance weights (weights x²): symmetric quants in
-    /// [0, 2·nmax) and the scale minimising the weighted error over 19 candidate scales.
+    /// make_qx_quants with rmse_type 1: symmetric quants in [0, 2·nmax) and the scale minimising the weighted error
+    /// over 19 candidate scales; the weights are x², or an importance matrix's when <paramref name="weights"/> is given.
     /// </summary>
-    public static float MakeQxQuants(int n, int nmax, ReadOnlySpan<float> x, Span<sbyte> levels)
+    public static float MakeQxQuants(int n, int nmax, ReadOnlySpan<float> x, Span<sbyte> levels, ReadOnlySpan<float> weights = default)
     {
         float max = 0, amax = 0;
         for (int i = 0; i < n; i++)
@@ -72,7 +72,7 @@ internal static class KQuantMath
             int l = NearestInt(iscale * x[i]);
             l = Math.Max(-nmax, Math.Min(nmax - 1, l));
             levels[i] = (sbyte)(l + nmax);
-            float w = x[i] * x[i];
+            float w = weights.IsEmpty ? x[i] * x[i] : weights[i];
             sumlx += w * x[i] * l;
             suml2 += w * l * l;
         }
@@ -87,7 +87,7 @@ internal static class KQuantMath
             {
                 int l = NearestInt(iscale * x[i]);
                 l = Math.Max(-nmax, Math.Min(nmax - 1, l));
-                float w = x[i] * x[i];
+                float w = weights.IsEmpty ? x[i] * x[i] : weights[i];
                 sumlx += w * x[i] * l;
                 suml2 += w * l * l;
             }
@@ -363,13 +363,45 @@ internal static class KQuantMath
     }
 
     /// <summary>
-    /// The scale-and-minimum half of quantize_row_q4_K_ref and quantize_row_q5_K_ref: per 32 values
-    /// make_qkx2_quants against levels 0..nmax, 6-bit scales and mins packed into the block's 12-byte table, fp16
-    /// super-scales written at the block's start, then every value requantized against the scales as stored.
+    /// The scale-and-minimum half of quantize_row_q4_K_ref and quantize_row_q5_K_ref (or, with an importance
+    /// matrix's weights for the block's 256 values, of their _impl, see <see cref="ImportanceSearch"/>): 6-bit scales
+    /// and mins packed into the block's 12-byte table, fp16 super-scales written at the block's start, then every
+    /// value requantized against the scales as stored.
     /// The block must begin with ushort d, ushort dmin, byte scales[12], as block_q4_K and block_q5_K do.
     /// </summary>
     internal static unsafe void QuantizeScaleMinSuperBlock(ReadOnlySpan<float> x, int nmax, float rmin, int nstep,
-        byte* block, Span<byte> levels)
+        byte* block, Span<byte> levels, ReadOnlySpan<float> importance = default)
+    {
+        Span<byte> ls = stackalloc byte[8];
+        Span<byte> lm = stackalloc byte[8];
+        ushort dBits, dminBits;
+        if (!importance.IsEmpty) ImportanceSearch.ScalesAndMins(x, importance, nmax, ls, lm, levels, out dBits, out dminBits);
+        else ScalesAndMinsToLargest(x, nmax, rmin, nstep, ls, lm, levels, out dBits, out dminBits);
+        var table = new Span<byte>(block + 4, 12);
+        PackScaleMinK4(ls, lm, table);
+        *(ushort*)block = dBits;
+        *(ushort*)(block + 2) = dminBits;
+
+        // Requantize against the scales as stored (fp16 and 6-bit), which is what dequantization will use.
+        float dAll = FromHalfBits(*(ushort*)block), mAll = FromHalfBits(*(ushort*)(block + 2));
+        for (int j = 0; j < 8; j++)
+        {
+            GetScaleMinK4(j, table, out byte sc, out byte m);
+            float d = dAll * sc;
+            if (d == 0) continue;
+            float dm = mAll * m;
+            for (int k = 0; k < 32; k++)
+            {
+                int l = NearestInt((x[32 * j + k] + dm) / d);
+                levels[32 * j + k] = (byte)Math.Max(0, Math.Min(nmax, l));
+            }
+        }
+    }
+
+    /// <summary>The reference quantizers' scales: make_qkx2_quants per 32 values (weights mean |x| + |x|), then the
+    /// 6-bit scales and minimums as fractions of the largest.</summary>
+    private static void ScalesAndMinsToLargest(ReadOnlySpan<float> x, int nmax, float rmin, int nstep,
+        Span<byte> ls, Span<byte> lm, Span<byte> levels, out ushort d, out ushort dmin)
     {
         Span<byte> scratch = stackalloc byte[32];
         Span<float> weights = stackalloc float[32];
@@ -391,31 +423,12 @@ internal static class KQuantMath
 
         float invScale = maxScale > 0 ? 63f / maxScale : 0f;
         float invMin = maxMin > 0 ? 63f / maxMin : 0f;
-        Span<byte> ls = stackalloc byte[8];
-        Span<byte> lm = stackalloc byte[8];
         for (int j = 0; j < 8; j++)
         {
             ls[j] = Math.Min((byte)63, (byte)NearestInt(invScale * scales[j]));
             lm[j] = Math.Min((byte)63, (byte)NearestInt(invMin * mins[j]));
         }
-        var table = new Span<byte>(block + 4, 12);
-        PackScaleMinK4(ls, lm, table);
-        *(ushort*)block = ToHalfBits(maxScale / 63f);
-        *(ushort*)(block + 2) = ToHalfBits(maxMin / 63f);
-
-        // Requantize against the scales as stored (fp16 and 6-bit), which is what dequantization will use.
-        float dAll = FromHalfBits(*(ushort*)block), mAll = FromHalfBits(*(ushort*)(block + 2));
-        for (int j = 0; j < 8; j++)
-        {
-            GetScaleMinK4(j, table, out byte sc, out byte m);
-            float d = dAll * sc;
-            if (d == 0) continue;
-            float dm = mAll * m;
-            for (int k = 0; k < 32; k++)
-            {
-                int l = NearestInt((x[32 * j + k] + dm) / d);
-                levels[32 * j + k] = (byte)Math.Max(0, Math.Min(nmax, l));
-            }
-        }
+        d = ToHalfBits(maxScale / 63f);
+        dmin = ToHalfBits(maxMin / 63f);
     }
 }

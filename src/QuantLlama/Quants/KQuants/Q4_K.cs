@@ -35,23 +35,30 @@ public static unsafe class Q4_K
         {
             Activation = Q8_K.Activation, Dot = &Dot,
             Dot8PackedAvx2 = &Dot8Packed, PackActivationTile = &PackActivationTile, PackedTileBytes = &PackedTileBytes,
-        });
+        }) { QuantizeWeighted = &Quantize };
+
+    /// <summary>The quantizer without an importance matrix.</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst) => Quantize(src, dst, default);
 
     /// <summary>quantize_row_q4_K_ref, bit for bit.</summary>
-    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
+    /// <param name="importance">Empty, or the row's column importance [src.Length] from an importance matrix
+    /// (ggml's quantize_q4_K with quant_weights).</param>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
     {
         int blocks = Blocks.Check(src.Length, BlockSize, dst.Length, BlockBytes);
+        if (!importance.IsEmpty && importance.Length != src.Length) throw new ArgumentException("one importance per value is needed", nameof(importance));
         fixed (byte* p = dst)
         {
             for (int i = 0; i < blocks; i++)
-                QuantizeBlock(src.Slice(i * BlockSize, BlockSize), (BlockQ4K*)(p + i * BlockBytes));
+                QuantizeBlock(src.Slice(i * BlockSize, BlockSize), (BlockQ4K*)(p + i * BlockBytes),
+                    importance.IsEmpty ? default : importance.Slice(i * BlockSize, BlockSize));
         }
     }
 
-    private static void QuantizeBlock(ReadOnlySpan<float> x, BlockQ4K* y)
+    private static void QuantizeBlock(ReadOnlySpan<float> x, BlockQ4K* y, ReadOnlySpan<float> importance)
     {
         Span<byte> levels = stackalloc byte[BlockSize];
-        KQuantMath.QuantizeScaleMinSuperBlock(x, 15, -1f, 20, (byte*)y, levels);
+        KQuantMath.QuantizeScaleMinSuperBlock(x, 15, -1f, 20, (byte*)y, levels, importance);
 
         for (int c = 0; c < 4; c++)
             for (int l = 0; l < 32; l++)

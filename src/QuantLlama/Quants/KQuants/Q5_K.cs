@@ -29,23 +29,30 @@ public static unsafe class Q5_K
 
     /// <summary>Q5_K as <see cref="QuantFormats"/> lists it.</summary>
     internal static QuantFormat Description => new(GgmlType.Q5_K, BlockSize, BlockBytes, &Quantize, &Dequantize,
-        new TypeKernel { Activation = Q8_K.Activation, Dot = &Dot });
+        new TypeKernel { Activation = Q8_K.Activation, Dot = &Dot }) { QuantizeWeighted = &Quantize };
+
+    /// <summary>The quantizer without an importance matrix.</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst) => Quantize(src, dst, default);
 
     /// <summary>quantize_row_q5_K_ref, bit for bit.</summary>
-    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
+    /// <param name="importance">Empty, or the row's column importance [src.Length] from an importance matrix
+    /// (ggml's quantize_q5_K with quant_weights).</param>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
     {
         int blocks = Blocks.Check(src.Length, BlockSize, dst.Length, BlockBytes);
+        if (!importance.IsEmpty && importance.Length != src.Length) throw new ArgumentException("one importance per value is needed", nameof(importance));
         fixed (byte* p = dst)
         {
             for (int i = 0; i < blocks; i++)
-                QuantizeBlock(src.Slice(i * BlockSize, BlockSize), (BlockQ5K*)(p + i * BlockBytes));
+                QuantizeBlock(src.Slice(i * BlockSize, BlockSize), (BlockQ5K*)(p + i * BlockBytes),
+                    importance.IsEmpty ? default : importance.Slice(i * BlockSize, BlockSize));
         }
     }
 
-    private static void QuantizeBlock(ReadOnlySpan<float> x, BlockQ5K* y)
+    private static void QuantizeBlock(ReadOnlySpan<float> x, BlockQ5K* y, ReadOnlySpan<float> importance)
     {
         Span<byte> levels = stackalloc byte[BlockSize];
-        KQuantMath.QuantizeScaleMinSuperBlock(x, 31, -0.5f, 15, (byte*)y, levels);
+        KQuantMath.QuantizeScaleMinSuperBlock(x, 31, -0.5f, 15, (byte*)y, levels, importance);
 
         new Span<byte>(y->Qh, 32).Clear();
         byte m1 = 1, m2 = 2;

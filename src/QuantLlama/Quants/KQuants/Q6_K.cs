@@ -31,27 +31,35 @@ public static unsafe class Q6_K
 
     /// <summary>Q6_K as <see cref="QuantFormats"/> lists it.</summary>
     internal static QuantFormat Description => new(GgmlType.Q6_K, BlockSize, BlockBytes, &Quantize, &Dequantize,
-        new TypeKernel { Activation = Q8_K.Activation, Dot = &Dot, Dot4Avx2 = &Dot4Avx2, Dot8Avx2 = &Dot8Avx2 });
+        new TypeKernel { Activation = Q8_K.Activation, Dot = &Dot, Dot4Avx2 = &Dot4Avx2, Dot8Avx2 = &Dot8Avx2 }) { QuantizeWeighted = &Quantize };
+
+    /// <summary>The quantizer without an importance matrix.</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst) => Quantize(src, dst, default);
 
     /// <summary>quantize_row_q6_K_ref, bit for bit.</summary>
-    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
+    /// <param name="importance">Empty, or the row's column importance [src.Length] from an importance matrix
+    /// (ggml's quantize_q6_K with quant_weights).</param>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
     {
         int blocks = Blocks.Check(src.Length, BlockSize, dst.Length, BlockBytes);
+        if (!importance.IsEmpty && importance.Length != src.Length) throw new ArgumentException("one importance per value is needed", nameof(importance));
         fixed (byte* p = dst)
         {
             for (int i = 0; i < blocks; i++)
-                QuantizeBlock(src.Slice(i * BlockSize, BlockSize), (BlockQ6K*)(p + i * BlockBytes));
+                QuantizeBlock(src.Slice(i * BlockSize, BlockSize), (BlockQ6K*)(p + i * BlockBytes),
+                    importance.IsEmpty ? default : importance.Slice(i * BlockSize, BlockSize));
         }
     }
 
-    private static void QuantizeBlock(ReadOnlySpan<float> x, BlockQ6K* y)
+    private static void QuantizeBlock(ReadOnlySpan<float> x, BlockQ6K* y, ReadOnlySpan<float> importance)
     {
         Span<sbyte> levels = stackalloc sbyte[BlockSize];
         Span<float> scales = stackalloc float[16];
         float maxScale = 0, maxAbsScale = 0;
         for (int g = 0; g < 16; g++)
         {
-            float scale = KQuantMath.MakeQxQuants(16, 32, x.Slice(16 * g, 16), levels.Slice(16 * g, 16));
+            float scale = KQuantMath.MakeQxQuants(16, 32, x.Slice(16 * g, 16), levels.Slice(16 * g, 16),
+                importance.IsEmpty ? default : importance.Slice(16 * g, 16));
             scales[g] = scale;
             float abs = MathF.Abs(scale);
             if (abs > maxAbsScale) { maxAbsScale = abs; maxScale = scale; }

@@ -1,0 +1,324 @@
+using QuantLlama.Quants.KQuants;
+
+using QuantLlama.Tensors;
+
+namespace QuantLlama.Quants.IQuants;
+
+/// <summary>
+/// ggml's IQ3_XXS and IQ3_S quantizers (quantize_row_iq3_xxs_impl, quantize_row_iq3_s_impl), operation for operation.
+/// IQ3_XXS: per block of 32 the signs are taken
+/// out (an odd count of negatives flips the least important value, since a block stores only 7 sign bits per 8), 31
+/// scales are tried, each snapping groups of 4 levels to the codebook (or its best neighbour), and the scale with the
+/// best weighted fit is kept; the blocks' scales are stored as 4-bit multiples of the largest.
+/// </summary>
+internal static unsafe class IQ3Quantizer
+{
+    private const int MaxLevel = 8;
+    private const float GroupMaxEps = 1e-8f;
+
+    /// <param name="importance">Empty, or the row's column importance [src.Length] from an importance matrix.</param>
+    public static void QuantizeXxs(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+    {
+        const int QK = GgmlTypeInfo.QK_K, BlockBytes = IQ3_XXS.BlockBytes;
+        int nb = Blocks.Check(src.Length, QK, dst.Length, BlockBytes);
+        if (!importance.IsEmpty && importance.Length != src.Length) throw new ArgumentException("one importance per value is needed", nameof(importance));
+        var search = IQ3GridSearch.ForXxs;
+        float* scales = stackalloc float[8];
+        float* weight = stackalloc float[32];
+        float* rootWeight = stackalloc float[32];
+        float* xval = stackalloc float[32];
+        sbyte* levels = stackalloc sbyte[32];
+        sbyte* trial = stackalloc sbyte[32];
+        bool* onGrid = stackalloc bool[8];
+        bool* trialOnGrid = stackalloc bool[8];
+        byte* blockSigns = stackalloc byte[4];
+        sbyte* scratch = stackalloc sbyte[4];
+        byte* q3 = stackalloc byte[BlockBytes - 2]; // [64 entry numbers | 8 x uint32 signs and scale]
+        uint* scalesAndSigns = (uint*)(q3 + 64);
+        fixed (float* x0 = src)
+        fixed (float* qw0 = importance)
+        fixed (byte* y0 = dst)
+        {
+            for (int ibl = 0; ibl < nb; ibl++)
+            {
+                byte* y = y0 + ibl * BlockBytes;
+                *(ushort*)y = 0;
+                new Span<byte>(q3, BlockBytes - 2).Clear();
+                float maxScale = 0;
+                float* xbl = x0 + QK * ibl;
+                float sigma2 = Sigma2(xbl);
+
+                for (int ib = 0; ib < QK / 32; ib++)
+                {
+                    float* xb = xbl + 32 * ib;
+                    Weights(xb, qw0 != null ? qw0 + QK * ibl + 32 * ib : null, sigma2, weight, rootWeight, 32);
+                    for (int k = 0; k < 4; k++)
+                    {
+                        int flips = 0;
+                        int s = 0;
+                        for (int i = 0; i < 8; i++)
+                        {
+                            if (xb[8 * k + i] >= 0) xval[8 * k + i] = xb[8 * k + i];
+                            else
+                            {
+                                xval[8 * k + i] = -xb[8 * k + i];
+                                flips++;
+                                s |= 1 << i;
+                            }
+                        }
+                        if (flips % 2 != 0)
+                        {
+                            int imin = 0;
+                            float min = weight[8 * k] * xb[8 * k] * xb[8 * k];
+                            for (int i = 1; i < 8; i++)
+                            {
+                                float ax = weight[8 * k + i] * xb[8 * k + i] * xb[8 * k + i];
+                                if (ax < min) { min = ax; imin = i; }
+                            }
+                            xval[8 * k + imin] = -xval[8 * k + imin];
+                            s ^= 1 << imin;
+                        }
+                        blockSigns[k] = (byte)(s & 127);
+                    }
+                    float max = xval[0];
+                    for (int i = 1; i < 32; i++) max = Math.Max(max, xval[i]);
+                    new Span<sbyte>(levels, 32).Clear();
+                    if (max < GroupMaxEps)
+                    {
+                        scales[ib] = 0;
+                        continue;
+                    }
+                    float scale = SearchBlock(search, xval, weight, rootWeight, levels, trial, onGrid, trialOnGrid, scratch, 32, 15, true, false);
+                    if (scale < 0)
+                    {
+                        scale = -scale;
+                        for (int k = 0; k < 4; k++) blockSigns[k] = (byte)(~blockSigns[k] & 127);
+                    }
+                    for (int k = 0; k < 8; k++) q3[8 * ib + k] = (byte)EntryOf(search, levels + 4 * k);
+                    scalesAndSigns[ib] = (uint)(blockSigns[0] | (blockSigns[1] << 7) | (blockSigns[2] << 14) | (blockSigns[3] << 21));
+                    scales[ib] = scale;
+                    maxScale = Math.Max(maxScale, scale);
+                }
+
+                if (maxScale == 0)
+                {
+                    new Span<byte>(y + 2, BlockBytes - 2).Clear();
+                    continue;
+                }
+                float d = maxScale / 31;
+                *(ushort*)y = Fp16.FromFloat(d * 1.0125f); // ggml's fudge factor
+                float invD = 1 / d;
+                for (int ib = 0; ib < QK / 32; ib++)
+                {
+                    int l = Math.Clamp(KQuantMath.NearestInt(0.5f * (invD * scales[ib] - 1)), 0, 15);
+                    scalesAndSigns[ib] |= (uint)l << 28;
+                }
+                new Span<byte>(q3, BlockBytes - 2).CopyTo(new Span<byte>(y + 2, BlockBytes - 2));
+            }
+        }
+    }
+
+    /// <summary>
+    /// ggml's quantize_iq3_s: as IQ3_XXS but with a sign bit per value (no parity fix), 9-bit codebook entries,
+    /// 19 trial scales, every group snapped again at the chosen scale, and a 1.033 fudge factor. Where a block is all
+    /// zero ggml skips it without moving its write position for entries and signs, so the next block's land there;
+    /// that is kept, for the same bytes.
+    /// </summary>
+    /// <param name="importance">Empty, or the row's column importance [src.Length] from an importance matrix.</param>
+    public static void QuantizeS(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+    {
+        const int QK = GgmlTypeInfo.QK_K, BlockBytes = IQ3_S.BlockBytes, Entries = 2, HighBits = Entries + 64, SignBytes = HighBits + 8, ScaleBytes = SignBytes + 32;
+        int nb = Blocks.Check(src.Length, QK, dst.Length, BlockBytes);
+        if (!importance.IsEmpty && importance.Length != src.Length) throw new ArgumentException("one importance per value is needed", nameof(importance));
+        var search = IQ3GridSearch.ForS;
+        float* scales = stackalloc float[8];
+        float* weight = stackalloc float[32];
+        float* rootWeight = stackalloc float[32];
+        float* xval = stackalloc float[32];
+        sbyte* levels = stackalloc sbyte[32];
+        sbyte* trial = stackalloc sbyte[32];
+        bool* onGrid = stackalloc bool[8];
+        bool* trialOnGrid = stackalloc bool[8];
+        byte* blockSigns = stackalloc byte[4];
+        sbyte* scratch = stackalloc sbyte[4];
+        fixed (float* x0 = src)
+        fixed (float* qw0 = importance)
+        fixed (byte* y0 = dst)
+        {
+            for (int ibl = 0; ibl < nb; ibl++)
+            {
+                byte* y = y0 + ibl * BlockBytes;
+                new Span<byte>(y, BlockBytes).Clear();
+                byte* qs = y + Entries, signs = y + SignBytes;
+                float maxScale = 0;
+                float* xbl = x0 + QK * ibl;
+                float sigma2 = Sigma2(xbl);
+                for (int ib = 0; ib < QK / 32; ib++)
+                {
+                    float* xb = xbl + 32 * ib;
+                    Weights(xb, qw0 != null ? qw0 + QK * ibl + 32 * ib : null, sigma2, weight, rootWeight, 32);
+                    for (int k = 0; k < 4; k++)
+                    {
+                        int s = 0;
+                        for (int i = 0; i < 8; i++)
+                        {
+                            if (xb[8 * k + i] >= 0) xval[8 * k + i] = xb[8 * k + i];
+                            else
+                            {
+                                xval[8 * k + i] = -xb[8 * k + i];
+                                s |= 1 << i;
+                            }
+                        }
+                        blockSigns[k] = (byte)s;
+                    }
+                    float max = xval[0];
+                    for (int i = 1; i < 32; i++) max = Math.Max(max, xval[i]);
+                    new Span<sbyte>(levels, 32).Clear();
+                    if (max == 0)
+                    {
+                        scales[ib] = 0;
+                        continue;
+                    }
+                    float scale = SearchBlock(search, xval, weight, rootWeight, levels, trial, onGrid, trialOnGrid, scratch, 32, 9, false, true);
+                    if (scale < 0)
+                    {
+                        scale = -scale;
+                        for (int k = 0; k < 4; k++) blockSigns[k] = (byte)~blockSigns[k];
+                    }
+                    for (int k = 0; k < 8; k++)
+                    {
+                        int entry = EntryOf(search, levels + 4 * k);
+                        qs[k] = (byte)entry;
+                        y[HighBits + (ib * 8 + k) / 8] |= (byte)((entry >> 8) << ((ib * 8 + k) % 8));
+                    }
+                    qs += 8;
+                    for (int k = 0; k < 4; k++) signs[k] = blockSigns[k];
+                    signs += 4;
+                    scales[ib] = scale;
+                    maxScale = Math.Max(maxScale, scale);
+                }
+                if (maxScale == 0) continue;
+                float d = maxScale / 31;
+                *(ushort*)y = Fp16.FromFloat(d * 1.033f); // ggml's fudge factor
+                float invD = 1 / d;
+                for (int ib = 0; ib < QK / 32; ib += 2)
+                {
+                    int l1 = Math.Clamp(KQuantMath.NearestInt(0.5f * (invD * scales[ib] - 1)), 0, 15);
+                    int l2 = Math.Clamp(KQuantMath.NearestInt(0.5f * (invD * scales[ib + 1] - 1)), 0, 15);
+                    y[ScaleBytes + ib / 2] = (byte)(l1 | (l2 << 4));
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// The scale search both IQ3 quantizers run on a block of <paramref name="n"/> magnitudes: 2·steps + 1 trial
+    /// scales around max/15, each snapping every group of 4 to the codebook or its best neighbour, the best weighted
+    /// fit kept in <paramref name="levels"/>; groups left off the codebook (all groups when <paramref name="redoAll"/>)
+    /// are then snapped again at the chosen scale and the scale refitted.
+    /// </summary>
+    private static float SearchBlock(IQ3GridSearch search, float* xval, float* weight, float* rootWeight, sbyte* levels, sbyte* trial,
+        bool* onGrid, bool* trialOnGrid, sbyte* scratch, int n, int steps, bool startOnGrid, bool redoAll)
+    {
+        float max = xval[0];
+        for (int i = 1; i < n; i++) max = Math.Max(max, xval[i]);
+        float best = 0;
+        float scale = max / (2 * MaxLevel - 1);
+        for (int k = 0; k < n / 4; k++) onGrid[k] = startOnGrid;
+        for (int step = -steps; step <= steps; step++)
+        {
+            float id = (2 * MaxLevel - 1 + step * 0.2f) / max;
+            float thisScale = 1 / id;
+            for (int k = 0; k < n / 4; k++)
+            {
+                int point = PointOf(xval + 4 * k, id, trial + 4 * k);
+                trialOnGrid[k] = true;
+                if (search.Map[point] < 0)
+                {
+                    trialOnGrid[k] = false;
+                    search.BestNeighbour(-search.Map[point] - 1, xval + 4 * k, rootWeight + 4 * k, thisScale, trial + 4 * k);
+                }
+            }
+            var (sumqx, sumq2) = Fit(xval, weight, trial, n);
+            if (sumq2 > 0 && sumqx * sumqx > best * sumq2)
+            {
+                scale = sumqx / sumq2;
+                best = scale * sumqx;
+                for (int i = 0; i < n; i++) levels[i] = trial[i];
+                for (int k = 0; k < n / 4; k++) onGrid[k] = trialOnGrid[k];
+            }
+        }
+        int offGrid = 0;
+        for (int k = 0; k < n / 4; k++) if (!onGrid[k]) offGrid++;
+        if (offGrid > 0 && scale > 0)
+        {
+            float id = 1 / scale;
+            for (int k = 0; k < n / 4; k++)
+            {
+                if (onGrid[k] && !redoAll) continue;
+                int point = PointOf(xval + 4 * k, id, scratch);
+                int entry = search.Map[point];
+                if (entry < 0) entry = search.BestNeighbour(-entry - 1, xval + 4 * k, rootWeight + 4 * k, scale, levels + 4 * k);
+                for (int i = 0; i < 4; i++) levels[4 * k + i] = (sbyte)search.Level(entry, i);
+            }
+            var (sumqx, sumq2) = Fit(xval, weight, levels, n);
+            if (sumq2 > 0) scale = sumqx / sumq2;
+        }
+        return scale;
+    }
+
+    /// <summary>The codebook entry of a group of 4 levels that is on the codebook (after <see cref="SearchBlock"/>).</summary>
+    private static int EntryOf(IQ3GridSearch search, sbyte* levels)
+    {
+        int point = 0;
+        for (int i = 0; i < 4; i++) point |= levels[i] << (3 * i);
+        int entry = search.Map[point];
+        if (entry < 0) throw new InvalidOperationException($"IQ3 quantizer: point {point} is not on the codebook");
+        return entry;
+    }
+
+    /// <summary>Error weights for a block: from the importance (times sqrt(σ² + x²)) or x², and their square roots.</summary>
+    private static void Weights(float* xb, float* importance, float sigma2, float* weight, float* rootWeight, int n)
+    {
+        if (importance != null)
+            for (int i = 0; i < n; i++) weight[i] = importance[i] * MathF.Sqrt(sigma2 + xb[i] * xb[i]);
+        else
+            for (int i = 0; i < n; i++) weight[i] = xb[i] * xb[i];
+        for (int i = 0; i < n; i++) rootWeight[i] = MathF.Sqrt(weight[i]);
+    }
+
+    /// <summary>Twice the mean square of a super-block of 256.</summary>
+    private static float Sigma2(float* xbl)
+    {
+        float sumx2 = 0;
+        for (int i = 0; i < GgmlTypeInfo.QK_K; i++) sumx2 += xbl[i] * xbl[i];
+        return 2 * sumx2 / GgmlTypeInfo.QK_K;
+    }
+
+    /// <summary>Four values at inverse scale id to levels 0..7 (written to <paramref name="levels"/>) and their point number.</summary>
+    private static int PointOf(float* values, float id, sbyte* levels)
+    {
+        int point = 0;
+        for (int i = 0; i < 4; i++)
+        {
+            int l = Math.Clamp(KQuantMath.NearestInt(0.5f * (id * values[i] - 1)), 0, MaxLevel - 1);
+            levels[i] = (sbyte)l;
+            point |= l << (3 * i);
+        }
+        return point;
+    }
+
+    /// <summary>Σ w·x·q and Σ w·q² over a block of n with q = 2l + 1.</summary>
+    private static (float SumQx, float SumQ2) Fit(float* xval, float* weight, sbyte* levels, int n)
+    {
+        float sumqx = 0, sumq2 = 0;
+        for (int i = 0; i < n; i++)
+        {
+            float w = weight[i];
+            float q = 2 * levels[i] + 1;
+            sumqx += w * xval[i] * q;
+            sumq2 += w * q * q;
+        }
+        return (sumqx, sumq2);
+    }
+}
