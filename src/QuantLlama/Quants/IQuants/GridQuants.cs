@@ -89,6 +89,19 @@ internal static unsafe class GridQuants
         return Vector256.Create(table[packed & 127], table[packed >> 7 & 127], table[packed >> 14 & 127], table[packed >> 21 & 127]).AsSByte();
     }
 
+    /// <summary>IQ2_XS's and IQ2_S's block scale byte: 4 bits per half; the row dots multiply by 2s + 1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int NibbleScale(byte scales, int half) => 2 * (scales >> (4 * half) & 0x0F) + 1;
+
+    /// <summary><see cref="NibbleScale"/> for both halves, 8 shorts each, for the AVX2 path.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<short> NibbleScalesAvx2(byte scales)
+        => Vector256.Create(Vector128.Create((short)NibbleScale(scales, 0)), Vector128.Create((short)NibbleScale(scales, 1)));
+
+    /// <summary>ggml's dequantizer's float steps for a <see cref="NibbleScale"/>: d · (0.5 + s) · 0.25.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float NibbleDequantizeScale(float d, byte scales, int half) => d * (0.5f + (scales >> (4 * half) & 0x0F)) * 0.25f;
+
     public static void Dequantize<T>(ReadOnlySpan<byte> src, Span<float> dst) where T : IGridFormat
     {
         int blockBytes = T.BlockBytes;

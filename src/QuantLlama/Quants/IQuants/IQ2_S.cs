@@ -34,15 +34,11 @@ public static unsafe class IQ2_S
         public static int BlockBytes => IQ2_S.BlockBytes;
         public static float DotFactor => 0.125f;
 
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static int ScaleBits(byte* x, int ib, int half) => x[Scales + ib] >> (4 * half) & 0x0F;
+        public static int Scale(byte* x, int ib, int half) => GridQuants.NibbleScale(x[Scales + ib], half);
 
-        public static int Scale(byte* x, int ib, int half) => 2 * ScaleBits(x, ib, half) + 1;
+        public static Vector256<short> ScalesAvx2(byte* x, int ib) => GridQuants.NibbleScalesAvx2(x[Scales + ib]);
 
-        public static Vector256<short> ScalesAvx2(byte* x, int ib)
-            => Vector256.Create(Vector128.Create((short)Scale(x, ib, 0)), Vector128.Create((short)Scale(x, ib, 1)));
-
-        public static float DequantizeScale(float d, byte* x, int ib, int half) => d * (0.5f + ScaleBits(x, ib, half)) * 0.25f;
+        public static float DequantizeScale(float d, byte* x, int ib, int half) => GridQuants.NibbleDequantizeScale(d, x[Scales + ib], half);
 
         /// <summary>Entry l of block ib: its low byte and bits 2l, 2l + 1 of the block's high-bit byte.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]

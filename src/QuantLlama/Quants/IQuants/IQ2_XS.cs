@@ -38,15 +38,11 @@ public static unsafe class IQ2_XS
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static int Word(byte* x, int ib, int l) => Unsafe.ReadUnaligned<ushort>(x + 2 + 8 * ib + 2 * l);
 
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static int ScaleBits(byte* x, int ib, int half) => x[Scales + ib] >> (4 * half) & 0x0F;
+        public static int Scale(byte* x, int ib, int half) => GridQuants.NibbleScale(x[Scales + ib], half);
 
-        public static int Scale(byte* x, int ib, int half) => 2 * ScaleBits(x, ib, half) + 1;
+        public static Vector256<short> ScalesAvx2(byte* x, int ib) => GridQuants.NibbleScalesAvx2(x[Scales + ib]);
 
-        public static Vector256<short> ScalesAvx2(byte* x, int ib)
-            => Vector256.Create(Vector128.Create((short)Scale(x, ib, 0)), Vector128.Create((short)Scale(x, ib, 1)));
-
-        public static float DequantizeScale(float d, byte* x, int ib, int half) => d * (0.5f + ScaleBits(x, ib, half)) * 0.25f;
+        public static float DequantizeScale(float d, byte* x, int ib, int half) => GridQuants.NibbleDequantizeScale(d, x[Scales + ib], half);
 
         public static void Unpack(byte* x, int ib, sbyte* values)
         {
