@@ -17,13 +17,32 @@ public static unsafe class F32
             return Dot((byte*)a, (byte*)b, x.Length);
     }
 
+    /// <summary>One row's dot as ggml's vector dot computes it (x86: its AVX2 build's order on AVX-512 too).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static float Dot(byte* x, byte* y, int n)
     {
-        if (Kernels.UseAvx512) return DotAvx512((float*)x, (float*)y, n);
         if (Kernels.UseAvx2) return DotAvx2((float*)x, (float*)y, n);
         if (Kernels.UseAdvSimd) return DotAdvSimd((float*)x, (float*)y, n);
         return DotScalar((float*)x, (float*)y, n);
+    }
+
+    /// <summary>
+    /// A dot within a product of two or more activation rows over a matrix of a multiple of 4 rows: on x86 where
+    /// the length is a multiple of 8, as llama.cpp's tinyBLAS sums it (one 8-lane fused accumulator, then
+    /// hsum_float_8's order; ggml hands such products to it and the others to its vector dot), otherwise
+    /// <see cref="Dot(byte*, byte*, int)"/>.
+    /// </summary>
+    internal static float DotInBatch(byte* x, byte* y, int n)
+    {
+        if (!Kernels.UseAvx2 || n % 8 != 0) return Dot(x, y, n);
+        float* a = (float*)x, b = (float*)y;
+        var acc = Vector256<float>.Zero;
+        for (int i = 0; i < n; i += 8)
+        {
+            if ((i & 31) == 0) Simd.PrefetchWeights((byte*)(a + i), 32 * sizeof(float));
+            acc = Fma.MultiplyAdd(Avx.LoadVector256(a + i), Avx.LoadVector256(b + i), acc);
+        }
+        return Simd.HSum(acc);
     }
 
     internal static float DotScalar(float* x, float* y, int n)
@@ -33,6 +52,11 @@ public static unsafe class F32
         return sum;
     }
 
+    /// <summary>
+    /// ggml_vec_dot_f32's AVX2 order: four 8-lane fused accumulators over steps of 32, reduced as
+    /// (s0 + s2) + (s1 + s3), the two halves added and summed by two horizontal adds; the rest after the last
+    /// whole step added one product at a time (not fused: llama.cpp's build rounds each product).
+    /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     internal static float DotAvx2(float* x, float* y, int n)
     {
@@ -47,26 +71,15 @@ public static unsafe class F32
             s2 = Fma.MultiplyAdd(Avx.LoadVector256(x + i + 16), Avx.LoadVector256(y + i + 16), s2);
             s3 = Fma.MultiplyAdd(Avx.LoadVector256(x + i + 24), Avx.LoadVector256(y + i + 24), s3);
         }
-        for (; i + 8 <= n; i += 8) s0 = Fma.MultiplyAdd(Avx.LoadVector256(x + i), Avx.LoadVector256(y + i), s0);
-        float sum = Simd.HSum(Avx.Add(Avx.Add(s0, s1), Avx.Add(s2, s3)));
-        for (; i < n; i++) sum += x[i] * y[i];
-        return sum;
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    internal static float DotAvx512(float* x, float* y, int n)
-    {
-        if (!Avx512F.IsSupported) return DotAvx2(x, y, n);
-        var s0 = Vector512<float>.Zero; var s1 = Vector512<float>.Zero;
-        int i = 0;
-        for (; i + 32 <= n; i += 32)
+        var s = Avx.Add(Avx.Add(s0, s2), Avx.Add(s1, s3));
+        var t0 = Sse.Add(s.GetLower(), s.GetUpper());
+        var t1 = Sse3.HorizontalAdd(t0, t0);
+        float sum = Sse3.HorizontalAdd(t1, t1).ToScalar();
+        for (; i < n; i++)
         {
-            Simd.PrefetchWeights((byte*)(x + i), 32 * sizeof(float));
-            s0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + i), Avx512F.LoadVector512(y + i), s0);
-            s1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + i + 16), Avx512F.LoadVector512(y + i + 16), s1);
+            float product = x[i] * y[i];
+            sum += product;
         }
-        float sum = Simd.HSum(Avx512F.Add(s0, s1));
-        if (i < n) sum += DotAvx2(x + i, y + i, n - i);
         return sum;
     }
 

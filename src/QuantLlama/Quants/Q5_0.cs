@@ -112,33 +112,23 @@ public static unsafe class Q5_0
         }
     }
 
+    /// <summary>ggml_vec_dot_q5_0_q8_0's AVX2 arithmetic: one 8-lane accumulator chained over the blocks in order.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     internal static float DotAvx2(byte* w, byte* a, int n)
     {
         int nb = n / BlockSize;
-        var acc0 = Vector256<float>.Zero;
-        var acc1 = Vector256<float>.Zero;
+        var acc = Vector256<float>.Zero;
         var high = Vector256.Create((byte)0xF0);
         byte* x = w, y = a;
-        byte* end = w + (nb & ~1) * TypeSize;
-        for (; x < end; x += 2 * TypeSize, y += 2 * Q8_0.TypeSize)
+        for (int i = 0; i < nb; i++, x += TypeSize, y += Q8_0.TypeSize)
         {
-            Simd.PrefetchWeights(x, 2 * TypeSize);
-            var d0 = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
-            var d1 = Vector256.Create(Fp16.ToFloat(*(ushort*)(x + TypeSize)) * Fp16.ToFloat(*(ushort*)(y + Q8_0.TypeSize)));
+            if ((i & 1) == 0) Simd.PrefetchWeights(x, 2 * TypeSize);
+            var d = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
             // Where the fifth bit is clear the value is nibble - 16: set the top nibble (two's complement).
-            var qx0 = Simd.BytesFromNibbles32(x + 6) | Avx2.AndNot(Simd.BytesFromBits32(x + 2), high);
-            var qx1 = Simd.BytesFromNibbles32(x + TypeSize + 6) | Avx2.AndNot(Simd.BytesFromBits32(x + TypeSize + 2), high);
-            acc0 = Fma.MultiplyAdd(d0, Simd.MulSumI8Float(qx0.AsSByte(), Avx.LoadVector256((sbyte*)(y + 2))), acc0);
-            acc1 = Fma.MultiplyAdd(d1, Simd.MulSumI8Float(qx1.AsSByte(), Avx.LoadVector256((sbyte*)(y + Q8_0.TypeSize + 2))), acc1);
+            var qx = Simd.BytesFromNibbles32(x + 6) | Avx2.AndNot(Simd.BytesFromBits32(x + 2), high);
+            acc = Fma.MultiplyAdd(d, Simd.MulSumI8Float(qx.AsSByte(), Avx.LoadVector256((sbyte*)(y + 2))), acc);
         }
-        if ((nb & 1) != 0)
-        {
-            var d0 = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
-            var qx0 = Simd.BytesFromNibbles32(x + 6) | Avx2.AndNot(Simd.BytesFromBits32(x + 2), high);
-            acc0 = Fma.MultiplyAdd(d0, Simd.MulSumI8Float(qx0.AsSByte(), Avx.LoadVector256((sbyte*)(y + 2))), acc0);
-        }
-        return Simd.HSum(Avx.Add(acc0, acc1));
+        return Simd.HSum(acc);
     }
 
     /// <summary>ARM64 AdvSimd: each block's integer sum by <see cref="ArmDot"/>, then the reference's float steps (its result to the bit).</summary>

@@ -15,6 +15,11 @@ internal readonly unsafe struct TypeKernel
     public required delegate*<float*, byte*, int, void> QuantizeActivation { get; init; }
     /// <summary>(weights, activation, n): dot of n values.</summary>
     public required delegate*<byte*, byte*, int, float> Dot { get; init; }
+    /// <summary>
+    /// The row dot inside a product of two or more activation rows over a matrix of a multiple of 4 rows, where
+    /// ggml hands the product to tinyBLAS and that sums differently from its vector dot (F32); null: <see cref="Dot"/>.
+    /// </summary>
+    public delegate*<byte*, byte*, int, float> DotInBatch { get; init; }
     /// <summary>(weights, activation, activationStride, n, y, yStride) for 4 activation rows; AVX2 path only.</summary>
     public delegate*<byte*, byte*, nint, int, float*, nint, void> Dot4Avx2 { get; init; }
     /// <summary>(weights, activation, activationStride, n, y, yStride) for 8 activation rows; AVX2 path only.</summary>
@@ -71,7 +76,7 @@ internal static unsafe class QuantKernels
     private static TypeKernel?[] Build()
     {
         var t = new TypeKernel?[64];
-        t[(int)GgmlType.F32] = new TypeKernel { WeightType = GgmlType.F32, ActivationType = GgmlType.F32, QuantizeActivation = &F32.CopyActivation, Dot = &F32.Dot };
+        t[(int)GgmlType.F32] = new TypeKernel { WeightType = GgmlType.F32, ActivationType = GgmlType.F32, QuantizeActivation = &F32.CopyActivation, Dot = &F32.Dot, DotInBatch = &F32.DotInBatch };
         t[(int)GgmlType.F16] = new TypeKernel { WeightType = GgmlType.F16, ActivationType = GgmlType.F16, QuantizeActivation = &F16.RoundActivation, Dot = &F16.DotRounded, Dot4Avx2 = &F16.DotRounded4Avx2, ActivationAsFloats = true };
         t[(int)GgmlType.BF16] = new TypeKernel { WeightType = GgmlType.BF16, ActivationType = GgmlType.BF16, QuantizeActivation = &BF16.RoundActivation, Dot = &BF16.DotRounded, Dot4Avx2 = &BF16.DotRounded4Avx2, ActivationAsFloats = true };
         t[(int)GgmlType.Q4_0] = new TypeKernel { WeightType = GgmlType.Q4_0, ActivationType = GgmlType.Q8_0, QuantizeActivation = &Q8Products.QuantizeActivation, Dot = &Q4_0.DotScaled,
@@ -81,7 +86,7 @@ internal static unsafe class QuantKernels
         t[(int)GgmlType.Q5_0] = new TypeKernel { WeightType = GgmlType.Q5_0, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &Q5_0.Dot };
         t[(int)GgmlType.Q5_1] = new TypeKernel { WeightType = GgmlType.Q5_1, ActivationType = GgmlType.Q8_1, QuantizeActivation = &ActivationQ8_1, Dot = &Q5_1.Dot };
         t[(int)GgmlType.Q8_0] = new TypeKernel { WeightType = GgmlType.Q8_0, ActivationType = GgmlType.Q8_0, QuantizeActivation = &Q8Products.QuantizeActivation, Dot = &Q8_0.DotScaled,
-            ActivationBlockInfoAppended = true, Dot8PackedAvx2 = &Q8Products.Dot8Packed<Q8_0.Weights>,
+            ActivationBlockInfoAppended = true, Dot8PackedAvx2 = &Q8_0.Dot8Packed,
             PackActivationTile = &Q8Products.PackActivationTile, PackedTileBytes = &Q8Products.PackedTileBytes };
         // ggml has no Q8_1 weight kernel; ours reads its d and quants against a Q8_0 activation.
         t[(int)GgmlType.Q8_1] = new TypeKernel { WeightType = GgmlType.Q8_1, ActivationType = GgmlType.Q8_0, QuantizeActivation = &ActivationQ8_0, Dot = &Q8_1.Dot };
