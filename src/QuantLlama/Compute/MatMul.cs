@@ -16,7 +16,8 @@ namespace QuantLlama.Compute;
 /// dot. Rows are split into chunks spread over <see cref="WorkerPool"/>; each output element is computed by
 /// exactly one kernel call, so results do not depend on the thread count. MatMat walks activation rows in
 /// tiles of 8 (where the type has an 8-row kernel), then 4, per weight row (one weight decode serves 8 or 4 dots)
-/// and gives the same bits as MatVec per row. For Q4_0, Q8_0 and Q4_K the 8 activation rows are first packed into
+/// and gives the same bits as MatVec per row (F32 matrices of a multiple of 4 rows sum each row in tinyBLAS's order,
+/// as llama.cpp's prompts do, see <see cref="TypeKernel.DotOverRowQuads"/>). For Q4_0, Q8_0 and Q4_K the 8 activation rows are first packed into
 /// one tile with a row per vector lane (see <see cref="Quants.Q8Products"/> and <see cref="Quants.KQuants.Q4_K.Dot8Packed"/>).
 /// </remarks>
 public static unsafe class MatMul
@@ -159,7 +160,8 @@ public static unsafe class MatMul
                 Y = products[p].Y, Rows = products[p].Rows, FirstRow = totalRows, UseDot4 = dot4Path && kernel.Dot4Avx2 != null,
                 UseDot8 = dot8Path && kernel.Dot8Avx2 != null,
                 UseDot8Packed = dot8Path && kernel.Dot8PackedAvx2 != null,
-                Dot = kernel.Dot,
+                // By the matrix's shape alone, never the batch's, so a row's bits do not depend on its batch.
+                Dot = products[p].Rows % 4 == 0 && kernel.DotOverRowQuads != null ? kernel.DotOverRowQuads : kernel.Dot,
             };
             if (parts[p].UseDot8Packed && packer.PackActivationTile == null) packer = kernel;
             totalRows += products[p].Rows;

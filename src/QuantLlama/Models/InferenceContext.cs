@@ -341,20 +341,29 @@ public sealed unsafe class InferenceContext : IDisposable
         for (int i = 0; i < n; i++) PrepareRope(i, _severalConversations ? _rowPositions![i] : start + i);
         tracer?.End(TraceSpan.Embedding, t0);
 
+        // Rows the feed-forward runs on: all but in the last layer, where only the rows whose logits are asked for
+        // matter (llama.cpp drops the others there too, so its last feed-forward sums as one row does).
+        int rows = n;
+        bool lastRowOnly = !_severalConversations && allRowsLogits == null;
         for (int l = 0; l < _layers.Length; l++)
         {
             var layer = _layers[l];
             long ta = tracer?.Begin() ?? 0;
             Attention(l, layer, n, start);
             tracer?.End(TraceSpan.Attention, ta);
+            if (l == _layers.Length - 1 && lastRowOnly && n > 1)
+            {
+                Buffer.MemoryCopy(_x + (long)(n - 1) * dim, _x, dim * 4L, dim * 4L);
+                rows = 1;
+            }
 
             long tf = tracer?.Begin() ?? 0;
-            // _x [n x dim] += feed-forward(rmsnorm(_x)): dense, or the experts the router picks per row; Gemma norms the result
-            RowKernels.RmsNorm(_x, layer.FfnNorm, _xb, n, dim, c.RmsEpsilon);
-            if (c.IsMixtureOfExperts) MixtureOfExperts(layer, n);
-            else FeedForward(layer.Gate, layer.Up, layer.Down, _xb, n, _xb);
-            if (layer.FfnPostNorm != null) RowKernels.RmsNorm(_xb, layer.FfnPostNorm, _xb, n, dim, c.RmsEpsilon);
-            RowKernels.Add(_x, _xb, (long)n * dim);
+            // _x [rows x dim] += feed-forward(rmsnorm(_x)): dense, or the experts the router picks per row; Gemma norms the result
+            RowKernels.RmsNorm(_x, layer.FfnNorm, _xb, rows, dim, c.RmsEpsilon);
+            if (c.IsMixtureOfExperts) MixtureOfExperts(layer, rows);
+            else FeedForward(layer.Gate, layer.Up, layer.Down, _xb, rows, _xb);
+            if (layer.FfnPostNorm != null) RowKernels.RmsNorm(_xb, layer.FfnPostNorm, _xb, rows, dim, c.RmsEpsilon);
+            RowKernels.Add(_x, _xb, (long)rows * dim);
             tracer?.End(c.IsMixtureOfExperts ? TraceSpan.Experts : TraceSpan.FeedForward, tf);
         }
 
@@ -383,7 +392,7 @@ public sealed unsafe class InferenceContext : IDisposable
         {
             long to = tracer?.Begin() ?? 0;
             // _logits [vocab] of the last row
-            Logits(_x + (long)(n - 1) * dim, 1, _logits);
+            Logits(_x + (long)(rows - 1) * dim, 1, _logits);
             tracer?.End(TraceSpan.Output, to);
         }
     }
@@ -531,9 +540,10 @@ public sealed unsafe class InferenceContext : IDisposable
             {
                 float* first = x + p * step;
                 float x0 = first[0], x1 = first[offset];
-                // llama.cpp's build contracts each line into one fused multiply-add around the other product.
-                first[0] = x0 * cos[p] - x1 * sin[p];
-                first[offset] = x0 * sin[p] + x1 * cos[p];
+                // llama.cpp's build contracts each line into one fused multiply-add: the first product fused, the
+                // second rounded on its own.
+                first[0] = MathF.FusedMultiplyAdd(x0, cos[p], -(x1 * sin[p]));
+                first[offset] = MathF.FusedMultiplyAdd(x0, sin[p], x1 * cos[p]);
             }
         }
     }

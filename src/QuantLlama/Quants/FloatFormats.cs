@@ -12,7 +12,7 @@ public static unsafe class F32
 {
     /// <summary>F32 as <see cref="QuantFormats"/> lists it: ggml pairs F32 weights with F32 activations.</summary>
     internal static QuantFormat Description => new(GgmlType.F32, 1, sizeof(float), &Quantize, &Dequantize,
-        new TypeKernel { Activation = new ActivationForm { Type = GgmlType.F32, Quantize = &CopyActivation }, Dot = &Dot });
+        new TypeKernel { Activation = new ActivationForm { Type = GgmlType.F32, Quantize = &CopyActivation }, Dot = &Dot, DotOverRowQuads = &DotAsTinyBlas });
 
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst) => MemoryMarshal.AsBytes(src).CopyTo(dst);
 
@@ -26,13 +26,33 @@ public static unsafe class F32
             return Dot((byte*)a, (byte*)b, x.Length);
     }
 
+    /// <summary>One row's dot as ggml's vector dot computes it (x86: its AVX2 build's order on AVX-512 too).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static float Dot(byte* x, byte* y, int n)
     {
-        if (Kernels.UseAvx512) return DotAvx512((float*)x, (float*)y, n);
         if (Kernels.UseAvx2) return DotAvx2((float*)x, (float*)y, n);
         if (Kernels.UseAdvSimd) return DotAdvSimd((float*)x, (float*)y, n);
         return DotScalar((float*)x, (float*)y, n);
+    }
+
+    /// <summary>
+    /// The row dot over a matrix of a multiple of 4 rows, on x86 where the length is a multiple of 8: as llama.cpp's
+    /// tinyBLAS sums it (one 8-lane fused accumulator, then hsum_float_8's order). ggml hands a product of two or
+    /// more activation rows over such a matrix to tinyBLAS and one row to its vector dot (<see cref="Dot(byte*, byte*, int)"/>);
+    /// ours uses this order for one row too, so that a row's bits never depend on the batch it is in, and a prompt's
+    /// logits are llama.cpp's.
+    /// </summary>
+    internal static float DotAsTinyBlas(byte* x, byte* y, int n)
+    {
+        if (!Kernels.UseAvx2 || n % 8 != 0) return Dot(x, y, n);
+        float* a = (float*)x, b = (float*)y;
+        var acc = Vector256<float>.Zero;
+        for (int i = 0; i < n; i += 8)
+        {
+            if ((i & 31) == 0) X86Simd.PrefetchWeights((byte*)(a + i), 32 * sizeof(float));
+            acc = Fma.MultiplyAdd(Avx.LoadVector256(a + i), Avx.LoadVector256(b + i), acc);
+        }
+        return X86Simd.HSum(acc);
     }
 
     internal static float DotScalar(float* x, float* y, int n)
@@ -42,6 +62,11 @@ public static unsafe class F32
         return sum;
     }
 
+    /// <summary>
+    /// ggml_vec_dot_f32's AVX2 order: four 8-lane fused accumulators over steps of 32, reduced as
+    /// (s0 + s2) + (s1 + s3), the two halves added and summed by two horizontal adds; the rest after the last
+    /// whole step added one product at a time (not fused: llama.cpp's build rounds each product).
+    /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     internal static float DotAvx2(float* x, float* y, int n)
     {
@@ -56,26 +81,15 @@ public static unsafe class F32
             s2 = Fma.MultiplyAdd(Avx.LoadVector256(x + i + 16), Avx.LoadVector256(y + i + 16), s2);
             s3 = Fma.MultiplyAdd(Avx.LoadVector256(x + i + 24), Avx.LoadVector256(y + i + 24), s3);
         }
-        for (; i + 8 <= n; i += 8) s0 = Fma.MultiplyAdd(Avx.LoadVector256(x + i), Avx.LoadVector256(y + i), s0);
-        float sum = X86Simd.HSum(Avx.Add(Avx.Add(s0, s1), Avx.Add(s2, s3)));
-        for (; i < n; i++) sum += x[i] * y[i];
-        return sum;
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    internal static float DotAvx512(float* x, float* y, int n)
-    {
-        if (!Avx512F.IsSupported) return DotAvx2(x, y, n);
-        var s0 = Vector512<float>.Zero; var s1 = Vector512<float>.Zero;
-        int i = 0;
-        for (; i + 32 <= n; i += 32)
+        var s = Avx.Add(Avx.Add(s0, s2), Avx.Add(s1, s3));
+        var t0 = Sse.Add(s.GetLower(), s.GetUpper());
+        var t1 = Sse3.HorizontalAdd(t0, t0);
+        float sum = Sse3.HorizontalAdd(t1, t1).ToScalar();
+        for (; i < n; i++)
         {
-            X86Simd.PrefetchWeights((byte*)(x + i), 32 * sizeof(float));
-            s0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + i), Avx512F.LoadVector512(y + i), s0);
-            s1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + i + 16), Avx512F.LoadVector512(y + i + 16), s1);
+            float product = x[i] * y[i];
+            sum += product;
         }
-        float sum = X86Simd.HSum(Avx512F.Add(s0, s1));
-        if (i < n) sum += DotAvx2(x + i, y + i, n - i);
         return sum;
     }
 

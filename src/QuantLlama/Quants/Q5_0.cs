@@ -111,33 +111,23 @@ public static unsafe class Q5_0
         }
     }
 
+    /// <summary>ggml_vec_dot_q5_0_q8_0's AVX2 arithmetic: one 8-lane accumulator chained over the blocks in order.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     internal static float DotAvx2(byte* w, byte* a, int n)
     {
         int nb = n / BlockSize;
-        var acc0 = Vector256<float>.Zero;
-        var acc1 = Vector256<float>.Zero;
+        var acc = Vector256<float>.Zero;
         var high = Vector256.Create((byte)0xF0);
         byte* x = w, y = a;
-        byte* end = w + (nb & ~1) * BlockBytes;
-        for (; x < end; x += 2 * BlockBytes, y += 2 * Q8_0.BlockBytes)
+        for (int i = 0; i < nb; i++, x += BlockBytes, y += Q8_0.BlockBytes)
         {
-            X86Simd.PrefetchWeights(x, 2 * BlockBytes);
-            var d0 = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
-            var d1 = Vector256.Create(Fp16.ToFloat(*(ushort*)(x + BlockBytes)) * Fp16.ToFloat(*(ushort*)(y + Q8_0.BlockBytes)));
+            if ((i & 1) == 0) X86Simd.PrefetchWeights(x, 2 * BlockBytes);
+            var d = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
             // Where the fifth bit is clear the value is nibble - 16: set the top nibble (two's complement).
-            var qx0 = X86Simd.BytesFromNibbles32(x + 6) | Avx2.AndNot(X86Simd.BytesFromBits32(x + 2), high);
-            var qx1 = X86Simd.BytesFromNibbles32(x + BlockBytes + 6) | Avx2.AndNot(X86Simd.BytesFromBits32(x + BlockBytes + 2), high);
-            acc0 = Fma.MultiplyAdd(d0, X86Simd.MulSumI8Float(qx0.AsSByte(), Avx.LoadVector256((sbyte*)(y + 2))), acc0);
-            acc1 = Fma.MultiplyAdd(d1, X86Simd.MulSumI8Float(qx1.AsSByte(), Avx.LoadVector256((sbyte*)(y + Q8_0.BlockBytes + 2))), acc1);
+            var qx = X86Simd.BytesFromNibbles32(x + 6) | Avx2.AndNot(X86Simd.BytesFromBits32(x + 2), high);
+            acc = Fma.MultiplyAdd(d, X86Simd.MulSumI8Float(qx.AsSByte(), Avx.LoadVector256((sbyte*)(y + 2))), acc);
         }
-        if ((nb & 1) != 0)
-        {
-            var d0 = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y));
-            var qx0 = X86Simd.BytesFromNibbles32(x + 6) | Avx2.AndNot(X86Simd.BytesFromBits32(x + 2), high);
-            acc0 = Fma.MultiplyAdd(d0, X86Simd.MulSumI8Float(qx0.AsSByte(), Avx.LoadVector256((sbyte*)(y + 2))), acc0);
-        }
-        return X86Simd.HSum(Avx.Add(acc0, acc1));
+        return X86Simd.HSum(acc);
     }
 
     /// <summary>ARM64 AdvSimd: each block's integer sum by <see cref="ArmSimd"/>, then the reference's float steps (its result to the bit).</summary>

@@ -7,7 +7,7 @@ namespace QuantLlama.Quants;
 
 /// <summary>
 /// The integer part of a weight format whose 32-value blocks start with an fp16 scale and are dotted against Q8_0
-/// activations (Q4_0, Q8_0).
+/// activations (Q4_0).
 /// </summary>
 internal unsafe interface IQ8Weights
 {
@@ -44,7 +44,8 @@ internal unsafe interface IQ8BlockSum
 }
 
 /// <summary>
-/// Matrix products of Q4_0 and Q8_0 weights on AVX2, in one arithmetic that single rows and 8-row tiles share,
+/// Matrix products of Q4_0 weights on AVX2 (and the activation form and packed tiles Q8_0's own kernels share,
+/// see <see cref="Q8_0.DotAvx2"/>), in one arithmetic that single rows and 8-row tiles share,
 /// so that a batch gives the same bits as its rows one at a time: each block's Σ w·y as an exact integer first,
 /// then chain[b mod 8] = fma(d_w·d_y, Σ, chain[b mod 8]) over the blocks in order (d_w·d_y is exact: a product of
 /// two halves fits a float), and the 8 chains summed as ((c0 + c4) + (c2 + c6)) + ((c1 + c5) + (c3 + c7)).

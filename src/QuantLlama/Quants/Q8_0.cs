@@ -21,7 +21,7 @@ public static unsafe class Q8_0
     internal static QuantFormat Description => new(GgmlType.Q8_0, BlockSize, BlockBytes, &Quantize, &Dequantize,
         new TypeKernel
         {
-            Activation = Q8Products.Activation, Dot = &Dot, Dot8PackedAvx2 = &Q8Products.Dot8Packed<Weights>,
+            Activation = Q8Products.Activation, Dot = &Dot, Dot8PackedAvx2 = &Dot8Packed,
             PackActivationTile = &Q8Products.PackActivationTile, PackedTileBytes = &Q8Products.PackedTileBytes,
         });
 
@@ -154,7 +154,7 @@ public static unsafe class Q8_0
     /// </summary>
     internal static float Dot(byte* w, byte* a, int n)
     {
-        if (Kernels.UseAvx2) return Q8Products.Dot<Weights>(w, a, Q8Products.BlockInfo(a, n), n);
+        if (Kernels.UseAvx2) return DotAvx2(w, a, n, Q8Products.BlockInfo(a, n));
         if (Kernels.UseAdvSimd) return DotAdvSimd(w, a, n);
         return DotScalar(w, a, n);
     }
@@ -182,14 +182,60 @@ public static unsafe class Q8_0
         return X86Simd.MulSumI8Float(qx, qy);
     }
 
-    /// <summary>The AVX2 row dot over ggml's Q8_0 activation (see <see cref="Q8Products"/> for its arithmetic).</summary>
-    internal static float DotAvx2(byte* w, byte* a, int n) => Q8Products.Dot<Weights>(w, a, n);
+    /// <summary>
+    /// The AVX2 row dot in ggml's arithmetic (ggml_vec_dot_q8_0_q8_0, and tinyBLAS's Q8_0 kernel for batches, which
+    /// sums the same way): lane g of one accumulator chains fma(d_w·d_y, Σ of the block's group g of 4 products)
+    /// over the blocks in order, and the 8 lanes are summed as hsum_float_8. <paramref name="aInfo"/>, when given,
+    /// holds the activation's block scales as f32 (<see cref="Q8Products.BlockInfo"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static float DotAvx2(byte* w, byte* a, int n, float* aInfo = null)
+    {
+        int nb = n / BlockSize;
+        var acc = Vector256<float>.Zero;
+        for (int i = 0; i < nb; i++)
+        {
+            byte* x = w + i * BlockBytes, y = a + i * BlockBytes;
+            if ((i & 7) == 0) X86Simd.PrefetchWeights(x, 8 * BlockBytes);
+            float dy = aInfo != null ? aInfo[i] : Fp16.ToFloat(*(ushort*)y);
+            var d = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * dy);
+            acc = Fma.MultiplyAdd(d, Avx.ConvertToVector256Single(Weights.BlockSums(x, y)), acc);
+        }
+        return X86Simd.HSum(acc);
+    }
+
+    /// <summary>
+    /// One weight row against a packed tile of 8 activation rows (<see cref="Q8Products.PackActivationTile"/>),
+    /// results <paramref name="yStride"/> floats apart: per row exactly <see cref="DotAvx2"/>'s arithmetic, with
+    /// ggml's lane g (a group of 4 values) as chain g, a vector holding the 8 rows.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static void Dot8Packed(byte* w, byte* tile, int n, float* y, nint yStride)
+    {
+        int nb = n / BlockSize;
+        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
+        for (int b = 0; b < nb; b++)
+        {
+            byte* x = w + (long)b * BlockBytes;
+            byte* t = tile + (long)b * Q8Products.PackedBlockBytes;
+            var d = Avx.Multiply(Vector256.Create(Fp16.ToFloat(*(ushort*)x)), Avx.LoadVector256((float*)(t + Q8Products.PackedScales)));
+            Q8Products.SplitGroups(Avx.LoadVector256(x + 2), out var low, out var high);
+            c0 = Fma.MultiplyAdd(d, Avx.ConvertToVector256Single(Weights.Group(low, 0x00, t)), c0);
+            c1 = Fma.MultiplyAdd(d, Avx.ConvertToVector256Single(Weights.Group(low, 0x55, t + 32)), c1);
+            c2 = Fma.MultiplyAdd(d, Avx.ConvertToVector256Single(Weights.Group(low, 0xAA, t + 64)), c2);
+            c3 = Fma.MultiplyAdd(d, Avx.ConvertToVector256Single(Weights.Group(low, 0xFF, t + 96)), c3);
+            c4 = Fma.MultiplyAdd(d, Avx.ConvertToVector256Single(Weights.Group(high, 0x00, t + 128)), c4);
+            c5 = Fma.MultiplyAdd(d, Avx.ConvertToVector256Single(Weights.Group(high, 0x55, t + 160)), c5);
+            c6 = Fma.MultiplyAdd(d, Avx.ConvertToVector256Single(Weights.Group(high, 0xAA, t + 192)), c6);
+            c7 = Fma.MultiplyAdd(d, Avx.ConvertToVector256Single(Weights.Group(high, 0xFF, t + 224)), c7);
+        }
+        Q8Products.StoreChainSums(c0, c1, c2, c3, c4, c5, c6, c7, y, yStride);
+    }
 
     /// <summary>The integer part of a Q8_0 block against Q8_0: Σ w·y with ggml's sign trick (|w| times y with w's sign).</summary>
-    internal readonly struct Weights : IQ8Weights
+    internal static class Weights
     {
-        public static int BlockBytes => Q8_0.BlockBytes;
-
+        /// <summary>Lane g: the block's group g of 4 products (ggml's mul_sum_i8_pairs).</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<int> BlockSums(byte* x, byte* y)
         {
@@ -198,36 +244,13 @@ public static unsafe class Q8_0
             return Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)1));
         }
 
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> PartialBlockSums(byte* x, byte* y) => BlockSums(x, y);
-
-        public static Vector256<int> CompleteSums8(Vector256<int> partialTotals, int* activationSums) => partialTotals;
-
         /// <summary>
-        /// Per group of 4 weights: |w| broadcast times the 8 rows' values with w's signs. A pair sum reaches
-        /// 2 · 127 · 128, so each group is widened to int32 before the groups are added.
+        /// One group of a packed tile: |w| (every lane) times the 8 rows' values with w's signs, widened to int32 (a
+        /// pair sum reaches 2 · 127 · 128). The absolute value is taken after the broadcast (any vector pipe) rather
+        /// than broadcast separately (the shuffle pipes).
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> TileSums(byte* x, byte* tile)
-        {
-            var qx = Avx.LoadVector256((byte*)(x + 2));
-            Q8Products.SplitGroups(qx, out var low, out var high);
-            var sums = Group(low, 0x00, tile);
-            sums = Avx2.Add(sums, Group(low, 0x55, tile + 32));
-            sums = Avx2.Add(sums, Group(low, 0xAA, tile + 64));
-            sums = Avx2.Add(sums, Group(low, 0xFF, tile + 96));
-            sums = Avx2.Add(sums, Group(high, 0x00, tile + 128));
-            sums = Avx2.Add(sums, Group(high, 0x55, tile + 160));
-            sums = Avx2.Add(sums, Group(high, 0xAA, tile + 192));
-            return Avx2.Add(sums, Group(high, 0xFF, tile + 224));
-        }
-
-        /// <summary>
-        /// One group: |w| (every lane) times the 8 rows' values with w's signs, widened to int32. The absolute value
-        /// is taken after the broadcast (any vector pipe) rather than broadcast separately (the shuffle pipes).
-        /// </summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector256<int> Group(Vector256<int> weights, [ConstantExpected] byte group, byte* tile)
+        internal static Vector256<int> Group(Vector256<int> weights, [ConstantExpected] byte group, byte* tile)
         {
             var w = Avx2.Shuffle(weights, group).AsSByte();
             var pairs = Avx2.MultiplyAddAdjacent(Avx2.Abs(w), Avx2.Sign(Avx.LoadVector256((sbyte*)tile), w));

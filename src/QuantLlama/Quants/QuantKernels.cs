@@ -15,6 +15,11 @@ internal readonly unsafe struct TypeKernel
     public required ActivationForm Activation { get; init; }
     /// <summary>(weights, activation, n): dot of n values.</summary>
     public required delegate*<byte*, byte*, int, float> Dot { get; init; }
+    /// <summary>
+    /// (weights, activation, n): the row dot for every row of a matrix of a multiple of 4 rows, where ggml's batched
+    /// products sum differently from its vector dot (F32: tinyBLAS); null: <see cref="Dot"/>.
+    /// </summary>
+    public delegate*<byte*, byte*, int, float> DotOverRowQuads { get; init; }
     /// <summary>(weights, activation, activationStride, n, y, yStride) for 4 activation rows; AVX2 path only.</summary>
     public delegate*<byte*, byte*, nint, int, float*, nint, void> Dot4Avx2 { get; init; }
     /// <summary>(weights, activation, activationStride, n, y, yStride) for 8 activation rows; AVX2 path only.</summary>

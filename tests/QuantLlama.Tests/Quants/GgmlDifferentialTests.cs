@@ -192,8 +192,7 @@ public class GgmlDifferentialTests
             return (type, path) switch
             {
                 (GgmlType.F32, KernelPath.Scalar) => F32.DotScalar((float*)wp, (float*)ap, n),
-                (GgmlType.F32, KernelPath.Avx2) => F32.DotAvx2((float*)wp, (float*)ap, n),
-                (GgmlType.F32, KernelPath.Avx512) => F32.DotAvx512((float*)wp, (float*)ap, n),
+                (GgmlType.F32, KernelPath.Avx2 or KernelPath.Avx512) => F32.DotAvx2((float*)wp, (float*)ap, n),
                 (GgmlType.F32, KernelPath.AdvSimd) => F32.DotAdvSimd((float*)wp, (float*)ap, n),
                 (GgmlType.F16, KernelPath.Scalar or KernelPath.AdvSimd) => F16.DotScalar((ushort*)wp, (ushort*)ap, n),
                 (GgmlType.F16, _) => F16.DotAvx2((ushort*)wp, (ushort*)ap, n),
