@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using QuantLlama.Quants;
+using QuantLlama.Quants.Tiles;
 using QuantLlama.Tensors;
 
 namespace QuantLlama.Compute;
@@ -152,7 +153,7 @@ public static unsafe class MatMul
         TypeKernel packer = default; // the first part's with packed tiles, if any (see below)
         for (int p = 0; p < count; p++)
         {
-            var kernel = QuantKernels.Get(products[p].Type);
+            var kernel = PathTiles.ForCurrentPath(QuantKernels.Get(products[p].Type));
             parts[p] = new Part
             {
                 Kernel = kernel, Weights = products[p].Weights, WeightRowBytes = GgmlTypeInfo.RowBytes(kernel.WeightType, cols),
