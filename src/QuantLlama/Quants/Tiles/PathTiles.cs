@@ -22,6 +22,7 @@ internal static unsafe class PathTiles
             {
                 GgmlType.Q4_0 => kernel with { Dot8PackedAvx2 = &Q8PairTiles.Dot8Packed<Q4_0.Weights, Q8PairTiles.Q4_0Pairs>, PackActivationTile = &Q8PairTiles.PackActivationTile },
                 GgmlType.Q8_0 => kernel with { Dot8PackedAvx2 = &Q8PairTiles.Dot8Packed<Q8_0.Weights, Q8PairTiles.Q8_0Pairs>, PackActivationTile = &Q8PairTiles.PackActivationTile },
+                GgmlType.Q4_K => kernel with { Dot8PackedAvx2 = &Q4KPairTiles.Dot8Packed, PackActivationTile = &Q4KPairTiles.PackActivationTile },
                 _ => kernel,
             };
         }
