@@ -247,9 +247,9 @@ public static unsafe class MatMul
     }
 
     /// <summary>
-    /// The AVX2 tiles also run on AVX-512 CPUs: the AVX-512 path has no tiles of its own, and without them a prompt
-    /// decodes every weight block once per activation row. The types with tiles have no AVX-512 row dot either, so a
-    /// batch, single rows and the public row dot give the same bits on both paths.
+    /// Tiles run on both x86 paths. The types with tiles have one row dot for both (the AVX2 one); the AVX-512 path
+    /// runs 512-bit packed tiles for Q4_0, Q8_0 and Q4_K and the AVX2 tiles for the rest (<see cref="PathTiles"/>),
+    /// all with that row dot's arithmetic, so a batch, single rows and the public row dot give the same bits.
     /// </summary>
     internal static bool TilesOn(KernelPath path) => path is KernelPath.Avx2 or KernelPath.Avx512;
 
