@@ -20,35 +20,26 @@ namespace QuantLlama.Quants.Tiles;
 internal static unsafe class Q4KPairTiles
 {
     private const int BlockSize = 256;
-    // Q4_K's tile offsets: scales after the 8 x 256 bytes of quants, then 4 x 32 bytes of sub-block sums.
-    private const int PackedScales = 8 * 256;
-    private const int PackedBlockSums = PackedScales + 8 * sizeof(float);
-    private const int PackedBlockBytes = PackedBlockSums + 4 * 32;
+    // Q4_K's tile (its PackActivationTile writes it): 8 x 256 bytes of quants, then the scales and sub-block sums.
+    private const int PackedQuants = 8 * 256;
+    private static int PackedBlockBytes => (int)Q4_K.PackedTileBytes(BlockSize);
 
-    /// <summary>8 Q8_K activation rows (<paramref name="stride"/> bytes apart) into this tile layout.</summary>
+    /// <summary>
+    /// 8 Q8_K activation rows (<paramref name="stride"/> bytes apart) into this tile layout: Q4_K's tile, then each
+    /// block's 32-byte group runs moved from sub-block order (j, g) to pair order (j / 2, g, j mod 2).
+    /// </summary>
     internal static void PackActivationTile(byte* rows, nint stride, int n, byte* tile)
     {
+        Q4_K.PackActivationTile(rows, stride, n, tile);
         int blocks = n / BlockSize;
-        for (int r = 0; r < 8; r++)
+        var quants = stackalloc byte[PackedQuants]; // [8 sub-blocks x 8 groups x 32 bytes] of one block
+        for (int b = 0; b < blocks; b++)
         {
-            for (int b = 0; b < blocks; b++)
-            {
-                var y = (BlockQ8K*)(rows + r * stride + (long)b * Q8_K.BlockBytes);
-                byte* t = tile + (long)b * PackedBlockBytes;
-                for (int j = 0; j < 8; j++)
-                {
-                    byte* quants = (byte*)y->Qs + 32 * j;
-                    byte* dest = t + 512 * (j >> 1) + 32 * (j & 1) + 4 * r;
-                    for (int g = 0; g < 8; g++) *(uint*)(dest + 64 * g) = *(uint*)(quants + 4 * g);
-                }
-                ((float*)(t + PackedScales))[r] = y->D;
-                for (int p = 0; p < 4; p++)
-                {
-                    short* pair = (short*)(t + PackedBlockSums + 32 * p + 4 * r);
-                    pair[0] = (short)(y->BSums[4 * p] + y->BSums[4 * p + 1]);
-                    pair[1] = (short)(y->BSums[4 * p + 2] + y->BSums[4 * p + 3]);
-                }
-            }
+            byte* t = tile + (long)b * PackedBlockBytes;
+            Buffer.MemoryCopy(t, quants, PackedQuants, PackedQuants);
+            for (int j = 0; j < 8; j++)
+                for (int g = 0; g < 8; g++)
+                    *(Vector256<byte>*)(t + 512 * (j >> 1) + 64 * g + 32 * (j & 1)) = *(Vector256<byte>*)(quants + 256 * j + 32 * g);
         }
     }
 
@@ -70,18 +61,7 @@ internal static unsafe class Q4KPairTiles
             var wide = Avx512F.Add(Avx512F.Add(PairSums(w + 16, t, scales, 0), PairSums(w + 16, t, scales, 1)),
                 Avx512F.Add(PairSums(w + 16, t, scales, 2), PairSums(w + 16, t, scales, 3)));
             var totals = Avx2.Add(wide.GetLower(), wide.GetUpper());
-            Vector256<int> minPairs = Vector256.Create(scalesAndMins.GetUpper(), scalesAndMins.GetUpper()).AsInt32();
-            short* sums = (short*)(t + PackedBlockSums);
-            Vector256<int> mins = Avx2.Add(
-                Avx2.Add(Avx2.MultiplyAddAdjacent(Avx2.Shuffle(minPairs, 0x00).AsInt16(), Avx.LoadVector256(sums)),
-                    Avx2.MultiplyAddAdjacent(Avx2.Shuffle(minPairs, 0x55).AsInt16(), Avx.LoadVector256(sums + 16))),
-                Avx2.Add(Avx2.MultiplyAddAdjacent(Avx2.Shuffle(minPairs, 0xAA).AsInt16(), Avx.LoadVector256(sums + 32)),
-                    Avx2.MultiplyAddAdjacent(Avx2.Shuffle(minPairs, 0xFF).AsInt16(), Avx.LoadVector256(sums + 48))));
-            // (a·d)·T − (a·dmin)·M, rounded step by step as Q4_K's AVX2 tile and row dot round it.
-            var a = Avx.LoadVector256((float*)(t + PackedScales));
-            var term = Avx.Subtract(Avx.Multiply(Avx.Multiply(a, Vector256.Create(Fp16.ToFloat(x->D))), Avx.ConvertToVector256Single(totals)),
-                Avx.Multiply(Avx.Multiply(a, Vector256.Create(Fp16.ToFloat(x->DMin))), Avx.ConvertToVector256Single(mins)));
-            chains[b & 7] = Avx.Add(chains[b & 7], term);
+            chains[b & 7] = Avx.Add(chains[b & 7], Q4_K.TileTerm(x, t, totals, scalesAndMins.GetUpper()));
         }
         Q8Products.StoreChainSums(chains[0], chains[1], chains[2], chains[3], chains[4], chains[5], chains[6], chains[7], result, yStride);
     }
