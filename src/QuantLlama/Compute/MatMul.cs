@@ -30,10 +30,10 @@ public static unsafe class MatMul
 
     /// <summary>
     /// From this many rows a packed 8-row tile with zero rows is faster than one row dot per row: the tile costs
-    /// 3.5 to 4 row dots (Q4_0, 2048 x 2048, one thread: AVX2 400 µs, AVX-VNNI 350 µs, AVX-512 330 µs against 95 µs
-    /// per row).
+    /// 3.5 to 6 row dots (2048 x 2048, one thread, against 95–100 µs per row: Q4_0 AVX2 400 µs, AVX-VNNI 350 µs,
+    /// AVX-512 330 µs; Q8_0 AVX2 570 µs, AVX-512 440 µs). At 4 rows only Q4_0 and AVX-512's Q4_K would gain.
     /// </summary>
-    private const int MinPaddedRows = 4;
+    private const int MinPaddedRows = 5;
 
     /// <summary>False: batched products use only the 4-row tiles (for benchmarks comparing the two).</summary>
     internal static bool WideTiles = true;
@@ -217,7 +217,7 @@ public static unsafe class MatMul
     }
 
     /// <summary>
-    /// 4 to 7 activation rows (a few conversations decoding together) over weights with packed 8-row tiles: the rows
+    /// 5 to 7 activation rows (a few conversations decoding together) over weights with packed 8-row tiles: the rows
     /// are padded with zero rows to one tile, so each weight block is decoded once for all of them instead of once
     /// per row; the padding's outputs are dropped. Each real row's result is the tile kernel's, which is the row
     /// dot's to the bit, so padding changes no bits.
