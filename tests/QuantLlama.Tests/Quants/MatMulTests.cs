@@ -334,8 +334,8 @@ public class MatMulTests
     }
 
     /// <summary>
-    /// The AVX2 tiles serve both x86 SIMD paths (the AVX-512 path has none of its own); the bitwise tests of the
-    /// products against the row dot run on every path this CPU supports.
+    /// Tiles serve both x86 SIMD paths (the AVX-512 path runs its own 512-bit packed tiles for Q4_0, Q8_0 and Q4_K);
+    /// the bitwise tests of the products against the row dot run on every path this CPU supports.
     /// </summary>
     [Fact]
     public void AvxTilesServeBothX86Paths()

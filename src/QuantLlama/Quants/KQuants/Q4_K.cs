@@ -313,18 +313,27 @@ public static unsafe class Q4_K
                 totals = Avx2.Add(totals, Avx2.MultiplyAddAdjacent(Q8Products.GroupPairSums(hi, t + 512 * c + 256),
                     Avx2.Shuffle(scales, X86Simd.WordBroadcastMask(2 * c + 1)).AsInt16()));
             }
-            Vector256<int> minPairs = Vector256.Create(mins8, mins8).AsInt32();
-            short* sums = (short*)(t + PackedBlockSums);
-            Vector256<int> mins = Avx2.Add(
-                Avx2.Add(Avx2.MultiplyAddAdjacent(Avx2.Shuffle(minPairs, 0x00).AsInt16(), Avx.LoadVector256(sums)),
-                    Avx2.MultiplyAddAdjacent(Avx2.Shuffle(minPairs, 0x55).AsInt16(), Avx.LoadVector256(sums + 16))),
-                Avx2.Add(Avx2.MultiplyAddAdjacent(Avx2.Shuffle(minPairs, 0xAA).AsInt16(), Avx.LoadVector256(sums + 32)),
-                    Avx2.MultiplyAddAdjacent(Avx2.Shuffle(minPairs, 0xFF).AsInt16(), Avx.LoadVector256(sums + 48))));
-            var a = Avx.LoadVector256((float*)(t + PackedScales));
-            var term = Term(a, Vector256.Create(Fp16.ToFloat(x->D)), Vector256.Create(Fp16.ToFloat(x->DMin)), totals, mins);
-            chains[b & 7] = Avx.Add(chains[b & 7], term);
+            chains[b & 7] = Avx.Add(chains[b & 7], TileTerm(x, t, totals, mins8));
         }
         Q8Products.StoreChainSums(chains[0], chains[1], chains[2], chains[3], chains[4], chains[5], chains[6], chains[7], result, yStride);
+    }
+
+    /// <summary>
+    /// A packed tile block's float step for its 8 rows, given their T: M from the rows' sub-block sums and the 8
+    /// mins, then <see cref="Term"/>. Shared by the AVX2 and AVX-512 tiles.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> TileTerm(BlockQ4K* x, byte* t, Vector256<int> totals, Vector128<short> mins8)
+    {
+        Vector256<int> minPairs = Vector256.Create(mins8, mins8).AsInt32();
+        short* sums = (short*)(t + PackedBlockSums);
+        Vector256<int> mins = Avx2.Add(
+            Avx2.Add(Avx2.MultiplyAddAdjacent(Avx2.Shuffle(minPairs, 0x00).AsInt16(), Avx.LoadVector256(sums)),
+                Avx2.MultiplyAddAdjacent(Avx2.Shuffle(minPairs, 0x55).AsInt16(), Avx.LoadVector256(sums + 16))),
+            Avx2.Add(Avx2.MultiplyAddAdjacent(Avx2.Shuffle(minPairs, 0xAA).AsInt16(), Avx.LoadVector256(sums + 32)),
+                Avx2.MultiplyAddAdjacent(Avx2.Shuffle(minPairs, 0xFF).AsInt16(), Avx.LoadVector256(sums + 48))));
+        var a = Avx.LoadVector256((float*)(t + PackedScales));
+        return Term(a, Vector256.Create(Fp16.ToFloat(x->D)), Vector256.Create(Fp16.ToFloat(x->DMin)), totals, mins);
     }
 
     /// <summary>
