@@ -14,6 +14,13 @@ internal static class Blocks
         return nb;
     }
 
+    /// <summary>Throws unless <paramref name="importance"/> is empty or holds one weight per value.</summary>
+    public static void CheckImportance(int importance, int values)
+    {
+        if (importance != 0 && importance != values)
+            throw new ArgumentException($"{importance} importance weights for {values} values: one per value is needed", nameof(importance));
+    }
+
     /// <summary>
     /// Blocks in a weight row of <paramref name="weightBytes"/>; throws when it is not whole blocks or the activation
     /// (<paramref name="activationBytes"/>, in blocks of <paramref name="activationBlockBytes"/>) holds fewer.

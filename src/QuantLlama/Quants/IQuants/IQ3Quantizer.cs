@@ -21,7 +21,7 @@ internal static unsafe class IQ3Quantizer
     {
         const int QK = GgmlTypeInfo.QK_K, BlockBytes = IQ3_XXS.BlockBytes;
         int nb = Blocks.Check(src.Length, QK, dst.Length, BlockBytes);
-        if (!importance.IsEmpty && importance.Length != src.Length) throw new ArgumentException("one importance per value is needed", nameof(importance));
+        Blocks.CheckImportance(importance.Length, src.Length);
         var search = IQ3GridSearch.ForXxs;
         float* scales = stackalloc float[8];
         float* weight = stackalloc float[32];
@@ -129,7 +129,7 @@ internal static unsafe class IQ3Quantizer
     {
         const int QK = GgmlTypeInfo.QK_K, BlockBytes = IQ3_S.BlockBytes, Entries = 2, HighBits = Entries + 64, SignBytes = HighBits + 8, ScaleBytes = SignBytes + 32;
         int nb = Blocks.Check(src.Length, QK, dst.Length, BlockBytes);
-        if (!importance.IsEmpty && importance.Length != src.Length) throw new ArgumentException("one importance per value is needed", nameof(importance));
+        Blocks.CheckImportance(importance.Length, src.Length);
         var search = IQ3GridSearch.ForS;
         float* scales = stackalloc float[8];
         float* weight = stackalloc float[32];

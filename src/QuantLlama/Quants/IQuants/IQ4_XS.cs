@@ -47,7 +47,7 @@ public static unsafe class IQ4_XS
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
     {
         int nb = Blocks.Check(src.Length, BlockSize, dst.Length, BlockBytes);
-        if (!importance.IsEmpty && importance.Length != src.Length) throw new ArgumentException("one importance per value is needed", nameof(importance));
+        Blocks.CheckImportance(importance.Length, src.Length);
         float* scales = stackalloc float[SubBlocks];
         float* weight = stackalloc float[BlockSize];
         fixed (float* x0 = src)

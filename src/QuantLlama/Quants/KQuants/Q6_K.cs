@@ -42,7 +42,7 @@ public static unsafe class Q6_K
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
     {
         int blocks = Blocks.Check(src.Length, BlockSize, dst.Length, BlockBytes);
-        if (!importance.IsEmpty && importance.Length != src.Length) throw new ArgumentException("one importance per value is needed", nameof(importance));
+        Blocks.CheckImportance(importance.Length, src.Length);
         fixed (byte* p = dst)
         {
             for (int i = 0; i < blocks; i++)
