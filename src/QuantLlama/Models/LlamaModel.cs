@@ -105,9 +105,10 @@ public sealed unsafe class LlamaModel : IDisposable
     public RotaryEmbedding? LongContextRope { get; }
 
     /// <summary>The angles a context of <paramref name="contextSize"/> positions uses: llama.cpp picks the long
-    /// factors when its context per sequence exceeds the original training context.</summary>
+    /// factors when its context per sequence exceeds the original training context, comparing the context it
+    /// allocates, the requested size rounded up to a multiple of 256.</summary>
     public RotaryEmbedding RopeFor(int contextSize)
-        => LongContextRope != null && contextSize > Config.RopeYarnContext ? LongContextRope : Rope;
+        => LongContextRope != null && (contextSize + 255L) / 256 * 256 > Config.RopeYarnContext ? LongContextRope : Rope;
 
     /// <summary>The RoPE angles of sliding-window layers where they differ (Gemma 3: base 10000, unscaled); null: <see cref="Rope"/>.</summary>
     public RotaryEmbedding? LocalRope { get; }
