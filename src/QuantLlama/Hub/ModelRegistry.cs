@@ -133,6 +133,8 @@ public static class ModelRegistry
         Gguf("llama3.2-3b-instruct", "bartowski/Llama-3.2-3B-Instruct-GGUF", "Llama-3.2-3B-Instruct-Q4_K_M.gguf", ChatTemplateFamily.Llama3),
         Gguf("gemma2-2b-it", "bartowski/gemma-2-2b-it-GGUF", "gemma-2-2b-it-Q4_K_M.gguf", ChatTemplateFamily.None),
         Gguf("gemma3-1b-it", "bartowski/google_gemma-3-1b-it-GGUF", "google_gemma-3-1b-it-Q4_K_M.gguf", ChatTemplateFamily.None),
+        // Phi-3.5 mini: LongRoPE (a 128k context), its turns from the file's template only.
+        Gguf("phi3.5-mini-instruct", "bartowski/Phi-3.5-mini-instruct-GGUF", "Phi-3.5-mini-instruct-Q4_K_M.gguf", ChatTemplateFamily.None),
     ];
 
     /// <summary>Other spellings accepted for <c>--which</c> (candle's own value names where ours differ).</summary>

@@ -21,6 +21,8 @@ using Weight = LlamaModel.Weight;
 public sealed unsafe class InferenceContext : IDisposable
 {
     private readonly LlamaModel _model;
+    // The model's RoPE angles for this context's size (LongRoPE's long or short factors).
+    private readonly RotaryEmbedding _rope;
     private readonly LlamaModel.Layer[] _layers;
     private readonly LlamaModel.Weight _embedding, _output;
     private readonly float* _outputNorm;
@@ -108,6 +110,7 @@ public sealed unsafe class InferenceContext : IDisposable
         int ctx = options.ContextSize ?? Math.Min(c.ContextLength, ContextOptions.DefaultMaxContext);
         if (ctx <= 0) throw new ArgumentException($"context size {ctx} must be positive");
         ContextSize = ctx;
+        _rope = model.RopeFor(ctx);
         _tokens = new List<int>(ctx); // sized once: the token path allocates nothing
         MaxBatch = Math.Clamp(options.MaxBatch, 1, ctx);
         KvCacheType = options.KvCacheType;
@@ -519,7 +522,7 @@ public sealed unsafe class InferenceContext : IDisposable
     private void PrepareRope(int row, int position)
     {
         int pairs = Config.RopeDimensionCount / 2;
-        _model.Rope.Angles(position, _ropeCos + (long)row * pairs, _ropeSin + (long)row * pairs);
+        _rope.Angles(position, _ropeCos + (long)row * pairs, _ropeSin + (long)row * pairs);
         _model.LocalRope?.Angles(position, _localCos + (long)row * pairs, _localSin + (long)row * pairs);
     }
 

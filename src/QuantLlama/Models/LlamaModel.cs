@@ -98,6 +98,18 @@ public sealed unsafe class LlamaModel : IDisposable
     /// <summary>The RoPE angles of every position (frequency factors and scaling included).</summary>
     public RotaryEmbedding Rope { get; }
 
+    /// <summary>
+    /// LongRoPE (Phi-3 128k, Phi-3.5): the angles with rope_factors_long, for contexts longer than
+    /// rope.scaling.original_context_length; <see cref="Rope"/> then holds rope_factors_short's. Null without LongRoPE.
+    /// </summary>
+    public RotaryEmbedding? LongContextRope { get; }
+
+    /// <summary>The angles a context of <paramref name="contextSize"/> positions uses: llama.cpp picks the long
+    /// factors when its context per sequence exceeds the original training context, comparing the context it
+    /// allocates, the requested size rounded up to a multiple of 256.</summary>
+    public RotaryEmbedding RopeFor(int contextSize)
+        => LongContextRope != null && (contextSize + 255L) / 256 * 256 > Config.RopeYarnContext ? LongContextRope : Rope;
+
     /// <summary>The RoPE angles of sliding-window layers where they differ (Gemma 3: base 10000, unscaled); null: <see cref="Rope"/>.</summary>
     public RotaryEmbedding? LocalRope { get; }
 
@@ -136,14 +148,17 @@ public sealed unsafe class LlamaModel : IDisposable
             RequireDequantizer(file.FindTensor("token_embd.weight")!);
             Output = tiedOutput ? Embedding : Matrix("output.weight", dim, c.VocabSize);
             OutputNorm = Vector("output_norm.weight", dim);
-            float[]? freqFactors = null;
-            if (arch.AllowsRopeFreqFactors && file.FindTensor("rope_freqs.weight") != null)
-                freqFactors = new Span<float>(Vector("rope_freqs.weight", c.RopeDimensionCount / 2), c.RopeDimensionCount / 2).ToArray();
+            // [n_rot/2] per-pair divisors of RoPE's frequencies, each optional.
+            float[]? FreqFactors(string name, bool allowed) => allowed && file.FindTensor(name) != null
+                ? new Span<float>(Vector(name, c.RopeDimensionCount / 2), c.RopeDimensionCount / 2).ToArray() : null;
+            float[]? freqFactors = FreqFactors("rope_freqs.weight", arch.AllowsRopeFreqFactors);
+            float[]? shortFactors = FreqFactors("rope_factors_short.weight", arch.AllowsLongRope);
+            float[]? longFactors = FreqFactors("rope_factors_long.weight", arch.AllowsLongRope);
             if (arch.FusedQkv && qDim != dim)
                 throw new NotSupportedException($"{file.FileName}: {arch.Name} needs heads × head size ({qDim}) equal to embedding_length ({dim})");
-            if (file.FindTensor("rope_factors_long.weight") != null || file.FindTensor("rope_factors_short.weight") != null)
-                throw new NotSupportedException($"{file.FileName}: LongRoPE (rope_factors_long/short, Phi-3 with a 128k context) is not supported");
-            Rope = new RotaryEmbedding(c, freqFactors);
+            Rope = new RotaryEmbedding(c, freqFactors ?? shortFactors);
+            if (shortFactors != null || longFactors != null)
+                LongContextRope = new RotaryEmbedding(c, longFactors);
             if (c.RopeFreqBaseLocal > 0)
                 LocalRope = new RotaryEmbedding(arch.LocalRopeBase > 0
                     ? c with { RopeFreqBase = c.RopeFreqBaseLocal, RopeScaling = RopeScalingType.None, RopeFreqScale = 1f }

@@ -43,6 +43,9 @@ public sealed record ModelArchitecture
     /// <summary>May carry rope_freqs.weight, a divisor of each rotated pair's frequency (Llama 3.1 and later).</summary>
     public bool AllowsRopeFreqFactors { get; init; }
 
+    /// <summary>May carry LongRoPE's rope_factors_short.weight and rope_factors_long.weight, picked by the context size (Phi-3 128k, Phi-3.5).</summary>
+    public bool AllowsLongRope { get; init; }
+
     /// <summary>The feed-forward's activation.</summary>
     public FeedForwardActivation Activation { get; init; } = FeedForwardActivation.Silu;
 
@@ -112,12 +115,12 @@ public sealed record ModelArchitecture
     };
 
     /// <summary>
-    /// Phi-3 and Phi-4-mini without LongRoPE factors: fused QKV and gate-up matrices, NeoX RoPE, scaled queries (its
-    /// sliding window is ignored, as llama.cpp does).
+    /// Phi-3, Phi-3.5 and Phi-4-mini: fused QKV and gate-up matrices, NeoX RoPE (with LongRoPE factors in the 128k
+    /// models), scaled queries (its sliding window is ignored, as llama.cpp does).
     /// </summary>
     public static readonly ModelArchitecture Phi3 = new()
     {
-        Name = "phi3", Rope = RopeMode.Neox, FusedQkv = true, FusedGateUp = true, ScalesQueries = true,
+        Name = "phi3", Rope = RopeMode.Neox, FusedQkv = true, FusedGateUp = true, ScalesQueries = true, AllowsLongRope = true,
     };
 
     public static IReadOnlyList<ModelArchitecture> Supported { get; } = [Llama, Qwen2, Qwen3, Gemma2, Gemma3, Phi3];

@@ -2,8 +2,8 @@ namespace QuantLlama.Models;
 
 /// <summary>
 /// RoPE's angles for a position, as ggml's rope computes its cos/sin cache: theta starts at the position and is
-/// multiplied by freq_base^(-2/n_rot) per pair; each pair's theta is divided by its frequency factor (rope_freqs),
-/// then scaled linearly or by YaRN (rope_yarn), and cos/sin are multiplied by the magnitude scale.
+/// multiplied by freq_base^(-2/n_rot) per pair; each pair's theta is divided by its frequency factor (rope_freqs, or LongRoPE's
+/// rope_factors_short/long), then scaled linearly or by YaRN (rope_yarn), and cos/sin are multiplied by the magnitude scale.
 /// </summary>
 public sealed class RotaryEmbedding
 {

@@ -75,7 +75,7 @@ public class ModelRegistryTests
     /// <summary>
     /// The small chat models of today's families resolve to their repository and file, and chat renders their files'
     /// own templates (here the publisher's template from ../shared/chat-templates, as the file carries it) rather than
-    /// the fallback family: Gemma, whose fallback is none, gets its turn markers only from the template (Gemma 3 1B's
+    /// the fallback family: Gemma and Phi-3.5, whose fallback is none, get their turn markers only from the template (Gemma 3 1B's
     /// turns are Gemma 2's; ../shared has Gemma 2's template).
     /// </summary>
     [Theory]
@@ -85,6 +85,7 @@ public class ModelRegistryTests
     [InlineData("llama3.2-3b-instruct", "bartowski/Llama-3.2-3B-Instruct-GGUF", "Llama-3.2-3B-Instruct-Q4_K_M.gguf", "llama3", "meta-llama-Llama-3.2-3B-Instruct", "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>")]
     [InlineData("gemma2-2b-it", "bartowski/gemma-2-2b-it-GGUF", "gemma-2-2b-it-Q4_K_M.gguf", "none", "google-gemma-2-2b-it", "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n")]
     [InlineData("gemma3-1b-it", "bartowski/google_gemma-3-1b-it-GGUF", "google_gemma-3-1b-it-Q4_K_M.gguf", "none", "google-gemma-2-2b-it", "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n")]
+    [InlineData("phi3.5-mini-instruct", "bartowski/Phi-3.5-mini-instruct-GGUF", "Phi-3.5-mini-instruct-Q4_K_M.gguf", "none", "microsoft-Phi-3.5-mini-instruct", "<|user|>\nHi<|end|>\n<|assistant|>\n")]
     public void ChatModelsOfTodaysFamiliesResolveAndUseTheFilesTemplate(string name, string repo, string file, string family, string template, string rendered)
     {
         var e = ModelRegistry.Get(name);

@@ -7,7 +7,7 @@ namespace QuantLlama.Tests.Models;
 
 /// <summary>
 /// Each llama-family feature a model file can ask for (RoPE frequency factors, a head size of its own, linear and
-/// YaRN RoPE scaling, the qwen2, qwen3, gemma2, gemma3 and phi3 architectures) on tiny random-weight GGUFs against llama.cpp: logits with
+/// YaRN RoPE scaling, the qwen2, qwen3, gemma2, gemma3 and phi3 architectures, Phi-3's LongRoPE) on tiny random-weight GGUFs against llama.cpp: logits with
 /// both caches (LlamaModelTests' bounds), 32 greedy tokens, and a batch against one token at a time.
 /// </summary>
 public class ArchitectureTests(ITestOutputHelper output)
@@ -25,6 +25,10 @@ public class ArchitectureTests(ITestOutputHelper output)
         ["qwen3"] = new() { Architecture = "qwen3", QkNorm = true, HeadDim = 96 },
         // Fused QKV and gate-up matrices, a sliding window llama.cpp ignores for Phi-3 (whose heads are dim/heads).
         ["phi3"] = new() { Architecture = "phi3", Fused = true, SlidingWindow = 4 },
+        // LongRoPE with an attention factor: these tests' contexts (64 for llama.cpp, 64 or the file's 256 for ours)
+        // are within an original context of 256 (the short factors) and beyond one of 32 (the long factors).
+        ["phi3-longrope-short"] = new() { Architecture = "phi3", Fused = true, LongRope = true, RopeAttnFactor = 1.2f, RopeOriginalContext = 256 },
+        ["phi3-longrope-long"] = new() { Architecture = "phi3", Fused = true, LongRope = true, RopeAttnFactor = 1.2f, RopeOriginalContext = 32 },
         // Windows of 4 positions in a 13-token prompt; soft caps low enough to bend the scores and logits; embeddings
         // of Gemma's size, which the model scales by √dim (tied, so the logits stay a few units).
         ["gemma2"] = new()
@@ -173,6 +177,43 @@ public class ArchitectureTests(ITestOutputHelper output)
         });
     }
 
+    /// <summary>
+    /// LongRoPE's choice against llama.cpp, each context on both sides (f32 cache): one file (original context 256)
+    /// in contexts of 128 and 512 takes the short factors, then the long ones, and the two sets give different
+    /// logits; another (original context 32) in a context of 32 takes the long ones, as llama.cpp rounds its context
+    /// up to 256 before it compares.
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.F32, 5e-6)]
+    [InlineData(GgmlType.Q8_0, 2e-2)]
+    public void LongRopePicksItsFactorsByContextSizeAsLlamaCpp(GgmlType type, double bound)
+    {
+        var random = new Random(5);
+        int[] prompt = [1, .. Enumerable.Range(0, 19).Select(_ => random.Next(100, 30000))];
+        float[] Compare(string path, int contextSize)
+        {
+            float[] expected;
+            using (var reference = LlamaCppModel.Load(path, contextSize, f32KvCache: true, flashAttention: false))
+                expected = reference.LastLogits(prompt);
+            using var model = InferenceContext.Load(path, new ContextOptions { ContextSize = contextSize, KvCacheType = KvCacheType.F32, FlashAttention = FlashAttention.Off });
+            var actual = model.Forward(prompt, 0).ToArray();
+            float scale = Math.Max(1f, expected.Max(MathF.Abs)), diff = 0;
+            for (int j = 0; j < expected.Length; j++) diff = Math.Max(diff, Math.Abs(expected[j] - actual[j]));
+            output.WriteLine($"{type} {Path.GetFileName(path)} context {contextSize}: max diff {diff:G3} ({diff / scale:G3} relative)");
+            Assert.True(diff <= bound * scale, $"context {contextSize}: max diff {diff}");
+            return actual;
+        }
+        WithModel("phi3-longrope-short", type, path =>
+        {
+            float[] shortFactors = Compare(path, 128), longFactors = Compare(path, 512);
+            float apart = 0;
+            for (int j = 0; j < shortFactors.Length; j++) apart = Math.Max(apart, Math.Abs(shortFactors[j] - longFactors[j]));
+            output.WriteLine($"{type}: short against long factors, max diff {apart:G3}");
+            Assert.True(apart > 0.1f, $"the two factor sets differ by only {apart}");
+        });
+        WithModel("phi3-longrope-long", type, path => Compare(path, 32));
+    }
+
     [Fact]
     public void GemmaConfigReadsWindowsCapsAndQueryScale()
     {
@@ -233,7 +274,7 @@ public class ArchitectureTests(ITestOutputHelper output)
     [InlineData("llama", "blk.0.attn_q_norm.weight", "tensor 'blk.0.attn_q_norm.weight' is not supported for architecture 'llama'")]
     [InlineData("qwen3", "rope_freqs.weight", "tensor 'rope_freqs.weight' is not supported for architecture 'qwen3'")]
     [InlineData("falcon", null, "architecture 'falcon' is not supported")]
-    [InlineData("phi3", "rope_factors_long.weight", "LongRoPE (rope_factors_long/short, Phi-3 with a 128k context) is not supported")]
+    [InlineData("qwen3", "rope_factors_long.weight", "tensor 'rope_factors_long.weight' is not supported for architecture 'qwen3'")]
     [InlineData("gemma2", "blk.0.attn_q_norm.weight", "tensor 'blk.0.attn_q_norm.weight' is not supported for architecture 'gemma2'")]
     public void UnsupportedFileFailsAtLoadInOneLine(string architecture, string? extraTensor, string expected)
     {

@@ -33,6 +33,10 @@ internal static class SyntheticLlama
         public int? HeadDim { get; init; }
         /// <summary>Write rope_freqs.weight with Llama 3.1's kind of factors (1 for high frequencies, up to 8 for low).</summary>
         public bool RopeFreqFactors { get; init; }
+        /// <summary>Write LongRoPE's rope_factors_short.weight (1 to 1.5) and rope_factors_long.weight (1 to 8), Phi-3 128k's kind.</summary>
+        public bool LongRope { get; init; }
+        /// <summary>rope.scaling.attn_factor when set.</summary>
+        public float? RopeAttnFactor { get; init; }
         /// <summary>rope.scaling.type ("linear", "yarn"; null: none written) with <see cref="RopeScalingFactor"/>.</summary>
         public string? RopeScalingType { get; init; }
         public float RopeScalingFactor { get; init; } = 4f;
@@ -61,7 +65,7 @@ internal static class SyntheticLlama
 
         /// <summary>File name suffix naming what differs from the default shape.</summary>
         public string Tag => (Architecture == "llama" ? "" : "-" + Architecture) + (Experts > 0 ? "-moe" : "") + (SplitExperts ? "-split" : "")
-            + (HeadDim is int h ? $"-hd{h}" : "") + (RopeFreqFactors ? "-freqs" : "") + (RopeScalingType is string r ? $"-{r}{RopeScalingFactor}" : "")
+            + (HeadDim is int h ? $"-hd{h}" : "") + (RopeFreqFactors ? "-freqs" : "") + (LongRope ? "-longrope" : "") + (RopeScalingType is string r ? $"-{r}{RopeScalingFactor}" : "")
             + (QkvBias ? "-bias" : "") + (Fused ? "-fused" : "") + (QkNorm ? "-qknorm" : "") + (ExtraTensor != null ? "-extra" : "")
             + (SlidingWindow is int window ? $"-swa{window}" : "") + (Layers != 2 ? $"-l{Layers}" : "")
             + (ZeroTensor is var (_, zeroType) ? $"-zero{zeroType}" : "");
@@ -94,6 +98,7 @@ internal static class SyntheticLlama
             w.Set(a + "rope.scaling.type", scaling).Set(a + "rope.scaling.factor", shape.RopeScalingFactor);
         if (shape.RopeOriginalContext is int original)
             w.Set(a + "rope.scaling.original_context_length", (uint)original);
+        if (shape.RopeAttnFactor is float attnFactor) w.Set(a + "rope.scaling.attn_factor", attnFactor);
         if (shape.SlidingWindow is int slidingWindow) w.Set(a + "attention.sliding_window", (uint)slidingWindow);
         if (shape.AttnSoftCap is float attnCap) w.Set(a + "attn_logit_softcapping", attnCap);
         if (shape.FinalSoftCap is float finalCap) w.Set(a + "final_logit_softcapping", finalCap);
@@ -129,6 +134,13 @@ internal static class SyntheticLlama
             int pairs = head / 2;
             w.AddTensor("rope_freqs.weight", [pairs], Enumerable.Range(0, pairs)
                 .Select(p => p < pairs / 2 ? 1f : p >= 3 * pairs / 4 ? 8f : 1f + 7f * (p - pairs / 2) / (pairs / 4f)).ToArray());
+        }
+        if (shape.LongRope)
+        {
+            // Both grow from the high-frequency pairs to the low ones; the long set slows the lowest by 8.
+            int pairs = head / 2;
+            w.AddTensor("rope_factors_short.weight", [pairs], Enumerable.Range(0, pairs).Select(p => 1f + 0.5f * p / pairs).ToArray());
+            w.AddTensor("rope_factors_long.weight", [pairs], Enumerable.Range(0, pairs).Select(p => 1f + 7f * p * p / (pairs * pairs)).ToArray());
         }
         if (shape.ExtraTensor != null) w.AddTensor(shape.ExtraTensor, [dim], new float[dim]);
         if (!shape.TiedOutput) Matrix("output.weight", embeddingType, dim, nVocab, 1.0f / MathF.Sqrt(dim));
