@@ -105,14 +105,10 @@ public sealed class DecodeBatcher : IDisposable
     /// </summary>
     public ReadOnlySpan<float> Prompt(InferenceContext context, ReadOnlySpan<int> tokens)
     {
-        if (tokens.Length == 0) throw new ArgumentException("no tokens to process");
         if (Math.Min(tokens.Length, context.MaxBatch) > MaxPromptRows) return context.Append(tokens);
         // What would fail the step fails here, before it can fail the others' tokens with it.
         if (context.Model != _workspace.Model) throw new ArgumentException("the context must be on the batcher's model");
-        if (context.Position + tokens.Length > context.ContextSize) throw new ContextFullException(context.ContextSize, context.Position + tokens.Length);
-        foreach (int t in tokens)
-            if ((uint)t >= (uint)context.Config.VocabSize)
-                throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {t} is outside the model's vocabulary of {context.Config.VocabSize}");
+        context.CheckForward(tokens, context.Position);
         var prompt = new PendingPrompt(context, tokens.ToArray());
         lock (_gate)
         {

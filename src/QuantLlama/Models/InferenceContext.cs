@@ -198,7 +198,9 @@ public sealed unsafe class InferenceContext : IDisposable
         fixed (float* destination = allLogits) RunBatches(tokens, startPosition, destination);
     }
 
-    private void CheckForward(scoped ReadOnlySpan<int> tokens, int startPosition)
+    /// <summary>Throws unless <paramref name="tokens"/> can be processed from <paramref name="startPosition"/>: a live context, ids within
+    /// the vocabulary, room in the context.</summary>
+    internal void CheckForward(scoped ReadOnlySpan<int> tokens, int startPosition)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (tokens.Length == 0) throw new ArgumentException("no tokens to process");
@@ -261,16 +263,13 @@ public sealed unsafe class InferenceContext : IDisposable
         {
             var ctx = contexts[i];
             int rows = rowCounts.Length == 0 ? 1 : rowCounts[i];
-            ObjectDisposedException.ThrowIf(ctx._disposed, ctx);
             if (ctx.Model != Model) throw new ArgumentException("every context must be on this context's model");
             if (rows < 1 || rows > ctx.MaxBatch) throw new ArgumentException($"{rows} rows for one context, which takes 1 to {ctx.MaxBatch} at once");
-            if (ctx.Position + rows > ctx.ContextSize) throw new ContextFullException(ctx.ContextSize, ctx.Position + rows);
+            ctx.CheckForward(tokens.Slice(row, rows), ctx.Position);
             for (int j = 0; j < i; j++)
                 if (contexts[j] == ctx) throw new ArgumentException("a context appears twice in one step");
             for (int r = 0; r < rows; r++, row++)
             {
-                if ((uint)tokens[row] >= (uint)Config.VocabSize)
-                    throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {tokens[row]} is outside the model's vocabulary of {Config.VocabSize}");
                 _rowContexts[row] = ctx;
                 _rowPositions[row] = ctx.Position + r;
             }
