@@ -21,7 +21,7 @@ internal static unsafe class PathTiles
         {
             return kernel.WeightType switch
             {
-                GgmlType.Q4_0 => kernel with { Dot8PackedAvx2 = &Q8PairTiles.Dot8Packed<Q4_0.Weights, Q8PairTiles.Q4_0Pairs>, PackActivationTile = &Q8PairTiles.PackActivationTile },
+                GgmlType.Q4_0 => kernel with { Dot8PackedAvx2 = &Q8PairTiles.Dot8PackedQ4_0, PackActivationTile = &Q8PairTiles.PackActivationTile },
                 GgmlType.Q4_K => kernel with { Dot8PackedAvx2 = &Q4KPairTiles.Dot8Packed, PackActivationTile = &Q4KPairTiles.PackActivationTile },
                 _ => kernel,
             };

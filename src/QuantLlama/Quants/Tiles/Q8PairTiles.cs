@@ -6,21 +6,6 @@ using System.Runtime.Intrinsics.X86;
 namespace QuantLlama.Quants.Tiles;
 
 /// <summary>
-/// The integer part of a <see cref="Q8PairTiles"/> step for one weight format: two consecutive weight blocks against
-/// one block pair of a packed tile.
-/// </summary>
-internal unsafe interface IQ8PairSums
-{
-    static abstract int BlockBytes { get; }
-
-    /// <summary>
-    /// Σ w·y of blocks <paramref name="x"/> and <paramref name="x"/> + BlockBytes against a tile's block pair: lane r
-    /// (0-7) for activation row r against the first block, lane 8 + r against the second. Exact integers.
-    /// </summary>
-    static abstract Vector512<int> PairSums(byte* x, byte* pair);
-}
-
-/// <summary>
 /// The AVX-512 form of <see cref="Q8Products"/>' packed 8-row tile for Q4_0: the same arithmetic per row
 /// (each block's exact integer sum, chain[b mod 8] = fma(d_w·d_y, Σ, chain[b mod 8]), the chains summed in
 /// <see cref="Q8Products.SumChains"/>' order), so every result equals the AVX2 row dot's bits; but each 512-bit step
@@ -76,31 +61,30 @@ internal static unsafe class Q8PairTiles
     /// block pair's float step is one FMA.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    internal static void Dot8Packed<TWeights, TPairs>(byte* w, byte* tile, int n, float* y, nint yStride)
-        where TWeights : struct, IQ8Weights where TPairs : struct, IQ8PairSums
+    internal static void Dot8PackedQ4_0(byte* w, byte* tile, int n, float* y, nint yStride)
     {
-        int nb = n / BlockSize, ts = TPairs.BlockBytes;
+        int nb = n / BlockSize;
         Vector512<float> c01 = default, c23 = default, c45 = default, c67 = default;
         int b = 0;
         for (; b + 8 <= nb; b += 8)
         {
-            c01 = PairStep<TPairs>(w, tile, b, c01);
-            c23 = PairStep<TPairs>(w, tile, b + 2, c23);
-            c45 = PairStep<TPairs>(w, tile, b + 4, c45);
-            c67 = PairStep<TPairs>(w, tile, b + 6, c67);
+            c01 = PairStep(w, tile, b, c01);
+            c23 = PairStep(w, tile, b + 2, c23);
+            c45 = PairStep(w, tile, b + 4, c45);
+            c67 = PairStep(w, tile, b + 6, c67);
         }
         // A tail of fewer than 8 blocks: its pairs go to registers 0, 1, 2 in turn, an odd last block to the next.
-        if (b + 2 <= nb) { c01 = PairStep<TPairs>(w, tile, b, c01); b += 2; }
-        if (b + 2 <= nb) { c23 = PairStep<TPairs>(w, tile, b, c23); b += 2; }
-        if (b + 2 <= nb) { c45 = PairStep<TPairs>(w, tile, b, c45); b += 2; }
+        if (b + 2 <= nb) { c01 = PairStep(w, tile, b, c01); b += 2; }
+        if (b + 2 <= nb) { c23 = PairStep(w, tile, b, c23); b += 2; }
+        if (b + 2 <= nb) { c45 = PairStep(w, tile, b, c45); b += 2; }
         if (b < nb)
         {
             switch ((b >> 1) & 3)
             {
-                case 0: c01 = OddLastStep<TWeights>(w, tile, b, c01); break;
-                case 1: c23 = OddLastStep<TWeights>(w, tile, b, c23); break;
-                case 2: c45 = OddLastStep<TWeights>(w, tile, b, c45); break;
-                default: c67 = OddLastStep<TWeights>(w, tile, b, c67); break;
+                case 0: c01 = OddLastStep(w, tile, b, c01); break;
+                case 1: c23 = OddLastStep(w, tile, b, c23); break;
+                case 2: c45 = OddLastStep(w, tile, b, c45); break;
+                default: c67 = OddLastStep(w, tile, b, c67); break;
             }
         }
         // Halves (c0 + c4) + (c2 + c6) and (c1 + c5) + (c3 + c7), then low + high: SumChains' order.
@@ -111,22 +95,22 @@ internal static unsafe class Q8PairTiles
 
     /// <summary>The odd last block b (chain b mod 8, the low half of <paramref name="chains"/>), in Q8Products' single-block layout.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static Vector512<float> OddLastStep<TWeights>(byte* w, byte* tile, int b, Vector512<float> chains) where TWeights : struct, IQ8Weights
+    private static Vector512<float> OddLastStep(byte* w, byte* tile, int b, Vector512<float> chains)
     {
-        byte* x = w + (long)b * TWeights.BlockBytes;
+        byte* x = w + (long)b * Q4_0.BlockBytes;
         byte* t = tile + (long)(b / 2) * PairBytes;
         var d = Avx.Multiply(Vector256.Create(Fp16.ToFloat(*(ushort*)x)), Avx.LoadVector256((float*)(t + Q8Products.PackedScales)));
-        return chains.WithLower(Fma.MultiplyAdd(d, Avx.ConvertToVector256Single(TWeights.TileSums(x, t)), chains.GetLower()));
+        return chains.WithLower(Fma.MultiplyAdd(d, Avx.ConvertToVector256Single(Q4_0.Weights.TileSums(x, t)), chains.GetLower()));
     }
 
     /// <summary>Blocks b and b + 1: chains = fma(d_w·d_y, Σ w·y, chains) for 8 activation rows each.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> PairStep<TPairs>(byte* w, byte* tile, int b, Vector512<float> chains) where TPairs : struct, IQ8PairSums
+    private static Vector512<float> PairStep(byte* w, byte* tile, int b, Vector512<float> chains)
     {
-        byte* x = w + (long)b * TPairs.BlockBytes;
+        byte* x = w + (long)b * Q4_0.BlockBytes;
         byte* pair = tile + (long)(b / 2) * PairBytes;
-        var sums = TPairs.PairSums(x, pair);
-        var dw = Vector512.Create(Vector256.Create(Fp16.ToFloat(*(ushort*)x)), Vector256.Create(Fp16.ToFloat(*(ushort*)(x + TPairs.BlockBytes))));
+        var sums = Q4_0Pairs.PairSums(x, pair);
+        var dw = Vector512.Create(Vector256.Create(Fp16.ToFloat(*(ushort*)x)), Vector256.Create(Fp16.ToFloat(*(ushort*)(x + Q4_0.BlockBytes))));
         var d = Avx512F.Multiply(dw, Avx512F.LoadVector512((float*)(pair + PairScalesAt)));
         return Avx512F.FusedMultiplyAdd(d, Avx512F.ConvertToVector512Single(sums), chains);
     }
@@ -143,10 +127,8 @@ internal static unsafe class Q8PairTiles
     internal static Vector512<int> GroupIndex([ConstantExpected] int g) => Vector512.Create(g, g, g, g, g, g, g, g, 8 + g, 8 + g, 8 + g, 8 + g, 8 + g, 8 + g, 8 + g, 8 + g);
 
     /// <summary>Q4_0 blocks against a pair: Σ q·y over the 8 groups in int16 (8 · 2 · 15 · 128 &lt; 32768), widened once, minus 8·Σy.</summary>
-    internal readonly struct Q4_0Pairs : IQ8PairSums
+    private static class Q4_0Pairs
     {
-        public static int BlockBytes => Q4_0.BlockBytes;
-
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<int> PairSums(byte* x, byte* pair)
         {
