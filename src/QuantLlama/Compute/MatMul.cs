@@ -155,7 +155,7 @@ public static unsafe class MatMul
         TypeKernel packer = default; // the first part's with packed tiles, if any (see below)
         for (int p = 0; p < count; p++)
         {
-            var kernel = PathTiles.ForCurrentPath(QuantKernels.Get(products[p].Type));
+            var kernel = QuantKernels.Get(products[p].Type).OnCurrentPath();
             parts[p] = new Part
             {
                 Kernel = kernel, Weights = products[p].Weights, WeightRowBytes = GgmlTypeInfo.RowBytes(kernel.WeightType, cols),
@@ -250,7 +250,7 @@ public static unsafe class MatMul
 
     /// <summary>
     /// Tiles run on both x86 paths. The types with tiles have one row dot for both (the AVX2 one); the AVX-512 path
-    /// runs 512-bit packed tiles for Q4_0, Q8_0 and Q4_K and the AVX2 tiles for the rest (<see cref="PathTiles"/>),
+    /// runs 512-bit packed tiles for Q4_0 and Q4_K and the AVX2 tiles for the rest (<see cref="TypeKernel.OnCurrentPath"/>),
     /// all with that row dot's arithmetic, so a batch, single rows and the public row dot give the same bits.
     /// </summary>
     internal static bool TilesOn(KernelPath path) => path is KernelPath.Avx2 or KernelPath.Avx512;

@@ -22,6 +22,8 @@ public static unsafe class Q4_0
         {
             Activation = Q8Products.Activation, Dot = &Dot, Dot8PackedAvx2 = &Q8Products.Dot8Packed<Weights>,
             PackActivationTile = &Q8Products.PackActivationTile, PackedTileBytes = &Q8Products.PackedTileBytes,
+            Dot8PackedAvx512 = &Tiles.Q8PairTiles.Dot8PackedQ4_0, PackActivationTileAvx512 = &Tiles.Q8PairTiles.PackActivationTile,
+            Dot8PackedAvxVnni = &Tiles.Q8VnniTiles.Dot8PackedQ4_0,
         });
 
     [StructLayout(LayoutKind.Sequential, Pack = 1)]

@@ -33,6 +33,30 @@ internal readonly unsafe struct TypeKernel
     public delegate*<byte*, nint, int, byte*, void> PackActivationTile { get; init; }
     /// <summary>(n): bytes of one packed tile of 8 activation rows of n values.</summary>
     public delegate*<int, long> PackedTileBytes { get; init; }
+    /// <summary>
+    /// <see cref="Dot8PackedAvx2"/>'s form for the AVX-512 path (two blocks per 512-bit step, the same arithmetic per
+    /// row), over tiles of the same size packed by <see cref="PackActivationTileAvx512"/>.
+    /// </summary>
+    public delegate*<byte*, byte*, int, float*, nint, void> Dot8PackedAvx512 { get; init; }
+    /// <summary>(rows, stride, n, tile): 8 activation rows into the tile form <see cref="Dot8PackedAvx512"/> reads.</summary>
+    public delegate*<byte*, nint, int, byte*, void> PackActivationTileAvx512 { get; init; }
+    /// <summary><see cref="Dot8PackedAvx2"/>'s form with AVX-VNNI's byte dot (the same tiles, the same arithmetic per row).</summary>
+    public delegate*<byte*, byte*, int, float*, nint, void> Dot8PackedAvxVnni { get; init; }
+
+    /// <summary>
+    /// This kernel with its packed tile replaced by the current path's faster form where the format and the CPU have
+    /// one: AVX-512's on the AVX-512 path, AVX-VNNI's on the AVX2 path. Each does per row exactly the AVX2 row dot's
+    /// arithmetic, so a result does not depend on which serves it.
+    /// </summary>
+    public TypeKernel OnCurrentPath()
+    {
+        if (Dot8PackedAvx2 == null) return this;
+        if (Kernels.UseAvx512 && Dot8PackedAvx512 != null)
+            return this with { Dot8PackedAvx2 = Dot8PackedAvx512, PackActivationTile = PackActivationTileAvx512 };
+        if (Kernels.UseAvx2 && !Kernels.UseAvx512 && Dot8PackedAvxVnni != null && System.Runtime.Intrinsics.X86.AvxVnni.IsSupported)
+            return this with { Dot8PackedAvx2 = Dot8PackedAvxVnni };
+        return this;
+    }
 
     /// <summary>The activation type ggml pairs with the weight type (vec_dot_type).</summary>
     public GgmlType ActivationType => Activation.Type;

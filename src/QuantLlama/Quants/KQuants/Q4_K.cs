@@ -35,6 +35,7 @@ public static unsafe class Q4_K
         {
             Activation = Q8_K.Activation, Dot = &Dot,
             Dot8PackedAvx2 = &Dot8Packed, PackActivationTile = &PackActivationTile, PackedTileBytes = &PackedTileBytes,
+            Dot8PackedAvx512 = &Tiles.Q4KPairTiles.Dot8Packed, PackActivationTileAvx512 = &Tiles.Q4KPairTiles.PackActivationTile,
         }) { QuantizeWeighted = &Quantize };
 
     /// <summary>The quantizer without an importance matrix.</summary>

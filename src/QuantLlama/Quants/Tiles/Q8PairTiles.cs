@@ -23,8 +23,6 @@ internal static unsafe class Q8PairTiles
     private const int PairBytes = 2 * Q8Products.PackedBlockBytes;
     private const int PairScalesAt = 512, PairSumsAt = 576;
 
-    /// <summary>True when this CPU runs these tiles (AVX-512 F and BW).</summary>
-    internal static bool IsSupported => Avx512F.IsSupported && Avx512BW.IsSupported;
 
     /// <summary>8 activation rows of <see cref="Q8Products.QuantizeActivation"/>'s form into this tile layout.</summary>
     internal static void PackActivationTile(byte* rows, nint stride, int n, byte* tile)

@@ -11,8 +11,6 @@ namespace QuantLlama.Quants.Tiles;
 /// </summary>
 internal static unsafe class Q8VnniTiles
 {
-    /// <summary>True when this CPU has AVX-VNNI (256-bit).</summary>
-    internal static bool IsSupported => AvxVnni.IsSupported && Avx2.IsSupported && Fma.IsSupported;
 
     /// <summary>One weight row against a packed tile (<see cref="Q8Products.PackActivationTile"/>); see <see cref="Q8Products.Dot8Packed{TWeights}"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
