@@ -11,7 +11,7 @@ namespace QuantLlama.Quants;
 /// Q4_0: blocks of 32 values as one fp16 scale d and 16 bytes of 4-bit quants (value j in the low nibble of
 /// byte j, value j+16 in its high nibble); value = d * (q - 8). Activation partner: Q8_0.
 /// </summary>
-public static unsafe class Q4_0
+public static unsafe partial class Q4_0
 {
     public const int BlockSize = 32;
     public const int BlockBytes = 18;
@@ -20,7 +20,7 @@ public static unsafe class Q4_0
     internal static QuantFormat Description => new(GgmlType.Q4_0, BlockSize, BlockBytes, &Quantize, &Dequantize,
         new TypeKernel
         {
-            Activation = Q8Products.Activation, Dot = &Dot, Dot8PackedAvx2 = &Q8Products.Dot8Packed<Weights>,
+            Activation = Q8Products.Activation, Dot = &Dot, Dot8PackedAvx2 = &Dot8PackedAvx2,
             PackActivationTile = &Q8Products.PackActivationTile, PackedTileBytes = &Q8Products.PackedTileBytes,
             Dot8PackedAvx512 = &Tiles.Q8PairTiles.Dot8PackedQ4_0, PackActivationTileAvx512 = &Tiles.Q8PairTiles.PackActivationTile,
             Dot8PackedAvxVnni = &Tiles.Q8VnniTiles.Dot8PackedQ4_0,
@@ -94,7 +94,7 @@ public static unsafe class Q4_0
     /// </summary>
     internal static float Dot(byte* w, byte* a, int n)
     {
-        if (Kernels.UseAvx2) return Q8Products.Dot<Weights>(w, a, Q8Products.BlockInfo(a, n), n);
+        if (Kernels.UseAvx2) return DotAvx2(w, a, Q8Products.BlockInfo(a, n), n);
         if (Kernels.UseAdvSimd) return DotAdvSimd(w, a, n);
         return DotScalar(w, a, n);
     }
@@ -116,51 +116,6 @@ public static unsafe class Q4_0
             sum += Fp16.ToFloat(x->D) * Fp16.ToFloat(y->D) * sumi;
         }
         return sum;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<sbyte> WeightsAvx2(byte* x)
-        => Avx2.Subtract(X86Simd.BytesFromNibbles32(x + 2), Vector256.Create((byte)8)).AsSByte();
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> BlockAvx2(byte* x, byte* y)
-        => X86Simd.MulSumI8Float(WeightsAvx2(x), Avx.LoadVector256((sbyte*)(y + 2)));
-
-    /// <summary>The AVX2 row dot over ggml's Q8_0 activation (see <see cref="Q8Products"/> for its arithmetic).</summary>
-    internal static float DotAvx2(byte* w, byte* a, int n) => Q8Products.Dot<Weights>(w, a, n);
-
-    /// <summary>The integer part of a Q4_0 block against Q8_0: Σ (q - 8)·y.</summary>
-    internal readonly struct Weights : IQ8Weights
-    {
-        public static int BlockBytes => Q4_0.BlockBytes;
-
-        /// <summary>q·y - 8·y in pairs: the same int16 values as ggml's sign trick, one operation fewer.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> BlockSums(byte* x, byte* y)
-        {
-            var q8 = Avx.LoadVector256((sbyte*)(y + 2));
-            var pairs = Avx2.Subtract(Avx2.MultiplyAddAdjacent(X86Simd.BytesFromNibbles32(x + 2), q8), Avx2.MultiplyAddAdjacent(Vector256.Create((byte)8), q8));
-            return Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)1));
-        }
-
-        /// <summary>Σ q·y: the -8·Σy is left to <see cref="CompleteSums8"/>.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> PartialBlockSums(byte* x, byte* y)
-            => Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(X86Simd.BytesFromNibbles32(x + 2), Avx.LoadVector256((sbyte*)(y + 2))), Vector256.Create((short)1));
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> CompleteSums8(Vector256<int> partialTotals, int* activationSums)
-            => Avx2.Subtract(partialTotals, Avx2.ShiftLeftLogical(Avx.LoadVector256(activationSums), 3));
-
-        /// <summary>
-        /// Σ q·y over the 8 groups in int16 (8 groups of |2 · 15 · 128| stay below 32768), widened once, minus 8·Σy.
-        /// </summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> TileSums(byte* x, byte* tile)
-        {
-            var sums = Avx2.MultiplyAddAdjacent(Q8Products.GroupPairSums(X86Simd.BytesFromNibbles32(x + 2), tile), Vector256.Create((short)1));
-            return Avx2.Subtract(sums, Avx2.ShiftLeftLogical(Avx.LoadVector256((int*)(tile + Q8Products.PackedSums)), 3));
-        }
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]

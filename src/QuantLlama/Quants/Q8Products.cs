@@ -6,33 +6,6 @@ using QuantLlama.Tensors;
 namespace QuantLlama.Quants;
 
 /// <summary>
-/// The integer part of a weight format whose 32-value blocks start with an fp16 scale and are dotted against Q8_0
-/// activations (Q4_0).
-/// </summary>
-internal unsafe interface IQ8Weights
-{
-    static abstract int BlockBytes { get; }
-
-    /// <summary>One block's Σ w·y against one Q8_0 activation block, spread over 8 int32 lanes.</summary>
-    static abstract Vector256<int> BlockSums(byte* x, byte* y);
-
-    /// <summary>
-    /// <see cref="BlockSums"/> less a term that depends on the activation alone, which <see cref="CompleteSums8"/>
-    /// puts back for 8 blocks at once.
-    /// </summary>
-    static abstract Vector256<int> PartialBlockSums(byte* x, byte* y);
-
-    /// <summary>8 blocks' totals from their partial sums, given the activation blocks' sums of quants.</summary>
-    static abstract Vector256<int> CompleteSums8(Vector256<int> partialTotals, int* activationSums);
-
-    /// <summary>
-    /// One block's Σ w·y against one block of a packed tile (<see cref="Q8Products.PackActivationTile"/>): lane r
-    /// for activation row r.
-    /// </summary>
-    static abstract Vector256<int> TileSums(byte* x, byte* tile);
-}
-
-/// <summary>
 /// One block's exact Σ w·q8 for a 32-value format whose blocks start with an fp16 scale, against a Q8_0 block's
 /// quants: what a scalar reference and its ARM64 twin differ in (<see cref="Q8Products.DotBlockSums{TSum}"/>).
 /// </summary>
@@ -44,15 +17,10 @@ internal unsafe interface IQ8BlockSum
 }
 
 /// <summary>
-/// Matrix products of Q4_0 weights on AVX2 (and the activation form and packed tiles Q8_0's own kernels share,
-/// see <see cref="Q8_0.DotAvx2"/>), in one arithmetic that single rows and 8-row tiles share,
-/// so that a batch gives the same bits as its rows one at a time: each block's Σ w·y as an exact integer first,
-/// then chain[b mod 8] = fma(d_w·d_y, Σ, chain[b mod 8]) over the blocks in order (d_w·d_y is exact: a product of
-/// two halves fits a float), and the 8 chains summed as ((c0 + c4) + (c2 + c6)) + ((c1 + c5) + (c3 + c7)).
-/// A row dot holds the 8 chains in the lanes of one vector (8 blocks' integer sums meet in one vector, one FMA);
-/// a tile holds one activation row per lane and one vector per chain, so its integer sums need no horizontal
-/// reduction and each block's float step serves 8 rows. ggml repacks the weights at load for the same effect;
-/// here the weights stay as mapped and the small activation is packed instead.
+/// What the matrix products against a Q8_0 activation share: the activation with its blocks' scales and sums
+/// appended, its packed 8-row tile form and the tile readers of Q4_0's and Q8_0's kernels (Q4_K's tile keeps the
+/// layout within each sub-block), the order in which those kernels sum their 8 chains, and the scalar float steps
+/// of the 32-value formats' reference dots. The kernels themselves are in each format's file.
 /// </summary>
 internal static unsafe class Q8Products
 {
@@ -91,7 +59,8 @@ internal static unsafe class Q8Products
     /// <summary>Where <see cref="QuantizeActivation"/> put the block scales (nb floats), followed by the block sums (nb ints).</summary>
     internal static float* BlockInfo(byte* activation, int n) => (float*)(activation + n / BlockSize * Q8_0.BlockBytes);
 
-    private static void WriteBlockInfo(byte* q8, int nb, float* info)
+    /// <summary>Each block's scale as f32 into <paramref name="info"/>[b], then its sum of quants as int32 after the nb scales.</summary>
+    internal static void WriteBlockInfo(byte* q8, int nb, float* info)
     {
         int* sums = (int*)(info + nb);
         for (int b = 0; b < nb; b++)
@@ -104,7 +73,7 @@ internal static unsafe class Q8Products
 
     /// <summary>
     /// 8 activation rows of <see cref="QuantizeActivation"/>'s form (<paramref name="stride"/> bytes apart) into the
-    /// tile form of <see cref="Dot8Packed{TWeights}"/>.
+    /// tile form the formats' <c>Dot8PackedAvx2</c> read.
     /// </summary>
     internal static void PackActivationTile(byte* rows, nint stride, int n, byte* tile)
     {
@@ -165,53 +134,7 @@ internal static unsafe class Q8Products
         return sum;
     }
 
-    /// <summary>The row dot over ggml's form of the activation (Q8_0 blocks only): its block information computed here first.</summary>
-    internal static float Dot<TWeights>(byte* w, byte* a, int n) where TWeights : struct, IQ8Weights
-    {
-        int nb = n / BlockSize;
-        var info = nb <= 512 ? stackalloc float[2 * nb] : new float[2 * nb];
-        fixed (float* i = info)
-        {
-            WriteBlockInfo(a, nb, i);
-            return Dot<TWeights>(w, a, i, n);
-        }
-    }
-
-    /// <summary>The row dot; <paramref name="aInfo"/> holds the activation blocks' scales as f32, then their sums of quants.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    internal static float Dot<TWeights>(byte* w, byte* a, float* aInfo, int n) where TWeights : struct, IQ8Weights
-    {
-        int nb = n / BlockSize, ts = TWeights.BlockBytes;
-        var chains = Vector256<float>.Zero;
-        int i = 0;
-        for (; i + 8 <= nb; i += 8)
-        {
-            byte* x = w + i * ts, y = a + i * Q8_0.BlockBytes;
-            X86Simd.PrefetchWeights(x, 8 * ts);
-            var sums = TWeights.CompleteSums8(X86Simd.Sum8(
-                TWeights.PartialBlockSums(x, y), TWeights.PartialBlockSums(x + ts, y + Q8_0.BlockBytes),
-                TWeights.PartialBlockSums(x + 2 * ts, y + 2 * Q8_0.BlockBytes), TWeights.PartialBlockSums(x + 3 * ts, y + 3 * Q8_0.BlockBytes),
-                TWeights.PartialBlockSums(x + 4 * ts, y + 4 * Q8_0.BlockBytes), TWeights.PartialBlockSums(x + 5 * ts, y + 5 * Q8_0.BlockBytes),
-                TWeights.PartialBlockSums(x + 6 * ts, y + 6 * Q8_0.BlockBytes), TWeights.PartialBlockSums(x + 7 * ts, y + 7 * Q8_0.BlockBytes)),
-                (int*)(aInfo + nb) + i);
-            var dw = Vector256.Create(
-                Fp16.ToFloat(*(ushort*)x), Fp16.ToFloat(*(ushort*)(x + ts)),
-                Fp16.ToFloat(*(ushort*)(x + 2 * ts)), Fp16.ToFloat(*(ushort*)(x + 3 * ts)),
-                Fp16.ToFloat(*(ushort*)(x + 4 * ts)), Fp16.ToFloat(*(ushort*)(x + 5 * ts)),
-                Fp16.ToFloat(*(ushort*)(x + 6 * ts)), Fp16.ToFloat(*(ushort*)(x + 7 * ts)));
-            chains = Fma.MultiplyAdd(Avx.Multiply(dw, Avx.LoadVector256(aInfo + i)), Avx.ConvertToVector256Single(sums), chains);
-        }
-        float* c = stackalloc float[8];
-        Avx.Store(c, chains);
-        for (; i < nb; i++)
-        {
-            byte* x = w + i * ts, y = a + i * Q8_0.BlockBytes;
-            c[i & 7] = MathF.FusedMultiplyAdd(Fp16.ToFloat(*(ushort*)x) * aInfo[i], X86Simd.HSum(TWeights.BlockSums(x, y)), c[i & 7]);
-        }
-        return SumChains(c);
-    }
-
-    /// <summary>The 8 chains' sum in the fixed order every kernel of this arithmetic shares (Q4_K's too).</summary>
+    /// <summary>The 8 chains' sum in the fixed order Q4_0's and Q4_K's kernels share (see Q4_0.X86.cs).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static float SumChains(float* c) => ((c[0] + c[4]) + (c[2] + c[6])) + ((c[1] + c[5]) + (c[3] + c[7]));
 
@@ -222,44 +145,6 @@ internal static unsafe class Q8Products
     {
         var total = Avx.Add(Avx.Add(Avx.Add(c0, c4), Avx.Add(c2, c6)), Avx.Add(Avx.Add(c1, c5), Avx.Add(c3, c7)));
         for (int k = 0; k < 8; k++) y[k * yStride] = total.GetElement(k);
-    }
-
-    /// <summary>
-    /// One weight row against a packed tile of 8 activation rows (<see cref="PackActivationTile"/>), results
-    /// <paramref name="yStride"/> floats apart: per row exactly <see cref="Dot{TWeights}(byte*, byte*, float*, int)"/>'s
-    /// arithmetic, with the 8 chains in 8 registers.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    internal static void Dot8Packed<TWeights>(byte* w, byte* tile, int n, float* y, nint yStride) where TWeights : struct, IQ8Weights
-    {
-        int nb = n / BlockSize;
-        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
-        int b = 0;
-        for (; b + 8 <= nb; b += 8)
-        {
-            c0 = TileStep<TWeights>(w, tile, b, c0); c1 = TileStep<TWeights>(w, tile, b + 1, c1);
-            c2 = TileStep<TWeights>(w, tile, b + 2, c2); c3 = TileStep<TWeights>(w, tile, b + 3, c3);
-            c4 = TileStep<TWeights>(w, tile, b + 4, c4); c5 = TileStep<TWeights>(w, tile, b + 5, c5);
-            c6 = TileStep<TWeights>(w, tile, b + 6, c6); c7 = TileStep<TWeights>(w, tile, b + 7, c7);
-        }
-        if (b < nb)
-        {
-            var chains = stackalloc Vector256<float>[8] { c0, c1, c2, c3, c4, c5, c6, c7 };
-            for (; b < nb; b++) chains[b & 7] = TileStep<TWeights>(w, tile, b, chains[b & 7]);
-            c0 = chains[0]; c1 = chains[1]; c2 = chains[2]; c3 = chains[3]; c4 = chains[4]; c5 = chains[5]; c6 = chains[6]; c7 = chains[7];
-        }
-        StoreChainSums(c0, c1, c2, c3, c4, c5, c6, c7, y, yStride);
-    }
-
-    /// <summary>One block of a tile: chain = fma(d_w·d_y, Σ w·y, chain) for 8 activation rows.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> TileStep<TWeights>(byte* w, byte* tile, int b, Vector256<float> chain) where TWeights : struct, IQ8Weights
-    {
-        byte* x = w + (long)b * TWeights.BlockBytes;
-        byte* t = tile + (long)b * PackedBlockBytes;
-        var sums = TWeights.TileSums(x, t);
-        var d = Avx.Multiply(Vector256.Create(Fp16.ToFloat(*(ushort*)x)), Avx.LoadVector256((float*)(t + PackedScales)));
-        return Fma.MultiplyAdd(d, Avx.ConvertToVector256Single(sums), chain);
     }
 
     /// <summary>

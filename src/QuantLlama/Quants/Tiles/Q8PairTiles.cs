@@ -98,7 +98,7 @@ internal static unsafe class Q8PairTiles
         byte* x = w + (long)b * Q4_0.BlockBytes;
         byte* t = tile + (long)(b / 2) * PairBytes;
         var d = Avx.Multiply(Vector256.Create(Fp16.ToFloat(*(ushort*)x)), Avx.LoadVector256((float*)(t + Q8Products.PackedScales)));
-        return chains.WithLower(Fma.MultiplyAdd(d, Avx.ConvertToVector256Single(Q4_0.Weights.TileSums(x, t)), chains.GetLower()));
+        return chains.WithLower(Fma.MultiplyAdd(d, Avx.ConvertToVector256Single(Q4_0.TileSums(x, t)), chains.GetLower()));
     }
 
     /// <summary>Blocks b and b + 1: chains = fma(d_w·d_y, Σ w·y, chains) for 8 activation rows each.</summary>

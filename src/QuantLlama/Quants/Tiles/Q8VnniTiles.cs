@@ -12,7 +12,7 @@ namespace QuantLlama.Quants.Tiles;
 internal static unsafe class Q8VnniTiles
 {
 
-    /// <summary>One weight row against a packed tile (<see cref="Q8Products.PackActivationTile"/>); see <see cref="Q8Products.Dot8Packed{TWeights}"/>.</summary>
+    /// <summary>One weight row against a packed tile (<see cref="Q8Products.PackActivationTile"/>); see <see cref="Q4_0.Dot8PackedAvx2"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     internal static void Dot8PackedQ4_0(byte* w, byte* tile, int n, float* y, nint yStride)
     {

@@ -1,0 +1,134 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace QuantLlama.Quants;
+
+// Q4_0's x86 kernels, over the activation form and packed tiles of Q8Products. Single rows and 8-row tiles share
+// one arithmetic, so that a batch gives the same bits as its rows one at a time: each block's Σ (q - 8)·y as an
+// exact integer first, then chain[b mod 8] = fma(d_w·d_y, Σ, chain[b mod 8]) over the blocks in order (d_w·d_y is
+// exact: a product of two halves fits a float), and the 8 chains summed in Q8Products.SumChains' order.
+// A row dot holds the 8 chains in the lanes of one vector (8 blocks' integer sums meet in one vector, one FMA);
+// a tile holds one activation row per lane and one vector per chain, so its integer sums need no horizontal
+// reduction and each block's float step serves 8 rows. ggml repacks the weights at load for the same effect;
+// here the weights stay as mapped and the small activation is packed instead.
+public static unsafe partial class Q4_0
+{
+    /// <summary>The AVX2 row dot over ggml's form of the activation (Q8_0 blocks only): its block information computed here first.</summary>
+    internal static float DotAvx2(byte* w, byte* a, int n)
+    {
+        int nb = n / BlockSize;
+        var info = nb <= 512 ? stackalloc float[2 * nb] : new float[2 * nb];
+        fixed (float* i = info)
+        {
+            Q8Products.WriteBlockInfo(a, nb, i);
+            return DotAvx2(w, a, i, n);
+        }
+    }
+
+    /// <summary>
+    /// The AVX2 row dot; <paramref name="aInfo"/> holds the activation blocks' scales as f32, then their sums of
+    /// quants (<see cref="Q8Products.BlockInfo"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static float DotAvx2(byte* w, byte* a, float* aInfo, int n)
+    {
+        const int ts = BlockBytes;
+        int nb = n / BlockSize;
+        var chains = Vector256<float>.Zero;
+        int i = 0;
+        for (; i + 8 <= nb; i += 8)
+        {
+            byte* x = w + i * ts, y = a + i * Q8_0.BlockBytes;
+            X86Simd.PrefetchWeights(x, 8 * ts);
+            var sums = CompleteSums8(X86Simd.Sum8(
+                PartialBlockSums(x, y), PartialBlockSums(x + ts, y + Q8_0.BlockBytes),
+                PartialBlockSums(x + 2 * ts, y + 2 * Q8_0.BlockBytes), PartialBlockSums(x + 3 * ts, y + 3 * Q8_0.BlockBytes),
+                PartialBlockSums(x + 4 * ts, y + 4 * Q8_0.BlockBytes), PartialBlockSums(x + 5 * ts, y + 5 * Q8_0.BlockBytes),
+                PartialBlockSums(x + 6 * ts, y + 6 * Q8_0.BlockBytes), PartialBlockSums(x + 7 * ts, y + 7 * Q8_0.BlockBytes)),
+                (int*)(aInfo + nb) + i);
+            var dw = Vector256.Create(
+                Fp16.ToFloat(*(ushort*)x), Fp16.ToFloat(*(ushort*)(x + ts)),
+                Fp16.ToFloat(*(ushort*)(x + 2 * ts)), Fp16.ToFloat(*(ushort*)(x + 3 * ts)),
+                Fp16.ToFloat(*(ushort*)(x + 4 * ts)), Fp16.ToFloat(*(ushort*)(x + 5 * ts)),
+                Fp16.ToFloat(*(ushort*)(x + 6 * ts)), Fp16.ToFloat(*(ushort*)(x + 7 * ts)));
+            chains = Fma.MultiplyAdd(Avx.Multiply(dw, Avx.LoadVector256(aInfo + i)), Avx.ConvertToVector256Single(sums), chains);
+        }
+        float* c = stackalloc float[8];
+        Avx.Store(c, chains);
+        for (; i < nb; i++)
+        {
+            byte* x = w + i * ts, y = a + i * Q8_0.BlockBytes;
+            c[i & 7] = MathF.FusedMultiplyAdd(Fp16.ToFloat(*(ushort*)x) * aInfo[i], X86Simd.HSum(BlockSums(x, y)), c[i & 7]);
+        }
+        return Q8Products.SumChains(c);
+    }
+
+    /// <summary>One block's Σ (q - 8)·y, spread over 8 int32 lanes: q·y - 8·y in pairs, the same int16 values as ggml's sign trick, one operation fewer.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> BlockSums(byte* x, byte* y)
+    {
+        var q8 = Avx.LoadVector256((sbyte*)(y + 2));
+        var pairs = Avx2.Subtract(Avx2.MultiplyAddAdjacent(X86Simd.BytesFromNibbles32(x + 2), q8), Avx2.MultiplyAddAdjacent(Vector256.Create((byte)8), q8));
+        return Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)1));
+    }
+
+    /// <summary>One block's Σ q·y: the -8·Σy is left to <see cref="CompleteSums8"/>, once per 8 blocks.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> PartialBlockSums(byte* x, byte* y)
+        => Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(X86Simd.BytesFromNibbles32(x + 2), Avx.LoadVector256((sbyte*)(y + 2))), Vector256.Create((short)1));
+
+    /// <summary>8 blocks' totals from their partial sums, given the activation blocks' sums of quants.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> CompleteSums8(Vector256<int> partialTotals, int* activationSums)
+        => Avx2.Subtract(partialTotals, Avx2.ShiftLeftLogical(Avx.LoadVector256(activationSums), 3));
+
+    /// <summary>
+    /// One weight row against a packed tile of 8 activation rows (<see cref="Q8Products.PackActivationTile"/>),
+    /// results <paramref name="yStride"/> floats apart: per row exactly <see cref="DotAvx2(byte*, byte*, float*, int)"/>'s
+    /// arithmetic, with the 8 chains in 8 registers.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static void Dot8PackedAvx2(byte* w, byte* tile, int n, float* y, nint yStride)
+    {
+        int nb = n / BlockSize;
+        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
+        int b = 0;
+        for (; b + 8 <= nb; b += 8)
+        {
+            c0 = TileStep(w, tile, b, c0); c1 = TileStep(w, tile, b + 1, c1);
+            c2 = TileStep(w, tile, b + 2, c2); c3 = TileStep(w, tile, b + 3, c3);
+            c4 = TileStep(w, tile, b + 4, c4); c5 = TileStep(w, tile, b + 5, c5);
+            c6 = TileStep(w, tile, b + 6, c6); c7 = TileStep(w, tile, b + 7, c7);
+        }
+        if (b < nb)
+        {
+            var chains = stackalloc Vector256<float>[8] { c0, c1, c2, c3, c4, c5, c6, c7 };
+            for (; b < nb; b++) chains[b & 7] = TileStep(w, tile, b, chains[b & 7]);
+            c0 = chains[0]; c1 = chains[1]; c2 = chains[2]; c3 = chains[3]; c4 = chains[4]; c5 = chains[5]; c6 = chains[6]; c7 = chains[7];
+        }
+        Q8Products.StoreChainSums(c0, c1, c2, c3, c4, c5, c6, c7, y, yStride);
+    }
+
+    /// <summary>One block of a tile: chain = fma(d_w·d_y, Σ w·y, chain) for 8 activation rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> TileStep(byte* w, byte* tile, int b, Vector256<float> chain)
+    {
+        byte* x = w + (long)b * BlockBytes;
+        byte* t = tile + (long)b * Q8Products.PackedBlockBytes;
+        var sums = TileSums(x, t);
+        var d = Avx.Multiply(Vector256.Create(Fp16.ToFloat(*(ushort*)x)), Avx.LoadVector256((float*)(t + Q8Products.PackedScales)));
+        return Fma.MultiplyAdd(d, Avx.ConvertToVector256Single(sums), chain);
+    }
+
+    /// <summary>
+    /// One block's Σ (q - 8)·y against one block of a packed tile, lane r for activation row r: Σ q·y over the 8
+    /// groups in int16 (8 groups of |2 · 15 · 128| stay below 32768), widened once, minus 8·Σy.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<int> TileSums(byte* x, byte* tile)
+    {
+        var sums = Avx2.MultiplyAddAdjacent(Q8Products.GroupPairSums(X86Simd.BytesFromNibbles32(x + 2), tile), Vector256.Create((short)1));
+        return Avx2.Subtract(sums, Avx2.ShiftLeftLogical(Avx.LoadVector256((int*)(tile + Q8Products.PackedSums)), 3));
+    }
+}
