@@ -84,7 +84,18 @@ internal static unsafe class Q4KPairTiles
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<short> Group(Vector512<int> values, [ConstantExpected] int g, byte* groups)
-        => Avx512BW.MultiplyAddAdjacent(Q8PairTiles.GroupBroadcast(values, Q8PairTiles.GroupIndex(g)).AsByte(), Avx512BW.LoadVector512((sbyte*)(groups + 64 * g)));
+        => Avx512BW.MultiplyAddAdjacent(GroupBroadcast(values, GroupIndex(g)).AsByte(), Avx512BW.LoadVector512((sbyte*)(groups + 64 * g)));
+
+    /// <summary>
+    /// Two sub-blocks' 32 bytes of values as dwords (each one's 8 groups of 4 values in order, the second's at
+    /// dwords 8-15) to the group <paramref name="index"/> picks (<see cref="GroupIndex"/>) of each in every lane of its half.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<sbyte> GroupBroadcast(Vector512<int> values, Vector512<int> index) => Avx512F.PermuteVar16x32(values, index).AsSByte();
+
+    /// <summary>The index of <see cref="GroupBroadcast"/> for group g: g in the low half, 8 + g in the high half.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> GroupIndex([ConstantExpected] int g) => Vector512.Create(g, g, g, g, g, g, g, g, 8 + g, 8 + g, 8 + g, 8 + g, 8 + g, 8 + g, 8 + g, 8 + g);
 
     /// <summary>Byte shuffle giving scale 2c (int16) in every word of the low half and scale 2c + 1 in the high half.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
