@@ -23,7 +23,7 @@ public static unsafe partial class Q4_0
             Activation = Q8Products.Activation, Dot = &Dot, Dot8PackedAvx2 = &Dot8PackedAvx2,
             PackActivationTile = &Q8Products.PackActivationTile, PackedTileBytes = &Q8Products.PackedTileBytes,
             Dot8PackedAvx512 = &Dot8PackedAvx512, PackActivationTileAvx512 = &PackActivationTileAvx512,
-            Dot8PackedAvxVnni = &Tiles.Q8VnniTiles.Dot8PackedQ4_0,
+            Dot8PackedAvxVnni = &Dot8PackedAvxVnni,
         });
 
     [StructLayout(LayoutKind.Sequential, Pack = 1)]
