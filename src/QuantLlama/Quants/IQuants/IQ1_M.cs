@@ -44,56 +44,11 @@ public static unsafe class IQ1_M
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool NegativeDelta(byte* x, int ib, int l) => (Nibble(x, ib, l) & 8) != 0;
 
-    public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
-    {
-        int nb = Blocks.Check(dst.Length, BlockSize, src.Length, BlockBytes);
-        fixed (byte* x0 = src)
-        fixed (float* y0 = dst)
-        {
-            for (int i = 0; i < nb; i++)
-            {
-                byte* x = x0 + i * BlockBytes;
-                float d = SuperScale(x);
-                for (int ib = 0; ib < 8; ib++)
-                {
-                    for (int l = 0; l < 4; l++)
-                    {
-                        float dl = d * Scale(x, ib, l / 2);
-                        float delta = NegativeDelta(x, ib, l) ? -OneBitQuants.Delta : OneBitQuants.Delta;
-                        OneBitQuants.DequantizeEight(Index(x, ib, l), dl, delta, y0 + i * BlockSize + 32 * ib + 8 * l);
-                    }
-                }
-            }
-        }
-    }
+    public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst) => OneBitQuants.Dequantize<Format>(src, dst);
 
     internal static float Dot(byte* w, byte* a, int n) => Kernels.UseAvx2 ? DotAvx2(w, a, n) : DotScalar(w, a, n);
 
-    /// <summary>The reference: ggml's generic row dot (grid and delta sums per super-block, one float term each).</summary>
-    internal static float DotScalar(byte* w, byte* a, int n)
-    {
-        float sum = 0;
-        for (int i = 0; i < n / BlockSize; i++)
-        {
-            byte* x = w + i * BlockBytes;
-            var y = (BlockQ8K*)(a + i * Q8_K.BlockBytes);
-            int sumGrid = 0, sumDelta = 0;
-            for (int ib = 0; ib < 8; ib++)
-            {
-                for (int l = 0; l < 4; l++)
-                {
-                    sbyte* q8 = y->Qs + 32 * ib + 8 * l;
-                    int q8Sum = 0;
-                    for (int j = 0; j < 8; j++) q8Sum += q8[j];
-                    int ls = Scale(x, ib, l / 2);
-                    sumGrid += ls * OneBitQuants.DotEight(Index(x, ib, l), q8);
-                    sumDelta += ls * (NegativeDelta(x, ib, l) ? -q8Sum : q8Sum);
-                }
-            }
-            sum += SuperScale(x) * y->D * (sumGrid + OneBitQuants.Delta * sumDelta);
-        }
-        return sum;
-    }
+    internal static float DotScalar(byte* w, byte* a, int n) => OneBitQuants.DotScalar<Format>(w, a, n);
 
     /// <summary>
     /// ggml's AVX2 row dot to the bit: grid products and delta-signed activation sums in two sets of eight int32
@@ -130,4 +85,13 @@ public static unsafe class IQ1_M
     /// <summary>Group l's delta sign as 8 bytes of -1 or +1, without a branch (random signs would defeat the predictor).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ulong DeltaSign(byte* x, int ib, int l) => 0x0101010101010101 | (ulong)-(long)(Nibble(x, ib, l) >> 3);
+
+    private readonly struct Format : IOneBitFormat
+    {
+        public static int BlockBytes => IQ1_M.BlockBytes;
+        public static float SuperScale(byte* x) => IQ1_M.SuperScale(x);
+        public static int Index(byte* x, int ib, int l) => IQ1_M.Index(x, ib, l);
+        public static int Scale(byte* x, int ib, int l) => IQ1_M.Scale(x, ib, l / 2);
+        public static int DeltaSign(byte* x, int ib, int l) => NegativeDelta(x, ib, l) ? -1 : 1;
+    }
 }

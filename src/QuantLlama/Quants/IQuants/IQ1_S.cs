@@ -36,51 +36,11 @@ public static unsafe class IQ1_S
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int DeltaSign(int high) => 1 - (high >> 14 & 2);
 
-    public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
-    {
-        int nb = Blocks.Check(dst.Length, BlockSize, src.Length, BlockBytes);
-        fixed (byte* x0 = src)
-        fixed (float* y0 = dst)
-        {
-            for (int i = 0; i < nb; i++)
-            {
-                byte* x = x0 + i * BlockBytes;
-                float d = Fp16.ToFloat(*(ushort*)x);
-                for (int ib = 0; ib < 8; ib++)
-                {
-                    int high = HighWord(x, ib);
-                    float dl = d * Scale(high);
-                    float delta = DeltaSign(high) * OneBitQuants.Delta;
-                    for (int l = 0; l < 4; l++)
-                        OneBitQuants.DequantizeEight(Index(x, ib, l), dl, delta, y0 + i * BlockSize + 32 * ib + 8 * l);
-                }
-            }
-        }
-    }
+    public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst) => OneBitQuants.Dequantize<Format>(src, dst);
 
     internal static float Dot(byte* w, byte* a, int n) => Kernels.UseAvx2 ? DotAvx2(w, a, n) : DotScalar(w, a, n);
 
-    /// <summary>The reference: ggml's generic row dot (grid and delta sums per super-block, one float term each).</summary>
-    internal static float DotScalar(byte* w, byte* a, int n)
-    {
-        float sum = 0;
-        for (int i = 0; i < n / BlockSize; i++)
-        {
-            byte* x = w + i * BlockBytes;
-            var y = (BlockQ8K*)(a + i * Q8_K.BlockBytes);
-            int sumi = 0, sumDelta = 0;
-            for (int ib = 0; ib < 8; ib++)
-            {
-                int high = HighWord(x, ib), ls = Scale(high);
-                int lsum = 0;
-                for (int l = 0; l < 4; l++) lsum += OneBitQuants.DotEight(Index(x, ib, l), y->Qs + 32 * ib + 8 * l);
-                sumi += ls * lsum;
-                sumDelta += ls * DeltaSign(high) * (y->BSums[2 * ib] + y->BSums[2 * ib + 1]);
-            }
-            sum += Fp16.ToFloat(*(ushort*)x) * y->D * (sumi + OneBitQuants.Delta * sumDelta);
-        }
-        return sum;
-    }
+    internal static float DotScalar(byte* w, byte* a, int n) => OneBitQuants.DotScalar<Format>(w, a, n);
 
     /// <summary>
     /// ggml's AVX2 row dot to the bit: grid products in eight int32 lanes converted and added by one FMA per
@@ -109,5 +69,14 @@ public static unsafe class IQ1_S
             accDelta = MathF.FusedMultiplyAdd(d, sumDelta, accDelta);
         }
         return X86Simd.HSum(acc) + OneBitQuants.Delta * accDelta;
+    }
+
+    private readonly struct Format : IOneBitFormat
+    {
+        public static int BlockBytes => IQ1_S.BlockBytes;
+        public static float SuperScale(byte* x) => Fp16.ToFloat(*(ushort*)x);
+        public static int Index(byte* x, int ib, int l) => IQ1_S.Index(x, ib, l);
+        public static int Scale(byte* x, int ib, int l) => IQ1_S.Scale(HighWord(x, ib));
+        public static int DeltaSign(byte* x, int ib, int l) => IQ1_S.DeltaSign(HighWord(x, ib));
     }
 }
