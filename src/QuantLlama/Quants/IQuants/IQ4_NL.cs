@@ -73,23 +73,21 @@ public static unsafe class IQ4_NL
         => Kernels.UseAvx2 ? DotAvx2(w, a, n) : Kernels.UseAdvSimd ? DotAdvSimd(w, a, n) : DotScalar(w, a, n);
 
     /// <summary>The reference: ggml's generic row dot, one float term per block.</summary>
-    internal static float DotScalar(byte* w, byte* a, int n) => Sum(w, a, n, advSimd: false);
+    internal static float DotScalar(byte* w, byte* a, int n) => NonLinear4.DotReference<Row>(w, a, n, advSimd: false);
 
     /// <summary>The reference's float steps over block sums from <see cref="NonLinear4.BlockDotAdvSimd"/>: its result to the bit.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    internal static float DotAdvSimd(byte* w, byte* a, int n) => Sum(w, a, n, advSimd: AdvSimd.Arm64.IsSupported);
+    internal static float DotAdvSimd(byte* w, byte* a, int n) => NonLinear4.DotReference<Row>(w, a, n, advSimd: AdvSimd.Arm64.IsSupported);
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Sum(byte* w, byte* a, int n, bool advSimd)
+    private readonly struct Row : INonLinear4Row
     {
-        float sum = 0;
-        for (int i = 0; i < n / BlockSize; i++)
-        {
-            byte* x = w + i * BlockBytes, y = a + i * Q8_0.BlockBytes;
-            float d = Fp16.ToFloat(*(ushort*)y) * Fp16.ToFloat(*(ushort*)x);
-            sum += d * (advSimd ? NonLinear4.BlockDotAdvSimd(x + 2, (sbyte*)(y + 2)) : NonLinear4.BlockDotScalar(x + 2, (sbyte*)(y + 2)));
-        }
-        return sum;
+        public static int BlockSize => IQ4_NL.BlockSize;
+        public static int BlockBytes => IQ4_NL.BlockBytes;
+        public static int ActivationBlockBytes => Q8_0.BlockBytes;
+        public static float Scale(byte* x, byte* y) => Fp16.ToFloat(*(ushort*)y) * Fp16.ToFloat(*(ushort*)x);
+        public static float SubBlockScale(float d, byte* x, int ib) => d;
+        public static byte* Indices(byte* x, int ib) => x + 2;
+        public static sbyte* Quants(byte* y, int ib) => (sbyte*)(y + 2);
     }
 
     /// <summary>

@@ -110,29 +110,21 @@ public static unsafe class IQ4_XS
         => Kernels.UseAvx2 ? DotAvx2(w, a, n) : Kernels.UseAdvSimd ? DotAdvSimd(w, a, n) : DotScalar(w, a, n);
 
     /// <summary>The reference: ggml's generic row dot, one float term per block of 32.</summary>
-    internal static float DotScalar(byte* w, byte* a, int n) => Sum(w, a, n, advSimd: false);
+    internal static float DotScalar(byte* w, byte* a, int n) => NonLinear4.DotReference<Row>(w, a, n, advSimd: false);
 
     /// <summary>The reference's float steps over block sums from <see cref="NonLinear4.BlockDotAdvSimd"/>: its result to the bit.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    internal static float DotAdvSimd(byte* w, byte* a, int n) => Sum(w, a, n, advSimd: AdvSimd.Arm64.IsSupported);
+    internal static float DotAdvSimd(byte* w, byte* a, int n) => NonLinear4.DotReference<Row>(w, a, n, advSimd: AdvSimd.Arm64.IsSupported);
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Sum(byte* w, byte* a, int n, bool advSimd)
+    private readonly struct Row : INonLinear4Row
     {
-        float sum = 0;
-        for (int i = 0; i < n / BlockSize; i++)
-        {
-            var x = (Block*)(w + i * BlockBytes);
-            var y = (BlockQ8K*)(a + i * Q8_K.BlockBytes);
-            float d = Fp16.ToFloat(x->D) * y->D;
-            for (int ib = 0; ib < SubBlocks; ib++)
-            {
-                byte* packed = x->Qs + ib * 16;
-                sbyte* q8 = y->Qs + ib * NonLinear4.SubBlock;
-                sum += d * BlockScale(x, ib) * (advSimd ? NonLinear4.BlockDotAdvSimd(packed, q8) : NonLinear4.BlockDotScalar(packed, q8));
-            }
-        }
-        return sum;
+        public static int BlockSize => IQ4_XS.BlockSize;
+        public static int BlockBytes => IQ4_XS.BlockBytes;
+        public static int ActivationBlockBytes => Q8_K.BlockBytes;
+        public static float Scale(byte* x, byte* y) => Fp16.ToFloat(((Block*)x)->D) * ((BlockQ8K*)y)->D;
+        public static float SubBlockScale(float d, byte* x, int ib) => d * BlockScale((Block*)x, ib);
+        public static byte* Indices(byte* x, int ib) => ((Block*)x)->Qs + ib * 16;
+        public static sbyte* Quants(byte* y, int ib) => ((BlockQ8K*)y)->Qs + ib * NonLinear4.SubBlock;
     }
 
     /// <summary>

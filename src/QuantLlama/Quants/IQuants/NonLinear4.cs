@@ -7,6 +7,29 @@ using QuantLlama.Quants.KQuants;
 namespace QuantLlama.Quants.IQuants;
 
 /// <summary>
+/// One IQ4 format's row as the reference row dot reads it (<see cref="NonLinear4.DotReference{T}"/>): weight blocks
+/// of <see cref="BlockSize"/> values, each with one factor d_w·d_y, in sub-blocks of 32 with their own scale.
+/// </summary>
+internal unsafe interface INonLinear4Row
+{
+    static abstract int BlockSize { get; }
+    static abstract int BlockBytes { get; }
+    static abstract int ActivationBlockBytes { get; }
+
+    /// <summary>d_w·d_y of weight block <paramref name="x"/> and activation block <paramref name="y"/>.</summary>
+    static abstract float Scale(byte* x, byte* y);
+
+    /// <summary>Sub-block ib's factor in the reference's float steps: d itself, or d · its scale.</summary>
+    static abstract float SubBlockScale(float d, byte* x, int ib);
+
+    /// <summary>Sub-block ib's 16 bytes of packed indices.</summary>
+    static abstract byte* Indices(byte* x, int ib);
+
+    /// <summary>Sub-block ib's 32 activation quants.</summary>
+    static abstract sbyte* Quants(byte* y, int ib);
+}
+
+/// <summary>
 /// The 4-bit non-linear code shared by IQ4_NL and IQ4_XS: each 4-bit index selects one of 16 fixed levels
 /// (ggml's kvalues_iq4nl), denser near zero where weights are; value = scale · level. Also the scale search both
 /// formats quantize with (ggml's quantize_row_iq4_nl_impl as llama-quantize runs it: 7 tries either side of the first
@@ -47,6 +70,29 @@ internal static unsafe class NonLinear4
         {
             sum += q8[j] * levels[packed[j] & 0x0F];
             sum += q8[j + 16] * levels[packed[j] >> 4];
+        }
+        return sum;
+    }
+
+    /// <summary>
+    /// The references' float steps (ggml's generic row dots): sum += factor · Σ level·q8 per sub-block in order, the
+    /// integer sums from <see cref="BlockDotAdvSimd"/> where <paramref name="advSimd"/> (the same integers, so the
+    /// result to the bit) or <see cref="BlockDotScalar"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float DotReference<T>(byte* w, byte* a, int n, bool advSimd) where T : INonLinear4Row
+    {
+        float sum = 0;
+        for (int i = 0; i < n / T.BlockSize; i++)
+        {
+            byte* x = w + i * T.BlockBytes, y = a + i * T.ActivationBlockBytes;
+            float d = T.Scale(x, y);
+            for (int ib = 0; ib < T.BlockSize / SubBlock; ib++)
+            {
+                byte* packed = T.Indices(x, ib);
+                sbyte* q8 = T.Quants(y, ib);
+                sum += T.SubBlockScale(d, x, ib) * (advSimd ? BlockDotAdvSimd(packed, q8) : BlockDotScalar(packed, q8));
+            }
         }
         return sum;
     }
