@@ -1,3 +1,4 @@
+using System.Numerics;
 using QuantLlama.Quants.KQuants;
 
 using QuantLlama.Tensors;
@@ -23,16 +24,9 @@ internal static unsafe class IQ3Quantizer
         int nb = Blocks.Check(src.Length, QK, dst.Length, BlockBytes);
         Blocks.CheckImportance(importance.Length, src.Length);
         var search = IQ3GridSearch.ForXxs;
-        float* scales = stackalloc float[8];
-        float* weight = stackalloc float[32];
-        float* rootWeight = stackalloc float[32];
-        float* xval = stackalloc float[32];
-        sbyte* levels = stackalloc sbyte[32];
-        sbyte* trial = stackalloc sbyte[32];
-        bool* onGrid = stackalloc bool[8];
-        bool* trialOnGrid = stackalloc bool[8];
-        byte* blockSigns = stackalloc byte[4];
-        sbyte* scratch = stackalloc sbyte[4];
+        float* scales = stackalloc float[8]; // [block] its fitted scale
+        var buffers = new BlockBuffers();
+        var b = &buffers;
         byte* q3 = stackalloc byte[BlockBytes - 2]; // [64 entry numbers | 8 x uint32 signs and scale]
         uint* scalesAndSigns = (uint*)(q3 + 64);
         fixed (float* x0 = src)
@@ -51,51 +45,21 @@ internal static unsafe class IQ3Quantizer
                 for (int ib = 0; ib < QK / 32; ib++)
                 {
                     float* xb = xbl + 32 * ib;
-                    Weights(xb, qw0 != null ? qw0 + QK * ibl + 32 * ib : null, sigma2, weight, rootWeight, 32);
-                    for (int k = 0; k < 4; k++)
-                    {
-                        int flips = 0;
-                        int s = 0;
-                        for (int i = 0; i < 8; i++)
-                        {
-                            if (xb[8 * k + i] >= 0) xval[8 * k + i] = xb[8 * k + i];
-                            else
-                            {
-                                xval[8 * k + i] = -xb[8 * k + i];
-                                flips++;
-                                s |= 1 << i;
-                            }
-                        }
-                        if (flips % 2 != 0)
-                        {
-                            int imin = 0;
-                            float min = weight[8 * k] * xb[8 * k] * xb[8 * k];
-                            for (int i = 1; i < 8; i++)
-                            {
-                                float ax = weight[8 * k + i] * xb[8 * k + i] * xb[8 * k + i];
-                                if (ax < min) { min = ax; imin = i; }
-                            }
-                            xval[8 * k + imin] = -xval[8 * k + imin];
-                            s ^= 1 << imin;
-                        }
-                        blockSigns[k] = (byte)(s & 127);
-                    }
-                    float max = xval[0];
-                    for (int i = 1; i < 32; i++) max = Math.Max(max, xval[i]);
-                    new Span<sbyte>(levels, 32).Clear();
-                    if (max < GroupMaxEps)
+                    TakeOutSigns(b, xb, qw0 != null ? qw0 + QK * ibl + 32 * ib : null, sigma2);
+                    MakeSignCountsEven(b, xb);
+                    if (LargestValue(b) < GroupMaxEps)
                     {
                         scales[ib] = 0;
                         continue;
                     }
-                    float scale = SearchBlock(search, xval, weight, rootWeight, levels, trial, onGrid, trialOnGrid, scratch, 32, 15, true, false);
+                    float scale = SearchBlock(search, b, 32, 15, true, false);
                     if (scale < 0)
                     {
                         scale = -scale;
-                        for (int k = 0; k < 4; k++) blockSigns[k] = (byte)(~blockSigns[k] & 127);
+                        for (int k = 0; k < 4; k++) b->Signs[k] = (byte)(~b->Signs[k] & 127);
                     }
-                    for (int k = 0; k < 8; k++) q3[8 * ib + k] = (byte)EntryOf(search, levels + 4 * k);
-                    scalesAndSigns[ib] = (uint)(blockSigns[0] | (blockSigns[1] << 7) | (blockSigns[2] << 14) | (blockSigns[3] << 21));
+                    for (int k = 0; k < 8; k++) q3[8 * ib + k] = (byte)EntryOf(search, b->Levels + 4 * k);
+                    scalesAndSigns[ib] = (uint)(b->Signs[0] | (b->Signs[1] << 7) | (b->Signs[2] << 14) | (b->Signs[3] << 21));
                     scales[ib] = scale;
                     maxScale = Math.Max(maxScale, scale);
                 }
@@ -131,16 +95,9 @@ internal static unsafe class IQ3Quantizer
         int nb = Blocks.Check(src.Length, QK, dst.Length, BlockBytes);
         Blocks.CheckImportance(importance.Length, src.Length);
         var search = IQ3GridSearch.ForS;
-        float* scales = stackalloc float[8];
-        float* weight = stackalloc float[32];
-        float* rootWeight = stackalloc float[32];
-        float* xval = stackalloc float[32];
-        sbyte* levels = stackalloc sbyte[32];
-        sbyte* trial = stackalloc sbyte[32];
-        bool* onGrid = stackalloc bool[8];
-        bool* trialOnGrid = stackalloc bool[8];
-        byte* blockSigns = stackalloc byte[4];
-        sbyte* scratch = stackalloc sbyte[4];
+        float* scales = stackalloc float[8]; // [block] its fitted scale
+        var buffers = new BlockBuffers();
+        var b = &buffers;
         fixed (float* x0 = src)
         fixed (float* qw0 = importance)
         fixed (byte* y0 = dst)
@@ -156,43 +113,26 @@ internal static unsafe class IQ3Quantizer
                 for (int ib = 0; ib < QK / 32; ib++)
                 {
                     float* xb = xbl + 32 * ib;
-                    Weights(xb, qw0 != null ? qw0 + QK * ibl + 32 * ib : null, sigma2, weight, rootWeight, 32);
-                    for (int k = 0; k < 4; k++)
-                    {
-                        int s = 0;
-                        for (int i = 0; i < 8; i++)
-                        {
-                            if (xb[8 * k + i] >= 0) xval[8 * k + i] = xb[8 * k + i];
-                            else
-                            {
-                                xval[8 * k + i] = -xb[8 * k + i];
-                                s |= 1 << i;
-                            }
-                        }
-                        blockSigns[k] = (byte)s;
-                    }
-                    float max = xval[0];
-                    for (int i = 1; i < 32; i++) max = Math.Max(max, xval[i]);
-                    new Span<sbyte>(levels, 32).Clear();
-                    if (max == 0)
+                    TakeOutSigns(b, xb, qw0 != null ? qw0 + QK * ibl + 32 * ib : null, sigma2);
+                    if (LargestValue(b) == 0)
                     {
                         scales[ib] = 0;
                         continue;
                     }
-                    float scale = SearchBlock(search, xval, weight, rootWeight, levels, trial, onGrid, trialOnGrid, scratch, 32, 9, false, true);
+                    float scale = SearchBlock(search, b, 32, 9, false, true);
                     if (scale < 0)
                     {
                         scale = -scale;
-                        for (int k = 0; k < 4; k++) blockSigns[k] = (byte)~blockSigns[k];
+                        for (int k = 0; k < 4; k++) b->Signs[k] = (byte)~b->Signs[k];
                     }
                     for (int k = 0; k < 8; k++)
                     {
-                        int entry = EntryOf(search, levels + 4 * k);
+                        int entry = EntryOf(search, b->Levels + 4 * k);
                         qs[k] = (byte)entry;
                         y[HighBits + (ib * 8 + k) / 8] |= (byte)((entry >> 8) << ((ib * 8 + k) % 8));
                     }
                     qs += 8;
-                    for (int k = 0; k < 4; k++) signs[k] = blockSigns[k];
+                    for (int k = 0; k < 4; k++) signs[k] = b->Signs[k];
                     signs += 4;
                     scales[ib] = scale;
                     maxScale = Math.Max(maxScale, scale);
@@ -212,14 +152,16 @@ internal static unsafe class IQ3Quantizer
     }
 
     /// <summary>
-    /// The scale search both IQ3 quantizers run on a block of <paramref name="n"/> magnitudes: 2·steps + 1 trial
-    /// scales around max/15, each snapping every group of 4 to the codebook or its best neighbour, the best weighted
-    /// fit kept in <paramref name="levels"/>; groups left off the codebook (all groups when <paramref name="redoAll"/>)
+    /// The scale search both IQ3 quantizers run on a block of <paramref name="n"/> magnitudes (<paramref name="b"/>'s
+    /// values and weights): 2·steps + 1 trial scales around max/15, each snapping every group of 4 to the codebook or
+    /// its best neighbour, the best weighted fit kept in its levels; groups left off the codebook (all groups when <paramref name="redoAll"/>)
     /// are then snapped again at the chosen scale and the scale refitted.
     /// </summary>
-    private static float SearchBlock(IQ3GridSearch search, float* xval, float* weight, float* rootWeight, sbyte* levels, sbyte* trial,
-        bool* onGrid, bool* trialOnGrid, sbyte* scratch, int n, int steps, bool startOnGrid, bool redoAll)
+    private static float SearchBlock(IQ3GridSearch search, BlockBuffers* b, int n, int steps, bool startOnGrid, bool redoAll)
     {
+        float* xval = b->Values, weight = b->Weight, rootWeight = b->RootWeight;
+        sbyte* levels = b->Levels, trial = b->Trial, scratch = b->Scratch;
+        bool* onGrid = b->OnGrid, trialOnGrid = b->TrialOnGrid;
         float max = xval[0];
         for (int i = 1; i < n; i++) max = Math.Max(max, xval[i]);
         float best = 0;
@@ -265,6 +207,84 @@ internal static unsafe class IQ3Quantizer
             if (sumq2 > 0) scale = sumqx / sumq2;
         }
         return scale;
+    }
+
+    /// <summary>The working buffers of one block of 32, which both quantizers keep on their stack.</summary>
+    private struct BlockBuffers
+    {
+        /// <summary>Each value's error weight and its square root.</summary>
+        public fixed float Weight[32], RootWeight[32];
+
+        /// <summary>The block's magnitudes, its signs taken out.</summary>
+        public fixed float Values[32];
+
+        /// <summary>The chosen levels 0..7 of <see cref="SearchBlock"/>, and a trial scale's.</summary>
+        public fixed sbyte Levels[32], Trial[32];
+
+        /// <summary>Per group of 4: whether the chosen levels, and a trial's, are on the codebook.</summary>
+        public fixed bool OnGrid[8], TrialOnGrid[8];
+
+        /// <summary>Per group of 8: its sign bits.</summary>
+        public fixed byte Signs[4];
+
+        /// <summary>One group's levels while a point is looked up.</summary>
+        public fixed sbyte Scratch[4];
+    }
+
+    /// <summary>
+    /// A block's error weights (<see cref="Weights"/>), its magnitudes and, per group of 8, its sign bits (bit i for
+    /// a negative value i) into <paramref name="b"/>; its levels cleared.
+    /// </summary>
+    private static void TakeOutSigns(BlockBuffers* b, float* xb, float* importance, float sigma2)
+    {
+        Weights(xb, importance, sigma2, b->Weight, b->RootWeight, 32);
+        for (int k = 0; k < 4; k++)
+        {
+            int s = 0;
+            for (int i = 0; i < 8; i++)
+            {
+                if (xb[8 * k + i] >= 0) b->Values[8 * k + i] = xb[8 * k + i];
+                else
+                {
+                    b->Values[8 * k + i] = -xb[8 * k + i];
+                    s |= 1 << i;
+                }
+            }
+            b->Signs[k] = (byte)s;
+        }
+        new Span<sbyte>(b->Levels, 32).Clear();
+    }
+
+    /// <summary>
+    /// IQ3_XXS's 7 sign bits per group of 8: where a group has an odd count of negatives, the value of least
+    /// weighted square (the first of equals) changes sign, so that the 8th sign is their parity.
+    /// </summary>
+    private static void MakeSignCountsEven(BlockBuffers* b, float* xb)
+    {
+        for (int k = 0; k < 4; k++)
+        {
+            if (BitOperations.PopCount(b->Signs[k]) % 2 != 0)
+            {
+                int imin = 0;
+                float min = b->Weight[8 * k] * xb[8 * k] * xb[8 * k];
+                for (int i = 1; i < 8; i++)
+                {
+                    float ax = b->Weight[8 * k + i] * xb[8 * k + i] * xb[8 * k + i];
+                    if (ax < min) { min = ax; imin = i; }
+                }
+                b->Values[8 * k + imin] = -b->Values[8 * k + imin];
+                b->Signs[k] ^= (byte)(1 << imin);
+            }
+            b->Signs[k] &= 127;
+        }
+    }
+
+    /// <summary>The largest of a block's values.</summary>
+    private static float LargestValue(BlockBuffers* b)
+    {
+        float max = b->Values[0];
+        for (int i = 1; i < 32; i++) max = Math.Max(max, b->Values[i]);
+        return max;
     }
 
     /// <summary>The codebook entry of a group of 4 levels that is on the codebook (after <see cref="SearchBlock"/>).</summary>
