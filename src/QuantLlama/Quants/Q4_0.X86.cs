@@ -90,24 +90,55 @@ public static unsafe partial class Q4_0
     /// arithmetic, with the 8 chains in 8 registers.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    internal static void Dot8PackedAvx2(byte* w, byte* tile, int n, float* y, nint yStride)
+    internal static void Dot8PackedAvx2(byte* w, byte* tile, int n, float* y, nint yStride) => Dot8Packed<Avx2Tile>(w, tile, n, y, yStride);
+
+    /// <summary>
+    /// <see cref="Dot8PackedAvx2"/> with AVX-VNNI's byte dot (u8·s8, four products added into an int32 lane in one
+    /// instruction) in place of the byte and word multiply-adds and the int16 additions: the same exact integer sums
+    /// and the same float steps, so the same bits as the row dot, in fewer instructions.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    internal static void Dot8PackedAvxVnni(byte* w, byte* tile, int n, float* y, nint yStride) => Dot8Packed<VnniTile>(w, tile, n, y, yStride);
+
+    /// <summary>One block of a 256-bit packed tile: chain = fma(d_w·d_y, Σ w·y, chain) for 8 activation rows.</summary>
+    private interface ITileStep
+    {
+        static abstract Vector256<float> Step(byte* w, byte* tile, int b, Vector256<float> chain);
+    }
+
+    private readonly struct Avx2Tile : ITileStep
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Step(byte* w, byte* tile, int b, Vector256<float> chain) => TileStep(w, tile, b, chain);
+    }
+
+    private readonly struct VnniTile : ITileStep
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Step(byte* w, byte* tile, int b, Vector256<float> chain) => VnniStep(w, tile, b, chain);
+    }
+
+    /// <summary>The 256-bit tiles' block loop: block b into chain b mod 8, the 8 chains in 8 registers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Dot8Packed<TStep>(byte* w, byte* tile, int n, float* y, nint yStride) where TStep : struct, ITileStep
     {
         int nb = n / BlockSize;
         Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
         int b = 0;
         for (; b + 8 <= nb; b += 8)
         {
-            c0 = TileStep(w, tile, b, c0); c1 = TileStep(w, tile, b + 1, c1);
-            c2 = TileStep(w, tile, b + 2, c2); c3 = TileStep(w, tile, b + 3, c3);
-            c4 = TileStep(w, tile, b + 4, c4); c5 = TileStep(w, tile, b + 5, c5);
-            c6 = TileStep(w, tile, b + 6, c6); c7 = TileStep(w, tile, b + 7, c7);
+            c0 = TStep.Step(w, tile, b, c0); c1 = TStep.Step(w, tile, b + 1, c1);
+            c2 = TStep.Step(w, tile, b + 2, c2); c3 = TStep.Step(w, tile, b + 3, c3);
+            c4 = TStep.Step(w, tile, b + 4, c4); c5 = TStep.Step(w, tile, b + 5, c5);
+            c6 = TStep.Step(w, tile, b + 6, c6); c7 = TStep.Step(w, tile, b + 7, c7);
         }
-        if (b < nb)
-        {
-            var chains = stackalloc Vector256<float>[8] { c0, c1, c2, c3, c4, c5, c6, c7 };
-            for (; b < nb; b++) chains[b & 7] = TileStep(w, tile, b, chains[b & 7]);
-            c0 = chains[0]; c1 = chains[1]; c2 = chains[2]; c3 = chains[3]; c4 = chains[4]; c5 = chains[5]; c6 = chains[6]; c7 = chains[7];
-        }
+        if (b < nb) { c0 = TStep.Step(w, tile, b, c0); b++; }
+        if (b < nb) { c1 = TStep.Step(w, tile, b, c1); b++; }
+        if (b < nb) { c2 = TStep.Step(w, tile, b, c2); b++; }
+        if (b < nb) { c3 = TStep.Step(w, tile, b, c3); b++; }
+        if (b < nb) { c4 = TStep.Step(w, tile, b, c4); b++; }
+        if (b < nb) { c5 = TStep.Step(w, tile, b, c5); b++; }
+        if (b < nb) { c6 = TStep.Step(w, tile, b, c6); }
         Q8Products.StoreChainSums(c0, c1, c2, c3, c4, c5, c6, c7, y, yStride);
     }
 
@@ -133,34 +164,7 @@ public static unsafe partial class Q4_0
         return Avx2.Subtract(sums, Avx2.ShiftLeftLogical(Avx.LoadVector256((int*)(tile + Q8Products.PackedSums)), 3));
     }
 
-    /// <summary>
-    /// <see cref="Dot8PackedAvx2"/> with AVX-VNNI's byte dot (u8·s8, four products added into an int32 lane in one
-    /// instruction) in place of the byte and word multiply-adds and the int16 additions: the same exact integer sums
-    /// and the same float steps, so the same bits as the row dot, in fewer instructions.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    internal static void Dot8PackedAvxVnni(byte* w, byte* tile, int n, float* y, nint yStride)
-    {
-        int nb = n / BlockSize;
-        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
-        int b = 0;
-        for (; b + 8 <= nb; b += 8)
-        {
-            c0 = VnniStep(w, tile, b, c0); c1 = VnniStep(w, tile, b + 1, c1);
-            c2 = VnniStep(w, tile, b + 2, c2); c3 = VnniStep(w, tile, b + 3, c3);
-            c4 = VnniStep(w, tile, b + 4, c4); c5 = VnniStep(w, tile, b + 5, c5);
-            c6 = VnniStep(w, tile, b + 6, c6); c7 = VnniStep(w, tile, b + 7, c7);
-        }
-        if (b < nb) { c0 = VnniStep(w, tile, b, c0); b++; }
-        if (b < nb) { c1 = VnniStep(w, tile, b, c1); b++; }
-        if (b < nb) { c2 = VnniStep(w, tile, b, c2); b++; }
-        if (b < nb) { c3 = VnniStep(w, tile, b, c3); b++; }
-        if (b < nb) { c4 = VnniStep(w, tile, b, c4); b++; }
-        if (b < nb) { c5 = VnniStep(w, tile, b, c5); b++; }
-        if (b < nb) { c6 = VnniStep(w, tile, b, c6); }
-        Q8Products.StoreChainSums(c0, c1, c2, c3, c4, c5, c6, c7, y, yStride);
-    }
-
+    /// <summary>One block of a tile with AVX-VNNI's byte dot: <see cref="TileStep"/>'s integer sums and float step.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> VnniStep(byte* w, byte* tile, int b, Vector256<float> chain)
     {
