@@ -188,18 +188,13 @@ public class KlDivergenceTests(ITestOutputHelper output)
         writer.Write(vocab);
         writer.Write(windows);
         foreach (int t in tokens.Take(windows * Window)) writer.Write(t);
-        for (int w = 0; w < windows; w++)
+        foreach (var logits in PerplexityTests.ReferenceWindowLogits(reference, tokens, bos, windows))
         {
-            var window = tokens.Skip(w * Window).Take(Window).ToArray();
-            if (bos is int b) window[0] = b;
-            float[][] logits = reference.AllLogits(window);
             for (int j = first; j < Window - 1; j++)
             {
                 float[] row = logits[j];
                 float max = row.Max(), min = Math.Max(row.Min(), max - 16);
-                double sumExp = 0;
-                foreach (float x in row) sumExp += MathF.Exp(x - max);
-                float logSumExp = (float)Math.Log(sumExp), scale = (max - min) / 65535f;
+                float logSumExp = (float)Math.Log(PerplexityTests.SumExp(row, max)), scale = (max - min) / 65535f;
                 writer.Write(scale);
                 writer.Write(min - max - logSumExp);
                 for (int i = 0; i < nv - 4; i++)
@@ -221,11 +216,8 @@ public class KlDivergenceTests(ITestOutputHelper output)
         var rows = MemoryMarshal.Cast<byte, ushort>(baseFile.AsSpan(20 + 4 * windows * Window)).ToArray();
         double sumKld = 0, nll = 0, nllBase = 0;
         int count = 0, same = 0;
-        for (int w = 0; w < windows; w++)
+        foreach (var (w, logits) in PerplexityTests.ReferenceWindowLogits(reference, tokens, bos, windows).Index())
         {
-            var window = tokens.Skip(w * Window).Take(Window).ToArray();
-            if (bos is int b) window[0] = b;
-            float[][] logits = reference.AllLogits(window);
             for (int j = first; j < Window - 1; j++, count++)
             {
                 float[] row = logits[j];
@@ -233,9 +225,7 @@ public class KlDivergenceTests(ITestOutputHelper output)
                 float scale = MemoryMarshal.Cast<ushort, float>(baseRow)[0];
                 float minLogProb = MemoryMarshal.Cast<ushort, float>(baseRow)[1];
                 float max = row.Max();
-                double sumExp = 0;
-                foreach (float x in row) sumExp += MathF.Exp(x - max);
-                float logNormalizer = max + (float)Math.Log(sumExp);
+                float logNormalizer = max + (float)Math.Log(PerplexityTests.SumExp(row, max));
                 int token = tokens[w * Window + j + 1], top = Array.IndexOf(row, max), topBase = 0;
                 nll += logNormalizer - row[token];
                 nllBase -= scale * baseRow[4 + token] + minLogProb;

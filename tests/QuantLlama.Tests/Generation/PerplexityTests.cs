@@ -68,18 +68,13 @@ public class PerplexityTests(ITestOutputHelper output)
         int chunks = tokens.Count / Window, first = Window / 2, count = 0;
         double nll = 0, nll2 = 0;
         var running = new List<double>();
-        for (int i = 0; i < chunks; i++)
+        foreach (var (i, logits) in ReferenceWindowLogits(reference, tokens, bos, chunks).Index())
         {
-            var window = tokens.Skip(i * Window).Take(Window).ToArray();
-            if (bos is int b) window[0] = b;
-            float[][] logits = reference.AllLogits(window);
             for (int j = first; j < Window - 1; j++)
             {
                 float[] row = logits[j];
                 float max = row.Max();
-                double sumExp = 0;
-                foreach (float x in row) sumExp += MathF.Exp(x - max);
-                double v = -(row[tokens[i * Window + j + 1]] - max - Math.Log(sumExp));
+                double v = -(row[tokens[i * Window + j + 1]] - max - Math.Log(SumExp(row, max)));
                 nll += v;
                 nll2 += v * v;
             }
@@ -91,6 +86,29 @@ public class PerplexityTests(ITestOutputHelper output)
         double ppl = Math.Exp(nll);
         nll2 -= nll * nll;
         return (ppl, Math.Sqrt(nll2 / (count - 1)) * ppl, running);
+    }
+
+    /// <summary>
+    /// llama.cpp's logits [position][vocabulary] of each of the first <paramref name="windows"/> windows of
+    /// <see cref="Window"/> tokens, <paramref name="bos"/> (where given) in place of the first, as llama-perplexity
+    /// evaluates them.
+    /// </summary>
+    internal static IEnumerable<float[][]> ReferenceWindowLogits(LlamaCppModel reference, IReadOnlyList<int> tokens, int? bos, int windows)
+    {
+        for (int w = 0; w < windows; w++)
+        {
+            var window = tokens.Skip(w * Window).Take(Window).ToArray();
+            if (bos is int b) window[0] = b;
+            yield return reference.AllLogits(window);
+        }
+    }
+
+    /// <summary>Σ exp(x − max) over a row of logits, in double as llama-perplexity sums it.</summary>
+    internal static double SumExp(float[] row, float max)
+    {
+        double sum = 0;
+        foreach (float x in row) sum += MathF.Exp(x - max);
+        return sum;
     }
 
     [Fact]
