@@ -213,6 +213,59 @@ public class MatMulTests
         }
     }
 
+    /// <summary>
+    /// Each of Q4_0's packed tiles (AVX2, AVX-VNNI, AVX-512) gives every activation row the AVX2 row dot's bits, for
+    /// block counts with every tail length. Called directly: MatMul runs only the fastest tile the CPU has, so on a
+    /// CPU with AVX-VNNI or AVX-512 it never reaches the plain AVX2 one.
+    /// </summary>
+    [Fact]
+    public unsafe void Q4_0TilesGiveTheRowDotsBitsForEveryTail()
+    {
+        Assert.SkipUnless(Kernels.IsSupported(KernelPath.Avx2), "needs AVX2");
+        var rng = new Random(23);
+        int checkedTiles = 0;
+        foreach (int nb in new[] { 1, 2, 3, 7, 8, 9, 14, 16, 23 })
+        {
+            int n = nb * Q4_0.BlockSize, activationBytes = (int)Q8Products.ActivationRowBytes(n);
+            var w = new byte[nb * Q4_0.BlockBytes];
+            Q4_0.Quantize(Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray(), w);
+            var activations = new byte[8 * activationBytes]; // [row][Q8_0 blocks | scales | sums]
+            var tile = new byte[Q8Products.PackedTileBytes(n)];
+            fixed (byte* wp = w, ap = activations, tp = tile)
+            {
+                for (int r = 0; r < 8; r++)
+                {
+                    fixed (float* xp = Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 4 - 2)).ToArray())
+                        Q8Products.QuantizeActivation(xp, ap + r * activationBytes, n);
+                }
+                var expected = new float[8];
+                for (int r = 0; r < 8; r++)
+                {
+                    byte* row = ap + r * activationBytes;
+                    expected[r] = Q4_0.DotAvx2(wp, row, Q8Products.BlockInfo(row, n), n);
+                }
+                CheckTile("AVX2", &Q8Products.PackActivationTile, &Q4_0.Dot8PackedAvx2, wp, ap, activationBytes, tp, n, expected);
+                if (System.Runtime.Intrinsics.X86.AvxVnni.IsSupported)
+                    CheckTile("AVX-VNNI", &Q8Products.PackActivationTile, &Q4_0.Dot8PackedAvxVnni, wp, ap, activationBytes, tp, n, expected);
+                if (Kernels.IsSupported(KernelPath.Avx512))
+                    CheckTile("AVX-512", &Q4_0.PackActivationTileAvx512, &Q4_0.Dot8PackedAvx512, wp, ap, activationBytes, tp, n, expected);
+            }
+        }
+        Assert.True(checkedTiles >= 9);
+
+        void CheckTile(string name, delegate*<byte*, nint, int, byte*, void> pack, delegate*<byte*, byte*, int, float*, nint, void> dot,
+            byte* w, byte* activations, int activationBytes, byte* tile, int n, float[] expected)
+        {
+            float* results = stackalloc float[8];
+            pack(activations, activationBytes, n, tile);
+            dot(w, tile, n, results, 1);
+            for (int r = 0; r < 8; r++)
+                Assert.True(BitConverter.SingleToInt32Bits(expected[r]) == BitConverter.SingleToInt32Bits(results[r]),
+                    $"{name} tile, {n / Q4_0.BlockSize} blocks, row {r}: {results[r]:R}, row dot {expected[r]:R}");
+            checkedTiles++;
+        }
+    }
+
     /// <summary>The types whose tiles add in int16 over a packed activation (Q6_K's add in 32 bits).</summary>
     public static readonly TheoryData<GgmlType> PackedTileTypes = new() { GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K };
 
