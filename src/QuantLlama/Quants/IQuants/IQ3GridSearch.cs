@@ -28,74 +28,26 @@ internal sealed class IQ3GridSearch
     /// <summary>IQ3_S's 512-entry codebook.</summary>
     public static IQ3GridSearch ForS => S.Value;
 
-    /// <summary>The codebook's entries as levels 0..7 (the dequantized magnitudes are the given eight values).</summary>
-    private static int[][] LevelsOf(ReadOnlySpan<uint> grid, int[] magnitudes)
+    /// <summary>The codebook's entries as levels 0..7 [entries × 4] (the dequantized magnitudes are the given eight values).</summary>
+    private static byte[] LevelsOf(ReadOnlySpan<uint> grid, int[] magnitudes)
     {
-        var levels = new int[grid.Length][];
+        var levels = new byte[grid.Length * 4];
         for (int e = 0; e < grid.Length; e++)
-        {
-            levels[e] = new int[4];
             for (int i = 0; i < 4; i++)
             {
                 int l = Array.IndexOf(magnitudes, (int)(grid[e] >> (8 * i)) & 0xFF);
                 if (l < 0) throw new InvalidOperationException($"codebook entry {e} has a magnitude outside the levels");
-                levels[e][i] = l;
+                levels[4 * e + i] = (byte)l;
             }
-        }
         return levels;
     }
 
-    private IQ3GridSearch(int[][] levels, int wanted)
+    private IQ3GridSearch(byte[] levels, int wanted)
     {
-        int size = levels.Length;
-        Grid = new uint[size];
-        Map = new int[Points];
-        Array.Fill(Map, -1);
-        for (int e = 0; e < size; e++)
-        {
-            int point = 0;
-            for (int i = 0; i < 4; i++)
-            {
-                Grid[e] |= (uint)(2 * levels[e][i] + 1) << (8 * i);
-                point |= levels[e][i] << (3 * i);
-            }
-            Map[point] = e;
-        }
-
-        var neighbours = new List<ushort>();
-        var distances = new (int Distance, int Entry)[size];
-        for (int point = 0; point < Points; point++)
-        {
-            if (Map[point] >= 0) continue;
-            for (int e = 0; e < size; e++)
-            {
-                int d2 = 0;
-                for (int i = 0; i < 4; i++)
-                {
-                    int diff = (int)((Grid[e] >> (8 * i)) & 0xFF) - (2 * ((point >> (3 * i)) & 7) + 1);
-                    d2 += diff * diff;
-                }
-                distances[e] = (d2, e);
-            }
-            Array.Sort(distances); // by distance, then entry: ggml's order
-            int countAt = neighbours.Count;
-            Map[point] = -(countAt + 1);
-            neighbours.Add(0);
-            int have = 1, current = distances[0].Distance, n = 0;
-            foreach (var (distance, entry) in distances)
-            {
-                if (distance > current)
-                {
-                    if (have == wanted) break;
-                    current = distance;
-                    have++;
-                }
-                neighbours.Add((ushort)entry);
-                n++;
-            }
-            neighbours[countAt] = (ushort)n;
-        }
-        Neighbours = neighbours.ToArray();
+        Grid = new uint[levels.Length / 4];
+        for (int e = 0; e < Grid.Length; e++)
+            for (int i = 0; i < 4; i++) Grid[e] |= (uint)(2 * levels[4 * e + i] + 1) << (8 * i);
+        (Map, Neighbours) = CodebookNeighbours.Build(levels, 4, 3, Points, wanted);
     }
 
     /// <summary>The level (0..7) of an entry's value i.</summary>
