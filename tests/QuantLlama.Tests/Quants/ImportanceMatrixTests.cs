@@ -29,6 +29,7 @@ public class ImportanceMatrixTests(ITestOutputHelper output)
     [Theory]
     [InlineData(GgmlType.IQ4_NL)]
     [InlineData(GgmlType.IQ4_XS)]
+    [InlineData(GgmlType.Q2_K)]
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q5_K)]
     [InlineData(GgmlType.Q6_K)]
