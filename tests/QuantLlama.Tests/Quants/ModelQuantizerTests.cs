@@ -129,21 +129,27 @@ public class ModelQuantizerTests
             LlamaCppModel.EnsureNativeLibrary();
             string reference = Path.Combine(dir, "llama.gguf");
             Assert.True(LLama.LLamaQuantizer.Quantize(source, reference, ftype, 1, true, true), "llama_model_quantize failed");
-            using var ours = GgufFile.Open(output);
-            using var theirs = GgufFile.Open(reference);
-            Assert.Equal(theirs.Tensors.Count, ours.Tensors.Count);
-            foreach (var t in theirs.Tensors)
-            {
-                var mine = ours.GetTensor(t.Name);
-                Assert.True(t.Type == mine.Type, $"{target}: {t.Name} is {mine.Type}, llama.cpp chose {t.Type}");
-                Assert.True(ours.GetTensorData(mine).SequenceEqual(theirs.GetTensorData(t)), $"{target}: {t.Name} ({t.Type}) bytes differ");
-            }
-            Assert.Equal(theirs.Metadata.GetInteger("general.file_type"), ours.Metadata.GetInteger("general.file_type"));
+            AssertSameTensors(output, reference, target);
         }
         finally
         {
             Directory.Delete(dir, true);
         }
+    }
+
+    /// <summary>Our file has llama.cpp's tensors: the same names, types and bytes, and the same general.file_type.</summary>
+    internal static void AssertSameTensors(string oursPath, string referencePath, string target)
+    {
+        using var ours = GgufFile.Open(oursPath);
+        using var theirs = GgufFile.Open(referencePath);
+        Assert.Equal(theirs.Tensors.Count, ours.Tensors.Count);
+        foreach (var t in theirs.Tensors)
+        {
+            var mine = ours.GetTensor(t.Name);
+            Assert.True(t.Type == mine.Type, $"{target}: {t.Name} is {mine.Type}, llama.cpp chose {t.Type}");
+            Assert.True(ours.GetTensorData(mine).SequenceEqual(theirs.GetTensorData(t)), $"{target}: {t.Name} ({t.Type}) bytes differ");
+        }
+        Assert.Equal(theirs.Metadata.GetInteger("general.file_type"), ours.Metadata.GetInteger("general.file_type"));
     }
 
     [Fact]
