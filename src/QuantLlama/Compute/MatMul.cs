@@ -51,13 +51,16 @@ public static unsafe class MatMul
         public int Rows;
         /// <summary>Output, n x Rows row-major.</summary>
         public float* Y;
+        /// <summary>The same weights repacked in groups of 8 rows for prompts (<see cref="RepackedWeights"/>), or null.</summary>
+        public byte* RowGroups;
 
-        public Product(GgmlType type, byte* weights, int rows, float* y)
+        public Product(GgmlType type, byte* weights, int rows, float* y, byte* rowGroups = null)
         {
             Type = type;
             Weights = weights;
             Rows = rows;
             Y = y;
+            RowGroups = rowGroups;
         }
     }
 
@@ -76,6 +79,9 @@ public static unsafe class MatMul
         public bool UseDot8Packed;
         /// <summary>The type's public row dot, for single rows and tile remainders.</summary>
         public delegate*<byte*, byte*, int, float> Dot;
+        /// <summary>Repacked weights (8 weight rows x 8 activation rows per call) in place of the packed tiles, or null.</summary>
+        public byte* RowGroups;
+        public long RowGroupBytes;
     }
 
     private struct Job
@@ -169,6 +175,16 @@ public static unsafe class MatMul
             totalRows += products[p].Rows;
         }
         if (totalRows == 0) return;
+        if (dot8Path && RepackedWeights.AllRepacked(products, count, cols))
+        {
+            // Every packed part has repacked weights: one activation tile form (RepackedWeights') serves them all.
+            packer = packer with { PackActivationTile = &Q4_0RowGroups.PackActivationTile };
+            for (int p = 0; p < count; p++)
+            {
+                parts[p].RowGroups = products[p].RowGroups;
+                parts[p].RowGroupBytes = Q4_0RowGroups.GroupBytes(cols);
+            }
+        }
         long activationRowBytes = first.ActivationRowBytes(cols);
         bool parallel = (long)totalRows * cols * n >= ParallelThreshold && WorkerPool.ThreadCount > 1;
         var job = new Job
@@ -294,8 +310,10 @@ public static unsafe class MatMul
     {
         if (job->N >= Tile)
         {
-            // A block of weight rows small enough to stay in L2 while every activation tile passes over it.
+            // A block of weight rows small enough to stay in L2 while every activation tile passes over it (whole
+            // groups of 8 rows for repacked weights).
             int block = (int)Math.Max(8, RowBlockBytes / part->WeightRowBytes);
+            if (part->RowGroups != null) block &= ~7;
             for (int rb = r0; rb < r1; rb += block) RunRowBlock(job, part, rb, Math.Min(r1, rb + block));
         }
         else RunRowBlock(job, part, r0, r1);
@@ -308,7 +326,18 @@ public static unsafe class MatMul
         long aBytes = job->ActivationRowBytes, wBytes = part->WeightRowBytes;
         byte* weights = part->Weights;
         int i = 0;
-        if (part->UseDot8Packed)
+        if (part->RowGroups != null)
+        {
+            // r0 and r1 are multiples of 8: chunk and block edges are, and so is every repacked part's row count.
+            for (; i + WideTile <= n; i += WideTile)
+            {
+                byte* tile = job->PackedTiles + (i / WideTile) * job->PackedTileBytes;
+                float* y = part->Y + (long)i * rows;
+                for (int r = r0; r < r1; r += Q4_0RowGroups.Rows)
+                    Q4_0RowGroups.Dot8x8(part->RowGroups + (r / Q4_0RowGroups.Rows) * part->RowGroupBytes, tile, cols, y + r, rows);
+            }
+        }
+        else if (part->UseDot8Packed)
         {
             var dot8 = part->Kernel.Dot8PackedAvx2;
             for (; i + WideTile <= n; i += WideTile)
