@@ -80,11 +80,11 @@ internal static unsafe class Q4_0RowGroups
     }
 
     /// <summary>
-    /// One repacked group of 8 weight rows against a tile of 8 activation rows: y[j·yStride + r] for activation row j,
-    /// weight row r.
+    /// One repacked group of 8 weight rows against a tile of 8 activation rows: y[j·yStride + r] for activation row j
+    /// below <paramref name="activationRows"/> (the tile's other rows are padding), weight row r.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    internal static void Dot8x8(byte* group, byte* tile, int n, float* y, nint yStride)
+    internal static void Dot8x8(byte* group, byte* tile, int n, float* y, nint yStride, int activationRows = 8)
     {
         int pairs = n / PairValues;
         var totals = stackalloc Vector512<float>[8 * 4]; // [activation row][register]
@@ -125,7 +125,7 @@ internal static unsafe class Q4_0RowGroups
         // in lane 2r and (c1 + c5) + (c3 + c7) in lane 2r + 1, which SumChains adds last.
         var evens = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14);
         var odds = Vector512.Create(1, 3, 5, 7, 9, 11, 13, 15, 1, 3, 5, 7, 9, 11, 13, 15);
-        for (int j = 0; j < 8; j++)
+        for (int j = 0; j < activationRows; j++)
         {
             var t = totals + 4 * j;
             var total = Avx512F.Add(Avx512F.Add(t[0], t[2]), Avx512F.Add(t[1], t[3]));
