@@ -20,6 +20,8 @@ namespace QuantLlama.Compute;
 /// and gives the same bits as MatVec per row (F32 matrices of a multiple of 4 rows sum each row in tinyBLAS's order,
 /// as llama.cpp's prompts do, see <see cref="TypeKernel.DotOverRowQuads"/>). For Q4_0, Q8_0 and Q4_K the 8 activation rows are first packed into
 /// one tile with a row per vector lane (see <see cref="Quants.Q8Products"/> and <see cref="Quants.KQuants.Q4_K.Dot8Packed"/>).
+/// Products that carry a repacked copy of their weights (<see cref="Product.RowGroups"/>, <see cref="RepackedWeights"/>)
+/// run 8 weight rows x 8 activation rows per call over it instead, with the same bits.
 /// </remarks>
 public static unsafe class MatMul
 {
