@@ -35,6 +35,11 @@ internal static class Quick
             }
             return;
         }
+        if (types.Length > 0 && types[0] == "repacked")
+        {
+            RepackedQ4_0(int.Parse(types[1]), int.Parse(types[2]));
+            return;
+        }
         if (types.Length > 0 && types[0] == "small")
         {
             int rows = int.Parse(types[2]), cols = int.Parse(types[3]), n = int.Parse(types[4]);
@@ -161,6 +166,38 @@ internal static class Quick
             }
             Array.Sort(times);
             return times[0];
+        }
+    }
+
+    private static unsafe void RepackedQ4_0(int rows, int cols)
+    {
+        var w = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q4_0, cols) * rows];
+        Quantizer.QuantizeRow(GgmlType.Q4_0, Data.Random(rows * cols, 5), w);
+        var x = Data.Random(8 * cols, 6);
+        long aBytes = Q8Products.ActivationRowBytes(cols), tileBytes = Q8Products.PackedTileBytes(cols);
+        var act = new byte[aBytes * 8]; var tileA = new byte[tileBytes]; var tileB = new byte[tileBytes];
+        var packed = new byte[Quants.Tiles.Q4_0RowGroups.GroupBytes(cols) * (rows / 8)];
+        var ya = new float[8 * rows]; var yb = new float[8 * rows];
+        long wBytes = GgmlTypeInfo.RowBytes(GgmlType.Q4_0, cols), gBytes = Quants.Tiles.Q4_0RowGroups.GroupBytes(cols);
+        fixed (byte* wp = w) fixed (byte* ap = act) fixed (byte* ta = tileA) fixed (byte* tb = tileB) fixed (byte* pp = packed)
+        fixed (float* xp = x) fixed (float* yap = ya) fixed (float* ybp = yb)
+        {
+            byte* W = wp, A = ap, TA = ta, TB = tb, PP = pp; float* YA = yap, YB = ybp;
+            for (int i = 0; i < 8; i++) Q8Products.QuantizeActivation(xp + i * cols, ap + i * aBytes, cols);
+            Quants.Tiles.Q8PairTiles.PackActivationTile(ap, (nint)aBytes, cols, ta);
+            Quants.Tiles.Q4_0RowGroups.PackActivationTile(ap, (nint)aBytes, cols, tb);
+            var sw = Stopwatch.StartNew();
+            for (int g = 0; g < rows / 8; g++) Quants.Tiles.Q4_0RowGroups.Repack(wp + g * 8 * wBytes, wBytes, cols, pp + g * gBytes);
+            Console.WriteLine($"repack {rows}x{cols}: {sw.Elapsed.TotalMilliseconds:F2} ms");
+            double a = double.MaxValue, b = double.MaxValue;
+            for (int round = 0; round < 8; round++)
+            {
+                a = Math.Min(a, Time(() => { for (int r = 0; r < rows; r++) Quants.Tiles.Q8PairTiles.Dot8PackedQ4_0(W + r * wBytes, TA, cols, YA + r, rows); return YA[0]; }));
+                b = Math.Min(b, Time(() => { for (int g = 0; g < rows / 8; g++) Quants.Tiles.Q4_0RowGroups.Dot8x8(PP + g * gBytes, TB, cols, YB + g * 8, rows); return YB[0]; }));
+            }
+            int diff = 0;
+            for (int i = 0; i < ya.Length; i++) if (BitConverter.SingleToInt32Bits(ya[i]) != BitConverter.SingleToInt32Bits(yb[i])) diff++;
+            Console.WriteLine($"8 rows x {rows}x{cols}: pair tile {a:F1} us, row groups {b:F1} us ({a / b:F2}x); {diff} of {ya.Length} outputs differ");
         }
     }
 

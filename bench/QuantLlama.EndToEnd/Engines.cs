@@ -42,6 +42,8 @@ public static class EngineRunner
         using IEngine engine = engineName switch
         {
             "ours" => new OurEngine(request.Model, request.Threads),
+            // Ours with the mapped weights alone (no copy repacked for prompts), for comparing the two.
+            "ours-mapped" => new OurEngine(request.Model, request.Threads, repack: false),
             "llamacpp" => new LlamaCppEngine(request.Model, request.Threads),
             _ => throw new ArgumentException($"unknown engine {engineName}"),
         };
@@ -100,9 +102,10 @@ public static class EngineRunner
     {
         private readonly InferenceContext _model;
 
-        public OurEngine(string path, int threads)
+        public OurEngine(string path, int threads, bool repack = true)
         {
             WorkerPool.SetThreadCount(threads);
+            LlamaModel.RepackForPrompts = repack;
             _model = InferenceContext.Load(path, new ContextOptions { ContextSize = ContextSize, MaxBatch = 512 });
         }
 

@@ -10,7 +10,7 @@ using QuantLlama.Gguf;
 // End-to-end speed, QuantLlama against llama.cpp (LLamaSharp 0.30.0) on the same synthetic GGUFs.
 //   dotnet run -c Release --project bench/QuantLlama.EndToEnd -- [--dir /tmp/quantllama-bench] [--shape tinyllama]
 //     [--types F16,Q8_0,Q4_0,Q4_K_M,Q6_K] [--reps 5] [--threads 2] [--pp 512,64] [--tg 128] [--out results.md] [--clean]
-//     [--engines ours,llamacpp] [--vocab ggml-vocab-llama-spm.gguf] [--generate-only]
+//     [--engines ours,llamacpp] (also ours-mapped: without the weights repacked for prompts) [--vocab ggml-vocab-llama-spm.gguf] [--generate-only]
 // Each measurement is its own process (so load time, time to first token and peak RSS are real), the two engines
 // alternating run by run on the same file; the first run of each engine per model starts with the file evicted
 // from the page cache (cold), the rest warm. Figures are medians over the warm runs.

@@ -422,9 +422,9 @@ public sealed unsafe class InferenceContext : IDisposable
         // of the normed activation and one dispatch for all three projections.
         RowKernels.RmsNorm(_x, layer.AttnNorm, _xb, n, dim, c.RmsEpsilon);
         var qkv = stackalloc MatMul.Product[3];
-        qkv[0] = new MatMul.Product(layer.Wq.Type, layer.Wq.Data, layer.Wq.Rows, _q);
-        qkv[1] = new MatMul.Product(layer.Wk.Type, layer.Wk.Data, layer.Wk.Rows, _k);
-        qkv[2] = new MatMul.Product(layer.Wv.Type, layer.Wv.Data, layer.Wv.Rows, _v);
+        qkv[0] = new MatMul.Product(layer.Wq.Type, layer.Wq.Data, layer.Wq.Rows, _q, layer.Wq.RowGroups);
+        qkv[1] = new MatMul.Product(layer.Wk.Type, layer.Wk.Data, layer.Wk.Rows, _k, layer.Wk.RowGroups);
+        qkv[2] = new MatMul.Product(layer.Wv.Type, layer.Wv.Data, layer.Wv.Rows, _v, layer.Wv.RowGroups);
         MatMul.Group(qkv, 3, dim, _xb, n);
         if (layer.BiasQ != null)
             for (int i = 0; i < n; i++)
@@ -556,8 +556,8 @@ public sealed unsafe class InferenceContext : IDisposable
         int ff = gate.Rows;
         // _hb, _hb2 [n x ff] = x · Wgate, x · Wup (one dispatch); output [n x dim] = (silu(_hb) * _hb2) · Wdown
         var gateUp = stackalloc MatMul.Product[2];
-        gateUp[0] = new MatMul.Product(gate.Type, gate.Data, gate.Rows, _hb);
-        gateUp[1] = new MatMul.Product(up.Type, up.Data, up.Rows, _hb2);
+        gateUp[0] = new MatMul.Product(gate.Type, gate.Data, gate.Rows, _hb, gate.RowGroups);
+        gateUp[1] = new MatMul.Product(up.Type, up.Data, up.Rows, _hb2, up.RowGroups);
         MatMul.Group(gateUp, 2, gate.Cols, x, n);
         if (Config.Architecture.Activation == FeedForwardActivation.GeluTanh) RowKernels.GeGlu(_hb, _hb2, n, ff);
         else RowKernels.SwiGlu(_hb, _hb2, n, ff);
@@ -610,7 +610,10 @@ public sealed unsafe class InferenceContext : IDisposable
         if (n == 1)
             MatMul.MatVec(w.Type, w.Data, w.Rows, w.Cols, new ReadOnlySpan<float>(x, w.Cols), new Span<float>(y, w.Rows));
         else
-            MatMul.MatMat(w.Type, w.Data, w.Rows, w.Cols, new ReadOnlySpan<float>(x, n * w.Cols), n, new Span<float>(y, n * w.Rows));
+        {
+            var product = new MatMul.Product(w.Type, w.Data, w.Rows, y, w.RowGroups);
+            MatMul.Group(&product, 1, w.Cols, x, n);
+        }
     }
 
     public void Dispose()

@@ -1,0 +1,157 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace QuantLlama.Quants.Tiles;
+
+/// <summary>
+/// Q4_0 weights repacked in groups of 8 rows (as llama.cpp's q4_0_8x8 does, in a layout of our own) for prompts on
+/// the AVX-512 path: 8 weight rows x 8 activation rows per call, the weights' nibbles used in place in 512-bit
+/// registers and the activation's 4-byte groups broadcast from memory, so no weight shuffles per activation row.
+/// Per (weight row, activation row) the arithmetic is the row dot's (<see cref="Q8Products"/>): each block's exact
+/// integer sum, chain[b mod 8] = fma(d_w·d_y, Σ, chain[b mod 8]), the chains summed in
+/// <see cref="Q8Products.SumChains"/>' order, so every result equals the row dot's bits.
+/// </summary>
+/// <remarks>
+/// Weights (<see cref="Repack"/>), per pair of blocks (2p, 2p + 1), 320 bytes: 4 segments of 64 bytes, segment q
+/// holding in dword lane 2r + h the nibble bytes 4q..4q+3 of row r's block 2p + h (low nibbles: values 4q..4q+3,
+/// high nibbles: values 16 + 4q..), then the 16 scales d_w as f32 in the same lanes. Activation tile
+/// (<see cref="PackActivationTile"/>, the size of <see cref="Q8Products.PackedTileBytes"/>), per pair 640 bytes: for
+/// each of the 8 rows 80 bytes: group g (values 4g..4g+3) of both blocks at 8g (block 2p, then 2p + 1), the two
+/// scales d_y as f32 at 64, the two sums of quants times 8 at 72. Only whole pairs: n a multiple of 64.
+/// Pair p feeds chains 2p mod 8 and 2p + 1 mod 8, held as the low and high lanes of register p mod 4; each of
+/// the 4 registers is run over its own pairs in a pass of its own (chains are independent until the final sum),
+/// so a pass keeps 8 accumulators and the 8 weight groups in registers.
+/// </remarks>
+internal static unsafe class Q4_0RowGroups
+{
+    internal const int Rows = 8;
+    private const int PairValues = 64;
+    private const int PairBytes = 320, ScalesAt = 256;
+    private const int ActivationPairBytes = 80, ActivationScalesAt = 64, ActivationSumsAt = 72;
+    private const int TilePairBytes = 8 * ActivationPairBytes;
+
+    /// <summary>True when rows of <paramref name="n"/> values can be repacked (whole pairs of blocks).</summary>
+    internal static bool Fits(int n) => n > 0 && n % PairValues == 0;
+
+    /// <summary>Bytes of one repacked group of 8 rows of <paramref name="n"/> values.</summary>
+    internal static long GroupBytes(int n) => (long)(n / PairValues) * PairBytes;
+
+    /// <summary>8 Q4_0 rows (<paramref name="rowBytes"/> apart) into one repacked group at <paramref name="group"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Repack(byte* rows, long rowBytes, int n, byte* group)
+    {
+        int pairs = n / PairValues;
+        for (int r = 0; r < Rows; r++)
+        {
+            byte* row = rows + r * rowBytes;
+            for (int p = 0; p < pairs; p++)
+            {
+                byte* x0 = row + (long)(2 * p) * Q4_0.BlockBytes, x1 = x0 + Q4_0.BlockBytes;
+                byte* pair = group + (long)p * PairBytes;
+                // Lanes 2r and 2r + 1 of each segment: one 8-byte store of both blocks' dwords.
+                for (int q = 0; q < 4; q++) *(ulong*)(pair + 64 * q + 8 * r) = *(uint*)(x0 + 2 + 4 * q) | (ulong)*(uint*)(x1 + 2 + 4 * q) << 32;
+                ((float*)(pair + ScalesAt))[2 * r] = Fp16.ToFloat(*(ushort*)x0);
+                ((float*)(pair + ScalesAt))[2 * r + 1] = Fp16.ToFloat(*(ushort*)x1);
+            }
+        }
+    }
+
+    /// <summary>8 activation rows of <see cref="Q8Products.QuantizeActivation"/>'s form into this kernel's tile.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void PackActivationTile(byte* rows, nint stride, int n, byte* tile)
+    {
+        int nb = n / Q4_0.BlockSize;
+        for (int r = 0; r < 8; r++)
+        {
+            byte* row = rows + r * stride;
+            float* scales = Q8Products.BlockInfo(row, n);
+            int* sums = (int*)(scales + nb);
+            for (int b = 0; b < nb; b++)
+            {
+                byte* quants = row + (long)b * Q8_0.BlockBytes + 2;
+                byte* t = tile + (long)(b / 2) * TilePairBytes + r * ActivationPairBytes;
+                int half = b & 1;
+                for (int g = 0; g < 8; g++) *(uint*)(t + 8 * g + 4 * half) = *(uint*)(quants + 4 * g);
+                ((float*)(t + ActivationScalesAt))[half] = scales[b];
+                ((int*)(t + ActivationSumsAt))[half] = sums[b] << 3;
+            }
+        }
+    }
+
+    /// <summary>
+    /// One repacked group of 8 weight rows against a tile of 8 activation rows: y[j·yStride + r] for activation row j
+    /// below <paramref name="activationRows"/> (the tile's other rows are padding), weight row r.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    internal static void Dot8x8(byte* group, byte* tile, int n, float* y, nint yStride, int activationRows = 8)
+    {
+        int pairs = n / PairValues;
+        var totals = stackalloc Vector512<float>[8 * 4]; // [activation row][register]
+        for (int k = 0; k < 4; k++)
+        {
+            Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
+            for (int p = k; p < pairs; p += 4)
+            {
+                byte* w = group + (long)p * PairBytes;
+                byte* a = tile + (long)p * TilePairBytes;
+                var mask = Vector512.Create((byte)0x0F);
+                var v0 = Avx512F.LoadVector512(w);
+                var v1 = Avx512F.LoadVector512(w + 64);
+                var v2 = Avx512F.LoadVector512(w + 128);
+                var v3 = Avx512F.LoadVector512(w + 192);
+                var w0 = Avx512F.And(v0, mask);
+                var w1 = Avx512F.And(v1, mask);
+                var w2 = Avx512F.And(v2, mask);
+                var w3 = Avx512F.And(v3, mask);
+                var w4 = Avx512F.And(Avx512BW.ShiftRightLogical(v0.AsUInt16(), 4).AsByte(), mask);
+                var w5 = Avx512F.And(Avx512BW.ShiftRightLogical(v1.AsUInt16(), 4).AsByte(), mask);
+                var w6 = Avx512F.And(Avx512BW.ShiftRightLogical(v2.AsUInt16(), 4).AsByte(), mask);
+                var w7 = Avx512F.And(Avx512BW.ShiftRightLogical(v3.AsUInt16(), 4).AsByte(), mask);
+                var dw = Avx512F.LoadVector512((float*)(w + ScalesAt));
+                c0 = Step(w0, w1, w2, w3, w4, w5, w6, w7, dw, a, c0);
+                c1 = Step(w0, w1, w2, w3, w4, w5, w6, w7, dw, a + ActivationPairBytes, c1);
+                c2 = Step(w0, w1, w2, w3, w4, w5, w6, w7, dw, a + 2 * ActivationPairBytes, c2);
+                c3 = Step(w0, w1, w2, w3, w4, w5, w6, w7, dw, a + 3 * ActivationPairBytes, c3);
+                c4 = Step(w0, w1, w2, w3, w4, w5, w6, w7, dw, a + 4 * ActivationPairBytes, c4);
+                c5 = Step(w0, w1, w2, w3, w4, w5, w6, w7, dw, a + 5 * ActivationPairBytes, c5);
+                c6 = Step(w0, w1, w2, w3, w4, w5, w6, w7, dw, a + 6 * ActivationPairBytes, c6);
+                c7 = Step(w0, w1, w2, w3, w4, w5, w6, w7, dw, a + 7 * ActivationPairBytes, c7);
+            }
+            totals[0 * 4 + k] = c0; totals[1 * 4 + k] = c1; totals[2 * 4 + k] = c2; totals[3 * 4 + k] = c3;
+            totals[4 * 4 + k] = c4; totals[5 * 4 + k] = c5; totals[6 * 4 + k] = c6; totals[7 * 4 + k] = c7;
+        }
+        // Register k holds chains 2k (even lanes) and 2k + 1 (odd lanes): (r0 + r2) + (r1 + r3) gives (c0 + c4) + (c2 + c6)
+        // in lane 2r and (c1 + c5) + (c3 + c7) in lane 2r + 1, which SumChains adds last.
+        var evens = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14);
+        var odds = Vector512.Create(1, 3, 5, 7, 9, 11, 13, 15, 1, 3, 5, 7, 9, 11, 13, 15);
+        for (int j = 0; j < activationRows; j++)
+        {
+            var t = totals + 4 * j;
+            var total = Avx512F.Add(Avx512F.Add(t[0], t[2]), Avx512F.Add(t[1], t[3]));
+            var sum = Avx.Add(Avx512F.PermuteVar16x32(total, evens).GetLower(), Avx512F.PermuteVar16x32(total, odds).GetLower());
+            sum.Store(y + j * yStride);
+        }
+    }
+
+    /// <summary>One activation row against a pair of blocks of the 8 weight rows: chains = fma(d_w·d_y, Σ (q - 8)·y, chains).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Step(Vector512<byte> w0, Vector512<byte> w1, Vector512<byte> w2, Vector512<byte> w3,
+        Vector512<byte> w4, Vector512<byte> w5, Vector512<byte> w6, Vector512<byte> w7, Vector512<float> dw, byte* a, Vector512<float> chains)
+    {
+        // Σ q·y over 8 groups in int16: 8 · 2 · 15 · 127 < 32768.
+        var s = Avx512BW.Add(
+            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(w0, Group(a)), Avx512BW.MultiplyAddAdjacent(w1, Group(a + 8))),
+            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(w2, Group(a + 16)), Avx512BW.MultiplyAddAdjacent(w3, Group(a + 24))));
+        s = Avx512BW.Add(s, Avx512BW.Add(
+            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(w4, Group(a + 32)), Avx512BW.MultiplyAddAdjacent(w5, Group(a + 40))),
+            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(w6, Group(a + 48)), Avx512BW.MultiplyAddAdjacent(w7, Group(a + 56)))));
+        var sums = Avx512F.Subtract(Avx512BW.MultiplyAddAdjacent(s, Vector512.Create((short)1)), Vector512.Create(*(long*)(a + ActivationSumsAt)).AsInt32());
+        var d = Avx512F.Multiply(dw, Vector512.Create(*(double*)(a + ActivationScalesAt)).AsSingle());
+        return Avx512F.FusedMultiplyAdd(d, Avx512F.ConvertToVector512Single(sums), chains);
+    }
+
+    /// <summary>Group g of blocks 2p and 2p + 1 (8 bytes) in every pair of dword lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<sbyte> Group(byte* a) => Vector512.Create(*(long*)a).AsSByte();
+}
