@@ -184,7 +184,7 @@ internal static class Quick
         {
             byte* W = wp, A = ap, TA = ta, TB = tb, PP = pp; float* YA = yap, YB = ybp;
             for (int i = 0; i < 8; i++) Q8Products.QuantizeActivation(xp + i * cols, ap + i * aBytes, cols);
-            Quants.Tiles.Q8PairTiles.PackActivationTile(ap, (nint)aBytes, cols, ta);
+            Q4_0.PackActivationTileAvx512(ap, (nint)aBytes, cols, ta);
             Quants.Tiles.Q4_0RowGroups.PackActivationTile(ap, (nint)aBytes, cols, tb);
             var sw = Stopwatch.StartNew();
             for (int g = 0; g < rows / 8; g++) Quants.Tiles.Q4_0RowGroups.Repack(wp + g * 8 * wBytes, wBytes, cols, pp + g * gBytes);
@@ -192,7 +192,7 @@ internal static class Quick
             double a = double.MaxValue, b = double.MaxValue;
             for (int round = 0; round < 8; round++)
             {
-                a = Math.Min(a, Time(() => { for (int r = 0; r < rows; r++) Quants.Tiles.Q8PairTiles.Dot8PackedQ4_0(W + r * wBytes, TA, cols, YA + r, rows); return YA[0]; }));
+                a = Math.Min(a, Time(() => { for (int r = 0; r < rows; r++) Q4_0.Dot8PackedAvx512(W + r * wBytes, TA, cols, YA + r, rows); return YA[0]; }));
                 b = Math.Min(b, Time(() => { for (int g = 0; g < rows / 8; g++) Quants.Tiles.Q4_0RowGroups.Dot8x8(PP + g * gBytes, TB, cols, YB + g * 8, rows); return YB[0]; }));
             }
             int diff = 0;
