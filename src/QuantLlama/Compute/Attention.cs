@@ -8,8 +8,8 @@ namespace QuantLlama.Compute;
 internal enum AttentionRounding
 {
     /// <summary>
-    /// f32 cache: <see cref="Unfused"/>'s summation orders (ggml's f32 dot for one token) with queries, scores and
-    /// weights kept in f32 (llama.cpp with an f32 cache, flash attention off).
+    /// f32 cache: queries, scores and weights kept in f32 (llama.cpp with an f32 cache, flash attention off); every
+    /// score is ggml's f32 vector dot, a batch's too; a batch's value sums are its GEMM's, as in <see cref="Unfused"/>.
     /// </summary>
     Full,
 
@@ -162,9 +162,11 @@ internal static unsafe class Attention
                     bool f16 = job->Rounding == AttentionRounding.Unfused;
                     if (f16) RoundToHalf(q, query, headDim);
                     else new Span<float>(q, headDim).CopyTo(new Span<float>(query, headDim));
-                    // llama.cpp hands a batch (two tokens or more) to its GEMM, which needs whole 8-value steps.
+                    // llama.cpp hands a batch (two tokens or more) to its GEMM, which needs whole 8-value steps. Not
+                    // the f32 cache's scores: their queries are a permuted view, which its GEMM refuses, and f32 needs
+                    // no conversion into a contiguous copy, so each score is its vector dot.
                     bool gemm = n > 1;
-                    if (gemm && headDim % 8 == 0) ScoresGemm<TRow>(query, keys, stride, positions, headDim, scale, scores);
+                    if (gemm && f16 && headDim % 8 == 0) ScoresGemm<TRow>(query, keys, stride, positions, headDim, scale, scores);
                     else if (f16) ScoresDot<TRow>(query, keys, stride, positions, headDim, scale, scores);
                     else ScoresDotF32<TRow>(query, keys, stride, positions, headDim, scale, scores);
                     if (softCap != 0) SoftCapScores(scores, positions, softCap);

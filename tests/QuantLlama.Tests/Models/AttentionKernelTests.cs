@@ -7,7 +7,8 @@ namespace QuantLlama.Tests.Models;
 /// <summary>
 /// The attention kernels against ggml's own CPU operations (llama.cpp's AVX2 build) on random data, to the bit:
 /// ggml_flash_attn_ext for flash attention on, mul_mat → soft_max_ext → mul_mat (values transposed, as llama.cpp
-/// stores them without flash attention) for off and for the f32 cache. The cache holds 256 positions, as
+/// stores them without flash attention) for off and for the f32 cache, on the queries' permuted view as llama.cpp's
+/// graph has them. The cache holds 256 positions, as
 /// llama.cpp's pads it.
 /// </summary>
 public unsafe class AttentionKernelTests(ITestOutputHelper output)
@@ -81,12 +82,11 @@ public unsafe class AttentionKernelTests(ITestOutputHelper output)
 
         // ggml's.
         using var g = new GgmlGraph();
-        IntPtr tq = g.Tensor(GgmlType.F32, headDim, n, heads);
-        var dq = (float*)GgmlGraph.Data(tq);
-        for (int h = 0; h < heads; h++)
-            for (int i = 0; i < n; i++)
-                for (int d = 0; d < headDim; d++)
-                    dq[((long)h * n + i) * headDim + d] = q[i * dim + h * headDim + d];
+        // [headDim, heads, n] rows as the projection writes them, then llama.cpp's permuted view [headDim, n, heads]:
+        // not contiguous, so an f32 product with it goes through ggml's vector dot rather than its GEMM.
+        IntPtr rows = g.Tensor(GgmlType.F32, headDim, heads, n);
+        new Span<float>(q).CopyTo(new Span<float>(GgmlGraph.Data(rows), q.Length));
+        IntPtr tq = g.Permute(rows, 0, 2, 1, 3);
         void Put(IntPtr tensor, long i, Half value)
         {
             if (f32) ((float*)GgmlGraph.Data(tensor))[i] = (float)value;

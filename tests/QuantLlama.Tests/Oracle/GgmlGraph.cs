@@ -25,6 +25,7 @@ public sealed unsafe class GgmlGraph : IDisposable
     private static delegate* unmanaged<IntPtr, void*> _getData;
     private static delegate* unmanaged<IntPtr, IntPtr, IntPtr, IntPtr, IntPtr, float, float, float, IntPtr> _flashAttnExt;
     private static delegate* unmanaged<IntPtr, IntPtr, IntPtr, IntPtr> _mulMat;
+    private static delegate* unmanaged<IntPtr, IntPtr, int, int, int, int, IntPtr> _permute;
     private static delegate* unmanaged<IntPtr, IntPtr, IntPtr, float, float, IntPtr> _softMaxExt;
     private static delegate* unmanaged<IntPtr, IntPtr, IntPtr, IntPtr, int, int, int, float, float, float, float, float, float, IntPtr> _ropeExt;
     private static delegate* unmanaged<IntPtr, IntPtr, IntPtr, IntPtr> _gegluSplit;
@@ -57,6 +58,7 @@ public sealed unsafe class GgmlGraph : IDisposable
             _getData = (delegate* unmanaged<IntPtr, void*>)NativeLibrary.GetExport(b, "ggml_get_data");
             _flashAttnExt = (delegate* unmanaged<IntPtr, IntPtr, IntPtr, IntPtr, IntPtr, float, float, float, IntPtr>)NativeLibrary.GetExport(b, "ggml_flash_attn_ext");
             _mulMat = (delegate* unmanaged<IntPtr, IntPtr, IntPtr, IntPtr>)NativeLibrary.GetExport(b, "ggml_mul_mat");
+            _permute = (delegate* unmanaged<IntPtr, IntPtr, int, int, int, int, IntPtr>)NativeLibrary.GetExport(b, "ggml_permute");
             _softMaxExt = (delegate* unmanaged<IntPtr, IntPtr, IntPtr, float, float, IntPtr>)NativeLibrary.GetExport(b, "ggml_soft_max_ext");
             _ropeExt = (delegate* unmanaged<IntPtr, IntPtr, IntPtr, IntPtr, int, int, int, float, float, float, float, float, float, IntPtr>)NativeLibrary.GetExport(b, "ggml_rope_ext");
             _gegluSplit = (delegate* unmanaged<IntPtr, IntPtr, IntPtr, IntPtr>)NativeLibrary.GetExport(b, "ggml_geglu_split");
@@ -79,6 +81,9 @@ public sealed unsafe class GgmlGraph : IDisposable
     public IntPtr FlashAttnExt(IntPtr q, IntPtr k, IntPtr v, IntPtr mask, float scale, float softCap) => _flashAttnExt(_ctx, q, k, v, mask, scale, 0, softCap);
 
     public IntPtr MulMat(IntPtr a, IntPtr b) => _mulMat(_ctx, a, b);
+
+    /// <summary>ggml_permute: a view whose dimension i is <paramref name="a"/>'s dimension at axis i's position.</summary>
+    public IntPtr Permute(IntPtr a, int axis0, int axis1, int axis2, int axis3) => _permute(_ctx, a, axis0, axis1, axis2, axis3);
 
     /// <summary>ggml_geglu_split: gelu(a) · b.</summary>
     public IntPtr GegluSplit(IntPtr a, IntPtr b) => _gegluSplit(_ctx, a, b);

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using QuantLlama.Quants.KQuants;
@@ -52,28 +53,60 @@ public static unsafe class IQ1_M
 
     /// <summary>
     /// ggml's AVX2 row dot to the bit: grid products and delta-signed activation sums in two sets of eight int32
-    /// lanes, each converted and added by one FMA per super-block, summed across lanes at the end.
+    /// lanes, each converted and added by one FMA per super-block, summed across lanes at the end. Blocks go in
+    /// pairs, as in ggml: the scales unpacked once per super-block and picked per block by a byte shuffle, the delta
+    /// signs of a pair made from its 32 bits of nibbles by variable shifts.
     /// </summary>
     internal static float DotAvx2(byte* w, byte* a, int n)
     {
+        ref ulong grid = ref MemoryMarshal.GetReference(IQGrids.IQ1S);
         var accGrid = Vector256<float>.Zero;
         var accDelta = Vector256<float>.Zero;
         var ones = Vector256.Create((byte)1);
+        // 64-bit lane k of the 8 scale bytes shifted by 0, 6, 3, 9: 16-bit lanes hold the first halves' scales of
+        // blocks 0 2 4 6 1 3 5 7 (low 128 bits), then their second halves' (ggml's layout).
+        var scaleShift = Vector256.Create(0ul, 6, 3, 9);
+        // Dword pair l brings nibble l's delta-sign bit (bit 3 + 4l of the block's word) to bit 31; the second
+        // block's word is the upper 16 bits.
+        var firstSignShift = Vector256.Create(28u, 28, 24, 24, 20, 20, 16, 16);
+        var secondSignShift = Vector256.Create(12u, 12, 8, 8, 4, 4, 0, 0);
         for (int i = 0; i < n / BlockSize; i++)
         {
-            byte* x = w + i * BlockBytes;
-            var y = (BlockQ8K*)(a + i * Q8_K.BlockBytes);
+            byte* x = w + (long)i * BlockBytes, qs = x;
+            var y = (BlockQ8K*)(a + (long)i * Q8_K.BlockBytes);
+            uint* qh = (uint*)(x + High);
+            sbyte* q8 = y->Qs;
+            var packed = Avx2.ShiftRightLogicalVariable(Vector256.Create(Unsafe.ReadUnaligned<ulong>(x + Scales)), scaleShift).AsInt16();
+            var scales = Avx2.Add(Avx2.ShiftLeftLogical(Avx2.And(packed, Vector256.Create((short)7)), 1), Vector256.Create((short)1)).AsByte();
+            // Byte shuffles that repeat one block's two scales over its two halves: element 0, then 4, then 1, 5 …
+            var firstPick = Vector256.Create((short)0x0100).AsByte();
+            var secondPick = Avx2.Add(firstPick, Vector256.Create((byte)8));
             var sumGrid = Vector256<int>.Zero;
             var sumDelta = Vector256<int>.Zero;
-            for (int ib = 0; ib < 8; ib++)
+            for (int pair = 0; pair < 4; pair++, qs += 8, q8 += 64)
             {
-                var q8 = Avx.LoadVector256(y->Qs + 32 * ib);
-                var scales = Vector256.Create(Vector128.Create((short)Scale(x, ib, 0)), Vector128.Create((short)Scale(x, ib, 1)));
-                var grid = OneBitQuants.GridAvx2(Index(x, ib, 0), Index(x, ib, 1), Index(x, ib, 2), Index(x, ib, 3));
-                sumGrid = Avx2.Add(sumGrid, OneBitQuants.ProductsAvx2(grid, q8, scales));
-                var deltaSigns = Vector256.Create(DeltaSign(x, ib, 0), DeltaSign(x, ib, 1), DeltaSign(x, ib, 2), DeltaSign(x, ib, 3)).AsSByte();
-                var pairs = Avx2.MultiplyAddAdjacent(ones, Avx2.Sign(q8, deltaSigns));
-                sumDelta = Avx2.Add(sumDelta, Avx2.MultiplyAddAdjacent(pairs, scales));
+                uint h = qh[pair];
+                var first = Vector256.Create(
+                    Unsafe.Add(ref grid, qs[0] | (h << 8 & 0x700)), Unsafe.Add(ref grid, qs[1] | (h << 4 & 0x700)),
+                    Unsafe.Add(ref grid, qs[2] | (h & 0x700)), Unsafe.Add(ref grid, qs[3] | (h >> 4 & 0x700))).AsSByte();
+                var second = Vector256.Create(
+                    Unsafe.Add(ref grid, qs[4] | (h >> 8 & 0x700)), Unsafe.Add(ref grid, qs[5] | (h >> 12 & 0x700)),
+                    Unsafe.Add(ref grid, qs[6] | (h >> 16 & 0x700)), Unsafe.Add(ref grid, qs[7] | (h >> 20 & 0x700))).AsSByte();
+                var bits = Vector256.Create(h);
+                var firstDelta = Avx2.Or(Avx2.ShiftRightArithmetic(Avx2.ShiftLeftLogicalVariable(bits, firstSignShift).AsInt32(), 31).AsByte(), ones).AsSByte();
+                var secondDelta = Avx2.Or(Avx2.ShiftRightArithmetic(Avx2.ShiftLeftLogicalVariable(bits, secondSignShift).AsInt32(), 31).AsByte(), ones).AsSByte();
+                var q8First = Avx.LoadVector256(q8);
+                var q8Second = Avx.LoadVector256(q8 + 32);
+                var firstScales = Avx2.Shuffle(scales, firstPick).AsInt16();
+                var secondScales = Avx2.Shuffle(scales, secondPick).AsInt16();
+                firstPick = Avx2.Add(firstPick, Vector256.Create((byte)2));
+                secondPick = Avx2.Add(secondPick, Vector256.Create((byte)2));
+                sumGrid = Avx2.Add(sumGrid, Avx2.Add(OneBitQuants.ProductsAvx2(first, q8First, firstScales),
+                    OneBitQuants.ProductsAvx2(second, q8Second, secondScales)));
+                var firstSums = Avx2.MultiplyAddAdjacent(ones, Avx2.Sign(q8First, firstDelta));
+                var secondSums = Avx2.MultiplyAddAdjacent(ones, Avx2.Sign(q8Second, secondDelta));
+                sumDelta = Avx2.Add(sumDelta, Avx2.Add(Avx2.MultiplyAddAdjacent(firstSums, firstScales),
+                    Avx2.MultiplyAddAdjacent(secondSums, secondScales)));
             }
             var d = Vector256.Create(y->D * SuperScale(x));
             accGrid = Fma.MultiplyAdd(d, Avx.ConvertToVector256Single(sumGrid), accGrid);
@@ -81,10 +114,6 @@ public static unsafe class IQ1_M
         }
         return X86Simd.HSum(accGrid) + OneBitQuants.Delta * X86Simd.HSum(accDelta);
     }
-
-    /// <summary>Group l's delta sign as 8 bytes of -1 or +1, without a branch (random signs would defeat the predictor).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ulong DeltaSign(byte* x, int ib, int l) => 0x0101010101010101 | (ulong)-(long)(Nibble(x, ib, l) >> 3);
 
     private readonly struct Format : IOneBitFormat
     {

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using QuantLlama.Quants.KQuants;
@@ -44,25 +45,43 @@ public static unsafe class IQ1_S
 
     /// <summary>
     /// ggml's AVX2 row dot to the bit: grid products in eight int32 lanes converted and added by one FMA per
-    /// super-block; the delta's integer sum added as a float per super-block and scaled at the end.
+    /// super-block; the delta's integer sum added as a float per super-block and scaled at the end. The integer sums
+    /// are exact, so they are formed in whatever order is cheapest: the indices from one 16-bit word per block with
+    /// constant shifts, the delta's sum as one multiply-add of the 16 activation block sums by each block's ±scale.
     /// </summary>
     internal static float DotAvx2(byte* w, byte* a, int n)
     {
+        ref ulong grid = ref MemoryMarshal.GetReference(IQGrids.IQ1S);
         var acc = Vector256<float>.Zero;
         float accDelta = 0;
+        var seven = Vector128.Create((short)7);
+        var one = Vector128.Create((short)1);
         for (int i = 0; i < n / BlockSize; i++)
         {
-            byte* x = w + i * BlockBytes;
-            var y = (BlockQ8K*)(a + i * Q8_K.BlockBytes);
+            byte* x = w + (long)i * BlockBytes, qs = x + 2;
+            var y = (BlockQ8K*)(a + (long)i * Q8_K.BlockBytes);
+            ushort* qh = (ushort*)(x + High);
+            sbyte* q8 = y->Qs;
             var sums = Vector256<int>.Zero;
-            int sumDelta = 0;
-            for (int ib = 0; ib < 8; ib++)
+            for (int ib = 0; ib < 8; ib++, qs += 4, q8 += 32)
             {
-                int high = HighWord(x, ib), ls = Scale(high);
-                var grid = OneBitQuants.GridAvx2(Index(x, ib, 0), Index(x, ib, 1), Index(x, ib, 2), Index(x, ib, 3));
-                sums = Avx2.Add(sums, OneBitQuants.ProductsAvx2(grid, Avx.LoadVector256(y->Qs + 32 * ib), Vector256.Create((short)ls)));
-                sumDelta += (y->BSums[2 * ib] + y->BSums[2 * ib + 1]) * DeltaSign(high) * ls;
+                uint h = qh[ib];
+                var values = Vector256.Create(
+                    Unsafe.Add(ref grid, qs[0] | (h << 8 & 0x700)), Unsafe.Add(ref grid, qs[1] | (h << 5 & 0x700)),
+                    Unsafe.Add(ref grid, qs[2] | (h << 2 & 0x700)), Unsafe.Add(ref grid, qs[3] | (h >> 1 & 0x700))).AsSByte();
+                var scale = Vector256.Create((short)(2 * (h >> 12 & 7) + 1));
+                sums = Avx2.Add(sums, OneBitQuants.ProductsAvx2(values, Avx.LoadVector256(q8), scale));
             }
+            // [8] ±(2s + 1) per block (sign taken from bit 15; | 1 keeps a zero word positive), each paired with the
+            // block's two activation sums of 16.
+            var words = Sse2.LoadVector128(qh).AsInt16();
+            var scales = Ssse3.Sign(Sse2.Add(Sse2.ShiftLeftLogical(Sse2.And(Sse2.ShiftRightLogical(words, 12), seven), 1), one), Sse2.Or(words, one));
+            var wide = Avx2.ConvertToVector256Int32(scales);
+            var pairs = Avx2.Or(Avx2.And(wide, Vector256.Create(0xFFFF)), Avx2.ShiftLeftLogical(wide, 16)).AsInt16();
+            var delta = Avx2.MultiplyAddAdjacent(Avx.LoadVector256(y->BSums), pairs);
+            var half = Sse2.Add(delta.GetLower(), delta.GetUpper());
+            half = Sse2.Add(half, Sse2.Shuffle(half, 0b_01_00_11_10));
+            int sumDelta = Sse2.ConvertToInt32(Sse2.Add(half, Sse2.Shuffle(half, 0b_10_11_00_01)));
             float d = y->D * Fp16.ToFloat(*(ushort*)x);
             acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sums), acc);
             // llama.cpp's build contracts this multiply-add into one FMA.
