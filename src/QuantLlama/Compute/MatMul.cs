@@ -20,6 +20,8 @@ namespace QuantLlama.Compute;
 /// and gives the same bits as MatVec per row (F32 matrices of a multiple of 4 rows sum each row in tinyBLAS's order,
 /// as llama.cpp's prompts do, see <see cref="TypeKernel.DotOverRowQuads"/>). For Q4_0, Q8_0 and Q4_K the 8 activation rows are first packed into
 /// one tile with a row per vector lane (see <see cref="Quants.Q8Products"/> and <see cref="Quants.KQuants.Q4_K.Dot8Packed"/>).
+/// Q4_0 runs 2 to 4 activation rows (a few conversations decoding together) through a quad tile that decodes each
+/// weight block once for all of them (<see cref="Quants.Tiles.Q4_0QuadTiles"/>).
 /// </remarks>
 public static unsafe class MatMul
 {
