@@ -22,6 +22,8 @@ namespace QuantLlama.Compute;
 /// one tile with a row per vector lane (see <see cref="Quants.Q8Products"/> and <see cref="Quants.KQuants.Q4_K.Dot8Packed"/>).
 /// Products that carry a repacked copy of their weights (<see cref="Product.RowGroups"/>, <see cref="RepackedWeights"/>)
 /// run 8 weight rows x 8 activation rows per call over it instead, with the same bits.
+/// Q4_0 runs 2 to 4 activation rows (a few conversations decoding together) through a quad tile that decodes each
+/// weight block once for all of them (<see cref="Quants.Tiles.Q4_0QuadTiles"/>).
 /// </remarks>
 public static unsafe class MatMul
 {
@@ -43,6 +45,12 @@ public static unsafe class MatMul
     /// (2048 x 2048 Q4_0, AVX-512: one tile about 150 µs against 95 µs per row dot).
     /// </summary>
     private const int MinRepackedRemainder = 2;
+
+    /// <summary>
+    /// From this many rows (and below <see cref="MinPaddedRows"/>) a type with quad tiles (<see cref="TypeKernel.Dot4PackedAvx2"/>)
+    /// runs them: one weight decode for up to 4 activation rows.
+    /// </summary>
+    private const int MinQuadRows = 2;
 
     /// <summary>False: batched products use only the 4-row tiles (for benchmarks comparing the two).</summary>
     internal static bool WideTiles = true;
@@ -85,6 +93,8 @@ public static unsafe class MatMul
         public bool UseDot8;
         /// <summary>8-row tiles over activation tiles packed by the kernel's PackActivationTile.</summary>
         public bool UseDot8Packed;
+        /// <summary>Quad tiles (up to 4 rows each) over activation quads packed by the kernel's PackActivationQuad.</summary>
+        public bool UseDot4Packed;
         /// <summary>The type's public row dot, for single rows and tile remainders.</summary>
         public delegate*<byte*, byte*, int, float> Dot;
         /// <summary>Repacked weights (8 weight rows x 8 activation rows per call) in place of the packed tiles, or null.</summary>
@@ -110,6 +120,9 @@ public static unsafe class MatMul
         public byte* PackedTiles;
         public long PackedTileBytes;
         public delegate*<byte*, nint, int, byte*, void> Packer;
+        /// <summary>Activation rows 4i..4i+3 (zero rows past N) packed as one quad at PackedQuads + i * PackedQuadBytes, when a part uses quad tiles.</summary>
+        public byte* PackedQuads;
+        public long PackedQuadBytes;
     }
 
     /// <summary>y[r] = dot(W[r], x) for every row r.</summary>
@@ -168,7 +181,8 @@ public static unsafe class MatMul
         int totalRows = 0;
         bool dot4Path = n >= Tile && TilesOn(Kernels.Path);
         bool dot8Path = n >= WideTile && TilesOn(Kernels.Path) && WideTiles;
-        TypeKernel packer = default; // the first part's with packed tiles, if any (see below)
+        bool quadPath = n >= MinQuadRows && n < MinPaddedRows && TilesOn(Kernels.Path) && WideTiles;
+        TypeKernel packer = default, quadPacker = default; // the first part's with packed tiles or quads, if any (see below)
         for (int p = 0; p < count; p++)
         {
             var kernel = QuantKernels.Get(products[p].Type).OnCurrentPath();
@@ -178,10 +192,12 @@ public static unsafe class MatMul
                 Y = products[p].Y, Rows = products[p].Rows, FirstRow = totalRows, UseDot4 = dot4Path && kernel.Dot4Avx2 != null,
                 UseDot8 = dot8Path && kernel.Dot8Avx2 != null,
                 UseDot8Packed = dot8Path && kernel.Dot8PackedAvx2 != null,
+                UseDot4Packed = quadPath && kernel.Dot4PackedAvx2 != null,
                 // By the matrix's shape alone, never the batch's, so a row's bits do not depend on its batch.
                 Dot = products[p].Rows % 4 == 0 && kernel.DotOverRowQuads != null ? kernel.DotOverRowQuads : kernel.Dot,
             };
             if (parts[p].UseDot8Packed && packer.PackActivationTile == null) packer = kernel;
+            if (parts[p].UseDot4Packed && quadPacker.PackActivationQuad == null) quadPacker = kernel;
             totalRows += products[p].Rows;
         }
         if (totalRows == 0) return;
@@ -227,6 +243,15 @@ public static unsafe class MatMul
                 job.PackedTiles = Scratch(ref _tileScratch, job.PackedTileBytes * tiles);
                 if (parallel && tiles >= 2) WorkerPool.Run(tiles, &PackActivationTile, &job);
                 else for (int t = 0; t < tiles; t++) PackActivationTile(&job, t);
+            }
+            if (quadPacker.PackActivationQuad != null)
+            {
+                int quads = (n + 3) / 4;
+                job.PackedQuadBytes = quadPacker.PackedQuadBytes(cols);
+                job.PackedQuads = Scratch(ref _tileScratch, job.PackedQuadBytes * quads);
+                for (int q = 0; q < quads; q++)
+                    quadPacker.PackActivationQuad(job.Activation + 4L * q * activationRowBytes, (nint)activationRowBytes,
+                        Math.Min(4, n - 4 * q), cols, job.PackedQuads + q * job.PackedQuadBytes);
             }
         }
 
@@ -355,6 +380,18 @@ public static unsafe class MatMul
                     Q4_0RowGroups.Dot8x8(part->RowGroups + (r / Q4_0RowGroups.Rows) * part->RowGroupBytes, tile, cols, y + r, rows, count);
             }
             i = Math.Min(i, n);
+        }
+        else if (part->UseDot4Packed)
+        {
+            var dot4 = part->Kernel.Dot4PackedAvx2;
+            for (; i < n; i += 4)
+            {
+                byte* quad = job->PackedQuads + (i / 4) * job->PackedQuadBytes;
+                float* y = part->Y + (long)i * rows;
+                int count = Math.Min(4, n - i);
+                for (int r = r0; r < r1; r++)
+                    dot4(weights + r * wBytes, quad, cols, y + r, rows, count);
+            }
         }
         else if (part->UseDot8Packed)
         {

@@ -24,6 +24,8 @@ public static unsafe partial class Q4_0
             PackActivationTile = &Q8Products.PackActivationTile, PackedTileBytes = &Q8Products.PackedTileBytes,
             Dot8PackedAvx512 = &Dot8PackedAvx512, PackActivationTileAvx512 = &PackActivationTileAvx512,
             Dot8PackedAvxVnni = &Dot8PackedAvxVnni,
+            Dot4PackedAvx2 = &Tiles.Q4_0QuadTiles.Dot4PackedAvx2, Dot4PackedAvx512 = &Tiles.Q4_0QuadTiles.Dot4PackedAvx512,
+            PackActivationQuad = &Tiles.Q4_0QuadTiles.PackActivationQuad, PackedQuadBytes = &Tiles.Q4_0QuadTiles.PackedBytes,
         });
 
     [StructLayout(LayoutKind.Sequential, Pack = 1)]

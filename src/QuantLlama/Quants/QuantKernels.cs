@@ -42,6 +42,17 @@ internal readonly unsafe struct TypeKernel
     public delegate*<byte*, nint, int, byte*, void> PackActivationTileAvx512 { get; init; }
     /// <summary><see cref="Dot8PackedAvx2"/>'s form with AVX-VNNI's byte dot (the same tiles, the same arithmetic per row).</summary>
     public delegate*<byte*, byte*, int, float*, nint, void> Dot8PackedAvxVnni { get; init; }
+    /// <summary>
+    /// (weights, quad, n, y, yStride, count): one weight row against up to 4 activation rows packed by
+    /// <see cref="PackActivationQuad"/>, the first count results stored; per row the row dot's arithmetic; AVX2 path.
+    /// </summary>
+    public delegate*<byte*, byte*, int, float*, nint, int, void> Dot4PackedAvx2 { get; init; }
+    /// <summary><see cref="Dot4PackedAvx2"/>'s form for the AVX-512 path (the same quads, the same arithmetic per row).</summary>
+    public delegate*<byte*, byte*, int, float*, nint, int, void> Dot4PackedAvx512 { get; init; }
+    /// <summary>(rows, stride, count, n, quad): 1 to 4 activation rows into the form <see cref="Dot4PackedAvx2"/> reads, zero rows after them.</summary>
+    public delegate*<byte*, nint, int, int, byte*, void> PackActivationQuad { get; init; }
+    /// <summary>(n): bytes of one packed quad of activation rows of n values.</summary>
+    public delegate*<int, long> PackedQuadBytes { get; init; }
 
     /// <summary>
     /// This kernel with its packed tile replaced by the current path's faster form where the format and the CPU have
@@ -50,12 +61,14 @@ internal readonly unsafe struct TypeKernel
     /// </summary>
     public TypeKernel OnCurrentPath()
     {
-        if (Dot8PackedAvx2 == null) return this;
+        var kernel = this;
+        if (Kernels.UseAvx512 && Dot4PackedAvx512 != null) kernel = kernel with { Dot4PackedAvx2 = Dot4PackedAvx512 };
+        if (Dot8PackedAvx2 == null) return kernel;
         if (Kernels.UseAvx512 && Dot8PackedAvx512 != null)
-            return this with { Dot8PackedAvx2 = Dot8PackedAvx512, PackActivationTile = PackActivationTileAvx512 };
+            return kernel with { Dot8PackedAvx2 = Dot8PackedAvx512, PackActivationTile = PackActivationTileAvx512 };
         if (Kernels.UseAvx2 && !Kernels.UseAvx512 && Dot8PackedAvxVnni != null && System.Runtime.Intrinsics.X86.AvxVnni.IsSupported)
-            return this with { Dot8PackedAvx2 = Dot8PackedAvxVnni };
-        return this;
+            return kernel with { Dot8PackedAvx2 = Dot8PackedAvxVnni };
+        return kernel;
     }
 
     /// <summary>The activation type ggml pairs with the weight type (vec_dot_type).</summary>

@@ -193,7 +193,7 @@ public class MatMulTests
         {
             var w = new byte[GgmlTypeInfo.RowBytes(type, cols) * rows];
             Quantizer.QuantizeRow(type, TestRows.Random(rows * cols, 7), w);
-            foreach (int n in new[] { 4, 5, 7, 8, 9, 12, 13, 16, 17, 23 })
+            foreach (int n in new[] { 2, 3, 4, 5, 7, 8, 9, 12, 13, 16, 17, 23 })
             {
                 var x = TestRows.Random(n * cols, 8 + n);
                 var y = new float[n * rows];
