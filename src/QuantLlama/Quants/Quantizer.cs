@@ -11,9 +11,11 @@ public static unsafe class Quantizer
     /// <summary>Quantizes src (a whole number of blocks) into dst (RowBytes(type, src.Length) bytes).</summary>
     public static void QuantizeRow(GgmlType type, ReadOnlySpan<float> src, Span<byte> dst)
     {
-        var quantize = QuantFormats.Find((uint)type)?.Quantize;
-        if (quantize == null) throw new NotSupportedException($"quantizing to {type} is not implemented");
-        quantize(src, dst);
+        var format = QuantFormats.Find((uint)type);
+        var quantize = format?.Quantize;
+        if (quantize != null) quantize(src, dst);
+        else if (format?.QuantizeWeighted != null) throw new NotSupportedException($"quantizing to {type} needs an importance matrix");
+        else throw new NotSupportedException($"quantizing to {type} is not implemented");
     }
 
     /// <summary>
