@@ -5,13 +5,14 @@ using QuantLlama.Tests.Oracle;
 namespace QuantLlama.Tests.Quants;
 
 /// <summary>
-/// The IQ1_S quantizer against ggml_quantize_chunk (llama.cpp inside LLamaSharp.Backend.Cpu 0.30.0):
+/// The IQ1_S and IQ1_M quantizers against ggml_quantize_chunk (llama.cpp inside LLamaSharp.Backend.Cpu 0.30.0):
 /// the same bytes for the shared adversarial rows, rows with ties and outliers, and several importance vectors
-/// (spread over orders of magnitude, uniform, with zero columns). IQ1_S has no quantizer without one, where ggml asserts.
+/// (spread over orders of magnitude, uniform, with zero columns). IQ1_M also without importance (weights x²);
+/// IQ1_S has no quantizer without one, where ggml asserts.
 /// </summary>
 public class IQ1QuantizerTests
 {
-    public static TheoryData<GgmlType> Types => new() { GgmlType.IQ1_S };
+    public static TheoryData<GgmlType> Types => new() { GgmlType.IQ1_S, GgmlType.IQ1_M };
 
     /// <summary>Named importance vectors of n columns.</summary>
     private static IEnumerable<(string Name, float[] Values)> Importances(int n, int seed)
@@ -63,6 +64,22 @@ public class IQ1QuantizerTests
         for (int r = 0; r < 6; r++)
             Quantizer.QuantizeRowWeighted(type, many.AsSpan(r * 512, 512), ours.AsSpan(r * rowBytes, rowBytes), columns);
         GgmlDifferentialTests.AssertBytes(chunk, ours, $"{type} 6 rows");
+    }
+
+    [Fact]
+    public void IQ1_MWithoutImportanceIsGgmlsToo()
+    {
+        Assert.SkipUnless(GgmlNative.QuantizesLikeX64, "llama.cpp's ARM64 build fuses multiply-adds in the scale search");
+        foreach (var (name, row) in Rows(GgmlType.IQ1_M))
+        {
+            var expected = GgmlNative.QuantizeChunk(GgmlType.IQ1_M, row, row.Length);
+            var actual = new byte[expected.Length];
+            Quantizer.QuantizeRow(GgmlType.IQ1_M, row, actual);
+            GgmlDifferentialTests.AssertBytes(expected, actual, $"IQ1_M {name}");
+        }
+        var importance = Importances(256, 3).First().Values;
+        var random = TestRows.Random(256, 4);
+        Assert.NotEqual(GgmlNative.QuantizeChunk(GgmlType.IQ1_M, random, 256), GgmlNative.QuantizeChunk(GgmlType.IQ1_M, random, 256, importance));
     }
 
     [Fact]

@@ -4,7 +4,7 @@ using QuantLlama.Tensors;
 namespace QuantLlama.Quants.IQuants;
 
 /// <summary>
-/// ggml's IQ1_S quantizer (quantize_row_iq1_s_impl), operation for operation.
+/// ggml's IQ1_S and IQ1_M quantizers (quantize_row_iq1_s_impl, quantize_row_iq1_m_impl), operation for operation.
 /// Each block's values take one of three levels (-1, 0, 1) shifted by ±<see cref="OneBitQuants.Delta"/>: the values
 /// are sorted, every pair of boundaries that splits them into the three levels is scored by its weighted least-squares
 /// fit (for both delta signs), the best kept; each group of 8 levels is then snapped to the codebook (or its nearest
@@ -132,6 +132,144 @@ internal static unsafe class IQ1Quantizer
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// ggml's quantize_iq1_m: blocks of 16, each half (8 values) with its own delta sign, 3-bit scales, and the
+    /// super-block scale refitted over the final levels (1.1125 fudge factor). Without an importance matrix the
+    /// weights are x², as ggml's.
+    /// </summary>
+    /// <param name="importance">Empty, or the row's column importance [src.Length] from an importance matrix.</param>
+    public static void QuantizeM(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+    {
+        const int BlockSize = 16, BlockBytes = IQ1_M.BlockBytes, High = QK / 8, Scales = High + QK / 16;
+        int nb = Blocks.Check(src.Length, QK, dst.Length, BlockBytes);
+        Blocks.CheckImportance(importance.Length, src.Length);
+        var search = IQ2GridSearch.ForIQ1;
+        float* scales = stackalloc float[QK / BlockSize];
+        int* shifts = stackalloc int[QK / BlockSize];
+        float* weight = stackalloc float[BlockSize];
+        float* sorted = stackalloc float[BlockSize];
+        int* order = stackalloc int[BlockSize];
+        sbyte* levels = stackalloc sbyte[BlockSize];
+        int* index = stackalloc int[BlockSize / 8];
+        float* sumqx = stackalloc float[4];
+        float* sumq2 = stackalloc float[4];
+        fixed (float* xp = PlusDelta, xm = MinusDelta)
+        fixed (float* x0 = src)
+        fixed (float* qw0 = importance)
+        fixed (byte* y0 = dst)
+        {
+            for (int ibl = 0; ibl < nb; ibl++)
+            {
+                byte* y = y0 + ibl * BlockBytes;
+                new Span<byte>(y, BlockBytes).Clear();
+                byte* qh = y + High;
+                ushort* sc = (ushort*)(y + Scales);
+                float maxScale = 0;
+                float* xbl = x0 + QK * ibl;
+                float sigma2 = IQ3Quantizer.Sigma2(xbl);
+                for (int ib = 0; ib < QK / BlockSize; ib++)
+                {
+                    float* xb = xbl + BlockSize * ib;
+                    MWeights(xb, qw0 != null ? qw0 + QK * ibl + BlockSize * ib : null, sigma2, weight);
+                    scales[ib] = 0;
+                    shifts[ib] = 0;
+                    if (MaxAbs(xb, BlockSize) < 1e-7f) continue; // GROUP_MAX_EPS_IQ1_M
+
+                    SortStable(xb, sorted, order, BlockSize);
+                    float best = -float.MaxValue, scale = 0;
+                    int best1 = -1, best2 = -1, bestK = -1;
+                    // k: the two halves' delta signs, 0: +,+  1: +,-  2: -,+  3: -,-
+                    for (int i1 = 0; i1 <= BlockSize; i1++)
+                    {
+                        for (int i2 = i1; i2 <= BlockSize; i2++)
+                        {
+                            for (int k = 0; k < 4; k++) sumqx[k] = sumq2[k] = 0;
+                            for (int j = 0; j < BlockSize; j++)
+                            {
+                                int i = order[j];
+                                int level = j < i1 ? 0 : j < i2 ? 1 : 2;
+                                float wp = weight[i] * xp[level], wm = weight[i] * xm[level];
+                                float qxp = wp * xb[i], qxm = wm * xb[i], q2p = wp * xp[level], q2m = wm * xm[level];
+                                bool first = i < BlockSize / 2;
+                                sumqx[0] += qxp; sumq2[0] += q2p;
+                                sumqx[3] += qxm; sumq2[3] += q2m;
+                                sumqx[1] += first ? qxp : qxm; sumq2[1] += first ? q2p : q2m;
+                                sumqx[2] += first ? qxm : qxp; sumq2[2] += first ? q2m : q2p;
+                            }
+                            for (int k = 0; k < 4; k++)
+                            {
+                                if (sumq2[k] > 0 && sumqx[k] * sumqx[k] > best * sumq2[k])
+                                {
+                                    scale = sumqx[k] / sumq2[k];
+                                    best = scale * sumqx[k];
+                                    (best1, best2, bestK) = (i1, i2, k);
+                                }
+                            }
+                        }
+                    }
+                    if (best1 < 0) continue;
+                    SplitLevels(order, levels, best1, best2, BlockSize);
+                    if (scale < 0)
+                    {
+                        for (int j = 0; j < BlockSize; j++) levels[j] = (sbyte)(2 - levels[j]);
+                        scale = -scale;
+                        bestK = 3 - bestK;
+                    }
+                    bool allOnGrid = true;
+                    for (int k = 0; k < BlockSize / 8; k++)
+                        index[k] = Snap(search, xb + 8 * k, weight + 8 * k, scale, HalfLevels(bestK, k, xp, xm), levels + 8 * k, ref allOnGrid);
+                    if (!allOnGrid)
+                    {
+                        float sx = 0, s2 = 0;
+                        for (int k = 0; k < BlockSize / 8; k++) Fit(search, index[k], xb + 8 * k, weight + 8 * k, HalfLevels(bestK, k, xp, xm), 1, ref sx, ref s2);
+                        if (sx > 0 && s2 > 0) scale = sx / s2;
+                    }
+                    y[2 * ib] = (byte)index[0];
+                    y[2 * ib + 1] = (byte)index[1];
+                    qh[ib] = (byte)((index[0] >> 8) | ((index[1] >> 8) << 4));
+                    scales[ib] = scale;
+                    shifts[ib] = bestK;
+                    maxScale = Math.Max(maxScale, scale);
+                }
+                if (maxScale == 0) continue;
+
+                float d = maxScale / 15;
+                float id = 1 / d;
+                float sumqxF = 0, sumq2F = 0;
+                for (int ib = 0; ib < QK / BlockSize; ib++)
+                {
+                    int l = Math.Clamp(KQuantMath.NearestInt(0.5f * (id * scales[ib] - 1)), 0, 7);
+                    sc[ib / 4] |= (ushort)(l << (3 * (ib % 4)));
+                    // The halves' delta signs: bit 3 of each nibble (2: the first half's, 1: the second's).
+                    qh[ib] |= (byte)(((shifts[ib] & 2) != 0 ? 0x08 : 0) | ((shifts[ib] & 1) != 0 ? 0x80 : 0));
+                    float* xb = xbl + BlockSize * ib;
+                    MWeights(xb, qw0 != null ? qw0 + QK * ibl + BlockSize * ib : null, sigma2, weight);
+                    for (int k = 0; k < BlockSize / 8; k++)
+                    {
+                        int entry = y[2 * ib + k] | (qh[ib] >> (4 * k) & 7) << 8;
+                        Fit(search, entry, xb + 8 * k, weight + 8 * k, HalfLevels(shifts[ib], k, xp, xm), 2 * l + 1, ref sumqxF, ref sumq2F);
+                    }
+                }
+                if (sumq2F > 0) d = sumqxF / sumq2F;
+                ushort bits = Fp16.FromFloat(d * 1.1125f); // ggml's fudge factor
+                sc[0] |= (ushort)((bits & 0x000f) << 12);
+                sc[1] |= (ushort)((bits & 0x00f0) << 8);
+                sc[2] |= (ushort)((bits & 0x0f00) << 4);
+                sc[3] |= (ushort)(bits & 0xf000);
+            }
+        }
+    }
+
+    /// <summary>IQ1_M's level values for half k of a block with delta signs <paramref name="shifts"/> (0..3).</summary>
+    private static float* HalfLevels(int shifts, int k, float* xp, float* xm)
+        => k == 0 ? (shifts < 2 ? xp : xm) : (shifts % 2 == 0 ? xp : xm);
+
+    /// <summary>IQ1_M's error weights: from the importance (times sqrt(σ² + x²)) or x².</summary>
+    private static void MWeights(float* xb, float* importance, float sigma2, float* weight)
+    {
+        for (int i = 0; i < 16; i++) weight[i] = importance != null ? importance[i] * MathF.Sqrt(sigma2 + xb[i] * xb[i]) : xb[i] * xb[i];
     }
 
     private static float MaxAbs(float* xb, int n)
