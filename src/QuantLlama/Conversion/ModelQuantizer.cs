@@ -18,9 +18,9 @@ public sealed record TensorPlan(GgufTensorInfo Source, GgmlType Type, string? Wa
 /// <summary>
 /// Quantizes a GGUF model the way llama-quantize does (llama_model_quantize): the same per-tensor type choices
 /// (llama_tensor_get_type) and the same bytes (our quantizers are bit-exact with ggml_quantize_chunk), with an
-/// importance matrix for the types whose quantizers here take one (IQ4_NL, IQ4_XS, Q4_K, Q5_K, Q6_K; F16 and Q8_0
-/// ignore it). Where llama-quantize gives up on a tensor whose rows do not divide into blocks of the
-/// fallback type, we keep that tensor in F16 and warn instead.
+/// importance matrix for the types whose quantizers here take one (IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M, Q4_K,
+/// Q5_K, Q6_K; F16 and Q8_0 ignore it). Where llama-quantize gives up on a tensor whose rows do not divide into blocks
+/// of the fallback type, we keep that tensor in F16 and warn instead.
 /// </summary>
 public static class ModelQuantizer
 {
@@ -49,6 +49,8 @@ public static class ModelQuantizer
         new("IQ3_XS", 22, GgmlType.IQ3_S, true),
         new("IQ3_S", 26, GgmlType.IQ3_S, true),
         new("IQ3_M", 27, GgmlType.IQ3_S, true),
+        new("IQ1_S", 24, GgmlType.IQ1_S, true),
+        new("IQ1_M", 31, GgmlType.IQ1_M, true),
     ];
 
     // Plain types accepted as targets besides the mixes (ggml types that are not llama.cpp file types).
@@ -171,7 +173,7 @@ public static class ModelQuantizer
 
     private static bool UseMoreBits(int i, int n) => i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
 
-    /// <summary>llama_tensor_get_type's rules for the mixes we offer (the branches for the IQ1, IQ2 and IQ3_XXS mixes left out).</summary>
+    /// <summary>llama_tensor_get_type's rules for the mixes we offer (the branches for the IQ2 and IQ3_XXS mixes left out).</summary>
     private static GgmlType MixType(GgufTensorInfo t, GgmlType type, PlanState s)
     {
         string name = t.Name;
@@ -180,11 +182,29 @@ public static class ModelQuantizer
         {
             long nx = t.Dimensions[0];
             if (s.IsFalcon || nx % GgmlTypeInfo.BlockSize(type) != 0) type = GgmlType.Q8_0;
+            else if (IsOneBit(ftype)) type = GgmlType.Q5_K;
             else if (type != GgmlType.Q8_0) type = GgmlType.Q6_K;
         }
         else if (name == "token_embd.weight" || name == "per_layer_token_embd.weight")
         {
             // Only the IQ and TQ mixes change the token embeddings.
+            if (IsOneBit(ftype)) type = GgmlType.Q2_K;
+        }
+        else if (IsOneBit(ftype))
+        {
+            // The very-low-bit mixes' own branch: the ffn_gate and ffn_up counters do not advance in it.
+            if (name.Contains("attn_v.weight"))
+            {
+                type = s.NGqa >= 4 || s.NExpert >= 4 ? GgmlType.Q4_K : GgmlType.Q2_K;
+                s.IAttentionWv++;
+            }
+            else if (s.NExpert == 8 && name.Contains("attn_k.weight")) type = GgmlType.Q4_K;
+            else if (name.Contains("ffn_down"))
+            {
+                if (s.IFfnDown < s.NFfnDown / 8) type = GgmlType.Q2_K;
+                s.IFfnDown++;
+            }
+            else if (name.Contains("attn_output.weight")) type = s.NExpert == 8 ? GgmlType.Q5_K : GgmlType.IQ2_XXS;
         }
         else if (name.Contains("attn_v.weight"))
         {
@@ -263,6 +283,14 @@ public static class ModelQuantizer
         return type;
     }
 
+    private static bool IsOneBit(string ftype) => ftype is "IQ1_S" or "IQ1_M";
+
+    /// <summary>
+    /// The types llama_model_quantize makes only with importance for the tensor (token_embd and output aside, which no
+    /// mix gives them): their quantizers fit 1 and 2 bits per value to what matters.
+    /// </summary>
+    private static bool NeedsImportance(GgmlType type) => type is GgmlType.IQ1_S or GgmlType.IQ1_M or GgmlType.IQ2_XXS or GgmlType.IQ2_XS or GgmlType.IQ2_S;
+
     private static void LayerFromName(string name, ref int layer)
     {
         int start = name.IndexOf("blk.", StringComparison.Ordinal);
@@ -278,7 +306,8 @@ public static class ModelQuantizer
         if (nx % GgmlTypeInfo.BlockSize(type) == 0) return new TensorPlan(t, type, null);
         GgmlType fallback = type switch
         {
-            GgmlType.IQ4_XS or GgmlType.IQ3_XXS or GgmlType.IQ3_S => GgmlType.IQ4_NL,
+            GgmlType.IQ1_S or GgmlType.IQ1_M or GgmlType.IQ2_XXS or GgmlType.IQ2_XS or GgmlType.IQ2_S
+                or GgmlType.IQ4_XS or GgmlType.IQ3_XXS or GgmlType.IQ3_S => GgmlType.IQ4_NL,
             // Q4_0 as current llama.cpp has it (earlier releases chose IQ4_NL).
             GgmlType.Q2_K or GgmlType.Q3_K => GgmlType.Q4_0,
             GgmlType.Q4_K => GgmlType.Q5_0,
@@ -301,11 +330,11 @@ public static class ModelQuantizer
     public static void Quantize(string inputPath, string outputPath, string targetName, Action<string> log, string? importancePath = null)
     {
         var importance = importancePath != null ? ImportanceMatrix.Load(importancePath) : null;
-        if (ImportanceMatrix.RequiredBy.Contains(targetName.ToUpperInvariant()))
-            throw importance == null ? new ArgumentException(ImportanceMatrix.RequiredMessage)
-                : new NotSupportedException($"quantizing to {targetName.ToUpperInvariant()} is not implemented");
+        bool needsMatrix = ImportanceMatrix.RequiredBy.Contains(targetName.ToUpperInvariant());
+        if (needsMatrix && importance == null) throw new ArgumentException(ImportanceMatrix.RequiredMessage);
         if (!TryParseTarget(targetName, out var target))
-            throw new ArgumentException($"unknown quantization type '{targetName}'; expected one of {TargetNames}");
+            throw needsMatrix ? new NotSupportedException($"quantizing to {targetName.ToUpperInvariant()} is not implemented")
+                : new ArgumentException($"unknown quantization type '{targetName}'; expected one of {TargetNames}");
         if (Path.GetFullPath(inputPath) == Path.GetFullPath(outputPath))
             throw new ArgumentException("the output must not overwrite the input");
         using var model = GgufFile.Open(inputPath);
@@ -313,9 +342,12 @@ public static class ModelQuantizer
         var weights = plan.ToDictionary(p => p.Source.Name, p => p.Type != p.Source.Type ? importance?.ForTensor(p.Source, log) : null);
         foreach (var p in plan)
         {
-            if (weights[p.Source.Name] != null && !Quantizer.IsSupportedWithImportance(p.Type))
+            bool weighted = weights[p.Source.Name] != null;
+            if (p.Type != p.Source.Type && !weighted && NeedsImportance(p.Type))
+                throw new InvalidDataException($"Missing importance matrix for tensor {p.Source.Name} in a very low-bit quantization");
+            if (weighted && !Quantizer.IsSupportedWithImportance(p.Type))
                 throw new NotSupportedException($"quantizing to {p.Type} (for {p.Source.Name}) with an importance matrix is not implemented");
-            if (p.Type != p.Source.Type && !Quantizer.IsSupported(p.Type))
+            if (p.Type != p.Source.Type && !weighted && !Quantizer.IsSupported(p.Type))
                 throw new NotSupportedException($"quantizing to {p.Type} (for {p.Source.Name}) is not available in this build");
             if (p.Type != p.Source.Type && !Dequantizer.IsSupported(p.Source.Type))
                 throw new NotSupportedException($"{p.Source.Name} is stored as {p.Source.Type}, which cannot be read back for requantizing");

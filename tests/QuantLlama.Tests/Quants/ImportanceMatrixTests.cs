@@ -128,7 +128,7 @@ public class ImportanceMatrixTests(ITestOutputHelper output)
     private static string StoriesImatrix() => ImatrixFor(Source);
 
     /// <summary>A legacy matrix for every layer matrix of a model (llama-imatrix leaves out output.weight by default).</summary>
-    private static string ImatrixFor(string modelPath)
+    internal static string ImatrixFor(string modelPath)
     {
         using var model = GgufFile.Open(modelPath);
         var entries = model.Tensors.Where(t => t.Name.StartsWith("blk.", StringComparison.Ordinal) && t.Dimensions.Length == 2)
