@@ -55,15 +55,7 @@ public class IQ1QuantizerTests
             }
         }
         Assert.True(compared > 100);
-        // Several rows sharing one column weighting, as a weight matrix is quantized.
-        var many = TestRows.Random(512 * 6, 91);
-        var columns = Importances(512, 5).First().Values;
-        var chunk = GgmlNative.QuantizeChunk(type, many, 512, columns);
-        int rowBytes = (int)GgmlTypeInfo.RowBytes(type, 512);
-        var ours = new byte[chunk.Length];
-        for (int r = 0; r < 6; r++)
-            Quantizer.QuantizeRowWeighted(type, many.AsSpan(r * 512, 512), ours.AsSpan(r * rowBytes, rowBytes), columns);
-        GgmlDifferentialTests.AssertBytes(chunk, ours, $"{type} 6 rows");
+        ImportanceMatrixTests.AssertRowsSharingColumnsAreGgmls(type, TestRows.Random(512 * 6, 91), Importances(512, 5).First().Values);
     }
 
     [Fact]

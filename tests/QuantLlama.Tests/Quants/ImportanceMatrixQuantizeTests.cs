@@ -92,14 +92,7 @@ public class ImportanceMatrixQuantizeTests(ITestOutputHelper output)
             using (var mine = GgufFile.Open(ours))
             using (var reference = GgufFile.Open(theirs))
             {
-                Assert.Equal(reference.Tensors.Count, mine.Tensors.Count);
-                foreach (var t in reference.Tensors)
-                {
-                    var m = mine.GetTensor(t.Name);
-                    Assert.True(t.Type == m.Type, $"{target}: {t.Name} is {m.Type}, llama.cpp chose {t.Type}");
-                    Assert.True(mine.GetTensorData(m).SequenceEqual(reference.GetTensorData(t)), $"{target}: {t.Name} ({t.Type}) bytes differ");
-                }
-                Assert.Equal(reference.Metadata.GetInteger("general.file_type"), mine.Metadata.GetInteger("general.file_type"));
+                ModelQuantizerTests.AssertSameTensors(mine, reference, target);
                 Assert.Equal(layerType, mine.GetTensor("blk.1.ffn_down.weight").Type);
                 Assert.Equal(GgmlType.Q4_K, mine.GetTensor("blk.0.attn_v.weight").Type);
                 Assert.Equal(GgmlType.IQ4_NL, mine.GetTensor("blk.0.attn_output.weight").Type);

@@ -131,19 +131,25 @@ public class ModelQuantizerTests
             Assert.True(LLama.LLamaQuantizer.Quantize(source, reference, ftype, 1, true, true), "llama_model_quantize failed");
             using var ours = GgufFile.Open(output);
             using var theirs = GgufFile.Open(reference);
-            Assert.Equal(theirs.Tensors.Count, ours.Tensors.Count);
-            foreach (var t in theirs.Tensors)
-            {
-                var mine = ours.GetTensor(t.Name);
-                Assert.True(t.Type == mine.Type, $"{target}: {t.Name} is {mine.Type}, llama.cpp chose {t.Type}");
-                Assert.True(ours.GetTensorData(mine).SequenceEqual(theirs.GetTensorData(t)), $"{target}: {t.Name} ({t.Type}) bytes differ");
-            }
-            Assert.Equal(theirs.Metadata.GetInteger("general.file_type"), ours.Metadata.GetInteger("general.file_type"));
+            AssertSameTensors(ours, theirs, target);
         }
         finally
         {
             Directory.Delete(dir, true);
         }
+    }
+
+    /// <summary>Every tensor of llama.cpp's file with the same type and bytes in ours, and the same general.file_type.</summary>
+    internal static void AssertSameTensors(GgufFile ours, GgufFile theirs, string target)
+    {
+        Assert.Equal(theirs.Tensors.Count, ours.Tensors.Count);
+        foreach (var t in theirs.Tensors)
+        {
+            var mine = ours.GetTensor(t.Name);
+            Assert.True(t.Type == mine.Type, $"{target}: {t.Name} is {mine.Type}, llama.cpp chose {t.Type}");
+            Assert.True(ours.GetTensorData(mine).SequenceEqual(theirs.GetTensorData(t)), $"{target}: {t.Name} ({t.Type}) bytes differ");
+        }
+        Assert.Equal(theirs.Metadata.GetInteger("general.file_type"), ours.Metadata.GetInteger("general.file_type"));
     }
 
     [Fact]

@@ -80,23 +80,12 @@ internal static unsafe class IQ1Quantizer
                                 float* xx = shift == 1 ? xp : xm;
                                 float sumqx = (sumx[i1] - sumx[0]) * xx[0] + (sumx[i2] - sumx[i1]) * xx[1] + (sumx[BlockSize] - sumx[i2]) * xx[2];
                                 float sumq2 = (sumw[i1] - sumw[0]) * xx[0] * xx[0] + (sumw[i2] - sumw[i1]) * xx[1] * xx[1] + (sumw[BlockSize] - sumw[i2]) * xx[2] * xx[2];
-                                if (sumq2 > 0 && sumqx * sumqx > best * sumq2)
-                                {
-                                    scale = sumqx / sumq2;
-                                    best = scale * sumqx;
-                                    (best1, best2, bestShift) = (i1, i2, shift);
-                                }
+                                if (Improves(sumqx, sumq2, ref best, ref scale)) (best1, best2, bestShift) = (i1, i2, shift);
                             }
                         }
                     }
                     if (best1 < 0) continue;
-                    SplitLevels(order, levels, best1, best2, BlockSize);
-                    if (scale < 0)
-                    {
-                        for (int j = 0; j < BlockSize; j++) levels[j] = (sbyte)(2 - levels[j]);
-                        scale = -scale;
-                        bestShift = -bestShift;
-                    }
+                    if (SetLevels(order, levels, best1, best2, BlockSize, ref scale)) bestShift = -bestShift;
                     float* shifted = bestShift == 1 ? xp : xm;
                     bool allOnGrid = true;
                     for (int k = 0; k < BlockSize / 8; k++)
@@ -199,24 +188,11 @@ internal static unsafe class IQ1Quantizer
                                 sumqx[2] += first ? qxm : qxp; sumq2[2] += first ? q2m : q2p;
                             }
                             for (int k = 0; k < 4; k++)
-                            {
-                                if (sumq2[k] > 0 && sumqx[k] * sumqx[k] > best * sumq2[k])
-                                {
-                                    scale = sumqx[k] / sumq2[k];
-                                    best = scale * sumqx[k];
-                                    (best1, best2, bestK) = (i1, i2, k);
-                                }
-                            }
+                                if (Improves(sumqx[k], sumq2[k], ref best, ref scale)) (best1, best2, bestK) = (i1, i2, k);
                         }
                     }
                     if (best1 < 0) continue;
-                    SplitLevels(order, levels, best1, best2, BlockSize);
-                    if (scale < 0)
-                    {
-                        for (int j = 0; j < BlockSize; j++) levels[j] = (sbyte)(2 - levels[j]);
-                        scale = -scale;
-                        bestK = 3 - bestK;
-                    }
+                    if (SetLevels(order, levels, best1, best2, BlockSize, ref scale)) bestK = 3 - bestK; // both signs swap
                     bool allOnGrid = true;
                     for (int k = 0; k < BlockSize / 8; k++)
                         index[k] = Snap(search, xb + 8 * k, weight + 8 * k, scale, HalfLevels(bestK, k, xp, xm), levels + 8 * k, ref allOnGrid);
@@ -300,10 +276,26 @@ internal static unsafe class IQ1Quantizer
         }
     }
 
-    /// <summary>Levels from the chosen split: the i1 smallest values 0, the next up to i2 1, the rest 2.</summary>
-    private static void SplitLevels(int* order, sbyte* levels, int i1, int i2, int n)
+    /// <summary>A split's least-squares fit, kept (scale and score) when it beats the best so far.</summary>
+    private static bool Improves(float sumqx, float sumq2, ref float best, ref float scale)
+    {
+        if (!(sumq2 > 0 && sumqx * sumqx > best * sumq2)) return false;
+        scale = sumqx / sumq2;
+        best = scale * sumqx;
+        return true;
+    }
+
+    /// <summary>
+    /// Levels from the chosen split: the i1 smallest values 0, the next up to i2 1, the rest 2. A negative scale is
+    /// made positive by mirroring the levels (true: the delta signs then swap too).
+    /// </summary>
+    private static bool SetLevels(int* order, sbyte* levels, int i1, int i2, int n, ref float scale)
     {
         for (int j = 0; j < n; j++) levels[order[j]] = (sbyte)(j < i1 ? 0 : j < i2 ? 1 : 2);
+        if (scale >= 0) return false;
+        for (int j = 0; j < n; j++) levels[j] = (sbyte)(2 - levels[j]);
+        scale = -scale;
+        return true;
     }
 
     /// <summary>The codebook entry of a group of 8 levels, or (off the codebook) its best neighbour at <paramref name="scale"/>.</summary>
