@@ -41,6 +41,19 @@ public sealed class ImportanceMatrix
     public const string RequiredMessage = "Please do not use IQ1_S, IQ1_M, IQ2_S, IQ2_XXS, IQ2_XS or Q2_K_S quantization without an importance matrix";
 
     /// <summary>
+    /// llama_model_quantize's per-tensor rule: a tensor bound for one of these types cannot be quantized without an
+    /// entry of the matrix (IQ1_M's token embeddings and output, and Q2_K outside the Q2_K_S mix or for the token
+    /// embeddings, can).
+    /// </summary>
+    public static bool IsRequiredFor(GgmlType type, string tensorName, string mix) => type switch
+    {
+        GgmlType.IQ2_XXS or GgmlType.IQ2_XS or GgmlType.IQ2_S or GgmlType.IQ1_S => true,
+        GgmlType.IQ1_M => tensorName != "token_embd.weight" && tensorName != "output.weight",
+        GgmlType.Q2_K => mix == "Q2_K_S" && tensorName != "token_embd.weight",
+        _ => false,
+    };
+
+    /// <summary>
     /// The importance [experts x columns] llama_model_quantize uses for <paramref name="tensor"/>: null when the file has
     /// no entry for it (said to <paramref name="log"/>); a size that is not the tensor's columns x experts is an
     /// error, except for token_embd.weight, which is then quantized without.

@@ -18,9 +18,9 @@ public sealed record TensorPlan(GgufTensorInfo Source, GgmlType Type, string? Wa
 /// <summary>
 /// Quantizes a GGUF model the way llama-quantize does (llama_model_quantize): the same per-tensor type choices
 /// (llama_tensor_get_type) and the same bytes (our quantizers are bit-exact with ggml_quantize_chunk), with an
-/// importance matrix for the types whose quantizers here take one (IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M, Q4_K,
-/// Q5_K, Q6_K; F16 and Q8_0 ignore it). Where llama-quantize gives up on a tensor whose rows do not divide into blocks
-/// of the fallback type, we keep that tensor in F16 and warn instead.
+/// importance matrix for the types whose quantizers here take one (IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS,
+/// IQ2_S, IQ1_S, IQ1_M, Q2_K, Q4_K, Q5_K, Q6_K; F16 and Q8_0 ignore it). Where llama-quantize gives up on a tensor
+/// whose rows do not divide into blocks of the fallback type, we keep that tensor in F16 and warn instead.
 /// </summary>
 public static class ModelQuantizer
 {
@@ -49,6 +49,10 @@ public static class ModelQuantizer
         new("IQ3_XS", 22, GgmlType.IQ3_S, true),
         new("IQ3_S", 26, GgmlType.IQ3_S, true),
         new("IQ3_M", 27, GgmlType.IQ3_S, true),
+        new("IQ2_XXS", 19, GgmlType.IQ2_XXS, true),
+        new("IQ2_XS", 20, GgmlType.IQ2_XS, true),
+        new("IQ2_S", 28, GgmlType.IQ2_XS, true),
+        new("IQ2_M", 29, GgmlType.IQ2_S, true),
         new("IQ1_S", 24, GgmlType.IQ1_S, true),
         new("IQ1_M", 31, GgmlType.IQ1_M, true),
     ];
@@ -173,7 +177,10 @@ public static class ModelQuantizer
 
     private static bool UseMoreBits(int i, int n) => i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
 
-    /// <summary>llama_tensor_get_type's rules for the mixes we offer (the branches for the IQ2 and IQ3_XXS mixes left out).</summary>
+    /// <summary>The very-low-bit mixes, which share a branch of llama_tensor_get_type.</summary>
+    private static bool IsVeryLowBit(string ftype) => ftype is "IQ2_XXS" or "IQ2_XS" or "IQ2_S" or "IQ2_M" or "IQ1_S" or "IQ1_M";
+
+    /// <summary>llama_tensor_get_type's rules for the mixes we offer (the branch for the IQ3_XXS mix left out).</summary>
     private static GgmlType MixType(GgufTensorInfo t, GgmlType type, PlanState s)
     {
         string name = t.Name;
@@ -182,29 +189,35 @@ public static class ModelQuantizer
         {
             long nx = t.Dimensions[0];
             if (s.IsFalcon || nx % GgmlTypeInfo.BlockSize(type) != 0) type = GgmlType.Q8_0;
-            else if (IsOneBit(ftype)) type = GgmlType.Q5_K;
+            else if (IsVeryLowBit(ftype)) type = GgmlType.Q5_K;
             else if (type != GgmlType.Q8_0) type = GgmlType.Q6_K;
         }
         else if (name == "token_embd.weight" || name == "per_layer_token_embd.weight")
         {
             // Only the IQ and TQ mixes change the token embeddings.
-            if (IsOneBit(ftype)) type = GgmlType.Q2_K;
+            if (ftype is "IQ2_XXS" or "IQ2_XS" or "IQ1_S" or "IQ1_M") type = GgmlType.Q2_K;
+            else if (ftype is "IQ2_S" or "IQ2_M") type = GgmlType.IQ3_S;
         }
-        else if (IsOneBit(ftype))
+        else if (IsVeryLowBit(ftype))
         {
-            // The very-low-bit mixes' own branch: the ffn_gate and ffn_up counters do not advance in it.
+            bool iq2sm = ftype is "IQ2_S" or "IQ2_M";
             if (name.Contains("attn_v.weight"))
             {
-                type = s.NGqa >= 4 || s.NExpert >= 4 ? GgmlType.Q4_K : GgmlType.Q2_K;
+                type = s.NGqa >= 4 || s.NExpert >= 4 ? GgmlType.Q4_K : iq2sm ? GgmlType.IQ3_S : GgmlType.Q2_K;
                 s.IAttentionWv++;
             }
             else if (s.NExpert == 8 && name.Contains("attn_k.weight")) type = GgmlType.Q4_K;
             else if (name.Contains("ffn_down"))
             {
-                if (s.IFfnDown < s.NFfnDown / 8) type = GgmlType.Q2_K;
+                if (s.IFfnDown < s.NFfnDown / 8) type = iq2sm ? GgmlType.IQ3_S : GgmlType.Q2_K;
                 s.IFfnDown++;
             }
-            else if (name.Contains("attn_output.weight")) type = s.NExpert == 8 ? GgmlType.Q5_K : GgmlType.IQ2_XXS;
+            else if (name.Contains("attn_output.weight"))
+            {
+                if (s.NExpert == 8) type = GgmlType.Q5_K;
+                else if (ftype is "IQ1_S" or "IQ1_M") type = GgmlType.IQ2_XXS;
+                else if (iq2sm) type = GgmlType.IQ3_S;
+            }
         }
         else if (name.Contains("attn_v.weight"))
         {
@@ -283,14 +296,6 @@ public static class ModelQuantizer
         return type;
     }
 
-    private static bool IsOneBit(string ftype) => ftype is "IQ1_S" or "IQ1_M";
-
-    /// <summary>
-    /// The types llama_model_quantize makes only with importance for the tensor (token_embd and output aside, which no
-    /// mix gives them): their quantizers fit 1 and 2 bits per value to what matters.
-    /// </summary>
-    private static bool NeedsImportance(GgmlType type) => type is GgmlType.IQ1_S or GgmlType.IQ1_M or GgmlType.IQ2_XXS or GgmlType.IQ2_XS or GgmlType.IQ2_S;
-
     private static void LayerFromName(string name, ref int layer)
     {
         int start = name.IndexOf("blk.", StringComparison.Ordinal);
@@ -306,8 +311,8 @@ public static class ModelQuantizer
         if (nx % GgmlTypeInfo.BlockSize(type) == 0) return new TensorPlan(t, type, null);
         GgmlType fallback = type switch
         {
-            GgmlType.IQ1_S or GgmlType.IQ1_M or GgmlType.IQ2_XXS or GgmlType.IQ2_XS or GgmlType.IQ2_S
-                or GgmlType.IQ4_XS or GgmlType.IQ3_XXS or GgmlType.IQ3_S => GgmlType.IQ4_NL,
+            GgmlType.IQ4_XS or GgmlType.IQ3_XXS or GgmlType.IQ3_S or GgmlType.IQ2_XXS or GgmlType.IQ2_XS or GgmlType.IQ2_S
+                or GgmlType.IQ1_S or GgmlType.IQ1_M => GgmlType.IQ4_NL,
             // Q4_0 as current llama.cpp has it (earlier releases chose IQ4_NL).
             GgmlType.Q2_K or GgmlType.Q3_K => GgmlType.Q4_0,
             GgmlType.Q4_K => GgmlType.Q5_0,
@@ -343,8 +348,8 @@ public static class ModelQuantizer
         foreach (var p in plan)
         {
             bool weighted = weights[p.Source.Name] != null;
-            if (p.Type != p.Source.Type && !weighted && NeedsImportance(p.Type))
-                throw new InvalidDataException($"Missing importance matrix for tensor {p.Source.Name} in a very low-bit quantization");
+            if (p.Type != p.Source.Type && !weighted && ImportanceMatrix.IsRequiredFor(p.Type, p.Source.Name, target.Name))
+                throw new ArgumentException($"Missing importance matrix for tensor {p.Source.Name} in a very low-bit quantization");
             if (weighted && !Quantizer.IsSupportedWithImportance(p.Type))
                 throw new NotSupportedException($"quantizing to {p.Type} (for {p.Source.Name}) with an importance matrix is not implemented");
             if (p.Type != p.Source.Type && !weighted && !Quantizer.IsSupported(p.Type))

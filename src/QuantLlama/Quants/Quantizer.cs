@@ -5,7 +5,7 @@ namespace QuantLlama.Quants;
 /// <summary>f32 values to blocks of any supported type, byte for byte as ggml's reference quantizers.</summary>
 public static unsafe class Quantizer
 {
-    /// <summary>True when <see cref="QuantizeRow"/> handles the type.</summary>
+    /// <summary>True when <see cref="QuantizeRow"/> handles the type (IQ2_XXS and IQ2_XS only quantize with an importance matrix: <see cref="IsSupportedWithImportance"/>).</summary>
     public static bool IsSupported(GgmlType type) => QuantFormats.Find((uint)type)?.Quantize != null;
 
     /// <summary>Quantizes src (a whole number of blocks) into dst (RowBytes(type, src.Length) bytes).</summary>
@@ -13,9 +13,10 @@ public static unsafe class Quantizer
     {
         var format = QuantFormats.Find((uint)type);
         var quantize = format?.Quantize;
-        if (quantize != null) quantize(src, dst);
-        else if (format?.QuantizeWeighted != null) throw new NotSupportedException($"quantizing to {type} needs an importance matrix");
-        else throw new NotSupportedException($"quantizing to {type} is not implemented");
+        if (quantize == null && format?.QuantizeWeighted != null)
+            throw new ArgumentException($"quantizing to {type} needs an importance matrix (ggml quantizes it only with one)");
+        if (quantize == null) throw new NotSupportedException($"quantizing to {type} is not implemented");
+        quantize(src, dst);
     }
 
     /// <summary>

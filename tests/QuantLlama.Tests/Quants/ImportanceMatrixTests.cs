@@ -29,6 +29,7 @@ public class ImportanceMatrixTests(ITestOutputHelper output)
     [Theory]
     [InlineData(GgmlType.IQ4_NL)]
     [InlineData(GgmlType.IQ4_XS)]
+    [InlineData(GgmlType.Q2_K)]
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q5_K)]
     [InlineData(GgmlType.Q6_K)]
@@ -64,7 +65,7 @@ public class ImportanceMatrixTests(ITestOutputHelper output)
     }
 
     /// <summary>llama-imatrix's legacy .dat layout.</summary>
-    private static byte[] LegacyFile(IEnumerable<(string Name, int Calls, float[] Sums)> entries, int? chunks, string? dataset)
+    internal static byte[] LegacyFile(IEnumerable<(string Name, int Calls, float[] Sums)> entries, int? chunks, string? dataset)
     {
         var stream = new MemoryStream();
         var w = new BinaryWriter(stream);
@@ -203,9 +204,9 @@ public class ImportanceMatrixTests(ITestOutputHelper output)
             Assert.Equal("error: Please do not use IQ1_S, IQ1_M, IQ2_S, IQ2_XXS, IQ2_XS or Q2_K_S quantization without an importance matrix",
                 r.StdErr.TrimEnd('\n'));
         }
-        var withMatrix = CliRunner.Run(["quantize", "--imatrix", StoriesImatrix(), Source, output, "IQ2_XXS"]);
+        var withMatrix = CliRunner.Run(["quantize", "--imatrix", StoriesImatrix(), Source, output, "Q2_K_S"]);
         Assert.Equal(1, withMatrix.ExitCode);
-        Assert.Equal("error: quantizing to IQ2_XXS is not implemented", withMatrix.StdErr.TrimEnd('\n'));
+        Assert.Equal("error: quantizing to Q2_K_S is not implemented", withMatrix.StdErr.TrimEnd('\n'));
         Assert.False(File.Exists(output));
     }
 

@@ -54,20 +54,22 @@ public class QuantFormatsTests
     {
         GgmlType[] quantizable = [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0,
             GgmlType.Q5_1, GgmlType.Q8_0, GgmlType.Q8_1, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K,
-            GgmlType.Q6_K, GgmlType.Q8_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS, GgmlType.IQ3_XXS, GgmlType.IQ3_S, GgmlType.IQ1_M];
-        GgmlType[] withImportanceOnly = [GgmlType.IQ1_S];
-        GgmlType[] readOnly = [GgmlType.IQ2_XXS, GgmlType.IQ2_XS, GgmlType.IQ2_S, GgmlType.TQ1_0, GgmlType.TQ2_0];
+            GgmlType.Q6_K, GgmlType.Q8_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS, GgmlType.IQ3_XXS, GgmlType.IQ3_S, GgmlType.IQ2_S,
+            GgmlType.IQ1_M];
+        GgmlType[] onlyWithImportance = [GgmlType.IQ2_XXS, GgmlType.IQ2_XS, GgmlType.IQ1_S];
+        GgmlType[] readOnly = [.. onlyWithImportance, GgmlType.TQ1_0, GgmlType.TQ2_0];
         foreach (var type in Enum.GetValues<GgmlType>())
         {
-            bool quantizes = quantizable.Contains(type), reads = quantizes || readOnly.Contains(type) || withImportanceOnly.Contains(type);
+            bool quantizes = quantizable.Contains(type), reads = quantizes || readOnly.Contains(type);
             Assert.Equal(quantizes, Quantizer.IsSupported(type));
-            if (withImportanceOnly.Contains(type)) Assert.True(Quantizer.IsSupportedWithImportance(type));
+            if (onlyWithImportance.Contains(type)) Assert.True(Quantizer.IsSupportedWithImportance(type));
             Assert.Equal(reads, Dequantizer.IsSupported(type));
             // Every readable type has matrix kernels except Q8_K, which ggml uses only as an activation.
             Assert.Equal(reads && type != GgmlType.Q8_K, QuantKernels.IsSupported(type));
             if (QuantKernels.IsSupported(type)) Assert.Equal(type, QuantKernels.Get(type).WeightType);
         }
-        Assert.Throws<NotSupportedException>(() => Quantizer.QuantizeRow(GgmlType.IQ2_XXS, new float[256], new byte[66]));
+        Assert.Throws<NotSupportedException>(() => Quantizer.QuantizeRow(GgmlType.TQ2_0, new float[256], new byte[66]));
+        Assert.Throws<ArgumentException>(() => Quantizer.QuantizeRow(GgmlType.IQ2_XXS, new float[256], new byte[66]));
         Assert.Throws<NotSupportedException>(() => Dequantizer.DequantizeRow(GgmlType.MXFP4, new byte[17], new float[32]));
     }
 }

@@ -8,7 +8,7 @@ namespace QuantLlama.Quants.IQuants;
 /// IQ2_S: super-blocks of 256 values as one fp16 scale d, 32 low bytes of 10-bit indices into the 8-value codebook
 /// <see cref="IQGrids.IQ2S"/> (four per block of 32), 32 bytes of one sign bit per value, 8 bytes of the indices'
 /// high bits (two per index, one byte per block), and per block one byte of two 4-bit scales s, one per half of 16;
-/// value = d · (2s + 1)/8 · ±magnitude. 2.56 bits per weight. Activation partner: Q8_K. No quantizer.
+/// value = d · (2s + 1)/8 · ±magnitude. 2.56 bits per weight. Activation partner: Q8_K.
 /// </summary>
 public static unsafe class IQ2_S
 {
@@ -16,12 +16,19 @@ public static unsafe class IQ2_S
     public const int BlockBytes = 82;
 
     /// <summary>IQ2_S as <see cref="QuantFormats"/> lists it.</summary>
-    internal static QuantFormat Description => new(GgmlType.IQ2_S, BlockSize, BlockBytes, null, &Dequantize,
-        new TypeKernel { Activation = KQuants.Q8_K.Activation, Dot = &Dot });
+    internal static QuantFormat Description => new(GgmlType.IQ2_S, BlockSize, BlockBytes, &Quantize, &Dequantize,
+        new TypeKernel { Activation = KQuants.Q8_K.Activation, Dot = &Dot }) { QuantizeWeighted = &Quantize };
 
     private const int Signs = 2 + 32, HighBits = Signs + 32, Scales = HighBits + 8;
 
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst) => GridQuants.Dequantize<Format>(src, dst);
+
+    /// <summary>The quantizer without an importance matrix.</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst) => Quantize(src, dst, default);
+
+    /// <summary>Quantizer, byte for byte ggml's quantize_iq2_s, with the row's column importance [src.Length] or without (empty).</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+        => IQ2Quantizer.QuantizeS(src, dst, importance);
 
     internal static float Dot(byte* w, byte* a, int n) => Kernels.UseAvx2 ? DotAvx2(w, a, n) : DotScalar(w, a, n);
 

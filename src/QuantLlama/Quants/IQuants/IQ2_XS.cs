@@ -8,7 +8,7 @@ namespace QuantLlama.Quants.IQuants;
 /// IQ2_XS: super-blocks of 256 values as one fp16 scale d, 32 16-bit words (four per block of 32: a 9-bit index
 /// into the 8-value codebook <see cref="IQGrids.IQ2XS"/> and a 7-bit sign group), then per block one byte of two
 /// 4-bit scales s, one per half of 16; value = d · (2s + 1)/8 · ±magnitude. 2.31 bits per weight. Activation
-/// partner: Q8_K. No quantizer (llama.cpp's needs an importance matrix).
+/// partner: Q8_K. Quantized only with an importance matrix, as ggml quantizes it.
 /// </summary>
 public static unsafe class IQ2_XS
 {
@@ -17,11 +17,16 @@ public static unsafe class IQ2_XS
 
     /// <summary>IQ2_XS as <see cref="QuantFormats"/> lists it.</summary>
     internal static QuantFormat Description => new(GgmlType.IQ2_XS, BlockSize, BlockBytes, null, &Dequantize,
-        new TypeKernel { Activation = KQuants.Q8_K.Activation, Dot = &Dot });
+        new TypeKernel { Activation = KQuants.Q8_K.Activation, Dot = &Dot }) { QuantizeWeighted = &Quantize };
 
     private const int Scales = 2 + 64;
 
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst) => GridQuants.Dequantize<Format>(src, dst);
+
+    /// <summary>Quantizer, byte for byte ggml's quantize_iq2_xs, with the row's column importance [src.Length] (required,
+    /// as ggml requires it).</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+        => IQ2Quantizer.QuantizeXs(src, dst, importance);
 
     internal static float Dot(byte* w, byte* a, int n) => Kernels.UseAvx2 ? DotAvx2(w, a, n) : DotScalar(w, a, n);
 

@@ -7,8 +7,8 @@ namespace QuantLlama.Quants.IQuants;
 /// <summary>
 /// IQ2_XXS: super-blocks of 256 values as one fp16 scale d and, per block of 32, two 32-bit words: four byte indices
 /// into the 8-value codebook <see cref="IQGrids.IQ2XXS"/>, then four 7-bit sign groups and a 4-bit scale s;
-/// value = d · (2s + 1)/8 · ±magnitude. 2.06 bits per weight. Activation partner: Q8_K. No quantizer (llama.cpp's
-/// needs an importance matrix).
+/// value = d · (2s + 1)/8 · ±magnitude. 2.06 bits per weight. Activation partner: Q8_K. Quantized only with an
+/// importance matrix, as ggml quantizes it.
 /// </summary>
 public static unsafe class IQ2_XXS
 {
@@ -17,9 +17,14 @@ public static unsafe class IQ2_XXS
 
     /// <summary>IQ2_XXS as <see cref="QuantFormats"/> lists it.</summary>
     internal static QuantFormat Description => new(GgmlType.IQ2_XXS, BlockSize, BlockBytes, null, &Dequantize,
-        new TypeKernel { Activation = KQuants.Q8_K.Activation, Dot = &Dot });
+        new TypeKernel { Activation = KQuants.Q8_K.Activation, Dot = &Dot }) { QuantizeWeighted = &Quantize };
 
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst) => GridQuants.Dequantize<Format>(src, dst);
+
+    /// <summary>Quantizer, byte for byte ggml's quantize_iq2_xxs, with the row's column importance [src.Length] (required,
+    /// as ggml requires it).</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+        => IQ2Quantizer.QuantizeXxs(src, dst, importance);
 
     internal static float Dot(byte* w, byte* a, int n) => Kernels.UseAvx2 ? DotAvx2(w, a, n) : DotScalar(w, a, n);
 

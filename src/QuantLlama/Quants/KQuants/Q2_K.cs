@@ -29,7 +29,7 @@ public static unsafe class Q2_K
 
     /// <summary>Q2_K as <see cref="QuantFormats"/> lists it.</summary>
     internal static QuantFormat Description => new(GgmlType.Q2_K, BlockSize, BlockBytes, &Quantize, &Dequantize,
-        new TypeKernel { Activation = Q8_K.Activation, Dot = &Dot });
+        new TypeKernel { Activation = Q8_K.Activation, Dot = &Dot }) { QuantizeWeighted = &Quantize };
 
     /// <summary>quantize_row_q2_K_ref, bit for bit.</summary>
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
@@ -40,6 +40,59 @@ public static unsafe class Q2_K
             for (int i = 0; i < blocks; i++)
                 QuantizeBlock(src.Slice(i * BlockSize, BlockSize), (BlockQ2K*)(p + i * BlockBytes));
         }
+    }
+
+    /// <summary>ggml's quantize_q2_K, bit for bit: with an importance matrix its quantize_row_q2_K_impl, without the reference.</summary>
+    /// <param name="importance">Empty, or the row's column importance [src.Length] from an importance matrix.</param>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+    {
+        Blocks.CheckImportance(importance.Length, src.Length);
+        if (importance.IsEmpty)
+        {
+            Quantize(src, dst);
+            return;
+        }
+        int blocks = Blocks.Check(src.Length, BlockSize, dst.Length, BlockBytes);
+        fixed (byte* p = dst)
+        {
+            for (int i = 0; i < blocks; i++)
+                QuantizeBlockWeighted(src.Slice(i * BlockSize, BlockSize), (BlockQ2K*)(p + i * BlockBytes), importance.Slice(i * BlockSize, BlockSize));
+        }
+    }
+
+    /// <summary>
+    /// quantize_row_q2_K_impl for one super-block: each group of 16 fitted by the weighted search (importance times
+    /// sqrt(σ² + x²)), the 4-bit scales and mins fitted to the groups' by make_qp_quants weighted by the groups' total
+    /// weight, then every value requantized at its stored scale and min.
+    /// </summary>
+    private static void QuantizeBlockWeighted(ReadOnlySpan<float> x, BlockQ2K* y, ReadOnlySpan<float> importance)
+    {
+        Span<byte> levels = stackalloc byte[BlockSize];
+        Span<byte> scratch = stackalloc byte[16];
+        Span<float> weights = stackalloc float[16];
+        Span<float> sumWeights = stackalloc float[16];
+        Span<float> mins = stackalloc float[16];
+        Span<float> scales = stackalloc float[16];
+        Span<byte> ls = stackalloc byte[16];
+        Span<byte> lm = stackalloc byte[16];
+        float sumX2 = 0;
+        for (int j = 0; j < BlockSize; j++) sumX2 += x[j] * x[j];
+        float sigma2 = sumX2 / BlockSize;
+        for (int g = 0; g < 16; g++)
+        {
+            var xs = x.Slice(16 * g, 16);
+            for (int l = 0; l < 16; l++) weights[l] = importance[16 * g + l] * MathF.Sqrt(sigma2 + xs[l] * xs[l]);
+            float sumW = 0;
+            for (int l = 0; l < 16; l++) sumW += weights[l];
+            sumWeights[g] = sumW;
+            // make_qkx3_quants is make_qkx2_quants but for its all-equal test, which cannot differ once min <= 0 <= max.
+            scales[g] = KQuantMath.MakeQkx2Quants(16, 3, xs, weights, levels.Slice(16 * g, 16), out mins[g], scratch,
+                -0.9f, 0.05f, 36, false);
+        }
+        y->D = KQuantMath.ToHalfBits(ImportanceSearch.MakeQpQuants(16, 15, scales, ls, sumWeights));
+        y->DMin = KQuantMath.ToHalfBits(ImportanceSearch.MakeQpQuants(16, 15, mins, lm, sumWeights));
+        for (int g = 0; g < 16; g++) y->Scales[g] = (byte)(ls[g] | (lm[g] << 4));
+        PackRequantized(x, y, levels);
     }
 
     private static void QuantizeBlock(ReadOnlySpan<float> x, BlockQ2K* y)
@@ -83,6 +136,12 @@ public static unsafe class Q2_K
             y->DMin = KQuantMath.ToHalfBits(0f);
         }
 
+        PackRequantized(x, y, levels);
+    }
+
+    /// <summary>Every group's values requantized at its stored scale and min (groups of scale 0 keep their first levels), then packed.</summary>
+    private static void PackRequantized(ReadOnlySpan<float> x, BlockQ2K* y, Span<byte> levels)
+    {
         float dAll = KQuantMath.FromHalfBits(y->D), mAll = KQuantMath.FromHalfBits(y->DMin);
         for (int g = 0; g < 16; g++)
         {
