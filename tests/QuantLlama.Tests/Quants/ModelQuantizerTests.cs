@@ -129,9 +129,7 @@ public class ModelQuantizerTests
             LlamaCppModel.EnsureNativeLibrary();
             string reference = Path.Combine(dir, "llama.gguf");
             Assert.True(LLama.LLamaQuantizer.Quantize(source, reference, ftype, 1, true, true), "llama_model_quantize failed");
-            using var ours = GgufFile.Open(output);
-            using var theirs = GgufFile.Open(reference);
-            AssertSameTensors(ours, theirs, target);
+            AssertSameTensors(output, reference, target);
         }
         finally
         {
@@ -139,9 +137,11 @@ public class ModelQuantizerTests
         }
     }
 
-    /// <summary>Every tensor of llama.cpp's file with the same type and bytes in ours, and the same general.file_type.</summary>
-    internal static void AssertSameTensors(GgufFile ours, GgufFile theirs, string target)
+    /// <summary>Our file has llama.cpp's tensors: the same names, types and bytes, and the same general.file_type.</summary>
+    internal static void AssertSameTensors(string oursPath, string referencePath, string target)
     {
+        using var ours = GgufFile.Open(oursPath);
+        using var theirs = GgufFile.Open(referencePath);
         Assert.Equal(theirs.Tensors.Count, ours.Tensors.Count);
         foreach (var t in theirs.Tensors)
         {

@@ -51,6 +51,56 @@ internal static class CodebookNeighbours
         return (map, neighbours.ToArray());
     }
 
+    /// <summary>
+    /// A codebook's entries as levels [entries × width]: each value's index among <paramref name="values"/>
+    /// (<paramref name="grid"/> holds each entry's values as bytes, lowest first, as IQGrids stores them).
+    /// </summary>
+    public static byte[] LevelsOf(ReadOnlySpan<byte> grid, int width, ReadOnlySpan<int> values)
+    {
+        var levels = new byte[grid.Length];
+        for (int k = 0; k < grid.Length; k++)
+        {
+            int l = values.IndexOf(grid[k]);
+            if (l < 0) throw new InvalidOperationException($"codebook entry {k / width} has a value outside the levels");
+            levels[k] = (byte)l;
+        }
+        return levels;
+    }
+
+    /// <summary>ggml's search grid: each level l as the odd number 2l + 1, one byte per value.</summary>
+    public static byte[] OddLevels(byte[] levels) => levels.Select(l => (byte)(2 * l + 1)).ToArray();
+
+    /// <summary>
+    /// iq2_find_best_neighbour / iq3_find_best_neighbour: among the neighbours listed at <paramref name="offset"/>,
+    /// the entry whose odd levels (<paramref name="grid"/>, <paramref name="width"/> bytes per entry) at
+    /// <paramref name="scale"/> best fit the values by weighted squared error; its levels go to <paramref name="levels"/>.
+    /// </summary>
+    public static unsafe int BestNeighbour(ReadOnlySpan<ushort> neighbours, int offset, ReadOnlySpan<byte> grid, int width,
+        float* values, float* weights, float scale, sbyte* levels)
+    {
+        int count = neighbours[offset];
+        float best = float.MaxValue;
+        int bestEntry = -1;
+        for (int j = 1; j <= count; j++)
+        {
+            int entry = neighbours[offset + j];
+            var q = grid.Slice(entry * width, width);
+            float d2 = 0;
+            for (int i = 0; i < width; i++)
+            {
+                float diff = scale * q[i] - values[i];
+                d2 += weights[i] * diff * diff;
+            }
+            if (d2 < best)
+            {
+                best = d2;
+                bestEntry = entry;
+            }
+        }
+        for (int i = 0; i < width; i++) levels[i] = (sbyte)((grid[bestEntry * width + i] - 1) / 2);
+        return bestEntry;
+    }
+
     /// <summary>The point number of a group of levels.</summary>
     public static int PointOf(ReadOnlySpan<byte> levels, int bits)
     {

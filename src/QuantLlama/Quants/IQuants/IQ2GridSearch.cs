@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace QuantLlama.Quants.IQuants;
 
 /// <summary>
@@ -23,10 +25,10 @@ internal sealed class IQ2GridSearch
     /// <summary>The dequantized magnitudes of the IQ2 codebooks' levels 0, 1, 2.</summary>
     private static readonly int[] Magnitudes = [0x08, 0x19, 0x2B];
 
-    private static readonly Lazy<IQ2GridSearch> Xxs = new(() => new IQ2GridSearch(LevelsOf(IQGrids.IQ2XXS, Magnitudes), 2));
-    private static readonly Lazy<IQ2GridSearch> Xs = new(() => new IQ2GridSearch(LevelsOf(IQGrids.IQ2XS, Magnitudes), 2));
-    private static readonly Lazy<IQ2GridSearch> S = new(() => new IQ2GridSearch(LevelsOf(IQGrids.IQ2S, Magnitudes), 1));
-    private static readonly Lazy<IQ2GridSearch> IQ1 = new(() => new IQ2GridSearch(LevelsOf(IQGrids.IQ1S, [0xFF, 0x00, 0x01]), 3));
+    private static readonly Lazy<IQ2GridSearch> Xxs = new(() => new IQ2GridSearch(IQGrids.IQ2XXS, Magnitudes, 2));
+    private static readonly Lazy<IQ2GridSearch> Xs = new(() => new IQ2GridSearch(IQGrids.IQ2XS, Magnitudes, 2));
+    private static readonly Lazy<IQ2GridSearch> S = new(() => new IQ2GridSearch(IQGrids.IQ2S, Magnitudes, 1));
+    private static readonly Lazy<IQ2GridSearch> IQ1 = new(() => new IQ2GridSearch(IQGrids.IQ1S, [0xFF, 0x00, 0x01], 3));
 
     /// <summary>IQ2_XXS's 256-entry codebook.</summary>
     public static IQ2GridSearch ForXxs => Xxs.Value;
@@ -40,58 +42,17 @@ internal sealed class IQ2GridSearch
     /// <summary>IQ1_S's and IQ1_M's 2048-entry codebook (values -1, 0, 1 as levels 0, 1, 2).</summary>
     public static IQ2GridSearch ForIQ1 => IQ1.Value;
 
-    /// <summary>The codebook's entries as levels [entries × 8]: the index of each byte among <paramref name="values"/>.</summary>
-    private static byte[] LevelsOf(ReadOnlySpan<ulong> grid, int[] values)
+    private IQ2GridSearch(ReadOnlySpan<ulong> codebook, int[] values, int wanted)
     {
-        var levels = new byte[grid.Length * 8];
-        for (int e = 0; e < grid.Length; e++)
-            for (int i = 0; i < 8; i++)
-            {
-                int l = Array.IndexOf(values, (int)(grid[e] >> (8 * i)) & 0xFF);
-                if (l < 0) throw new InvalidOperationException($"codebook entry {e} has a value outside the levels");
-                levels[8 * e + i] = (byte)l;
-            }
-        return levels;
-    }
-
-    private IQ2GridSearch(byte[] levels, int wanted)
-    {
-        Grid = new ulong[levels.Length / 8];
-        for (int e = 0; e < Grid.Length; e++)
-            for (int i = 0; i < 8; i++) Grid[e] |= (ulong)(2 * levels[8 * e + i] + 1) << (8 * i);
+        var levels = CodebookNeighbours.LevelsOf(MemoryMarshal.AsBytes(codebook), 8, values);
+        Grid = MemoryMarshal.Cast<byte, ulong>(CodebookNeighbours.OddLevels(levels)).ToArray();
         (Map, Neighbours) = CodebookNeighbours.Build(levels, 8, 2, Points, wanted);
     }
 
     /// <summary>The level (0..2) of an entry's value i.</summary>
     public int Level(int entry, int i) => (int)(((Grid[entry] >> (8 * i)) & 0xFF) - 1) / 2;
 
-    /// <summary>
-    /// iq2_find_best_neighbour: among the neighbours of an off-codebook point (at <paramref name="offset"/>), the entry
-    /// whose levels at <paramref name="scale"/> best fit the eight values by weighted squared error; its levels go to
-    /// <paramref name="levels"/>.
-    /// </summary>
+    /// <summary>iq2_find_best_neighbour for the eight values of an off-codebook point's group (see <see cref="CodebookNeighbours.BestNeighbour"/>).</summary>
     public unsafe int BestNeighbour(int offset, float* values, float* weights, float scale, sbyte* levels)
-    {
-        int count = Neighbours[offset];
-        float best = float.MaxValue;
-        int bestEntry = -1;
-        for (int j = 1; j <= count; j++)
-        {
-            int entry = Neighbours[offset + j];
-            float d2 = 0;
-            for (int i = 0; i < 8; i++)
-            {
-                float q = (Grid[entry] >> (8 * i)) & 0xFF;
-                float diff = scale * q - values[i];
-                d2 += weights[i] * diff * diff;
-            }
-            if (d2 < best)
-            {
-                best = d2;
-                bestEntry = entry;
-            }
-        }
-        for (int i = 0; i < 8; i++) levels[i] = (sbyte)Level(bestEntry, i);
-        return bestEntry;
-    }
+        => CodebookNeighbours.BestNeighbour(Neighbours, offset, MemoryMarshal.AsBytes(Grid.AsSpan()), 8, values, weights, scale, levels);
 }

@@ -47,7 +47,7 @@ internal static unsafe class IQ2Quantizer
                 for (int ib = 0; ib < QK / 32; ib++)
                 {
                     float* xb = xbl + 32 * ib;
-                    Weights(xb, qw0 + QK * ibl + 32 * ib, sigma2, weight, rootWeight, 32);
+                    IQ3Quantizer.Weights(xb, qw0 + QK * ibl + 32 * ib, sigma2, weight, rootWeight, 32);
                     for (int k = 0; k < 4; k++) blockSigns[k] = EvenSigns(xb + 8 * k, weight + 8 * k, xval + 8 * k);
                     float max = Max(xval, 32);
                     new Span<sbyte>(levels, 32).Clear();
@@ -69,7 +69,7 @@ internal static unsafe class IQ2Quantizer
                         float id = (2 * MaxQ - 1 + step * 0.1f) / effMax;
                         float thisScale = 1 / id;
                         for (int k = 0; k < 4; k++) Snap(search, xval + 8 * k, rootWeight + 8 * k, id, thisScale, trial + 8 * k);
-                        var (sumqx, sumq2) = Fit(xval, weight, trial, 32);
+                        var (sumqx, sumq2) = IQ3Quantizer.Fit(xval, weight, trial, 32);
                         if (sumq2 > 0 && sumqx * sumqx > best * sumq2)
                         {
                             scale = sumqx / sumq2;
@@ -81,7 +81,7 @@ internal static unsafe class IQ2Quantizer
                     {
                         float id = 1 / scale;
                         for (int k = 0; k < 4; k++) Snap(search, xval + 8 * k, rootWeight + 8 * k, id, scale, levels + 8 * k);
-                        var (sumqx, sumq2) = Fit(xval, weight, levels, 32);
+                        var (sumqx, sumq2) = IQ3Quantizer.Fit(xval, weight, levels, 32);
                         if (sumq2 > 0) scale = sumqx / sumq2;
                     }
                     if (scale < 0)
@@ -143,7 +143,7 @@ internal static unsafe class IQ2Quantizer
                 for (int ib = 0; ib < QK / 16; ib++)
                 {
                     float* xb = xbl + 16 * ib;
-                    Weights(xb, qw0 + QK * ibl + 16 * ib, sigma2, weight, rootWeight, 16);
+                    IQ3Quantizer.Weights(xb, qw0 + QK * ibl + 16 * ib, sigma2, weight, rootWeight, 16);
                     for (int k = 0; k < 2; k++) blockSigns[k] = EvenSigns(xb + 8 * k, weight + 8 * k, xval + 8 * k);
                     float max = Max(xval, 16);
                     new Span<sbyte>(levels, 16).Clear();
@@ -208,7 +208,7 @@ internal static unsafe class IQ2Quantizer
                 for (int ib = 0; ib < QK / 16; ib++)
                 {
                     float* xb = xbl + 16 * ib;
-                    if (qw0 != null) Weights(xb, qw0 + QK * ibl + 16 * ib, sigma2, weight, rootWeight, 16);
+                    if (qw0 != null) IQ3Quantizer.Weights(xb, qw0 + QK * ibl + 16 * ib, sigma2, weight, rootWeight, 16);
                     else
                     {
                         for (int i = 0; i < 16; i++) weight[i] = 0.25f * sigma2 + xb[i] * xb[i];
@@ -317,7 +317,7 @@ internal static unsafe class IQ2Quantizer
             float thisScale = 1 / id;
             bool trial0 = Snap(search, xval, rootWeight, id, thisScale, trial);
             bool trial1 = Snap(search, xval + 8, rootWeight + 8, id, thisScale, trial + 8);
-            var (sumqx, sumq2) = Fit(xval, weight, trial, 16);
+            var (sumqx, sumq2) = IQ3Quantizer.Fit(xval, weight, trial, 16);
             if (sumq2 > 0 && sumqx * sumqx > best * sumq2)
             {
                 scale = sumqx / sumq2;
@@ -331,7 +331,7 @@ internal static unsafe class IQ2Quantizer
             float id = 1 / scale;
             if (!onGrid0) Snap(search, xval, rootWeight, id, scale, levels);
             if (!onGrid1) Snap(search, xval + 8, rootWeight + 8, id, scale, levels + 8);
-            var (sumqx, sumq2) = Fit(xval, weight, levels, 16);
+            var (sumqx, sumq2) = IQ3Quantizer.Fit(xval, weight, levels, 16);
             if (sumq2 > 0) scale = sumqx / sumq2;
         }
         return scale;
@@ -366,13 +366,6 @@ internal static unsafe class IQ2Quantizer
         return entry;
     }
 
-    /// <summary>Error weights for a block from the importance (times sqrt(σ² + x²)), and their square roots.</summary>
-    private static void Weights(float* xb, float* importance, float sigma2, float* weight, float* rootWeight, int n)
-    {
-        for (int i = 0; i < n; i++) weight[i] = importance[i] * MathF.Sqrt(sigma2 + xb[i] * xb[i]);
-        for (int i = 0; i < n; i++) rootWeight[i] = MathF.Sqrt(weight[i]);
-    }
-
     /// <summary>The 16 blocks' scales as 4-bit multiples of d (scale ≈ d·(2l + 1)/2), two to a byte.</summary>
     private static void PackScales(byte* dst, float invD, float* scales)
     {
@@ -394,19 +387,5 @@ internal static unsafe class IQ2Quantizer
         float max = xval[0];
         for (int i = 1; i < n; i++) max = Math.Max(max, xval[i]);
         return max;
-    }
-
-    /// <summary>Σ w·x·q and Σ w·q² over a block of n with q = 2l + 1.</summary>
-    private static (float SumQx, float SumQ2) Fit(float* xval, float* weight, sbyte* levels, int n)
-    {
-        float sumqx = 0, sumq2 = 0;
-        for (int i = 0; i < n; i++)
-        {
-            float w = weight[i];
-            float q = 2 * levels[i] + 1;
-            sumqx += w * xval[i] * q;
-            sumq2 += w * q * q;
-        }
-        return (sumqx, sumq2);
     }
 }

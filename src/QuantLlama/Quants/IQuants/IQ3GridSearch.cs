@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace QuantLlama.Quants.IQuants;
 
 /// <summary>
@@ -19,8 +21,8 @@ internal sealed class IQ3GridSearch
     /// <summary>Per point off the codebook: a count, then that many entry numbers.</summary>
     public readonly ushort[] Neighbours;
 
-    private static readonly Lazy<IQ3GridSearch> Xxs = new(() => new IQ3GridSearch(LevelsOf(IQGrids.IQ3XXS, [4, 12, 20, 28, 36, 44, 52, 62]), 2));
-    private static readonly Lazy<IQ3GridSearch> S = new(() => new IQ3GridSearch(LevelsOf(IQGrids.IQ3S, [1, 3, 5, 7, 9, 11, 13, 15]), 3));
+    private static readonly Lazy<IQ3GridSearch> Xxs = new(() => new IQ3GridSearch(IQGrids.IQ3XXS, [4, 12, 20, 28, 36, 44, 52, 62], 2));
+    private static readonly Lazy<IQ3GridSearch> S = new(() => new IQ3GridSearch(IQGrids.IQ3S, [1, 3, 5, 7, 9, 11, 13, 15], 3));
 
     /// <summary>IQ3_XXS's 256-entry codebook.</summary>
     public static IQ3GridSearch ForXxs => Xxs.Value;
@@ -28,58 +30,17 @@ internal sealed class IQ3GridSearch
     /// <summary>IQ3_S's 512-entry codebook.</summary>
     public static IQ3GridSearch ForS => S.Value;
 
-    /// <summary>The codebook's entries as levels 0..7 [entries × 4] (the dequantized magnitudes are the given eight values).</summary>
-    private static byte[] LevelsOf(ReadOnlySpan<uint> grid, int[] magnitudes)
+    private IQ3GridSearch(ReadOnlySpan<uint> codebook, int[] magnitudes, int wanted)
     {
-        var levels = new byte[grid.Length * 4];
-        for (int e = 0; e < grid.Length; e++)
-            for (int i = 0; i < 4; i++)
-            {
-                int l = Array.IndexOf(magnitudes, (int)(grid[e] >> (8 * i)) & 0xFF);
-                if (l < 0) throw new InvalidOperationException($"codebook entry {e} has a magnitude outside the levels");
-                levels[4 * e + i] = (byte)l;
-            }
-        return levels;
-    }
-
-    private IQ3GridSearch(byte[] levels, int wanted)
-    {
-        Grid = new uint[levels.Length / 4];
-        for (int e = 0; e < Grid.Length; e++)
-            for (int i = 0; i < 4; i++) Grid[e] |= (uint)(2 * levels[4 * e + i] + 1) << (8 * i);
+        var levels = CodebookNeighbours.LevelsOf(MemoryMarshal.AsBytes(codebook), 4, magnitudes);
+        Grid = MemoryMarshal.Cast<byte, uint>(CodebookNeighbours.OddLevels(levels)).ToArray();
         (Map, Neighbours) = CodebookNeighbours.Build(levels, 4, 3, Points, wanted);
     }
 
     /// <summary>The level (0..7) of an entry's value i.</summary>
     public int Level(int entry, int i) => (int)(((Grid[entry] >> (8 * i)) & 0xFF) - 1) / 2;
 
-    /// <summary>
-    /// iq3_find_best_neighbour: among the neighbours of an off-codebook point (at <paramref name="offset"/>), the entry
-    /// whose levels at <paramref name="scale"/> best fit the four values by weighted squared error; its levels go to
-    /// <paramref name="levels"/>.
-    /// </summary>
+    /// <summary>iq3_find_best_neighbour for the four values of an off-codebook point's group (see <see cref="CodebookNeighbours.BestNeighbour"/>).</summary>
     public unsafe int BestNeighbour(int offset, float* values, float* weights, float scale, sbyte* levels)
-    {
-        int count = Neighbours[offset];
-        float best = float.MaxValue;
-        int bestEntry = -1;
-        for (int j = 1; j <= count; j++)
-        {
-            int entry = Neighbours[offset + j];
-            float d2 = 0;
-            for (int i = 0; i < 4; i++)
-            {
-                float q = (Grid[entry] >> (8 * i)) & 0xFF;
-                float diff = scale * q - values[i];
-                d2 += weights[i] * diff * diff;
-            }
-            if (d2 < best)
-            {
-                best = d2;
-                bestEntry = entry;
-            }
-        }
-        for (int i = 0; i < 4; i++) levels[i] = (sbyte)Level(bestEntry, i);
-        return bestEntry;
-    }
+        => CodebookNeighbours.BestNeighbour(Neighbours, offset, MemoryMarshal.AsBytes(Grid.AsSpan()), 4, values, weights, scale, levels);
 }

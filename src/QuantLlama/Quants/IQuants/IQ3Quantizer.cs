@@ -278,7 +278,7 @@ internal static unsafe class IQ3Quantizer
     }
 
     /// <summary>Error weights for a block: from the importance (times sqrt(σ² + x²)) or x², and their square roots.</summary>
-    private static void Weights(float* xb, float* importance, float sigma2, float* weight, float* rootWeight, int n)
+    internal static void Weights(float* xb, float* importance, float sigma2, float* weight, float* rootWeight, int n)
     {
         if (importance != null)
             for (int i = 0; i < n; i++) weight[i] = importance[i] * MathF.Sqrt(sigma2 + xb[i] * xb[i]);
@@ -309,7 +309,7 @@ internal static unsafe class IQ3Quantizer
     }
 
     /// <summary>Σ w·x·q and Σ w·q² over a block of n with q = 2l + 1.</summary>
-    private static (float SumQx, float SumQ2) Fit(float* xval, float* weight, sbyte* levels, int n)
+    internal static (float SumQx, float SumQ2) Fit(float* xval, float* weight, sbyte* levels, int n)
     {
         float sumqx = 0, sumq2 = 0;
         for (int i = 0; i < n; i++)
