@@ -19,8 +19,8 @@ public sealed record TensorPlan(GgufTensorInfo Source, GgmlType Type, string? Wa
 /// Quantizes a GGUF model the way llama-quantize does (llama_model_quantize): the same per-tensor type choices
 /// (llama_tensor_get_type) and the same bytes (our quantizers are bit-exact with ggml_quantize_chunk), with an
 /// importance matrix for the types whose quantizers here take one (IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS,
-/// IQ2_S, Q2_K, Q4_K, Q5_K, Q6_K; F16 and Q8_0 ignore it). Where llama-quantize gives up on a tensor whose rows do not divide into blocks of the
-/// fallback type, we keep that tensor in F16 and warn instead.
+/// IQ2_S, IQ1_S, IQ1_M, Q2_K, Q4_K, Q5_K, Q6_K; F16 and Q8_0 ignore it). Where llama-quantize gives up on a tensor
+/// whose rows do not divide into blocks of the fallback type, we keep that tensor in F16 and warn instead.
 /// </summary>
 public static class ModelQuantizer
 {
@@ -53,6 +53,8 @@ public static class ModelQuantizer
         new("IQ2_XS", 20, GgmlType.IQ2_XS, true),
         new("IQ2_S", 28, GgmlType.IQ2_XS, true),
         new("IQ2_M", 29, GgmlType.IQ2_S, true),
+        new("IQ1_S", 24, GgmlType.IQ1_S, true),
+        new("IQ1_M", 31, GgmlType.IQ1_M, true),
     ];
 
     // Plain types accepted as targets besides the mixes (ggml types that are not llama.cpp file types).

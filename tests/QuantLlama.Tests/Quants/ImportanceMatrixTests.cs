@@ -47,16 +47,21 @@ public class ImportanceMatrixTests(ITestOutputHelper output)
                 Quantizer.QuantizeRowWeighted(type, row, actual, importance);
                 GgmlDifferentialTests.AssertBytes(expected, actual, $"{type} {name} n={n}");
             }
-        // Several rows sharing one column weighting, as a weight matrix is quantized.
         var many = TestRows.Random(512 * 6, 91);
-        var columns = RandomImportance(512, 5);
-        var chunk = GgmlNative.QuantizeChunk(type, many, 512, columns);
-        int rowBytes = (int)GgmlTypeInfo.RowBytes(type, 512);
-        var ours = new byte[chunk.Length];
-        for (int r = 0; r < 6; r++)
-            Quantizer.QuantizeRowWeighted(type, many.AsSpan(r * 512, 512), ours.AsSpan(r * rowBytes, rowBytes), columns);
-        GgmlDifferentialTests.AssertBytes(chunk, ours, $"{type} 6 rows");
+        var chunk = AssertRowsSharingColumnsAreGgmls(type, many, RandomImportance(512, 5));
         Assert.NotEqual(GgmlNative.QuantizeChunk(type, many, 512), chunk); // the weights change the result
+    }
+
+    /// <summary>Rows of 512 sharing one column weighting, as a weight matrix is quantized: ggml_quantize_chunk's bytes (returned).</summary>
+    internal static byte[] AssertRowsSharingColumnsAreGgmls(GgmlType type, float[] rows, float[] columns)
+    {
+        var chunk = GgmlNative.QuantizeChunk(type, rows, columns.Length, columns);
+        int rowBytes = (int)GgmlTypeInfo.RowBytes(type, columns.Length);
+        var ours = new byte[chunk.Length];
+        for (int r = 0; r < rows.Length / columns.Length; r++)
+            Quantizer.QuantizeRowWeighted(type, rows.AsSpan(r * columns.Length, columns.Length), ours.AsSpan(r * rowBytes, rowBytes), columns);
+        GgmlDifferentialTests.AssertBytes(chunk, ours, $"{type} {rows.Length / columns.Length} rows");
+        return chunk;
     }
 
     /// <summary>llama-imatrix's legacy .dat layout.</summary>
@@ -129,7 +134,7 @@ public class ImportanceMatrixTests(ITestOutputHelper output)
     private static string StoriesImatrix() => ImatrixFor(Source);
 
     /// <summary>A legacy matrix for every layer matrix of a model (llama-imatrix leaves out output.weight by default).</summary>
-    private static string ImatrixFor(string modelPath)
+    internal static string ImatrixFor(string modelPath)
     {
         using var model = GgufFile.Open(modelPath);
         var entries = model.Tensors.Where(t => t.Name.StartsWith("blk.", StringComparison.Ordinal) && t.Dimensions.Length == 2)

@@ -54,9 +54,10 @@ public class QuantFormatsTests
     {
         GgmlType[] quantizable = [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0,
             GgmlType.Q5_1, GgmlType.Q8_0, GgmlType.Q8_1, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K,
-            GgmlType.Q6_K, GgmlType.Q8_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS, GgmlType.IQ3_XXS, GgmlType.IQ3_S, GgmlType.IQ2_S];
-        GgmlType[] onlyWithImportance = [GgmlType.IQ2_XXS, GgmlType.IQ2_XS];
-        GgmlType[] readOnly = [.. onlyWithImportance, GgmlType.IQ1_S, GgmlType.IQ1_M, GgmlType.TQ1_0, GgmlType.TQ2_0];
+            GgmlType.Q6_K, GgmlType.Q8_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS, GgmlType.IQ3_XXS, GgmlType.IQ3_S, GgmlType.IQ2_S,
+            GgmlType.IQ1_M];
+        GgmlType[] onlyWithImportance = [GgmlType.IQ2_XXS, GgmlType.IQ2_XS, GgmlType.IQ1_S];
+        GgmlType[] readOnly = [.. onlyWithImportance, GgmlType.TQ1_0, GgmlType.TQ2_0];
         foreach (var type in Enum.GetValues<GgmlType>())
         {
             bool quantizes = quantizable.Contains(type), reads = quantizes || readOnly.Contains(type);

@@ -11,7 +11,7 @@ namespace QuantLlama.Quants.IQuants;
 /// IQ1_M: super-blocks of 256 values as 32 low bytes of 11-bit indices into the codebook <see cref="IQGrids.IQ1S"/>
 /// (four per block of 32), 16 bytes of one nibble per index (3 high index bits and the delta's sign), and 8 bytes of
 /// 3-bit scales s, one per half-block of 16, whose four spare top nibbles hold the fp16 super-block scale d;
-/// value = d · (2s + 1) · (grid value ± 1/8). 1.75 bits per weight. Activation partner: Q8_K. No quantizer.
+/// value = d · (2s + 1) · (grid value ± 1/8). 1.75 bits per weight. Activation partner: Q8_K.
 /// </summary>
 public static unsafe class IQ1_M
 {
@@ -19,8 +19,15 @@ public static unsafe class IQ1_M
     public const int BlockBytes = 56;
 
     /// <summary>IQ1_M as <see cref="QuantFormats"/> lists it.</summary>
-    internal static QuantFormat Description => new(GgmlType.IQ1_M, BlockSize, BlockBytes, null, &Dequantize,
-        new TypeKernel { Activation = KQuants.Q8_K.Activation, Dot = &Dot });
+    internal static QuantFormat Description => new(GgmlType.IQ1_M, BlockSize, BlockBytes, &Quantize, &Dequantize,
+        new TypeKernel { Activation = KQuants.Q8_K.Activation, Dot = &Dot }) { QuantizeWeighted = &Quantize };
+
+    /// <summary>The quantizer without an importance matrix (weights x², as ggml's).</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst) => Quantize(src, dst, default);
+
+    /// <summary>Quantizer, byte for byte ggml's quantize_iq1_m, with the row's column importance [src.Length] or without (empty).</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+        => IQ1Quantizer.QuantizeM(src, dst, importance);
 
     private const int High = 32, Scales = High + 16;
 

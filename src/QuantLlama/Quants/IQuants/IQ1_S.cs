@@ -11,7 +11,7 @@ namespace QuantLlama.Quants.IQuants;
 /// IQ1_S: super-blocks of 256 values as one fp16 scale d, 32 low bytes of 11-bit indices into the codebook
 /// <see cref="IQGrids.IQ1S"/> (four per block of 32), then per block a 16-bit word: the indices' high bits (3 per
 /// index), a 3-bit scale s and the delta's sign; value = d · (2s + 1) · (grid value ± 1/8). 1.56 bits per weight.
-/// Activation partner: Q8_K. No quantizer (llama.cpp's needs an importance matrix).
+/// Activation partner: Q8_K. Quantized with an importance matrix only, as in ggml.
 /// </summary>
 public static unsafe class IQ1_S
 {
@@ -20,7 +20,11 @@ public static unsafe class IQ1_S
 
     /// <summary>IQ1_S as <see cref="QuantFormats"/> lists it.</summary>
     internal static QuantFormat Description => new(GgmlType.IQ1_S, BlockSize, BlockBytes, null, &Dequantize,
-        new TypeKernel { Activation = KQuants.Q8_K.Activation, Dot = &Dot });
+        new TypeKernel { Activation = KQuants.Q8_K.Activation, Dot = &Dot }) { QuantizeWeighted = &Quantize };
+
+    /// <summary>Quantizer, byte for byte ggml's quantize_iq1_s, with the row's column importance [src.Length] (required).</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+        => IQ1Quantizer.QuantizeS(src, dst, importance);
 
     private const int High = 2 + 32;
 

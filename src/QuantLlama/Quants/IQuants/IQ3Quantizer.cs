@@ -308,7 +308,7 @@ internal static unsafe class IQ3Quantizer
     }
 
     /// <summary>Twice the mean square of a super-block of 256.</summary>
-    private static float Sigma2(float* xbl)
+    internal static float Sigma2(float* xbl)
     {
         float sumx2 = 0;
         for (int i = 0; i < GgmlTypeInfo.QK_K; i++) sumx2 += xbl[i] * xbl[i];
