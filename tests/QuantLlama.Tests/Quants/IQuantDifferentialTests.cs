@@ -188,7 +188,7 @@ public class IQuantDifferentialTests
 
     /// <summary>The AdvSimd row dots keep the scalar reference's float steps: its result to the bit.</summary>
     [Theory]
-    [MemberData(nameof(Types))]
+    [MemberData(nameof(ReadTypes))]
     public void AdvSimdDotsAreTheScalarReferenceToTheBit(GgmlType type)
     {
         Assert.SkipUnless(Kernels.IsSupported(KernelPath.AdvSimd), "needs ARM64 (tests/run-arm64.sh runs it under qemu)");
@@ -221,6 +221,7 @@ public class IQuantDifferentialTests
                 (GgmlType.IQ4_XS, KernelPath.AdvSimd) => IQ4_XS.DotAdvSimd(wp, ap, n),
                 (GgmlType.IQ4_XS, _) => IQ4_XS.DotScalar(wp, ap, n),
                 (GgmlType.IQ2_XXS, KernelPath.Avx2 or KernelPath.Avx512) => IQ2_XXS.DotAvx2(wp, ap, n),
+                (GgmlType.IQ2_XXS, KernelPath.AdvSimd) => IQ2_XXS.DotAdvSimd(wp, ap, n),
                 (GgmlType.IQ2_XXS, _) => IQ2_XXS.DotScalar(wp, ap, n),
                 (GgmlType.IQ3_XXS, KernelPath.Avx2 or KernelPath.Avx512) => IQ3_XXS.DotAvx2(wp, ap, n),
                 (GgmlType.IQ3_XXS, _) => IQ3_XXS.DotScalar(wp, ap, n),
