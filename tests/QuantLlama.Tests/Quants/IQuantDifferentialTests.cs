@@ -228,6 +228,7 @@ public class IQuantDifferentialTests
                 (GgmlType.IQ3_S, KernelPath.Avx2 or KernelPath.Avx512) => IQ3_S.DotAvx2(wp, ap, n),
                 (GgmlType.IQ3_S, _) => IQ3_S.DotScalar(wp, ap, n),
                 (GgmlType.IQ2_XS, KernelPath.Avx2 or KernelPath.Avx512) => IQ2_XS.DotAvx2(wp, ap, n),
+                (GgmlType.IQ2_XS, KernelPath.AdvSimd) => IQ2_XS.DotAdvSimd(wp, ap, n),
                 (GgmlType.IQ2_XS, _) => IQ2_XS.DotScalar(wp, ap, n),
                 (GgmlType.IQ2_S, KernelPath.Avx2 or KernelPath.Avx512) => IQ2_S.DotAvx2(wp, ap, n),
                 (GgmlType.IQ2_S, _) => IQ2_S.DotScalar(wp, ap, n),
