@@ -231,6 +231,7 @@ public class IQuantDifferentialTests
                 (GgmlType.IQ2_XS, KernelPath.AdvSimd) => IQ2_XS.DotAdvSimd(wp, ap, n),
                 (GgmlType.IQ2_XS, _) => IQ2_XS.DotScalar(wp, ap, n),
                 (GgmlType.IQ2_S, KernelPath.Avx2 or KernelPath.Avx512) => IQ2_S.DotAvx2(wp, ap, n),
+                (GgmlType.IQ2_S, KernelPath.AdvSimd) => IQ2_S.DotAdvSimd(wp, ap, n),
                 (GgmlType.IQ2_S, _) => IQ2_S.DotScalar(wp, ap, n),
                 (GgmlType.IQ1_S, KernelPath.Avx2 or KernelPath.Avx512) => IQ1_S.DotAvx2(wp, ap, n),
                 (GgmlType.IQ1_S, _) => IQ1_S.DotScalar(wp, ap, n),
