@@ -224,6 +224,7 @@ public class IQuantDifferentialTests
                 (GgmlType.IQ2_XXS, KernelPath.AdvSimd) => IQ2_XXS.DotAdvSimd(wp, ap, n),
                 (GgmlType.IQ2_XXS, _) => IQ2_XXS.DotScalar(wp, ap, n),
                 (GgmlType.IQ3_XXS, KernelPath.Avx2 or KernelPath.Avx512) => IQ3_XXS.DotAvx2(wp, ap, n),
+                (GgmlType.IQ3_XXS, KernelPath.AdvSimd) => IQ3_XXS.DotAdvSimd(wp, ap, n),
                 (GgmlType.IQ3_XXS, _) => IQ3_XXS.DotScalar(wp, ap, n),
                 (GgmlType.IQ3_S, KernelPath.Avx2 or KernelPath.Avx512) => IQ3_S.DotAvx2(wp, ap, n),
                 (GgmlType.IQ3_S, _) => IQ3_S.DotScalar(wp, ap, n),
