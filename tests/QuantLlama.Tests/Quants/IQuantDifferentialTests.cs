@@ -227,6 +227,7 @@ public class IQuantDifferentialTests
                 (GgmlType.IQ3_XXS, KernelPath.AdvSimd) => IQ3_XXS.DotAdvSimd(wp, ap, n),
                 (GgmlType.IQ3_XXS, _) => IQ3_XXS.DotScalar(wp, ap, n),
                 (GgmlType.IQ3_S, KernelPath.Avx2 or KernelPath.Avx512) => IQ3_S.DotAvx2(wp, ap, n),
+                (GgmlType.IQ3_S, KernelPath.AdvSimd) => IQ3_S.DotAdvSimd(wp, ap, n),
                 (GgmlType.IQ3_S, _) => IQ3_S.DotScalar(wp, ap, n),
                 (GgmlType.IQ2_XS, KernelPath.Avx2 or KernelPath.Avx512) => IQ2_XS.DotAvx2(wp, ap, n),
                 (GgmlType.IQ2_XS, KernelPath.AdvSimd) => IQ2_XS.DotAdvSimd(wp, ap, n),
