@@ -236,6 +236,7 @@ public class IQuantDifferentialTests
                 (GgmlType.IQ2_S, KernelPath.AdvSimd) => IQ2_S.DotAdvSimd(wp, ap, n),
                 (GgmlType.IQ2_S, _) => IQ2_S.DotScalar(wp, ap, n),
                 (GgmlType.IQ1_S, KernelPath.Avx2 or KernelPath.Avx512) => IQ1_S.DotAvx2(wp, ap, n),
+                (GgmlType.IQ1_S, KernelPath.AdvSimd) => IQ1_S.DotAdvSimd(wp, ap, n),
                 (GgmlType.IQ1_S, _) => IQ1_S.DotScalar(wp, ap, n),
                 (GgmlType.IQ1_M, KernelPath.Avx2 or KernelPath.Avx512) => IQ1_M.DotAvx2(wp, ap, n),
                 (GgmlType.IQ1_M, _) => IQ1_M.DotScalar(wp, ap, n),

@@ -12,7 +12,7 @@ namespace QuantLlama.Quants.IQuants;
 /// index), a 3-bit scale s and the delta's sign; value = d · (2s + 1) · (grid value ± 1/8). 1.56 bits per weight.
 /// Activation partner: Q8_K. No quantizer (llama.cpp's needs an importance matrix).
 /// </summary>
-public static unsafe class IQ1_S
+public static unsafe partial class IQ1_S
 {
     public const int BlockSize = GgmlTypeInfo.QK_K;
     public const int BlockBytes = 50;
@@ -58,7 +58,8 @@ public static unsafe class IQ1_S
         }
     }
 
-    internal static float Dot(byte* w, byte* a, int n) => Kernels.UseAvx2 ? DotAvx2(w, a, n) : DotScalar(w, a, n);
+    internal static float Dot(byte* w, byte* a, int n)
+        => Kernels.UseAvx2 ? DotAvx2(w, a, n) : Kernels.UseAdvSimd ? DotAdvSimd(w, a, n) : DotScalar(w, a, n);
 
     /// <summary>The reference: ggml's generic row dot (grid and delta sums per super-block, one float term each).</summary>
     internal static float DotScalar(byte* w, byte* a, int n)
