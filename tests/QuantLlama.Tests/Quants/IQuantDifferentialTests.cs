@@ -239,6 +239,7 @@ public class IQuantDifferentialTests
                 (GgmlType.IQ1_S, KernelPath.AdvSimd) => IQ1_S.DotAdvSimd(wp, ap, n),
                 (GgmlType.IQ1_S, _) => IQ1_S.DotScalar(wp, ap, n),
                 (GgmlType.IQ1_M, KernelPath.Avx2 or KernelPath.Avx512) => IQ1_M.DotAvx2(wp, ap, n),
+                (GgmlType.IQ1_M, KernelPath.AdvSimd) => IQ1_M.DotAdvSimd(wp, ap, n),
                 (GgmlType.IQ1_M, _) => IQ1_M.DotScalar(wp, ap, n),
                 (GgmlType.TQ1_0, KernelPath.Avx2 or KernelPath.Avx512) => TQ1_0.DotAvx2(wp, ap, n),
                 (GgmlType.TQ1_0, _) => TQ1_0.DotScalar(wp, ap, n),

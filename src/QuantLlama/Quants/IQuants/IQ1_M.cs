@@ -12,7 +12,7 @@ namespace QuantLlama.Quants.IQuants;
 /// 3-bit scales s, one per half-block of 16, whose four spare top nibbles hold the fp16 super-block scale d;
 /// value = d · (2s + 1) · (grid value ± 1/8). 1.75 bits per weight. Activation partner: Q8_K. No quantizer.
 /// </summary>
-public static unsafe class IQ1_M
+public static unsafe partial class IQ1_M
 {
     public const int BlockSize = GgmlTypeInfo.QK_K;
     public const int BlockBytes = 56;
@@ -67,7 +67,8 @@ public static unsafe class IQ1_M
         }
     }
 
-    internal static float Dot(byte* w, byte* a, int n) => Kernels.UseAvx2 ? DotAvx2(w, a, n) : DotScalar(w, a, n);
+    internal static float Dot(byte* w, byte* a, int n)
+        => Kernels.UseAvx2 ? DotAvx2(w, a, n) : Kernels.UseAdvSimd ? DotAdvSimd(w, a, n) : DotScalar(w, a, n);
 
     /// <summary>The reference: ggml's generic row dot (grid and delta sums per super-block, one float term each).</summary>
     internal static float DotScalar(byte* w, byte* a, int n)
