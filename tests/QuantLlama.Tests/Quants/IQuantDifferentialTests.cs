@@ -242,6 +242,7 @@ public class IQuantDifferentialTests
                 (GgmlType.IQ1_M, KernelPath.AdvSimd) => IQ1_M.DotAdvSimd(wp, ap, n),
                 (GgmlType.IQ1_M, _) => IQ1_M.DotScalar(wp, ap, n),
                 (GgmlType.TQ1_0, KernelPath.Avx2 or KernelPath.Avx512) => TQ1_0.DotAvx2(wp, ap, n),
+                (GgmlType.TQ1_0, KernelPath.AdvSimd) => TQ1_0.DotAdvSimd(wp, ap, n),
                 (GgmlType.TQ1_0, _) => TQ1_0.DotScalar(wp, ap, n),
                 (GgmlType.TQ2_0, KernelPath.Avx2 or KernelPath.Avx512) => TQ2_0.DotAvx2(wp, ap, n),
                 (GgmlType.TQ2_0, _) => TQ2_0.DotScalar(wp, ap, n),
