@@ -245,6 +245,7 @@ public class IQuantDifferentialTests
                 (GgmlType.TQ1_0, KernelPath.AdvSimd) => TQ1_0.DotAdvSimd(wp, ap, n),
                 (GgmlType.TQ1_0, _) => TQ1_0.DotScalar(wp, ap, n),
                 (GgmlType.TQ2_0, KernelPath.Avx2 or KernelPath.Avx512) => TQ2_0.DotAvx2(wp, ap, n),
+                (GgmlType.TQ2_0, KernelPath.AdvSimd) => TQ2_0.DotAdvSimd(wp, ap, n),
                 (GgmlType.TQ2_0, _) => TQ2_0.DotScalar(wp, ap, n),
                 _ => throw new NotSupportedException($"{type} on {path}"),
             };
