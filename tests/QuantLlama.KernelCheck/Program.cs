@@ -24,7 +24,7 @@ unsafe
     Console.WriteLine("paths: " + string.Join(", ", Kernels.Supported));
     GgmlType[] types = [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0,
         GgmlType.Q5_1, GgmlType.Q8_0, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
-        GgmlType.IQ4_NL, GgmlType.IQ4_XS];
+        GgmlType.IQ4_NL, GgmlType.IQ4_XS, GgmlType.IQ3_XXS, GgmlType.IQ3_S];
     const int rows = 37, cols = 1024, n = 9;
     var rng = new Random(20261128);
     int failures = 0;

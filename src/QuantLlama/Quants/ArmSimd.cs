@@ -24,6 +24,16 @@ internal static unsafe class ArmSimd
         return AdvSimd.AddPairwiseWideningAndAdd(AdvSimd.AddPairwiseWidening(p0), p1);
     }
 
+    /// <summary>4 int32 lanes whose total is dot(x, y) over 16 signed bytes (no two products of -128 · -128 in a lane pair).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<int> DotI8(Vector128<sbyte> x, Vector128<sbyte> y)
+    {
+        if (Dp.IsSupported)
+            return Dp.DotProduct(Vector128<int>.Zero, x, y);
+        var p = AdvSimd.MultiplyWideningLower(x.GetLower(), y.GetLower());
+        return AdvSimd.AddPairwiseWidening(AdvSimd.MultiplyWideningUpperAndAdd(p, x, y));
+    }
+
     /// <summary>Σ a[i]·q8[i] over 16 values.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Dot16(Vector128<sbyte> a, sbyte* q8)

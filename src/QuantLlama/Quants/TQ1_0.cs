@@ -12,7 +12,7 @@ namespace QuantLlama.Quants;
 /// b is ((b · 3ⁿ mod 256) · 3) >> 8. Bytes 0-31 hold values 32n + m, bytes 32-47 values 160 + 16n + m, bytes 48-51
 /// values 240 + 4n + m. Activation partner: Q8_K, whose block sums take off the −1. No quantizer.
 /// </summary>
-public static unsafe class TQ1_0
+public static unsafe partial class TQ1_0
 {
     public const int BlockSize = GgmlTypeInfo.QK_K;
     public const int BlockBytes = 54;
@@ -59,7 +59,8 @@ public static unsafe class TQ1_0
         }
     }
 
-    internal static float Dot(byte* w, byte* a, int n) => Kernels.UseAvx2 ? DotAvx2(w, a, n) : DotScalar(w, a, n);
+    internal static float Dot(byte* w, byte* a, int n)
+        => Kernels.UseAvx2 ? DotAvx2(w, a, n) : Kernels.UseAdvSimd ? DotAdvSimd(w, a, n) : DotScalar(w, a, n);
 
     /// <summary>The reference: ggml's generic row dot (one integer sum per super-block).</summary>
     internal static float DotScalar(byte* w, byte* a, int n)

@@ -10,7 +10,7 @@ namespace QuantLlama.Quants;
 /// 2l, 2l + 1 of byte 32j + m), then one fp16 scale d; value = d · (q − 1). 2.06 bits per weight. Activation
 /// partner: Q8_K, whose block sums take off the −1. No quantizer.
 /// </summary>
-public static unsafe class TQ2_0
+public static unsafe partial class TQ2_0
 {
     public const int BlockSize = GgmlTypeInfo.QK_K;
     public const int BlockBytes = 66;
@@ -40,7 +40,8 @@ public static unsafe class TQ2_0
     /// <summary>Digit v (0 … 255) of a super-block.</summary>
     private static int Digit(byte* x, int v) => x[v / 128 * 32 + v % 32] >> (2 * (v / 32 % 4)) & 3;
 
-    internal static float Dot(byte* w, byte* a, int n) => Kernels.UseAvx2 ? DotAvx2(w, a, n) : DotScalar(w, a, n);
+    internal static float Dot(byte* w, byte* a, int n)
+        => Kernels.UseAvx2 ? DotAvx2(w, a, n) : Kernels.UseAdvSimd ? DotAdvSimd(w, a, n) : DotScalar(w, a, n);
 
     /// <summary>The reference: ggml's generic row dot (one integer sum per super-block).</summary>
     internal static float DotScalar(byte* w, byte* a, int n)

@@ -188,7 +188,7 @@ public class IQuantDifferentialTests
 
     /// <summary>The AdvSimd row dots keep the scalar reference's float steps: its result to the bit.</summary>
     [Theory]
-    [MemberData(nameof(Types))]
+    [MemberData(nameof(ReadTypes))]
     public void AdvSimdDotsAreTheScalarReferenceToTheBit(GgmlType type)
     {
         Assert.SkipUnless(Kernels.IsSupported(KernelPath.AdvSimd), "needs ARM64 (tests/run-arm64.sh runs it under qemu)");
@@ -221,22 +221,31 @@ public class IQuantDifferentialTests
                 (GgmlType.IQ4_XS, KernelPath.AdvSimd) => IQ4_XS.DotAdvSimd(wp, ap, n),
                 (GgmlType.IQ4_XS, _) => IQ4_XS.DotScalar(wp, ap, n),
                 (GgmlType.IQ2_XXS, KernelPath.Avx2 or KernelPath.Avx512) => IQ2_XXS.DotAvx2(wp, ap, n),
+                (GgmlType.IQ2_XXS, KernelPath.AdvSimd) => IQ2_XXS.DotAdvSimd(wp, ap, n),
                 (GgmlType.IQ2_XXS, _) => IQ2_XXS.DotScalar(wp, ap, n),
                 (GgmlType.IQ3_XXS, KernelPath.Avx2 or KernelPath.Avx512) => IQ3_XXS.DotAvx2(wp, ap, n),
+                (GgmlType.IQ3_XXS, KernelPath.AdvSimd) => IQ3_XXS.DotAdvSimd(wp, ap, n),
                 (GgmlType.IQ3_XXS, _) => IQ3_XXS.DotScalar(wp, ap, n),
                 (GgmlType.IQ3_S, KernelPath.Avx2 or KernelPath.Avx512) => IQ3_S.DotAvx2(wp, ap, n),
+                (GgmlType.IQ3_S, KernelPath.AdvSimd) => IQ3_S.DotAdvSimd(wp, ap, n),
                 (GgmlType.IQ3_S, _) => IQ3_S.DotScalar(wp, ap, n),
                 (GgmlType.IQ2_XS, KernelPath.Avx2 or KernelPath.Avx512) => IQ2_XS.DotAvx2(wp, ap, n),
+                (GgmlType.IQ2_XS, KernelPath.AdvSimd) => IQ2_XS.DotAdvSimd(wp, ap, n),
                 (GgmlType.IQ2_XS, _) => IQ2_XS.DotScalar(wp, ap, n),
                 (GgmlType.IQ2_S, KernelPath.Avx2 or KernelPath.Avx512) => IQ2_S.DotAvx2(wp, ap, n),
+                (GgmlType.IQ2_S, KernelPath.AdvSimd) => IQ2_S.DotAdvSimd(wp, ap, n),
                 (GgmlType.IQ2_S, _) => IQ2_S.DotScalar(wp, ap, n),
                 (GgmlType.IQ1_S, KernelPath.Avx2 or KernelPath.Avx512) => IQ1_S.DotAvx2(wp, ap, n),
+                (GgmlType.IQ1_S, KernelPath.AdvSimd) => IQ1_S.DotAdvSimd(wp, ap, n),
                 (GgmlType.IQ1_S, _) => IQ1_S.DotScalar(wp, ap, n),
                 (GgmlType.IQ1_M, KernelPath.Avx2 or KernelPath.Avx512) => IQ1_M.DotAvx2(wp, ap, n),
+                (GgmlType.IQ1_M, KernelPath.AdvSimd) => IQ1_M.DotAdvSimd(wp, ap, n),
                 (GgmlType.IQ1_M, _) => IQ1_M.DotScalar(wp, ap, n),
                 (GgmlType.TQ1_0, KernelPath.Avx2 or KernelPath.Avx512) => TQ1_0.DotAvx2(wp, ap, n),
+                (GgmlType.TQ1_0, KernelPath.AdvSimd) => TQ1_0.DotAdvSimd(wp, ap, n),
                 (GgmlType.TQ1_0, _) => TQ1_0.DotScalar(wp, ap, n),
                 (GgmlType.TQ2_0, KernelPath.Avx2 or KernelPath.Avx512) => TQ2_0.DotAvx2(wp, ap, n),
+                (GgmlType.TQ2_0, KernelPath.AdvSimd) => TQ2_0.DotAdvSimd(wp, ap, n),
                 (GgmlType.TQ2_0, _) => TQ2_0.DotScalar(wp, ap, n),
                 _ => throw new NotSupportedException($"{type} on {path}"),
             };

@@ -39,7 +39,7 @@ internal unsafe interface IGridFormat
 }
 
 /// <summary>Dequantizer and row dots shared by the grid i-quants; activation partner Q8_K.</summary>
-internal static unsafe class GridQuants
+internal static unsafe partial class GridQuants
 {
     public const int BlockSize = GgmlTypeInfo.QK_K;
     public const int SubBlocks = BlockSize / 32;

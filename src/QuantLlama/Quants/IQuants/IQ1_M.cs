@@ -13,7 +13,7 @@ namespace QuantLlama.Quants.IQuants;
 /// 3-bit scales s, one per half-block of 16, whose four spare top nibbles hold the fp16 super-block scale d;
 /// value = d · (2s + 1) · (grid value ± 1/8). 1.75 bits per weight. Activation partner: Q8_K.
 /// </summary>
-public static unsafe class IQ1_M
+public static unsafe partial class IQ1_M
 {
     public const int BlockSize = GgmlTypeInfo.QK_K;
     public const int BlockBytes = 56;
@@ -54,7 +54,8 @@ public static unsafe class IQ1_M
 
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst) => OneBitQuants.Dequantize<Format>(src, dst);
 
-    internal static float Dot(byte* w, byte* a, int n) => Kernels.UseAvx2 ? DotAvx2(w, a, n) : DotScalar(w, a, n);
+    internal static float Dot(byte* w, byte* a, int n)
+        => Kernels.UseAvx2 ? DotAvx2(w, a, n) : Kernels.UseAdvSimd ? DotAdvSimd(w, a, n) : DotScalar(w, a, n);
 
     internal static float DotScalar(byte* w, byte* a, int n) => OneBitQuants.DotScalar<Format>(w, a, n);
 

@@ -13,7 +13,7 @@ namespace QuantLlama.Quants.IQuants;
 /// index), a 3-bit scale s and the delta's sign; value = d · (2s + 1) · (grid value ± 1/8). 1.56 bits per weight.
 /// Activation partner: Q8_K. Quantized with an importance matrix only, as in ggml.
 /// </summary>
-public static unsafe class IQ1_S
+public static unsafe partial class IQ1_S
 {
     public const int BlockSize = GgmlTypeInfo.QK_K;
     public const int BlockBytes = 50;
@@ -43,7 +43,8 @@ public static unsafe class IQ1_S
 
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst) => OneBitQuants.Dequantize<Format>(src, dst);
 
-    internal static float Dot(byte* w, byte* a, int n) => Kernels.UseAvx2 ? DotAvx2(w, a, n) : DotScalar(w, a, n);
+    internal static float Dot(byte* w, byte* a, int n)
+        => Kernels.UseAvx2 ? DotAvx2(w, a, n) : Kernels.UseAdvSimd ? DotAdvSimd(w, a, n) : DotScalar(w, a, n);
 
     internal static float DotScalar(byte* w, byte* a, int n) => OneBitQuants.DotScalar<Format>(w, a, n);
 

@@ -10,7 +10,7 @@ namespace QuantLlama.Quants.IQuants;
 /// high bits (two per index, one byte per block), and per block one byte of two 4-bit scales s, one per half of 16;
 /// value = d · (2s + 1)/8 · ±magnitude. 2.56 bits per weight. Activation partner: Q8_K.
 /// </summary>
-public static unsafe class IQ2_S
+public static unsafe partial class IQ2_S
 {
     public const int BlockSize = GridQuants.BlockSize;
     public const int BlockBytes = 82;
@@ -30,13 +30,14 @@ public static unsafe class IQ2_S
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
         => IQ2Quantizer.QuantizeS(src, dst, importance);
 
-    internal static float Dot(byte* w, byte* a, int n) => Kernels.UseAvx2 ? DotAvx2(w, a, n) : DotScalar(w, a, n);
+    internal static float Dot(byte* w, byte* a, int n)
+        => Kernels.UseAvx2 ? DotAvx2(w, a, n) : Kernels.UseAdvSimd ? DotAdvSimd(w, a, n) : DotScalar(w, a, n);
 
     internal static float DotScalar(byte* w, byte* a, int n) => GridQuants.DotScalar<Format>(w, a, n);
 
     internal static float DotAvx2(byte* w, byte* a, int n) => GridQuants.DotAvx2<Format>(w, a, n);
 
-    private readonly struct Format : IGridFormat
+    private readonly partial struct Format : IGridFormat
     {
         public static int BlockBytes => IQ2_S.BlockBytes;
         public static float DotFactor => 0.125f;

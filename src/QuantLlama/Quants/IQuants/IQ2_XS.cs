@@ -10,7 +10,7 @@ namespace QuantLlama.Quants.IQuants;
 /// 4-bit scales s, one per half of 16; value = d · (2s + 1)/8 · ±magnitude. 2.31 bits per weight. Activation
 /// partner: Q8_K. Quantized only with an importance matrix, as ggml quantizes it.
 /// </summary>
-public static unsafe class IQ2_XS
+public static unsafe partial class IQ2_XS
 {
     public const int BlockSize = GridQuants.BlockSize;
     public const int BlockBytes = 74;
@@ -28,13 +28,14 @@ public static unsafe class IQ2_XS
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
         => IQ2Quantizer.QuantizeXs(src, dst, importance);
 
-    internal static float Dot(byte* w, byte* a, int n) => Kernels.UseAvx2 ? DotAvx2(w, a, n) : DotScalar(w, a, n);
+    internal static float Dot(byte* w, byte* a, int n)
+        => Kernels.UseAvx2 ? DotAvx2(w, a, n) : Kernels.UseAdvSimd ? DotAdvSimd(w, a, n) : DotScalar(w, a, n);
 
     internal static float DotScalar(byte* w, byte* a, int n) => GridQuants.DotScalar<Format>(w, a, n);
 
     internal static float DotAvx2(byte* w, byte* a, int n) => GridQuants.DotAvx2<Format>(w, a, n);
 
-    private readonly struct Format : IGridFormat
+    private readonly partial struct Format : IGridFormat
     {
         public static int BlockBytes => IQ2_XS.BlockBytes;
         public static float DotFactor => 0.125f;

@@ -10,7 +10,7 @@ namespace QuantLlama.Quants.IQuants;
 /// value = d · (2s + 1)/8 · ±magnitude. 2.06 bits per weight. Activation partner: Q8_K. Quantized only with an
 /// importance matrix, as ggml quantizes it.
 /// </summary>
-public static unsafe class IQ2_XXS
+public static unsafe partial class IQ2_XXS
 {
     public const int BlockSize = GridQuants.BlockSize;
     public const int BlockBytes = 66;
@@ -26,13 +26,14 @@ public static unsafe class IQ2_XXS
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
         => IQ2Quantizer.QuantizeXxs(src, dst, importance);
 
-    internal static float Dot(byte* w, byte* a, int n) => Kernels.UseAvx2 ? DotAvx2(w, a, n) : DotScalar(w, a, n);
+    internal static float Dot(byte* w, byte* a, int n)
+        => Kernels.UseAvx2 ? DotAvx2(w, a, n) : Kernels.UseAdvSimd ? DotAdvSimd(w, a, n) : DotScalar(w, a, n);
 
     internal static float DotScalar(byte* w, byte* a, int n) => GridQuants.DotScalar<Format>(w, a, n);
 
     internal static float DotAvx2(byte* w, byte* a, int n) => GridQuants.DotAvx2<Format>(w, a, n);
 
-    private readonly struct Format : IGridFormat
+    private readonly partial struct Format : IGridFormat
     {
         public static int BlockBytes => IQ2_XXS.BlockBytes;
         public static float DotFactor => 0.125f;

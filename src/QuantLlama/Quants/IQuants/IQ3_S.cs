@@ -11,7 +11,7 @@ namespace QuantLlama.Quants.IQuants;
 /// of one sign bit per value, and 4-bit block scales s two per byte; value = d · (2s + 1) · ±magnitude.
 /// 3.44 bits per weight. Activation partner: Q8_K.
 /// </summary>
-public static unsafe class IQ3_S
+public static unsafe partial class IQ3_S
 {
     public const int BlockSize = GridQuants.BlockSize;
     public const int BlockBytes = 110;
@@ -31,13 +31,14 @@ public static unsafe class IQ3_S
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
         => IQ3Quantizer.QuantizeS(src, dst, importance);
 
-    internal static float Dot(byte* w, byte* a, int n) => Kernels.UseAvx2 ? DotAvx2(w, a, n) : DotScalar(w, a, n);
+    internal static float Dot(byte* w, byte* a, int n)
+        => Kernels.UseAvx2 ? DotAvx2(w, a, n) : Kernels.UseAdvSimd ? DotAdvSimd(w, a, n) : DotScalar(w, a, n);
 
     internal static float DotScalar(byte* w, byte* a, int n) => GridQuants.DotScalar<Format>(w, a, n);
 
     internal static float DotAvx2(byte* w, byte* a, int n) => GridQuants.DotAvx2<Format>(w, a, n);
 
-    private readonly struct Format : IGridFormat
+    private readonly partial struct Format : IGridFormat
     {
         public static int BlockBytes => IQ3_S.BlockBytes;
         public static float DotFactor => 1f;

@@ -9,7 +9,7 @@ namespace QuantLlama.Quants.IQuants;
 /// <see cref="IQGrids.IQ3XXS"/> (8 per block of 32), then per block a 32-bit word of four 7-bit sign groups and a
 /// 4-bit scale s; value = d · (2s + 1)/4 · ±magnitude. 3.06 bits per weight. Activation partner: Q8_K.
 /// </summary>
-public static unsafe class IQ3_XXS
+public static unsafe partial class IQ3_XXS
 {
     public const int BlockSize = GridQuants.BlockSize;
     public const int BlockBytes = 98;
@@ -27,13 +27,14 @@ public static unsafe class IQ3_XXS
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
         => IQ3Quantizer.QuantizeXxs(src, dst, importance);
 
-    internal static float Dot(byte* w, byte* a, int n) => Kernels.UseAvx2 ? DotAvx2(w, a, n) : DotScalar(w, a, n);
+    internal static float Dot(byte* w, byte* a, int n)
+        => Kernels.UseAvx2 ? DotAvx2(w, a, n) : Kernels.UseAdvSimd ? DotAdvSimd(w, a, n) : DotScalar(w, a, n);
 
     internal static float DotScalar(byte* w, byte* a, int n) => GridQuants.DotScalar<Format>(w, a, n);
 
     internal static float DotAvx2(byte* w, byte* a, int n) => GridQuants.DotAvx2<Format>(w, a, n);
 
-    private readonly struct Format : IGridFormat
+    private readonly partial struct Format : IGridFormat
     {
         public static int BlockBytes => IQ3_XXS.BlockBytes;
         public static float DotFactor => 0.25f;
