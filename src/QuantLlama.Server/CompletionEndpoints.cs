@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Text.Json;
 using System.Threading.Channels;
 using Microsoft.AspNetCore.Http;
@@ -9,9 +8,8 @@ namespace QuantLlama.Server;
 
 /// <summary>
 /// <c>POST /v1/chat/completions</c> and <c>POST /v1/completions</c>: a request is read and tokenized, takes a slot
-/// (or waits for one), and generates on a thread of its own, which also writes each piece of a stream to the client
-/// before it computes the next token. A client that goes away cancels its generation, which frees the slot at the
-/// next token.
+/// (or waits for one), and generates on a thread of its own while the handler streams the text out. A client that
+/// goes away cancels its generation, which frees the slot at the next token.
 /// </summary>
 internal sealed class CompletionEndpoints(ServerState state, ILogger<LlamaServer> logger)
 {
@@ -97,16 +95,7 @@ internal sealed class CompletionEndpoints(ServerState state, ILogger<LlamaServer
         }
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
-        // Synchronous continuations: the generating thread itself writes each piece to the client before it computes
-        // the next token, so no thread-pool thread wakes per token to compete with the compute workers for the cores.
-        // A write the client is slow to take returns early (its flush pending), and the channel holds the pieces
-        // behind it, so a slow client never stalls generation.
-        var updates = Channel.CreateUnbounded<GenerationUpdate>(new UnboundedChannelOptions
-        {
-            SingleReader = true,
-            SingleWriter = true,
-            AllowSynchronousContinuations = true,
-        });
+        var updates = Channel.CreateUnbounded<GenerationUpdate>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         var worker = Task.Factory.StartNew(() =>
         {
             try
@@ -155,10 +144,8 @@ internal sealed class CompletionEndpoints(ServerState state, ILogger<LlamaServer
 /// <summary>Server-Sent Events as OpenAI streams them: <c>data: {json}</c> per event, then <c>data: [DONE]</c>.</summary>
 internal sealed class ServerSentEvents(HttpResponse response)
 {
-    private static ReadOnlySpan<byte> DataPrefix => "data: "u8;
-    private static ReadOnlySpan<byte> EventEnd => "\n\n"u8;
+    private static readonly byte[] DataPrefix = "data: "u8.ToArray(), EventEnd = "\n\n"u8.ToArray(), Done = "data: [DONE]\n\n"u8.ToArray();
     private bool _started;
-    private Utf8JsonWriter? _json;
 
     public async Task StartAsync(CancellationToken cancel)
     {
@@ -169,23 +156,19 @@ internal sealed class ServerSentEvents(HttpResponse response)
         await response.StartAsync(cancel);
     }
 
-    /// <summary>One event, serialized straight into the response's buffer and flushed.</summary>
     public async Task WriteAsync<T>(T value, CancellationToken cancel)
     {
         await StartAsync(cancel);
-        var body = response.BodyWriter;
-        body.Write(DataPrefix);
-        if (_json == null) _json = new Utf8JsonWriter(body);
-        else _json.Reset(body);
-        JsonSerializer.Serialize(_json, value, OpenAiJson.Options);
-        _json.Flush();
-        body.Write(EventEnd);
-        await body.FlushAsync(cancel);
+        byte[] json = JsonSerializer.SerializeToUtf8Bytes(value, OpenAiJson.Options);
+        await response.Body.WriteAsync(DataPrefix, cancel);
+        await response.Body.WriteAsync(json, cancel);
+        await response.Body.WriteAsync(EventEnd, cancel);
+        await response.Body.FlushAsync(cancel);
     }
 
     public async Task WriteDoneAsync(CancellationToken cancel)
     {
-        response.BodyWriter.Write("data: [DONE]\n\n"u8);
-        await response.BodyWriter.FlushAsync(cancel);
+        await response.Body.WriteAsync(Done, cancel);
+        await response.Body.FlushAsync(cancel);
     }
 }

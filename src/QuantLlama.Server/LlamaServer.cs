@@ -55,10 +55,6 @@ public sealed class LlamaServer : IAsyncDisposable
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         configureLogging?.Invoke(builder.Logging);
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = options.ShutdownTimeout);
-        // A flush sends on the thread that flushes (a stream's generating thread) instead of waking a thread-pool
-        // thread per token to compete with the compute workers; handlers never block, so running them on the
-        // socket threads is safe.
-        builder.WebHost.UseSockets(sockets => sockets.UnsafePreferInlineScheduling = true);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
