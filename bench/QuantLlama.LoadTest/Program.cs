@@ -5,12 +5,13 @@ using System.Text;
 using System.Text.Json;
 using QuantLlama.Compute;
 using QuantLlama.LoadTest;
+using QuantLlama.Models;
 using Microsoft.Extensions.Logging;
 using QuantLlama.Server;
 
 // A bounded load generator: N concurrent clients streaming chat completions on loopback.
 //   dotnet run -c Release --project bench/QuantLlama.LoadTest -- --model FILE.gguf [--threads 2] [--parallel 8]
-//     [--clients 1,4,8] [--requests 32] [--time-limit 300] [--max-tokens 64] [--ubatch-size 64] [--no-batching]
+//     [--clients 1,4,8] [--requests 32] [--time-limit 300] [--max-tokens 64] [--ubatch-size 64] [--no-batching] [--no-repack]
 //   dotnet run -c Release --project bench/QuantLlama.LoadTest -- --url http://127.0.0.1:8080/ [--clients ...]
 //     (any OpenAI-compatible server already running, llama-server included)
 //   dotnet run -c Release --project bench/QuantLlama.LoadTest -- --model FILE --memory 10,1000 [--clients 4]
@@ -250,6 +251,7 @@ namespace QuantLlama.LoadTest
                     start.ArgumentList.Add(value);
                 }
             if (options.ContainsKey("no-batching")) start.ArgumentList.Add("--no-batching");
+            if (options.ContainsKey("no-repack")) start.ArgumentList.Add("--no-repack");
             if (Path.GetFileName(start.FileName) is "dotnet" or "dotnet.exe") start.ArgumentList.Insert(0, typeof(Target).Assembly.Location);
             var child = Process.Start(start)!;
             string? ready = await child.StandardOutput.ReadLineAsync();
@@ -290,6 +292,7 @@ namespace QuantLlama.LoadTest
             var inv = CultureInfo.InvariantCulture;
             int threads = int.Parse(options.GetValueOrDefault("threads") ?? "2", inv);
             WorkerPool.SetThreadCount(threads);
+            LlamaModel.RepackForPrompts = !options.ContainsKey("no-repack");
             var serverOptions = new ServerOptions
             {
                 ModelPath = options["model"],
