@@ -58,6 +58,7 @@ public static class BenchCommand
                 if (options.Contexts > 1)
                     Console.Out.WriteLine($"{options.Contexts} contexts at once{(options.Batched ? ", tg batched" : "")}; t/s of all together");
                 if (PeakResidentMiB() is long peak) Console.Error.WriteLine($"peak RSS: {peak} MiB");
+                if (weights.RepackedBytes > 0) Console.Error.WriteLine($"repacked for prompts: {weights.RepackedBytes / 1024.0 / 1024.0:F2} MiB");
             }
             finally
             {

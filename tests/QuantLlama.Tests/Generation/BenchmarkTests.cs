@@ -1,3 +1,4 @@
+using QuantLlama.Quants;
 using System.Globalization;
 using QuantLlama.Generation;
 using QuantLlama.Models;
@@ -36,6 +37,18 @@ public class BenchmarkTests
             Assert.True(double.Parse(parts[0], CultureInfo.InvariantCulture) > 0);
             Assert.True(double.Parse(parts[1], CultureInfo.InvariantCulture) >= 0);
         }
+    }
+
+    [Fact]
+    public void NoRepackReadsPromptsFromTheMappedFile()
+    {
+        Assert.SkipUnless(Kernels.UseAvx512, "Q4_0 weights are repacked for prompts only on the AVX-512 path");
+        string[] args = ["bench", "--model", Stories("stories260K-Q4_0.gguf"), "-p", "16", "-n", "0", "-t", "1", "-r", "1"];
+        var repacked = CliRunner.Run(args);
+        var mapped = CliRunner.Run([.. args, "--no-repack"]);
+        Assert.True(repacked.ExitCode == 0 && mapped.ExitCode == 0, repacked.StdErr + mapped.StdErr);
+        Assert.Contains("repacked for prompts: ", repacked.StdErr);
+        Assert.DoesNotContain("repacked for prompts", mapped.StdErr);
     }
 
     [Theory]
