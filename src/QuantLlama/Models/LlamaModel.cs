@@ -234,11 +234,11 @@ public sealed unsafe class LlamaModel : IDisposable
                 }
                 Layers[l] = layer;
             }
-            if (RepackForPrompts) Repack();
             // llama.cpp refuses a file with tensors its graph does not read; so do we, before any generation.
             var unused = file.Tensors.FirstOrDefault(t => !_used.Contains(t.Name));
             if (unused != null)
                 throw new NotSupportedException($"{file.FileName}: tensor '{unused.Name}' is not supported for architecture '{arch.Name}'");
+            if (RepackForPrompts) Repack(); // after every check, so a refused file costs no copying
             WeightBytes = file.Tensors.Sum(t => t.ByteSize);
         }
         catch
