@@ -333,7 +333,15 @@ public class LlamaModelTests(ITestOutputHelper output)
             output.WriteLine($"{Path.GetFileName(path)} {mode} {what}: max |logit| {scale:G4}, max diff {diff:G4} ({diff / scale:G3} relative)");
             worst = Math.Max(worst, diff / scale);
             Assert.True(diff <= bound * scale, $"{mode}, {what}: max diff {diff} > {bound} × {scale}");
-            Assert.Equal(LogitsProcessor.ArgMax(expected), LogitsProcessor.ArgMax(actual));
+            int want = LogitsProcessor.ArgMax(expected), got = LogitsProcessor.ArgMax(actual);
+            if (want == got || bound == tolerance) Assert.Equal(want, got);
+            else
+            {
+                // A widened bound (ARM64's f16 cache) can swap a near-tie: llama.cpp's own lead must be within it.
+                float lead = expected[want] - expected[got];
+                output.WriteLine($"  {what}: llama.cpp's {want} leads our {got} by {lead:G3} ({lead / scale:G3} relative)");
+                Assert.True(lead <= bound * scale, $"{mode}, {what}: llama.cpp's {want} leads our {got} by {lead}");
+            }
         }
         return worst;
     }
