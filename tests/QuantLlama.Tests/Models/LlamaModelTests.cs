@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using QuantLlama.Gguf;
 using QuantLlama.Gguf.Legacy;
 using QuantLlama.Tests.Legacy;
@@ -295,10 +296,26 @@ public class LlamaModelTests(ITestOutputHelper output)
         return (f32, Math.Max(off, on));
     }
 
+    /// <summary>
+    /// The f16 cache's bound on this CPU: the x64 one, twice that on ARM64. Ours attends over an f16 cache as
+    /// llama.cpp's x64 (AVX2) build does, on every CPU; its ARM64 build (NEON without f16 arithmetic: no f16
+    /// instruction in its libggml-cpu.so) does otherwise. Its tinyBLAS multiplies an f16 matrix by an f32 one
+    /// as it is, so the softmax weights (and one token's query) meet the cache unrounded where x64 rounds them to
+    /// f16 first, and its f16 vector dot sums 16-value steps into four 4-lane accumulators (x64: 32 into four
+    /// 8-lane ones). The x64 bounds' effect (a last-bit difference rounding to another f16 or flipping an
+    /// activation rounding) then comes up more often. Measured under qemu (neoverse-n1) on the same files:
+    /// llama.cpp's ARM64 build against its x64 build 2.5e-2 (Q5_1), 1.8e-2 (IQ1_S), 6.3e-4 (phi3 F32), 2.5e-4
+    /// (F32); ours against its ARM64 build 2.4e-2, 2.7e-2, 6.3e-4, 2.5e-4; ours on ARM64 against ours on x64
+    /// ≤ 2.5e-7 for F32 weights. Worst of this test and ArchitectureTests against the ARM64 build: 3.4e-2
+    /// (IQ1_M; TQ1_0, TQ2_0 3.2e-2), F32 6.3e-4 (phi3, YaRN), F16 8.6e-4.
+    /// </summary>
+    internal static double F16CacheBound(double x64Bound) =>
+        RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? 2 * x64Bound : x64Bound;
+
     /// <summary>Asserts the three comparisons within max |ours − llama.cpp| ≤ tolerance × max(1, max |logit|); returns the largest ratio.</summary>
     private static double CompareWithLlamaCpp(ITestOutputHelper output, string path, double tolerance, KvCacheType cache, FlashAttention flash)
     {
-        double worst = 0;
+        double worst = 0, bound = cache == KvCacheType.F16 ? F16CacheBound(tolerance) : tolerance;
         float[] expectedBatch, expectedNext;
         using (var reference = LlamaCppModel.Load(path, 64, f32KvCache: cache == KvCacheType.F32, flashAttention: flash == FlashAttention.On))
         {
@@ -316,8 +333,16 @@ public class LlamaModelTests(ITestOutputHelper output)
             float diff = MaxAbsDiff(expected, actual);
             output.WriteLine($"{Path.GetFileName(path)} {mode} {what}: max |logit| {scale:G4}, max diff {diff:G4} ({diff / scale:G3} relative)");
             worst = Math.Max(worst, diff / scale);
-            Assert.True(diff <= tolerance * scale, $"{mode}, {what}: max diff {diff} > {tolerance} × {scale}");
-            Assert.Equal(LogitsProcessor.ArgMax(expected), LogitsProcessor.ArgMax(actual));
+            Assert.True(diff <= bound * scale, $"{mode}, {what}: max diff {diff} > {bound} × {scale}");
+            int want = LogitsProcessor.ArgMax(expected), got = LogitsProcessor.ArgMax(actual);
+            if (want == got || bound == tolerance) Assert.Equal(want, got);
+            else
+            {
+                // A widened bound (ARM64's f16 cache) can swap a near-tie: llama.cpp's own lead must be within it.
+                float lead = expected[want] - expected[got];
+                output.WriteLine($"  {what}: llama.cpp's {want} leads our {got} by {lead:G3} ({lead / scale:G3} relative)");
+                Assert.True(lead <= bound * scale, $"{mode}, {what}: llama.cpp's {want} leads our {got} by {lead}");
+            }
         }
         return worst;
     }
