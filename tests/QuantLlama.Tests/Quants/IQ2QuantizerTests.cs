@@ -55,13 +55,7 @@ public class IQ2QuantizerTests
 
         // Several rows sharing one column weighting, as a weight matrix is quantized.
         var many = TestRows.Random(512 * 6, 91);
-        var columns = IQuantDifferentialTests.Importance(512);
-        var chunk = GgmlNative.QuantizeChunk(type, many, 512, columns);
-        int rowBytes = (int)GgmlTypeInfo.RowBytes(type, 512);
-        var ours = new byte[chunk.Length];
-        for (int r = 0; r < 6; r++)
-            Quantizer.QuantizeRowWeighted(type, many.AsSpan(r * 512, 512), ours.AsSpan(r * rowBytes, rowBytes), columns);
-        GgmlDifferentialTests.AssertBytes(chunk, ours, $"{type} 6 rows");
+        var chunk = ImportanceMatrixTests.AssertRowsSharingColumnsAreGgmls(type, many, IQuantDifferentialTests.Importance(512));
         Assert.NotEqual(GgmlNative.QuantizeChunk(type, many, 512, Enumerable.Repeat(1f, 512).ToArray()), chunk); // the weights matter
     }
 
