@@ -105,8 +105,8 @@ public static class EngineRunner
         public OurEngine(string path, int threads, bool repack = true)
         {
             WorkerPool.SetThreadCount(threads);
-            LlamaModel.RepackForPrompts = repack;
-            _model = InferenceContext.Load(path, new ContextOptions { ContextSize = ContextSize, MaxBatch = 512 });
+            _model = InferenceContext.Load(path, new ContextOptions { ContextSize = ContextSize, MaxBatch = 512 },
+                modelOptions: new ModelOptions { RepackForPrompts = repack });
         }
 
         public int Decode(ReadOnlySpan<int> tokens, int start) => ArgMax(_model.Forward(tokens, start));

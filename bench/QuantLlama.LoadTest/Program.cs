@@ -292,10 +292,10 @@ namespace QuantLlama.LoadTest
             var inv = CultureInfo.InvariantCulture;
             int threads = int.Parse(options.GetValueOrDefault("threads") ?? "2", inv);
             WorkerPool.SetThreadCount(threads);
-            LlamaModel.RepackForPrompts = !options.ContainsKey("no-repack");
             var serverOptions = new ServerOptions
             {
                 ModelPath = options["model"],
+                Model = new ModelOptions { RepackForPrompts = !options.ContainsKey("no-repack") },
                 Port = 0,
                 Parallel = int.Parse(options.GetValueOrDefault("parallel") ?? "8", inv),
                 PromptBatch = int.Parse(options.GetValueOrDefault("ubatch-size") ?? ServerOptions.DefaultPromptBatch.ToString(inv), inv),

@@ -33,7 +33,7 @@ public sealed class LoadedModel : IDisposable
 
     public static LoadedModel Load(ServerOptions options)
     {
-        var model = LlamaModel.Load(options.ModelPath, options.Gqa);
+        var model = LlamaModel.Load(options.ModelPath, options.Gqa, options.Model);
         try
         {
             var tokenizer = options.TokenizerPath != null

@@ -1,4 +1,5 @@
 using QuantLlama.Hub;
+using QuantLlama.Models;
 
 namespace QuantLlama.Server;
 
@@ -10,6 +11,9 @@ public sealed record ServerOptions
 
     /// <summary>Group-query attention factor for legacy GGML files.</summary>
     public int Gqa { get; init; } = 1;
+
+    /// <summary>How the model's weights are prepared at load (the copy repacked for prompts).</summary>
+    public ModelOptions Model { get; init; } = new();
 
     /// <summary>A Hugging Face tokenizer.json to use instead of the model file's vocabulary.</summary>
     public string? TokenizerPath { get; init; }

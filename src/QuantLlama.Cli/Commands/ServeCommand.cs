@@ -36,12 +36,12 @@ public static class ServeCommand
             int? threadCount = parse.GetValue(threads);
             if (threadCount is <= 0) throw new CliUsageException($"--threads must be positive, got {threadCount}");
             if (parse.GetValue(gqa) is <= 0) throw new CliUsageException($"--gqa must be positive, got {parse.GetValue(gqa)}");
-            LlamaModel.RepackForPrompts = !parse.GetValue(noRepack);
             var resolved = ModelLocator.Locate(parse.GetValue(model), whichName, ConsoleProgress.HubOptions());
             var options = new ServerOptions
             {
                 ModelPath = resolved.Path,
                 Gqa = parse.GetValue(gqa) ?? resolved.Gqa,
+                Model = new ModelOptions { RepackForPrompts = !parse.GetValue(noRepack) },
                 TokenizerPath = parse.GetValue(tokenizer),
                 ChatTemplate = resolved.Entry?.Template ?? registryEntry.Template,
                 ModelId = parse.GetValue(model) == null ? whichName : null,

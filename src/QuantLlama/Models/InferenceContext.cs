@@ -84,9 +84,9 @@ public sealed unsafe class InferenceContext : IDisposable
     /// Loads a model for a single conversation: the context owns the model and disposes it with itself. Several
     /// conversations share one <see cref="LlamaModel"/> through <see cref="LlamaModel.CreateContext"/> instead.
     /// </summary>
-    public static InferenceContext Load(string path, ContextOptions? options = null, int gqa = 1)
+    public static InferenceContext Load(string path, ContextOptions? options = null, int gqa = 1, ModelOptions? modelOptions = null)
     {
-        var model = LlamaModel.Load(path, gqa);
+        var model = LlamaModel.Load(path, gqa, modelOptions);
         try
         {
             return new InferenceContext(model, options) { _ownsModel = true };

@@ -47,6 +47,19 @@ public sealed record ContextOptions
     public const int DefaultMaxContext = 4096;
 }
 
+/// <summary>How <see cref="LlamaModel"/> prepares a model file's weights at load; each loaded model keeps its own.</summary>
+public sealed record ModelOptions
+{
+    /// <summary>
+    /// True (the default): on CPUs with AVX-512, the Q4_0 layer matrices are copied at load into a layout for
+    /// prompts (8 weight rows by 8 prompt rows per kernel call), which reads a prompt about twice as fast; the copy
+    /// costs about the size of those matrices in memory and their copying time at load. Generation still reads the
+    /// mapped file. False: the weights stay in the mapping only (a model that only generates loses nothing).
+    /// The tokens are the same either way.
+    /// </summary>
+    public bool RepackForPrompts { get; init; } = true;
+}
+
 /// <summary>
 /// A LLaMA / Mistral / Mixtral / Qwen2 / Qwen3 / Gemma 2 / Gemma 3 / Phi-3 model over a memory-mapped model file: its configuration and weights, which stay in
 /// the mapping and are never written. Immutable, so any number of <see cref="InferenceContext"/>s (one per
@@ -126,12 +139,12 @@ public sealed unsafe class LlamaModel : IDisposable
     public IModelFile File => _file;
 
     /// <summary>Opens a GGUF or legacy GGML file; <paramref name="gqa"/> is the legacy files' group-query factor.</summary>
-    public static LlamaModel Load(string path, int gqa = 1)
+    public static LlamaModel Load(string path, int gqa = 1, ModelOptions? options = null)
     {
         var file = ModelFileLoader.Open(path, gqa);
         try
         {
-            return new LlamaModel(file, ownsFile: true);
+            return new LlamaModel(file, ownsFile: true, options);
         }
         catch
         {
@@ -140,10 +153,11 @@ public sealed unsafe class LlamaModel : IDisposable
         }
     }
 
-    public LlamaModel(IModelFile file, bool ownsFile = false)
+    public LlamaModel(IModelFile file, bool ownsFile = false, ModelOptions? options = null)
     {
         _file = file;
         _ownsFile = ownsFile;
+        Options = options ?? new ModelOptions();
         try
         {
             var c = Config = LlamaConfig.FromModelFile(file);
@@ -238,7 +252,7 @@ public sealed unsafe class LlamaModel : IDisposable
             var unused = file.Tensors.FirstOrDefault(t => !_used.Contains(t.Name));
             if (unused != null)
                 throw new NotSupportedException($"{file.FileName}: tensor '{unused.Name}' is not supported for architecture '{arch.Name}'");
-            if (RepackForPrompts) Repack(); // after every check, so a refused file costs no copying
+            if (Options.RepackForPrompts) Repack(); // after every check, so a refused file costs no copying
             WeightBytes = file.Tensors.Sum(t => t.ByteSize);
         }
         catch
@@ -364,15 +378,10 @@ public sealed unsafe class LlamaModel : IDisposable
         if (_ownsFile) _file.Dispose();
     }
 
-    /// <summary>
-    /// True (the default): on CPUs with AVX-512, a model's Q4_0 layer matrices are copied at load into a layout for
-    /// prompts (8 weight rows by 8 prompt rows per kernel call), which reads a prompt about twice as fast; the copy
-    /// costs about the size of those matrices in memory and their copying time at load. Generation still reads
-    /// the mapped file. Read at each load.
-    /// </summary>
-    public static bool RepackForPrompts { get; set; } = true;
+    /// <summary>The options this model was loaded with.</summary>
+    public ModelOptions Options { get; }
 
-    /// <summary>Bytes of the repacked copies this model holds (<see cref="RepackForPrompts"/>).</summary>
+    /// <summary>Bytes of the repacked copies this model holds (<see cref="ModelOptions.RepackForPrompts"/>).</summary>
     public long RepackedBytes { get; private set; }
 
     private void Repack()
