@@ -46,7 +46,7 @@ public static class BenchCommand
             string path = parse.GetValue(model)!;
             if (!File.Exists(path)) throw new FileNotFoundException($"model file '{path}' does not exist");
             int context = Math.Max(1, Math.Max(options.PromptTokens, options.GenerateTokens));
-            using var weights = LlamaModel.Load(path, options: new ModelOptions { RepackForPrompts = !parse.GetValue(noRepack) });
+            using var weights = LlamaModel.Load(path, options: new ModelOptions { RepackForPrompts = !parse.GetValue(noRepack), WarmUp = false });
             var conversations = Enumerable.Range(0, options.Contexts)
                 .Select(_ => weights.CreateContext(attention.Apply(parse, new ContextOptions { ContextSize = context, MaxBatch = Math.Max(1, options.PromptTokens) }))).ToList();
             try

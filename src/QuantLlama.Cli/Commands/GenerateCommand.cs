@@ -39,8 +39,9 @@ public static class GenerateCommand
         var threads = new Option<int?>("--threads", "-t") { Description = "Worker threads for the matrix products (default: all cores)" };
         var ctx = new Option<int?>("--ctx") { Description = "Positions in the KV cache (default: the model's context length, at most 4096)" };
         var system = new Option<string?>("--system") { Description = "System prompt for --prompt chat" };
+        var noWarmup = new Option<bool>("--no-warmup") { Description = "With --prompt interactive or chat: skip the throwaway forward pass run at load while the first line is typed (the first prompt then compiles and faults in the model itself)" };
         foreach (var o in new Option[] { model, tokenizer, which, prompt, sampleLen, temperature, topP, topK, seed, repeatPenalty,
-                     repeatLastN, splitPrompt, verbosePrompt, gqa, cpu, tracing, threads, ctx, system })
+                     repeatLastN, splitPrompt, verbosePrompt, gqa, cpu, tracing, threads, ctx, system, noWarmup })
             root.Options.Add(o);
         var attention = new AttentionOptions(root);
 
@@ -64,6 +65,8 @@ public static class GenerateCommand
             Threads = parse.GetValue(threads),
             Context = parse.GetValue(ctx),
             System = parse.GetValue(system),
+            // A single prompt follows the load at once, so a warm-up would only delay it by the warm-up's own rows.
+            ModelOptions = new ModelOptions { WarmUp = !parse.GetValue(noWarmup) && parse.GetValue(prompt) is "interactive" or "chat" },
             ContextOptions = attention.Apply(parse, new ContextOptions { ContextSize = parse.GetValue(ctx) }),
         }));
         return root;
@@ -81,6 +84,7 @@ public static class GenerateCommand
         public float RepeatPenalty;
         public bool SplitPrompt, VerbosePrompt, Tracing;
         public required ContextOptions ContextOptions;
+        public required ModelOptions ModelOptions;
     }
 
     private static void Validate(Arguments a)
@@ -108,7 +112,7 @@ public static class GenerateCommand
         ApplyThreads(a.Threads);
 
         var load = Stopwatch.StartNew();
-        using var model = LlamaModel.Load(resolved.Path, a.Gqa ?? resolved.Gqa);
+        using var model = LlamaModel.Load(resolved.Path, a.Gqa ?? resolved.Gqa, a.ModelOptions);
         using var context = model.CreateContext(a.ContextOptions);
         var file = model.File;
         err.WriteLine(string.Format(inv, "loaded {0} tensors ({1}) in {2:F2}s", file.Tensors.Count, FormatSize(model.WeightBytes), load.Elapsed.TotalSeconds));

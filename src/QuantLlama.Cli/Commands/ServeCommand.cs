@@ -26,7 +26,8 @@ public static class ServeCommand
         var noBatching = new Option<bool>("--no-batching") { Description = "Generate each slot on its own instead of all busy slots' tokens in one pass through the weights (the same tokens, slower in aggregate)" };
         var ubatch = new Option<int>("--ubatch-size", "-ub") { Description = "Prompt tokens per pass through the weights; a prompt read beside generating slots delays their next token by one such pass at most", DefaultValueFactory = _ => ServerOptions.DefaultPromptBatch };
         var noRepack = new Option<bool>("--no-repack") { Description = "Read Q4_0 prompts from the mapped file instead of a copy repacked at load for AVX-512 prompt kernels (saves the copy's memory and load time; prompts read about half as fast)" };
-        foreach (var o in new Option[] { model, which, tokenizer, gqa, host, port, parallel, ctx, apiKey, threads, queue, noBatching, ubatch, noRepack })
+        var noWarmup = new Option<bool>("--no-warmup") { Description = "Skip the throwaway forward pass run at load (the first request then compiles and faults in the model itself)" };
+        foreach (var o in new Option[] { model, which, tokenizer, gqa, host, port, parallel, ctx, apiKey, threads, queue, noBatching, ubatch, noRepack, noWarmup })
             command.Options.Add(o);
 
         command.SetAction(parse =>
@@ -41,7 +42,7 @@ public static class ServeCommand
             {
                 ModelPath = resolved.Path,
                 Gqa = parse.GetValue(gqa) ?? resolved.Gqa,
-                Model = new ModelOptions { RepackForPrompts = !parse.GetValue(noRepack) },
+                Model = new ModelOptions { RepackForPrompts = !parse.GetValue(noRepack), WarmUp = !parse.GetValue(noWarmup) },
                 TokenizerPath = parse.GetValue(tokenizer),
                 ChatTemplate = resolved.Entry?.Template ?? registryEntry.Template,
                 ModelId = parse.GetValue(model) == null ? whichName : null,

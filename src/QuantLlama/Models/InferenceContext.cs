@@ -69,6 +69,9 @@ public sealed unsafe class InferenceContext : IDisposable
     /// <summary>The attention an f16 cache follows (<see cref="FlashAttention.Auto"/> resolved).</summary>
     public FlashAttention FlashAttention { get; }
 
+    /// <summary>The model's own warm-up context (<see cref="ModelOptions.WarmUp"/>), which must not wait for itself.</summary>
+    internal bool IsWarmUp { get; init; }
+
     /// <summary>Records the forward pass's spans when set (--tracing).</summary>
     public ForwardTracer? Tracer { get; set; }
 
@@ -329,6 +332,7 @@ public sealed unsafe class InferenceContext : IDisposable
 
     private void ForwardBatch(ReadOnlySpan<int> tokens, int start, bool computeLogits, float* allRowsLogits = null)
     {
+        if (!IsWarmUp) _model.WaitForWarmUp();
         var c = Config;
         int n = tokens.Length, dim = c.EmbeddingLength;
         var tracer = Tracer;

@@ -58,6 +58,16 @@ public sealed record ModelOptions
     /// The tokens are the same either way.
     /// </summary>
     public bool RepackForPrompts { get; init; } = true;
+
+    /// <summary>
+    /// True (the default): once loaded, the model runs a throwaway batch of 8 rows and then 1 row through a scratch
+    /// context on a background thread, so that the first prompt of a fresh process finds its methods compiled and
+    /// the mapped weights faulted in, and runs at warm speed. The first forward pass of any other context waits for
+    /// it. It moves that first-pass cost rather than adding to it (plus the 9 rows' compute): a server or an
+    /// interactive session that loads and then waits for input gets it for free. False: the first prompt pays it.
+    /// The tokens are the same either way.
+    /// </summary>
+    public bool WarmUp { get; init; } = true;
 }
 
 /// <summary>
@@ -254,6 +264,7 @@ public sealed unsafe class LlamaModel : IDisposable
                 throw new NotSupportedException($"{file.FileName}: tensor '{unused.Name}' is not supported for architecture '{arch.Name}'");
             if (Options.RepackForPrompts) Repack(); // after every check, so a refused file costs no copying
             WeightBytes = file.Tensors.Sum(t => t.ByteSize);
+            if (Options.WarmUp) _warmUp = Task.Factory.StartNew(RunWarmUp, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         }
         catch
         {
@@ -360,7 +371,7 @@ public sealed unsafe class LlamaModel : IDisposable
     {
         try
         {
-            using var model = new LlamaModel(file);
+            using var model = new LlamaModel(file, options: new ModelOptions { RepackForPrompts = false, WarmUp = false });
             return null;
         }
         catch (Exception e) when (e is NotSupportedException or InvalidDataException)
@@ -373,6 +384,7 @@ public sealed unsafe class LlamaModel : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
+        WaitForWarmUp(); // its scratch context reads the weights freed below
         FreeConverted();
         FreeRepacked();
         if (_ownsFile) _file.Dispose();
@@ -398,6 +410,44 @@ public sealed unsafe class LlamaModel : IDisposable
         {
             (layer.Wq, layer.Wk, layer.Wv, layer.Wo) = (Copy(layer.Wq), Copy(layer.Wk), Copy(layer.Wv), Copy(layer.Wo));
             (layer.Gate, layer.Up, layer.Down) = (Copy(layer.Gate), Copy(layer.Up), Copy(layer.Down));
+        }
+    }
+
+    /// <summary>Rows of the warm-up's batch: enough for the products' multi-row tiles and batched attention.</summary>
+    private const int WarmUpRows = 8;
+
+    // The warm-up's forward passes (ModelOptions.WarmUp) while they may still run; null once waited for.
+    private Task? _warmUp;
+
+    /// <summary>Blocks until the warm-up is over; every other context calls it before its forward passes.</summary>
+    internal void WaitForWarmUp()
+    {
+        var warmUp = Volatile.Read(ref _warmUp);
+        if (warmUp == null) return;
+        warmUp.Wait();
+        Volatile.Write(ref _warmUp, null);
+    }
+
+    /// <summary>
+    /// A batch of <see cref="WarmUpRows"/> rows, then one row, through a scratch context with a cache just large
+    /// enough: the JIT compiles the prompt and generation paths and the mapped weights are faulted in, the outputs
+    /// are dropped.
+    /// </summary>
+    private void RunWarmUp()
+    {
+        try
+        {
+            int rows = Math.Min(WarmUpRows, Math.Min(Config.ContextLength, ContextOptions.DefaultMaxContext) - 1);
+            if (rows < 1) return;
+            using var scratch = new InferenceContext(this, new ContextOptions { ContextSize = rows + 1, MaxBatch = rows }) { IsWarmUp = true };
+            Span<int> tokens = stackalloc int[rows];
+            for (int i = 0; i < rows; i++) tokens[i] = (i + 1) % Config.VocabSize;
+            scratch.Forward(tokens, 0);
+            scratch.Forward(tokens[..1], rows);
+        }
+        catch (Exception)
+        {
+            // Only ever a head start: whatever failed here fails the first real forward pass, with its own message.
         }
     }
 

@@ -44,6 +44,34 @@ public class ModelOptionsTests
         }
     }
 
+    /// <summary>
+    /// The warm-up runs beside the caller: a prompt sent at once waits for it and gets the bits a model loaded without
+    /// it gives, and a model disposed while it may still run frees its weights only after it.
+    /// </summary>
+    [Fact]
+    public void WarmUpNeverChangesLogits()
+    {
+        string dir = TestPaths.NewTempDirectory();
+        try
+        {
+            string path = SyntheticLlama.Write(dir, GgmlType.Q4_K, new SyntheticLlama.Shape());
+            float[] Logits(ModelOptions options)
+            {
+                using var model = LlamaModel.Load(path, options: options);
+                using var context = model.CreateContext();
+                var logits = context.Forward(Prompt, 0).ToArray();
+                return [.. logits, .. context.Forward([29889], Prompt.Length).ToArray()];
+            }
+            var expected = Logits(new ModelOptions { WarmUp = false });
+            Assert.Equal(expected.Select(BitConverter.SingleToInt32Bits), Logits(new ModelOptions()).Select(BitConverter.SingleToInt32Bits));
+            LlamaModel.Load(path).Dispose();
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
     [Fact]
     public void AContextLoadedAloneTakesTheModelOptions()
     {
