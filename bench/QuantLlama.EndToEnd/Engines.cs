@@ -35,6 +35,19 @@ public static class EngineRunner
 {
     public const int ContextSize = 1024;
 
+    /// <summary>Which of LLamaSharp.Backend.Cpu's native builds llama.cpp runs: the widest this CPU (and .NET) takes.</summary>
+    internal static AvxLevel LlamaCppAvxLevel => System.Runtime.Intrinsics.X86.Avx512F.IsSupported ? AvxLevel.Avx512
+        : System.Runtime.Intrinsics.X86.Avx2.IsSupported ? AvxLevel.Avx2
+        : System.Runtime.Intrinsics.X86.Avx.IsSupported ? AvxLevel.Avx : AvxLevel.None;
+
+    public static string LlamaCppBuild => LlamaCppAvxLevel switch
+    {
+        AvxLevel.Avx512 => "AVX-512",
+        AvxLevel.Avx2 => "AVX2",
+        AvxLevel.Avx => "AVX",
+        _ => "generic",
+    };
+
     public static RunResult Run(string engineName, RunRequest request)
     {
         var processStart = DateTimeOffset.FromUnixTimeMilliseconds(request.StartUnixMs);
@@ -106,7 +119,8 @@ public static class EngineRunner
         {
             WorkerPool.SetThreadCount(threads);
             _model = InferenceContext.Load(path, new ContextOptions { ContextSize = ContextSize, MaxBatch = 512 },
-                modelOptions: new ModelOptions { RepackForPrompts = repack });
+                // The first prompt follows the load at once: a warm-up would only move its cost (ModelOptions.WarmUp).
+                modelOptions: new ModelOptions { RepackForPrompts = repack, WarmUp = false });
         }
 
         public int Decode(ReadOnlySpan<int> tokens, int start) => ArgMax(_model.Forward(tokens, start));
@@ -124,10 +138,7 @@ public static class EngineRunner
 
         public LlamaCppEngine(string path, int threads)
         {
-            var avx = System.Runtime.Intrinsics.X86.Avx512F.IsSupported ? AvxLevel.Avx512
-                : System.Runtime.Intrinsics.X86.Avx2.IsSupported ? AvxLevel.Avx2
-                : System.Runtime.Intrinsics.X86.Avx.IsSupported ? AvxLevel.Avx : AvxLevel.None;
-            NativeLibraryConfig.All.WithCuda(false).WithVulkan(false).WithAvx(avx).WithAutoFallback(true)
+            NativeLibraryConfig.All.WithCuda(false).WithVulkan(false).WithAvx(LlamaCppAvxLevel).WithAutoFallback(true)
                 .WithSearchDirectory(AppContext.BaseDirectory).WithLogCallback(static (_, _) => { });
             NativeApi.llama_empty_call();
             NativeLogConfig.llama_log_set(static (_, _) => { });

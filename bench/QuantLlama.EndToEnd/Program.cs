@@ -7,9 +7,11 @@ using System.Text.Json;
 using QuantLlama.EndToEnd;
 using QuantLlama.Gguf;
 
-// End-to-end speed, QuantLlama against llama.cpp (LLamaSharp 0.30.0) on the same synthetic GGUFs.
+// End-to-end speed, QuantLlama against llama.cpp (LLamaSharp 0.30.0) on the same synthetic GGUFs. With no options it
+// prints this machine's table (its CPU and instruction sets at the top): Q4_0, Q8_0, Q4_K_M and Q6_K, pp43, pp512
+// and tg64, ours against llama.cpp and their ratios.
 //   dotnet run -c Release --project bench/QuantLlama.EndToEnd -- [--dir /tmp/quantllama-bench] [--shape tinyllama]
-//     [--types F16,Q8_0,Q4_0,Q4_K_M,Q6_K] [--reps 5] [--threads 2] [--pp 512,64] [--tg 128] [--out results.md] [--clean]
+//     [--types Q4_0,Q8_0,Q4_K_M,Q6_K] [--reps 3] [--threads 2] [--pp 43,512] [--tg 64] [--out results.md] [--clean]
 //     [--engines ours,llamacpp] (also ours-mapped: without the weights repacked for prompts) [--vocab ggml-vocab-llama-spm.gguf] [--generate-only]
 // Each measurement is its own process (so load time, time to first token and peak RSS are real), the two engines
 // alternating run by run on the same file; the first run of each engine per model starts with the file evicted
@@ -28,11 +30,11 @@ if (options.TryGetValue("child", out var childEngine))
 
 string dir = options.GetValueOrDefault("dir") ?? Environment.GetEnvironmentVariable("QUANTLLAMA_BENCH_DIR") ?? "/tmp/quantllama-bench";
 var shape = ModelShape.Parse(options.GetValueOrDefault("shape") ?? "tinyllama");
-string[] types = (options.GetValueOrDefault("types") ?? "F16,Q8_0,Q4_0,Q4_K_M,Q6_K").Split(',', StringSplitOptions.RemoveEmptyEntries);
-int reps = int.Parse(options.GetValueOrDefault("reps") ?? "5", inv);
+string[] types = (options.GetValueOrDefault("types") ?? "Q4_0,Q8_0,Q4_K_M,Q6_K").Split(',', StringSplitOptions.RemoveEmptyEntries);
+int reps = int.Parse(options.GetValueOrDefault("reps") ?? "3", inv);
 int threads = int.Parse(options.GetValueOrDefault("threads") ?? "2", inv);
-int[] promptLengths = (options.GetValueOrDefault("pp") ?? "512,64").Split(',').Select(s => int.Parse(s, inv)).ToArray();
-int tgTokens = int.Parse(options.GetValueOrDefault("tg") ?? "128", inv);
+int[] promptLengths = (options.GetValueOrDefault("pp") ?? "43,512").Split(',').Select(s => int.Parse(s, inv)).ToArray();
+int tgTokens = int.Parse(options.GetValueOrDefault("tg") ?? "64", inv);
 string? outPath = options.GetValueOrDefault("out");
 string[] engines = (options.GetValueOrDefault("engines") ?? "ours,llamacpp").Split(',');
 string vocab = options.GetValueOrDefault("vocab") ?? FindVocab();
@@ -53,8 +55,11 @@ void Say(string line)
 
 Console.Error.WriteLine($"models in {dir}; shape {shape}; {reps} runs per engine, {threads} threads");
 Say($"Machine: {CpuModel()}, {Environment.ProcessorCount} logical CPUs, {MemTotalGiB():F1} GiB RAM, load average {LoadAverage()} at start");
+Say($"Instruction sets: {CpuFeatures.Describe()}");
+Say($"Engines: QuantLlama on its {QuantLlama.Quants.Kernels.Path} path; "
+    + $"llama.cpp through LLamaSharp {LlamaSharpVersion()}, its {EngineRunner.LlamaCppBuild} CPU build");
 Say($"Shape {shape.Name}: dim {shape.Dim}, ff {shape.FeedForward}, {shape.Layers} layers, {shape.Heads} heads, {shape.KvHeads} KV heads; "
-    + $"{threads} threads; median of {reps - 1} warm runs per engine (plus 1 cold); pp {string.Join("/", promptLengths)}, tg {tgTokens} after an 8-token prompt; n_ctx {EngineRunner.ContextSize}, f16 KV cache");
+    + $"{threads} threads; {(reps > 1 ? $"median of {reps - 1} warm runs per engine (plus 1 cold)" : "1 cold run per engine")}; pp {string.Join("/", promptLengths)}, tg {tgTokens} after an 8-token prompt; n_ctx {EngineRunner.ContextSize}, f16 KV cache");
 Say("");
 string pps = string.Join(" | ", promptLengths.Select(p => $"pp{p} t/s"));
 Say($"| type | engine | {pps} | tg{tgTokens} t/s | tg % of bw limit | TTFT warm s | TTFT cold s | load s | peak RSS MiB | file MiB |");
@@ -232,6 +237,14 @@ static string FindVocab()
             if (File.Exists(candidate)) return Path.GetFullPath(candidate);
         }
     throw new FileNotFoundException("ggml-vocab-llama-spm.gguf not found (../shared/vocab); pass --vocab FILE");
+}
+
+/// <summary>The LLamaSharp package version this build references (its assembly carries no version of its own).</summary>
+static string LlamaSharpVersion()
+{
+    string deps = Path.Combine(AppContext.BaseDirectory, "QuantLlama.EndToEnd.deps.json");
+    var match = File.Exists(deps) ? System.Text.RegularExpressions.Regex.Match(File.ReadAllText(deps), "\"LLamaSharp/([0-9.]+)\"") : null;
+    return match is { Success: true } ? match.Groups[1].Value : "(version unknown)";
 }
 
 static string CpuModel() => File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "unknown CPU";
