@@ -607,7 +607,7 @@ public sealed unsafe class InferenceContext : IDisposable
 
     private static void Mul(in Weight w, float* x, int n, float* y)
     {
-        if (n == 1)
+        if (n == 1 && w.RowGroups == null)
             MatMul.MatVec(w.Type, w.Data, w.Rows, w.Cols, new ReadOnlySpan<float>(x, w.Cols), new Span<float>(y, w.Rows));
         else
         {
