@@ -365,10 +365,10 @@ public sealed unsafe class LlamaModel : IDisposable
     }
 
     /// <summary>
-    /// True (the default): on CPUs with AVX-512, a model's Q4_0 layer matrices are copied at load into a layout for
-    /// prompts (8 weight rows by 8 prompt rows per kernel call), which reads a prompt about twice as fast; the copy
-    /// costs about the size of those matrices in memory and their copying time at load. Generation still reads
-    /// the mapped file. Read at each load.
+    /// True (the default): on CPUs with AVX-512, a model's Q4_0 layer and output matrices are copied at load into a
+    /// layout of 8 weight rows by 1 to 8 activation rows per kernel call, which reads a prompt about twice as fast
+    /// and decodes several conversations together faster; generation reads the copy too. The copy costs about the
+    /// size of those matrices in memory and their copying time at load. Read at each load.
     /// </summary>
     public static bool RepackForPrompts { get; set; } = true;
 
