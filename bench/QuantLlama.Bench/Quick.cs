@@ -40,6 +40,11 @@ internal static class Quick
             RepackedQ4_0(int.Parse(types[1]), int.Parse(types[2]));
             return;
         }
+        if (types.Length > 0 && types[0] == "decode")
+        {
+            DecodeQ4_0(types.Skip(1).Select(int.Parse).DefaultIfEmpty(0).ToArray());
+            return;
+        }
         if (types.Length > 0 && types[0] == "small")
         {
             int rows = int.Parse(types[2]), cols = int.Parse(types[3]), n = int.Parse(types[4]);
@@ -169,6 +174,59 @@ internal static class Quick
         }
     }
 
+    /// <summary>
+    /// `quick decode [M...]`: 1 to 8 activation rows (conversations decoding together) through MatMul over 24 Q4_0
+    /// matrices of 2048 x 2048 (54 MiB, more than the caches, so weights come from memory as in generation), over the
+    /// mapped weights (row dots, quad tiles, padded 8-row tiles) and over the repacked copy; best of alternating runs,
+    /// µs per matrix. BENCH_THREADS sets the thread count.
+    /// </summary>
+    private static unsafe void DecodeQ4_0(int[] counts)
+    {
+        const int matrices = 24, rows = 2048, cols = 2048;
+        if (int.TryParse(Environment.GetEnvironmentVariable("BENCH_THREADS"), out int threads)) Compute.WorkerPool.SetThreadCount(threads);
+        if (counts.Length == 0 || counts[0] == 0) counts = [1, 2, 3, 4, 5, 6, 7, 8];
+        long wBytes = GgmlTypeInfo.RowBytes(GgmlType.Q4_0, cols) * rows;
+        var w = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(wBytes * matrices), 64);
+        var groups = new nint[matrices];
+        var block = new byte[wBytes];
+        Quantizer.QuantizeRow(GgmlType.Q4_0, Data.Random(rows * cols, 5), block);
+        for (int m = 0; m < matrices; m++)
+        {
+            block.AsSpan().CopyTo(new Span<byte>(w + m * wBytes, (int)wBytes));
+            groups[m] = (nint)Compute.RepackedWeights.Create(w + m * wBytes, rows, cols);
+        }
+        var x = Data.Random(8 * cols, 6);
+        var y = new float[8 * rows];
+        fixed (float* xp = x, yp = y)
+        {
+            float* X = xp, Y = yp;
+            float Run(int n, bool repacked)
+            {
+                for (int m = 0; m < matrices; m++)
+                {
+                    var product = new Compute.MatMul.Product(GgmlType.Q4_0, w + m * wBytes, rows, Y, repacked ? (byte*)groups[m] : null);
+                    Compute.MatMul.Group(&product, 1, cols, X, n);
+                }
+                return Y[0];
+            }
+            foreach (int n in counts)
+            {
+                double mapped = double.MaxValue, packed = double.MaxValue;
+                int saved = Compute.MatMul.MinRepackedRows;
+                Compute.MatMul.MinRepackedRows = 1;
+                for (int round = 0; round < 5; round++)
+                {
+                    mapped = Math.Min(mapped, Time(() => Run(n, false)) / matrices);
+                    packed = Math.Min(packed, Time(() => Run(n, true)) / matrices);
+                }
+                Compute.MatMul.MinRepackedRows = saved;
+                Console.WriteLine($"Q4_0 {rows}x{cols}, {n} rows, {Compute.WorkerPool.ThreadCount} threads: mapped {mapped,7:F1} us, repacked {packed,7:F1} us ({mapped / packed:F2}x)");
+            }
+        }
+        foreach (var g in groups) Compute.RepackedWeights.Free((byte*)g);
+        System.Runtime.InteropServices.NativeMemory.AlignedFree(w);
+    }
+
     private static unsafe void RepackedQ4_0(int rows, int cols)
     {
         var w = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q4_0, cols) * rows];
@@ -193,7 +251,7 @@ internal static class Quick
             for (int round = 0; round < 8; round++)
             {
                 a = Math.Min(a, Time(() => { for (int r = 0; r < rows; r++) Q4_0.Dot8PackedAvx512(W + r * wBytes, TA, cols, YA + r, rows); return YA[0]; }));
-                b = Math.Min(b, Time(() => { for (int g = 0; g < rows / 8; g++) Quants.Tiles.Q4_0RowGroups.Dot8x8(PP + g * gBytes, TB, cols, YB + g * 8, rows); return YB[0]; }));
+                b = Math.Min(b, Time(() => { for (int g = 0; g < rows / 8; g++) Quants.Tiles.Q4_0RowGroups.DotFor(8)(PP + g * gBytes, TB, cols, YB + g * 8, rows); return YB[0]; }));
             }
             int diff = 0;
             for (int i = 0; i < ya.Length; i++) if (BitConverter.SingleToInt32Bits(ya[i]) != BitConverter.SingleToInt32Bits(yb[i])) diff++;

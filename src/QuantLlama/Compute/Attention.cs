@@ -112,12 +112,29 @@ internal static unsafe class Attention
 
     private static int RoundUp(int x, int m) => (x + m - 1) / m * m;
 
-    /// <summary>Runs every head (in parallel when there is enough work).</summary>
-    public static void Run(AttentionJob* job, int heads)
+    /// <summary>
+    /// Runs every head of <paramref name="count"/> jobs (conversations decoding together; their scratch apart), in
+    /// one parallel dispatch when there is enough work.
+    /// </summary>
+    public static void Run(AttentionJob* jobs, int count, int heads)
     {
-        long work = (long)job->N * (job->Start + job->N) * job->HeadDim * heads;
-        if (work >= 1 << 16 && heads > 1) WorkerPool.Run(heads, &Head, job);
-        else for (int h = 0; h < heads; h++) Head(job, h);
+        long work = 0;
+        for (int j = 0; j < count; j++) work += (long)jobs[j].N * (jobs[j].Start + jobs[j].N) * jobs[j].HeadDim * heads;
+        var many = new Jobs { First = jobs, Heads = heads };
+        if (work >= 1 << 16 && count * heads > 1) WorkerPool.Run(count * heads, &HeadOfMany, &many);
+        else for (int i = 0; i < count * heads; i++) HeadOfMany(&many, i);
+    }
+
+    private struct Jobs
+    {
+        public AttentionJob* First;
+        public int Heads;
+    }
+
+    private static void HeadOfMany(void* context, int item)
+    {
+        var many = (Jobs*)context;
+        Head(many->First + item / many->Heads, item % many->Heads);
     }
 
     private static void Head(void* context, int h)

@@ -21,9 +21,9 @@ namespace QuantLlama.Compute;
 /// as llama.cpp's prompts do, see <see cref="TypeKernel.DotOverRowQuads"/>). For Q4_0, Q8_0 and Q4_K the 8 activation rows are first packed into
 /// one tile with a row per vector lane (see <see cref="Quants.Q8Products"/> and <see cref="Quants.KQuants.Q4_K.Dot8Packed"/>).
 /// Products that carry a repacked copy of their weights (<see cref="Product.RowGroups"/>, <see cref="RepackedWeights"/>)
-/// run 8 weight rows x 8 activation rows per call over it instead, with the same bits.
-/// Q4_0 runs 2 to 4 activation rows (a few conversations decoding together) through a quad tile that decodes each
-/// weight block once for all of them (<see cref="Quants.Tiles.Q4_0QuadTiles"/>).
+/// run 8 weight rows x up to 8 activation rows per call over it instead, for any number of rows, with the same bits.
+/// Without one, Q4_0 runs 2 to 4 activation rows (a few conversations decoding together) through a quad tile that
+/// decodes each weight block once for all of them (<see cref="Quants.Tiles.Q4_0QuadTiles"/>).
 /// </remarks>
 public static unsafe class MatMul
 {
@@ -41,10 +41,12 @@ public static unsafe class MatMul
     private const int MinPaddedRows = 5;
 
     /// <summary>
-    /// From this many rows left over after whole tiles, repacked weights run one more tile padded with zero rows
-    /// (2048 x 2048 Q4_0, AVX-512: one tile about 150 µs against 95 µs per row dot).
+    /// From this many activation rows products whose weights all have a repacked copy run over it
+    /// (<see cref="Q4_0RowGroups"/>: 8 weight rows x up to 8 activation rows per call, the last tile holding the rows
+    /// left). 1: even a single row reads the copy faster than the row dot reads the mapped weights (2048 x 2048 from
+    /// memory, 2 threads: about 45 µs against 60). Settable for benchmarks comparing the two.
     /// </summary>
-    private const int MinRepackedRemainder = 2;
+    internal static int MinRepackedRows = 1;
 
     /// <summary>
     /// From this many rows (and below <see cref="MinPaddedRows"/>) a type with quad tiles (<see cref="TypeKernel.Dot4PackedAvx2"/>)
@@ -114,8 +116,6 @@ public static unsafe class MatMul
         public int Cols;
         public int N;
         public int RowsPerChunk;
-        /// <summary>Activation rows in packed tiles: N rounded down to a multiple of 8, or up where the last tile is padded.</summary>
-        public int PackedRows;
         /// <summary>Activation rows 8i..8i+7 packed as one tile at PackedTiles + i * PackedTileBytes, when a part uses packed tiles.</summary>
         public byte* PackedTiles;
         public long PackedTileBytes;
@@ -156,7 +156,8 @@ public static unsafe class MatMul
     {
         if (count <= 0 || n <= 0) return;
         var first = QuantKernels.Get(products[0].Type);
-        if (n >= MinPaddedRows && n < WideTile && WideTiles && TilesOn(Kernels.Path) && PackedTilesForAll(products, count))
+        bool repacked = n >= MinRepackedRows && WideTiles && TilesOn(Kernels.Path) && RepackedWeights.AllRepacked(products, count, cols);
+        if (n >= MinPaddedRows && n < WideTile && WideTiles && TilesOn(Kernels.Path) && !repacked && PackedTilesForAll(products, count))
         {
             PaddedToOneTile(products, count, cols, x, n);
             return;
@@ -179,9 +180,10 @@ public static unsafe class MatMul
 
         Part* parts = stackalloc Part[MaxParts];
         int totalRows = 0;
-        bool dot4Path = n >= Tile && TilesOn(Kernels.Path);
-        bool dot8Path = n >= WideTile && TilesOn(Kernels.Path) && WideTiles;
-        bool quadPath = n >= MinQuadRows && n < MinPaddedRows && TilesOn(Kernels.Path) && WideTiles;
+        // Repacked weights take every activation row (see below).
+        bool dot4Path = n >= Tile && TilesOn(Kernels.Path) && !repacked;
+        bool dot8Path = n >= WideTile && TilesOn(Kernels.Path) && WideTiles && !repacked;
+        bool quadPath = n >= MinQuadRows && n < MinPaddedRows && TilesOn(Kernels.Path) && WideTiles && !repacked;
         TypeKernel packer = default, quadPacker = default; // the first part's with packed tiles or quads, if any (see below)
         for (int p = 0; p < count; p++)
         {
@@ -201,14 +203,10 @@ public static unsafe class MatMul
             totalRows += products[p].Rows;
         }
         if (totalRows == 0) return;
-        int packedRows = n / WideTile * WideTile; // activation rows in packed tiles
-        if (dot8Path && RepackedWeights.AllRepacked(products, count, cols))
+        if (repacked)
         {
-            // A remainder of 2 or more rows rides in one more tile padded with zero rows: a repacked tile costs less
-            // than 2 row dots per weight row.
-            if (n - packedRows >= MinRepackedRemainder) packedRows += WideTile;
-            // Every packed part has repacked weights: one activation tile form (RepackedWeights') serves them all.
-            packer = packer with { PackActivationTile = &Q4_0RowGroups.PackActivationTile };
+            // Every part has repacked weights: tiles of 8 activation rows, the last one of the rows left, in one tile
+            // form (Q4_0RowGroups') for them all.
             for (int p = 0; p < count; p++)
             {
                 parts[p].RowGroups = products[p].RowGroups;
@@ -220,7 +218,7 @@ public static unsafe class MatMul
         var job = new Job
         {
             Parts = parts, PartCount = count, ActivationKernel = first, ActivationRowBytes = activationRowBytes,
-            X = x, TotalRows = totalRows, Cols = cols, N = n, PackedRows = packedRows,
+            X = x, TotalRows = totalRows, Cols = cols, N = n,
         };
         if (first.ActivationType == GgmlType.F32)
         {
@@ -228,18 +226,24 @@ public static unsafe class MatMul
         }
         else
         {
-            job.Activation = Scratch(ref _scratch, activationRowBytes * Math.Max(n, packedRows));
-            // Zero rows (scales and quants 0) pad the last tile; their outputs are not stored.
-            if (packedRows > n) new Span<byte>(job.Activation + n * activationRowBytes, (int)((packedRows - n) * activationRowBytes)).Clear();
+            job.Activation = Scratch(ref _scratch, activationRowBytes * n);
             if (parallel && n >= 8) WorkerPool.Run(n, &QuantizeActivationRow, &job);
             else for (int i = 0; i < n; i++) QuantizeActivationRow(&job, i);
-            if (packer.PackActivationTile != null)
+            if (repacked)
+            {
+                job.PackedTileBytes = Q8Products.PackedTileBytes(cols); // 8 rows; the last tile may hold fewer
+                int tiles = (n + WideTile - 1) / WideTile;
+                job.PackedTiles = Scratch(ref _tileScratch, job.PackedTileBytes * tiles);
+                if (parallel && tiles >= 2) WorkerPool.Run(tiles, &PackRepackedTile, &job);
+                else for (int t = 0; t < tiles; t++) PackRepackedTile(&job, t);
+            }
+            else if (packer.PackActivationTile != null)
             {
                 // Packed kernels over one activation form read one tile form (Q8Products' for Q4_0/Q8_0, Q4_K's for Q8_K),
                 // so the first one's packer serves the whole group.
                 job.Packer = packer.PackActivationTile;
                 job.PackedTileBytes = packer.PackedTileBytes(cols);
-                int tiles = packedRows / WideTile;
+                int tiles = n / WideTile;
                 job.PackedTiles = Scratch(ref _tileScratch, job.PackedTileBytes * tiles);
                 if (parallel && tiles >= 2) WorkerPool.Run(tiles, &PackActivationTile, &job);
                 else for (int t = 0; t < tiles; t++) PackActivationTile(&job, t);
@@ -326,6 +330,13 @@ public static unsafe class MatMul
             job->PackedTiles + tile * job->PackedTileBytes);
     }
 
+    private static void PackRepackedTile(void* context, int tile)
+    {
+        var job = (Job*)context;
+        Q4_0RowGroups.PackActivationTile(job->Activation + (long)tile * WideTile * job->ActivationRowBytes, (nint)job->ActivationRowBytes, job->Cols,
+            job->PackedTiles + tile * job->PackedTileBytes, Math.Min(WideTile, job->N - tile * WideTile));
+    }
+
     private static void RunChunk(void* context, int chunk)
     {
         var job = (Job*)context;
@@ -371,15 +382,14 @@ public static unsafe class MatMul
         if (part->RowGroups != null)
         {
             // r0 and r1 are multiples of 8: chunk and block edges are, and so is every repacked part's row count.
-            for (; i < job->PackedRows; i += WideTile)
+            for (; i < n; i += WideTile)
             {
                 byte* tile = job->PackedTiles + (i / WideTile) * job->PackedTileBytes;
                 float* y = part->Y + (long)i * rows;
-                int count = Math.Min(WideTile, n - i);
+                var dotGroup = Q4_0RowGroups.DotFor(Math.Min(WideTile, n - i));
                 for (int r = r0; r < r1; r += Q4_0RowGroups.Rows)
-                    Q4_0RowGroups.Dot8x8(part->RowGroups + (r / Q4_0RowGroups.Rows) * part->RowGroupBytes, tile, cols, y + r, rows, count);
+                    dotGroup(part->RowGroups + (r / Q4_0RowGroups.Rows) * part->RowGroupBytes, tile, cols, y + r, rows);
             }
-            i = Math.Min(i, n);
         }
         else if (part->UseDot4Packed)
         {

@@ -6,9 +6,9 @@ using QuantLlama.Tensors;
 namespace QuantLlama.Compute;
 
 /// <summary>
-/// Copies of weight matrices repacked in groups of 8 rows (<see cref="Q4_0RowGroups"/>) for products over 8 or more
-/// activation rows (prompts) on the AVX-512 path, in native memory; the mapped weights still serve single rows and
-/// generation. The repacked products give the same bits as the row dot, so a result never depends on which ran.
+/// Copies of weight matrices repacked in groups of 8 rows (<see cref="Q4_0RowGroups"/>) for products on the AVX-512
+/// path (prompts, conversations decoding together, single rows), in native memory. The repacked products give the
+/// same bits as the row dot over the mapped weights, so a result never depends on which ran.
 /// </summary>
 internal static unsafe class RepackedWeights
 {

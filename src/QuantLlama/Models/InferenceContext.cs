@@ -453,16 +453,28 @@ public sealed unsafe class InferenceContext : IDisposable
         if (c.QueryScale != 0) RowKernels.Scale(_q, (long)n * qDim, c.QueryScale);
 
         // _att [n x qDim] = softmax(q·Kᵀ/√headDim)·V per head, over this conversation's cache (or each row's own).
-        if (!_severalConversations) StoreAndAttend(l, _q, _k, _v, _att, n, start);
+        if (!_severalConversations)
+        {
+            var job = StoreForAttention(l, _q, _k, _v, _att, n, start);
+            AttentionKernels.Run(&job, 1, c.HeadCount);
+        }
         else
+        {
+            // One job per conversation (its consecutive rows attend as one batch, as they would alone), all heads of
+            // all of them in one dispatch.
+            int conversations = 1;
+            for (int i = 1; i < n; i++) if (_rowContexts![i] != _rowContexts[i - 1]) conversations++;
+            var jobs = stackalloc AttentionJob[conversations];
+            int count = 0;
             for (int i = 0, rows; i < n; i += rows)
             {
-                // The consecutive rows of one conversation attend as one batch, as they would alone.
                 var owner = _rowContexts![i];
                 rows = 1;
                 while (i + rows < n && _rowContexts[i + rows] == owner) rows++;
-                owner.StoreAndAttend(l, _q + (long)i * qDim, _k + (long)i * kvDim, _v + (long)i * kvDim, _att + (long)i * qDim, rows, _rowPositions![i]);
+                jobs[count++] = owner.StoreForAttention(l, _q + (long)i * qDim, _k + (long)i * kvDim, _v + (long)i * kvDim, _att + (long)i * qDim, rows, _rowPositions![i]);
             }
+            AttentionKernels.Run(jobs, count, c.HeadCount);
+        }
 
         // _x [n x dim] += _att · Wo (Gemma: rmsnorm of it)
         Mul(layer.Wo, _att, n, _xb);
@@ -473,10 +485,10 @@ public sealed unsafe class InferenceContext : IDisposable
     }
 
     /// <summary>
-    /// Writes n rows of keys and values [n x kvDim] to this cache at positions start.., and attends the n queries
-    /// [n x qDim] over it (causally) into output [n x qDim].
+    /// Writes n rows of keys and values [n x kvDim] to this cache at positions start.., and returns the job that
+    /// attends the n queries [n x qDim] over it (causally) into output [n x qDim].
     /// </summary>
-    private void StoreAndAttend(int l, float* q, float* k, float* v, float* output, int n, int start)
+    private AttentionJob StoreForAttention(int l, float* q, float* k, float* v, float* output, int n, int start)
     {
         var c = Config;
         int qDim = c.QueryDim, kvDim = c.KvDim, headDim = c.HeadDim;
@@ -510,7 +522,7 @@ public sealed unsafe class InferenceContext : IDisposable
             values = (byte*)scratchValues;
             rowsF16 = false;
         }
-        var job = new AttentionJob
+        return new AttentionJob
         {
             Q = q, Output = output, Scratch = _attentionScratch, Keys = keys, Values = values, Dim = qDim, KvDim = kvDim,
             HeadDim = headDim, Group = c.HeadCount / c.HeadCountKv, ContextSize = ContextSize, MaxBatch = MaxBatch, N = n,
@@ -518,7 +530,6 @@ public sealed unsafe class InferenceContext : IDisposable
             Window = c.IsLocalLayer(l) ? c.SlidingWindow : 0,
             Rounding = !f16 ? AttentionRounding.Full : FlashAttention == FlashAttention.Off ? AttentionRounding.Unfused : AttentionRounding.Flash,
         };
-        AttentionKernels.Run(&job, c.HeadCount);
     }
 
     /// <summary>cos/sin of each rotated pair for row <paramref name="row"/> at <paramref name="position"/> (see <see cref="RotaryEmbedding"/>).</summary>
@@ -611,7 +622,7 @@ public sealed unsafe class InferenceContext : IDisposable
 
     private static void Mul(in Weight w, float* x, int n, float* y)
     {
-        if (n == 1)
+        if (n == 1 && w.RowGroups == null)
             MatMul.MatVec(w.Type, w.Data, w.Rows, w.Cols, new ReadOnlySpan<float>(x, w.Cols), new Span<float>(y, w.Rows));
         else
         {

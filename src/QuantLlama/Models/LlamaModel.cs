@@ -120,7 +120,7 @@ public sealed unsafe class LlamaModel : IDisposable
 
     internal Layer[] Layers { get; }
     internal Weight Embedding { get; }
-    internal Weight Output { get; }
+    internal Weight Output { get; private set; }
     internal float* OutputNorm { get; }
 
     public LlamaConfig Config { get; }
@@ -411,6 +411,7 @@ public sealed unsafe class LlamaModel : IDisposable
             (layer.Wq, layer.Wk, layer.Wv, layer.Wo) = (Copy(layer.Wq), Copy(layer.Wk), Copy(layer.Wv), Copy(layer.Wo));
             (layer.Gate, layer.Up, layer.Down) = (Copy(layer.Gate), Copy(layer.Up), Copy(layer.Down));
         }
+        Output = Copy(Output); // every conversation decoding together needs its logits
     }
 
     /// <summary>Rows of the warm-up's batch: enough for the products' multi-row tiles and batched attention.</summary>

@@ -77,7 +77,7 @@ public unsafe class AttentionKernelTests(ITestOutputHelper output)
                 Dim = dim, KvDim = kvDim, HeadDim = headDim, Group = heads / kvHeads, ContextSize = CachePositions,
                 MaxBatch = n, N = n, Start = start, KeysF16 = !f32, Rounding = mode,
             };
-            Attention.Run(&job, heads);
+            Attention.Run(&job, 1, heads);
         }
 
         // ggml's.

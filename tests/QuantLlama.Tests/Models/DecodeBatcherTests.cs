@@ -70,6 +70,65 @@ public class DecodeBatcherTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// 1 to 8 Q4_0 conversations decoding together over the weights repacked at load (every layer matrix and the
+    /// output: a tile of each batch size) give, bit for bit, the logits of each conversation stepping alone through
+    /// the row dots over the mapped file.
+    /// </summary>
+    [Fact]
+    public void Q4_0ConversationsOverRepackedWeightsGiveTheMappedRowDotsLogits()
+    {
+        string path = SyntheticLlama.Write(_dir, GgmlType.Q4_0, new SyntheticLlama.Shape { Layers = 1 });
+        bool saved = LlamaModel.RepackForPrompts;
+        LlamaModel repacked, mapped;
+        try
+        {
+            LlamaModel.RepackForPrompts = true;
+            repacked = LlamaModel.Load(path);
+            LlamaModel.RepackForPrompts = false;
+            mapped = LlamaModel.Load(path);
+        }
+        finally
+        {
+            LlamaModel.RepackForPrompts = saved;
+        }
+        using var _ = repacked;
+        using var __ = mapped;
+        Assert.Equal(0, mapped.RepackedBytes);
+        Assert.SkipWhen(repacked.RepackedBytes == 0, "Q4_0 weights are repacked only on the AVX-512 path");
+        var options = new ContextOptions { ContextSize = 64 };
+        for (int count = 1; count <= 8; count++)
+        {
+            var together = Enumerable.Range(0, count).Select(_ => repacked.CreateContext(options)).ToArray();
+            var alone = Enumerable.Range(0, count).Select(_ => mapped.CreateContext(options)).ToArray();
+            using var workspace = repacked.CreateContext(new ContextOptions { ContextSize = 8, MaxBatch = 8 });
+            try
+            {
+                var next = new int[count];
+                for (int i = 0; i < count; i++)
+                {
+                    int[] prompt = [1, 300 + 7 * i, 400 + i];
+                    next[i] = LogitsProcessor.ArgMax(together[i].Append(prompt));
+                    Assert.Equal(next[i], LogitsProcessor.ArgMax(alone[i].Append(prompt)));
+                }
+                for (int step = 0; step < 3; step++)
+                {
+                    workspace.DecodeTogether(together, next);
+                    for (int i = 0; i < count; i++)
+                    {
+                        var expected = alone[i].Append([next[i]]).ToArray();
+                        Assert.Equal(expected, together[i].LastLogits.ToArray());
+                        next[i] = LogitsProcessor.ArgMax(expected);
+                    }
+                }
+            }
+            finally
+            {
+                foreach (var c in together.Concat(alone)) c.Dispose();
+            }
+        }
+    }
+
     /// <summary>Four conversations generating on their own threads through one batcher each give their text alone.</summary>
     [Fact]
     public void GeneratorsSharingABatcherGiveTheirOwnGreedyText()

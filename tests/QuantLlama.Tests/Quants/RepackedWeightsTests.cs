@@ -23,6 +23,15 @@ public class RepackedWeightsTests
     [InlineData(320, 9)]  // 5 pairs: passes of 2, 1, 1 and 1 pairs
     [InlineData(448, 16)] // 7 pairs
     [InlineData(2048, 43)]
+    [InlineData(64, 1)]
+    [InlineData(64, 2)]
+    [InlineData(192, 3)]  // 3 pairs: passes of 1, 1, 1 and 0 pairs
+    [InlineData(320, 4)]
+    [InlineData(448, 5)]
+    [InlineData(576, 6)]  // 9 pairs
+    [InlineData(2048, 7)]
+    [InlineData(704, 10)] // 11 pairs; a tile of 8 rows and one of 2
+    [InlineData(2048, 13)]
     public unsafe void GroupEqualsRowDotBitForBit(int cols, int n)
     {
         RequireAvx512();
@@ -85,11 +94,20 @@ public class RepackedWeightsTests
     }
 
     /// <summary>Nibbles 15 against activations quantized to -127: the int16 sums of 8 groups at their largest.</summary>
-    [Fact]
-    public unsafe void ExtremeQuantsKeepExactSums()
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(4)]
+    [InlineData(5)]
+    [InlineData(6)]
+    [InlineData(7)]
+    [InlineData(8)]
+    [InlineData(11)]
+    public unsafe void ExtremeQuantsKeepExactSums(int n)
     {
         RequireAvx512();
-        const int rows = 16, cols = 256, n = 8;
+        const int rows = 16, cols = 256;
         var w = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q4_0, cols) * rows];
         for (int b = 0; b < w.Length / Q4_0.BlockBytes; b++)
         {

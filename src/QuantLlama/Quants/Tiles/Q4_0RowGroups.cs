@@ -5,23 +5,28 @@ using System.Runtime.Intrinsics.X86;
 namespace QuantLlama.Quants.Tiles;
 
 /// <summary>
-/// Q4_0 weights repacked in groups of 8 rows (as llama.cpp's q4_0_8x8 does, in a layout of our own) for prompts on
-/// the AVX-512 path: 8 weight rows x 8 activation rows per call, the weights' nibbles used in place in 512-bit
-/// registers and the activation's 4-byte groups broadcast from memory, so no weight shuffles per activation row.
+/// Q4_0 weights repacked in groups of 8 rows (as llama.cpp's q4_0_8x8 does, in a layout of our own) for products over
+/// several activation rows (prompts, conversations decoding together) on the AVX-512 path: 8 weight rows x 1 to 8
+/// activation rows per call, the weights' nibbles used in place in 512-bit registers and the activation's 4-byte
+/// groups broadcast from memory, so no weight shuffles per activation row.
 /// Per (weight row, activation row) the arithmetic is the row dot's (<see cref="Q8Products"/>): each block's exact
 /// integer sum, chain[b mod 8] = fma(d_w·d_y, Σ, chain[b mod 8]), the chains summed in
-/// <see cref="Q8Products.SumChains"/>' order, so every result equals the row dot's bits.
+/// <see cref="Q8Products.SumChains"/>' order, so every result equals the row dot's bits whatever the number of
+/// activation rows.
 /// </summary>
 /// <remarks>
-/// Weights (<see cref="Repack"/>), per pair of blocks (2p, 2p + 1), 320 bytes: 4 segments of 64 bytes, segment q
-/// holding in dword lane 2r + h the nibble bytes 4q..4q+3 of row r's block 2p + h (low nibbles: values 4q..4q+3,
-/// high nibbles: values 16 + 4q..), then the 16 scales d_w as f32 in the same lanes. Activation tile
-/// (<see cref="PackActivationTile"/>, the size of <see cref="Q8Products.PackedTileBytes"/>), per pair 640 bytes: for
-/// each of the 8 rows 80 bytes: group g (values 4g..4g+3) of both blocks at 8g (block 2p, then 2p + 1), the two
-/// scales d_y as f32 at 64, the two sums of quants times 8 at 72. Only whole pairs: n a multiple of 64.
-/// Pair p feeds chains 2p mod 8 and 2p + 1 mod 8, held as the low and high lanes of register p mod 4; each of
-/// the 4 registers is run over its own pairs in a pass of its own (chains are independent until the final sum),
-/// so a pass keeps 8 accumulators and the 8 weight groups in registers.
+/// Weights (<see cref="Repack"/>), per pair of blocks (2p, 2p + 1), 320 bytes (5 cache lines): 4 segments of 64 bytes,
+/// segment q holding in dword lane 2r + h the nibble bytes 4q..4q+3 of row r's block 2p + h (low nibbles: values
+/// 4q..4q+3, high nibbles: values 16 + 4q..), then the 16 scales d_w as f32 in the same lanes. Pair p feeds chains
+/// 2p mod 8 and 2p + 1 mod 8, held as the low and high lanes of register p mod 4; each of the 4 registers is run over
+/// its own pairs in a pass of its own (chains are independent until the final sum), so a pass keeps one accumulator
+/// per activation row and the 8 weight groups in registers. The pairs are stored in the passes' order (p ≡ 0 mod 4
+/// first, then 1, 2, 3; <see cref="PassStart"/>), so the kernel reads a group, and a matrix of consecutive groups,
+/// as one forward stream, asking for the lines <see cref="PrefetchDistance"/> bytes ahead.
+/// Activation tile of m rows (<see cref="PackActivationTile"/>, at most <see cref="Q8Products.PackedTileBytes"/>),
+/// per pair 80·m bytes in natural pair order: for each row 80 bytes: group g (values 4g..4g+3) of both blocks at 8g
+/// (block 2p, then 2p + 1), the two scales d_y as f32 at 64, the two sums of quants times 8 at 72.
+/// Only whole pairs: n a multiple of 64.
 /// </remarks>
 internal static unsafe class Q4_0RowGroups
 {
@@ -29,13 +34,26 @@ internal static unsafe class Q4_0RowGroups
     private const int PairValues = 64;
     private const int PairBytes = 320, ScalesAt = 256;
     private const int ActivationPairBytes = 80, ActivationScalesAt = 64, ActivationSumsAt = 72;
-    private const int TilePairBytes = 8 * ActivationPairBytes;
+
+    /// <summary>
+    /// How far ahead of the pair being read the kernel asks for weight lines (prefetcht0, 5 lines per pair). Without
+    /// it 8 activation rows over weights read from memory ran about 3x slower than in cache.
+    /// </summary>
+    internal const int PrefetchDistance = 4096;
 
     /// <summary>True when rows of <paramref name="n"/> values can be repacked (whole pairs of blocks).</summary>
     internal static bool Fits(int n) => n > 0 && n % PairValues == 0;
 
     /// <summary>Bytes of one repacked group of 8 rows of <paramref name="n"/> values.</summary>
     internal static long GroupBytes(int n) => (long)(n / PairValues) * PairBytes;
+
+    /// <summary>Index among a group's stored pairs of pass <paramref name="k"/>'s first pair (pairs p ≡ k mod 4).</summary>
+    private static int PassStart(int k, int pairs)
+    {
+        int start = 0;
+        for (int j = 0; j < k; j++) start += (pairs - j + 3) / 4;
+        return start;
+    }
 
     /// <summary>8 Q4_0 rows (<paramref name="rowBytes"/> apart) into one repacked group at <paramref name="group"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -48,7 +66,7 @@ internal static unsafe class Q4_0RowGroups
             for (int p = 0; p < pairs; p++)
             {
                 byte* x0 = row + (long)(2 * p) * Q4_0.BlockBytes, x1 = x0 + Q4_0.BlockBytes;
-                byte* pair = group + (long)p * PairBytes;
+                byte* pair = group + (long)(PassStart(p & 3, pairs) + p / 4) * PairBytes;
                 // Lanes 2r and 2r + 1 of each segment: one 8-byte store of both blocks' dwords.
                 for (int q = 0; q < 4; q++) *(ulong*)(pair + 64 * q + 8 * r) = *(uint*)(x0 + 2 + 4 * q) | (ulong)*(uint*)(x1 + 2 + 4 * q) << 32;
                 ((float*)(pair + ScalesAt))[2 * r] = Fp16.ToFloat(*(ushort*)x0);
@@ -57,12 +75,16 @@ internal static unsafe class Q4_0RowGroups
         }
     }
 
-    /// <summary>8 activation rows of <see cref="Q8Products.QuantizeActivation"/>'s form into this kernel's tile.</summary>
+    /// <summary>
+    /// <paramref name="count"/> (1 to 8) activation rows of <see cref="Q8Products.QuantizeActivation"/>'s form into this
+    /// kernel's tile of that many rows.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void PackActivationTile(byte* rows, nint stride, int n, byte* tile)
+    internal static void PackActivationTile(byte* rows, nint stride, int n, byte* tile, int count = Rows)
     {
         int nb = n / Q4_0.BlockSize;
-        for (int r = 0; r < 8; r++)
+        long pairBytes = (long)count * ActivationPairBytes;
+        for (int r = 0; r < count; r++)
         {
             byte* row = rows + r * stride;
             float* scales = Q8Products.BlockInfo(row, n);
@@ -70,7 +92,7 @@ internal static unsafe class Q4_0RowGroups
             for (int b = 0; b < nb; b++)
             {
                 byte* quants = row + (long)b * Q8_0.BlockBytes + 2;
-                byte* t = tile + (long)(b / 2) * TilePairBytes + r * ActivationPairBytes;
+                byte* t = tile + (b / 2) * pairBytes + r * ActivationPairBytes;
                 int half = b & 1;
                 for (int g = 0; g < 8; g++) *(uint*)(t + 8 * g + 4 * half) = *(uint*)(quants + 4 * g);
                 ((float*)(t + ActivationScalesAt))[half] = scales[b];
@@ -79,22 +101,38 @@ internal static unsafe class Q4_0RowGroups
         }
     }
 
+    /// <summary>The kernel for a tile of <paramref name="activationRows"/> (1 to 8) rows (<see cref="Dot{TRows}"/>).</summary>
+    internal static delegate*<byte*, byte*, int, float*, nint, void> DotFor(int activationRows) => activationRows switch
+    {
+        1 => &Dot<One>, 2 => &Dot<Two>, 3 => &Dot<Three>, 4 => &Dot<Four>,
+        5 => &Dot<Five>, 6 => &Dot<Six>, 7 => &Dot<Seven>, 8 => &Dot<Eight>,
+        _ => throw new ArgumentOutOfRangeException(nameof(activationRows)),
+    };
+
     /// <summary>
-    /// One repacked group of 8 weight rows against a tile of 8 activation rows: y[j·yStride + r] for activation row j
-    /// below <paramref name="activationRows"/> (the tile's other rows are padding), weight row r.
+    /// One repacked group of 8 weight rows against a tile of <typeparamref name="TRows"/> activation rows:
+    /// y[j·yStride + r] for activation row j, weight row r. The row count is a type parameter so the JIT compiles one
+    /// body per count with only its accumulators.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    internal static void Dot8x8(byte* group, byte* tile, int n, float* y, nint yStride, int activationRows = 8)
+    internal static void Dot<TRows>(byte* group, byte* tile, int n, float* y, nint yStride) where TRows : struct, IActivationRows
     {
+        int m = TRows.Count;
         int pairs = n / PairValues;
+        long tilePairBytes = (long)m * ActivationPairBytes;
         var totals = stackalloc Vector512<float>[8 * 4]; // [activation row][register]
+        byte* w = group;
         for (int k = 0; k < 4; k++)
         {
             Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
-            for (int p = k; p < pairs; p += 4)
+            byte* a = tile + k * tilePairBytes;
+            for (int p = k; p < pairs; p += 4, w += PairBytes, a += 4 * tilePairBytes)
             {
-                byte* w = group + (long)p * PairBytes;
-                byte* a = tile + (long)p * TilePairBytes;
+                Sse.Prefetch0(w + PrefetchDistance);
+                Sse.Prefetch0(w + PrefetchDistance + 64);
+                Sse.Prefetch0(w + PrefetchDistance + 128);
+                Sse.Prefetch0(w + PrefetchDistance + 192);
+                Sse.Prefetch0(w + PrefetchDistance + 256);
                 var mask = Vector512.Create((byte)0x0F);
                 var v0 = Avx512F.LoadVector512(w);
                 var v1 = Avx512F.LoadVector512(w + 64);
@@ -110,13 +148,13 @@ internal static unsafe class Q4_0RowGroups
                 var w7 = Avx512F.And(Avx512BW.ShiftRightLogical(v3.AsUInt16(), 4).AsByte(), mask);
                 var dw = Avx512F.LoadVector512((float*)(w + ScalesAt));
                 c0 = Step(w0, w1, w2, w3, w4, w5, w6, w7, dw, a, c0);
-                c1 = Step(w0, w1, w2, w3, w4, w5, w6, w7, dw, a + ActivationPairBytes, c1);
-                c2 = Step(w0, w1, w2, w3, w4, w5, w6, w7, dw, a + 2 * ActivationPairBytes, c2);
-                c3 = Step(w0, w1, w2, w3, w4, w5, w6, w7, dw, a + 3 * ActivationPairBytes, c3);
-                c4 = Step(w0, w1, w2, w3, w4, w5, w6, w7, dw, a + 4 * ActivationPairBytes, c4);
-                c5 = Step(w0, w1, w2, w3, w4, w5, w6, w7, dw, a + 5 * ActivationPairBytes, c5);
-                c6 = Step(w0, w1, w2, w3, w4, w5, w6, w7, dw, a + 6 * ActivationPairBytes, c6);
-                c7 = Step(w0, w1, w2, w3, w4, w5, w6, w7, dw, a + 7 * ActivationPairBytes, c7);
+                if (m > 1) c1 = Step(w0, w1, w2, w3, w4, w5, w6, w7, dw, a + ActivationPairBytes, c1);
+                if (m > 2) c2 = Step(w0, w1, w2, w3, w4, w5, w6, w7, dw, a + 2 * ActivationPairBytes, c2);
+                if (m > 3) c3 = Step(w0, w1, w2, w3, w4, w5, w6, w7, dw, a + 3 * ActivationPairBytes, c3);
+                if (m > 4) c4 = Step(w0, w1, w2, w3, w4, w5, w6, w7, dw, a + 4 * ActivationPairBytes, c4);
+                if (m > 5) c5 = Step(w0, w1, w2, w3, w4, w5, w6, w7, dw, a + 5 * ActivationPairBytes, c5);
+                if (m > 6) c6 = Step(w0, w1, w2, w3, w4, w5, w6, w7, dw, a + 6 * ActivationPairBytes, c6);
+                if (m > 7) c7 = Step(w0, w1, w2, w3, w4, w5, w6, w7, dw, a + 7 * ActivationPairBytes, c7);
             }
             totals[0 * 4 + k] = c0; totals[1 * 4 + k] = c1; totals[2 * 4 + k] = c2; totals[3 * 4 + k] = c3;
             totals[4 * 4 + k] = c4; totals[5 * 4 + k] = c5; totals[6 * 4 + k] = c6; totals[7 * 4 + k] = c7;
@@ -125,7 +163,7 @@ internal static unsafe class Q4_0RowGroups
         // in lane 2r and (c1 + c5) + (c3 + c7) in lane 2r + 1, which SumChains adds last.
         var evens = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14);
         var odds = Vector512.Create(1, 3, 5, 7, 9, 11, 13, 15, 1, 3, 5, 7, 9, 11, 13, 15);
-        for (int j = 0; j < activationRows; j++)
+        for (int j = 0; j < m; j++)
         {
             var t = totals + 4 * j;
             var total = Avx512F.Add(Avx512F.Add(t[0], t[2]), Avx512F.Add(t[1], t[3]));
@@ -154,4 +192,19 @@ internal static unsafe class Q4_0RowGroups
     /// <summary>Group g of blocks 2p and 2p + 1 (8 bytes) in every pair of dword lanes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<sbyte> Group(byte* a) => Vector512.Create(*(long*)a).AsSByte();
+
+    /// <summary>A tile's activation row count as a type, so <see cref="Dot{TRows}"/> is compiled once per count.</summary>
+    internal interface IActivationRows
+    {
+        static abstract int Count { get; }
+    }
+
+    private struct One : IActivationRows { public static int Count => 1; }
+    private struct Two : IActivationRows { public static int Count => 2; }
+    private struct Three : IActivationRows { public static int Count => 3; }
+    private struct Four : IActivationRows { public static int Count => 4; }
+    private struct Five : IActivationRows { public static int Count => 5; }
+    private struct Six : IActivationRows { public static int Count => 6; }
+    private struct Seven : IActivationRows { public static int Count => 7; }
+    private struct Eight : IActivationRows { public static int Count => 8; }
 }
