@@ -79,21 +79,8 @@ public class DecodeBatcherTests : IDisposable
     public void Q4_0ConversationsOverRepackedWeightsGiveTheMappedRowDotsLogits()
     {
         string path = SyntheticLlama.Write(_dir, GgmlType.Q4_0, new SyntheticLlama.Shape { Layers = 1 });
-        bool saved = LlamaModel.RepackForPrompts;
-        LlamaModel repacked, mapped;
-        try
-        {
-            LlamaModel.RepackForPrompts = true;
-            repacked = LlamaModel.Load(path);
-            LlamaModel.RepackForPrompts = false;
-            mapped = LlamaModel.Load(path);
-        }
-        finally
-        {
-            LlamaModel.RepackForPrompts = saved;
-        }
-        using var _ = repacked;
-        using var __ = mapped;
+        using var repacked = LlamaModel.Load(path, options: new ModelOptions { WarmUp = false });
+        using var mapped = LlamaModel.Load(path, options: new ModelOptions { RepackForPrompts = false, WarmUp = false });
         Assert.Equal(0, mapped.RepackedBytes);
         Assert.SkipWhen(repacked.RepackedBytes == 0, "Q4_0 weights are repacked only on the AVX-512 path");
         var options = new ContextOptions { ContextSize = 64 };
