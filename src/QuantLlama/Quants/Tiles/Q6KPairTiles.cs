@@ -15,8 +15,8 @@ namespace QuantLlama.Quants.Tiles;
 /// Per (weight row, activation row) every block gives the AVX2 row dot's eight int32 sums (<see cref="Q6_K.DotAvx2"/>:
 /// lane k holds values 4k..4k+3 of each 32-value group times its group scale, minus 32 · Σ scale · bsum over scale
 /// pairs 2k, 2k+1): the two 256-bit halves of the 512-bit sum hold lane k of two groups each, so low + high half is
-/// the same exact integer. The float step per block (one FMA of d_w · d_y on the 8 lanes) and the final horizontal sum
-/// are DotAvx2's, so every result equals the row dot's bits.
+/// the same exact integer. The float step per block (one FMA of d_w · d_y on the 8 lanes, two activation rows per
+/// 512-bit FMA) and the final horizontal sum are DotAvx2's, so every result equals the row dot's bits.
 /// </remarks>
 internal static unsafe class Q6KPairTiles
 {
@@ -34,55 +34,68 @@ internal static unsafe class Q6KPairTiles
         // High bit pairs to bits 4–5: by 4 and 2 for groups 0 and 1 (left), by 0 and 2 for groups 2 and 3 (right).
         var lowGroupShifts = Vector512.Create(Vector256.Create((ushort)4), Vector256.Create((ushort)2));
         var highGroupShifts = Vector512.Create(Vector256.Create((ushort)0), Vector256.Create((ushort)2));
-        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
+        // Permutations giving int16 lane i scale 8h + 4s + i / 8 for half h, step s (values 128h + 64s + 2i, +1).
+        Vector512<short> index00 = ScaleIndex(0), index01 = ScaleIndex(4), index10 = ScaleIndex(8), index11 = ScaleIndex(12);
+        // Chains of activation rows 2k (low half) and 2k + 1 (high half).
+        Vector512<float> c01 = default, c23 = default, c45 = default, c67 = default;
         for (int b = 0; b < blocks; b++)
         {
             byte* x = weights + (long)b * Q6_K.BlockBytes;
             byte* y = q8k + (long)b * Q8_K.BlockBytes;
             X86Simd.PrefetchWeights(x, Q6_K.BlockBytes);
-            // Scale of int16 lane i of a step's pair sums: scale 8h + 4s + i / 8 for half h, step s (values 64s + 2i, +1).
-            var scales16 = Vector512.Create(Avx2.ConvertToVector256Int16((sbyte*)(x + ScalesAt)), Vector256<short>.Zero);
-            var s00 = Avx512BW.PermuteVar32x16(scales16, ScaleIndex(0));
-            var s01 = Avx512BW.PermuteVar32x16(scales16, ScaleIndex(4));
-            var s10 = Avx512BW.PermuteVar32x16(scales16, ScaleIndex(8));
-            var s11 = Avx512BW.PermuteVar32x16(scales16, ScaleIndex(12));
-            // −32 · scale: the quants' offset through the activation's group sums in one multiply-add (|−32 · scale| ≤ 4096).
-            var offsetScales = Avx2.ShiftLeftLogical(Avx2.Subtract(Vector256<short>.Zero, scales16.GetLower()), 5);
+            var scales16 = Avx2.ConvertToVector256Int16((sbyte*)(x + ScalesAt));
+            var wide = Vector512.Create(scales16, scales16);
+            var s00 = Avx512BW.PermuteVar32x16(wide, index00);
+            var s01 = Avx512BW.PermuteVar32x16(wide, index01);
+            var s10 = Avx512BW.PermuteVar32x16(wide, index10);
+            var s11 = Avx512BW.PermuteVar32x16(wide, index11);
+            // −32 · scale, in both halves: the quants' offset through the activation's group sums in one multiply-add
+            // (|−32 · scale| ≤ 4096).
+            var offsetScales = Avx512BW.ShiftLeftLogical(Avx512BW.Subtract(Vector512<short>.Zero, wide), 5);
             Quants(x, x + QhAt, m4, m30, lowGroupShifts, highGroupShifts, out var q00, out var q01);
             Quants(x + 64, x + QhAt + 32, m4, m30, lowGroupShifts, highGroupShifts, out var q10, out var q11);
-            float dx = Fp16.ToFloat(*(ushort*)(x + DAt));
-            c0 = Row(y, q00, q01, q10, q11, s00, s01, s10, s11, offsetScales, dx, c0);
-            c1 = Row(y + aStride, q00, q01, q10, q11, s00, s01, s10, s11, offsetScales, dx, c1);
-            c2 = Row(y + 2 * aStride, q00, q01, q10, q11, s00, s01, s10, s11, offsetScales, dx, c2);
-            c3 = Row(y + 3 * aStride, q00, q01, q10, q11, s00, s01, s10, s11, offsetScales, dx, c3);
-            c4 = Row(y + 4 * aStride, q00, q01, q10, q11, s00, s01, s10, s11, offsetScales, dx, c4);
-            c5 = Row(y + 5 * aStride, q00, q01, q10, q11, s00, s01, s10, s11, offsetScales, dx, c5);
-            c6 = Row(y + 6 * aStride, q00, q01, q10, q11, s00, s01, s10, s11, offsetScales, dx, c6);
-            c7 = Row(y + 7 * aStride, q00, q01, q10, q11, s00, s01, s10, s11, offsetScales, dx, c7);
+            var dx = Vector512.Create(Fp16.ToFloat(*(ushort*)(x + DAt)));
+            c01 = Rows(y, y + aStride, q00, q01, q10, q11, s00, s01, s10, s11, offsetScales, dx, c01);
+            c23 = Rows(y + 2 * aStride, y + 3 * aStride, q00, q01, q10, q11, s00, s01, s10, s11, offsetScales, dx, c23);
+            c45 = Rows(y + 4 * aStride, y + 5 * aStride, q00, q01, q10, q11, s00, s01, s10, s11, offsetScales, dx, c45);
+            c67 = Rows(y + 6 * aStride, y + 7 * aStride, q00, q01, q10, q11, s00, s01, s10, s11, offsetScales, dx, c67);
         }
-        result[0] = X86Simd.HSum(c0);
-        result[yStride] = X86Simd.HSum(c1);
-        result[2 * yStride] = X86Simd.HSum(c2);
-        result[3 * yStride] = X86Simd.HSum(c3);
-        result[4 * yStride] = X86Simd.HSum(c4);
-        result[5 * yStride] = X86Simd.HSum(c5);
-        result[6 * yStride] = X86Simd.HSum(c6);
-        result[7 * yStride] = X86Simd.HSum(c7);
+        result[0] = X86Simd.HSum(c01.GetLower());
+        result[yStride] = X86Simd.HSum(c01.GetUpper());
+        result[2 * yStride] = X86Simd.HSum(c23.GetLower());
+        result[3 * yStride] = X86Simd.HSum(c23.GetUpper());
+        result[4 * yStride] = X86Simd.HSum(c45.GetLower());
+        result[5 * yStride] = X86Simd.HSum(c45.GetUpper());
+        result[6 * yStride] = X86Simd.HSum(c67.GetLower());
+        result[7 * yStride] = X86Simd.HSum(c67.GetUpper());
     }
 
-    /// <summary>One activation row's block: the row dot's eight exact int32 sums, then its FMA into <paramref name="chain"/>.</summary>
+    /// <summary>
+    /// Two activation rows' block: each one's eight exact int32 sums of the row dot (row <paramref name="ya"/> in the
+    /// low half, <paramref name="yb"/> in the high half), then the row dot's FMA per lane into <paramref name="chains"/>.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Row(byte* y, Vector512<byte> q00, Vector512<byte> q01, Vector512<byte> q10, Vector512<byte> q11,
-        Vector512<short> s00, Vector512<short> s01, Vector512<short> s10, Vector512<short> s11, Vector256<short> offsetScales,
-        float dx, Vector256<float> chain)
+    private static Vector512<float> Rows(byte* ya, byte* yb, Vector512<byte> q00, Vector512<byte> q01, Vector512<byte> q10, Vector512<byte> q11,
+        Vector512<short> s00, Vector512<short> s01, Vector512<short> s10, Vector512<short> s11, Vector512<short> offsetScales,
+        Vector512<float> dx, Vector512<float> chains)
+    {
+        var a = Sum(ya, q00, q01, q10, q11, s00, s01, s10, s11);
+        var b = Sum(yb, q00, q01, q10, q11, s00, s01, s10, s11);
+        // Low 256 bits of a and b, plus their high 256 bits: lane k of two groups each, added.
+        var lanes = Avx512F.Add(Avx512F.Shuffle4x128(a, b, 0b01_00_01_00), Avx512F.Shuffle4x128(a, b, 0b11_10_11_10));
+        var sums = Vector512.Create(Avx.LoadVector256((short*)(ya + ActivationSumsAt)), Avx.LoadVector256((short*)(yb + ActivationSumsAt)));
+        lanes = Avx512F.Add(lanes, Avx512BW.MultiplyAddAdjacent(offsetScales, sums));
+        var d = Avx512F.Multiply(Vector512.Create(Vector256.Create(*(float*)ya), Vector256.Create(*(float*)yb)), dx);
+        return Avx512F.FusedMultiplyAdd(d, Avx512F.ConvertToVector512Single(lanes), chains);
+    }
+
+    /// <summary>One activation row's block without the offset: lane k and lane 8 + k each hold lane k's sum over two groups.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Sum(byte* y, Vector512<byte> q00, Vector512<byte> q01, Vector512<byte> q10, Vector512<byte> q11,
+        Vector512<short> s00, Vector512<short> s01, Vector512<short> s10, Vector512<short> s11)
     {
         sbyte* qs = (sbyte*)(y + ActivationQsAt);
-        var sum = Avx512F.Add(
-            Avx512F.Add(Step(q00, qs, s00), Step(q01, qs + 64, s01)),
-            Avx512F.Add(Step(q10, qs + 128, s10), Step(q11, qs + 192, s11)));
-        var offset = Avx2.MultiplyAddAdjacent(offsetScales, Avx.LoadVector256((short*)(y + ActivationSumsAt)));
-        var lanes = Avx2.Add(Avx2.Add(sum.GetLower(), sum.GetUpper()), offset);
-        return Fma.MultiplyAdd(Vector256.Create(*(float*)y * dx), Avx.ConvertToVector256Single(lanes), chain);
+        return Avx512F.Add(Avx512F.Add(Step(q00, qs, s00), Step(q01, qs + 64, s01)), Avx512F.Add(Step(q10, qs + 128, s10), Step(q11, qs + 192, s11)));
     }
 
     /// <summary>64 quants times 64 activations: pair sums (≤ 2 · 63 · 128, exact in int16) times their scales, summed in fours.</summary>
