@@ -45,6 +45,11 @@ internal static class Quick
             DecodeQ4_0(types.Skip(1).Select(int.Parse).DefaultIfEmpty(0).ToArray());
             return;
         }
+        if (types.Length > 0 && types[0] == "q6k")
+        {
+            Q6KTiles(int.Parse(types[1]), int.Parse(types[2]));
+            return;
+        }
         if (types.Length > 0 && types[0] == "small")
         {
             int rows = int.Parse(types[2]), cols = int.Parse(types[3]), n = int.Parse(types[4]);
@@ -225,6 +230,35 @@ internal static class Quick
         }
         foreach (var g in groups) Compute.RepackedWeights.Free((byte*)g);
         System.Runtime.InteropServices.NativeMemory.AlignedFree(w);
+    }
+
+    /// <summary>
+    /// `quick q6k ROWS COLS`: Q6_K's 8-row tiles, AVX2 against AVX-512, one thread, over ROWS weight rows (few: in
+    /// cache; 32768 x 4096: 110 MB, from memory), and whether their outputs differ anywhere.
+    /// </summary>
+    private static unsafe void Q6KTiles(int rows, int cols)
+    {
+        var w = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q6_K, cols) * rows];
+        Quantizer.QuantizeRow(GgmlType.Q6_K, Data.Random(rows * cols, 5), w);
+        var x = Data.Random(8 * cols, 6);
+        long aBytes = GgmlTypeInfo.RowBytes(GgmlType.Q8_K, cols), wBytes = GgmlTypeInfo.RowBytes(GgmlType.Q6_K, cols);
+        var act = new byte[aBytes * 8];
+        var ya = new float[8 * rows]; var yb = new float[8 * rows];
+        fixed (byte* wp = w) fixed (byte* ap = act) fixed (float* xp = x) fixed (float* yap = ya) fixed (float* ybp = yb)
+        {
+            byte* W = wp, A = ap; float* YA = yap, YB = ybp;
+            for (int i = 0; i < 8; i++) Quantizer.QuantizeRow(GgmlType.Q8_K, x.AsSpan(i * cols, cols), act.AsSpan((int)(i * aBytes), (int)aBytes));
+            double a = double.MaxValue, b = double.MaxValue;
+            for (int round = 0; round < 8; round++)
+            {
+                a = Math.Min(a, Time(() => { for (int r = 0; r < rows; r++) Quants.KQuants.Q6_K.Dot8Avx2(W + r * wBytes, A, (nint)aBytes, cols, YA + r, rows); return YA[0]; }));
+                b = Math.Min(b, Time(() => { for (int r = 0; r < rows; r++) Quants.Tiles.Q6KPairTiles.Dot8(W + r * wBytes, A, (nint)aBytes, cols, YB + r, rows); return YB[0]; }));
+            }
+            int diff = 0;
+            for (int i = 0; i < ya.Length; i++) if (BitConverter.SingleToInt32Bits(ya[i]) != BitConverter.SingleToInt32Bits(yb[i])) diff++;
+            double pairs = 8.0 * rows * cols / 32;
+            Console.WriteLine($"Q6_K 8 rows x {rows}x{cols}: AVX2 tile {a:F1} us ({a * 1000 / pairs:F3} ns per 32-value pair), AVX-512 tile {b:F1} us ({b * 1000 / pairs:F3} ns, {a / b:F2}x); {diff} of {ya.Length} outputs differ");
+        }
     }
 
     private static unsafe void RepackedQ4_0(int rows, int cols)

@@ -24,6 +24,8 @@ internal readonly unsafe struct TypeKernel
     public delegate*<byte*, byte*, nint, int, float*, nint, void> Dot4Avx2 { get; init; }
     /// <summary>(weights, activation, activationStride, n, y, yStride) for 8 activation rows; AVX2 path only.</summary>
     public delegate*<byte*, byte*, nint, int, float*, nint, void> Dot8Avx2 { get; init; }
+    /// <summary><see cref="Dot8Avx2"/>'s form for the AVX-512 path (the same arguments, the same arithmetic per row).</summary>
+    public delegate*<byte*, byte*, nint, int, float*, nint, void> Dot8Avx512 { get; init; }
     /// <summary>
     /// (weights, tile, n, y, yStride): one weight row against 8 activation rows packed by
     /// <see cref="PackActivationTile"/>, one activation row per vector lane; AVX2 path only.
@@ -63,6 +65,7 @@ internal readonly unsafe struct TypeKernel
     {
         var kernel = this;
         if (Kernels.UseAvx512 && Dot4PackedAvx512 != null) kernel = kernel with { Dot4PackedAvx2 = Dot4PackedAvx512 };
+        if (Kernels.UseAvx512 && Dot8Avx512 != null) kernel = kernel with { Dot8Avx2 = Dot8Avx512 };
         if (Dot8PackedAvx2 == null) return kernel;
         if (Kernels.UseAvx512 && Dot8PackedAvx512 != null)
             return kernel with { Dot8PackedAvx2 = Dot8PackedAvx512, PackActivationTile = PackActivationTileAvx512 };

@@ -31,7 +31,7 @@ public static unsafe class Q6_K
 
     /// <summary>Q6_K as <see cref="QuantFormats"/> lists it.</summary>
     internal static QuantFormat Description => new(GgmlType.Q6_K, BlockSize, BlockBytes, &Quantize, &Dequantize,
-        new TypeKernel { Activation = Q8_K.Activation, Dot = &Dot, Dot4Avx2 = &Dot4Avx2, Dot8Avx2 = &Dot8Avx2 }) { QuantizeWeighted = &Quantize };
+        new TypeKernel { Activation = Q8_K.Activation, Dot = &Dot, Dot4Avx2 = &Dot4Avx2, Dot8Avx2 = &Dot8Avx2, Dot8Avx512 = &Tiles.Q6KPairTiles.Dot8 }) { QuantizeWeighted = &Quantize };
 
     /// <summary>The quantizer without an importance matrix.</summary>
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst) => Quantize(src, dst, default);
