@@ -37,7 +37,10 @@ internal static class Quick
         }
         if (types.Length > 0 && types[0] == "repacked")
         {
-            RepackedQ4_0(int.Parse(types[1]), int.Parse(types[2]));
+            // `repacked ROWS COLS` (Q4_0) or `repacked q4_k ROWS COLS`; weights past the last-level cache time the
+            // kernels reading from memory.
+            if (types[1].Equals("q4_k", StringComparison.OrdinalIgnoreCase)) RepackedQ4_K(int.Parse(types[2]), int.Parse(types[3]));
+            else RepackedQ4_0(int.Parse(types[1]), int.Parse(types[2]));
             return;
         }
         if (types.Length > 0 && types[0] == "small")
@@ -199,6 +202,47 @@ internal static class Quick
             for (int i = 0; i < ya.Length; i++) if (BitConverter.SingleToInt32Bits(ya[i]) != BitConverter.SingleToInt32Bits(yb[i])) diff++;
             Console.WriteLine($"8 rows x {rows}x{cols}: pair tile {a:F1} us, row groups {b:F1} us ({a / b:F2}x); {diff} of {ya.Length} outputs differ");
         }
+    }
+
+    private static unsafe void RepackedQ4_K(int rows, int cols)
+    {
+        long wBytes = GgmlTypeInfo.RowBytes(GgmlType.Q4_K, cols), gBytes = Quants.Tiles.Q4KRowGroups.GroupBytes(cols);
+        var wp = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(wBytes * rows), 64);
+        var pp = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(gBytes * (rows / 8)), 64);
+        // Quantized in runs of 64 equal rows: quantizing every row of a matrix past the cache would take minutes.
+        var row = new byte[wBytes];
+        for (int r = 0; r < rows; r += 64)
+        {
+            Quantizer.QuantizeRow(GgmlType.Q4_K, Data.Random(cols, 5 + r), row);
+            for (int k = r; k < Math.Min(rows, r + 64); k++) row.CopyTo(new Span<byte>(wp + k * wBytes, (int)wBytes));
+        }
+        var x = Data.Random(8 * cols, 6);
+        long aBytes = GgmlTypeInfo.RowBytes(GgmlType.Q8_K, cols);
+        var act = new byte[aBytes * 8];
+        var tileA = new byte[Quants.KQuants.Q4_K.PackedTileBytes(cols)]; var tileB = new byte[Quants.Tiles.Q4KRowGroups.PackedTileBytes(cols)];
+        var ya = new float[8 * rows]; var yb = new float[8 * rows];
+        fixed (byte* ap = act) fixed (byte* ta = tileA) fixed (byte* tb = tileB)
+        fixed (float* yap = ya) fixed (float* ybp = yb)
+        {
+            byte* W = wp, TA = ta, TB = tb, PP = pp; float* YA = yap, YB = ybp;
+            for (int i = 0; i < 8; i++) Quants.KQuants.Q8_K.Quantize(x.AsSpan(i * cols, cols), act.AsSpan((int)(i * aBytes), (int)aBytes));
+            Quants.Tiles.Q4KPairTiles.PackActivationTile(ap, (nint)aBytes, cols, ta);
+            Quants.Tiles.Q4KRowGroups.PackActivationTile(ap, (nint)aBytes, cols, tb);
+            var sw = Stopwatch.StartNew();
+            for (int g = 0; g < rows / 8; g++) Quants.Tiles.Q4KRowGroups.Repack(wp + g * 8 * wBytes, wBytes, cols, pp + g * gBytes);
+            Console.WriteLine($"repack {rows}x{cols} Q4_K: {sw.Elapsed.TotalMilliseconds:F2} ms, {wBytes * rows / 1048576.0:F1} MiB mapped, {gBytes * (rows / 8) / 1048576.0:F1} MiB repacked");
+            double a = double.MaxValue, b = double.MaxValue;
+            for (int round = 0; round < 8; round++)
+            {
+                a = Math.Min(a, Time(() => { for (int r = 0; r < rows; r++) Quants.Tiles.Q4KPairTiles.Dot8Packed(W + r * wBytes, TA, cols, YA + r, rows); return YA[0]; }));
+                b = Math.Min(b, Time(() => { for (int g = 0; g < rows / 8; g++) Quants.Tiles.Q4KRowGroups.Dot8x8(PP + g * gBytes, TB, cols, YB + g * 8, rows); return YB[0]; }));
+            }
+            int diff = 0;
+            for (int i = 0; i < ya.Length; i++) if (BitConverter.SingleToInt32Bits(ya[i]) != BitConverter.SingleToInt32Bits(yb[i])) diff++;
+            Console.WriteLine($"8 rows x {rows}x{cols} Q4_K: pair tile {a:F1} us, row groups {b:F1} us ({a / b:F2}x); {diff} of {ya.Length} outputs differ");
+        }
+        System.Runtime.InteropServices.NativeMemory.AlignedFree(wp);
+        System.Runtime.InteropServices.NativeMemory.AlignedFree(pp);
     }
 
     private static double Time(Func<float> f)

@@ -100,6 +100,8 @@ public static unsafe class MatMul
         /// <summary>Repacked weights (8 weight rows x 8 activation rows per call) in place of the packed tiles, or null.</summary>
         public byte* RowGroups;
         public long RowGroupBytes;
+        /// <summary>The repacked kernel over <see cref="RowGroups"/> (<see cref="RepackedWeights.Kernel.Dot8x8"/>).</summary>
+        public delegate*<byte*, byte*, int, float*, nint, int, void> RowGroupDot;
     }
 
     private struct Job
@@ -169,6 +171,7 @@ public static unsafe class MatMul
             for (int p = 0; p < count; p++) Group(products + p, 1, cols, x, n);
             return;
         }
+        if (n >= WideTile && WideTiles && TilesOn(Kernels.Path) && SplitRepacked(products, count, cols, x, n)) return;
         const int MaxParts = 4;
         if (count > MaxParts)
         {
@@ -207,12 +210,14 @@ public static unsafe class MatMul
             // A remainder of 2 or more rows rides in one more tile padded with zero rows: a repacked tile costs less
             // than 2 row dots per weight row.
             if (n - packedRows >= MinRepackedRemainder) packedRows += WideTile;
-            // Every packed part has repacked weights: one activation tile form (RepackedWeights') serves them all.
-            packer = packer with { PackActivationTile = &Q4_0RowGroups.PackActivationTile };
+            // Every part has repacked weights of one type: that type's activation tile form serves them all.
+            var repacked = RepackedWeights.For(products[0].Type);
+            packer = packer with { PackActivationTile = repacked.PackActivationTile, PackedTileBytes = repacked.PackedTileBytes };
             for (int p = 0; p < count; p++)
             {
                 parts[p].RowGroups = products[p].RowGroups;
-                parts[p].RowGroupBytes = Q4_0RowGroups.GroupBytes(cols);
+                parts[p].RowGroupBytes = repacked.GroupBytes(cols);
+                parts[p].RowGroupDot = repacked.Dot8x8;
             }
         }
         long activationRowBytes = first.ActivationRowBytes(cols);
@@ -267,6 +272,31 @@ public static unsafe class MatMul
         job.RowsPerChunk = ((totalRows + chunks - 1) / chunks + 7) & ~7;
         chunks = (totalRows + job.RowsPerChunk - 1) / job.RowsPerChunk;
         WorkerPool.Run(chunks, &RunChunk, &job);
+    }
+
+    /// <summary>
+    /// A group where some matrices have repacked weights and others not (Q4_K_M's Q and K beside a Q6_K V) reads two
+    /// activation tile forms: it runs as two groups, the repacked matrices of the first one's type, then the rest.
+    /// False (nothing run) when the group is all or none of one repacked type.
+    /// </summary>
+    private static bool SplitRepacked(Product* products, int count, int cols, float* x, int n)
+    {
+        if (count < 2) return false;
+        int first = 0;
+        while (first < count && !RepackedWeights.Usable(products[first], products[first].Type, cols)) first++;
+        if (first == count) return false;
+        var type = products[first].Type;
+        var split = stackalloc Product[count];
+        int repacked = 0;
+        for (int p = 0; p < count; p++)
+            if (RepackedWeights.Usable(products[p], type, cols)) split[repacked++] = products[p];
+        if (repacked == count) return false;
+        int rest = repacked;
+        for (int p = 0; p < count; p++)
+            if (!RepackedWeights.Usable(products[p], type, cols)) split[rest++] = products[p];
+        Group(split, repacked, cols, x, n);
+        Group(split + repacked, count - repacked, cols, x, n);
+        return true;
     }
 
     private static bool PackedTilesForAll(Product* products, int count)
@@ -376,8 +406,8 @@ public static unsafe class MatMul
                 byte* tile = job->PackedTiles + (i / WideTile) * job->PackedTileBytes;
                 float* y = part->Y + (long)i * rows;
                 int count = Math.Min(WideTile, n - i);
-                for (int r = r0; r < r1; r += Q4_0RowGroups.Rows)
-                    Q4_0RowGroups.Dot8x8(part->RowGroups + (r / Q4_0RowGroups.Rows) * part->RowGroupBytes, tile, cols, y + r, rows, count);
+                for (int r = r0; r < r1; r += RepackedWeights.GroupRows)
+                    part->RowGroupDot(part->RowGroups + (r / RepackedWeights.GroupRows) * part->RowGroupBytes, tile, cols, y + r, rows, count);
             }
             i = Math.Min(i, n);
         }

@@ -1,0 +1,230 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using QuantLlama.Quants.KQuants;
+
+namespace QuantLlama.Quants.Tiles;
+
+/// <summary>
+/// Q4_K weights repacked in groups of 8 rows (the idea of llama.cpp's q4_K_8x8, in a layout of our own) for prompts
+/// on the AVX-512 path: 8 weight rows x 8 activation rows per call. One 512-bit load of nibbles holds 8 bytes of each
+/// of the 8 rows, used in place against 8 bytes of one activation row broadcast from memory, so no weight shuffles
+/// per activation row; the 6-bit scales and mins are unpacked at load. Per (weight row, activation row) the arithmetic
+/// is the row dot's (<see cref="Q4_K.DotAvx2"/>): each block's exact integers T = Σ scale_j·(q·y)_j and
+/// M = Σ min_j·bsum_j, its term (a·d)·T − (a·dmin)·M rounded step by step, the term of block b added to chain b mod 8
+/// and the chains summed as <see cref="Q8Products.SumChains"/> sums them, so every result equals the row dot's bits.
+/// </summary>
+/// <remarks>
+/// Weights (<see cref="Repack"/>), per 256-value block, 1216 bytes (19 cache lines): 64 bytes of scales (row r's 8
+/// sub-block scales as bytes at 8r), 64 bytes of mins (the same), the 8 rows' d and dmin as f32 (32 bytes each),
+/// then 16 segments of nibbles: segment 4c + q holds at 8r row r's nibble bytes 32c + 8q..32c + 8q + 7 (low
+/// nibbles: values 64c + 8q.., sub-block 2c; high: values 64c + 32 + 8q.., sub-block 2c + 1).
+/// Activation tile (<see cref="PackActivationTile"/>), per block, 2432 bytes: for sub-block pair c and activation
+/// row j, at 512c + 64j, for q = 0..3 at 16q the values 64c + 8q.. then 64c + 32 + 8q.. (8 bytes each); at 2048 + 16j
+/// row j's 8 sub-block sums (int16, each the sum of two of Q8_K's 16-value sums); at 2176 + 64p the scales of rows
+/// 2p and 2p + 1 as f32, each 8 times. Only whole blocks: n a multiple of 256.
+/// </remarks>
+internal static unsafe class Q4KRowGroups
+{
+    internal const int Rows = 8;
+    private const int BlockSize = Q4_K.BlockSize;
+    private const int BlockBytes = 1216, MinsAt = 64, DAt = 128, DMinAt = 160, NibblesAt = 192;
+    private const int TileBlockBytes = 2432, TileSumsAt = 2048, TileScalesAt = 2176;
+    private const int Q8KSumsAt = 4 + BlockSize; // BlockQ8K: D, Qs[256], BSums[16]
+
+    /// <summary>How far ahead of the block it is reading the kernel asks for weight lines: 3 blocks.</summary>
+    private const int PrefetchDistance = 3 * BlockBytes;
+
+    /// <summary>True when rows of <paramref name="n"/> values can be repacked (whole blocks).</summary>
+    internal static bool Fits(int n) => n > 0 && n % BlockSize == 0;
+
+    /// <summary>Bytes of one repacked group of 8 rows of <paramref name="n"/> values.</summary>
+    internal static long GroupBytes(int n) => (long)(n / BlockSize) * BlockBytes;
+
+    /// <summary>Bytes of one activation tile of 8 rows of <paramref name="n"/> values (<see cref="PackActivationTile"/>).</summary>
+    internal static long PackedTileBytes(int n) => (long)(n / BlockSize) * TileBlockBytes;
+
+    /// <summary>8 Q4_K rows (<paramref name="rowBytes"/> apart) into one repacked group at <paramref name="group"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Repack(byte* rows, long rowBytes, int n, byte* group)
+    {
+        int blocks = n / BlockSize;
+        var scalesAndMins = stackalloc byte[16];
+        for (int r = 0; r < Rows; r++)
+        {
+            for (int b = 0; b < blocks; b++)
+            {
+                var x = (BlockQ4K*)(rows + r * rowBytes + (long)b * Q4_K.BlockBytes);
+                byte* g = group + (long)b * BlockBytes;
+                KQuantMath.UnpackScaleMinK4(x->Scales, (uint*)scalesAndMins);
+                *(ulong*)(g + 8 * r) = *(ulong*)scalesAndMins;
+                *(ulong*)(g + MinsAt + 8 * r) = *(ulong*)(scalesAndMins + 8);
+                ((float*)(g + DAt))[r] = Fp16.ToFloat(x->D);
+                ((float*)(g + DMinAt))[r] = Fp16.ToFloat(x->DMin);
+                for (int s = 0; s < 16; s++) *(ulong*)(g + NibblesAt + 64 * s + 8 * r) = *(ulong*)(x->Qs + 8 * s);
+            }
+        }
+    }
+
+    /// <summary>8 Q8_K activation rows (<paramref name="stride"/> bytes apart) into this kernel's tile.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void PackActivationTile(byte* rows, nint stride, int n, byte* tile)
+    {
+        int blocks = n / BlockSize;
+        for (int j = 0; j < 8; j++)
+        {
+            for (int b = 0; b < blocks; b++)
+            {
+                byte* y = rows + j * stride + (long)b * Q8_K.BlockBytes;
+                byte* quants = y + 4;
+                short* bsums = (short*)(y + Q8KSumsAt);
+                byte* t = tile + (long)b * TileBlockBytes;
+                for (int c = 0; c < 4; c++)
+                    for (int q = 0; q < 4; q++)
+                    {
+                        *(ulong*)(t + 512 * c + 64 * j + 16 * q) = *(ulong*)(quants + 64 * c + 8 * q);
+                        *(ulong*)(t + 512 * c + 64 * j + 16 * q + 8) = *(ulong*)(quants + 64 * c + 32 + 8 * q);
+                    }
+                for (int k = 0; k < 8; k++) ((short*)(t + TileSumsAt + 16 * j))[k] = (short)(bsums[2 * k] + bsums[2 * k + 1]);
+                float a = *(float*)y;
+                float* scales = (float*)(t + TileScalesAt + 64 * (j >> 1) + 32 * (j & 1));
+                for (int k = 0; k < 8; k++) scales[k] = a;
+            }
+        }
+    }
+
+    /// <summary>
+    /// One repacked group of 8 weight rows against a tile of 8 activation rows: y[j·yStride + r] for activation row j
+    /// below <paramref name="activationRows"/> (the tile's other rows are padding), weight row r.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    internal static void Dot8x8(byte* group, byte* tile, int n, float* y, nint yStride, int activationRows = 8)
+    {
+        int blocks = n / BlockSize;
+        var chains = stackalloc Vector512<float>[8 * 4]; // [block mod 8][activation row pair]: lanes 0-7 row 2p, 8-15 row 2p + 1
+        for (int k = 0; k < 8 * 4; k++) chains[k] = default;
+        var masks = stackalloc Vector512<byte>[8]; // sub-block j's scale in every word of a row's lane
+        for (int j = 0; j < 8; j++) masks[j] = WordMask(j, j, j, j);
+        var evens = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        var odds = Vector512.Create(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        for (int b = 0; b < blocks; b++)
+        {
+            byte* w = group + (long)b * BlockBytes;
+            byte* a = tile + (long)b * TileBlockBytes;
+            // The block 3 ahead (19 lines, blocks are line-aligned), a few lines per sub-block pair; past the group's
+            // end this asks for the next group's, which the caller reads next.
+            byte* ahead = w + PrefetchDistance;
+            var scaleBytes = Avx512F.LoadVector512(w);
+            Vector512<int> t0 = default, t1 = default, t2 = default, t3 = default, t4 = default, t5 = default, t6 = default, t7 = default;
+            for (int c = 0; c < 4; c++)
+            {
+                X86Simd.Prefetch(ahead, 5 * c); X86Simd.Prefetch(ahead, 5 * c + 1); X86Simd.Prefetch(ahead, 5 * c + 2);
+                X86Simd.Prefetch(ahead, 5 * c + 3); X86Simd.Prefetch(ahead, 5 * c + 4);
+                byte* nibbles = w + NibblesAt + 256 * c;
+                var mask = Vector512.Create((byte)0x0F);
+                var v0 = Avx512F.LoadVector512(nibbles);
+                var v1 = Avx512F.LoadVector512(nibbles + 64);
+                var v2 = Avx512F.LoadVector512(nibbles + 128);
+                var v3 = Avx512F.LoadVector512(nibbles + 192);
+                var lo0 = Avx512F.And(v0, mask);
+                var lo1 = Avx512F.And(v1, mask);
+                var lo2 = Avx512F.And(v2, mask);
+                var lo3 = Avx512F.And(v3, mask);
+                var hi0 = Avx512F.And(Avx512BW.ShiftRightLogical(v0.AsUInt16(), 4).AsByte(), mask);
+                var hi1 = Avx512F.And(Avx512BW.ShiftRightLogical(v1.AsUInt16(), 4).AsByte(), mask);
+                var hi2 = Avx512F.And(Avx512BW.ShiftRightLogical(v2.AsUInt16(), 4).AsByte(), mask);
+                var hi3 = Avx512F.And(Avx512BW.ShiftRightLogical(v3.AsUInt16(), 4).AsByte(), mask);
+                var scaleLo = Avx512BW.Shuffle(scaleBytes, masks[2 * c]).AsInt16();
+                var scaleHi = Avx512BW.Shuffle(scaleBytes, masks[2 * c + 1]).AsInt16();
+                byte* s = a + 512 * c;
+                t0 = Avx512F.Add(t0, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scaleLo, scaleHi, s));
+                t1 = Avx512F.Add(t1, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scaleLo, scaleHi, s + 64));
+                t2 = Avx512F.Add(t2, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scaleLo, scaleHi, s + 128));
+                t3 = Avx512F.Add(t3, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scaleLo, scaleHi, s + 192));
+                t4 = Avx512F.Add(t4, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scaleLo, scaleHi, s + 256));
+                t5 = Avx512F.Add(t5, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scaleLo, scaleHi, s + 320));
+                t6 = Avx512F.Add(t6, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scaleLo, scaleHi, s + 384));
+                t7 = Avx512F.Add(t7, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scaleLo, scaleHi, s + 448));
+            }
+            // Mins as int16: row r's mins 0-3 in the words of its 64-bit lane, then mins 4-7.
+            var minBytes = Avx512F.LoadVector512(w + MinsAt);
+            var mins03 = Avx512BW.Shuffle(minBytes, WordMask(0, 1, 2, 3)).AsInt16();
+            var mins47 = Avx512BW.Shuffle(minBytes, WordMask(4, 5, 6, 7)).AsInt16();
+            var d = Vector512.Create(Avx.LoadVector256((float*)(w + DAt)));
+            var dmin = Vector512.Create(Avx.LoadVector256((float*)(w + DMinAt)));
+            Vector512<float>* blockChains = chains + 4 * (b & 7);
+            blockChains[0] = Avx512F.Add(blockChains[0], Term(t0, t1, mins03, mins47, d, dmin, a, 0, evens, odds));
+            blockChains[1] = Avx512F.Add(blockChains[1], Term(t2, t3, mins03, mins47, d, dmin, a, 1, evens, odds));
+            blockChains[2] = Avx512F.Add(blockChains[2], Term(t4, t5, mins03, mins47, d, dmin, a, 2, evens, odds));
+            blockChains[3] = Avx512F.Add(blockChains[3], Term(t6, t7, mins03, mins47, d, dmin, a, 3, evens, odds));
+        }
+        for (int p = 0; p < 4 && 2 * p < activationRows; p++)
+        {
+            var c = chains + p;
+            var total = Avx512F.Add(Avx512F.Add(Avx512F.Add(c[0], c[16]), Avx512F.Add(c[8], c[24])),
+                Avx512F.Add(Avx512F.Add(c[4], c[20]), Avx512F.Add(c[12], c[28])));
+            total.GetLower().Store(y + 2 * p * yStride);
+            if (2 * p + 1 < activationRows) total.GetUpper().Store(y + (2 * p + 1) * yStride);
+        }
+    }
+
+    /// <summary>
+    /// One activation row against sub-blocks 2c (low nibbles) and 2c + 1 (high) of the 8 weight rows: each row's
+    /// Σ q·y in the 4 int16 words of its 64-bit lane (4 · 2 · 15 · 128 &lt; 32768), times the sub-block's scale,
+    /// widened to 2 int32 per row.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Step(Vector512<byte> lo0, Vector512<byte> lo1, Vector512<byte> lo2, Vector512<byte> lo3,
+        Vector512<byte> hi0, Vector512<byte> hi1, Vector512<byte> hi2, Vector512<byte> hi3, Vector512<short> scaleLo, Vector512<short> scaleHi, byte* a)
+    {
+        var sumLo = Avx512BW.Add(
+            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(lo0, Group(a)), Avx512BW.MultiplyAddAdjacent(lo1, Group(a + 16))),
+            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(lo2, Group(a + 32)), Avx512BW.MultiplyAddAdjacent(lo3, Group(a + 48))));
+        var sumHi = Avx512BW.Add(
+            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(hi0, Group(a + 8)), Avx512BW.MultiplyAddAdjacent(hi1, Group(a + 24))),
+            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(hi2, Group(a + 40)), Avx512BW.MultiplyAddAdjacent(hi3, Group(a + 56))));
+        return Avx512F.Add(Avx512BW.MultiplyAddAdjacent(sumLo, scaleLo), Avx512BW.MultiplyAddAdjacent(sumHi, scaleHi));
+    }
+
+    /// <summary>
+    /// Activation rows 2p and 2p + 1's terms for one block, (a·d)·T − (a·dmin)·M lane by lane as
+    /// <see cref="KQuantMath.ScaleMinTerm"/> rounds it: lanes 0-7 row 2p's against weight rows 0-7, lanes 8-15 row 2p + 1's.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Term(Vector512<int> tEven, Vector512<int> tOdd, Vector512<short> mins03, Vector512<short> mins47,
+        Vector512<float> d, Vector512<float> dmin, byte* a, [ConstantExpected] int p, Vector512<int> evens, Vector512<int> odds)
+    {
+        var mEven = BlockMins(mins03, mins47, a + TileSumsAt + 32 * p);
+        var mOdd = BlockMins(mins03, mins47, a + TileSumsAt + 32 * p + 16);
+        // Each weight row's two partial sums sit in dwords 2r and 2r + 1: add them, row 2p's then row 2p + 1's.
+        var totals = Avx512F.Add(Avx512F.PermuteVar16x32x2(tEven, evens, tOdd), Avx512F.PermuteVar16x32x2(tEven, odds, tOdd));
+        var mins = Avx512F.Add(Avx512F.PermuteVar16x32x2(mEven, evens, mOdd), Avx512F.PermuteVar16x32x2(mEven, odds, mOdd));
+        var scales = Avx512F.LoadVector512((float*)(a + TileScalesAt + 64 * p));
+        return Avx512F.Subtract(Avx512F.Multiply(Avx512F.Multiply(scales, d), Avx512F.ConvertToVector512Single(totals)),
+            Avx512F.Multiply(Avx512F.Multiply(scales, dmin), Avx512F.ConvertToVector512Single(mins)));
+    }
+
+    /// <summary>One activation row's M = Σ min_j·bsum_j for the 8 weight rows, in two int32 parts per row (dwords 2r, 2r + 1).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> BlockMins(Vector512<short> mins03, Vector512<short> mins47, byte* sums)
+        => Avx512F.Add(Avx512BW.MultiplyAddAdjacent(mins03, Vector512.Create(*(long*)sums).AsInt16()),
+            Avx512BW.MultiplyAddAdjacent(mins47, Vector512.Create(*(long*)(sums + 8)).AsInt16()));
+
+    /// <summary>8 activation bytes (one group of 8 values) in every 64-bit lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<sbyte> Group(byte* a) => Vector512.Create(*(long*)a).AsSByte();
+
+    /// <summary>
+    /// Byte shuffle giving in each 64-bit lane the words (zero-extended bytes) k0..k3 of that lane's 8 bytes: with k0 =
+    /// k1 = k2 = k3 = j, a row's sub-block j scale in all 4 words.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> WordMask(int k0, int k1, int k2, int k3)
+    {
+        const byte Zero = 0x80;
+        var lane = Vector128.Create((byte)k0, Zero, (byte)k1, Zero, (byte)k2, Zero, (byte)k3, Zero,
+            (byte)(8 + k0), Zero, (byte)(8 + k1), Zero, (byte)(8 + k2), Zero, (byte)(8 + k3), Zero);
+        return Vector512.Create(Vector256.Create(lane, lane), Vector256.Create(lane, lane));
+    }
+}
