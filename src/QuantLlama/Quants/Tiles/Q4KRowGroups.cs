@@ -18,10 +18,12 @@ namespace QuantLlama.Quants.Tiles;
 /// <remarks>
 /// Weights (<see cref="Repack"/>), per 256-value block, 1216 bytes (19 cache lines): 64 bytes of scales (row r's 8
 /// sub-block scales as bytes at 8r), 64 bytes of mins (the same), the 8 rows' d and dmin as f32 (32 bytes each),
-/// then 16 segments of nibbles: segment 4c + q holds at 8r row r's nibble bytes 32c + 8q..32c + 8q + 7 (low
-/// nibbles: values 64c + 8q.., sub-block 2c; high: values 64c + 32 + 8q.., sub-block 2c + 1).
+/// then 16 segments of nibbles: segment 4c + q holds at 8r row r's values 8q..8q + 7 of sub-blocks 2c and 2c + 1 in 8
+/// bytes, rearranged so that both nibbles give sub-block 2c in bytes 0-3 and sub-block 2c + 1 in bytes 4-7 (low
+/// nibbles: values 8q..8q + 3, high: 8q + 4..8q + 7); one madd then scales both sub-blocks.
 /// Activation tile (<see cref="PackActivationTile"/>), per block, 2432 bytes: for sub-block pair c and activation
-/// row j, at 512c + 64j, for q = 0..3 at 16q the values 64c + 8q.. then 64c + 32 + 8q.. (8 bytes each); at 2048 + 16j
+/// row j, at 512c + 64j, for q = 0..3 and h = 0, 1 at 16q + 8h the values 8q + 4h..8q + 4h + 3 of sub-block 2c then
+/// of sub-block 2c + 1 (4 bytes each); at 2048 + 16j
 /// row j's 8 sub-block sums (int16, each the sum of two of Q8_K's 16-value sums); at 2176 + 64p the scales of rows
 /// 2p and 2p + 1 as f32, each 8 times. Only whole blocks: n a multiple of 256.
 /// </remarks>
@@ -62,7 +64,17 @@ internal static unsafe class Q4KRowGroups
                 *(ulong*)(g + MinsAt + 8 * r) = *(ulong*)(scalesAndMins + 8);
                 ((float*)(g + DAt))[r] = Fp16.ToFloat(x->D);
                 ((float*)(g + DMinAt))[r] = Fp16.ToFloat(x->DMin);
-                for (int s = 0; s < 16; s++) *(ulong*)(g + NibblesAt + 64 * s + 8 * r) = *(ulong*)(x->Qs + 8 * s);
+                for (int s = 0; s < 16; s++)
+                {
+                    // Bytes 8s..8s+7 hold values 8q + k of sub-blocks 2c (low nibbles) and 2c + 1 (high), s = 4c + q:
+                    // the low dword takes sub-block 2c's (k in its low nibbles, 4 + k in its high), the high dword
+                    // sub-block 2c + 1's.
+                    ulong bits = *(ulong*)(x->Qs + 8 * s);
+                    uint first = (uint)bits, second = (uint)(bits >> 32);
+                    uint low = (first & 0x0F0F0F0F) | (second & 0x0F0F0F0F) << 4;
+                    uint high = (first >> 4 & 0x0F0F0F0F) | (second & 0xF0F0F0F0);
+                    *(ulong*)(g + NibblesAt + 64 * s + 8 * r) = low | (ulong)high << 32;
+                }
             }
         }
     }
@@ -82,10 +94,13 @@ internal static unsafe class Q4KRowGroups
                 byte* t = tile + (long)b * TileBlockBytes;
                 for (int c = 0; c < 4; c++)
                     for (int q = 0; q < 4; q++)
-                    {
-                        *(ulong*)(t + 512 * c + 64 * j + 16 * q) = *(ulong*)(quants + 64 * c + 8 * q);
-                        *(ulong*)(t + 512 * c + 64 * j + 16 * q + 8) = *(ulong*)(quants + 64 * c + 32 + 8 * q);
-                    }
+                        for (int h = 0; h < 2; h++)
+                        {
+                            // Values 8q + 4h.. of sub-block 2c, then of sub-block 2c + 1, as the weights' nibbles hold them.
+                            byte* group = t + 512 * c + 64 * j + 16 * q + 8 * h;
+                            *(uint*)group = *(uint*)(quants + 64 * c + 8 * q + 4 * h);
+                            *(uint*)(group + 4) = *(uint*)(quants + 64 * c + 32 + 8 * q + 4 * h);
+                        }
                 for (int k = 0; k < 8; k++) ((short*)(t + TileSumsAt + 16 * j))[k] = (short)(bsums[2 * k] + bsums[2 * k + 1]);
                 float a = *(float*)y;
                 float* scales = (float*)(t + TileScalesAt + 64 * (j >> 1) + 32 * (j & 1));
@@ -104,8 +119,8 @@ internal static unsafe class Q4KRowGroups
         int blocks = n / BlockSize;
         var chains = stackalloc Vector512<float>[8 * 4]; // [block mod 8][activation row pair]: lanes 0-7 row 2p, 8-15 row 2p + 1
         for (int k = 0; k < 8 * 4; k++) chains[k] = default;
-        var masks = stackalloc Vector512<byte>[8]; // sub-block j's scale in every word of a row's lane
-        for (int j = 0; j < 8; j++) masks[j] = WordMask(j, j, j, j);
+        var masks = stackalloc Vector512<byte>[4]; // sub-block 2c's scale in words 0-1 of a row's lane, 2c + 1's in 2-3
+        for (int c = 0; c < 4; c++) masks[c] = WordMask(2 * c, 2 * c, 2 * c + 1, 2 * c + 1);
         var evens = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         var odds = Vector512.Create(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
         for (int b = 0; b < blocks; b++)
@@ -135,17 +150,16 @@ internal static unsafe class Q4KRowGroups
                 var hi1 = Avx512F.And(Avx512BW.ShiftRightLogical(v1.AsUInt16(), 4).AsByte(), mask);
                 var hi2 = Avx512F.And(Avx512BW.ShiftRightLogical(v2.AsUInt16(), 4).AsByte(), mask);
                 var hi3 = Avx512F.And(Avx512BW.ShiftRightLogical(v3.AsUInt16(), 4).AsByte(), mask);
-                var scaleLo = Avx512BW.Shuffle(scaleBytes, masks[2 * c]).AsInt16();
-                var scaleHi = Avx512BW.Shuffle(scaleBytes, masks[2 * c + 1]).AsInt16();
+                var scales = Avx512BW.Shuffle(scaleBytes, masks[c]).AsInt16();
                 byte* s = a + 512 * c;
-                t0 = Avx512F.Add(t0, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scaleLo, scaleHi, s));
-                t1 = Avx512F.Add(t1, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scaleLo, scaleHi, s + 64));
-                t2 = Avx512F.Add(t2, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scaleLo, scaleHi, s + 128));
-                t3 = Avx512F.Add(t3, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scaleLo, scaleHi, s + 192));
-                t4 = Avx512F.Add(t4, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scaleLo, scaleHi, s + 256));
-                t5 = Avx512F.Add(t5, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scaleLo, scaleHi, s + 320));
-                t6 = Avx512F.Add(t6, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scaleLo, scaleHi, s + 384));
-                t7 = Avx512F.Add(t7, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scaleLo, scaleHi, s + 448));
+                t0 = Avx512F.Add(t0, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scales, s));
+                t1 = Avx512F.Add(t1, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scales, s + 64));
+                t2 = Avx512F.Add(t2, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scales, s + 128));
+                t3 = Avx512F.Add(t3, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scales, s + 192));
+                t4 = Avx512F.Add(t4, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scales, s + 256));
+                t5 = Avx512F.Add(t5, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scales, s + 320));
+                t6 = Avx512F.Add(t6, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scales, s + 384));
+                t7 = Avx512F.Add(t7, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scales, s + 448));
             }
             // Mins as int16: row r's mins 0-3 in the words of its 64-bit lane, then mins 4-7.
             var minBytes = Avx512F.LoadVector512(w + MinsAt);
@@ -170,21 +184,21 @@ internal static unsafe class Q4KRowGroups
     }
 
     /// <summary>
-    /// One activation row against sub-blocks 2c (low nibbles) and 2c + 1 (high) of the 8 weight rows: each row's
-    /// Σ q·y in the 4 int16 words of its 64-bit lane (4 · 2 · 15 · 128 &lt; 32768), times the sub-block's scale,
-    /// widened to 2 int32 per row.
+    /// One activation row against sub-blocks 2c and 2c + 1 of the 8 weight rows: each row's Σ q·y in the 4 int16 words
+    /// of its 64-bit lane (words 0-1 sub-block 2c, 2-3 sub-block 2c + 1; 8 · 2 · 15 · 128 &lt; 32768), times the
+    /// sub-blocks' scales, widened to 2 int32 per row.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<int> Step(Vector512<byte> lo0, Vector512<byte> lo1, Vector512<byte> lo2, Vector512<byte> lo3,
-        Vector512<byte> hi0, Vector512<byte> hi1, Vector512<byte> hi2, Vector512<byte> hi3, Vector512<short> scaleLo, Vector512<short> scaleHi, byte* a)
+        Vector512<byte> hi0, Vector512<byte> hi1, Vector512<byte> hi2, Vector512<byte> hi3, Vector512<short> scales, byte* a)
     {
-        var sumLo = Avx512BW.Add(
-            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(lo0, Group(a)), Avx512BW.MultiplyAddAdjacent(lo1, Group(a + 16))),
-            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(lo2, Group(a + 32)), Avx512BW.MultiplyAddAdjacent(lo3, Group(a + 48))));
-        var sumHi = Avx512BW.Add(
-            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(hi0, Group(a + 8)), Avx512BW.MultiplyAddAdjacent(hi1, Group(a + 24))),
-            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(hi2, Group(a + 40)), Avx512BW.MultiplyAddAdjacent(hi3, Group(a + 56))));
-        return Avx512F.Add(Avx512BW.MultiplyAddAdjacent(sumLo, scaleLo), Avx512BW.MultiplyAddAdjacent(sumHi, scaleHi));
+        var sum = Avx512BW.Add(
+            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(lo0, Group(a)), Avx512BW.MultiplyAddAdjacent(hi0, Group(a + 8))),
+            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(lo1, Group(a + 16)), Avx512BW.MultiplyAddAdjacent(hi1, Group(a + 24))));
+        sum = Avx512BW.Add(sum, Avx512BW.Add(
+            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(lo2, Group(a + 32)), Avx512BW.MultiplyAddAdjacent(hi2, Group(a + 40))),
+            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(lo3, Group(a + 48)), Avx512BW.MultiplyAddAdjacent(hi3, Group(a + 56)))));
+        return Avx512BW.MultiplyAddAdjacent(sum, scales);
     }
 
     /// <summary>
