@@ -158,7 +158,9 @@ public static unsafe class MatMul
     {
         if (count <= 0 || n <= 0) return;
         var first = QuantKernels.Get(products[0].Type);
-        if (n >= MinPaddedRows && n < WideTile && WideTiles && TilesOn(Kernels.Path) && PackedTilesForAll(products, count))
+        // Fewer than 8 activation rows (generation, a few conversations) over repacked weights with a kernel for them.
+        bool fewRepacked = n < WideTile && WideTiles && TilesOn(Kernels.Path) && RepackedWeights.AllRepackedForFewRows(products, count, cols);
+        if (n >= MinPaddedRows && n < WideTile && WideTiles && TilesOn(Kernels.Path) && !fewRepacked && PackedTilesForAll(products, count))
         {
             PaddedToOneTile(products, count, cols, x, n);
             return;
@@ -171,7 +173,7 @@ public static unsafe class MatMul
             for (int p = 0; p < count; p++) Group(products + p, 1, cols, x, n);
             return;
         }
-        if (n >= WideTile && WideTiles && TilesOn(Kernels.Path) && SplitRepacked(products, count, cols, x, n)) return;
+        if (WideTiles && TilesOn(Kernels.Path) && SplitRepacked(products, count, cols, x, n)) return;
         const int MaxParts = 4;
         if (count > MaxParts)
         {
@@ -182,9 +184,9 @@ public static unsafe class MatMul
 
         Part* parts = stackalloc Part[MaxParts];
         int totalRows = 0;
-        bool dot4Path = n >= Tile && TilesOn(Kernels.Path);
+        bool dot4Path = n >= Tile && TilesOn(Kernels.Path) && !fewRepacked;
         bool dot8Path = n >= WideTile && TilesOn(Kernels.Path) && WideTiles;
-        bool quadPath = n >= MinQuadRows && n < MinPaddedRows && TilesOn(Kernels.Path) && WideTiles;
+        bool quadPath = n >= MinQuadRows && n < MinPaddedRows && TilesOn(Kernels.Path) && WideTiles && !fewRepacked;
         TypeKernel packer = default, quadPacker = default; // the first part's with packed tiles or quads, if any (see below)
         for (int p = 0; p < count; p++)
         {
@@ -205,7 +207,20 @@ public static unsafe class MatMul
         }
         if (totalRows == 0) return;
         int packedRows = n / WideTile * WideTile; // activation rows in packed tiles
-        if (dot8Path && RepackedWeights.AllRepacked(products, count, cols))
+        var few = default(RepackedWeights.Kernel); // the repacked kernel for fewer than 8 rows, when it runs
+        if (fewRepacked)
+        {
+            // One tile holding the n rows (no padding rows), the kernel for n rows.
+            few = RepackedWeights.For(products[0].Type);
+            packedRows = WideTile;
+            for (int p = 0; p < count; p++)
+            {
+                parts[p].RowGroups = products[p].RowGroups;
+                parts[p].RowGroupBytes = few.GroupBytes(cols);
+                parts[p].RowGroupDot = few.DotRows;
+            }
+        }
+        else if (dot8Path && RepackedWeights.AllRepacked(products, count, cols))
         {
             // A remainder of 2 or more rows rides in one more tile padded with zero rows: a repacked tile costs less
             // than 2 row dots per weight row.
@@ -235,10 +250,16 @@ public static unsafe class MatMul
         {
             job.Activation = Scratch(ref _scratch, activationRowBytes * Math.Max(n, packedRows));
             // Zero rows (scales and quants 0) pad the last tile; their outputs are not stored.
-            if (packedRows > n) new Span<byte>(job.Activation + n * activationRowBytes, (int)((packedRows - n) * activationRowBytes)).Clear();
+            if (packedRows > n && !fewRepacked) new Span<byte>(job.Activation + n * activationRowBytes, (int)((packedRows - n) * activationRowBytes)).Clear();
             if (parallel && n >= 8) WorkerPool.Run(n, &QuantizeActivationRow, &job);
             else for (int i = 0; i < n; i++) QuantizeActivationRow(&job, i);
-            if (packer.PackActivationTile != null)
+            if (fewRepacked)
+            {
+                job.PackedTileBytes = few.PackedTileBytes(cols);
+                job.PackedTiles = Scratch(ref _tileScratch, job.PackedTileBytes);
+                few.PackActivationRows(job.Activation, (nint)activationRowBytes, cols, job.PackedTiles, n);
+            }
+            else if (packer.PackActivationTile != null)
             {
                 // Packed kernels over one activation form read one tile form (Q8Products' for Q4_0/Q8_0, Q4_K's for Q8_K),
                 // so the first one's packer serves the whole group.
@@ -286,6 +307,7 @@ public static unsafe class MatMul
         while (first < count && !RepackedWeights.Usable(products[first], products[first].Type, cols)) first++;
         if (first == count) return false;
         var type = products[first].Type;
+        if (n < WideTile && RepackedWeights.For(type).DotRows == null) return false;
         var split = stackalloc Product[count];
         int repacked = 0;
         for (int p = 0; p < count; p++)

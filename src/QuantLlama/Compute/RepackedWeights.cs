@@ -31,6 +31,10 @@ internal static unsafe class RepackedWeights
         public delegate*<int, long> GroupBytes { get; init; }
         /// <summary>(n): whether rows of n values can be repacked.</summary>
         public delegate*<int, bool> Fits { get; init; }
+        /// <summary>(rows, stride, n, tile, count): 1 to 8 activation rows into one tile, for <see cref="DotRows"/>; null for a type without.</summary>
+        public delegate*<byte*, nint, int, byte*, int, void> PackActivationRows { get; init; }
+        /// <summary>(group, tile, n, y, yStride, activationRows): 8 weight rows x 1 to 8 activation rows (generation, small batches).</summary>
+        public delegate*<byte*, byte*, int, float*, nint, int, void> DotRows { get; init; }
     }
 
     /// <summary>The repacked kernel of <paramref name="type"/>, or a default one (no pointers) for a type without.</summary>
@@ -45,6 +49,7 @@ internal static unsafe class RepackedWeights
         {
             PackActivationTile = &Q4KRowGroups.PackActivationTile, PackedTileBytes = &Q4KRowGroups.PackedTileBytes,
             Dot8x8 = &Q4KRowGroups.Dot8x8, Repack = &Q4KRowGroups.Repack, GroupBytes = &Q4KRowGroups.GroupBytes, Fits = &Q4KRowGroups.Fits,
+            PackActivationRows = &Q4KRowGroups.PackActivationRows, DotRows = &Q4KRowGroups.DotRows,
         },
         _ => default,
     };
@@ -88,6 +93,10 @@ internal static unsafe class RepackedWeights
             if (!Usable(products[p], products[0].Type, cols)) return false;
         return true;
     }
+
+    /// <summary>True when every product has repacked weights of one type whose kernel also runs 1 to 7 activation rows.</summary>
+    internal static bool AllRepackedForFewRows(MatMul.Product* products, int count, int cols)
+        => For(products[0].Type).DotRows != null && AllRepacked(products, count, cols);
 
     private struct RepackJob
     {

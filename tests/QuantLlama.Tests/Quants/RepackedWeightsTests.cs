@@ -53,11 +53,33 @@ public class RepackedWeightsTests
         AssertGroupEqualsRowDot([GgmlType.Q4_K, GgmlType.Q4_K, GgmlType.Q4_K], weights, rows, [true, true, true], cols, RandomActivation(random, n, cols), n);
     }
 
+    /// <summary>1 to 7 activation rows (generation, a few conversations) run the repacked Q4_K kernel for that many rows.</summary>
+    [Theory]
+    [InlineData(256, 1)]
+    [InlineData(2048, 1)]
+    [InlineData(2304, 1)] // 9 blocks: chain 0 twice
+    [InlineData(1792, 2)] // 7 blocks: fewer than the 8 chains
+    [InlineData(768, 3)]
+    [InlineData(4096, 4)]
+    [InlineData(2304, 5)]
+    [InlineData(512, 6)]
+    [InlineData(2048, 7)]
+    public void Q4KFewRowsEqualRowDotBitForBit(int cols, int n)
+    {
+        RequireAvx512();
+        int[] rows = [24, 8, 16];
+        var random = new Random(cols * 8 + n);
+        var weights = rows.Select(r => RandomQ4K(random, r, cols)).ToArray();
+        AssertGroupEqualsRowDot([GgmlType.Q4_K, GgmlType.Q4_K, GgmlType.Q4_K], weights, rows, [true, true, true], cols, RandomActivation(random, n, cols), n);
+    }
+
     /// <summary>
     /// Q4_K_M's Q/K/V group: Q4_K matrices with repacked copies beside a Q6_K one and a Q4_K one without; each
     /// matrix's outputs are its row dot's.
     /// </summary>
     [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
     [InlineData(8)]
     [InlineData(21)]
     public void MixedGroupEqualsRowDotBitForBit(int n)
@@ -80,12 +102,16 @@ public class RepackedWeightsTests
     /// 127: the int16 sums and the block's integer sums at their largest.
     /// </summary>
     [Theory]
-    [InlineData(-1f)]
-    [InlineData(1f)]
-    public void Q4KExtremeScalesAndMinsKeepExactSums(float activation)
+    [InlineData(-1f, 11)]
+    [InlineData(1f, 11)]
+    [InlineData(-1f, 1)]
+    [InlineData(1f, 2)]
+    [InlineData(-1f, 5)]
+    [InlineData(1f, 7)]
+    public void Q4KExtremeScalesAndMinsKeepExactSums(float activation, int n)
     {
         RequireAvx512();
-        const int rows = 16, cols = 2304, n = 11;
+        const int rows = 16, cols = 2304;
         var w = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q4_K, cols) * rows];
         for (int b = 0; b < w.Length / Q4_K.BlockBytes; b++)
         {

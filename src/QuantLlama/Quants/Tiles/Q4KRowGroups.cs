@@ -27,7 +27,7 @@ namespace QuantLlama.Quants.Tiles;
 /// row j's 8 sub-block sums (int16, each the sum of two of Q8_K's 16-value sums); at 2176 + 64p the scales of rows
 /// 2p and 2p + 1 as f32, each 8 times. Only whole blocks: n a multiple of 256.
 /// </remarks>
-internal static unsafe class Q4KRowGroups
+internal static unsafe partial class Q4KRowGroups
 {
     internal const int Rows = 8;
     private const int BlockSize = Q4_K.BlockSize;
@@ -80,11 +80,25 @@ internal static unsafe class Q4KRowGroups
     }
 
     /// <summary>8 Q8_K activation rows (<paramref name="stride"/> bytes apart) into this kernel's tile.</summary>
+    internal static void PackActivationTile(byte* rows, nint stride, int n, byte* tile) => PackActivationRows(rows, stride, n, tile, Rows);
+
+    /// <summary>
+    /// <paramref name="count"/> (1 to 8) Q8_K activation rows into the first rows of an 8-row tile; with an odd count
+    /// the row after them gets zero sums and scales (the partner that <see cref="Dot{TRows}"/> computes beside the
+    /// last row and drops).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void PackActivationTile(byte* rows, nint stride, int n, byte* tile)
+    internal static void PackActivationRows(byte* rows, nint stride, int n, byte* tile, int count)
     {
         int blocks = n / BlockSize;
-        for (int j = 0; j < 8; j++)
+        if (count % 2 == 1 && count < Rows)
+            for (int b = 0; b < blocks; b++)
+            {
+                byte* t = tile + (long)b * TileBlockBytes;
+                new Span<byte>(t + TileSumsAt + 16 * count, 16).Clear();
+                new Span<byte>(t + TileScalesAt + 64 * (count >> 1) + 32, 32).Clear();
+            }
+        for (int j = 0; j < count; j++)
         {
             for (int b = 0; b < blocks; b++)
             {

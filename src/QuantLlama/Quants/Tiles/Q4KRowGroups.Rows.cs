@@ -1,0 +1,121 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace QuantLlama.Quants.Tiles;
+
+/// <summary>
+/// The repacked Q4_K groups against 1 to 7 activation rows (generation, a few conversations decoding together): the
+/// same steps as <see cref="Dot8x8"/> with only the rows' accumulators, so each 512-bit load of weights and its nibble
+/// decode serve every activation row and no padding rows are computed; bits equal the row dot's.
+/// </summary>
+internal static unsafe partial class Q4KRowGroups
+{
+    /// <summary>
+    /// One repacked group against a tile of <paramref name="activationRows"/> (1 to 8) rows packed by
+    /// <see cref="PackActivationRows"/>: the kernel compiled for that count.
+    /// </summary>
+    internal static void DotRows(byte* group, byte* tile, int n, float* y, nint yStride, int activationRows)
+    {
+        switch (activationRows)
+        {
+            case 1: Dot<One>(group, tile, n, y, yStride); break;
+            case 2: Dot<Two>(group, tile, n, y, yStride); break;
+            case 3: Dot<Three>(group, tile, n, y, yStride); break;
+            case 4: Dot<Four>(group, tile, n, y, yStride); break;
+            case 5: Dot<Five>(group, tile, n, y, yStride); break;
+            case 6: Dot<Six>(group, tile, n, y, yStride); break;
+            case 7: Dot<Seven>(group, tile, n, y, yStride); break;
+            case 8: Dot8x8(group, tile, n, y, yStride); break;
+            default: throw new ArgumentOutOfRangeException(nameof(activationRows));
+        }
+    }
+
+    /// <summary>
+    /// One repacked group of 8 weight rows against <typeparamref name="TRows"/> activation rows: y[j·yStride + r]. The
+    /// count is a type parameter so the JIT compiles one body per count with only its accumulators; an odd count's
+    /// last row is computed beside its zero partner (<see cref="PackActivationRows"/>), whose lanes are dropped.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    internal static void Dot<TRows>(byte* group, byte* tile, int n, float* y, nint yStride) where TRows : struct, IActivationRows
+    {
+        int m = TRows.Count;
+        int blocks = n / BlockSize;
+        var chains = stackalloc Vector512<float>[8 * 4]; // [block mod 8][activation row pair], as in Dot8x8
+        for (int k = 0; k < 8 * 4; k++) chains[k] = default;
+        var masks = stackalloc Vector512<byte>[4];
+        for (int c = 0; c < 4; c++) masks[c] = WordMask(2 * c, 2 * c, 2 * c + 1, 2 * c + 1);
+        var evens = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        var odds = Vector512.Create(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        var mask = Vector512.Create((byte)0x0F);
+        for (int b = 0; b < blocks; b++)
+        {
+            byte* w = group + (long)b * BlockBytes;
+            byte* a = tile + (long)b * TileBlockBytes;
+            byte* ahead = w + PrefetchDistance;
+            var scaleBytes = Avx512F.LoadVector512(w);
+            Vector512<int> t0 = default, t1 = default, t2 = default, t3 = default, t4 = default, t5 = default, t6 = default;
+            for (int c = 0; c < 4; c++)
+            {
+                X86Simd.Prefetch(ahead, 5 * c); X86Simd.Prefetch(ahead, 5 * c + 1); X86Simd.Prefetch(ahead, 5 * c + 2);
+                X86Simd.Prefetch(ahead, 5 * c + 3); X86Simd.Prefetch(ahead, 5 * c + 4);
+                byte* nibbles = w + NibblesAt + 256 * c;
+                var v0 = Avx512F.LoadVector512(nibbles);
+                var v1 = Avx512F.LoadVector512(nibbles + 64);
+                var v2 = Avx512F.LoadVector512(nibbles + 128);
+                var v3 = Avx512F.LoadVector512(nibbles + 192);
+                var lo0 = Avx512F.And(v0, mask);
+                var lo1 = Avx512F.And(v1, mask);
+                var lo2 = Avx512F.And(v2, mask);
+                var lo3 = Avx512F.And(v3, mask);
+                var hi0 = Avx512F.And(Avx512BW.ShiftRightLogical(v0.AsUInt16(), 4).AsByte(), mask);
+                var hi1 = Avx512F.And(Avx512BW.ShiftRightLogical(v1.AsUInt16(), 4).AsByte(), mask);
+                var hi2 = Avx512F.And(Avx512BW.ShiftRightLogical(v2.AsUInt16(), 4).AsByte(), mask);
+                var hi3 = Avx512F.And(Avx512BW.ShiftRightLogical(v3.AsUInt16(), 4).AsByte(), mask);
+                var scales = Avx512BW.Shuffle(scaleBytes, masks[c]).AsInt16();
+                byte* s = a + 512 * c;
+                t0 = Avx512F.Add(t0, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scales, s));
+                if (m > 1) t1 = Avx512F.Add(t1, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scales, s + 64));
+                if (m > 2) t2 = Avx512F.Add(t2, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scales, s + 128));
+                if (m > 3) t3 = Avx512F.Add(t3, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scales, s + 192));
+                if (m > 4) t4 = Avx512F.Add(t4, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scales, s + 256));
+                if (m > 5) t5 = Avx512F.Add(t5, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scales, s + 320));
+                if (m > 6) t6 = Avx512F.Add(t6, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scales, s + 384));
+            }
+            var minBytes = Avx512F.LoadVector512(w + MinsAt);
+            var mins03 = Avx512BW.Shuffle(minBytes, WordMask(0, 1, 2, 3)).AsInt16();
+            var mins47 = Avx512BW.Shuffle(minBytes, WordMask(4, 5, 6, 7)).AsInt16();
+            var d = Vector512.Create(Avx.LoadVector256((float*)(w + DAt)));
+            var dmin = Vector512.Create(Avx.LoadVector256((float*)(w + DMinAt)));
+            Vector512<float>* blockChains = chains + 4 * (b & 7);
+            // An odd count's last row pairs with its zero partner: the partner's integers are the row's own (any
+            // integers do), its scale 0.
+            blockChains[0] = Avx512F.Add(blockChains[0], Term(t0, m > 1 ? t1 : t0, mins03, mins47, d, dmin, a, 0, evens, odds));
+            if (m > 2) blockChains[1] = Avx512F.Add(blockChains[1], Term(t2, m > 3 ? t3 : t2, mins03, mins47, d, dmin, a, 1, evens, odds));
+            if (m > 4) blockChains[2] = Avx512F.Add(blockChains[2], Term(t4, m > 5 ? t5 : t4, mins03, mins47, d, dmin, a, 2, evens, odds));
+            if (m > 6) blockChains[3] = Avx512F.Add(blockChains[3], Term(t6, t6, mins03, mins47, d, dmin, a, 3, evens, odds));
+        }
+        for (int p = 0; 2 * p < m; p++)
+        {
+            var c = chains + p;
+            var total = Avx512F.Add(Avx512F.Add(Avx512F.Add(c[0], c[16]), Avx512F.Add(c[8], c[24])),
+                Avx512F.Add(Avx512F.Add(c[4], c[20]), Avx512F.Add(c[12], c[28])));
+            total.GetLower().Store(y + 2 * p * yStride);
+            if (2 * p + 1 < m) total.GetUpper().Store(y + (2 * p + 1) * yStride);
+        }
+    }
+
+    /// <summary>A tile's activation row count as a type, so <see cref="Dot{TRows}"/> is compiled once per count.</summary>
+    internal interface IActivationRows
+    {
+        static abstract int Count { get; }
+    }
+
+    private struct One : IActivationRows { public static int Count => 1; }
+    private struct Two : IActivationRows { public static int Count => 2; }
+    private struct Three : IActivationRows { public static int Count => 3; }
+    private struct Four : IActivationRows { public static int Count => 4; }
+    private struct Five : IActivationRows { public static int Count => 5; }
+    private struct Six : IActivationRows { public static int Count => 6; }
+    private struct Seven : IActivationRows { public static int Count => 7; }
+}
