@@ -255,6 +255,30 @@ internal static class Quick
             int diff = 0;
             for (int i = 0; i < ya.Length; i++) if (BitConverter.SingleToInt32Bits(ya[i]) != BitConverter.SingleToInt32Bits(yb[i])) diff++;
             Console.WriteLine($"8 rows x {rows}x{cols} Q4_K: pair tile {a:F1} us, row groups {b:F1} us ({a / b:F2}x); {diff} of {ya.Length} outputs differ");
+            // Generation and small batches: m row dots per weight row against the kernel for m rows over the copy.
+            foreach (int m in new[] { 1, 2, 4 })
+            {
+                Quants.Tiles.Q4KRowGroups.PackActivationRows(ap, (nint)aBytes, cols, tb, m);
+                byte* A = ap;
+                double rowDots = double.MaxValue, kernel = double.MaxValue;
+                for (int round = 0; round < 8; round++)
+                {
+                    rowDots = Math.Min(rowDots, Time(() =>
+                    {
+                        for (int r = 0; r < rows; r++)
+                            for (int j = 0; j < m; j++) YA[j * rows + r] = Quants.KQuants.Q4_K.DotAvx2(W + r * wBytes, A + j * aBytes, cols);
+                        return YA[0];
+                    }));
+                    kernel = Math.Min(kernel, Time(() =>
+                    {
+                        for (int g = 0; g < rows / 8; g++) Quants.Tiles.Q4KRowGroups.DotRows(PP + g * gBytes, TB, cols, YB + g * 8, rows, m);
+                        return YB[0];
+                    }));
+                }
+                diff = 0;
+                for (int i = 0; i < m * rows; i++) if (BitConverter.SingleToInt32Bits(ya[i]) != BitConverter.SingleToInt32Bits(yb[i])) diff++;
+                Console.WriteLine($"{m} rows x {rows}x{cols} Q4_K: row dots {rowDots:F1} us, row groups {kernel:F1} us ({rowDots / kernel:F2}x, {gBytes * (rows / 8) / kernel / 1000:F1} GB/s); {diff} of {m * rows} outputs differ");
+            }
         }
         System.Runtime.InteropServices.NativeMemory.AlignedFree(wp);
         System.Runtime.InteropServices.NativeMemory.AlignedFree(pp);
