@@ -21,7 +21,8 @@ namespace QuantLlama.Compute;
 /// as llama.cpp's prompts do, see <see cref="TypeKernel.DotOverRowQuads"/>). For Q4_0, Q8_0 and Q4_K the 8 activation rows are first packed into
 /// one tile with a row per vector lane (see <see cref="Quants.Q8Products"/> and <see cref="Quants.KQuants.Q4_K.Dot8Packed"/>).
 /// Products that carry a repacked copy of their weights (<see cref="Product.RowGroups"/>, <see cref="RepackedWeights"/>)
-/// run 8 weight rows x 8 activation rows per call over it instead, with the same bits.
+/// run 8 weight rows x 8 activation rows per call over it instead, with the same bits (Q4_K's copy also 1 to 7 rows:
+/// generation and small batches).
 /// Q4_0 runs 2 to 4 activation rows (a few conversations decoding together) through a quad tile that decodes each
 /// weight block once for all of them (<see cref="Quants.Tiles.Q4_0QuadTiles"/>).
 /// </remarks>

@@ -7,9 +7,9 @@ namespace QuantLlama.Compute;
 
 /// <summary>
 /// Copies of weight matrices repacked in groups of 8 rows (<see cref="Q4_0RowGroups"/>, <see cref="Q4KRowGroups"/>)
-/// for products over 8 or more activation rows (prompts) on the AVX-512 path, in native memory; the mapped weights
-/// still serve single rows and generation. The repacked products give the same bits as the row dot, so a result
-/// never depends on which ran.
+/// for products over 8 or more activation rows (prompts) on the AVX-512 path, in native memory; Q4_K's copy also
+/// serves 1 to 7 rows (<see cref="Kernel.DotRows"/>), Q4_0's leaves them to the mapped weights. The repacked
+/// products give the same bits as the row dot, so a result never depends on which ran.
 /// </summary>
 internal static unsafe class RepackedWeights
 {

@@ -5,9 +5,9 @@ using System.Runtime.Intrinsics.X86;
 namespace QuantLlama.Quants.Tiles;
 
 /// <summary>
-/// The repacked Q4_K groups against 1 to 7 activation rows (generation, a few conversations decoding together): the
-/// same steps as <see cref="Dot8x8"/> with only the rows' accumulators, so each 512-bit load of weights and its nibble
-/// decode serve every activation row and no padding rows are computed; bits equal the row dot's.
+/// The repacked Q4_K kernel for 1 to 8 activation rows (prompts' tiles, generation, a few conversations decoding
+/// together), compiled once per row count with only those rows' accumulators, so each 512-bit load of weights and its
+/// nibble decode serve every activation row and no padding rows are computed; bits equal the row dot's.
 /// </summary>
 internal static unsafe partial class Q4KRowGroups
 {
@@ -26,7 +26,7 @@ internal static unsafe partial class Q4KRowGroups
             case 5: Dot<Five>(group, tile, n, y, yStride); break;
             case 6: Dot<Six>(group, tile, n, y, yStride); break;
             case 7: Dot<Seven>(group, tile, n, y, yStride); break;
-            case 8: Dot8x8(group, tile, n, y, yStride); break;
+            case 8: Dot<Eight>(group, tile, n, y, yStride); break;
             default: throw new ArgumentOutOfRangeException(nameof(activationRows));
         }
     }
@@ -41,9 +41,9 @@ internal static unsafe partial class Q4KRowGroups
     {
         int m = TRows.Count;
         int blocks = n / BlockSize;
-        var chains = stackalloc Vector512<float>[8 * 4]; // [block mod 8][activation row pair], as in Dot8x8
+        var chains = stackalloc Vector512<float>[8 * 4]; // [block mod 8][activation row pair]: lanes 0-7 row 2p, 8-15 row 2p + 1
         for (int k = 0; k < 8 * 4; k++) chains[k] = default;
-        var masks = stackalloc Vector512<byte>[4];
+        var masks = stackalloc Vector512<byte>[4]; // sub-block 2c's scale in words 0-1 of a row's lane, 2c + 1's in 2-3
         for (int c = 0; c < 4; c++) masks[c] = WordMask(2 * c, 2 * c, 2 * c + 1, 2 * c + 1);
         var evens = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         var odds = Vector512.Create(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
@@ -52,9 +52,11 @@ internal static unsafe partial class Q4KRowGroups
         {
             byte* w = group + (long)b * BlockBytes;
             byte* a = tile + (long)b * TileBlockBytes;
+            // The block 3 ahead (19 lines, blocks are line-aligned), a few lines per sub-block pair; past the group's
+            // end this asks for the next group's, which the caller reads next.
             byte* ahead = w + PrefetchDistance;
             var scaleBytes = Avx512F.LoadVector512(w);
-            Vector512<int> t0 = default, t1 = default, t2 = default, t3 = default, t4 = default, t5 = default, t6 = default;
+            Vector512<int> t0 = default, t1 = default, t2 = default, t3 = default, t4 = default, t5 = default, t6 = default, t7 = default;
             for (int c = 0; c < 4; c++)
             {
                 X86Simd.Prefetch(ahead, 5 * c); X86Simd.Prefetch(ahead, 5 * c + 1); X86Simd.Prefetch(ahead, 5 * c + 2);
@@ -81,7 +83,9 @@ internal static unsafe partial class Q4KRowGroups
                 if (m > 4) t4 = Avx512F.Add(t4, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scales, s + 256));
                 if (m > 5) t5 = Avx512F.Add(t5, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scales, s + 320));
                 if (m > 6) t6 = Avx512F.Add(t6, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scales, s + 384));
+                if (m > 7) t7 = Avx512F.Add(t7, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scales, s + 448));
             }
+            // Mins as int16: row r's mins 0-3 in the words of its 64-bit lane, then mins 4-7.
             var minBytes = Avx512F.LoadVector512(w + MinsAt);
             var mins03 = Avx512BW.Shuffle(minBytes, WordMask(0, 1, 2, 3)).AsInt16();
             var mins47 = Avx512BW.Shuffle(minBytes, WordMask(4, 5, 6, 7)).AsInt16();
@@ -93,7 +97,7 @@ internal static unsafe partial class Q4KRowGroups
             blockChains[0] = Avx512F.Add(blockChains[0], Term(t0, m > 1 ? t1 : t0, mins03, mins47, d, dmin, a, 0, evens, odds));
             if (m > 2) blockChains[1] = Avx512F.Add(blockChains[1], Term(t2, m > 3 ? t3 : t2, mins03, mins47, d, dmin, a, 1, evens, odds));
             if (m > 4) blockChains[2] = Avx512F.Add(blockChains[2], Term(t4, m > 5 ? t5 : t4, mins03, mins47, d, dmin, a, 2, evens, odds));
-            if (m > 6) blockChains[3] = Avx512F.Add(blockChains[3], Term(t6, t6, mins03, mins47, d, dmin, a, 3, evens, odds));
+            if (m > 6) blockChains[3] = Avx512F.Add(blockChains[3], Term(t6, m > 7 ? t7 : t6, mins03, mins47, d, dmin, a, 3, evens, odds));
         }
         for (int p = 0; 2 * p < m; p++)
         {
@@ -118,4 +122,5 @@ internal static unsafe partial class Q4KRowGroups
     private struct Five : IActivationRows { public static int Count => 5; }
     private struct Six : IActivationRows { public static int Count => 6; }
     private struct Seven : IActivationRows { public static int Count => 7; }
+    private struct Eight : IActivationRows { public static int Count => 8; }
 }

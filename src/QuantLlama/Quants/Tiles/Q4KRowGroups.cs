@@ -125,77 +125,11 @@ internal static unsafe partial class Q4KRowGroups
 
     /// <summary>
     /// One repacked group of 8 weight rows against a tile of 8 activation rows: y[j·yStride + r] for activation row j
-    /// below <paramref name="activationRows"/> (the tile's other rows are padding), weight row r.
+    /// below <paramref name="activationRows"/> (the tile's other rows are padding, not computed), weight row r
+    /// (<see cref="Dot{TRows}"/> for that many rows).
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     internal static void Dot8x8(byte* group, byte* tile, int n, float* y, nint yStride, int activationRows = 8)
-    {
-        int blocks = n / BlockSize;
-        var chains = stackalloc Vector512<float>[8 * 4]; // [block mod 8][activation row pair]: lanes 0-7 row 2p, 8-15 row 2p + 1
-        for (int k = 0; k < 8 * 4; k++) chains[k] = default;
-        var masks = stackalloc Vector512<byte>[4]; // sub-block 2c's scale in words 0-1 of a row's lane, 2c + 1's in 2-3
-        for (int c = 0; c < 4; c++) masks[c] = WordMask(2 * c, 2 * c, 2 * c + 1, 2 * c + 1);
-        var evens = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        var odds = Vector512.Create(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-        for (int b = 0; b < blocks; b++)
-        {
-            byte* w = group + (long)b * BlockBytes;
-            byte* a = tile + (long)b * TileBlockBytes;
-            // The block 3 ahead (19 lines, blocks are line-aligned), a few lines per sub-block pair; past the group's
-            // end this asks for the next group's, which the caller reads next.
-            byte* ahead = w + PrefetchDistance;
-            var scaleBytes = Avx512F.LoadVector512(w);
-            Vector512<int> t0 = default, t1 = default, t2 = default, t3 = default, t4 = default, t5 = default, t6 = default, t7 = default;
-            for (int c = 0; c < 4; c++)
-            {
-                X86Simd.Prefetch(ahead, 5 * c); X86Simd.Prefetch(ahead, 5 * c + 1); X86Simd.Prefetch(ahead, 5 * c + 2);
-                X86Simd.Prefetch(ahead, 5 * c + 3); X86Simd.Prefetch(ahead, 5 * c + 4);
-                byte* nibbles = w + NibblesAt + 256 * c;
-                var mask = Vector512.Create((byte)0x0F);
-                var v0 = Avx512F.LoadVector512(nibbles);
-                var v1 = Avx512F.LoadVector512(nibbles + 64);
-                var v2 = Avx512F.LoadVector512(nibbles + 128);
-                var v3 = Avx512F.LoadVector512(nibbles + 192);
-                var lo0 = Avx512F.And(v0, mask);
-                var lo1 = Avx512F.And(v1, mask);
-                var lo2 = Avx512F.And(v2, mask);
-                var lo3 = Avx512F.And(v3, mask);
-                var hi0 = Avx512F.And(Avx512BW.ShiftRightLogical(v0.AsUInt16(), 4).AsByte(), mask);
-                var hi1 = Avx512F.And(Avx512BW.ShiftRightLogical(v1.AsUInt16(), 4).AsByte(), mask);
-                var hi2 = Avx512F.And(Avx512BW.ShiftRightLogical(v2.AsUInt16(), 4).AsByte(), mask);
-                var hi3 = Avx512F.And(Avx512BW.ShiftRightLogical(v3.AsUInt16(), 4).AsByte(), mask);
-                var scales = Avx512BW.Shuffle(scaleBytes, masks[c]).AsInt16();
-                byte* s = a + 512 * c;
-                t0 = Avx512F.Add(t0, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scales, s));
-                t1 = Avx512F.Add(t1, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scales, s + 64));
-                t2 = Avx512F.Add(t2, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scales, s + 128));
-                t3 = Avx512F.Add(t3, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scales, s + 192));
-                t4 = Avx512F.Add(t4, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scales, s + 256));
-                t5 = Avx512F.Add(t5, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scales, s + 320));
-                t6 = Avx512F.Add(t6, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scales, s + 384));
-                t7 = Avx512F.Add(t7, Step(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, scales, s + 448));
-            }
-            // Mins as int16: row r's mins 0-3 in the words of its 64-bit lane, then mins 4-7.
-            var minBytes = Avx512F.LoadVector512(w + MinsAt);
-            var mins03 = Avx512BW.Shuffle(minBytes, WordMask(0, 1, 2, 3)).AsInt16();
-            var mins47 = Avx512BW.Shuffle(minBytes, WordMask(4, 5, 6, 7)).AsInt16();
-            var d = Vector512.Create(Avx.LoadVector256((float*)(w + DAt)));
-            var dmin = Vector512.Create(Avx.LoadVector256((float*)(w + DMinAt)));
-            Vector512<float>* blockChains = chains + 4 * (b & 7);
-            blockChains[0] = Avx512F.Add(blockChains[0], Term(t0, t1, mins03, mins47, d, dmin, a, 0, evens, odds));
-            blockChains[1] = Avx512F.Add(blockChains[1], Term(t2, t3, mins03, mins47, d, dmin, a, 1, evens, odds));
-            blockChains[2] = Avx512F.Add(blockChains[2], Term(t4, t5, mins03, mins47, d, dmin, a, 2, evens, odds));
-            blockChains[3] = Avx512F.Add(blockChains[3], Term(t6, t7, mins03, mins47, d, dmin, a, 3, evens, odds));
-        }
-        for (int p = 0; p < 4 && 2 * p < activationRows; p++)
-        {
-            var c = chains + p;
-            var total = Avx512F.Add(Avx512F.Add(Avx512F.Add(c[0], c[16]), Avx512F.Add(c[8], c[24])),
-                Avx512F.Add(Avx512F.Add(c[4], c[20]), Avx512F.Add(c[12], c[28])));
-            total.GetLower().Store(y + 2 * p * yStride);
-            if (2 * p + 1 < activationRows) total.GetUpper().Store(y + (2 * p + 1) * yStride);
-        }
-    }
+        => DotRows(group, tile, n, y, yStride, activationRows);
 
     /// <summary>
     /// One activation row against sub-blocks 2c and 2c + 1 of the 8 weight rows: each row's Σ q·y in the 4 int16 words
