@@ -32,12 +32,27 @@ internal static class Quick
                     wide = Math.Min(wide, layer.TimeMs());
                 }
                 Console.WriteLine($"TinyLlama layer, 512 rows, {Compute.WorkerPool.ThreadCount} threads, {type,-5}: 4-row tiles {narrow,7:F1} ms  widest {wide,7:F1} ms ({narrow / wide:F2}x); x22 layers: {22 * wide / 1000:F2} s = {512 / (22 * wide / 1000):F1} tokens/s products only");
+                if (!layer.CanRepack) continue;
+                // The same layer over copies repacked at load (as LlamaModel makes them), alternating with the mapped weights.
+                double mapped = double.MaxValue, repacked = double.MaxValue;
+                for (int round = 0; round < 3; round++)
+                {
+                    layer.Repacked = false;
+                    mapped = Math.Min(mapped, layer.TimeMs());
+                    layer.Repacked = true;
+                    repacked = Math.Min(repacked, layer.TimeMs());
+                }
+                layer.Repacked = false;
+                Console.WriteLine($"TinyLlama layer, 512 rows, {Compute.WorkerPool.ThreadCount} threads, {type,-5}: mapped {mapped,7:F1} ms  repacked {repacked,7:F1} ms ({mapped / repacked:F2}x)");
             }
             return;
         }
         if (types.Length > 0 && types[0] == "repacked")
         {
-            RepackedQ4_0(int.Parse(types[1]), int.Parse(types[2]));
+            // `repacked ROWS COLS` (Q4_0) or `repacked q4_k ROWS COLS`; weights past the last-level cache time the
+            // kernels reading from memory.
+            if (types[1].Equals("q4_k", StringComparison.OrdinalIgnoreCase)) RepackedQ4_K(int.Parse(types[2]), int.Parse(types[3]));
+            else RepackedQ4_0(int.Parse(types[1]), int.Parse(types[2]));
             return;
         }
         if (types.Length > 0 && types[0] == "decode")
@@ -198,7 +213,7 @@ internal static class Quick
         for (int m = 0; m < matrices; m++)
         {
             block.AsSpan().CopyTo(new Span<byte>(w + m * wBytes, (int)wBytes));
-            groups[m] = (nint)Compute.RepackedWeights.Create(w + m * wBytes, rows, cols);
+            groups[m] = (nint)Compute.RepackedWeights.Create(GgmlType.Q4_0, w + m * wBytes, rows, cols);
         }
         var x = Data.Random(8 * cols, 6);
         var y = new float[8 * rows];
@@ -285,12 +300,80 @@ internal static class Quick
             for (int round = 0; round < 8; round++)
             {
                 a = Math.Min(a, Time(() => { for (int r = 0; r < rows; r++) Q4_0.Dot8PackedAvx512(W + r * wBytes, TA, cols, YA + r, rows); return YA[0]; }));
-                b = Math.Min(b, Time(() => { for (int g = 0; g < rows / 8; g++) Quants.Tiles.Q4_0RowGroups.DotFor(8)(PP + g * gBytes, TB, cols, YB + g * 8, rows); return YB[0]; }));
+                b = Math.Min(b, Time(() => { for (int g = 0; g < rows / 8; g++) Quants.Tiles.Q4_0RowGroups.DotRows(PP + g * gBytes, TB, cols, YB + g * 8, rows, 8); return YB[0]; }));
             }
             int diff = 0;
             for (int i = 0; i < ya.Length; i++) if (BitConverter.SingleToInt32Bits(ya[i]) != BitConverter.SingleToInt32Bits(yb[i])) diff++;
             Console.WriteLine($"8 rows x {rows}x{cols}: pair tile {a:F1} us, row groups {b:F1} us ({a / b:F2}x); {diff} of {ya.Length} outputs differ");
         }
+    }
+
+    private static unsafe void RepackedQ4_K(int rows, int cols)
+    {
+        long wBytes = GgmlTypeInfo.RowBytes(GgmlType.Q4_K, cols), gBytes = Quants.Tiles.Q4KRowGroups.GroupBytes(cols);
+        var wp = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(wBytes * rows), 64);
+        var pp = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(gBytes * (rows / 8)), 64);
+        // Quantized in runs of 64 equal rows: quantizing every row of a matrix past the cache would take minutes.
+        var row = new byte[wBytes];
+        for (int r = 0; r < rows; r += 64)
+        {
+            Quantizer.QuantizeRow(GgmlType.Q4_K, Data.Random(cols, 5 + r), row);
+            for (int k = r; k < Math.Min(rows, r + 64); k++) row.CopyTo(new Span<byte>(wp + k * wBytes, (int)wBytes));
+        }
+        var x = Data.Random(8 * cols, 6);
+        long aBytes = GgmlTypeInfo.RowBytes(GgmlType.Q8_K, cols);
+        var act = new byte[aBytes * 8];
+        var tileA = new byte[Quants.KQuants.Q4_K.PackedTileBytes(cols)]; var tileB = new byte[Quants.Tiles.Q4KRowGroups.PackedTileBytes(cols)];
+        var ya = new float[8 * rows]; var yb = new float[8 * rows];
+        fixed (byte* ap = act) fixed (byte* ta = tileA) fixed (byte* tb = tileB)
+        fixed (float* yap = ya) fixed (float* ybp = yb)
+        {
+            byte* W = wp, TA = ta, TB = tb, PP = pp; float* YA = yap, YB = ybp;
+            for (int i = 0; i < 8; i++) Quants.KQuants.Q8_K.Quantize(x.AsSpan(i * cols, cols), act.AsSpan((int)(i * aBytes), (int)aBytes));
+            Quants.Tiles.Q4KPairTiles.PackActivationTile(ap, (nint)aBytes, cols, ta);
+            Quants.Tiles.Q4KRowGroups.PackActivationTile(ap, (nint)aBytes, cols, tb);
+            var sw = Stopwatch.StartNew();
+            for (int g = 0; g < rows / 8; g++) Quants.Tiles.Q4KRowGroups.Repack(wp + g * 8 * wBytes, wBytes, cols, pp + g * gBytes);
+            double first = sw.Elapsed.TotalMilliseconds;
+            sw.Restart();
+            for (int g = 0; g < rows / 8; g++) Quants.Tiles.Q4KRowGroups.Repack(wp + g * 8 * wBytes, wBytes, cols, pp + g * gBytes);
+            Console.WriteLine($"repack {rows}x{cols} Q4_K, one thread: {first:F2} ms (first, with page faults), {sw.Elapsed.TotalMilliseconds:F2} ms again; {wBytes * rows / 1048576.0:F1} MiB mapped, {gBytes * (rows / 8) / 1048576.0:F1} MiB repacked");
+            double a = double.MaxValue, b = double.MaxValue;
+            for (int round = 0; round < 8; round++)
+            {
+                a = Math.Min(a, Time(() => { for (int r = 0; r < rows; r++) Quants.Tiles.Q4KPairTiles.Dot8Packed(W + r * wBytes, TA, cols, YA + r, rows); return YA[0]; }));
+                b = Math.Min(b, Time(() => { for (int g = 0; g < rows / 8; g++) Quants.Tiles.Q4KRowGroups.Dot8x8(PP + g * gBytes, TB, cols, YB + g * 8, rows); return YB[0]; }));
+            }
+            int diff = 0;
+            for (int i = 0; i < ya.Length; i++) if (BitConverter.SingleToInt32Bits(ya[i]) != BitConverter.SingleToInt32Bits(yb[i])) diff++;
+            Console.WriteLine($"8 rows x {rows}x{cols} Q4_K: pair tile {a:F1} us, row groups {b:F1} us ({a / b:F2}x); {diff} of {ya.Length} outputs differ");
+            // Generation and small batches: m row dots per weight row against the kernel for m rows over the copy.
+            foreach (int m in new[] { 1, 2, 4 })
+            {
+                Quants.Tiles.Q4KRowGroups.PackActivationRows(ap, (nint)aBytes, cols, tb, m);
+                byte* A = ap;
+                double rowDots = double.MaxValue, kernel = double.MaxValue;
+                for (int round = 0; round < 8; round++)
+                {
+                    rowDots = Math.Min(rowDots, Time(() =>
+                    {
+                        for (int r = 0; r < rows; r++)
+                            for (int j = 0; j < m; j++) YA[j * rows + r] = Quants.KQuants.Q4_K.DotAvx2(W + r * wBytes, A + j * aBytes, cols);
+                        return YA[0];
+                    }));
+                    kernel = Math.Min(kernel, Time(() =>
+                    {
+                        for (int g = 0; g < rows / 8; g++) Quants.Tiles.Q4KRowGroups.DotRows(PP + g * gBytes, TB, cols, YB + g * 8, rows, m);
+                        return YB[0];
+                    }));
+                }
+                diff = 0;
+                for (int i = 0; i < m * rows; i++) if (BitConverter.SingleToInt32Bits(ya[i]) != BitConverter.SingleToInt32Bits(yb[i])) diff++;
+                Console.WriteLine($"{m} rows x {rows}x{cols} Q4_K: row dots {rowDots:F1} us, row groups {kernel:F1} us ({rowDots / kernel:F2}x, {gBytes * (rows / 8) / kernel / 1000:F1} GB/s); {diff} of {m * rows} outputs differ");
+            }
+        }
+        System.Runtime.InteropServices.NativeMemory.AlignedFree(wp);
+        System.Runtime.InteropServices.NativeMemory.AlignedFree(pp);
     }
 
     private static double Time(Func<float> f)
@@ -314,6 +397,14 @@ internal sealed unsafe class LayerProducts : IDisposable
     private readonly GgmlType _type;
     private readonly byte* _wq, _wk, _wv, _wo, _gate, _up, _down;
     private readonly float* _x, _y1, _y2, _y3, _h;
+    // Repacked copies (RepackedWeights) of wq, wk, wv, wo, gate, up, down, or none.
+    private readonly byte*[] _groups = new byte*[7];
+
+    /// <summary>True when the type has a repacked form on this CPU.</summary>
+    public bool CanRepack { get; }
+
+    /// <summary>True: the products read the repacked copies.</summary>
+    public bool Repacked { get; set; }
 
     public LayerProducts(GgmlType type)
     {
@@ -322,7 +413,14 @@ internal sealed unsafe class LayerProducts : IDisposable
         _gate = Weights(Ffn, Dim, 5); _up = Weights(Ffn, Dim, 6); _down = Weights(Dim, Ffn, 7);
         _x = Floats((long)N * Ffn, 8);
         _y1 = Floats((long)N * Ffn, 0); _y2 = Floats((long)N * Ffn, 0); _y3 = Floats((long)N * Ffn, 0); _h = Floats((long)N * Ffn, 9);
+        CanRepack = Compute.RepackedWeights.Supported(type, Dim, Dim);
+        if (!CanRepack) return;
+        byte*[] weights = [_wq, _wk, _wv, _wo, _gate, _up, _down];
+        int[] rows = [Dim, KvDim, KvDim, Dim, Ffn, Ffn, Dim], cols = [Dim, Dim, Dim, Dim, Dim, Dim, Ffn];
+        for (int i = 0; i < 7; i++) _groups[i] = Compute.RepackedWeights.Create(type, weights[i], rows[i], cols[i]);
     }
+
+    private byte* Groups(int i) => Repacked ? _groups[i] : null;
 
     private byte* Weights(int rows, int cols, int seed)
     {
@@ -352,16 +450,18 @@ internal sealed unsafe class LayerProducts : IDisposable
     {
         var t0 = Stopwatch.GetTimestamp();
         var qkv = stackalloc Compute.MatMul.Product[3];
-        qkv[0] = new Compute.MatMul.Product(_type, _wq, Dim, _y1);
-        qkv[1] = new Compute.MatMul.Product(_type, _wk, KvDim, _y2);
-        qkv[2] = new Compute.MatMul.Product(_type, _wv, KvDim, _y3);
+        qkv[0] = new Compute.MatMul.Product(_type, _wq, Dim, _y1, Groups(0));
+        qkv[1] = new Compute.MatMul.Product(_type, _wk, KvDim, _y2, Groups(1));
+        qkv[2] = new Compute.MatMul.Product(_type, _wv, KvDim, _y3, Groups(2));
         Compute.MatMul.Group(qkv, 3, Dim, _x, N);
-        Compute.MatMul.MatMat(_type, _wo, Dim, Dim, new ReadOnlySpan<float>(_x, N * Dim), N, new Span<float>(_y1, N * Dim));
+        var wo = new Compute.MatMul.Product(_type, _wo, Dim, _y1, Groups(3));
+        Compute.MatMul.Group(&wo, 1, Dim, _x, N);
         var gateUp = stackalloc Compute.MatMul.Product[2];
-        gateUp[0] = new Compute.MatMul.Product(_type, _gate, Ffn, _y1);
-        gateUp[1] = new Compute.MatMul.Product(_type, _up, Ffn, _y2);
+        gateUp[0] = new Compute.MatMul.Product(_type, _gate, Ffn, _y1, Groups(4));
+        gateUp[1] = new Compute.MatMul.Product(_type, _up, Ffn, _y2, Groups(5));
         Compute.MatMul.Group(gateUp, 2, Dim, _x, N);
-        Compute.MatMul.MatMat(_type, _down, Dim, Ffn, new ReadOnlySpan<float>(_h, N * Ffn), N, new Span<float>(_y3, N * Dim));
+        var down = new Compute.MatMul.Product(_type, _down, Dim, _y3, Groups(6));
+        Compute.MatMul.Group(&down, 1, Ffn, _h, N);
         return Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
     }
 
@@ -369,5 +469,7 @@ internal sealed unsafe class LayerProducts : IDisposable
     {
         foreach (var p in new[] { (nint)_wq, (nint)_wk, (nint)_wv, (nint)_wo, (nint)_gate, (nint)_up, (nint)_down, (nint)_x, (nint)_y1, (nint)_y2, (nint)_y3, (nint)_h })
             System.Runtime.InteropServices.NativeMemory.AlignedFree((void*)p);
+        foreach (var g in _groups)
+            if (g != null) Compute.RepackedWeights.Free(g);
     }
 }

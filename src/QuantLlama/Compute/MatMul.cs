@@ -21,9 +21,10 @@ namespace QuantLlama.Compute;
 /// as llama.cpp's prompts do, see <see cref="TypeKernel.DotOverRowQuads"/>). For Q4_0, Q8_0 and Q4_K the 8 activation rows are first packed into
 /// one tile with a row per vector lane (see <see cref="Quants.Q8Products"/> and <see cref="Quants.KQuants.Q4_K.Dot8Packed"/>).
 /// Products that carry a repacked copy of their weights (<see cref="Product.RowGroups"/>, <see cref="RepackedWeights"/>)
-/// run 8 weight rows x up to 8 activation rows per call over it instead, for any number of rows, with the same bits.
-/// Without one, Q4_0 runs 2 to 4 activation rows (a few conversations decoding together) through a quad tile that
-/// decodes each weight block once for all of them (<see cref="Quants.Tiles.Q4_0QuadTiles"/>).
+/// run 8 weight rows x up to 8 activation rows per call over it instead, from the type's fewest rows (one for Q4_0
+/// and Q4_K: generation and a few conversations decoding together too), with the same bits. Without one, Q4_0 runs
+/// 2 to 4 activation rows through a quad tile that decodes each weight block once for all of them
+/// (<see cref="Quants.Tiles.Q4_0QuadTiles"/>).
 /// </remarks>
 public static unsafe class MatMul
 {
@@ -99,9 +100,11 @@ public static unsafe class MatMul
         public bool UseDot4Packed;
         /// <summary>The type's public row dot, for single rows and tile remainders.</summary>
         public delegate*<byte*, byte*, int, float> Dot;
-        /// <summary>Repacked weights (8 weight rows x 8 activation rows per call) in place of the packed tiles, or null.</summary>
+        /// <summary>Repacked weights (8 weight rows x up to 8 activation rows per call) in place of the packed tiles, or null.</summary>
         public byte* RowGroups;
         public long RowGroupBytes;
+        /// <summary>The repacked kernel over <see cref="RowGroups"/> (<see cref="RepackedWeights.Kernel.Dot"/>).</summary>
+        public delegate*<byte*, byte*, int, float*, nint, int, void> RowGroupDot;
     }
 
     private struct Job
@@ -120,6 +123,8 @@ public static unsafe class MatMul
         public byte* PackedTiles;
         public long PackedTileBytes;
         public delegate*<byte*, nint, int, byte*, void> Packer;
+        /// <summary>The repacked kernel's packer of 1 to 8 activation rows into one tile, when the parts are repacked.</summary>
+        public delegate*<byte*, nint, int, byte*, int, void> RowsPacker;
         /// <summary>Activation rows 4i..4i+3 (zero rows past N) packed as one quad at PackedQuads + i * PackedQuadBytes, when a part uses quad tiles.</summary>
         public byte* PackedQuads;
         public long PackedQuadBytes;
@@ -156,8 +161,9 @@ public static unsafe class MatMul
     {
         if (count <= 0 || n <= 0) return;
         var first = QuantKernels.Get(products[0].Type);
-        bool repacked = n >= MinRepackedRows && WideTiles && TilesOn(Kernels.Path) && RepackedWeights.AllRepacked(products, count, cols);
-        if (n >= MinPaddedRows && n < WideTile && WideTiles && TilesOn(Kernels.Path) && !repacked && PackedTilesForAll(products, count))
+        // Repacked weights (every product's, of one type) take every activation row, from their kernel's fewest.
+        var repacked = n >= MinRepackedRows && WideTiles && TilesOn(Kernels.Path) ? RepackedWeights.AllRepacked(products, count, cols, n) : null;
+        if (n >= MinPaddedRows && n < WideTile && WideTiles && TilesOn(Kernels.Path) && repacked == null && PackedTilesForAll(products, count))
         {
             PaddedToOneTile(products, count, cols, x, n);
             return;
@@ -170,6 +176,7 @@ public static unsafe class MatMul
             for (int p = 0; p < count; p++) Group(products + p, 1, cols, x, n);
             return;
         }
+        if (WideTiles && TilesOn(Kernels.Path) && SplitRepacked(products, count, cols, x, n)) return;
         const int MaxParts = 4;
         if (count > MaxParts)
         {
@@ -180,10 +187,9 @@ public static unsafe class MatMul
 
         Part* parts = stackalloc Part[MaxParts];
         int totalRows = 0;
-        // Repacked weights take every activation row (see below).
-        bool dot4Path = n >= Tile && TilesOn(Kernels.Path) && !repacked;
-        bool dot8Path = n >= WideTile && TilesOn(Kernels.Path) && WideTiles && !repacked;
-        bool quadPath = n >= MinQuadRows && n < MinPaddedRows && TilesOn(Kernels.Path) && WideTiles && !repacked;
+        bool dot4Path = n >= Tile && TilesOn(Kernels.Path) && repacked == null;
+        bool dot8Path = n >= WideTile && TilesOn(Kernels.Path) && WideTiles && repacked == null;
+        bool quadPath = n >= MinQuadRows && n < MinPaddedRows && TilesOn(Kernels.Path) && WideTiles && repacked == null;
         TypeKernel packer = default, quadPacker = default; // the first part's with packed tiles or quads, if any (see below)
         for (int p = 0; p < count; p++)
         {
@@ -203,14 +209,15 @@ public static unsafe class MatMul
             totalRows += products[p].Rows;
         }
         if (totalRows == 0) return;
-        if (repacked)
+        if (repacked is { } groups)
         {
-            // Every part has repacked weights: tiles of 8 activation rows, the last one of the rows left, in one tile
-            // form (Q4_0RowGroups') for them all.
+            // Every part has repacked weights of one type: tiles of 8 activation rows, the last one of the rows left,
+            // in that type's one tile form for them all.
             for (int p = 0; p < count; p++)
             {
                 parts[p].RowGroups = products[p].RowGroups;
-                parts[p].RowGroupBytes = Q4_0RowGroups.GroupBytes(cols);
+                parts[p].RowGroupBytes = groups.GroupBytes(cols);
+                parts[p].RowGroupDot = groups.Dot;
             }
         }
         long activationRowBytes = first.ActivationRowBytes(cols);
@@ -229,9 +236,10 @@ public static unsafe class MatMul
             job.Activation = Scratch(ref _scratch, activationRowBytes * n);
             if (parallel && n >= 8) WorkerPool.Run(n, &QuantizeActivationRow, &job);
             else for (int i = 0; i < n; i++) QuantizeActivationRow(&job, i);
-            if (repacked)
+            if (repacked is { } tileForm)
             {
-                job.PackedTileBytes = Q8Products.PackedTileBytes(cols); // 8 rows; the last tile may hold fewer
+                job.RowsPacker = tileForm.PackActivationRows;
+                job.PackedTileBytes = tileForm.TileBytes(cols); // 8 rows; the last tile may hold fewer
                 int tiles = (n + WideTile - 1) / WideTile;
                 job.PackedTiles = Scratch(ref _tileScratch, job.PackedTileBytes * tiles);
                 if (parallel && tiles >= 2) WorkerPool.Run(tiles, &PackRepackedTile, &job);
@@ -271,6 +279,32 @@ public static unsafe class MatMul
         job.RowsPerChunk = ((totalRows + chunks - 1) / chunks + 7) & ~7;
         chunks = (totalRows + job.RowsPerChunk - 1) / job.RowsPerChunk;
         WorkerPool.Run(chunks, &RunChunk, &job);
+    }
+
+    /// <summary>
+    /// A group where some matrices have repacked weights and others not (Q4_K_M's Q and K beside a Q6_K V) reads two
+    /// activation tile forms: it runs as two groups, the repacked matrices of the first one's type, then the rest.
+    /// False (nothing run) when the group is all or none of one repacked type.
+    /// </summary>
+    private static bool SplitRepacked(Product* products, int count, int cols, float* x, int n)
+    {
+        if (count < 2) return false;
+        int first = 0;
+        while (first < count && !RepackedWeights.Usable(products[first], products[first].Type, cols)) first++;
+        if (first == count) return false;
+        var type = products[first].Type;
+        if (n < RepackedWeights.For(type).MinRows) return false;
+        var split = stackalloc Product[count];
+        int repacked = 0;
+        for (int p = 0; p < count; p++)
+            if (RepackedWeights.Usable(products[p], type, cols)) split[repacked++] = products[p];
+        if (repacked == count) return false;
+        int rest = repacked;
+        for (int p = 0; p < count; p++)
+            if (!RepackedWeights.Usable(products[p], type, cols)) split[rest++] = products[p];
+        Group(split, repacked, cols, x, n);
+        Group(split + repacked, count - repacked, cols, x, n);
+        return true;
     }
 
     private static bool PackedTilesForAll(Product* products, int count)
@@ -333,7 +367,7 @@ public static unsafe class MatMul
     private static void PackRepackedTile(void* context, int tile)
     {
         var job = (Job*)context;
-        Q4_0RowGroups.PackActivationTile(job->Activation + (long)tile * WideTile * job->ActivationRowBytes, (nint)job->ActivationRowBytes, job->Cols,
+        job->RowsPacker(job->Activation + (long)tile * WideTile * job->ActivationRowBytes, (nint)job->ActivationRowBytes, job->Cols,
             job->PackedTiles + tile * job->PackedTileBytes, Math.Min(WideTile, job->N - tile * WideTile));
     }
 
@@ -386,9 +420,9 @@ public static unsafe class MatMul
             {
                 byte* tile = job->PackedTiles + (i / WideTile) * job->PackedTileBytes;
                 float* y = part->Y + (long)i * rows;
-                var dotGroup = Q4_0RowGroups.DotFor(Math.Min(WideTile, n - i));
-                for (int r = r0; r < r1; r += Q4_0RowGroups.Rows)
-                    dotGroup(part->RowGroups + (r / Q4_0RowGroups.Rows) * part->RowGroupBytes, tile, cols, y + r, rows);
+                int count = Math.Min(WideTile, n - i);
+                for (int r = r0; r < r1; r += RepackedWeights.GroupRows)
+                    part->RowGroupDot(part->RowGroups + (r / RepackedWeights.GroupRows) * part->RowGroupBytes, tile, cols, y + r, rows, count);
             }
         }
         else if (part->UseDot4Packed)

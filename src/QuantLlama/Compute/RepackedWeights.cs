@@ -6,41 +6,95 @@ using QuantLlama.Tensors;
 namespace QuantLlama.Compute;
 
 /// <summary>
-/// Copies of weight matrices repacked in groups of 8 rows (<see cref="Q4_0RowGroups"/>) for products on the AVX-512
-/// path (prompts, conversations decoding together, single rows), in native memory. The repacked products give the
-/// same bits as the row dot over the mapped weights, so a result never depends on which ran.
+/// Copies of weight matrices repacked in groups of 8 rows (<see cref="Q4_0RowGroups"/>, <see cref="Q4KRowGroups"/>)
+/// on the AVX-512 path, in native memory: products over them run 8 weight rows x 1 to 8 activation rows per call
+/// (prompts' tiles of 8, a few conversations decoding together, generation's single row). Each type's kernel gives
+/// the row dot's bits, so a result never depends on which ran or how the rows were batched.
 /// </summary>
 internal static unsafe class RepackedWeights
 {
+    /// <summary>Weight rows per repacked group, for every type.</summary>
+    internal const int GroupRows = 8;
+
+    /// <summary>A type's repacked layout and its kernel over 8 weight rows x 1 to 8 activation rows.</summary>
+    internal readonly struct Kernel
+    {
+        /// <summary>(rows, rowBytes, n, group): 8 rows of the file's blocks into one group.</summary>
+        public delegate*<byte*, long, int, byte*, void> Repack { get; init; }
+        /// <summary>(n): bytes of one group of rows of n values.</summary>
+        public delegate*<int, long> GroupBytes { get; init; }
+        /// <summary>(n): whether rows of n values can be repacked.</summary>
+        public delegate*<int, bool> Fits { get; init; }
+        /// <summary>(n): bytes of one activation tile (8 rows).</summary>
+        public delegate*<int, long> TileBytes { get; init; }
+        /// <summary>(rows, stride, n, tile, count): 1 to 8 activation rows into one tile.</summary>
+        public delegate*<byte*, nint, int, byte*, int, void> PackActivationRows { get; init; }
+        /// <summary>(group, tile, n, y, yStride, activationRows): one group against the tile's 1 to 8 rows.</summary>
+        public delegate*<byte*, byte*, int, float*, nint, int, void> Dot { get; init; }
+        /// <summary>Fewest activation rows that run over the copy; fewer read the mapped weights.</summary>
+        public int MinRows { get; init; }
+    }
+
+    /// <summary>The repacked kernel of <paramref name="type"/>, or a default one (no pointers) for a type without.</summary>
+    internal static Kernel For(GgmlType type) => type switch
+    {
+        GgmlType.Q4_0 => new Kernel
+        {
+            Repack = &Q4_0RowGroups.Repack, GroupBytes = &Q4_0RowGroups.GroupBytes, Fits = &Q4_0RowGroups.Fits,
+            TileBytes = &Q8Products.PackedTileBytes, PackActivationRows = &Q4_0RowGroups.PackActivationTile, Dot = &Q4_0RowGroups.DotRows,
+            MinRows = 1,
+        },
+        GgmlType.Q4_K => new Kernel
+        {
+            Repack = &Q4KRowGroups.Repack, GroupBytes = &Q4KRowGroups.GroupBytes, Fits = &Q4KRowGroups.Fits,
+            TileBytes = &Q4KRowGroups.PackedTileBytes, PackActivationRows = &Q4KRowGroups.PackActivationRows, Dot = &Q4KRowGroups.DotRows,
+            MinRows = 1,
+        },
+        _ => default,
+    };
+
     /// <summary>True when a matrix of this type and shape has a repacked form on the current path.</summary>
     public static bool Supported(GgmlType type, int rows, int cols)
-        => Kernels.UseAvx512 && type == GgmlType.Q4_0 && rows > 0 && rows % Q4_0RowGroups.Rows == 0 && Q4_0RowGroups.Fits(cols);
+    {
+        var kernel = For(type);
+        return Kernels.UseAvx512 && kernel.Fits != null && rows > 0 && rows % GroupRows == 0 && kernel.Fits(cols);
+    }
+
+    /// <summary>Bytes of one repacked group of 8 rows of <paramref name="cols"/> values (<see cref="Supported"/>).</summary>
+    public static long GroupBytes(GgmlType type, int cols) => For(type).GroupBytes(cols);
 
     /// <summary>Bytes of the repacked copy of a matrix (<see cref="Supported"/>).</summary>
-    public static long Bytes(int rows, int cols) => rows / Q4_0RowGroups.Rows * Q4_0RowGroups.GroupBytes(cols);
+    public static long Bytes(GgmlType type, int rows, int cols) => rows / GroupRows * GroupBytes(type, cols);
 
-    /// <summary>The repacked copy of [rows x cols] Q4_0 weights, in 64-byte aligned native memory freed by <see cref="Free"/>.</summary>
-    public static byte* Create(byte* weights, int rows, int cols)
+    /// <summary>The repacked copy of [rows x cols] weights, in 64-byte aligned native memory freed by <see cref="Free"/>.</summary>
+    public static byte* Create(GgmlType type, byte* weights, int rows, int cols)
     {
         var job = new RepackJob
         {
-            Weights = weights, RowBytes = GgmlTypeInfo.RowBytes(GgmlType.Q4_0, cols), Cols = cols,
-            GroupBytes = Q4_0RowGroups.GroupBytes(cols),
-            Groups = (byte*)NativeMemory.AlignedAlloc((nuint)Bytes(rows, cols), 64),
+            Weights = weights, RowBytes = GgmlTypeInfo.RowBytes(type, cols), Cols = cols, Repack = For(type).Repack,
+            GroupBytes = GroupBytes(type, cols),
+            Groups = (byte*)NativeMemory.AlignedAlloc((nuint)Bytes(type, rows, cols), 64),
         };
-        WorkerPool.Run(rows / Q4_0RowGroups.Rows, &RepackGroup, &job);
+        WorkerPool.Run(rows / GroupRows, &RepackGroup, &job);
         return job.Groups;
     }
 
     public static void Free(byte* groups) => NativeMemory.AlignedFree(groups);
 
-    /// <summary>True when every product has repacked weights usable for rows of <paramref name="cols"/> values on the current path.</summary>
-    internal static bool AllRepacked(MatMul.Product* products, int count, int cols)
+    /// <summary>True when a product has repacked weights of <paramref name="type"/> usable for rows of <paramref name="cols"/> values.</summary>
+    internal static bool Usable(in MatMul.Product product, GgmlType type, int cols)
+        => product.RowGroups != null && product.Type == type && product.Rows % GroupRows == 0 && Supported(type, GroupRows, cols);
+
+    /// <summary>
+    /// The kernel when every product has repacked weights of one type usable for <paramref name="n"/> activation rows
+    /// of <paramref name="cols"/> values on the current path, else null.
+    /// </summary>
+    internal static Kernel? AllRepacked(MatMul.Product* products, int count, int cols, int n)
     {
-        if (!Kernels.UseAvx512 || !Q4_0RowGroups.Fits(cols)) return false;
         for (int p = 0; p < count; p++)
-            if (products[p].RowGroups == null || products[p].Type != GgmlType.Q4_0 || products[p].Rows % Q4_0RowGroups.Rows != 0) return false;
-        return true;
+            if (!Usable(products[p], products[0].Type, cols)) return null;
+        var kernel = For(products[0].Type);
+        return n >= kernel.MinRows ? kernel : null;
     }
 
     private struct RepackJob
@@ -48,6 +102,7 @@ internal static unsafe class RepackedWeights
         public byte* Weights;
         public long RowBytes;
         public int Cols;
+        public delegate*<byte*, long, int, byte*, void> Repack;
         public long GroupBytes;
         public byte* Groups;
     }
@@ -55,6 +110,6 @@ internal static unsafe class RepackedWeights
     private static void RepackGroup(void* context, int g)
     {
         var job = (RepackJob*)context;
-        Q4_0RowGroups.Repack(job->Weights + (long)g * Q4_0RowGroups.Rows * job->RowBytes, job->RowBytes, job->Cols, job->Groups + g * job->GroupBytes);
+        job->Repack(job->Weights + (long)g * GroupRows * job->RowBytes, job->RowBytes, job->Cols, job->Groups + g * job->GroupBytes);
     }
 }

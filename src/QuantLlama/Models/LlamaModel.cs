@@ -401,9 +401,9 @@ public sealed unsafe class LlamaModel : IDisposable
         Weight Copy(in Weight w)
         {
             if (!RepackedWeights.Supported(w.Type, w.Rows, w.Cols)) return w;
-            byte* groups = RepackedWeights.Create(w.Data, w.Rows, w.Cols);
+            byte* groups = RepackedWeights.Create(w.Type, w.Data, w.Rows, w.Cols);
             _repacked.Add((IntPtr)groups);
-            RepackedBytes += RepackedWeights.Bytes(w.Rows, w.Cols);
+            RepackedBytes += RepackedWeights.Bytes(w.Type, w.Rows, w.Cols);
             return w.WithRowGroups(groups);
         }
         foreach (var layer in Layers)

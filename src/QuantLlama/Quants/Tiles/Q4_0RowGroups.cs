@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using static QuantLlama.Quants.Tiles.ActivationRows;
 
 namespace QuantLlama.Quants.Tiles;
 
@@ -101,13 +102,22 @@ internal static unsafe class Q4_0RowGroups
         }
     }
 
-    /// <summary>The kernel for a tile of <paramref name="activationRows"/> (1 to 8) rows (<see cref="Dot{TRows}"/>).</summary>
-    internal static delegate*<byte*, byte*, int, float*, nint, void> DotFor(int activationRows) => activationRows switch
+    /// <summary>One repacked group against a tile of <paramref name="activationRows"/> (1 to 8) rows: the kernel compiled for that count.</summary>
+    internal static void DotRows(byte* group, byte* tile, int n, float* y, nint yStride, int activationRows)
     {
-        1 => &Dot<One>, 2 => &Dot<Two>, 3 => &Dot<Three>, 4 => &Dot<Four>,
-        5 => &Dot<Five>, 6 => &Dot<Six>, 7 => &Dot<Seven>, 8 => &Dot<Eight>,
-        _ => throw new ArgumentOutOfRangeException(nameof(activationRows)),
-    };
+        switch (activationRows)
+        {
+            case 1: Dot<One>(group, tile, n, y, yStride); break;
+            case 2: Dot<Two>(group, tile, n, y, yStride); break;
+            case 3: Dot<Three>(group, tile, n, y, yStride); break;
+            case 4: Dot<Four>(group, tile, n, y, yStride); break;
+            case 5: Dot<Five>(group, tile, n, y, yStride); break;
+            case 6: Dot<Six>(group, tile, n, y, yStride); break;
+            case 7: Dot<Seven>(group, tile, n, y, yStride); break;
+            case 8: Dot<Eight>(group, tile, n, y, yStride); break;
+            default: throw new ArgumentOutOfRangeException(nameof(activationRows));
+        }
+    }
 
     /// <summary>
     /// One repacked group of 8 weight rows against a tile of <typeparamref name="TRows"/> activation rows:
@@ -192,19 +202,4 @@ internal static unsafe class Q4_0RowGroups
     /// <summary>Group g of blocks 2p and 2p + 1 (8 bytes) in every pair of dword lanes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<sbyte> Group(byte* a) => Vector512.Create(*(long*)a).AsSByte();
-
-    /// <summary>A tile's activation row count as a type, so <see cref="Dot{TRows}"/> is compiled once per count.</summary>
-    internal interface IActivationRows
-    {
-        static abstract int Count { get; }
-    }
-
-    private struct One : IActivationRows { public static int Count => 1; }
-    private struct Two : IActivationRows { public static int Count => 2; }
-    private struct Three : IActivationRows { public static int Count => 3; }
-    private struct Four : IActivationRows { public static int Count => 4; }
-    private struct Five : IActivationRows { public static int Count => 5; }
-    private struct Six : IActivationRows { public static int Count => 6; }
-    private struct Seven : IActivationRows { public static int Count => 7; }
-    private struct Eight : IActivationRows { public static int Count => 8; }
 }
