@@ -100,6 +100,8 @@ public static unsafe class MatMul
         /// <summary>Repacked weights (8 weight rows x 8 activation rows per call) in place of the packed tiles, or null.</summary>
         public byte* RowGroups;
         public long RowGroupBytes;
+        /// <summary>The repacked layout's 8 x 8 kernel (<see cref="RepackedWeights.Layout.Dot8x8"/>).</summary>
+        public delegate*<byte*, byte*, int, float*, nint, int, void> RowGroupDot;
     }
 
     private struct Job
@@ -202,17 +204,18 @@ public static unsafe class MatMul
         }
         if (totalRows == 0) return;
         int packedRows = n / WideTile * WideTile; // activation rows in packed tiles
-        if (dot8Path && RepackedWeights.AllRepacked(products, count, cols))
+        if (dot8Path && RepackedWeights.AllRepacked(products, count, cols) is { } layout)
         {
             // A remainder of 2 or more rows rides in one more tile padded with zero rows: a repacked tile costs less
             // than 2 row dots per weight row.
             if (n - packedRows >= MinRepackedRemainder) packedRows += WideTile;
-            // Every packed part has repacked weights: one activation tile form (RepackedWeights') serves them all.
-            packer = packer with { PackActivationTile = &Q4_0RowGroups.PackActivationTile };
+            // Every packed part has repacked weights of one type: one activation tile form (its layout's) serves them all.
+            packer = packer with { PackActivationTile = layout.PackActivationTile, PackedTileBytes = layout.TileBytes };
             for (int p = 0; p < count; p++)
             {
                 parts[p].RowGroups = products[p].RowGroups;
-                parts[p].RowGroupBytes = Q4_0RowGroups.GroupBytes(cols);
+                parts[p].RowGroupBytes = layout.GroupBytes(cols);
+                parts[p].RowGroupDot = layout.Dot8x8;
             }
         }
         long activationRowBytes = first.ActivationRowBytes(cols);
@@ -376,8 +379,8 @@ public static unsafe class MatMul
                 byte* tile = job->PackedTiles + (i / WideTile) * job->PackedTileBytes;
                 float* y = part->Y + (long)i * rows;
                 int count = Math.Min(WideTile, n - i);
-                for (int r = r0; r < r1; r += Q4_0RowGroups.Rows)
-                    Q4_0RowGroups.Dot8x8(part->RowGroups + (r / Q4_0RowGroups.Rows) * part->RowGroupBytes, tile, cols, y + r, rows, count);
+                for (int r = r0; r < r1; r += RepackedWeights.GroupRows)
+                    part->RowGroupDot(part->RowGroups + (r / RepackedWeights.GroupRows) * part->RowGroupBytes, tile, cols, y + r, rows, count);
             }
             i = Math.Min(i, n);
         }

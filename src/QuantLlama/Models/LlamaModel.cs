@@ -365,7 +365,7 @@ public sealed unsafe class LlamaModel : IDisposable
     }
 
     /// <summary>
-    /// True (the default): on CPUs with AVX-512, a model's Q4_0 layer matrices are copied at load into a layout for
+    /// True (the default): on CPUs with AVX-512, a model's Q4_0 and Q8_0 layer matrices are copied at load into a layout for
     /// prompts (8 weight rows by 8 prompt rows per kernel call), which reads a prompt about twice as fast; the copy
     /// costs about the size of those matrices in memory and their copying time at load. Generation still reads
     /// the mapped file. Read at each load.
@@ -380,9 +380,9 @@ public sealed unsafe class LlamaModel : IDisposable
         Weight Copy(in Weight w)
         {
             if (!RepackedWeights.Supported(w.Type, w.Rows, w.Cols)) return w;
-            byte* groups = RepackedWeights.Create(w.Data, w.Rows, w.Cols);
+            byte* groups = RepackedWeights.Create(w.Type, w.Data, w.Rows, w.Cols);
             _repacked.Add((IntPtr)groups);
-            RepackedBytes += RepackedWeights.Bytes(w.Rows, w.Cols);
+            RepackedBytes += RepackedWeights.Bytes(w.Type, w.Rows, w.Cols);
             return w.WithRowGroups(groups);
         }
         foreach (var layer in Layers)
