@@ -49,21 +49,48 @@ internal static unsafe class Q8_0RowGroups
         int nb = n / BlockSize;
         float* scales = (float*)group;
         byte* passes = group + (long)nb * ScaleBytes;
-        for (int r = 0; r < Rows; r++)
+        long passBytes = (long)nb * PassBlockBytes;
+        var signs = Vector256.Create((byte)0x80);
+        for (int b = 0; b < nb; b++)
         {
-            byte* row = rows + r * rowBytes;
-            for (int b = 0; b < nb; b++)
-            {
-                byte* x = row + (long)b * Q8_0.BlockBytes;
-                scales[8 * b + r] = Fp16.ToFloat(*(ushort*)x);
-                for (int k = 0; k < 8; k++)
-                {
-                    // Pass k / 2, its first or second group: the group's 4 quants + 128 (the sign bit flipped).
-                    byte* dest = passes + ((long)(k / 2) * nb + b) * PassBlockBytes + 32 * (k & 1) + 4 * r;
-                    *(uint*)dest = *(uint*)(x + 2 + 4 * PassGroups[k]) ^ 0x80808080u;
-                }
-            }
+            byte* x = rows + (long)b * Q8_0.BlockBytes;
+            for (int r = 0; r < Rows; r++) scales[8 * b + r] = Fp16.ToFloat(*(ushort*)(x + r * rowBytes));
+            // Row r's 8 groups (dwords) to group g's 8 rows: an 8 x 8 dword transpose, quants + 128 (the sign bit flipped).
+            Transpose(Load(x, 0, rowBytes, signs), Load(x, 1, rowBytes, signs), Load(x, 2, rowBytes, signs), Load(x, 3, rowBytes, signs),
+                Load(x, 4, rowBytes, signs), Load(x, 5, rowBytes, signs), Load(x, 6, rowBytes, signs), Load(x, 7, rowBytes, signs),
+                out var g0, out var g1, out var g2, out var g3, out var g4, out var g5, out var g6, out var g7);
+            byte* dest = passes + (long)b * PassBlockBytes;
+            // PassGroups: (0, 4), (2, 6), (1, 5), (3, 7).
+            Avx.Store(dest, g0); Avx.Store(dest + 32, g4);
+            Avx.Store(dest + passBytes, g2); Avx.Store(dest + passBytes + 32, g6);
+            Avx.Store(dest + 2 * passBytes, g1); Avx.Store(dest + 2 * passBytes + 32, g5);
+            Avx.Store(dest + 3 * passBytes, g3); Avx.Store(dest + 3 * passBytes + 32, g7);
         }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Load(byte* x, int r, long rowBytes, Vector256<byte> signs)
+        => Avx2.Xor(Avx.LoadVector256(x + r * rowBytes + 2), signs).AsInt32();
+
+    /// <summary>Dword j of input i to dword i of output j.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose(Vector256<int> r0, Vector256<int> r1, Vector256<int> r2, Vector256<int> r3,
+        Vector256<int> r4, Vector256<int> r5, Vector256<int> r6, Vector256<int> r7,
+        out Vector256<byte> g0, out Vector256<byte> g1, out Vector256<byte> g2, out Vector256<byte> g3,
+        out Vector256<byte> g4, out Vector256<byte> g5, out Vector256<byte> g6, out Vector256<byte> g7)
+    {
+        // Pairs of rows interleaved by dword, then by qword: per 128-bit half, 4 rows' dword j.
+        var t0 = Avx2.UnpackLow(r0, r1).AsInt64(); var t1 = Avx2.UnpackHigh(r0, r1).AsInt64();
+        var t2 = Avx2.UnpackLow(r2, r3).AsInt64(); var t3 = Avx2.UnpackHigh(r2, r3).AsInt64();
+        var t4 = Avx2.UnpackLow(r4, r5).AsInt64(); var t5 = Avx2.UnpackHigh(r4, r5).AsInt64();
+        var t6 = Avx2.UnpackLow(r6, r7).AsInt64(); var t7 = Avx2.UnpackHigh(r6, r7).AsInt64();
+        var q0 = Avx2.UnpackLow(t0, t2); var q1 = Avx2.UnpackHigh(t0, t2); var q2 = Avx2.UnpackLow(t1, t3); var q3 = Avx2.UnpackHigh(t1, t3);
+        var q4 = Avx2.UnpackLow(t4, t6); var q5 = Avx2.UnpackHigh(t4, t6); var q6 = Avx2.UnpackLow(t5, t7); var q7 = Avx2.UnpackHigh(t5, t7);
+        // q0: rows 0-3 of dwords 0 (low half) and 4 (high half); q4 the same for rows 4-7.
+        g0 = Avx2.Permute2x128(q0, q4, 0x20).AsByte(); g4 = Avx2.Permute2x128(q0, q4, 0x31).AsByte();
+        g1 = Avx2.Permute2x128(q1, q5, 0x20).AsByte(); g5 = Avx2.Permute2x128(q1, q5, 0x31).AsByte();
+        g2 = Avx2.Permute2x128(q2, q6, 0x20).AsByte(); g6 = Avx2.Permute2x128(q2, q6, 0x31).AsByte();
+        g3 = Avx2.Permute2x128(q3, q7, 0x20).AsByte(); g7 = Avx2.Permute2x128(q3, q7, 0x31).AsByte();
     }
 
     /// <summary>8 activation rows of <see cref="Q8Products.QuantizeActivation"/>'s form into this kernel's tile.</summary>
