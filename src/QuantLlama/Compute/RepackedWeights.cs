@@ -63,13 +63,35 @@ internal static unsafe class RepackedWeights
         {
             Repack = layout.Repack, Weights = weights, RowBytes = GgmlTypeInfo.RowBytes(type, cols), Cols = cols,
             GroupBytes = layout.GroupBytes(cols),
-            Groups = (byte*)NativeMemory.AlignedAlloc((nuint)Bytes(type, rows, cols), 64),
+            Groups = Allocate(Bytes(type, rows, cols)),
         };
         WorkerPool.Run(rows / GroupRows, &RepackGroup, &job);
         return job.Groups;
     }
 
     public static void Free(byte* groups) => NativeMemory.AlignedFree(groups);
+
+    private const int HugePageBytes = 2 << 20;
+
+    /// <summary>
+    /// Memory for a repacked copy (freed by <see cref="Free"/>): 64-byte aligned, and on Linux in 2 MiB pages where
+    /// the kernel grants them. The copy is written once at load; in 4 KiB pages its page faults cost several times
+    /// the copying itself (one fault per 4 KiB: 1.5 s of a 1 GiB Q8_0 copy).
+    /// </summary>
+    internal static byte* Allocate(long bytes)
+    {
+        if (!OperatingSystem.IsLinux() || bytes < HugePageBytes) return (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
+        var p = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, HugePageBytes);
+        // The whole 2 MiB pages only (the tail keeps 4 KiB pages, so no memory past the copy is touched); a refusal
+        // leaves 4 KiB pages.
+        _ = madvise(p, (nuint)(bytes & ~(long)(HugePageBytes - 1)), MadviseHugePage);
+        return p;
+    }
+
+    private const int MadviseHugePage = 14; // MADV_HUGEPAGE
+
+    [DllImport("libc", SetLastError = false)]
+    private static extern int madvise(void* address, nuint length, int advice);
 
     /// <summary>
     /// The layout every product's repacked weights share, usable for rows of <paramref name="cols"/> values on the

@@ -196,7 +196,7 @@ public static unsafe class Q8_0
         for (int i = 0; i < nb; i++)
         {
             byte* x = w + i * BlockBytes, y = a + i * BlockBytes;
-            if ((i & 7) == 0) X86Simd.PrefetchWeights(x, 8 * BlockBytes, X86Simd.ExperimentDistance);
+            if ((i & 7) == 0) X86Simd.PrefetchWeights(x, 8 * BlockBytes);
             float dy = aInfo != null ? aInfo[i] : Fp16.ToFloat(*(ushort*)y);
             var d = Vector256.Create(Fp16.ToFloat(*(ushort*)x) * dy);
             acc = Fma.MultiplyAdd(d, Avx.ConvertToVector256Single(Weights.BlockSums(x, y)), acc);

@@ -8,7 +8,7 @@ namespace QuantLlama.Quants;
 /// <summary>Building blocks shared by the x86 kernels (SSE, AVX2, AVX-512; the same steps ggml's x86 kernels use).</summary>
 internal static unsafe class X86Simd
 {
-    /// <summary>How far ahead of the weights it is reading a row dot asks for more (<see cref="PrefetchWeights(byte*, int)"/>).</summary>
+    /// <summary>How far ahead of the weights it is reading a row dot asks for more (<see cref="PrefetchWeights"/>).</summary>
     internal const int WeightPrefetchDistance = 2048;
 
     /// <summary>
@@ -21,24 +21,18 @@ internal static unsafe class X86Simd
     /// AdvSimd kernels rely on the hardware alone.)
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void PrefetchWeights(byte* p, int bytes) => PrefetchWeights(p, bytes, WeightPrefetchDistance);
-
-    internal static readonly int ExperimentDistance = int.TryParse(Environment.GetEnvironmentVariable("QL_DIST"), out int d) ? d : 2048;
-
-    /// <summary><see cref="PrefetchWeights(byte*, int)"/> <paramref name="distance"/> bytes ahead.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void PrefetchWeights(byte* p, int bytes, int distance)
+    public static void PrefetchWeights(byte* p, int bytes)
     {
         if (!Sse.IsSupported) return;
         // The lines that start in the range: consecutive steps then ask for each line once, where one request per
         // 64 bytes from p would repeat a line at every step whose size is not a multiple of 64 (Q4_K's 144 bytes: 3
         // requests where 2.25 lines are new).
-        byte* end = p + distance + bytes;
-        for (byte* line = (byte*)(((nint)(p + distance) + 63) & ~(nint)63); line < end; line += 64)
+        byte* end = p + WeightPrefetchDistance + bytes;
+        for (byte* line = (byte*)(((nint)(p + WeightPrefetchDistance) + 63) & ~(nint)63); line < end; line += 64)
             Sse.Prefetch0(line);
     }
 
-    /// <summary>Asks for cache line <paramref name="line"/> counted from <paramref name="alignedBase"/> (see <see cref="PrefetchWeights(byte*, int)"/>).</summary>
+    /// <summary>Asks for cache line <paramref name="line"/> counted from <paramref name="alignedBase"/> (see <see cref="PrefetchWeights"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Prefetch(byte* alignedBase, int line)
     {

@@ -54,7 +54,11 @@ internal static unsafe class Q8_0RowGroups
         for (int b = 0; b < nb; b++)
         {
             byte* x = rows + (long)b * Q8_0.BlockBytes;
-            for (int r = 0; r < Rows; r++) scales[8 * b + r] = Fp16.ToFloat(*(ushort*)(x + r * rowBytes));
+            var d = Vector256.Create(Fp16.ToFloat(*(ushort*)x), Fp16.ToFloat(*(ushort*)(x + rowBytes)),
+                Fp16.ToFloat(*(ushort*)(x + 2 * rowBytes)), Fp16.ToFloat(*(ushort*)(x + 3 * rowBytes)),
+                Fp16.ToFloat(*(ushort*)(x + 4 * rowBytes)), Fp16.ToFloat(*(ushort*)(x + 5 * rowBytes)),
+                Fp16.ToFloat(*(ushort*)(x + 6 * rowBytes)), Fp16.ToFloat(*(ushort*)(x + 7 * rowBytes)));
+            Avx.Store(scales + 8 * b, d);
             // Row r's 8 groups (dwords) to group g's 8 rows: an 8 x 8 dword transpose, quants + 128 (the sign bit flipped).
             Transpose(Load(x, 0, rowBytes, signs), Load(x, 1, rowBytes, signs), Load(x, 2, rowBytes, signs), Load(x, 3, rowBytes, signs),
                 Load(x, 4, rowBytes, signs), Load(x, 5, rowBytes, signs), Load(x, 6, rowBytes, signs), Load(x, 7, rowBytes, signs),
