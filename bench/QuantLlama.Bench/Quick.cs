@@ -49,10 +49,10 @@ internal static class Quick
         }
         if (types.Length > 0 && types[0] == "repacked")
         {
-            // `repacked ROWS COLS` (Q4_0) or `repacked q4_k ROWS COLS`; weights past the last-level cache time the
+            // `repacked ROWS COLS [TYPE]` (Q4_0 by default, Q8_0) or `repacked q4_k ROWS COLS`; weights past the last-level cache time the
             // kernels reading from memory.
             if (types[1].Equals("q4_k", StringComparison.OrdinalIgnoreCase)) RepackedQ4_K(int.Parse(types[2]), int.Parse(types[3]));
-            else RepackedQ4_0(int.Parse(types[1]), int.Parse(types[2]));
+            else Repacked(int.Parse(types[1]), int.Parse(types[2]), types.Length > 3 ? Enum.Parse<GgmlType>(types[3], true) : GgmlType.Q4_0);
             return;
         }
         if (types.Length > 0 && types[0] == "decode")
@@ -276,36 +276,50 @@ internal static class Quick
         }
     }
 
-    private static unsafe void RepackedQ4_0(int rows, int cols)
+    /// <summary>
+    /// `quick repacked ROWS COLS [TYPE]` (Q4_0 by default): 8 activation rows against ROWS x COLS weights, the type's
+    /// packed 8-row tile over the file's rows against its repacked 8 x 8 kernel, one thread; results compared bit for
+    /// bit. ROWS x COLS past L3 times both from memory.
+    /// </summary>
+    private static unsafe void Repacked(int rows, int cols, GgmlType type)
     {
-        var w = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q4_0, cols) * rows];
-        Quantizer.QuantizeRow(GgmlType.Q4_0, Data.Random(rows * cols, 5), w);
+        var kernel = QuantKernels.Get(type).OnCurrentPath();
+        if (!Compute.RepackedWeights.Supported(type, 8, cols)) throw new ArgumentException($"{type} has no repacked layout for {cols} columns on this CPU");
+        var layout = Compute.RepackedWeights.For(type);
+        long wBytes = GgmlTypeInfo.RowBytes(type, cols), gBytes = layout.GroupBytes(cols);
+        var w = new byte[wBytes * rows];
+        Quantizer.QuantizeRow(type, Data.Random(rows * cols, 5), w);
         var x = Data.Random(8 * cols, 6);
-        long aBytes = Q8Products.ActivationRowBytes(cols), tileBytes = Q8Products.PackedTileBytes(cols);
-        var act = new byte[aBytes * 8]; var tileA = new byte[tileBytes]; var tileB = new byte[tileBytes];
-        var packed = new byte[Quants.Tiles.Q4_0RowGroups.GroupBytes(cols) * (rows / 8)];
+        long aBytes = Q8Products.ActivationRowBytes(cols);
+        var act = new byte[aBytes * 8]; var tileA = new byte[kernel.PackedTileBytes(cols)]; var tileB = new byte[layout.TileBytes(cols)];
+        var packedMemory = Compute.RepackedWeights.Allocate(gBytes * (rows / 8));
         var ya = new float[8 * rows]; var yb = new float[8 * rows];
-        long wBytes = GgmlTypeInfo.RowBytes(GgmlType.Q4_0, cols), gBytes = Quants.Tiles.Q4_0RowGroups.GroupBytes(cols);
-        fixed (byte* wp = w) fixed (byte* ap = act) fixed (byte* ta = tileA) fixed (byte* tb = tileB) fixed (byte* pp = packed)
+        fixed (byte* wp = w) fixed (byte* ap = act) fixed (byte* ta = tileA) fixed (byte* tb = tileB)
         fixed (float* xp = x) fixed (float* yap = ya) fixed (float* ybp = yb)
         {
-            byte* W = wp, A = ap, TA = ta, TB = tb, PP = pp; float* YA = yap, YB = ybp;
+            byte* W = wp, TA = ta, TB = tb, PP = packedMemory, pp = packedMemory; float* YA = yap, YB = ybp;
             for (int i = 0; i < 8; i++) Q8Products.QuantizeActivation(xp + i * cols, ap + i * aBytes, cols);
-            Q4_0.PackActivationTileAvx512(ap, (nint)aBytes, cols, ta);
-            Quants.Tiles.Q4_0RowGroups.PackActivationTile(ap, (nint)aBytes, cols, tb);
+            kernel.PackActivationTile(ap, (nint)aBytes, cols, ta);
+            layout.PackActivationRows(ap, (nint)aBytes, cols, tb, 8);
             var sw = Stopwatch.StartNew();
-            for (int g = 0; g < rows / 8; g++) Quants.Tiles.Q4_0RowGroups.Repack(wp + g * 8 * wBytes, wBytes, cols, pp + g * gBytes);
-            Console.WriteLine($"repack {rows}x{cols}: {sw.Elapsed.TotalMilliseconds:F2} ms");
+            for (int g = 0; g < rows / 8; g++) layout.Repack(wp + g * 8 * wBytes, wBytes, cols, pp + g * gBytes);
+            double first = sw.Elapsed.TotalMilliseconds;
+            sw.Restart();
+            for (int g = 0; g < rows / 8; g++) layout.Repack(wp + g * 8 * wBytes, wBytes, cols, pp + g * gBytes);
+            Console.WriteLine($"repack {type} {rows}x{cols}: {first:F2} ms into fresh memory, {sw.Elapsed.TotalMilliseconds:F2} ms again");
+            var tile = kernel.Dot8PackedAvx2;
+            var dot8x8 = layout.Dot;
             double a = double.MaxValue, b = double.MaxValue;
             for (int round = 0; round < 8; round++)
             {
-                a = Math.Min(a, Time(() => { for (int r = 0; r < rows; r++) Q4_0.Dot8PackedAvx512(W + r * wBytes, TA, cols, YA + r, rows); return YA[0]; }));
-                b = Math.Min(b, Time(() => { for (int g = 0; g < rows / 8; g++) Quants.Tiles.Q4_0RowGroups.DotRows(PP + g * gBytes, TB, cols, YB + g * 8, rows, 8); return YB[0]; }));
+                a = Math.Min(a, Time(() => { for (int r = 0; r < rows; r++) tile(W + r * wBytes, TA, cols, YA + r, rows); return YA[0]; }));
+                b = Math.Min(b, Time(() => { for (int g = 0; g < rows / 8; g++) dot8x8(PP + g * gBytes, TB, cols, YB + g * 8, rows, 8); return YB[0]; }));
             }
             int diff = 0;
             for (int i = 0; i < ya.Length; i++) if (BitConverter.SingleToInt32Bits(ya[i]) != BitConverter.SingleToInt32Bits(yb[i])) diff++;
-            Console.WriteLine($"8 rows x {rows}x{cols}: pair tile {a:F1} us, row groups {b:F1} us ({a / b:F2}x); {diff} of {ya.Length} outputs differ");
+            Console.WriteLine($"{type} 8 rows x {rows}x{cols}: packed tile {a:F1} us, row groups {b:F1} us ({a / b:F2}x); {diff} of {ya.Length} outputs differ");
         }
+        Compute.RepackedWeights.Free(packedMemory);
     }
 
     private static unsafe void RepackedQ4_K(int rows, int cols)

@@ -7,7 +7,7 @@ using QuantLlama.Tensors;
 namespace QuantLlama.Tests.Quants;
 
 /// <summary>
-/// Q4_0 and Q4_K weights repacked in groups of 8 rows (the AVX-512 prompt kernels): every product over them equals
+/// Q4_0, Q4_K and Q8_0 weights repacked in groups of 8 rows (the AVX-512 prompt kernels): every product over them equals
 /// the row dot on the mapped weights bit for bit, for any batch size, block count and group of matrices, and at the
 /// integer sums' limits.
 /// </summary>
@@ -41,6 +41,49 @@ public class RepackedWeightsTests
         var random = new Random(cols + n);
         var weights = rows.Select(r => Quantized(random, r, cols)).ToArray();
         AssertGroupEqualsRowDot([GgmlType.Q4_0, GgmlType.Q4_0, GgmlType.Q4_0], weights, rows, [true, true, true], cols, RandomActivation(random, n, cols), n);
+    }
+
+    /// <summary>Q8_0 (prompts only: 8 rows or more, the last tile holding the rows left).</summary>
+    [Theory]
+    [InlineData(32, 8)]   // one block
+    [InlineData(96, 23)]  // 3 blocks
+    [InlineData(224, 10)] // 7 blocks; a tile of 8 rows and one of 2
+    [InlineData(160, 12)] // a tile of 4 rows (the second half of the tile skipped)
+    [InlineData(256, 9)]  // a tile of 1 row
+    [InlineData(2048, 43)]
+    public void Q8_0GroupEqualsRowDotBitForBit(int cols, int n)
+    {
+        RequireQ8_0Kernel();
+        int[] rows = [24, 8, 16];
+        var random = new Random(cols + n);
+        var weights = rows.Select(r => Quantized(random, r, cols, GgmlType.Q8_0)).ToArray();
+        AssertGroupEqualsRowDot([GgmlType.Q8_0, GgmlType.Q8_0, GgmlType.Q8_0], weights, rows, [true, true, true], cols, RandomActivation(random, n, cols), n);
+    }
+
+    /// <summary>
+    /// Q8_0 quants -128 and ±127 against activations quantized to ±127 (the quantizer's range), every sign mix: the
+    /// unsigned weights (w + 128 up to 255) and the -128 · Σ correction keep each group's sum exact, in full tiles and
+    /// in a shorter last tile.
+    /// </summary>
+    [Theory]
+    [InlineData(8)]
+    [InlineData(13)]
+    public void ExtremeQ8_0QuantsKeepExactSums(int n)
+    {
+        RequireQ8_0Kernel();
+        const int rows = 16, cols = 96;
+        sbyte[] extremes = [-128, 127, -127, -128, 127, 127, -127, -127];
+        var w = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q8_0, cols) * rows];
+        for (int b = 0; b < w.Length / Q8_0.BlockBytes; b++)
+        {
+            var block = w.AsSpan(b * Q8_0.BlockBytes, Q8_0.BlockBytes);
+            BitConverter.TryWriteBytes(block, (Half)(0.25 + 0.125 * (b % 3)));
+            for (int k = 0; k < 32; k++) block[2 + k] = (byte)extremes[(k + b) % extremes.Length];
+        }
+        var x = new float[n * cols];
+        for (int i = 0; i < n; i++)
+            for (int k = 0; k < cols; k++) x[i * cols + k] = i % 3 == 0 ? -1f : ((k * 7 + i) % 5 < 2 ? -1f : 1f);
+        AssertGroupEqualsRowDot([GgmlType.Q8_0], [w], [rows], [true], cols, x, n);
     }
 
     [Theory]
@@ -288,7 +331,8 @@ public class RepackedWeightsTests
             Assert.True(RepackedWeights.Supported(GgmlType.Q4_0, 8, 64));
             Assert.False(RepackedWeights.Supported(GgmlType.Q4_0, 12, 64));
             Assert.False(RepackedWeights.Supported(GgmlType.Q4_0, 8, 96));
-            Assert.False(RepackedWeights.Supported(GgmlType.Q8_0, 8, 64));
+            Assert.Equal(System.Runtime.Intrinsics.X86.AvxVnni.IsSupported, RepackedWeights.Supported(GgmlType.Q8_0, 8, 64));
+            Assert.False(RepackedWeights.Supported(GgmlType.Q8_0, 8, 48));
             Assert.True(RepackedWeights.Supported(GgmlType.Q4_K, 8, 256));
             Assert.False(RepackedWeights.Supported(GgmlType.Q4_K, 12, 256));
             Assert.False(RepackedWeights.Supported(GgmlType.Q6_K, 8, 256));
@@ -320,12 +364,18 @@ public class RepackedWeightsTests
         return w;
     }
 
-    private static byte[] Quantized(Random random, int rows, int cols)
+    private static byte[] Quantized(Random random, int rows, int cols, GgmlType type = GgmlType.Q4_0)
     {
         var values = new float[rows * cols];
         for (int i = 0; i < values.Length; i++) values[i] = (float)(random.NextDouble() * 2 - 1) * (1 + i % 7);
-        var w = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q4_0, cols) * rows];
-        Quantizer.QuantizeRow(GgmlType.Q4_0, values, w);
+        var w = new byte[GgmlTypeInfo.RowBytes(type, cols) * rows];
+        Quantizer.QuantizeRow(type, values, w);
         return w;
+    }
+
+    private static void RequireQ8_0Kernel()
+    {
+        RequireAvx512();
+        Assert.SkipUnless(System.Runtime.Intrinsics.X86.AvxVnni.IsSupported, "the repacked Q8_0 kernel needs AVX-VNNI; this CPU has none");
     }
 }

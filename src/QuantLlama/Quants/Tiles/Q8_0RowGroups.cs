@@ -1,0 +1,195 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace QuantLlama.Quants.Tiles;
+
+/// <summary>
+/// Q8_0 weights repacked in groups of 8 rows for prompts on the AVX-512 path (with AVX-VNNI): 8 weight rows x 8
+/// activation rows per call, a vector holding one 4-value group of the 8 weight rows (lane r: row r), so each weight
+/// load serves 8 activation rows, whose groups are broadcast from memory. The weights are stored as unsigned bytes
+/// w + 128, so AVX-VNNI's unsigned-by-signed byte dot (`vpdpbusd`, 4 products into int32, no saturation) takes them;
+/// it starts from -128 · Σ of the activation group, so each lane ends at the group's exact Σ w·y.
+/// Per (weight row, activation row) the arithmetic is the row dot's (<see cref="Q8_0.DotAvx2"/>, ggml's order): chain g
+/// = fma(d_w·d_y, Σ of group g, chain g) over the blocks in order, the chains summed as hsum_float_8
+/// (((c0 + c4) + (c2 + c6)) + ((c1 + c5) + (c3 + c7))), so every result equals the row dot's bits.
+/// </summary>
+/// <remarks>
+/// Weights (<see cref="Repack"/>), for a group of 8 rows of nb blocks: the scales d_w as f32, 8 per block (lane r: row
+/// r), then 4 passes' regions of nb · 64 bytes; pass k holds groups <see cref="PassGroups"/>[2k] and [2k + 1] of each
+/// block (32 bytes each: row r's 4 bytes at 4r), so a pass reads its weights in order. Chains g and g + 4 run in the
+/// same pass (16 accumulators, 8 activation rows), so a pass ends with c_g + c_{g+4}, the first step of the sum.
+/// Activation tile (<see cref="PackActivationRows"/>), per block 8 rows of 72 bytes: the 32 quants, the 8 groups'
+/// -128 · Σ quants as int32, the scale d_y as f32, 4 bytes of padding.
+/// </remarks>
+internal static unsafe class Q8_0RowGroups
+{
+    internal const int Rows = 8;
+    private const int BlockSize = 32;
+    private const int ScaleBytes = 8 * sizeof(float), PassBlockBytes = 64;
+    private const int ActivationRowBytes = 72, ActivationCorrectionsAt = 32, ActivationScaleAt = 64;
+    private const int TileBlockBytes = 8 * ActivationRowBytes;
+
+    /// <summary>Groups per pass: chain pairs (0, 4), (2, 6), (1, 5), (3, 7), hsum_float_8's order of additions.</summary>
+    private static ReadOnlySpan<byte> PassGroups => [0, 4, 2, 6, 1, 5, 3, 7];
+
+    /// <summary>True when rows of <paramref name="n"/> values can be repacked (whole blocks).</summary>
+    internal static bool Fits(int n) => n > 0 && n % BlockSize == 0;
+
+    /// <summary>Bytes of one repacked group of 8 rows of <paramref name="n"/> values.</summary>
+    internal static long GroupBytes(int n) => (long)(n / BlockSize) * (ScaleBytes + 4 * PassBlockBytes);
+
+    /// <summary>Bytes of one activation tile of 8 rows of <paramref name="n"/> values (<see cref="PackActivationRows"/>).</summary>
+    internal static long TileBytes(int n) => (long)(n / BlockSize) * TileBlockBytes;
+
+    /// <summary>8 Q8_0 rows (<paramref name="rowBytes"/> apart) into one repacked group at <paramref name="group"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Repack(byte* rows, long rowBytes, int n, byte* group)
+    {
+        int nb = n / BlockSize;
+        float* scales = (float*)group;
+        byte* passes = group + (long)nb * ScaleBytes;
+        long passBytes = (long)nb * PassBlockBytes;
+        var signs = Vector256.Create((byte)0x80);
+        for (int b = 0; b < nb; b++)
+        {
+            byte* x = rows + (long)b * Q8_0.BlockBytes;
+            var d = Vector256.Create(Fp16.ToFloat(*(ushort*)x), Fp16.ToFloat(*(ushort*)(x + rowBytes)),
+                Fp16.ToFloat(*(ushort*)(x + 2 * rowBytes)), Fp16.ToFloat(*(ushort*)(x + 3 * rowBytes)),
+                Fp16.ToFloat(*(ushort*)(x + 4 * rowBytes)), Fp16.ToFloat(*(ushort*)(x + 5 * rowBytes)),
+                Fp16.ToFloat(*(ushort*)(x + 6 * rowBytes)), Fp16.ToFloat(*(ushort*)(x + 7 * rowBytes)));
+            Avx.Store(scales + 8 * b, d);
+            // Row r's 8 groups (dwords) to group g's 8 rows: an 8 x 8 dword transpose, quants + 128 (the sign bit flipped).
+            Transpose(Load(x, 0, rowBytes, signs), Load(x, 1, rowBytes, signs), Load(x, 2, rowBytes, signs), Load(x, 3, rowBytes, signs),
+                Load(x, 4, rowBytes, signs), Load(x, 5, rowBytes, signs), Load(x, 6, rowBytes, signs), Load(x, 7, rowBytes, signs),
+                out var g0, out var g1, out var g2, out var g3, out var g4, out var g5, out var g6, out var g7);
+            byte* dest = passes + (long)b * PassBlockBytes;
+            // PassGroups: (0, 4), (2, 6), (1, 5), (3, 7).
+            Avx.Store(dest, g0); Avx.Store(dest + 32, g4);
+            Avx.Store(dest + passBytes, g2); Avx.Store(dest + passBytes + 32, g6);
+            Avx.Store(dest + 2 * passBytes, g1); Avx.Store(dest + 2 * passBytes + 32, g5);
+            Avx.Store(dest + 3 * passBytes, g3); Avx.Store(dest + 3 * passBytes + 32, g7);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Load(byte* x, int r, long rowBytes, Vector256<byte> signs)
+        => Avx2.Xor(Avx.LoadVector256(x + r * rowBytes + 2), signs).AsInt32();
+
+    /// <summary>Dword j of input i to dword i of output j.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose(Vector256<int> r0, Vector256<int> r1, Vector256<int> r2, Vector256<int> r3,
+        Vector256<int> r4, Vector256<int> r5, Vector256<int> r6, Vector256<int> r7,
+        out Vector256<byte> g0, out Vector256<byte> g1, out Vector256<byte> g2, out Vector256<byte> g3,
+        out Vector256<byte> g4, out Vector256<byte> g5, out Vector256<byte> g6, out Vector256<byte> g7)
+    {
+        // Pairs of rows interleaved by dword, then by qword: per 128-bit half, 4 rows' dword j.
+        var t0 = Avx2.UnpackLow(r0, r1).AsInt64(); var t1 = Avx2.UnpackHigh(r0, r1).AsInt64();
+        var t2 = Avx2.UnpackLow(r2, r3).AsInt64(); var t3 = Avx2.UnpackHigh(r2, r3).AsInt64();
+        var t4 = Avx2.UnpackLow(r4, r5).AsInt64(); var t5 = Avx2.UnpackHigh(r4, r5).AsInt64();
+        var t6 = Avx2.UnpackLow(r6, r7).AsInt64(); var t7 = Avx2.UnpackHigh(r6, r7).AsInt64();
+        var q0 = Avx2.UnpackLow(t0, t2); var q1 = Avx2.UnpackHigh(t0, t2); var q2 = Avx2.UnpackLow(t1, t3); var q3 = Avx2.UnpackHigh(t1, t3);
+        var q4 = Avx2.UnpackLow(t4, t6); var q5 = Avx2.UnpackHigh(t4, t6); var q6 = Avx2.UnpackLow(t5, t7); var q7 = Avx2.UnpackHigh(t5, t7);
+        // q0: rows 0-3 of dwords 0 (low half) and 4 (high half); q4 the same for rows 4-7.
+        g0 = Avx2.Permute2x128(q0, q4, 0x20).AsByte(); g4 = Avx2.Permute2x128(q0, q4, 0x31).AsByte();
+        g1 = Avx2.Permute2x128(q1, q5, 0x20).AsByte(); g5 = Avx2.Permute2x128(q1, q5, 0x31).AsByte();
+        g2 = Avx2.Permute2x128(q2, q6, 0x20).AsByte(); g6 = Avx2.Permute2x128(q2, q6, 0x31).AsByte();
+        g3 = Avx2.Permute2x128(q3, q7, 0x20).AsByte(); g7 = Avx2.Permute2x128(q3, q7, 0x31).AsByte();
+    }
+
+    /// <summary>
+    /// <paramref name="count"/> (1 to 8) activation rows of <see cref="Q8Products.QuantizeActivation"/>'s form into this
+    /// kernel's tile; the tile's other rows are zeros (their outputs are computed and dropped).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void PackActivationRows(byte* rows, nint stride, int n, byte* tile, int count)
+    {
+        int nb = n / BlockSize;
+        for (int r = 0; r < Rows; r++)
+        {
+            if (r >= count)
+            {
+                for (int b = 0; b < nb; b++) new Span<byte>(tile + (long)b * TileBlockBytes + r * ActivationRowBytes, ActivationRowBytes).Clear();
+                continue;
+            }
+            byte* row = rows + r * stride;
+            float* scales = Q8Products.BlockInfo(row, n);
+            for (int b = 0; b < nb; b++)
+            {
+                sbyte* quants = (sbyte*)(row + (long)b * Q8_0.BlockBytes + 2);
+                byte* t = tile + (long)b * TileBlockBytes + r * ActivationRowBytes;
+                *(Vector256<sbyte>*)t = Avx.LoadVector256(quants);
+                for (int g = 0; g < 8; g++)
+                    ((int*)(t + ActivationCorrectionsAt))[g] = -128 * (quants[4 * g] + quants[4 * g + 1] + quants[4 * g + 2] + quants[4 * g + 3]);
+                *(float*)(t + ActivationScaleAt) = scales[b];
+                *(int*)(t + ActivationScaleAt + 4) = 0;
+            }
+        }
+    }
+
+    /// <summary>
+    /// One repacked group of 8 weight rows against a tile of 8 activation rows: y[j·yStride + r] for activation row j
+    /// below <paramref name="activationRows"/> (the tile's other rows are padding), weight row r.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    internal static void Dot8x8(byte* group, byte* tile, int n, float* y, nint yStride, int activationRows = 8)
+    {
+        int nb = n / BlockSize;
+        var pairSums = stackalloc Vector256<float>[8 * 4]; // [activation row][pass]: c_g + c_{g+4}
+        for (int k = 0; k < 4; k++)
+        {
+            byte* weights = group + (long)nb * ScaleBytes + (long)k * nb * PassBlockBytes;
+            // Half h: activation rows 4h..4h+3 (8 accumulators: the vpdpbusd results and the chains share 16 registers).
+            for (int h = 0; h < 2 && 4 * h < activationRows; h++)
+                Pass(group, weights, tile + 4 * h * ActivationRowBytes, nb, PassGroups[2 * k], PassGroups[2 * k + 1], pairSums + 4 * 4 * h + k);
+        }
+        for (int j = 0; j < activationRows; j++)
+        {
+            var s = pairSums + 4 * j;
+            Avx.Store(y + j * yStride, Avx.Add(Avx.Add(s[0], s[1]), Avx.Add(s[2], s[3])));
+        }
+    }
+
+    /// <summary>
+    /// Groups ga and gb of every block of the 8 weight rows (pass region <paramref name="weights"/>) against 4 activation
+    /// rows from <paramref name="tile"/>: chains c_ga + c_gb into <paramref name="pairSums"/>[4j] for row j.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Pass(byte* group, byte* weights, byte* tile, int nb, int ga, int gb, Vector256<float>* pairSums)
+    {
+        float* scales = (float*)group;
+        nint quantsA = 4 * ga, quantsB = 4 * gb, correctionA = ActivationCorrectionsAt + 4 * ga, correctionB = ActivationCorrectionsAt + 4 * gb;
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
+        for (int b = 0; b < nb; b++)
+        {
+            byte* w = weights + (long)b * PassBlockBytes;
+            X86Simd.PrefetchWeights(w, PassBlockBytes);
+            if ((b & 1) == 0) X86Simd.PrefetchWeights((byte*)(scales + 8 * b), 2 * ScaleBytes);
+            var wa = Avx.LoadVector256(w);
+            var wb = Avx.LoadVector256(w + 32);
+            var dw = Avx.LoadVector256(scales + 8 * b);
+            byte* t = tile + (long)b * TileBlockBytes;
+            Step(wa, wb, dw, t, quantsA, quantsB, correctionA, correctionB, ref a0, ref b0);
+            Step(wa, wb, dw, t + ActivationRowBytes, quantsA, quantsB, correctionA, correctionB, ref a1, ref b1);
+            Step(wa, wb, dw, t + 2 * ActivationRowBytes, quantsA, quantsB, correctionA, correctionB, ref a2, ref b2);
+            Step(wa, wb, dw, t + 3 * ActivationRowBytes, quantsA, quantsB, correctionA, correctionB, ref a3, ref b3);
+        }
+        pairSums[0] = Avx.Add(a0, b0);
+        pairSums[4] = Avx.Add(a1, b1);
+        pairSums[8] = Avx.Add(a2, b2);
+        pairSums[12] = Avx.Add(a3, b3);
+    }
+
+    /// <summary>One activation row (its block at <paramref name="a"/>) against groups ga and gb of the 8 weight rows (byte offsets in the block).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Step(Vector256<byte> wa, Vector256<byte> wb, Vector256<float> dw, byte* a, nint quantsA, nint quantsB,
+        nint correctionA, nint correctionB, ref Vector256<float> chainA, ref Vector256<float> chainB)
+    {
+        var d = Avx.Multiply(dw, Vector256.Create(*(float*)(a + ActivationScaleAt)));
+        var sa = AvxVnni.MultiplyWideningAndAdd(Vector256.Create(*(int*)(a + correctionA)), wa, Vector256.Create(*(int*)(a + quantsA)).AsSByte());
+        chainA = Fma.MultiplyAdd(d, Avx.ConvertToVector256Single(sa), chainA);
+        var sb = AvxVnni.MultiplyWideningAndAdd(Vector256.Create(*(int*)(a + correctionB)), wb, Vector256.Create(*(int*)(a + quantsB)).AsSByte());
+        chainB = Fma.MultiplyAdd(d, Avx.ConvertToVector256Single(sb), chainB);
+    }
+}
