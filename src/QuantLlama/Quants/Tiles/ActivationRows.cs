@@ -10,9 +10,33 @@ internal interface IActivationRows
     static abstract int Count { get; }
 }
 
-/// <summary>The row counts of <see cref="IActivationRows"/>.</summary>
-internal static class ActivationRows
+/// <summary>A repacked kernel compiled per activation row count (<see cref="IActivationRows"/>).</summary>
+internal unsafe interface IRowGroupKernel
 {
+    /// <summary>One group of 8 weight rows against a tile of <typeparamref name="TRows"/> activation rows.</summary>
+    static abstract void Dot<TRows>(byte* group, byte* tile, int n, float* y, nint yStride) where TRows : struct, IActivationRows;
+}
+
+/// <summary>The row counts of <see cref="IActivationRows"/>, and the dispatch of a count to its compiled kernel.</summary>
+internal static unsafe class ActivationRows
+{
+    /// <summary><typeparamref name="TKernel"/>'s kernel for <paramref name="activationRows"/> (1 to 8) rows.</summary>
+    internal static void Dot<TKernel>(byte* group, byte* tile, int n, float* y, nint yStride, int activationRows) where TKernel : IRowGroupKernel
+    {
+        switch (activationRows)
+        {
+            case 1: TKernel.Dot<One>(group, tile, n, y, yStride); break;
+            case 2: TKernel.Dot<Two>(group, tile, n, y, yStride); break;
+            case 3: TKernel.Dot<Three>(group, tile, n, y, yStride); break;
+            case 4: TKernel.Dot<Four>(group, tile, n, y, yStride); break;
+            case 5: TKernel.Dot<Five>(group, tile, n, y, yStride); break;
+            case 6: TKernel.Dot<Six>(group, tile, n, y, yStride); break;
+            case 7: TKernel.Dot<Seven>(group, tile, n, y, yStride); break;
+            case 8: TKernel.Dot<Eight>(group, tile, n, y, yStride); break;
+            default: throw new ArgumentOutOfRangeException(nameof(activationRows));
+        }
+    }
+
     internal struct One : IActivationRows { public static int Count => 1; }
     internal struct Two : IActivationRows { public static int Count => 2; }
     internal struct Three : IActivationRows { public static int Count => 3; }

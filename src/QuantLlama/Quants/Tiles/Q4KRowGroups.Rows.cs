@@ -1,7 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
-using static QuantLlama.Quants.Tiles.ActivationRows;
 
 namespace QuantLlama.Quants.Tiles;
 
@@ -17,19 +16,13 @@ internal static unsafe partial class Q4KRowGroups
     /// <see cref="PackActivationRows"/>: the kernel compiled for that count.
     /// </summary>
     internal static void DotRows(byte* group, byte* tile, int n, float* y, nint yStride, int activationRows)
+        => ActivationRows.Dot<Kernel>(group, tile, n, y, yStride, activationRows);
+
+    /// <summary>This layout's kernel, for <see cref="ActivationRows.Dot{TKernel}"/>.</summary>
+    private struct Kernel : IRowGroupKernel
     {
-        switch (activationRows)
-        {
-            case 1: Dot<One>(group, tile, n, y, yStride); break;
-            case 2: Dot<Two>(group, tile, n, y, yStride); break;
-            case 3: Dot<Three>(group, tile, n, y, yStride); break;
-            case 4: Dot<Four>(group, tile, n, y, yStride); break;
-            case 5: Dot<Five>(group, tile, n, y, yStride); break;
-            case 6: Dot<Six>(group, tile, n, y, yStride); break;
-            case 7: Dot<Seven>(group, tile, n, y, yStride); break;
-            case 8: Dot<Eight>(group, tile, n, y, yStride); break;
-            default: throw new ArgumentOutOfRangeException(nameof(activationRows));
-        }
+        public static void Dot<TRows>(byte* group, byte* tile, int n, float* y, nint yStride) where TRows : struct, IActivationRows
+            => Q4KRowGroups.Dot<TRows>(group, tile, n, y, yStride);
     }
 
     /// <summary>
