@@ -345,7 +345,7 @@ internal static class Quick
             byte* W = wp, TA = ta, TB = tb, PP = pp; float* YA = yap, YB = ybp;
             for (int i = 0; i < 8; i++) Quants.KQuants.Q8_K.Quantize(x.AsSpan(i * cols, cols), act.AsSpan((int)(i * aBytes), (int)aBytes));
             Quants.Tiles.Q4KPairTiles.PackActivationTile(ap, (nint)aBytes, cols, ta);
-            Quants.Tiles.Q4KRowGroups.PackActivationTile(ap, (nint)aBytes, cols, tb);
+            Quants.Tiles.Q4KRowGroups.PackActivationRows(ap, (nint)aBytes, cols, tb, 8);
             var sw = Stopwatch.StartNew();
             for (int g = 0; g < rows / 8; g++) Quants.Tiles.Q4KRowGroups.Repack(wp + g * 8 * wBytes, wBytes, cols, pp + g * gBytes);
             double first = sw.Elapsed.TotalMilliseconds;
@@ -356,7 +356,7 @@ internal static class Quick
             for (int round = 0; round < 8; round++)
             {
                 a = Math.Min(a, Time(() => { for (int r = 0; r < rows; r++) Quants.Tiles.Q4KPairTiles.Dot8Packed(W + r * wBytes, TA, cols, YA + r, rows); return YA[0]; }));
-                b = Math.Min(b, Time(() => { for (int g = 0; g < rows / 8; g++) Quants.Tiles.Q4KRowGroups.Dot8x8(PP + g * gBytes, TB, cols, YB + g * 8, rows); return YB[0]; }));
+                b = Math.Min(b, Time(() => { for (int g = 0; g < rows / 8; g++) Quants.Tiles.Q4KRowGroups.DotRows(PP + g * gBytes, TB, cols, YB + g * 8, rows, 8); return YB[0]; }));
             }
             int diff = 0;
             for (int i = 0; i < ya.Length; i++) if (BitConverter.SingleToInt32Bits(ya[i]) != BitConverter.SingleToInt32Bits(yb[i])) diff++;

@@ -42,7 +42,7 @@ internal static unsafe class RepackedWeights
         GgmlType.Q4_0 => new Kernel
         {
             Repack = &Q4_0RowGroups.Repack, GroupBytes = &Q4_0RowGroups.GroupBytes, Fits = &Q4_0RowGroups.Fits,
-            TileBytes = &Q8Products.PackedTileBytes, PackActivationRows = &Q4_0RowGroups.PackActivationTile, Dot = &Q4_0RowGroups.DotRows,
+            TileBytes = &Q8Products.PackedTileBytes, PackActivationRows = &Q4_0RowGroups.PackActivationRows, Dot = &Q4_0RowGroups.DotRows,
             MinRows = 1,
         },
         GgmlType.Q4_K => new Kernel
@@ -55,7 +55,7 @@ internal static unsafe class RepackedWeights
         GgmlType.Q8_0 when AvxVnni.IsSupported => new Kernel
         {
             Repack = &Q8_0RowGroups.Repack, GroupBytes = &Q8_0RowGroups.GroupBytes, Fits = &Q8_0RowGroups.Fits,
-            TileBytes = &Q8_0RowGroups.TileBytes, PackActivationRows = &Q8_0RowGroups.PackActivationRows, Dot = &Q8_0RowGroups.Dot8x8,
+            TileBytes = &Q8_0RowGroups.TileBytes, PackActivationRows = &Q8_0RowGroups.PackActivationRows, Dot = &Q8_0RowGroups.DotRows,
             MinRows = 8,
         },
         _ => default,

@@ -21,7 +21,7 @@ namespace QuantLlama.Quants.Tiles;
 /// then 16 segments of nibbles: segment 4c + q holds at 8r row r's values 8q..8q + 7 of sub-blocks 2c and 2c + 1 in 8
 /// bytes, rearranged so that both nibbles give sub-block 2c in bytes 0-3 and sub-block 2c + 1 in bytes 4-7 (low
 /// nibbles: values 8q..8q + 3, high: 8q + 4..8q + 7); one madd then scales both sub-blocks.
-/// Activation tile (<see cref="PackActivationTile"/>), per block, 2432 bytes: for sub-block pair c and activation
+/// Activation tile (<see cref="PackActivationRows"/>), per block, 2432 bytes: for sub-block pair c and activation
 /// row j, at 512c + 64j, for q = 0..3 and h = 0, 1 at 16q + 8h the values 8q + 4h..8q + 4h + 3 of sub-block 2c then
 /// of sub-block 2c + 1 (4 bytes each); at 2048 + 16j
 /// row j's 8 sub-block sums (int16, each the sum of two of Q8_K's 16-value sums); at 2176 + 64p the scales of rows
@@ -44,7 +44,7 @@ internal static unsafe partial class Q4KRowGroups
     /// <summary>Bytes of one repacked group of 8 rows of <paramref name="n"/> values.</summary>
     internal static long GroupBytes(int n) => (long)(n / BlockSize) * BlockBytes;
 
-    /// <summary>Bytes of one activation tile of 8 rows of <paramref name="n"/> values (<see cref="PackActivationTile"/>).</summary>
+    /// <summary>Bytes of one activation tile of 8 rows of <paramref name="n"/> values (<see cref="PackActivationRows"/>).</summary>
     internal static long PackedTileBytes(int n) => (long)(n / BlockSize) * TileBlockBytes;
 
     /// <summary>8 Q4_K rows (<paramref name="rowBytes"/> apart) into one repacked group at <paramref name="group"/>.</summary>
@@ -78,9 +78,6 @@ internal static unsafe partial class Q4KRowGroups
             }
         }
     }
-
-    /// <summary>8 Q8_K activation rows (<paramref name="stride"/> bytes apart) into this kernel's tile.</summary>
-    internal static void PackActivationTile(byte* rows, nint stride, int n, byte* tile) => PackActivationRows(rows, stride, n, tile, Rows);
 
     /// <summary>
     /// <paramref name="count"/> (1 to 8) Q8_K activation rows into the first rows of an 8-row tile; with an odd count
@@ -122,14 +119,6 @@ internal static unsafe partial class Q4KRowGroups
             }
         }
     }
-
-    /// <summary>
-    /// One repacked group of 8 weight rows against a tile of 8 activation rows: y[j·yStride + r] for activation row j
-    /// below <paramref name="activationRows"/> (the tile's other rows are padding, not computed), weight row r
-    /// (<see cref="Dot{TRows}"/> for that many rows).
-    /// </summary>
-    internal static void Dot8x8(byte* group, byte* tile, int n, float* y, nint yStride, int activationRows = 8)
-        => DotRows(group, tile, n, y, yStride, activationRows);
 
     /// <summary>
     /// One activation row against sub-blocks 2c and 2c + 1 of the 8 weight rows: each row's Σ q·y in the 4 int16 words

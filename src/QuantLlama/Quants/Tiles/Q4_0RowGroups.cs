@@ -23,7 +23,7 @@ namespace QuantLlama.Quants.Tiles;
 /// per activation row and the 8 weight groups in registers. The pairs are stored in the passes' order (p ≡ 0 mod 4
 /// first, then 1, 2, 3; <see cref="PassStart"/>), so the kernel reads a group, and a matrix of consecutive groups,
 /// as one forward stream, asking for the lines <see cref="PrefetchDistance"/> bytes ahead.
-/// Activation tile of m rows (<see cref="PackActivationTile"/>, at most <see cref="Q8Products.PackedTileBytes"/>),
+/// Activation tile of m rows (<see cref="PackActivationRows"/>, at most <see cref="Q8Products.PackedTileBytes"/>),
 /// per pair 80·m bytes in natural pair order: for each row 80 bytes: group g (values 4g..4g+3) of both blocks at 8g
 /// (block 2p, then 2p + 1), the two scales d_y as f32 at 64, the two sums of quants times 8 at 72.
 /// Only whole pairs: n a multiple of 64.
@@ -80,7 +80,7 @@ internal static unsafe class Q4_0RowGroups
     /// kernel's tile of that many rows.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void PackActivationTile(byte* rows, nint stride, int n, byte* tile, int count = Rows)
+    internal static void PackActivationRows(byte* rows, nint stride, int n, byte* tile, int count)
     {
         int nb = n / Q4_0.BlockSize;
         long pairBytes = (long)count * ActivationPairBytes;

@@ -128,11 +128,11 @@ internal static unsafe class Q8_0RowGroups
     }
 
     /// <summary>
-    /// One repacked group of 8 weight rows against a tile of 8 activation rows: y[j·yStride + r] for activation row j
-    /// below <paramref name="activationRows"/> (the tile's other rows are padding), weight row r.
+    /// One repacked group of 8 weight rows against a tile of up to 8 activation rows: y[j·yStride + r] for activation
+    /// row j below <paramref name="activationRows"/> (the tile's other rows are zeros; whole halves of 4 rows run), weight row r.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    internal static void Dot8x8(byte* group, byte* tile, int n, float* y, nint yStride, int activationRows = 8)
+    internal static void DotRows(byte* group, byte* tile, int n, float* y, nint yStride, int activationRows)
     {
         int nb = n / BlockSize;
         var pairSums = stackalloc Vector256<float>[8 * 4]; // [activation row][pass]: c_g + c_{g+4}
