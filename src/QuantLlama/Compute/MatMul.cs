@@ -42,10 +42,11 @@ public static unsafe class MatMul
     private const int MinPaddedRows = 5;
 
     /// <summary>
-    /// From this many activation rows products whose weights all have a repacked copy run over it
-    /// (<see cref="Q4_0RowGroups"/>: 8 weight rows x up to 8 activation rows per call, the last tile holding the rows
-    /// left). 1: even a single row reads the copy faster than the row dot reads the mapped weights (2048 x 2048 from
-    /// memory, 2 threads: about 45 µs against 60). Settable for benchmarks comparing the two.
+    /// From this many activation rows products whose weights all have a repacked copy run over it (8 weight rows x up
+    /// to 8 activation rows per call, the last tile holding the rows left), on top of each kernel's own fewest
+    /// (<see cref="RepackedWeights.Kernel.MinRows"/>). 1: a single Q4_0 row reads the copy faster than the row dot
+    /// reads the mapped weights (2048 x 2048 from memory, 2 threads: about 45 µs against 60). Settable for benchmarks
+    /// comparing the two.
     /// </summary>
     internal static int MinRepackedRows = 1;
 
