@@ -222,12 +222,13 @@ public sealed class TextGenerator
         }
         else
         {
-            (batcher != null ? batcher.Prompt(_context, rest) : _context.Append(rest)).CopyTo(_logits);
+            // Through the batcher, the context stays a participant from its prompt's last step on.
+            (batcher != null ? batcher.Prompt(_context, rest, thenDecode: true) : _context.Append(rest)).CopyTo(_logits);
         }
+        if (options.SplitPrompt) batcher?.Join();
         promptTime = stopwatch.Elapsed;
         stopwatch.Restart();
 
-        batcher?.Join();
         try
         {
             while (true)

@@ -103,13 +103,22 @@ public sealed class DecodeBatcher : IDisposable
     /// token's logits. The caller takes part while the prompt is read, and need not <see cref="Join"/> for it. A
     /// context whose batches are larger than <see cref="MaxPromptRows"/> reads a prompt that long on its own.
     /// </summary>
-    public ReadOnlySpan<float> Prompt(InferenceContext context, ReadOnlySpan<int> tokens)
+    /// <param name="thenDecode">The caller goes on to <see cref="Decode"/> and stays a participant from the prompt's
+    /// last step on, as if it had <see cref="Join"/>ed there; it <see cref="Leave"/>s when done. Otherwise the
+    /// others could run steps without it between its prompt and its first generated token. A failed prompt leaves
+    /// either way.</param>
+    public ReadOnlySpan<float> Prompt(InferenceContext context, ReadOnlySpan<int> tokens, bool thenDecode = false)
     {
-        if (Math.Min(tokens.Length, context.MaxBatch) > MaxPromptRows) return context.Append(tokens);
+        if (Math.Min(tokens.Length, context.MaxBatch) > MaxPromptRows)
+        {
+            var logits = context.Append(tokens);
+            if (thenDecode) Join();
+            return logits;
+        }
         // What would fail the step fails here, before it can fail the others' tokens with it.
         if (context.Model != _workspace.Model) throw new ArgumentException("the context must be on the batcher's model");
         context.CheckForward(tokens, context.Position);
-        var prompt = new PendingPrompt(context, tokens.ToArray());
+        var prompt = new PendingPrompt(context, tokens.ToArray()) { ThenDecode = thenDecode };
         lock (_gate)
         {
             if (_contexts.Contains(context) || _prompts.Any(p => p.Context == context)) throw new InvalidOperationException("this context already takes part");
@@ -190,7 +199,7 @@ public sealed class DecodeBatcher : IDisposable
     {
         prompt.Finished = true;
         _prompts.Remove(prompt);
-        _participants--;
+        if (!prompt.ThenDecode || prompt.Failure != null) _participants--;
     }
 
     public void Dispose() => _workspace.Dispose();
@@ -201,7 +210,7 @@ public sealed class DecodeBatcher : IDisposable
         public InferenceContext Context { get; } = context;
         public int[] Tokens { get; } = tokens;
         public int Done, Taking;
-        public bool Finished;
+        public bool Finished, ThenDecode;
         public Exception? Failure;
     }
 }

@@ -148,7 +148,9 @@ public class DecodeBatcherTests : IDisposable
         for (int i = 0; i < prompts.Length; i++) Assert.Equal(alone[i], together[i]);
         Assert.Equal(0, batcher.Participants);
         Assert.Equal(alone.Sum(t => t.Count - 1), batcher.Rows); // every generated token but each one's last went through a step
-        Assert.True(batcher.Steps <= batcher.Rows - 3, $"{batcher.Rows} rows in {batcher.Steps} steps"); // the first step held all four
+        // One step read all four prompts; each conversation stayed in from there, so every later step held every one
+        // still generating, however the threads were scheduled.
+        Assert.Equal(1 + alone.Max(t => t.Count - 1), batcher.Steps);
     }
 
     private const string LongText =
