@@ -92,6 +92,8 @@ internal static unsafe class Attention
         public readonly long Query;
         /// <summary>[64 x headDim] the value sums' partial accumulators, or a key tile transposed.</summary>
         public readonly long Block;
+        /// <summary>[64 x headDim] a value tile as f32 (tiled flash attention).</summary>
+        public readonly long ValueTile;
         /// <summary>[maxBatch] running maximum and [maxBatch] running sum per row (tiled flash attention).</summary>
         public readonly long RowMax, RowSum;
         public readonly long Total;
@@ -101,7 +103,8 @@ internal static unsafe class Attention
             Scores = 0;
             Query = scores;
             Block = Query + query;
-            RowMax = Block + block;
+            ValueTile = Block + block;
+            RowMax = ValueTile + block;
             RowSum = RowMax + rows;
             Total = RowSum + rows;
         }
@@ -162,7 +165,7 @@ internal static unsafe class Attention
         if (job->Rounding == AttentionRounding.Flash && n >= FlashTile && headDim % 8 == 0)
         {
             FlashTiled<TRow>(q0, o0, dim, n, start, keys, values, stride, headDim, scale, softCap, window, scores, block,
-                scratch + layout.RowMax, scratch + layout.RowSum);
+                scratch + layout.ValueTile, scratch + layout.RowMax, scratch + layout.RowSum);
             return;
         }
         for (int i = 0; i < n; i++)
@@ -463,16 +466,21 @@ internal static unsafe class Attention
     /// llama.cpp's tiled flash attention for a batch of at least <see cref="FlashTile"/> rows (head size a multiple
     /// of 8): f32 queries; per tile of 64 positions, scores by a fused sum over the head in order, the tile's
     /// maximum and softmax (ggml's exp, its sum through double into the f32 running sum), and the output, an f32
-    /// accumulator kept in place in <paramref name="o0"/>, gaining Σ w_t v_t in position order.
+    /// accumulator kept in place in <paramref name="o0"/>, gaining Σ w_t v_t in position order. Each tile's keys and
+    /// values are converted to f32 once for all the rows; every step is element-wise, so 512-bit vectors give the
+    /// 256-bit steps' bits.
     /// </summary>
     /// <param name="kq">[64] one row's scores for the tile.</param>
     /// <param name="keysT">[headDim x 64] the tile's keys transposed.</param>
+    /// <param name="valueTile">[64 x headDim] the tile's values.</param>
     /// <param name="rowMax">[n] running maximum per row.</param>
     /// <param name="rowSum">[n] running sum per row.</param>
     private static void FlashTiled<TRow>(float* q0, float* o0, int dim, int n, int start, byte* keys, byte* values, long stride,
-        int headDim, float scale, float softCap, int window, float* kq, float* keysT, float* rowMax, float* rowSum) where TRow : struct, ICacheRow
+        int headDim, float scale, float softCap, int window, float* kq, float* keysT, float* valueTile, float* rowMax, float* rowSum)
+        where TRow : struct, ICacheRow
     {
         const int tile = FlashTile;
+        bool wide = Kernels.UseAvx512;
         if (softCap != 0) scale /= softCap;
         for (int i = 0; i < n; i++)
         {
@@ -486,8 +494,14 @@ internal static unsafe class Attention
             int count = Math.Min(tile, last - ic);
             for (int tk = 0; tk < count; tk++)
             {
-                byte* k = keys + (ic + tk) * stride;
-                for (int d = 0; d < headDim; d++) keysT[d * tile + tk] = TRow.Load(k, d);
+                byte* k = keys + (ic + tk) * stride, v = values + (ic + tk) * stride;
+                float* vt = valueTile + tk * headDim;
+                for (int d = 0; d < headDim; d += 8)
+                {
+                    Vector256.Store(TRow.Load8(v, d), vt + d);
+                    var kd = TRow.Load8(k, d);
+                    for (int l = 0; l < 8; l++) keysT[(d + l) * tile + tk] = kd.GetElement(l);
+                }
             }
             for (int i = Math.Max(0, ic - start); i < n; i++)
             {
@@ -496,26 +510,8 @@ internal static unsafe class Attention
                 int first = window > 0 ? Math.Max(0, start + i + 1 - window) : 0;
                 if (ic + valid <= first) continue;
                 float* q = q0 + (long)i * dim, o = o0 + (long)i * dim;
-                // Each score sums over the head in order; the tile's eight 8-position groups run side by side.
-                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
-                for (int d = 0; d < headDim; d++)
-                {
-                    float* k = keysT + d * tile;
-                    var qd = Vector256.Create(q[d]);
-                    a0 = Vector256.FusedMultiplyAdd(Vector256.Load(k), qd, a0);
-                    a1 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 8), qd, a1);
-                    a2 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 16), qd, a2);
-                    a3 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 24), qd, a3);
-                    a4 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 32), qd, a4);
-                    a5 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 40), qd, a5);
-                    a6 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 48), qd, a6);
-                    a7 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 56), qd, a7);
-                }
-                var vscale = Vector256.Create(scale);
-                Vector256.Store(a0 * vscale, kq); Vector256.Store(a1 * vscale, kq + 8);
-                Vector256.Store(a2 * vscale, kq + 16); Vector256.Store(a3 * vscale, kq + 24);
-                Vector256.Store(a4 * vscale, kq + 32); Vector256.Store(a5 * vscale, kq + 40);
-                Vector256.Store(a6 * vscale, kq + 48); Vector256.Store(a7 * vscale, kq + 56);
+                if (wide) TileScores512(q, keysT, headDim, scale, kq);
+                else TileScores256(q, keysT, headDim, scale, kq);
                 if (softCap != 0)
                     for (int tk = 0; tk < valid; tk++) kq[tk] = softCap * MathF.Tanh(kq[tk]);
                 for (int tk = 0; tk < first - ic; tk++) kq[tk] = float.NegativeInfinity;
@@ -523,22 +519,16 @@ internal static unsafe class Attention
                 float tileMax = float.NegativeInfinity;
                 for (int tk = 0; tk < tile; tk++) tileMax = tileMax > kq[tk] ? tileMax : kq[tk];
                 float old = rowMax[i], max = MathF.Max(old, tileMax);
+                // The accumulator's rescale for a larger maximum (1: none) is a step of its own before the tile's sums.
+                float rescale = 1;
                 if (max > old)
                 {
-                    float ms = MathF.Exp(old - max);
-                    var vms = Vector256.Create(ms);
-                    for (int d = 0; d < headDim; d += 8) Vector256.Store(Vector256.Load(o + d) * vms, o + d);
-                    rowSum[i] *= ms;
+                    rescale = MathF.Exp(old - max);
+                    rowSum[i] *= rescale;
                 }
                 rowMax[i] = max;
                 rowSum[i] = (float)(rowSum[i] + ExpSum(kq, tile, max));
-                byte* v = values + ic * stride;
-                for (int tk = 0; tk < valid; tk++, v += stride)
-                {
-                    var w = Vector256.Create(kq[tk]);
-                    for (int d = 0; d < headDim; d += 8)
-                        Vector256.Store(Vector256.FusedMultiplyAdd(TRow.Load8(v, d), w, Vector256.Load(o + d)), o + d);
-                }
+                TileValues(o, valueTile, kq, valid, headDim, rescale, wide);
             }
         }
         for (int i = 0; i < n; i++)
@@ -547,6 +537,108 @@ internal static unsafe class Attention
             float* o = o0 + (long)i * dim;
             var vinv = Vector256.Create(inv);
             for (int d = 0; d < headDim; d += 8) Vector256.Store(Vector256.Load(o + d) * vinv, o + d);
+        }
+    }
+
+    /// <summary>kq[tk] = (Σ_d k_tk[d]·q[d], fused in d order) · scale for the tile's 64 positions, 8 at a time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void TileScores256(float* q, float* keysT, int headDim, float scale, float* kq)
+    {
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+        for (int d = 0; d < headDim; d++)
+        {
+            float* k = keysT + d * FlashTile;
+            var qd = Vector256.Create(q[d]);
+            a0 = Vector256.FusedMultiplyAdd(Vector256.Load(k), qd, a0);
+            a1 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 8), qd, a1);
+            a2 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 16), qd, a2);
+            a3 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 24), qd, a3);
+            a4 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 32), qd, a4);
+            a5 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 40), qd, a5);
+            a6 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 48), qd, a6);
+            a7 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 56), qd, a7);
+        }
+        var vscale = Vector256.Create(scale);
+        Vector256.Store(a0 * vscale, kq); Vector256.Store(a1 * vscale, kq + 8);
+        Vector256.Store(a2 * vscale, kq + 16); Vector256.Store(a3 * vscale, kq + 24);
+        Vector256.Store(a4 * vscale, kq + 32); Vector256.Store(a5 * vscale, kq + 40);
+        Vector256.Store(a6 * vscale, kq + 48); Vector256.Store(a7 * vscale, kq + 56);
+    }
+
+    /// <summary><see cref="TileScores256"/>, 16 positions at a time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void TileScores512(float* q, float* keysT, int headDim, float scale, float* kq)
+    {
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        for (int d = 0; d < headDim; d++)
+        {
+            float* k = keysT + d * FlashTile;
+            var qd = Vector512.Create(q[d]);
+            a0 = Vector512.FusedMultiplyAdd(Vector512.Load(k), qd, a0);
+            a1 = Vector512.FusedMultiplyAdd(Vector512.Load(k + 16), qd, a1);
+            a2 = Vector512.FusedMultiplyAdd(Vector512.Load(k + 32), qd, a2);
+            a3 = Vector512.FusedMultiplyAdd(Vector512.Load(k + 48), qd, a3);
+        }
+        var vscale = Vector512.Create(scale);
+        Vector512.Store(a0 * vscale, kq); Vector512.Store(a1 * vscale, kq + 16);
+        Vector512.Store(a2 * vscale, kq + 32); Vector512.Store(a3 * vscale, kq + 48);
+    }
+
+    /// <summary>
+    /// o = o · rescale, then o[d] = fma(v_tk[d], w_tk, o[d]) for the tile's valid positions in order, each slice of the
+    /// head held in registers across the positions.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void TileValues(float* o, float* valueTile, float* w, int valid, int headDim, float rescale, bool wide)
+    {
+        bool scaled = rescale != 1;
+        int d = 0;
+        if (wide)
+        {
+            var r = Vector512.Create(rescale);
+            for (; d + 64 <= headDim; d += 64)
+            {
+                var o0 = Vector512.Load(o + d); var o1 = Vector512.Load(o + d + 16);
+                var o2 = Vector512.Load(o + d + 32); var o3 = Vector512.Load(o + d + 48);
+                if (scaled) { o0 *= r; o1 *= r; o2 *= r; o3 *= r; }
+                float* v = valueTile + d;
+                for (int tk = 0; tk < valid; tk++, v += headDim)
+                {
+                    var wt = Vector512.Create(w[tk]);
+                    o0 = Vector512.FusedMultiplyAdd(Vector512.Load(v), wt, o0);
+                    o1 = Vector512.FusedMultiplyAdd(Vector512.Load(v + 16), wt, o1);
+                    o2 = Vector512.FusedMultiplyAdd(Vector512.Load(v + 32), wt, o2);
+                    o3 = Vector512.FusedMultiplyAdd(Vector512.Load(v + 48), wt, o3);
+                }
+                Vector512.Store(o0, o + d); Vector512.Store(o1, o + d + 16);
+                Vector512.Store(o2, o + d + 32); Vector512.Store(o3, o + d + 48);
+            }
+        }
+        var r8 = Vector256.Create(rescale);
+        for (; d + 32 <= headDim; d += 32)
+        {
+            var o0 = Vector256.Load(o + d); var o1 = Vector256.Load(o + d + 8);
+            var o2 = Vector256.Load(o + d + 16); var o3 = Vector256.Load(o + d + 24);
+            if (scaled) { o0 *= r8; o1 *= r8; o2 *= r8; o3 *= r8; }
+            float* v = valueTile + d;
+            for (int tk = 0; tk < valid; tk++, v += headDim)
+            {
+                var wt = Vector256.Create(w[tk]);
+                o0 = Vector256.FusedMultiplyAdd(Vector256.Load(v), wt, o0);
+                o1 = Vector256.FusedMultiplyAdd(Vector256.Load(v + 8), wt, o1);
+                o2 = Vector256.FusedMultiplyAdd(Vector256.Load(v + 16), wt, o2);
+                o3 = Vector256.FusedMultiplyAdd(Vector256.Load(v + 24), wt, o3);
+            }
+            Vector256.Store(o0, o + d); Vector256.Store(o1, o + d + 8);
+            Vector256.Store(o2, o + d + 16); Vector256.Store(o3, o + d + 24);
+        }
+        for (; d < headDim; d += 8)
+        {
+            var o0 = Vector256.Load(o + d);
+            if (scaled) o0 *= r8;
+            float* v = valueTile + d;
+            for (int tk = 0; tk < valid; tk++, v += headDim) o0 = Vector256.FusedMultiplyAdd(Vector256.Load(v), Vector256.Create(w[tk]), o0);
+            Vector256.Store(o0, o + d);
         }
     }
 }

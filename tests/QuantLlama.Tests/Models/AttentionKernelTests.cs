@@ -23,6 +23,9 @@ public unsafe class AttentionKernelTests(ITestOutputHelper output)
     [InlineData(64, 4, 2, 1, 100)]
     [InlineData(64, 4, 2, 13, 7)]
     [InlineData(64, 4, 2, 70, 30)]  // flash attention's tiled kernel
+    [InlineData(128, 2, 1, 64, 0)]  // the tiled kernel over two 512-bit slices of the head
+    [InlineData(96, 2, 2, 65, 100)] // a 64-value slice, then 32
+    [InlineData(80, 2, 1, 130, 10)] // a 64-value slice, then 8-value steps; three row tiles
     [InlineData(40, 2, 1, 3, 33)]   // a head size that is not a multiple of 32 (ggml's dot finishes in double)
     [InlineData(128, 2, 2, 2, 200)]
     public void KernelsMatchGgml(int headDim, int heads, int kvHeads, int n, int start)
