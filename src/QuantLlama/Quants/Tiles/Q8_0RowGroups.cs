@@ -7,9 +7,10 @@ namespace QuantLlama.Quants.Tiles;
 /// <summary>
 /// Q8_0 weights repacked in groups of 8 rows for prompts on the AVX-512 path (with AVX-VNNI): 8 weight rows x 8
 /// activation rows per call, a vector holding one 4-value group of the 8 weight rows (lane r: row r), so each weight
-/// load serves 8 activation rows, whose groups are broadcast from memory. The weights are stored as unsigned bytes
-/// w + 128, so AVX-VNNI's unsigned-by-signed byte dot (`vpdpbusd`, 4 products into int32, no saturation) takes them;
-/// it starts from -128 · Σ of the activation group, so each lane ends at the group's exact Σ w·y.
+/// load serves 8 activation rows, whose groups are broadcast from memory. The activations are stored as unsigned bytes
+/// y + 128, so AVX-VNNI's unsigned-by-signed byte dot (`vpdpbusd`, 4 products into int32, no saturation) takes them
+/// against the signed weights; it starts from -128 · Σ of the weight group (one `vpdpbusd` of 128s against the
+/// weights per block, shared by the 8 activation rows), so each lane ends at the group's exact Σ w·y.
 /// Per (weight row, activation row) the arithmetic is the row dot's (<see cref="Q8_0.DotAvx2"/>, ggml's order): chain g
 /// = fma(d_w·d_y, Σ of group g, chain g) over the blocks in order, the chains summed as hsum_float_8
 /// (((c0 + c4) + (c2 + c6)) + ((c1 + c5) + (c3 + c7))), so every result equals the row dot's bits.
@@ -18,16 +19,17 @@ namespace QuantLlama.Quants.Tiles;
 /// Weights (<see cref="Repack"/>), for a group of 8 rows of nb blocks: the scales d_w as f32, 8 per block (lane r: row
 /// r), then 4 passes' regions of nb · 64 bytes; pass k holds groups <see cref="PassGroups"/>[2k] and [2k + 1] of each
 /// block (32 bytes each: row r's 4 bytes at 4r), so a pass reads its weights in order. Chains g and g + 4 run in the
-/// same pass (16 accumulators, 8 activation rows), so a pass ends with c_g + c_{g+4}, the first step of the sum.
-/// Activation tile (<see cref="PackActivationRows"/>), per block 8 rows of 72 bytes: the 32 quants, the 8 groups'
-/// -128 · Σ quants as int32, the scale d_y as f32, 4 bytes of padding.
+/// same pass (16 accumulators for 8 activation rows, in the 32 registers of AVX-512), so a pass ends with
+/// c_g + c_{g+4}, the first step of the sum.
+/// Activation tile (<see cref="PackActivationRows"/>), per block 8 rows of 40 bytes: the 32 quants + 128, the scale
+/// d_y as f32, 4 bytes of padding.
 /// </remarks>
 internal static unsafe class Q8_0RowGroups
 {
     internal const int Rows = 8;
     private const int BlockSize = 32;
     private const int ScaleBytes = 8 * sizeof(float), PassBlockBytes = 64;
-    private const int ActivationRowBytes = 72, ActivationCorrectionsAt = 32, ActivationScaleAt = 64;
+    private const int ActivationRowBytes = 40, ActivationScaleAt = 32;
     private const int TileBlockBytes = 8 * ActivationRowBytes;
 
     /// <summary>Groups per pass: chain pairs (0, 4), (2, 6), (1, 5), (3, 7), hsum_float_8's order of additions.</summary>
@@ -50,7 +52,6 @@ internal static unsafe class Q8_0RowGroups
         float* scales = (float*)group;
         byte* passes = group + (long)nb * ScaleBytes;
         long passBytes = (long)nb * PassBlockBytes;
-        var signs = Vector256.Create((byte)0x80);
         for (int b = 0; b < nb; b++)
         {
             byte* x = rows + (long)b * Q8_0.BlockBytes;
@@ -59,9 +60,9 @@ internal static unsafe class Q8_0RowGroups
                 Fp16.ToFloat(*(ushort*)(x + 4 * rowBytes)), Fp16.ToFloat(*(ushort*)(x + 5 * rowBytes)),
                 Fp16.ToFloat(*(ushort*)(x + 6 * rowBytes)), Fp16.ToFloat(*(ushort*)(x + 7 * rowBytes)));
             Avx.Store(scales + 8 * b, d);
-            // Row r's 8 groups (dwords) to group g's 8 rows: an 8 x 8 dword transpose, quants + 128 (the sign bit flipped).
-            Transpose(Load(x, 0, rowBytes, signs), Load(x, 1, rowBytes, signs), Load(x, 2, rowBytes, signs), Load(x, 3, rowBytes, signs),
-                Load(x, 4, rowBytes, signs), Load(x, 5, rowBytes, signs), Load(x, 6, rowBytes, signs), Load(x, 7, rowBytes, signs),
+            // Row r's 8 groups (dwords) to group g's 8 rows: an 8 x 8 dword transpose.
+            Transpose(Load(x, 0, rowBytes), Load(x, 1, rowBytes), Load(x, 2, rowBytes), Load(x, 3, rowBytes),
+                Load(x, 4, rowBytes), Load(x, 5, rowBytes), Load(x, 6, rowBytes), Load(x, 7, rowBytes),
                 out var g0, out var g1, out var g2, out var g3, out var g4, out var g5, out var g6, out var g7);
             byte* dest = passes + (long)b * PassBlockBytes;
             // PassGroups: (0, 4), (2, 6), (1, 5), (3, 7).
@@ -73,8 +74,8 @@ internal static unsafe class Q8_0RowGroups
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Load(byte* x, int r, long rowBytes, Vector256<byte> signs)
-        => Avx2.Xor(Avx.LoadVector256(x + r * rowBytes + 2), signs).AsInt32();
+    private static Vector256<int> Load(byte* x, int r, long rowBytes)
+        => Avx.LoadVector256(x + r * rowBytes + 2).AsInt32();
 
     /// <summary>Dword j of input i to dword i of output j.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -118,9 +119,7 @@ internal static unsafe class Q8_0RowGroups
             {
                 sbyte* quants = (sbyte*)(row + (long)b * Q8_0.BlockBytes + 2);
                 byte* t = tile + (long)b * TileBlockBytes + r * ActivationRowBytes;
-                *(Vector256<sbyte>*)t = Avx.LoadVector256(quants);
-                for (int g = 0; g < 8; g++)
-                    ((int*)(t + ActivationCorrectionsAt))[g] = -128 * (quants[4 * g] + quants[4 * g + 1] + quants[4 * g + 2] + quants[4 * g + 3]);
+                *(Vector256<byte>*)t = Avx2.Xor(Avx.LoadVector256((byte*)quants), Vector256.Create((byte)0x80));
                 *(float*)(t + ActivationScaleAt) = scales[b];
                 *(int*)(t + ActivationScaleAt + 4) = 0;
             }
@@ -129,7 +128,7 @@ internal static unsafe class Q8_0RowGroups
 
     /// <summary>
     /// One repacked group of 8 weight rows against a tile of up to 8 activation rows: y[j·yStride + r] for activation
-    /// row j below <paramref name="activationRows"/> (the tile's other rows are zeros; whole halves of 4 rows run), weight row r.
+    /// row j below <paramref name="activationRows"/> (the tile's other rows are zeros; 4 or 8 rows run), weight row r.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     internal static void DotRows(byte* group, byte* tile, int n, float* y, nint yStride, int activationRows)
@@ -139,9 +138,8 @@ internal static unsafe class Q8_0RowGroups
         for (int k = 0; k < 4; k++)
         {
             byte* weights = group + (long)nb * ScaleBytes + (long)k * nb * PassBlockBytes;
-            // Half h: activation rows 4h..4h+3 (8 accumulators: the vpdpbusd results and the chains share 16 registers).
-            for (int h = 0; h < 2 && 4 * h < activationRows; h++)
-                Pass(group, weights, tile + 4 * h * ActivationRowBytes, nb, PassGroups[2 * k], PassGroups[2 * k + 1], pairSums + 4 * 4 * h + k);
+            if (activationRows > 4) Pass<ActivationRows.Eight>(group, weights, tile, nb, PassGroups[2 * k], PassGroups[2 * k + 1], pairSums + k);
+            else Pass<ActivationRows.Four>(group, weights, tile, nb, PassGroups[2 * k], PassGroups[2 * k + 1], pairSums + k);
         }
         for (int j = 0; j < activationRows; j++)
         {
@@ -151,45 +149,64 @@ internal static unsafe class Q8_0RowGroups
     }
 
     /// <summary>
-    /// Groups ga and gb of every block of the 8 weight rows (pass region <paramref name="weights"/>) against 4 activation
-    /// rows from <paramref name="tile"/>: chains c_ga + c_gb into <paramref name="pairSums"/>[4j] for row j.
+    /// Groups ga and gb of every block of the 8 weight rows (pass region <paramref name="weights"/>) against the first
+    /// 4 or 8 activation rows of <paramref name="tile"/>: chains c_ga + c_gb into <paramref name="pairSums"/>[4j] for row j.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Pass(byte* group, byte* weights, byte* tile, int nb, int ga, int gb, Vector256<float>* pairSums)
+    private static void Pass<TRows>(byte* group, byte* weights, byte* tile, int nb, int ga, int gb, Vector256<float>* pairSums)
+        where TRows : struct, IActivationRows
     {
         float* scales = (float*)group;
-        nint quantsA = 4 * ga, quantsB = 4 * gb, correctionA = ActivationCorrectionsAt + 4 * ga, correctionB = ActivationCorrectionsAt + 4 * gb;
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
+        nint quantsA = 4 * ga, quantsB = 4 * gb;
+        var offsets = Vector256.Create((byte)0x80);
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+        Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default, b4 = default, b5 = default, b6 = default, b7 = default;
         for (int b = 0; b < nb; b++)
         {
             byte* w = weights + (long)b * PassBlockBytes;
             X86Simd.PrefetchWeights(w, PassBlockBytes);
             if ((b & 1) == 0) X86Simd.PrefetchWeights((byte*)(scales + 8 * b), 2 * ScaleBytes);
-            var wa = Avx.LoadVector256(w);
-            var wb = Avx.LoadVector256(w + 32);
+            var wa = Avx.LoadVector256(w).AsSByte();
+            var wb = Avx.LoadVector256(w + 32).AsSByte();
             var dw = Avx.LoadVector256(scales + 8 * b);
+            // -128 · Σ w per group and weight row: the start that takes the activations' + 128 back out.
+            var ca = Vector256<int>.Zero - AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, offsets, wa);
+            var cb = Vector256<int>.Zero - AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, offsets, wb);
             byte* t = tile + (long)b * TileBlockBytes;
-            Step(wa, wb, dw, t, quantsA, quantsB, correctionA, correctionB, ref a0, ref b0);
-            Step(wa, wb, dw, t + ActivationRowBytes, quantsA, quantsB, correctionA, correctionB, ref a1, ref b1);
-            Step(wa, wb, dw, t + 2 * ActivationRowBytes, quantsA, quantsB, correctionA, correctionB, ref a2, ref b2);
-            Step(wa, wb, dw, t + 3 * ActivationRowBytes, quantsA, quantsB, correctionA, correctionB, ref a3, ref b3);
+            Step(wa, wb, dw, ca, cb, t, quantsA, quantsB, ref a0, ref b0);
+            Step(wa, wb, dw, ca, cb, t + ActivationRowBytes, quantsA, quantsB, ref a1, ref b1);
+            Step(wa, wb, dw, ca, cb, t + 2 * ActivationRowBytes, quantsA, quantsB, ref a2, ref b2);
+            Step(wa, wb, dw, ca, cb, t + 3 * ActivationRowBytes, quantsA, quantsB, ref a3, ref b3);
+            if (TRows.Count > 4)
+            {
+                Step(wa, wb, dw, ca, cb, t + 4 * ActivationRowBytes, quantsA, quantsB, ref a4, ref b4);
+                Step(wa, wb, dw, ca, cb, t + 5 * ActivationRowBytes, quantsA, quantsB, ref a5, ref b5);
+                Step(wa, wb, dw, ca, cb, t + 6 * ActivationRowBytes, quantsA, quantsB, ref a6, ref b6);
+                Step(wa, wb, dw, ca, cb, t + 7 * ActivationRowBytes, quantsA, quantsB, ref a7, ref b7);
+            }
         }
         pairSums[0] = Avx.Add(a0, b0);
         pairSums[4] = Avx.Add(a1, b1);
         pairSums[8] = Avx.Add(a2, b2);
         pairSums[12] = Avx.Add(a3, b3);
+        if (TRows.Count > 4)
+        {
+            pairSums[16] = Avx.Add(a4, b4);
+            pairSums[20] = Avx.Add(a5, b5);
+            pairSums[24] = Avx.Add(a6, b6);
+            pairSums[28] = Avx.Add(a7, b7);
+        }
     }
 
     /// <summary>One activation row (its block at <paramref name="a"/>) against groups ga and gb of the 8 weight rows (byte offsets in the block).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Step(Vector256<byte> wa, Vector256<byte> wb, Vector256<float> dw, byte* a, nint quantsA, nint quantsB,
-        nint correctionA, nint correctionB, ref Vector256<float> chainA, ref Vector256<float> chainB)
+    private static void Step(Vector256<sbyte> wa, Vector256<sbyte> wb, Vector256<float> dw, Vector256<int> ca, Vector256<int> cb, byte* a,
+        nint quantsA, nint quantsB, ref Vector256<float> chainA, ref Vector256<float> chainB)
     {
         var d = Avx.Multiply(dw, Vector256.Create(*(float*)(a + ActivationScaleAt)));
-        var sa = AvxVnni.MultiplyWideningAndAdd(Vector256.Create(*(int*)(a + correctionA)), wa, Vector256.Create(*(int*)(a + quantsA)).AsSByte());
+        var sa = AvxVnni.MultiplyWideningAndAdd(ca, Vector256.Create(*(int*)(a + quantsA)).AsByte(), wa);
         chainA = Fma.MultiplyAdd(d, Avx.ConvertToVector256Single(sa), chainA);
-        var sb = AvxVnni.MultiplyWideningAndAdd(Vector256.Create(*(int*)(a + correctionB)), wb, Vector256.Create(*(int*)(a + quantsB)).AsSByte());
+        var sb = AvxVnni.MultiplyWideningAndAdd(cb, Vector256.Create(*(int*)(a + quantsB)).AsByte(), wb);
         chainB = Fma.MultiplyAdd(d, Avx.ConvertToVector256Single(sb), chainB);
     }
 }
