@@ -30,6 +30,9 @@ public unsafe class AttentionKernelTests(ITestOutputHelper output)
     [InlineData(128, 2, 2, 2, 200)]
     public void KernelsMatchGgml(int headDim, int heads, int kvHeads, int n, int start)
     {
+        // Ours follows the x86 build's summation orders on every CPU; llama.cpp's ARM64 build sums in NEON's.
+        Assert.SkipUnless(System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.X64,
+            "llama.cpp's attention sums in another order off x64");
         foreach (var mode in new[] { AttentionRounding.Unfused, AttentionRounding.Flash, AttentionRounding.Full })
             foreach (float spread in new[] { 2f, 40f }) // 40: weights down to f16's subnormals and below
         {
