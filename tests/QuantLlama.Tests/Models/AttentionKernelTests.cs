@@ -160,3 +160,146 @@ public unsafe class AttentionRoundingTests
             Assert.True(BitConverter.SingleToInt32Bits((float)(Half)x[i]) == BitConverter.SingleToInt32Bits(y[i]), $"{x[i]:R}: {y[i]:R}, expected {(float)(Half)x[i]:R}");
     }
 }
+
+/// <summary>
+/// Flash attention's grouped heads (a chunk of keys and values read once for every query head that shares them)
+/// against each head on its own through the reference loop, to the bit.
+/// </summary>
+public unsafe class FlashGroupTests
+{
+    private const int Positions = 200;
+
+    [Theory]
+    [InlineData(64, 32, 4)]   // TinyLlama's heads
+    [InlineData(128, 8, 2)]
+    [InlineData(80, 6, 3)]    // not a multiple of 32: ggml's dot finishes in double, the accumulator update on scalars
+    [InlineData(96, 12, 4)]
+    [InlineData(40, 4, 1)]    // one key/value head for all
+    [InlineData(64, 2, 2)]    // no sharing
+    public void DecodeRowsMatchEachHeadAlone(int headDim, int heads, int kvHeads)
+    {
+        foreach (float spread in new[] { 2f, 40f })
+            for (int start = 0; start < Positions; start++)
+                Compare(headDim, heads, kvHeads, n: 1, start, f16: true, spread, valueSize: 1, softCap: 0, window: 0, seed: start);
+    }
+
+    [Theory]
+    [InlineData(64, 32, 4, 3, 150)]
+    [InlineData(80, 6, 3, 7, 40)]
+    [InlineData(128, 4, 1, 2, 0)]
+    public void SmallBatchesOnTheF32CopyMatch(int headDim, int heads, int kvHeads, int n, int start)
+    {
+        foreach (float spread in new[] { 2f, 40f })
+            Compare(headDim, heads, kvHeads, n, start, f16: false, spread, valueSize: 1, softCap: 0, window: 0, seed: n);
+    }
+
+    /// <summary>Values that overflow f16's range in the accumulator, soft-capped scores and a sliding window.</summary>
+    [Theory]
+    [InlineData(64, 8, 2, 40000f, 0f, 0)]
+    [InlineData(96, 4, 2, 1f, 30f, 0)]
+    [InlineData(64, 8, 4, 1f, 0f, 33)]
+    public void OverflowSoftCapAndWindowMatch(int headDim, int heads, int kvHeads, float valueSize, float softCap, int window)
+    {
+        for (int start = 0; start < Positions; start += 7)
+        {
+            Compare(headDim, heads, kvHeads, n: 1, start, f16: true, spread: 20f, valueSize, softCap, window, seed: start);
+            Compare(headDim, heads, kvHeads, n: 3, start, f16: false, spread: 20f, valueSize, softCap, window, seed: start);
+        }
+    }
+
+    /// <summary>Several conversations in one dispatch, a tiled batch among them, each job's output as it would be alone.</summary>
+    [Fact]
+    public void SeveralJobsInOneDispatchMatch()
+    {
+        const int headDim = 64, heads = 8, kvHeads = 2, context = 256;
+        int dim = heads * headDim, kvDim = kvHeads * headDim;
+        // Rows, first position, f16 cache (else the f32 copy a batch reads).
+        (int N, int Start, bool F16)[] shapes = [(1, 17, true), (3, 90, false), (1, 0, true), (Attention.FlashTile + 2, 10, false), (1, 199, true)];
+        var random = new Random(3);
+        var keys = Enumerable.Range(0, shapes.Length).Select(_ => HalfValued(random, context * kvDim, 1)).ToArray();
+        var values = Enumerable.Range(0, shapes.Length).Select(_ => HalfValued(random, context * kvDim, 1)).ToArray();
+        var queries = shapes.Select(s => Uniform(random, s.N * dim, 10)).ToArray();
+        long scratchFloats = heads * Attention.ScratchFloats(context, headDim, Attention.FlashTile + 2);
+        var together = shapes.Select(s => new float[s.N * dim]).ToArray();
+        var alone = shapes.Select(s => new float[s.N * dim]).ToArray();
+        var handles = new List<System.Runtime.InteropServices.GCHandle>();
+        float* Pin(Array a)
+        {
+            var handle = System.Runtime.InteropServices.GCHandle.Alloc(a, System.Runtime.InteropServices.GCHandleType.Pinned);
+            handles.Add(handle);
+            return (float*)handle.AddrOfPinnedObject();
+        }
+        try
+        {
+            var jobs = new AttentionJob[shapes.Length];
+            for (int j = 0; j < shapes.Length; j++)
+            {
+                var (n, start, f16) = shapes[j];
+                jobs[j] = new AttentionJob
+                {
+                    Q = Pin(queries[j]), Output = Pin(together[j]), Scratch = Pin(new float[scratchFloats]),
+                    Keys = f16 ? (byte*)Pin(ToHalf(keys[j])) : (byte*)Pin(keys[j]), Values = f16 ? (byte*)Pin(ToHalf(values[j])) : (byte*)Pin(values[j]),
+                    Dim = dim, KvDim = kvDim, HeadDim = headDim, Group = heads / kvHeads, ContextSize = context,
+                    MaxBatch = Attention.FlashTile + 2, N = n, Start = start, KeysF16 = f16, Rounding = AttentionRounding.Flash,
+                };
+            }
+            fixed (AttentionJob* pj = jobs) Attention.Run(pj, jobs.Length, heads);
+            for (int j = 0; j < shapes.Length; j++)
+            {
+                var job = jobs[j];
+                job.Output = Pin(alone[j]);
+                Attention.RunEachHead(&job, heads);
+                AssertSameBits(alone[j], together[j], $"job {j}");
+            }
+        }
+        finally
+        {
+            foreach (var handle in handles) handle.Free();
+        }
+    }
+
+    private static void Compare(int headDim, int heads, int kvHeads, int n, int start, bool f16, float spread, float valueSize,
+        float softCap, int window, int seed)
+    {
+        int context = Positions + n, dim = heads * headDim, kvDim = kvHeads * headDim;
+        var random = new Random(seed * 31 + headDim);
+        var q = Uniform(random, n * dim, spread);
+        var keys = HalfValued(random, context * kvDim, 1);
+        var values = HalfValued(random, context * kvDim, valueSize);
+        var halfKeys = ToHalf(keys);
+        var halfValues = ToHalf(values);
+        var grouped = new float[n * dim];
+        var alone = new float[n * dim];
+        var scratch = new float[heads * Attention.ScratchFloats(context, headDim, n)];
+        fixed (float* pq = q, pk = keys, pv = values, pg = grouped, pa = alone, ps = scratch)
+        fixed (Half* hk = halfKeys, hv = halfValues)
+        {
+            var job = new AttentionJob
+            {
+                Q = pq, Output = pg, Scratch = ps, Keys = f16 ? (byte*)hk : (byte*)pk, Values = f16 ? (byte*)hv : (byte*)pv,
+                Dim = dim, KvDim = kvDim, HeadDim = headDim, Group = heads / kvHeads, ContextSize = context, MaxBatch = n,
+                N = n, Start = start, KeysF16 = f16, Rounding = AttentionRounding.Flash, SoftCap = softCap, Window = window,
+            };
+            Attention.Run(&job, 1, heads);
+            job.Output = pa;
+            Attention.RunEachHead(&job, heads);
+        }
+        AssertSameBits(alone, grouped, $"head size {headDim}, {heads}/{kvHeads} heads, {n} rows from {start}, spread {spread}");
+    }
+
+    private static void AssertSameBits(float[] expected, float[] actual, string what)
+    {
+        for (int i = 0; i < expected.Length; i++)
+            if (BitConverter.SingleToInt32Bits(expected[i]) != BitConverter.SingleToInt32Bits(actual[i]))
+                Assert.Fail($"{what}: output {i} is {actual[i]:R}, alone {expected[i]:R}");
+    }
+
+    private static float[] Uniform(Random random, int count, float spread)
+        => Enumerable.Range(0, count).Select(_ => (float)((random.NextDouble() * 2 - 1) * spread)).ToArray();
+
+    /// <summary>f16-valued floats (what the cache, or its f32 copy, holds) in ±size.</summary>
+    private static float[] HalfValued(Random random, int count, float size)
+        => Enumerable.Range(0, count).Select(_ => (float)(Half)((random.NextDouble() * 2 - 1) * size)).ToArray();
+
+    private static Half[] ToHalf(float[] x) => x.Select(v => (Half)v).ToArray();
+}
