@@ -254,44 +254,48 @@ internal static unsafe class Attention
     /// y = x rounded to f16 (to nearest even), kept as f32; y may be x. Eight at a time by adding and subtracting
     /// 1.5 · 2^(e+13) for x's exponent e (at least f16's smallest normal exponent, −14): the sum's last place is then
     /// f16's spacing at x, so the float addition rounds x exactly as f16 does, ties to even included; magnitudes
-    /// from 65520 up (f16 infinity) and NaN take the scalar conversion.
+    /// from 65520 up (f16 infinity) and NaN are chosen apart.
     /// </summary>
     public static void RoundToHalf(float* x, float* y, int n)
     {
         int i = 0;
+        if (Kernels.UseAvx512 && Vector512.IsHardwareAccelerated)
+            for (; i + 16 <= n; i += 16) Vector512.Store(RoundToHalf(Vector512.Load(x + i)), y + i);
         if (Vector256.IsHardwareAccelerated)
             for (; i + 8 <= n; i += 8) Vector256.Store(RoundToHalf(Vector256.Load(x + i)), y + i);
         for (; i < n; i++) y[i] = Fp16.Round(x[i]);
     }
 
-    /// <summary>Eight values rounded to f16 as <see cref="RoundToHalf(float*, float*, int)"/> rounds them.</summary>
+    /// <summary>
+    /// Eight values rounded to f16 as <see cref="Fp16.Round"/> rounds them, without a branch: magnitudes from 65520
+    /// up become infinity, NaN becomes the quiet NaN of its sign.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> RoundToHalf(Vector256<float> v)
     {
-        if (!Vector256.LessThanAll(Vector256.Abs(v), Vector256.Create(65520f))) return RoundToHalfEach(v);
-        var exponent = v.AsUInt32() & Vector256.Create(0x7F800000u);
+        var bits = v.AsUInt32();
+        var sign = bits & Vector256.Create(0x80000000u);
+        var exponent = bits & Vector256.Create(0x7F800000u);
         var smallest = Vector256.Create(0x38800000u); // 2^-14
         var magic = Vector256.Create((13u << 23) + 0x00400000u); // × 2^13, mantissa 1.5
         var c = (Vector256.Max(exponent, smallest) + magic).AsSingle();
-        return (((v + c) - c).AsUInt32() | (v.AsUInt32() & Vector256.Create(0x80000000u))).AsSingle();
+        var rounded = ((v + c) - c).AsUInt32() | sign;
+        var special = Vector256.ConditionalSelect(Vector256.Equals(v, v).AsUInt32(), Vector256.Create(0x7F800000u), Vector256.Create(0x7FC00000u)) | sign;
+        return Vector256.ConditionalSelect(Vector256.LessThan(Vector256.Abs(v), Vector256.Create(65520f)).AsUInt32(), rounded, special).AsSingle();
     }
 
-    /// <summary>Sixteen values rounded to f16 as <see cref="RoundToHalf(float*, float*, int)"/> rounds them.</summary>
+    /// <summary>Sixteen values rounded to f16 as <see cref="RoundToHalf(Vector256{float})"/> rounds them.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> RoundToHalf(Vector512<float> v)
     {
-        if (!Vector512.LessThanAll(Vector512.Abs(v), Vector512.Create(65520f)))
-            return Vector512.Create(RoundToHalfEach(v.GetLower()), RoundToHalfEach(v.GetUpper()));
-        var exponent = v.AsUInt32() & Vector512.Create(0x7F800000u);
+        var bits = v.AsUInt32();
+        var sign = bits & Vector512.Create(0x80000000u);
+        var exponent = bits & Vector512.Create(0x7F800000u);
         var c = (Vector512.Max(exponent, Vector512.Create(0x38800000u)) + Vector512.Create((13u << 23) + 0x00400000u)).AsSingle();
-        return (((v + c) - c).AsUInt32() | (v.AsUInt32() & Vector512.Create(0x80000000u))).AsSingle();
+        var rounded = ((v + c) - c).AsUInt32() | sign;
+        var special = Vector512.ConditionalSelect(Vector512.Equals(v, v).AsUInt32(), Vector512.Create(0x7F800000u), Vector512.Create(0x7FC00000u)) | sign;
+        return Vector512.ConditionalSelect(Vector512.LessThan(Vector512.Abs(v), Vector512.Create(65520f)).AsUInt32(), rounded, special).AsSingle();
     }
-
-    /// <summary>Infinity, NaN or beyond f16's range somewhere in v: each lane by the scalar conversion.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static Vector256<float> RoundToHalfEach(Vector256<float> v)
-        => Vector256.Create(Fp16.Round(v[0]), Fp16.Round(v[1]), Fp16.Round(v[2]), Fp16.Round(v[3]),
-            Fp16.Round(v[4]), Fp16.Round(v[5]), Fp16.Round(v[6]), Fp16.Round(v[7]));
 
     /// <summary>
     /// ggml's f16 vector dot (ggml_vec_dot_f16) over f16-valued rows: value d into accumulator d mod 32 by fused

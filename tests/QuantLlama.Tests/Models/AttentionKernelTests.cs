@@ -1,3 +1,4 @@
+using QuantLlama.Quants;
 using QuantLlama.Compute;
 using QuantLlama.Tensors;
 using QuantLlama.Tests.Oracle;
@@ -158,6 +159,26 @@ public unsafe class AttentionRoundingTests
         fixed (float* px = x, py = y) Attention.RoundToHalf(px, py, x.Length);
         for (int i = 0; i < x.Length; i++)
             Assert.True(BitConverter.SingleToInt32Bits((float)(Half)x[i]) == BitConverter.SingleToInt32Bits(y[i]), $"{x[i]:R}: {y[i]:R}, expected {(float)(Half)x[i]:R}");
+    }
+
+    /// <summary>Infinities, NaNs and magnitudes beyond f16's range, among ordinary values, round as ggml's scalar conversion does.</summary>
+    [Fact]
+    public void RoundToHalfMatchesGgmlBeyondItsRange()
+    {
+        float[] special =
+        [
+            65520f, -65520f, 65536f, -1e6f, 3e38f, float.MaxValue, float.PositiveInfinity, float.NegativeInfinity,
+            float.NaN, -float.NaN, BitConverter.Int32BitsToSingle(0x7F800001), BitConverter.Int32BitsToSingle(unchecked((int)0xFFBFFFFF)),
+        ];
+        var random = new Random(9);
+        var x = new float[256];
+        for (int i = 0; i < x.Length; i++)
+            x[i] = random.Next(3) == 0 ? special[random.Next(special.Length)] : (float)((random.NextDouble() * 2 - 1) * 70000);
+        var y = new float[x.Length];
+        fixed (float* px = x, py = y) Attention.RoundToHalf(px, py, x.Length);
+        for (int i = 0; i < x.Length; i++)
+            Assert.True(BitConverter.SingleToInt32Bits(Fp16.Round(x[i])) == BitConverter.SingleToInt32Bits(y[i]),
+                $"{x[i]:R} ({BitConverter.SingleToInt32Bits(x[i]):X8}): {BitConverter.SingleToInt32Bits(y[i]):X8}, expected {BitConverter.SingleToInt32Bits(Fp16.Round(x[i])):X8}");
     }
 }
 
