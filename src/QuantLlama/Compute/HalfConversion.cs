@@ -1,11 +1,13 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using QuantLlama.Quants;
 
 namespace QuantLlama.Compute;
 
 /// <summary>
-/// f16 (the key/value cache) to and from f32, the f16 to f32 conversion done eight lanes at a time by bit
-/// manipulation (exact for every finite value, subnormals included).
+/// f16 (the key/value cache) to and from f32, the f16 to f32 conversion done eight (AVX-512: sixteen) lanes at a
+/// time by bit manipulation (exact for every finite value, subnormals included).
 /// </summary>
 internal static unsafe class HalfConversion
 {
@@ -26,6 +28,19 @@ internal static unsafe class HalfConversion
         return Vector256.ConditionalSelect(infOrNan.AsSingle(), special, scaled) | sign.AsSingle();
     }
 
+    /// <summary><see cref="Load8"/>'s conversion, sixteen at a time (AVX-512).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> Load16(Half* p)
+    {
+        var u = Avx512F.ConvertToVector512UInt32(Vector256.Load((ushort*)p));
+        var sign = (u & Vector512.Create(0x8000u)) << 16;
+        var magnitude = (u & Vector512.Create(0x7fffu)) << 13;
+        var scaled = magnitude.AsSingle() * Vector512.Create(BitConverter.Int32BitsToSingle(0x77800000)); // 2^112
+        var infOrNan = Vector512.Equals(u & Vector512.Create(0x7c00u), Vector512.Create(0x7c00u));
+        var special = (magnitude | Vector512.Create(0x7f800000u)).AsSingle();
+        return Vector512.ConditionalSelect(infOrNan.AsSingle(), special, scaled) | sign.AsSingle();
+    }
+
     public static void ToHalf(float* src, Half* dst, int n)
     {
         for (int i = 0; i < n; i++) dst[i] = (Half)src[i];
@@ -34,6 +49,8 @@ internal static unsafe class HalfConversion
     public static void ToSingle(Half* src, float* dst, int n)
     {
         int i = 0;
+        if (Kernels.UseAvx512)
+            for (; i <= n - 16; i += 16) Vector512.Store(Load16(src + i), dst + i);
         if (Vector256.IsHardwareAccelerated)
             for (; i <= n - 8; i += 8) Vector256.Store(Load8(src + i), dst + i);
         for (; i < n; i++) dst[i] = (float)src[i];

@@ -180,6 +180,26 @@ public unsafe class AttentionRoundingTests
             Assert.True(BitConverter.SingleToInt32Bits(Fp16.Round(x[i])) == BitConverter.SingleToInt32Bits(y[i]),
                 $"{x[i]:R} ({BitConverter.SingleToInt32Bits(x[i]):X8}): {BitConverter.SingleToInt32Bits(y[i]):X8}, expected {BitConverter.SingleToInt32Bits(Fp16.Round(x[i])):X8}");
     }
+
+    /// <summary>The cache's f16 to f32 conversion (eight or sixteen at a time, and the rest) gives every half's value; NaN stays NaN with its sign.</summary>
+    [Fact]
+    public void CacheConversionIsExactForEveryHalf()
+    {
+        var halves = new Half[65536 + 5]; // the last few through the scalar rest
+        for (int i = 0; i < halves.Length; i++) halves[i] = BitConverter.UInt16BitsToHalf((ushort)(i * 37));
+        var floats = new float[halves.Length];
+        fixed (Half* h = halves)
+        fixed (float* f = floats)
+            HalfConversion.ToSingle(h, f, halves.Length);
+        for (int i = 0; i < halves.Length; i++)
+        {
+            float expected = Fp16.ToFloat(BitConverter.HalfToUInt16Bits(halves[i]));
+            bool same = float.IsNaN(expected)
+                ? float.IsNaN(floats[i]) && float.IsNegative(floats[i]) == float.IsNegative(expected)
+                : BitConverter.SingleToInt32Bits(floats[i]) == BitConverter.SingleToInt32Bits(expected);
+            Assert.True(same, $"half 0x{BitConverter.HalfToUInt16Bits(halves[i]):x4}: {floats[i]:R}, expected {expected:R}");
+        }
+    }
 }
 
 /// <summary>
