@@ -27,21 +27,45 @@ internal static unsafe class RowKernels
     /// </summary>
     internal static void RmsNorm(float* x, float* weight, float* y, int n, int dim, float eps)
     {
-        for (int i = 0; i < n; i++)
+        int i = 0;
+        // A row's sum is one chain of dependent additions; four rows side by side keep four chains in flight.
+        for (; i + 4 <= n; i += 4)
         {
-            float* xi = x + (long)i * dim, yi = y + (long)i * dim;
-            int j;
-            double sum = 0;
-            for (j = 0; j < dim; j++) sum += xi[j] * xi[j];
-            float scale = 1f / MathF.Sqrt((float)(sum / dim) + eps);
-            j = 0;
-            if (Vector256.IsHardwareAccelerated)
+            float* x0 = x + (long)i * dim, x1 = x0 + dim, x2 = x1 + dim, x3 = x2 + dim;
+            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (int j = 0; j < dim; j++)
             {
-                var s = Vector256.Create(scale);
-                for (; j <= dim - 8; j += 8) Vector256.Store(Vector256.Load(xi + j) * s * Vector256.Load(weight + j), yi + j);
+                s0 += x0[j] * x0[j];
+                s1 += x1[j] * x1[j];
+                s2 += x2[j] * x2[j];
+                s3 += x3[j] * x3[j];
             }
-            for (; j < dim; j++) yi[j] = xi[j] * scale * weight[j];
+            float* yi = y + (long)i * dim;
+            ScaleRow(x0, weight, yi, dim, s0, eps);
+            ScaleRow(x1, weight, yi + dim, dim, s1, eps);
+            ScaleRow(x2, weight, yi + 2L * dim, dim, s2, eps);
+            ScaleRow(x3, weight, yi + 3L * dim, dim, s3, eps);
         }
+        for (; i < n; i++)
+        {
+            float* xi = x + (long)i * dim;
+            double sum = 0;
+            for (int j = 0; j < dim; j++) sum += xi[j] * xi[j];
+            ScaleRow(xi, weight, y + (long)i * dim, dim, sum, eps);
+        }
+    }
+
+    /// <summary>y = x / rms(x) * weight for one row whose sum of squares is <paramref name="sum"/>.</summary>
+    private static void ScaleRow(float* x, float* weight, float* y, int dim, double sum, float eps)
+    {
+        float scale = 1f / MathF.Sqrt((float)(sum / dim) + eps);
+        int j = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var s = Vector256.Create(scale);
+            for (; j <= dim - 8; j += 8) Vector256.Store(Vector256.Load(x + j) * s * Vector256.Load(weight + j), y + j);
+        }
+        for (; j < dim; j++) y[j] = x[j] * scale * weight[j];
     }
 
     /// <summary>
