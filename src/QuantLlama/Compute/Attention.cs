@@ -266,6 +266,9 @@ internal static unsafe class Attention
         for (; i < n; i++) y[i] = Fp16.Round(x[i]);
     }
 
+    /// <summary>Bits of 65520, the least magnitude f16 rounds to infinity; a magnitude's bits from here up are NaN's or beyond f16.</summary>
+    private const uint HalfOverflowBits = 0x477FF000;
+
     /// <summary>
     /// Eight values rounded to f16 as <see cref="Fp16.Round"/> rounds them, without a branch: magnitudes from 65520
     /// up become infinity, NaN becomes the quiet NaN of its sign.
@@ -273,28 +276,42 @@ internal static unsafe class Attention
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> RoundToHalf(Vector256<float> v)
     {
+        var sign = v.AsUInt32() & Vector256.Create(0x80000000u);
+        var special = Vector256.ConditionalSelect(Vector256.Equals(v, v).AsUInt32(), Vector256.Create(0x7F800000u), Vector256.Create(0x7FC00000u)) | sign;
+        var inRange = Vector256.LessThan(v.AsUInt32() & Vector256.Create(0x7FFFFFFFu), Vector256.Create(HalfOverflowBits));
+        return Vector256.ConditionalSelect(inRange, RoundInRange(v).AsUInt32(), special).AsSingle();
+    }
+
+    /// <summary>Eight values of magnitude below 65520 rounded to f16 (the adding and subtracting above).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> RoundInRange(Vector256<float> v)
+    {
         var bits = v.AsUInt32();
-        var sign = bits & Vector256.Create(0x80000000u);
         var exponent = bits & Vector256.Create(0x7F800000u);
         var smallest = Vector256.Create(0x38800000u); // 2^-14
         var magic = Vector256.Create((13u << 23) + 0x00400000u); // × 2^13, mantissa 1.5
         var c = (Vector256.Max(exponent, smallest) + magic).AsSingle();
-        var rounded = ((v + c) - c).AsUInt32() | sign;
-        var special = Vector256.ConditionalSelect(Vector256.Equals(v, v).AsUInt32(), Vector256.Create(0x7F800000u), Vector256.Create(0x7FC00000u)) | sign;
-        return Vector256.ConditionalSelect(Vector256.LessThan(Vector256.Abs(v), Vector256.Create(65520f)).AsUInt32(), rounded, special).AsSingle();
+        return (((v + c) - c).AsUInt32() | (bits & Vector256.Create(0x80000000u))).AsSingle();
     }
 
     /// <summary>Sixteen values rounded to f16 as <see cref="RoundToHalf(Vector256{float})"/> rounds them.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> RoundToHalf(Vector512<float> v)
     {
+        var sign = v.AsUInt32() & Vector512.Create(0x80000000u);
+        var special = Vector512.ConditionalSelect(Vector512.Equals(v, v).AsUInt32(), Vector512.Create(0x7F800000u), Vector512.Create(0x7FC00000u)) | sign;
+        var inRange = Vector512.LessThan(v.AsUInt32() & Vector512.Create(0x7FFFFFFFu), Vector512.Create(HalfOverflowBits));
+        return Vector512.ConditionalSelect(inRange, RoundInRange(v).AsUInt32(), special).AsSingle();
+    }
+
+    /// <summary>Sixteen values of magnitude below 65520 rounded to f16.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> RoundInRange(Vector512<float> v)
+    {
         var bits = v.AsUInt32();
-        var sign = bits & Vector512.Create(0x80000000u);
         var exponent = bits & Vector512.Create(0x7F800000u);
         var c = (Vector512.Max(exponent, Vector512.Create(0x38800000u)) + Vector512.Create((13u << 23) + 0x00400000u)).AsSingle();
-        var rounded = ((v + c) - c).AsUInt32() | sign;
-        var special = Vector512.ConditionalSelect(Vector512.Equals(v, v).AsUInt32(), Vector512.Create(0x7F800000u), Vector512.Create(0x7FC00000u)) | sign;
-        return Vector512.ConditionalSelect(Vector512.LessThan(Vector512.Abs(v), Vector512.Create(65520f)).AsUInt32(), rounded, special).AsSingle();
+        return (((v + c) - c).AsUInt32() | (bits & Vector512.Create(0x80000000u))).AsSingle();
     }
 
     /// <summary>
@@ -657,34 +674,19 @@ internal static unsafe class Attention
     /// <summary>
     /// For each step t: y = f16(y · rescales[t]) where the maximum grew (<see cref="ScaleHalf"/>), then
     /// y = f16(y + x_t · weights[t]) (<see cref="MultiplyAddHalf{TRow}"/>); each element's operations theirs, a block
-    /// of y at a time.
+    /// of y at a time, in registers through every step. A block first rounds as if nothing left f16's range and
+    /// keeps the largest magnitude it met; only where one did (infinity, NaN) is it redone with the full rounding.
     /// </summary>
     private static void UpdateHalf(float* y, float* x, long rowStride, int steps, float* rescales, float* weights, float* grows, int n)
     {
         int d = 0;
         if (Kernels.UseAvx512 && Vector512.IsHardwareAccelerated)
             for (; d + 16 <= n; d += 16)
-            {
-                var a = Vector512.Load(y + d);
-                float* v = x + d;
-                for (int t = 0; t < steps; t++, v += rowStride)
-                {
-                    if (grows[t] != 0) a = RoundToHalf(a * Vector512.Create(rescales[t]));
-                    a = RoundToHalf(Vector512.FusedMultiplyAdd(Vector512.Load(v), Vector512.Create(weights[t]), a));
-                }
-                Vector512.Store(a, y + d);
-            }
+                if (!TryUpdateHalf16(y + d, x + d, rowStride, steps, rescales, weights, grows))
+                    UpdateHalf16(y + d, x + d, rowStride, steps, rescales, weights, grows);
         for (; d + 8 <= n; d += 8)
-        {
-            var a = Vector256.Load(y + d);
-            float* v = x + d;
-            for (int t = 0; t < steps; t++, v += rowStride)
-            {
-                if (grows[t] != 0) a = RoundToHalf(a * Vector256.Create(rescales[t]));
-                a = RoundToHalf(Vector256.FusedMultiplyAdd(Vector256.Load(v), Vector256.Create(weights[t]), a));
-            }
-            Vector256.Store(a, y + d);
-        }
+            if (!TryUpdateHalf8(y + d, x + d, rowStride, steps, rescales, weights, grows))
+                UpdateHalf8(y + d, x + d, rowStride, steps, rescales, weights, grows);
         for (; d < n; d++)
         {
             float a = y[d];
@@ -696,6 +698,80 @@ internal static unsafe class Attention
             }
             y[d] = a;
         }
+    }
+
+    /// <summary><see cref="UpdateHalf"/> of y[0..16) by the in-range rounding; false, y untouched, where a value left f16's range.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool TryUpdateHalf16(float* y, float* x, long rowStride, int steps, float* rescales, float* weights, float* grows)
+    {
+        var a = Vector512.Load(y);
+        var largest = Vector512<uint>.Zero; // the largest magnitude's bits before each rounding
+        var magnitude = Vector512.Create(0x7FFFFFFFu);
+        for (int t = 0; t < steps; t++, x += rowStride)
+        {
+            if (grows[t] != 0)
+            {
+                a *= Vector512.Create(rescales[t]);
+                largest = Vector512.Max(largest, a.AsUInt32() & magnitude);
+                a = RoundInRange(a);
+            }
+            a = Vector512.FusedMultiplyAdd(Vector512.Load(x), Vector512.Create(weights[t]), a);
+            largest = Vector512.Max(largest, a.AsUInt32() & magnitude);
+            a = RoundInRange(a);
+        }
+        if (!Vector512.LessThanAll(largest, Vector512.Create(HalfOverflowBits))) return false;
+        Vector512.Store(a, y);
+        return true;
+    }
+
+    /// <summary><see cref="UpdateHalf"/> of y[0..16) with the full rounding.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void UpdateHalf16(float* y, float* x, long rowStride, int steps, float* rescales, float* weights, float* grows)
+    {
+        var a = Vector512.Load(y);
+        for (int t = 0; t < steps; t++, x += rowStride)
+        {
+            if (grows[t] != 0) a = RoundToHalf(a * Vector512.Create(rescales[t]));
+            a = RoundToHalf(Vector512.FusedMultiplyAdd(Vector512.Load(x), Vector512.Create(weights[t]), a));
+        }
+        Vector512.Store(a, y);
+    }
+
+    /// <summary><see cref="TryUpdateHalf16"/> for y[0..8).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool TryUpdateHalf8(float* y, float* x, long rowStride, int steps, float* rescales, float* weights, float* grows)
+    {
+        var a = Vector256.Load(y);
+        var largest = Vector256<uint>.Zero;
+        var magnitude = Vector256.Create(0x7FFFFFFFu);
+        for (int t = 0; t < steps; t++, x += rowStride)
+        {
+            if (grows[t] != 0)
+            {
+                a *= Vector256.Create(rescales[t]);
+                largest = Vector256.Max(largest, a.AsUInt32() & magnitude);
+                a = RoundInRange(a);
+            }
+            a = Vector256.FusedMultiplyAdd(Vector256.Load(x), Vector256.Create(weights[t]), a);
+            largest = Vector256.Max(largest, a.AsUInt32() & magnitude);
+            a = RoundInRange(a);
+        }
+        if (!Vector256.LessThanAll(largest, Vector256.Create(HalfOverflowBits))) return false;
+        Vector256.Store(a, y);
+        return true;
+    }
+
+    /// <summary><see cref="UpdateHalf16"/> for y[0..8).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void UpdateHalf8(float* y, float* x, long rowStride, int steps, float* rescales, float* weights, float* grows)
+    {
+        var a = Vector256.Load(y);
+        for (int t = 0; t < steps; t++, x += rowStride)
+        {
+            if (grows[t] != 0) a = RoundToHalf(a * Vector256.Create(rescales[t]));
+            a = RoundToHalf(Vector256.FusedMultiplyAdd(Vector256.Load(x), Vector256.Create(weights[t]), a));
+        }
+        Vector256.Store(a, y);
     }
 
     /// <summary>
