@@ -21,16 +21,39 @@ internal static unsafe class RowKernels
         for (; i < n; i++) y[i] += w * x[i];
     }
 
+    /// <summary>Values in a batch's rows from which its norms and gates spread over the worker pool.</summary>
+    private const long ParallelValues = 1 << 14;
+
+    /// <summary>What a row kernel's items (rows, or blocks of rows) read and write.</summary>
+    private struct Rows
+    {
+        public float* X, Weight, Y;
+        public int Count, Width;
+        public float Eps;
+    }
+
     /// <summary>
     /// y = x / rms(x) * weight for n rows of dim values (x and y may be the same buffer), as ggml does: each square
-    /// rounded to f32, then summed in order in double.
+    /// rounded to f32, then summed in order in double. A batch's blocks of four rows spread over the worker pool.
     /// </summary>
     internal static void RmsNorm(float* x, float* weight, float* y, int n, int dim, float eps)
     {
-        int i = 0;
-        // A row's sum is one chain of dependent additions; four rows side by side keep four chains in flight.
-        for (; i + 4 <= n; i += 4)
+        var rows = new Rows { X = x, Weight = weight, Y = y, Count = n, Width = dim, Eps = eps };
+        int blocks = (n + 3) / 4;
+        if (blocks > 1 && (long)n * dim >= ParallelValues) WorkerPool.Run(blocks, &RmsNormBlock, &rows);
+        else for (int b = 0; b < blocks; b++) RmsNormBlock(&rows, b);
+    }
+
+    /// <summary>Rows 4·block.. of <see cref="RmsNorm"/>.</summary>
+    private static void RmsNormBlock(void* context, int block)
+    {
+        var rows = (Rows*)context;
+        int dim = rows->Width, i = 4 * block, end = Math.Min(i + 4, rows->Count);
+        float* x = rows->X, weight = rows->Weight, y = rows->Y;
+        float eps = rows->Eps;
+        if (end - i == 4)
         {
+            // A row's sum is one chain of dependent additions; four rows side by side keep four chains in flight.
             float* x0 = x + (long)i * dim, x1 = x0 + dim, x2 = x1 + dim, x3 = x2 + dim;
             double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
             for (int j = 0; j < dim; j++)
@@ -45,8 +68,9 @@ internal static unsafe class RowKernels
             ScaleRow(x1, weight, yi + dim, dim, s1, eps);
             ScaleRow(x2, weight, yi + 2L * dim, dim, s2, eps);
             ScaleRow(x3, weight, yi + 3L * dim, dim, s3, eps);
+            return;
         }
-        for (; i < n; i++)
+        for (; i < end; i++)
         {
             float* xi = x + (long)i * dim;
             double sum = 0;
@@ -70,19 +94,26 @@ internal static unsafe class RowKernels
 
     /// <summary>
     /// gate = silu(gate) * up for n rows of width values, in place, as ggml's swiglu: its vectorised exp, and row by
-    /// row, so a row's last values take the scalar tail whatever the batch.
+    /// row, so a row's last values take the scalar tail whatever the batch; a batch's rows spread over the worker pool.
     /// </summary>
     internal static void SwiGlu(float* gate, float* up, int n, int width)
     {
-        for (int r = 0; r < n; r++)
-        {
-            float* g = gate + (long)r * width, u = up + (long)r * width;
-            int i = 0;
-            if (Vector256.IsHardwareAccelerated)
-                for (; i <= width - 8; i += 8)
-                    Vector256.Store(VectorMath.Silu(Vector256.Load(g + i)) * Vector256.Load(u + i), g + i);
-            for (; i < width; i++) g[i] = g[i] / (1f + MathF.Exp(-g[i])) * u[i];
-        }
+        var rows = new Rows { X = gate, Y = up, Count = n, Width = width };
+        if (n > 1 && (long)n * width >= ParallelValues) WorkerPool.Run(n, &SwiGluRow, &rows);
+        else for (int r = 0; r < n; r++) SwiGluRow(&rows, r);
+    }
+
+    /// <summary>Row r of <see cref="SwiGlu"/> (gate in X, up in Y).</summary>
+    private static void SwiGluRow(void* context, int r)
+    {
+        var rows = (Rows*)context;
+        int width = rows->Width;
+        float* g = rows->X + (long)r * width, u = rows->Y + (long)r * width;
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+            for (; i <= width - 8; i += 8)
+                Vector256.Store(VectorMath.Silu(Vector256.Load(g + i)) * Vector256.Load(u + i), g + i);
+        for (; i < width; i++) g[i] = g[i] / (1f + MathF.Exp(-g[i])) * u[i];
     }
 
     /// <summary>
