@@ -181,6 +181,31 @@ public unsafe class AttentionRoundingTests
                 $"{x[i]:R} ({BitConverter.SingleToInt32Bits(x[i]):X8}): {BitConverter.SingleToInt32Bits(y[i]):X8}, expected {BitConverter.SingleToInt32Bits(Fp16.Round(x[i])):X8}");
     }
 
+    /// <summary>The cache's f32 to f16 rounding gives .NET's conversion's bits for every kind of float, NaN included.</summary>
+    [Fact]
+    public void CacheRoundingMatchesTheConversion()
+    {
+        var random = new Random(11);
+        float[] special = [0f, -0f, 65504f, 65519.99f, 65520f, -65520f, 1e10f, float.PositiveInfinity, float.NegativeInfinity, float.NaN, 5.96e-8f, 2.98e-8f, 2.9802326e-8f, 6.1e-5f];
+        var x = new float[4099];
+        for (int i = 0; i < x.Length; i++)
+        {
+            // A tie between neighbouring halves, a special value, or any value from f16's subnormals to beyond its range.
+            ushort h = (ushort)random.Next(0, 0x7BFF);
+            float tie = ((float)BitConverter.UInt16BitsToHalf(h) + (float)BitConverter.UInt16BitsToHalf((ushort)(h + 1))) / 2;
+            x[i] = i % 5 == 0 ? special[random.Next(special.Length)]
+                : i % 5 == 1 ? (random.Next(2) == 0 ? tie : -tie)
+                : (float)((random.NextDouble() * 2 - 1) * Math.Pow(2, random.Next(-30, 18)));
+        }
+        var halves = new Half[x.Length];
+        fixed (float* px = x)
+        fixed (Half* ph = halves)
+            HalfConversion.ToHalf(px, ph, x.Length);
+        for (int i = 0; i < x.Length; i++)
+            Assert.True(BitConverter.HalfToUInt16Bits((Half)x[i]) == BitConverter.HalfToUInt16Bits(halves[i]),
+                $"{x[i]:R} (0x{BitConverter.SingleToInt32Bits(x[i]):x8}): 0x{BitConverter.HalfToUInt16Bits(halves[i]):x4}, expected 0x{BitConverter.HalfToUInt16Bits((Half)x[i]):x4}");
+    }
+
     /// <summary>The cache's f16 to f32 conversion (eight or sixteen at a time, and the rest) gives every half's value; NaN stays NaN with its sign.</summary>
     [Fact]
     public void CacheConversionIsExactForEveryHalf()
