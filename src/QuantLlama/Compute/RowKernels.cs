@@ -21,7 +21,7 @@ internal static unsafe class RowKernels
         for (; i < n; i++) y[i] += w * x[i];
     }
 
-    /// <summary>Values in a batch's rows from which its norms and gates spread over the worker pool.</summary>
+    /// <summary>Values in a batch's rows from which its gates spread over the worker pool.</summary>
     private const long ParallelValues = 1 << 14;
 
     /// <summary>What a row kernel's items (rows, or blocks of rows) read and write.</summary>
@@ -34,14 +34,13 @@ internal static unsafe class RowKernels
 
     /// <summary>
     /// y = x / rms(x) * weight for n rows of dim values (x and y may be the same buffer), as ggml does: each square
-    /// rounded to f32, then summed in order in double. A batch's blocks of four rows spread over the worker pool.
+    /// rounded to f32, then summed in order in double. On the calling thread: its rows are in this core's cache (the
+    /// residual add just wrote them); spread over the pool, the other core took about twice as long over its rows.
     /// </summary>
     internal static void RmsNorm(float* x, float* weight, float* y, int n, int dim, float eps)
     {
         var rows = new Rows { X = x, Weight = weight, Y = y, Count = n, Width = dim, Eps = eps };
-        int blocks = (n + 3) / 4;
-        if (blocks > 1 && (long)n * dim >= ParallelValues) WorkerPool.Run(blocks, &RmsNormBlock, &rows);
-        else for (int b = 0; b < blocks; b++) RmsNormBlock(&rows, b);
+        for (int b = 0; b < (n + 3) / 4; b++) RmsNormBlock(&rows, b);
     }
 
     /// <summary>Rows 4·block.. of <see cref="RmsNorm"/>.</summary>
