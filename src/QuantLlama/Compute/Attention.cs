@@ -572,8 +572,8 @@ internal static unsafe class Attention
     /// <param name="scratch">
     /// The first head's scratch; head g's lies g · Total further: its query rounded to f16 at Query, its running
     /// maximum and sum at RowMax and RowSum, its steps' weights at Scores, its [headDim] accumulator at
-    /// Block + 2 · GroupChunk · headDim. The
-    /// first head's Block starts with the chunk's [GroupChunk x headDim] keys, then its values, in f32.
+    /// Block + 2 · GroupChunk · headDim. The first head's Block starts with the chunk's [GroupChunk x headDim] keys,
+    /// then its values, in f32.
     /// </param>
     private static void FlashOnlineGroup<TRow>(float* scratch, Layout layout, int count, byte* keys, byte* values, long stride,
         int positions, int headDim, float scale, float softCap, float* o) where TRow : struct, ICacheRow
