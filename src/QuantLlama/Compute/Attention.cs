@@ -117,32 +117,71 @@ internal static unsafe class Attention
 
     /// <summary>
     /// Runs every head of <paramref name="count"/> jobs (conversations decoding together; their scratch apart), in
-    /// one parallel dispatch when there is enough work.
+    /// one parallel dispatch when there is enough work. A job's flash-attention rows outside the tiled kernel go by
+    /// groups of query heads that share a key/value head (<see cref="HeadGroup{TRow}"/>); the rest head by head.
     /// </summary>
     public static void Run(AttentionJob* jobs, int count, int heads)
     {
         long work = 0;
-        for (int j = 0; j < count; j++) work += (long)jobs[j].N * (jobs[j].Start + jobs[j].N) * jobs[j].HeadDim * heads;
-        var many = new Jobs { First = jobs, Heads = heads };
-        if (work >= 1 << 16 && count * heads > 1) WorkerPool.Run(count * heads, &HeadOfMany, &many);
-        else for (int i = 0; i < count * heads; i++) HeadOfMany(&many, i);
+        int groups = 0;
+        for (int j = 0; j < count; j++)
+        {
+            work += (long)jobs[j].N * (jobs[j].Start + jobs[j].N) * jobs[j].HeadDim * heads;
+            if (ByGroups(jobs + j)) groups += heads / jobs[j].Group;
+        }
+        // A group splits into parts (heads apart) when there are too few groups to keep every thread busy.
+        int parts = groups == 0 ? 1 : Math.Max(1, (2 * WorkerPool.ThreadCount + groups - 1) / groups);
+        var many = new Jobs { First = jobs, Count = count, Heads = heads, Parts = parts };
+        int items = 0;
+        for (int j = 0; j < count; j++) items += Items(&many, jobs + j);
+        if (work >= 1 << 16 && items > 1) WorkerPool.Run(items, &ItemOfMany, &many);
+        else for (int i = 0; i < items; i++) ItemOfMany(&many, i);
     }
+
+    /// <summary>
+    /// Every head of one job, each on its own by <see cref="FlashOnline{TRow}"/> where flash attention takes a row
+    /// at a time: the reference for <see cref="Run"/>'s grouped heads.
+    /// </summary>
+    internal static void RunEachHead(AttentionJob* job, int heads)
+    {
+        for (int h = 0; h < heads; h++) Head(job, h);
+    }
+
+    /// <summary>Flash-attention rows that <see cref="FlashTiled{TRow}"/> does not take, where vectors are hardware.</summary>
+    private static bool ByGroups(AttentionJob* job)
+        => job->Rounding == AttentionRounding.Flash && !TakesTiled(job) && Vector256.IsHardwareAccelerated;
+
+    private static bool TakesTiled(AttentionJob* job) => job->N >= FlashTile && job->HeadDim % 8 == 0;
 
     private struct Jobs
     {
         public AttentionJob* First;
-        public int Heads;
+        public int Count, Heads, Parts;
     }
 
-    private static void HeadOfMany(void* context, int item)
+    /// <summary>A job's work items: its heads, or its groups' parts.</summary>
+    private static int Items(Jobs* many, AttentionJob* job)
+        => ByGroups(job) ? many->Heads / job->Group * Math.Min(many->Parts, job->Group) : many->Heads;
+
+    private static void ItemOfMany(void* context, int item)
     {
         var many = (Jobs*)context;
-        Head(many->First + item / many->Heads, item % many->Heads);
+        var job = many->First;
+        for (int items; item >= (items = Items(many, job)); job++) item -= items;
+        if (!ByGroups(job))
+        {
+            Head(job, item);
+            return;
+        }
+        int parts = Math.Min(many->Parts, job->Group), per = (job->Group + parts - 1) / parts, part = item % parts;
+        int first = part * per, heads = Math.Min(per, job->Group - first);
+        if (heads <= 0) return;
+        if (job->KeysF16) HeadGroup<HalfRow>(job, item / parts, first, heads);
+        else HeadGroup<SingleRow>(job, item / parts, first, heads);
     }
 
-    private static void Head(void* context, int h)
+    private static void Head(AttentionJob* job, int h)
     {
-        var job = (AttentionJob*)context;
         if (job->KeysF16) Head<HalfRow>(job, h);
         else Head<SingleRow>(job, h);
     }
@@ -218,27 +257,64 @@ internal static unsafe class Attention
     /// y = x rounded to f16 (to nearest even), kept as f32; y may be x. Eight at a time by adding and subtracting
     /// 1.5 · 2^(e+13) for x's exponent e (at least f16's smallest normal exponent, −14): the sum's last place is then
     /// f16's spacing at x, so the float addition rounds x exactly as f16 does, ties to even included; magnitudes
-    /// from 65520 up (f16 infinity) and NaN take the scalar conversion.
+    /// from 65520 up (f16 infinity) and NaN are chosen apart.
     /// </summary>
     public static void RoundToHalf(float* x, float* y, int n)
     {
         int i = 0;
+        if (Kernels.UseAvx512 && Vector512.IsHardwareAccelerated)
+            for (; i + 16 <= n; i += 16) Vector512.Store(RoundToHalf(Vector512.Load(x + i)), y + i);
         if (Vector256.IsHardwareAccelerated)
-        {
-            var exponent = Vector256.Create(0x7F800000u);
-            var smallest = Vector256.Create(0x38800000u); // 2^-14
-            var magic = Vector256.Create(13u << 23) + Vector256.Create(0x00400000u); // × 2^13, mantissa 1.5
-            var sign = Vector256.Create(0x80000000u);
-            var limit = Vector256.Create(65520f);
-            for (; i + 8 <= n; i += 8)
-            {
-                var v = Vector256.Load(x + i);
-                if (!Vector256.LessThanAll(Vector256.Abs(v), limit)) break; // infinity, NaN or beyond f16's range
-                var c = (Vector256.Max(v.AsUInt32() & exponent, smallest) + magic).AsSingle();
-                Vector256.Store((((v + c) - c).AsUInt32() | (v.AsUInt32() & sign)).AsSingle(), y + i);
-            }
-        }
+            for (; i + 8 <= n; i += 8) Vector256.Store(RoundToHalf(Vector256.Load(x + i)), y + i);
         for (; i < n; i++) y[i] = Fp16.Round(x[i]);
+    }
+
+    /// <summary>Bits of 65520, the least magnitude f16 rounds to infinity; a magnitude's bits from here up are NaN's or beyond f16.</summary>
+    private const uint HalfOverflowBits = 0x477FF000;
+
+    /// <summary>
+    /// Eight values rounded to f16 as <see cref="Fp16.Round"/> rounds them, without a branch: magnitudes from 65520
+    /// up become infinity, NaN becomes the quiet NaN of its sign.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> RoundToHalf(Vector256<float> v)
+    {
+        var sign = v.AsUInt32() & Vector256.Create(0x80000000u);
+        var special = Vector256.ConditionalSelect(Vector256.Equals(v, v).AsUInt32(), Vector256.Create(0x7F800000u), Vector256.Create(0x7FC00000u)) | sign;
+        var inRange = Vector256.LessThan(v.AsUInt32() & Vector256.Create(0x7FFFFFFFu), Vector256.Create(HalfOverflowBits));
+        return Vector256.ConditionalSelect(inRange, RoundInRange(v).AsUInt32(), special).AsSingle();
+    }
+
+    /// <summary>Eight values of magnitude below 65520 rounded to f16 (the adding and subtracting above).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> RoundInRange(Vector256<float> v)
+    {
+        var bits = v.AsUInt32();
+        var exponent = bits & Vector256.Create(0x7F800000u);
+        var smallest = Vector256.Create(0x38800000u); // 2^-14
+        var magic = Vector256.Create((13u << 23) + 0x00400000u); // × 2^13, mantissa 1.5
+        var c = (Vector256.Max(exponent, smallest) + magic).AsSingle();
+        return (((v + c) - c).AsUInt32() | (bits & Vector256.Create(0x80000000u))).AsSingle();
+    }
+
+    /// <summary>Sixteen values rounded to f16 as <see cref="RoundToHalf(Vector256{float})"/> rounds them.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> RoundToHalf(Vector512<float> v)
+    {
+        var sign = v.AsUInt32() & Vector512.Create(0x80000000u);
+        var special = Vector512.ConditionalSelect(Vector512.Equals(v, v).AsUInt32(), Vector512.Create(0x7F800000u), Vector512.Create(0x7FC00000u)) | sign;
+        var inRange = Vector512.LessThan(v.AsUInt32() & Vector512.Create(0x7FFFFFFFu), Vector512.Create(HalfOverflowBits));
+        return Vector512.ConditionalSelect(inRange, RoundInRange(v).AsUInt32(), special).AsSingle();
+    }
+
+    /// <summary>Sixteen values of magnitude below 65520 rounded to f16.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> RoundInRange(Vector512<float> v)
+    {
+        var bits = v.AsUInt32();
+        var exponent = bits & Vector512.Create(0x7F800000u);
+        var c = (Vector512.Max(exponent, Vector512.Create(0x38800000u)) + Vector512.Create((13u << 23) + 0x00400000u)).AsSingle();
+        return (((v + c) - c).AsUInt32() | (bits & Vector512.Create(0x80000000u))).AsSingle();
     }
 
     /// <summary>
@@ -460,6 +536,245 @@ internal static unsafe class Attention
         for (; i < np; i += 8) Vector256.Store(Vector256.FusedMultiplyAdd(TRow.Load8(x, i), vv, Vector256.Load(y + i)), y + i);
         for (; i < n; i++) y[i] = MathF.FusedMultiplyAdd(TRow.Load(x, i), v, y[i]);
         RoundToHalf(y, y, n);
+    }
+
+    /// <summary>Positions whose keys and values a group of heads reads into f32 together.</summary>
+    private const int GroupChunk = 16;
+
+    /// <summary>
+    /// Query heads [first, first + count) of key/value head <paramref name="kvHead"/> (all within one group), every
+    /// row of the batch within its window, by <see cref="FlashOnlineGroup{TRow}"/>.
+    /// </summary>
+    private static void HeadGroup<TRow>(AttentionJob* job, int kvHead, int first, int count) where TRow : struct, ICacheRow
+    {
+        int dim = job->Dim, headDim = job->HeadDim, n = job->N, start = job->Start, window = job->Window;
+        var layout = Layout.Of(job->ContextSize, headDim, job->MaxBatch);
+        int h0 = kvHead * job->Group + first;
+        float* scratch = job->Scratch + h0 * layout.Total;
+        float scale = job->Scale != 0 ? job->Scale : 1f / MathF.Sqrt(headDim);
+        long stride = (long)job->KvDim * TRow.ElementSize;
+        byte* keys = job->Keys + (long)kvHead * headDim * TRow.ElementSize;
+        byte* values = job->Values + (long)kvHead * headDim * TRow.ElementSize;
+        for (int i = 0; i < n; i++)
+        {
+            int positions = start + i + 1;
+            int skip = window > 0 ? Math.Max(0, positions - window) : 0;
+            float* q = job->Q + (long)i * dim + h0 * headDim;
+            for (int g = 0; g < count; g++) RoundToHalf(q + g * headDim, scratch + g * layout.Total + layout.Query, headDim);
+            FlashOnlineGroup<TRow>(scratch, layout, count, keys + skip * stride, values + skip * stride, stride, positions - skip,
+                headDim, scale, job->SoftCap, job->Output + (long)i * dim + h0 * headDim);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="FlashOnline{TRow}"/> for <paramref name="count"/> query heads over the same keys and values (their
+    /// outputs side by side in <paramref name="o"/>): each chunk of positions read into f32 once for all of them,
+    /// then each head's steps over it, its state carried from chunk to chunk. Every head's arithmetic, in its order,
+    /// is FlashOnline's, so its bits are too.
+    /// </summary>
+    /// <param name="scratch">
+    /// The first head's scratch; head g's lies g · Total further: its query rounded to f16 at Query, its running
+    /// maximum and sum at RowMax and RowSum, its steps' weights at Scores, its [headDim] accumulator at
+    /// Block + 2 · GroupChunk · headDim. The first head's Block starts with the chunk's [GroupChunk x headDim] keys,
+    /// then its values, in f32.
+    /// </param>
+    private static void FlashOnlineGroup<TRow>(float* scratch, Layout layout, int count, byte* keys, byte* values, long stride,
+        int positions, int headDim, float scale, float softCap, float* o) where TRow : struct, ICacheRow
+    {
+        if (softCap != 0) scale /= softCap;
+        float* chunkKeys = scratch + layout.Block, chunkValues = chunkKeys + GroupChunk * headDim;
+        long accumulator = layout.Block + 2L * GroupChunk * headDim;
+        for (int g = 0; g < count; g++)
+        {
+            float* head = scratch + g * layout.Total;
+            new Span<float>(head + accumulator, headDim).Clear();
+            head[layout.RowMax] = float.NegativeInfinity;
+            head[layout.RowSum] = 0;
+        }
+        for (int t0 = 0; t0 < positions; t0 += GroupChunk)
+        {
+            int steps = Math.Min(GroupChunk, positions - t0);
+            float* k = (float*)(keys + t0 * stride), v = (float*)(values + t0 * stride);
+            long rowStride = stride / sizeof(float);
+            if (TRow.ElementSize != sizeof(float))
+            {
+                for (int t = 0; t < steps; t++)
+                {
+                    HalfConversion.ToSingle((Half*)(keys + (t0 + t) * stride), chunkKeys + t * headDim, headDim);
+                    HalfConversion.ToSingle((Half*)(values + (t0 + t) * stride), chunkValues + t * headDim, headDim);
+                }
+                k = chunkKeys;
+                v = chunkValues;
+                rowStride = headDim;
+            }
+            for (int g = 0; g < count; g++)
+            {
+                float* head = scratch + g * layout.Total;
+                FlashSteps(head + layout.Query, k, v, rowStride, steps, headDim, scale, softCap, head + accumulator,
+                    head + layout.Scores, ref head[layout.RowMax], ref head[layout.RowSum]);
+            }
+        }
+        for (int g = 0; g < count; g++)
+        {
+            float* head = scratch + g * layout.Total, acc = head + accumulator, og = o + g * headDim;
+            float sum = head[layout.RowSum], inv = sum == 0 ? 0 : 1f / sum;
+            for (int d = 0; d < headDim; d++) og[d] = acc[d] * inv;
+        }
+    }
+
+    /// <summary>
+    /// <see cref="FlashOnline{TRow}"/>'s loop over f32 rows (<paramref name="rowStride"/> floats apart) for one head,
+    /// from its state: first every score and the softmax's running state (exp is a call, which would spill an
+    /// accumulator held in registers), then the accumulator a block at a time, in registers through every step.
+    /// </summary>
+    /// <param name="weights">[3 x GroupChunk] each step's rescale factor, weight, and whether the maximum grew (1 or 0).</param>
+    private static void FlashSteps(float* q, float* keys, float* values, long rowStride, int steps, int headDim, float scale,
+        float softCap, float* acc, float* weights, ref float runningMax, ref float runningSum)
+    {
+        float* rescales = weights, vweights = weights + GroupChunk, grows = weights + 2 * GroupChunk;
+        float max = runningMax, sum = runningSum;
+        float* k = keys;
+        for (int t = 0; t < steps; t++, k += rowStride)
+        {
+            float s = DotGgml(k, q, headDim) * scale;
+            if (softCap != 0) s = softCap * MathF.Tanh(s);
+            float ms = 1, vs = 1;
+            grows[t] = s > max ? 1 : 0;
+            if (s > max)
+            {
+                float old = max;
+                max = s;
+                ms = MathF.Exp(old - max);
+            }
+            else vs = MathF.Exp(s - max);
+            rescales[t] = ms;
+            vweights[t] = vs;
+            sum = sum * ms + vs;
+        }
+        (runningMax, runningSum) = (max, sum);
+        UpdateHalf(acc, values, rowStride, steps, rescales, vweights, grows, headDim);
+    }
+
+    /// <summary><see cref="DotGgml{TRow}"/> of f32 rows, its four 8-lane accumulators as two 16-lane ones on the AVX-512 path.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float DotGgml(float* x, float* y, int n)
+    {
+        if (!Kernels.UseAvx512 || !Vector512.IsHardwareAccelerated || n < 32) return DotGgml<SingleRow>((byte*)x, y, n);
+        int np = n & ~31;
+        // Lanes 0-7 of s01 are ggml's first accumulator, 8-15 its second; s23 its third and fourth.
+        Vector512<float> s01 = Vector512<float>.Zero, s23 = Vector512<float>.Zero;
+        for (int i = 0; i < np; i += 32)
+        {
+            s01 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i), Vector512.Load(y + i), s01);
+            s23 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i + 16), Vector512.Load(y + i + 16), s23);
+        }
+        var pairs = s01 + s23; // (s0 + s2) | (s1 + s3)
+        double sum = ReduceGgml(pairs.GetLower() + pairs.GetUpper());
+        for (int i = np; i < n; i++) sum += x[i] * y[i];
+        return (float)sum;
+    }
+
+    /// <summary>
+    /// For each step t: y = f16(y · rescales[t]) where the maximum grew (<see cref="ScaleHalf"/>), then
+    /// y = f16(y + x_t · weights[t]) (<see cref="MultiplyAddHalf{TRow}"/>); each element's operations theirs, a block
+    /// of y at a time, in registers through every step. A block first rounds as if nothing left f16's range and
+    /// keeps the largest magnitude it met; only where one did (infinity, NaN) is it redone with the full rounding.
+    /// </summary>
+    private static void UpdateHalf(float* y, float* x, long rowStride, int steps, float* rescales, float* weights, float* grows, int n)
+    {
+        int d = 0;
+        if (Kernels.UseAvx512 && Vector512.IsHardwareAccelerated)
+            for (; d + 16 <= n; d += 16)
+                if (!TryUpdateHalf16(y + d, x + d, rowStride, steps, rescales, weights, grows))
+                    UpdateHalf16(y + d, x + d, rowStride, steps, rescales, weights, grows);
+        for (; d + 8 <= n; d += 8)
+            if (!TryUpdateHalf8(y + d, x + d, rowStride, steps, rescales, weights, grows))
+                UpdateHalf8(y + d, x + d, rowStride, steps, rescales, weights, grows);
+        for (; d < n; d++)
+        {
+            float a = y[d];
+            float* v = x + d;
+            for (int t = 0; t < steps; t++, v += rowStride)
+            {
+                if (grows[t] != 0) a = Fp16.Round(a * rescales[t]);
+                a = Fp16.Round(MathF.FusedMultiplyAdd(*v, weights[t], a));
+            }
+            y[d] = a;
+        }
+    }
+
+    /// <summary><see cref="UpdateHalf"/> of y[0..16) by the in-range rounding; false, y untouched, where a value left f16's range.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool TryUpdateHalf16(float* y, float* x, long rowStride, int steps, float* rescales, float* weights, float* grows)
+    {
+        var a = Vector512.Load(y);
+        var largest = Vector512<uint>.Zero; // the largest magnitude's bits before each rounding
+        var magnitude = Vector512.Create(0x7FFFFFFFu);
+        for (int t = 0; t < steps; t++, x += rowStride)
+        {
+            if (grows[t] != 0)
+            {
+                a *= Vector512.Create(rescales[t]);
+                largest = Vector512.Max(largest, a.AsUInt32() & magnitude);
+                a = RoundInRange(a);
+            }
+            a = Vector512.FusedMultiplyAdd(Vector512.Load(x), Vector512.Create(weights[t]), a);
+            largest = Vector512.Max(largest, a.AsUInt32() & magnitude);
+            a = RoundInRange(a);
+        }
+        if (!Vector512.LessThanAll(largest, Vector512.Create(HalfOverflowBits))) return false;
+        Vector512.Store(a, y);
+        return true;
+    }
+
+    /// <summary><see cref="UpdateHalf"/> of y[0..16) with the full rounding.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void UpdateHalf16(float* y, float* x, long rowStride, int steps, float* rescales, float* weights, float* grows)
+    {
+        var a = Vector512.Load(y);
+        for (int t = 0; t < steps; t++, x += rowStride)
+        {
+            if (grows[t] != 0) a = RoundToHalf(a * Vector512.Create(rescales[t]));
+            a = RoundToHalf(Vector512.FusedMultiplyAdd(Vector512.Load(x), Vector512.Create(weights[t]), a));
+        }
+        Vector512.Store(a, y);
+    }
+
+    /// <summary><see cref="TryUpdateHalf16"/> for y[0..8).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool TryUpdateHalf8(float* y, float* x, long rowStride, int steps, float* rescales, float* weights, float* grows)
+    {
+        var a = Vector256.Load(y);
+        var largest = Vector256<uint>.Zero;
+        var magnitude = Vector256.Create(0x7FFFFFFFu);
+        for (int t = 0; t < steps; t++, x += rowStride)
+        {
+            if (grows[t] != 0)
+            {
+                a *= Vector256.Create(rescales[t]);
+                largest = Vector256.Max(largest, a.AsUInt32() & magnitude);
+                a = RoundInRange(a);
+            }
+            a = Vector256.FusedMultiplyAdd(Vector256.Load(x), Vector256.Create(weights[t]), a);
+            largest = Vector256.Max(largest, a.AsUInt32() & magnitude);
+            a = RoundInRange(a);
+        }
+        if (!Vector256.LessThanAll(largest, Vector256.Create(HalfOverflowBits))) return false;
+        Vector256.Store(a, y);
+        return true;
+    }
+
+    /// <summary><see cref="UpdateHalf16"/> for y[0..8).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void UpdateHalf8(float* y, float* x, long rowStride, int steps, float* rescales, float* weights, float* grows)
+    {
+        var a = Vector256.Load(y);
+        for (int t = 0; t < steps; t++, x += rowStride)
+        {
+            if (grows[t] != 0) a = RoundToHalf(a * Vector256.Create(rescales[t]));
+            a = RoundToHalf(Vector256.FusedMultiplyAdd(Vector256.Load(x), Vector256.Create(weights[t]), a));
+        }
+        Vector256.Store(a, y);
     }
 
     /// <summary>

@@ -21,44 +21,98 @@ internal static unsafe class RowKernels
         for (; i < n; i++) y[i] += w * x[i];
     }
 
+    /// <summary>Values in a batch's rows from which its gates spread over the worker pool.</summary>
+    private const long ParallelValues = 1 << 14;
+
+    /// <summary>What a row kernel's items (rows, or blocks of rows) read and write.</summary>
+    private struct Rows
+    {
+        public float* X, Weight, Y;
+        public int Count, Width;
+        public float Eps;
+    }
+
     /// <summary>
     /// y = x / rms(x) * weight for n rows of dim values (x and y may be the same buffer), as ggml does: each square
-    /// rounded to f32, then summed in order in double.
+    /// rounded to f32, then summed in order in double. On the calling thread: its rows are in this core's cache (the
+    /// residual add just wrote them); spread over the pool, the other core took about twice as long over its rows.
     /// </summary>
     internal static void RmsNorm(float* x, float* weight, float* y, int n, int dim, float eps)
     {
-        for (int i = 0; i < n; i++)
+        var rows = new Rows { X = x, Weight = weight, Y = y, Count = n, Width = dim, Eps = eps };
+        for (int b = 0; b < (n + 3) / 4; b++) RmsNormBlock(&rows, b);
+    }
+
+    /// <summary>Rows 4·block.. of <see cref="RmsNorm"/>.</summary>
+    private static void RmsNormBlock(void* context, int block)
+    {
+        var rows = (Rows*)context;
+        int dim = rows->Width, i = 4 * block, end = Math.Min(i + 4, rows->Count);
+        float* x = rows->X, weight = rows->Weight, y = rows->Y;
+        float eps = rows->Eps;
+        if (end - i == 4)
         {
-            float* xi = x + (long)i * dim, yi = y + (long)i * dim;
-            int j;
-            double sum = 0;
-            for (j = 0; j < dim; j++) sum += xi[j] * xi[j];
-            float scale = 1f / MathF.Sqrt((float)(sum / dim) + eps);
-            j = 0;
-            if (Vector256.IsHardwareAccelerated)
+            // A row's sum is one chain of dependent additions; four rows side by side keep four chains in flight.
+            float* x0 = x + (long)i * dim, x1 = x0 + dim, x2 = x1 + dim, x3 = x2 + dim;
+            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (int j = 0; j < dim; j++)
             {
-                var s = Vector256.Create(scale);
-                for (; j <= dim - 8; j += 8) Vector256.Store(Vector256.Load(xi + j) * s * Vector256.Load(weight + j), yi + j);
+                s0 += x0[j] * x0[j];
+                s1 += x1[j] * x1[j];
+                s2 += x2[j] * x2[j];
+                s3 += x3[j] * x3[j];
             }
-            for (; j < dim; j++) yi[j] = xi[j] * scale * weight[j];
+            float* yi = y + (long)i * dim;
+            ScaleRow(x0, weight, yi, dim, s0, eps);
+            ScaleRow(x1, weight, yi + dim, dim, s1, eps);
+            ScaleRow(x2, weight, yi + 2L * dim, dim, s2, eps);
+            ScaleRow(x3, weight, yi + 3L * dim, dim, s3, eps);
+            return;
         }
+        for (; i < end; i++)
+        {
+            float* xi = x + (long)i * dim;
+            double sum = 0;
+            for (int j = 0; j < dim; j++) sum += xi[j] * xi[j];
+            ScaleRow(xi, weight, y + (long)i * dim, dim, sum, eps);
+        }
+    }
+
+    /// <summary>y = x / rms(x) * weight for one row whose sum of squares is <paramref name="sum"/>.</summary>
+    private static void ScaleRow(float* x, float* weight, float* y, int dim, double sum, float eps)
+    {
+        float scale = 1f / MathF.Sqrt((float)(sum / dim) + eps);
+        int j = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var s = Vector256.Create(scale);
+            for (; j <= dim - 8; j += 8) Vector256.Store(Vector256.Load(x + j) * s * Vector256.Load(weight + j), y + j);
+        }
+        for (; j < dim; j++) y[j] = x[j] * scale * weight[j];
     }
 
     /// <summary>
     /// gate = silu(gate) * up for n rows of width values, in place, as ggml's swiglu: its vectorised exp, and row by
-    /// row, so a row's last values take the scalar tail whatever the batch.
+    /// row, so a row's last values take the scalar tail whatever the batch; a batch's rows spread over the worker pool.
     /// </summary>
     internal static void SwiGlu(float* gate, float* up, int n, int width)
     {
-        for (int r = 0; r < n; r++)
-        {
-            float* g = gate + (long)r * width, u = up + (long)r * width;
-            int i = 0;
-            if (Vector256.IsHardwareAccelerated)
-                for (; i <= width - 8; i += 8)
-                    Vector256.Store(VectorMath.Silu(Vector256.Load(g + i)) * Vector256.Load(u + i), g + i);
-            for (; i < width; i++) g[i] = g[i] / (1f + MathF.Exp(-g[i])) * u[i];
-        }
+        var rows = new Rows { X = gate, Y = up, Count = n, Width = width };
+        if (n > 1 && (long)n * width >= ParallelValues) WorkerPool.Run(n, &SwiGluRow, &rows);
+        else for (int r = 0; r < n; r++) SwiGluRow(&rows, r);
+    }
+
+    /// <summary>Row r of <see cref="SwiGlu"/> (gate in X, up in Y).</summary>
+    private static void SwiGluRow(void* context, int r)
+    {
+        var rows = (Rows*)context;
+        int width = rows->Width;
+        float* g = rows->X + (long)r * width, u = rows->Y + (long)r * width;
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+            for (; i <= width - 8; i += 8)
+                Vector256.Store(VectorMath.Silu(Vector256.Load(g + i)) * Vector256.Load(u + i), g + i);
+        for (; i < width; i++) g[i] = g[i] / (1f + MathF.Exp(-g[i])) * u[i];
     }
 
     /// <summary>

@@ -1,3 +1,4 @@
+using QuantLlama.Quants;
 using QuantLlama.Compute;
 using QuantLlama.Tensors;
 using QuantLlama.Tests.Oracle;
@@ -165,4 +166,212 @@ public unsafe class AttentionRoundingTests
         for (int i = 0; i < x.Length; i++)
             Assert.True(BitConverter.SingleToInt32Bits((float)(Half)x[i]) == BitConverter.SingleToInt32Bits(y[i]), $"{x[i]:R}: {y[i]:R}, expected {(float)(Half)x[i]:R}");
     }
+
+    /// <summary>Infinities, NaNs and magnitudes beyond f16's range, among ordinary values, round as ggml's scalar conversion does.</summary>
+    [Fact]
+    public void RoundToHalfMatchesGgmlBeyondItsRange()
+    {
+        float[] special =
+        [
+            65520f, -65520f, 65536f, -1e6f, 3e38f, float.MaxValue, float.PositiveInfinity, float.NegativeInfinity,
+            float.NaN, -float.NaN, BitConverter.Int32BitsToSingle(0x7F800001), BitConverter.Int32BitsToSingle(unchecked((int)0xFFBFFFFF)),
+        ];
+        var random = new Random(9);
+        var x = new float[256];
+        for (int i = 0; i < x.Length; i++)
+            x[i] = random.Next(3) == 0 ? special[random.Next(special.Length)] : (float)((random.NextDouble() * 2 - 1) * 70000);
+        var y = new float[x.Length];
+        fixed (float* px = x, py = y) Attention.RoundToHalf(px, py, x.Length);
+        for (int i = 0; i < x.Length; i++)
+            Assert.True(BitConverter.SingleToInt32Bits(Fp16.Round(x[i])) == BitConverter.SingleToInt32Bits(y[i]),
+                $"{x[i]:R} ({BitConverter.SingleToInt32Bits(x[i]):X8}): {BitConverter.SingleToInt32Bits(y[i]):X8}, expected {BitConverter.SingleToInt32Bits(Fp16.Round(x[i])):X8}");
+    }
+
+    /// <summary>The cache's f32 to f16 rounding gives .NET's conversion's bits for every kind of float, NaN included.</summary>
+    [Fact]
+    public void CacheRoundingMatchesTheConversion()
+    {
+        var random = new Random(11);
+        float[] special = [0f, -0f, 65504f, 65519.99f, 65520f, -65520f, 1e10f, float.PositiveInfinity, float.NegativeInfinity, float.NaN, 5.96e-8f, 2.98e-8f, 2.9802326e-8f, 6.1e-5f];
+        var x = new float[4099];
+        for (int i = 0; i < x.Length; i++)
+        {
+            // A tie between neighbouring halves, a special value, or any value from f16's subnormals to beyond its range.
+            ushort h = (ushort)random.Next(0, 0x7BFF);
+            float tie = ((float)BitConverter.UInt16BitsToHalf(h) + (float)BitConverter.UInt16BitsToHalf((ushort)(h + 1))) / 2;
+            x[i] = i % 5 == 0 ? special[random.Next(special.Length)]
+                : i % 5 == 1 ? (random.Next(2) == 0 ? tie : -tie)
+                : (float)((random.NextDouble() * 2 - 1) * Math.Pow(2, random.Next(-30, 18)));
+        }
+        var halves = new Half[x.Length];
+        fixed (float* px = x)
+        fixed (Half* ph = halves)
+            HalfConversion.ToHalf(px, ph, x.Length);
+        for (int i = 0; i < x.Length; i++)
+            Assert.True(BitConverter.HalfToUInt16Bits((Half)x[i]) == BitConverter.HalfToUInt16Bits(halves[i]),
+                $"{x[i]:R} (0x{BitConverter.SingleToInt32Bits(x[i]):x8}): 0x{BitConverter.HalfToUInt16Bits(halves[i]):x4}, expected 0x{BitConverter.HalfToUInt16Bits((Half)x[i]):x4}");
+    }
+
+    /// <summary>The cache's f16 to f32 conversion (eight or sixteen at a time, and the rest) gives every half's value; NaN stays NaN with its sign.</summary>
+    [Fact]
+    public void CacheConversionIsExactForEveryHalf()
+    {
+        var halves = new Half[65536 + 5]; // the last few through the scalar rest
+        for (int i = 0; i < halves.Length; i++) halves[i] = BitConverter.UInt16BitsToHalf((ushort)(i * 37));
+        var floats = new float[halves.Length];
+        fixed (Half* h = halves)
+        fixed (float* f = floats)
+            HalfConversion.ToSingle(h, f, halves.Length);
+        for (int i = 0; i < halves.Length; i++)
+        {
+            float expected = Fp16.ToFloat(BitConverter.HalfToUInt16Bits(halves[i]));
+            bool same = float.IsNaN(expected)
+                ? float.IsNaN(floats[i]) && float.IsNegative(floats[i]) == float.IsNegative(expected)
+                : BitConverter.SingleToInt32Bits(floats[i]) == BitConverter.SingleToInt32Bits(expected);
+            Assert.True(same, $"half 0x{BitConverter.HalfToUInt16Bits(halves[i]):x4}: {floats[i]:R}, expected {expected:R}");
+        }
+    }
+}
+
+/// <summary>
+/// Flash attention's grouped heads (a chunk of keys and values read once for every query head that shares them)
+/// against each head on its own through the reference loop, to the bit.
+/// </summary>
+public unsafe class FlashGroupTests
+{
+    private const int Positions = 200;
+
+    [Theory]
+    [InlineData(64, 32, 4)]   // TinyLlama's heads
+    [InlineData(128, 8, 2)]
+    [InlineData(80, 6, 3)]    // not a multiple of 32: ggml's dot finishes in double, the accumulator update on scalars
+    [InlineData(96, 12, 4)]
+    [InlineData(40, 4, 1)]    // one key/value head for all
+    [InlineData(64, 2, 2)]    // no sharing
+    public void DecodeRowsMatchEachHeadAlone(int headDim, int heads, int kvHeads)
+    {
+        foreach (float spread in new[] { 2f, 40f })
+            for (int start = 0; start < Positions; start++)
+                Compare(headDim, heads, kvHeads, n: 1, start, f16: true, spread, valueSize: 1, softCap: 0, window: 0, seed: start);
+    }
+
+    [Theory]
+    [InlineData(64, 32, 4, 3, 150)]
+    [InlineData(80, 6, 3, 7, 40)]
+    [InlineData(128, 4, 1, 2, 0)]
+    public void SmallBatchesOnTheF32CopyMatch(int headDim, int heads, int kvHeads, int n, int start)
+    {
+        foreach (float spread in new[] { 2f, 40f })
+            Compare(headDim, heads, kvHeads, n, start, f16: false, spread, valueSize: 1, softCap: 0, window: 0, seed: n);
+    }
+
+    /// <summary>Values that overflow f16's range in the accumulator, soft-capped scores and a sliding window.</summary>
+    [Theory]
+    [InlineData(64, 8, 2, 40000f, 0f, 0)]
+    [InlineData(96, 4, 2, 1f, 30f, 0)]
+    [InlineData(64, 8, 4, 1f, 0f, 33)]
+    public void OverflowSoftCapAndWindowMatch(int headDim, int heads, int kvHeads, float valueSize, float softCap, int window)
+    {
+        for (int start = 0; start < Positions; start += 7)
+        {
+            Compare(headDim, heads, kvHeads, n: 1, start, f16: true, spread: 20f, valueSize, softCap, window, seed: start);
+            Compare(headDim, heads, kvHeads, n: 3, start, f16: false, spread: 20f, valueSize, softCap, window, seed: start);
+        }
+    }
+
+    /// <summary>Several conversations in one dispatch, a tiled batch among them, each job's output as it would be alone.</summary>
+    [Fact]
+    public void SeveralJobsInOneDispatchMatch()
+    {
+        const int headDim = 64, heads = 8, kvHeads = 2, context = 256;
+        int dim = heads * headDim, kvDim = kvHeads * headDim;
+        // Rows, first position, f16 cache (else the f32 copy a batch reads).
+        (int N, int Start, bool F16)[] shapes = [(1, 17, true), (3, 90, false), (1, 0, true), (Attention.FlashTile + 2, 10, false), (1, 199, true)];
+        var random = new Random(3);
+        var keys = Enumerable.Range(0, shapes.Length).Select(_ => HalfValued(random, context * kvDim, 1)).ToArray();
+        var values = Enumerable.Range(0, shapes.Length).Select(_ => HalfValued(random, context * kvDim, 1)).ToArray();
+        var queries = shapes.Select(s => Uniform(random, s.N * dim, 10)).ToArray();
+        long scratchFloats = heads * Attention.ScratchFloats(context, headDim, Attention.FlashTile + 2);
+        var together = shapes.Select(s => new float[s.N * dim]).ToArray();
+        var alone = shapes.Select(s => new float[s.N * dim]).ToArray();
+        var handles = new List<System.Runtime.InteropServices.GCHandle>();
+        float* Pin(Array a)
+        {
+            var handle = System.Runtime.InteropServices.GCHandle.Alloc(a, System.Runtime.InteropServices.GCHandleType.Pinned);
+            handles.Add(handle);
+            return (float*)handle.AddrOfPinnedObject();
+        }
+        try
+        {
+            var jobs = new AttentionJob[shapes.Length];
+            for (int j = 0; j < shapes.Length; j++)
+            {
+                var (n, start, f16) = shapes[j];
+                jobs[j] = new AttentionJob
+                {
+                    Q = Pin(queries[j]), Output = Pin(together[j]), Scratch = Pin(new float[scratchFloats]),
+                    Keys = f16 ? (byte*)Pin(ToHalf(keys[j])) : (byte*)Pin(keys[j]), Values = f16 ? (byte*)Pin(ToHalf(values[j])) : (byte*)Pin(values[j]),
+                    Dim = dim, KvDim = kvDim, HeadDim = headDim, Group = heads / kvHeads, ContextSize = context,
+                    MaxBatch = Attention.FlashTile + 2, N = n, Start = start, KeysF16 = f16, Rounding = AttentionRounding.Flash,
+                };
+            }
+            fixed (AttentionJob* pj = jobs) Attention.Run(pj, jobs.Length, heads);
+            for (int j = 0; j < shapes.Length; j++)
+            {
+                var job = jobs[j];
+                job.Output = Pin(alone[j]);
+                Attention.RunEachHead(&job, heads);
+                AssertSameBits(alone[j], together[j], $"job {j}");
+            }
+        }
+        finally
+        {
+            foreach (var handle in handles) handle.Free();
+        }
+    }
+
+    private static void Compare(int headDim, int heads, int kvHeads, int n, int start, bool f16, float spread, float valueSize,
+        float softCap, int window, int seed)
+    {
+        int context = Positions + n, dim = heads * headDim, kvDim = kvHeads * headDim;
+        var random = new Random(seed * 31 + headDim);
+        var q = Uniform(random, n * dim, spread);
+        var keys = HalfValued(random, context * kvDim, 1);
+        var values = HalfValued(random, context * kvDim, valueSize);
+        var halfKeys = ToHalf(keys);
+        var halfValues = ToHalf(values);
+        var grouped = new float[n * dim];
+        var alone = new float[n * dim];
+        var scratch = new float[heads * Attention.ScratchFloats(context, headDim, n)];
+        fixed (float* pq = q, pk = keys, pv = values, pg = grouped, pa = alone, ps = scratch)
+        fixed (Half* hk = halfKeys, hv = halfValues)
+        {
+            var job = new AttentionJob
+            {
+                Q = pq, Output = pg, Scratch = ps, Keys = f16 ? (byte*)hk : (byte*)pk, Values = f16 ? (byte*)hv : (byte*)pv,
+                Dim = dim, KvDim = kvDim, HeadDim = headDim, Group = heads / kvHeads, ContextSize = context, MaxBatch = n,
+                N = n, Start = start, KeysF16 = f16, Rounding = AttentionRounding.Flash, SoftCap = softCap, Window = window,
+            };
+            Attention.Run(&job, 1, heads);
+            job.Output = pa;
+            Attention.RunEachHead(&job, heads);
+        }
+        AssertSameBits(alone, grouped, $"head size {headDim}, {heads}/{kvHeads} heads, {n} rows from {start}, spread {spread}");
+    }
+
+    private static void AssertSameBits(float[] expected, float[] actual, string what)
+    {
+        for (int i = 0; i < expected.Length; i++)
+            if (BitConverter.SingleToInt32Bits(expected[i]) != BitConverter.SingleToInt32Bits(actual[i]))
+                Assert.Fail($"{what}: output {i} is {actual[i]:R}, alone {expected[i]:R}");
+    }
+
+    private static float[] Uniform(Random random, int count, float spread)
+        => Enumerable.Range(0, count).Select(_ => (float)((random.NextDouble() * 2 - 1) * spread)).ToArray();
+
+    /// <summary>f16-valued floats (what the cache, or its f32 copy, holds) in ±size.</summary>
+    private static float[] HalfValued(Random random, int count, float size)
+        => Enumerable.Range(0, count).Select(_ => (float)(Half)((random.NextDouble() * 2 - 1) * size)).ToArray();
+
+    private static Half[] ToHalf(float[] x) => x.Select(v => (Half)v).ToArray();
 }

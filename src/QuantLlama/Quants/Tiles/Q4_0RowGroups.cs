@@ -118,6 +118,7 @@ internal static unsafe class Q4_0RowGroups
     /// body per count with only its accumulators.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    [SkipLocalsInit] // every total is written before it is read: no 2 KB clear per call
     internal static void Dot<TRows>(byte* group, byte* tile, int n, float* y, nint yStride) where TRows : struct, IActivationRows
     {
         int m = TRows.Count;

@@ -131,6 +131,7 @@ internal static unsafe class Q8_0RowGroups
     /// row j below <paramref name="activationRows"/> (the tile's other rows are zeros; 4 or 8 rows run), weight row r.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    [SkipLocalsInit] // the rows read are the rows written: no 1 KB clear per call
     internal static void DotRows(byte* group, byte* tile, int n, float* y, nint yStride, int activationRows)
     {
         int nb = n / BlockSize;
