@@ -21,8 +21,8 @@ namespace QuantLlama.Compute;
 /// as llama.cpp's prompts do, see <see cref="TypeKernel.DotOverRowQuads"/>). For Q4_0, Q8_0 and Q4_K the 8 activation rows are first packed into
 /// one tile with a row per vector lane (see <see cref="Quants.Q8Products"/> and <see cref="Quants.KQuants.Q4_K.Dot8Packed"/>).
 /// Products that carry a repacked copy of their weights (<see cref="Product.RowGroups"/>, <see cref="RepackedWeights"/>)
-/// run 8 weight rows x up to 8 activation rows per call over it instead, from the type's fewest rows (one for Q4_0
-/// and Q4_K: generation and a few conversations decoding together too), with the same bits. Without one, Q4_0 runs
+/// run 8 weight rows x up to 8 activation rows per call over it instead, for any number of rows (one: generation;
+/// a few: conversations decoding together), with the same bits. Without one, Q4_0 runs
 /// 2 to 4 activation rows through a quad tile that decodes each weight block once for all of them
 /// (<see cref="Quants.Tiles.Q4_0QuadTiles"/>).
 /// </remarks>
@@ -43,10 +43,9 @@ public static unsafe class MatMul
 
     /// <summary>
     /// From this many activation rows products whose weights all have a repacked copy run over it (8 weight rows x up
-    /// to 8 activation rows per call, the last tile holding the rows left), on top of each kernel's own fewest
-    /// (<see cref="RepackedWeights.Kernel.MinRows"/>). 1: a single Q4_0 row reads the copy faster than the row dot
-    /// reads the mapped weights (2048 x 2048 from memory, 2 threads: about 45 µs against 60). Settable for benchmarks
-    /// comparing the two.
+    /// to 8 activation rows per call, the last tile holding the rows left). 1: a single row reads the copy faster than
+    /// the row dot reads the mapped weights (2048 x 2048 from memory, 2 threads: Q4_0 about 45 µs against 60, Q8_0 72
+    /// against 96). Settable for benchmarks comparing the two.
     /// </summary>
     internal static int MinRepackedRows = 1;
 
@@ -162,8 +161,8 @@ public static unsafe class MatMul
     {
         if (count <= 0 || n <= 0) return;
         var first = QuantKernels.Get(products[0].Type);
-        // Repacked weights (every product's, of one type) take every activation row, from their kernel's fewest.
-        var repacked = n >= MinRepackedRows && WideTiles && TilesOn(Kernels.Path) ? RepackedWeights.AllRepacked(products, count, cols, n) : null;
+        // Repacked weights (every product's, of one type) take every activation row count.
+        var repacked = n >= MinRepackedRows && WideTiles && TilesOn(Kernels.Path) ? RepackedWeights.AllRepacked(products, count, cols) : null;
         if (n >= MinPaddedRows && n < WideTile && WideTiles && TilesOn(Kernels.Path) && repacked == null && PackedTilesForAll(products, count))
         {
             PaddedToOneTile(products, count, cols, x, n);
@@ -177,7 +176,7 @@ public static unsafe class MatMul
             for (int p = 0; p < count; p++) Group(products + p, 1, cols, x, n);
             return;
         }
-        if (WideTiles && TilesOn(Kernels.Path) && SplitRepacked(products, count, cols, x, n)) return;
+        if (n >= MinRepackedRows && WideTiles && TilesOn(Kernels.Path) && SplitRepacked(products, count, cols, x, n)) return;
         const int MaxParts = 4;
         if (count > MaxParts)
         {
@@ -294,7 +293,6 @@ public static unsafe class MatMul
         while (first < count && !RepackedWeights.Usable(products[first], products[first].Type, cols)) first++;
         if (first == count) return false;
         var type = products[first].Type;
-        if (n < RepackedWeights.For(type).MinRows) return false;
         var split = stackalloc Product[count];
         int repacked = 0;
         for (int p = 0; p < count; p++)

@@ -32,8 +32,6 @@ internal static unsafe class RepackedWeights
         public delegate*<byte*, nint, int, byte*, int, void> PackActivationRows { get; init; }
         /// <summary>(group, tile, n, y, yStride, activationRows): one group against the tile's 1 to 8 rows.</summary>
         public delegate*<byte*, byte*, int, float*, nint, int, void> Dot { get; init; }
-        /// <summary>Fewest activation rows that run over the copy; fewer read the mapped weights.</summary>
-        public int MinRows { get; init; }
     }
 
     /// <summary>The repacked kernel of <paramref name="type"/>, or a default one (no pointers) for a type without.</summary>
@@ -43,20 +41,16 @@ internal static unsafe class RepackedWeights
         {
             Repack = &Q4_0RowGroups.Repack, GroupBytes = &Q4_0RowGroups.GroupBytes, Fits = &Q4_0RowGroups.Fits,
             TileBytes = &Q8Products.PackedTileBytes, PackActivationRows = &Q4_0RowGroups.PackActivationRows, Dot = &Q4_0RowGroups.DotRows,
-            MinRows = 1,
         },
         GgmlType.Q4_K => new Kernel
         {
             Repack = &Q4KRowGroups.Repack, GroupBytes = &Q4KRowGroups.GroupBytes, Fits = &Q4KRowGroups.Fits,
             TileBytes = &Q4KRowGroups.PackedTileBytes, PackActivationRows = &Q4KRowGroups.PackActivationRows, Dot = &Q4KRowGroups.DotRows,
-            MinRows = 1,
         },
-        // Prompts only: ggml's Q8_0 order keeps a float step per 4-value group and row, so fewer than 8 rows gain nothing.
         GgmlType.Q8_0 when AvxVnni.IsSupported => new Kernel
         {
             Repack = &Q8_0RowGroups.Repack, GroupBytes = &Q8_0RowGroups.GroupBytes, Fits = &Q8_0RowGroups.Fits,
             TileBytes = &Q8_0RowGroups.TileBytes, PackActivationRows = &Q8_0RowGroups.PackActivationRows, Dot = &Q8_0RowGroups.DotRows,
-            MinRows = 8,
         },
         _ => default,
     };
@@ -122,15 +116,14 @@ internal static unsafe class RepackedWeights
         => product.RowGroups != null && product.Type == type && product.Rows % GroupRows == 0 && Supported(type, GroupRows, cols);
 
     /// <summary>
-    /// The kernel when every product has repacked weights of one type usable for <paramref name="n"/> activation rows
-    /// of <paramref name="cols"/> values on the current path, else null.
+    /// The kernel when every product has repacked weights of one type usable for rows of <paramref name="cols"/>
+    /// values on the current path, else null.
     /// </summary>
-    internal static Kernel? AllRepacked(MatMul.Product* products, int count, int cols, int n)
+    internal static Kernel? AllRepacked(MatMul.Product* products, int count, int cols)
     {
         for (int p = 0; p < count; p++)
             if (!Usable(products[p], products[0].Type, cols)) return null;
-        var kernel = For(products[0].Type);
-        return n >= kernel.MinRows ? kernel : null;
+        return For(products[0].Type);
     }
 
     private struct RepackJob

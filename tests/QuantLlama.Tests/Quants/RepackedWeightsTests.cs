@@ -43,8 +43,11 @@ public class RepackedWeightsTests
         AssertGroupEqualsRowDot([GgmlType.Q4_0, GgmlType.Q4_0, GgmlType.Q4_0], weights, rows, [true, true, true], cols, RandomActivation(random, n, cols), n);
     }
 
-    /// <summary>Q8_0 (prompts only: 8 rows or more, the last tile holding the rows left).</summary>
+    /// <summary>Q8_0: one row (generation), a few (conversations decoding together), tiles of 8 and the rows left.</summary>
     [Theory]
+    [InlineData(64, 1)]   // the one-row pass
+    [InlineData(96, 2)]   // the four-row pass, two rows of it zeros
+    [InlineData(128, 5)]  // the eight-row pass, three rows of it zeros
     [InlineData(32, 8)]   // one block
     [InlineData(96, 23)]  // 3 blocks
     [InlineData(224, 10)] // 7 blocks; a tile of 8 rows and one of 2
@@ -62,10 +65,12 @@ public class RepackedWeightsTests
 
     /// <summary>
     /// Q8_0 quants -128 and ±127 against activations quantized to ±127 (the quantizer's range), every sign mix: the
-    /// unsigned weights (w + 128 up to 255) and the -128 · Σ correction keep each group's sum exact, in full tiles and
-    /// in a shorter last tile.
+    /// unsigned activations (y + 128 up to 255) and the -128 · Σ w start keep each group's sum exact, in each pass
+    /// (one, four and eight rows), in full tiles and in a shorter last tile.
     /// </summary>
     [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
     [InlineData(8)]
     [InlineData(13)]
     public void ExtremeQ8_0QuantsKeepExactSums(int n)
