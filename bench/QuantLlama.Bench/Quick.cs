@@ -57,7 +57,9 @@ internal static class Quick
         }
         if (types.Length > 0 && types[0] == "decode")
         {
-            DecodeQ4_0(types.Skip(1).Select(int.Parse).DefaultIfEmpty(0).ToArray());
+            var rest = types.Skip(1).ToArray();
+            bool typed = rest.Length > 0 && Enum.TryParse<GgmlType>(rest[0], true, out _);
+            Decode(typed ? Enum.Parse<GgmlType>(rest[0], true) : GgmlType.Q4_0, rest.Skip(typed ? 1 : 0).Select(int.Parse).DefaultIfEmpty(0).ToArray());
             return;
         }
         if (types.Length > 0 && types[0] == "q6k")
@@ -195,25 +197,25 @@ internal static class Quick
     }
 
     /// <summary>
-    /// `quick decode [M...]`: 1 to 8 activation rows (conversations decoding together) through MatMul over 24 Q4_0
-    /// matrices of 2048 x 2048 (54 MiB, more than the caches, so weights come from memory as in generation), over the
+    /// `quick decode [TYPE] [M...]`: 1 to 8 activation rows (conversations decoding together) through MatMul over 24
+    /// matrices of 2048 x 2048 of TYPE (Q4_0 by default, Q4_K, Q8_0; Q4_0: 54 MiB, more than the caches, so weights come from memory as in generation), over the
     /// mapped weights (row dots, quad tiles, padded 8-row tiles) and over the repacked copy; best of alternating runs,
     /// µs per matrix. BENCH_THREADS sets the thread count.
     /// </summary>
-    private static unsafe void DecodeQ4_0(int[] counts)
+    private static unsafe void Decode(GgmlType type, int[] counts)
     {
         const int matrices = 24, rows = 2048, cols = 2048;
         if (int.TryParse(Environment.GetEnvironmentVariable("BENCH_THREADS"), out int threads)) Compute.WorkerPool.SetThreadCount(threads);
         if (counts.Length == 0 || counts[0] == 0) counts = [1, 2, 3, 4, 5, 6, 7, 8];
-        long wBytes = GgmlTypeInfo.RowBytes(GgmlType.Q4_0, cols) * rows;
+        long wBytes = GgmlTypeInfo.RowBytes(type, cols) * rows;
         var w = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(wBytes * matrices), 64);
         var groups = new nint[matrices];
         var block = new byte[wBytes];
-        Quantizer.QuantizeRow(GgmlType.Q4_0, Data.Random(rows * cols, 5), block);
+        Quantizer.QuantizeRow(type, Data.Random(rows * cols, 5), block);
         for (int m = 0; m < matrices; m++)
         {
             block.AsSpan().CopyTo(new Span<byte>(w + m * wBytes, (int)wBytes));
-            groups[m] = (nint)Compute.RepackedWeights.Create(GgmlType.Q4_0, w + m * wBytes, rows, cols);
+            groups[m] = (nint)Compute.RepackedWeights.Create(type, w + m * wBytes, rows, cols);
         }
         var x = Data.Random(8 * cols, 6);
         var y = new float[8 * rows];
@@ -224,7 +226,7 @@ internal static class Quick
             {
                 for (int m = 0; m < matrices; m++)
                 {
-                    var product = new Compute.MatMul.Product(GgmlType.Q4_0, w + m * wBytes, rows, Y, repacked ? (byte*)groups[m] : null);
+                    var product = new Compute.MatMul.Product(type, w + m * wBytes, rows, Y, repacked ? (byte*)groups[m] : null);
                     Compute.MatMul.Group(&product, 1, cols, X, n);
                 }
                 return Y[0];
@@ -240,7 +242,7 @@ internal static class Quick
                     packed = Math.Min(packed, Time(() => Run(n, true)) / matrices);
                 }
                 Compute.MatMul.MinRepackedRows = saved;
-                Console.WriteLine($"Q4_0 {rows}x{cols}, {n} rows, {Compute.WorkerPool.ThreadCount} threads: mapped {mapped,7:F1} us, repacked {packed,7:F1} us ({mapped / packed:F2}x)");
+                Console.WriteLine($"{type} {rows}x{cols}, {n} rows, {Compute.WorkerPool.ThreadCount} threads: mapped {mapped,7:F1} us, repacked {packed,7:F1} us ({mapped / packed:F2}x)");
             }
         }
         foreach (var g in groups) Compute.RepackedWeights.Free((byte*)g);
