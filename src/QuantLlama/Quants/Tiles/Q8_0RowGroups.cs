@@ -5,8 +5,8 @@ using System.Runtime.Intrinsics.X86;
 namespace QuantLlama.Quants.Tiles;
 
 /// <summary>
-/// Q8_0 weights repacked in groups of 8 rows for prompts on the AVX-512 path (with AVX-VNNI): 8 weight rows x 8
-/// activation rows per call, a vector holding one 4-value group of the 8 weight rows (lane r: row r), so each weight
+/// Q8_0 weights repacked in groups of 8 rows on the AVX-512 path (with AVX-VNNI), for products over any number of
+/// activation rows (prompts, conversations decoding together, generation): 8 weight rows x 1 to 8 activation rows per call, a vector holding one 4-value group of the 8 weight rows (lane r: row r), so each weight
 /// load serves 8 activation rows, whose groups are broadcast from memory. The activations are stored as unsigned bytes
 /// y + 128, so AVX-VNNI's unsigned-by-signed byte dot (`vpdpbusd`, 4 products into int32, no saturation) takes them
 /// against the signed weights; it starts from -128 · Σ of the weight group (one `vpdpbusd` of 128s against the
