@@ -43,16 +43,16 @@ public class RepackedWeightsTests
         AssertGroupEqualsRowDot([GgmlType.Q4_0, GgmlType.Q4_0, GgmlType.Q4_0], weights, rows, [true, true, true], cols, RandomActivation(random, n, cols), n);
     }
 
-    /// <summary>Q8_0: one row (generation), a few (conversations decoding together), tiles of 8 and the rows left.</summary>
+    /// <summary>Q8_0: one row (the mapped row dot), a few (conversations decoding together), tiles of 8 and the rows left.</summary>
     [Theory]
-    [InlineData(64, 1)]   // the one-row pass
+    [InlineData(64, 1)]   // the mapped row dot: one row reads no copy
     [InlineData(96, 2)]   // the four-row pass, two rows of it zeros
     [InlineData(128, 5)]  // the eight-row pass, three rows of it zeros
     [InlineData(32, 8)]   // one block
     [InlineData(96, 23)]  // 3 blocks
     [InlineData(224, 10)] // 7 blocks; a tile of 8 rows and one of 2
     [InlineData(160, 12)] // a tile of 4 rows (the second half of the tile skipped)
-    [InlineData(256, 9)]  // a tile of 1 row
+    [InlineData(256, 9)]  // a tile of 1 row: the one-row pass
     [InlineData(2048, 43)]
     public void Q8_0GroupEqualsRowDotBitForBit(int cols, int n)
     {
@@ -69,7 +69,7 @@ public class RepackedWeightsTests
     /// (one, four and eight rows), in full tiles and in a shorter last tile.
     /// </summary>
     [Theory]
-    [InlineData(1)]
+    [InlineData(9)]
     [InlineData(3)]
     [InlineData(8)]
     [InlineData(13)]
