@@ -53,7 +53,7 @@ public sealed record ModelOptions
     /// <summary>
     /// True (the default): on CPUs with AVX-512, the Q4_0, Q4_K and Q8_0 matrices (Q4_0's output matrix too) are
     /// copied at load into layouts of 8 interleaved weight rows, which read prompts 1.3–2x as fast and let several
-    /// conversations decoding together share each weight load; generation reads the copy as well.
+    /// conversations decoding together share each weight load; Q4_0 and Q4_K generation reads the copy as well.
     /// The copy costs about the size of those matrices in memory and the time to write it at load. False: the
     /// weights stay in the mapping only. The tokens are the same either way.
     /// </summary>
