@@ -40,16 +40,15 @@ internal static unsafe class RowKernels
     internal static void RmsNorm(float* x, float* weight, float* y, int n, int dim, float eps)
     {
         var rows = new Rows { X = x, Weight = weight, Y = y, Count = n, Width = dim, Eps = eps };
-        for (int b = 0; b < (n + 3) / 4; b++) RmsNormBlock(&rows, b);
+        for (int b = 0; b < (n + 3) / 4; b++) RmsNormBlock(rows, b);
     }
 
     /// <summary>Rows 4·block.. of <see cref="RmsNorm"/>.</summary>
-    private static void RmsNormBlock(void* context, int block)
+    private static void RmsNormBlock(in Rows rows, int block)
     {
-        var rows = (Rows*)context;
-        int dim = rows->Width, i = 4 * block, end = Math.Min(i + 4, rows->Count);
-        float* x = rows->X, weight = rows->Weight, y = rows->Y;
-        float eps = rows->Eps;
+        int dim = rows.Width, i = 4 * block, end = Math.Min(i + 4, rows.Count);
+        float* x = rows.X, weight = rows.Weight, y = rows.Y;
+        float eps = rows.Eps;
         if (end - i == 4)
         {
             // A row's sum is one chain of dependent additions; four rows side by side keep four chains in flight.
