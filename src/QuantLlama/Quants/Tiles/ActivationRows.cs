@@ -1,3 +1,7 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
 namespace QuantLlama.Quants.Tiles;
 
 /// <summary>
@@ -36,6 +40,27 @@ internal static unsafe class ActivationRows
             default: throw new ArgumentOutOfRangeException(nameof(activationRows));
         }
     }
+
+    /// <summary>
+    /// Σ over g = 0..7 of <paramref name="w0"/>..<paramref name="w7"/> (unsigned bytes) times the 8 activation bytes at
+    /// a + 8g broadcast to every 64-bit lane, by `vpmaddubsw`, added in int16: the integer core of the Q4_0 and Q4_K
+    /// row-group kernels, whose tiles hold each row's 8-byte groups in order. The caller keeps the sums within int16.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<short> GroupSums(Vector512<byte> w0, Vector512<byte> w1, Vector512<byte> w2, Vector512<byte> w3,
+        Vector512<byte> w4, Vector512<byte> w5, Vector512<byte> w6, Vector512<byte> w7, byte* a)
+    {
+        var s = Avx512BW.Add(
+            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(w0, Group(a)), Avx512BW.MultiplyAddAdjacent(w1, Group(a + 8))),
+            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(w2, Group(a + 16)), Avx512BW.MultiplyAddAdjacent(w3, Group(a + 24))));
+        return Avx512BW.Add(s, Avx512BW.Add(
+            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(w4, Group(a + 32)), Avx512BW.MultiplyAddAdjacent(w5, Group(a + 40))),
+            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(w6, Group(a + 48)), Avx512BW.MultiplyAddAdjacent(w7, Group(a + 56)))));
+    }
+
+    /// <summary>8 activation bytes (one group) in every 64-bit lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<sbyte> Group(byte* a) => Vector512.Create(*(long*)a).AsSByte();
 
     internal struct One : IActivationRows { public static int Count => 1; }
     internal struct Two : IActivationRows { public static int Count => 2; }

@@ -129,12 +129,7 @@ internal static unsafe partial class Q4KRowGroups
     private static Vector512<int> Step(Vector512<byte> lo0, Vector512<byte> lo1, Vector512<byte> lo2, Vector512<byte> lo3,
         Vector512<byte> hi0, Vector512<byte> hi1, Vector512<byte> hi2, Vector512<byte> hi3, Vector512<short> scales, byte* a)
     {
-        var sum = Avx512BW.Add(
-            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(lo0, Group(a)), Avx512BW.MultiplyAddAdjacent(hi0, Group(a + 8))),
-            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(lo1, Group(a + 16)), Avx512BW.MultiplyAddAdjacent(hi1, Group(a + 24))));
-        sum = Avx512BW.Add(sum, Avx512BW.Add(
-            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(lo2, Group(a + 32)), Avx512BW.MultiplyAddAdjacent(hi2, Group(a + 40))),
-            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(lo3, Group(a + 48)), Avx512BW.MultiplyAddAdjacent(hi3, Group(a + 56)))));
+        var sum = ActivationRows.GroupSums(lo0, hi0, lo1, hi1, lo2, hi2, lo3, hi3, a);
         return Avx512BW.MultiplyAddAdjacent(sum, scales);
     }
 
@@ -161,10 +156,6 @@ internal static unsafe partial class Q4KRowGroups
     private static Vector512<int> BlockMins(Vector512<short> mins03, Vector512<short> mins47, byte* sums)
         => Avx512F.Add(Avx512BW.MultiplyAddAdjacent(mins03, Vector512.Create(*(long*)sums).AsInt16()),
             Avx512BW.MultiplyAddAdjacent(mins47, Vector512.Create(*(long*)(sums + 8)).AsInt16()));
-
-    /// <summary>8 activation bytes (one group of 8 values) in every 64-bit lane.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<sbyte> Group(byte* a) => Vector512.Create(*(long*)a).AsSByte();
 
     /// <summary>
     /// Byte shuffle giving in each 64-bit lane the words (zero-extended bytes) k0..k3 of that lane's 8 bytes: with k0 =

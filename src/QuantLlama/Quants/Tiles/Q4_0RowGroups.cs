@@ -182,18 +182,9 @@ internal static unsafe class Q4_0RowGroups
         Vector512<byte> w4, Vector512<byte> w5, Vector512<byte> w6, Vector512<byte> w7, Vector512<float> dw, byte* a, Vector512<float> chains)
     {
         // Σ q·y over 8 groups in int16: 8 · 2 · 15 · 127 < 32768.
-        var s = Avx512BW.Add(
-            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(w0, Group(a)), Avx512BW.MultiplyAddAdjacent(w1, Group(a + 8))),
-            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(w2, Group(a + 16)), Avx512BW.MultiplyAddAdjacent(w3, Group(a + 24))));
-        s = Avx512BW.Add(s, Avx512BW.Add(
-            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(w4, Group(a + 32)), Avx512BW.MultiplyAddAdjacent(w5, Group(a + 40))),
-            Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(w6, Group(a + 48)), Avx512BW.MultiplyAddAdjacent(w7, Group(a + 56)))));
+        var s = ActivationRows.GroupSums(w0, w1, w2, w3, w4, w5, w6, w7, a);
         var sums = Avx512F.Subtract(Avx512BW.MultiplyAddAdjacent(s, Vector512.Create((short)1)), Vector512.Create(*(long*)(a + ActivationSumsAt)).AsInt32());
         var d = Avx512F.Multiply(dw, Vector512.Create(*(double*)(a + ActivationScalesAt)).AsSingle());
         return Avx512F.FusedMultiplyAdd(d, Avx512F.ConvertToVector512Single(sums), chains);
     }
-
-    /// <summary>Group g of blocks 2p and 2p + 1 (8 bytes) in every pair of dword lanes.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<sbyte> Group(byte* a) => Vector512.Create(*(long*)a).AsSByte();
 }
