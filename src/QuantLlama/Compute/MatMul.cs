@@ -21,8 +21,8 @@ namespace QuantLlama.Compute;
 /// as llama.cpp's prompts do, see <see cref="TypeKernel.DotOverRowQuads"/>). For Q4_0, Q8_0 and Q4_K the 8 activation rows are first packed into
 /// one tile with a row per vector lane (see <see cref="Quants.Q8Products"/> and <see cref="Quants.KQuants.Q4_K.Dot8Packed"/>).
 /// Products that carry a repacked copy of their weights (<see cref="Product.RowGroups"/>, <see cref="RepackedWeights"/>)
-/// run 8 weight rows x up to 8 activation rows per call over it instead, from the type's fewest rows (Q4_0 and Q4_K:
-/// one, so generation too; Q8_0: two, conversations decoding together), with the same bits. Without one, Q4_0 runs
+/// run 8 weight rows x up to 8 activation rows per call over it instead, generation's single row included, with the
+/// same bits. Without one, Q4_0 runs
 /// 2 to 4 activation rows through a quad tile that decodes each weight block once for all of them
 /// (<see cref="Quants.Tiles.Q4_0QuadTiles"/>).
 /// </remarks>
@@ -43,10 +43,10 @@ public static unsafe class MatMul
 
     /// <summary>
     /// From this many activation rows products whose weights all have a repacked copy run over it (8 weight rows x up
-    /// to 8 activation rows per call, the last tile holding the rows left), from each kernel's own fewest
-    /// (<see cref="RepackedWeights.Kernel.MinRows"/>). 1: a single Q4_0 row reads the copy faster than the row dot reads
-    /// the mapped weights (2048 x 2048 from memory, 2 threads: about 45 µs against 60). Settable for benchmarks
-    /// comparing the two.
+    /// to 8 activation rows per call, the last tile holding the rows left). 1: a single row reads the copy at least as
+    /// fast as the row dot reads the mapped weights (2048 x 2048 from memory, 2 threads: Q4_0 about 45 µs against 60),
+    /// and the copied matrices' pages leave the mapping at load, so every product reads the copy. Settable for
+    /// benchmarks comparing the two.
     /// </summary>
     internal static int MinRepackedRows = 1;
 
@@ -163,7 +163,7 @@ public static unsafe class MatMul
         if (count <= 0 || n <= 0) return;
         var first = QuantKernels.Get(products[0].Type);
         // Repacked weights (every product's, of one type) take every activation row count from their kernel's fewest.
-        var repacked = n >= MinRepackedRows && WideTiles && TilesOn(Kernels.Path) ? RepackedWeights.AllRepacked(products, count, cols, n) : null;
+        var repacked = n >= MinRepackedRows && WideTiles && TilesOn(Kernels.Path) ? RepackedWeights.AllRepacked(products, count, cols) : null;
         if (n >= MinPaddedRows && n < WideTile && WideTiles && TilesOn(Kernels.Path) && repacked == null && PackedTilesForAll(products, count))
         {
             PaddedToOneTile(products, count, cols, x, n);
@@ -294,7 +294,6 @@ public static unsafe class MatMul
         while (first < count && !RepackedWeights.Usable(products[first], products[first].Type, cols)) first++;
         if (first == count) return false;
         var type = products[first].Type;
-        if (n < RepackedWeights.For(type).MinRows) return false;
         var split = stackalloc Product[count];
         int repacked = 0;
         for (int p = 0; p < count; p++)

@@ -32,8 +32,6 @@ internal static unsafe class RepackedWeights
         public delegate*<byte*, nint, int, byte*, int, void> PackActivationRows { get; init; }
         /// <summary>(group, tile, n, y, yStride, activationRows): one group against the tile's 1 to 8 rows.</summary>
         public delegate*<byte*, byte*, int, float*, nint, int, void> Dot { get; init; }
-        /// <summary>Fewest activation rows that run over the copy (0: any); fewer read the mapped weights.</summary>
-        public int MinRows { get; init; }
     }
 
     /// <summary>The repacked kernel of <paramref name="type"/>, or a default one (no pointers) for a type without.</summary>
@@ -53,9 +51,6 @@ internal static unsafe class RepackedWeights
         {
             Repack = &Q8_0RowGroups.Repack, GroupBytes = &Q8_0RowGroups.GroupBytes, Fits = &Q8_0RowGroups.Fits,
             TileBytes = &Q8_0RowGroups.TileBytes, PackActivationRows = &Q8_0RowGroups.PackActivationRows, Dot = &Q8_0RowGroups.DotRows,
-            // One row (generation) reads the mapped file through the row dot: over the copy it ran 0.91–1.0x as fast
-            // end to end, though 1.2x in a matrix benchmark (docs/performance.md, "Repacked Q8_0 weights").
-            MinRows = 2,
         },
         _ => default,
     };
@@ -121,15 +116,14 @@ internal static unsafe class RepackedWeights
         => product.RowGroups != null && product.Type == type && product.Rows % GroupRows == 0 && Supported(type, GroupRows, cols);
 
     /// <summary>
-    /// The kernel when every product has repacked weights of one type usable for <paramref name="n"/> activation rows
-    /// of <paramref name="cols"/> values on the current path, else null.
+    /// The kernel when every product has repacked weights of one type usable for activation rows of
+    /// <paramref name="cols"/> values on the current path, else null.
     /// </summary>
-    internal static Kernel? AllRepacked(MatMul.Product* products, int count, int cols, int n)
+    internal static Kernel? AllRepacked(MatMul.Product* products, int count, int cols)
     {
         for (int p = 0; p < count; p++)
             if (!Usable(products[p], products[0].Type, cols)) return null;
-        var kernel = For(products[0].Type);
-        return n >= kernel.MinRows ? kernel : null;
+        return For(products[0].Type);
     }
 
     private struct RepackJob

@@ -173,6 +173,8 @@ public sealed unsafe class GgufFile : IModelFile
 
     public ReadOnlySpan<byte> GetTensorData(string name) => GetTensorData(GetTensor(name));
 
+    void IModelFile.ReleasePages(byte* start, long bytes) => _file?.ReleasePages(start, bytes);
+
     public void Dispose()
     {
         _base = null;

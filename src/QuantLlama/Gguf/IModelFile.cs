@@ -20,6 +20,15 @@ public unsafe interface IModelFile : IDisposable
     /// <summary>A pointer to the tensor's bytes inside the mapping, valid until the file is disposed.</summary>
     byte* GetTensorPointer(GgufTensorInfo tensor);
 
+    /// <summary>
+    /// Tells the file that the process has its own copy of [<paramref name="start"/>, + <paramref name="bytes"/>) and
+    /// reads it no more: a mapped file releases those pages from resident memory (<see cref="MappedFile.ReleasePages"/>);
+    /// a file in memory keeps them. Reading them again stays correct.
+    /// </summary>
+    internal void ReleasePages(byte* start, long bytes)
+    {
+    }
+
     /// <summary>FindTensor, or a KeyNotFoundException that names the file: the implementations' GetTensor.</summary>
     internal static GgufTensorInfo RequireTensor(IModelFile file, string name) => file.FindTensor(name)
         ?? throw new KeyNotFoundException($"{file.FileName}: no tensor named '{name}'");

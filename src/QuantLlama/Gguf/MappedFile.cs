@@ -79,6 +79,34 @@ internal sealed unsafe class MappedFile : IDisposable
         }
     }
 
+    /// <summary>
+    /// Hands the whole pages of [<paramref name="start"/>, + <paramref name="bytes"/>) back to the system, on Linux:
+    /// they leave the process's resident memory (the page cache keeps them) and a later read maps them again, with the
+    /// same bytes. For data the process has copied and no longer reads. A range outside this mapping, or another
+    /// system, is left alone.
+    /// </summary>
+    public void ReleasePages(byte* start, long bytes)
+    {
+        if (!OperatingSystem.IsLinux() || _pointer == null || start < _pointer || bytes <= 0 || bytes > Length - (start - _pointer)) return;
+        long page = Environment.SystemPageSize;
+        // Only the pages wholly inside the range: the ones it shares with its neighbours may still be read.
+        nint first = ((nint)start + (nint)page - 1) & ~((nint)page - 1);
+        nint end = ((nint)start + (nint)bytes) & ~((nint)page - 1);
+        if (end <= first) return;
+        try
+        {
+            _ = madvise((void*)first, (nuint)(end - first), MadviseDontNeed);
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+        }
+    }
+
+    private const int MadviseDontNeed = 4; // MADV_DONTNEED
+
+    [System.Runtime.InteropServices.DllImport("libc", SetLastError = false)]
+    private static extern int madvise(void* address, nuint length, int advice);
+
     /// <summary>Releases the pointer and the mapping; safe to call more than once.</summary>
     public void Dispose()
     {

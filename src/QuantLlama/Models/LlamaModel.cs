@@ -53,9 +53,10 @@ public sealed record ModelOptions
     /// <summary>
     /// True (the default): on CPUs with AVX-512, the Q4_0, Q4_K and Q8_0 matrices (Q4_0's output matrix too) are
     /// copied at load into layouts of 8 interleaved weight rows, which read prompts 1.3–2x as fast and let several
-    /// conversations decoding together share each weight load; Q4_0 and Q4_K generation reads the copy as well.
-    /// The copy costs about the size of those matrices in memory and the time to write it at load. False: the
-    /// weights stay in the mapping only. The tokens are the same either way.
+    /// conversations decoding together share each weight load; generation reads the copy as well. On Linux the copied
+    /// matrices' pages of the mapping then leave resident memory, so the process holds about the file's size either
+    /// way (the page cache may keep the file too); the copy costs the time to write it at load. False: the weights
+    /// stay in the mapping only. The tokens are the same either way.
     /// </summary>
     public bool RepackForPrompts { get; init; } = true;
 
@@ -404,6 +405,10 @@ public sealed unsafe class LlamaModel : IDisposable
             byte* groups = RepackedWeights.Create(w.Type, w.Data, w.Rows, w.Cols);
             _repacked.Add((IntPtr)groups);
             RepackedBytes += RepackedWeights.Bytes(w.Type, w.Rows, w.Cols);
+            // Every product reads the copy from here on, so the mapped pages leave resident memory (peak RSS stays
+            // about the file's size instead of the file plus the copy); a tied output's rows are still looked up as
+            // token embeddings.
+            if (w.Data != Embedding.Data) _file.ReleasePages(w.Data, GgmlTypeInfo.RowBytes(w.Type, w.Cols) * w.Rows);
             return w.WithRowGroups(groups);
         }
         foreach (var layer in Layers)

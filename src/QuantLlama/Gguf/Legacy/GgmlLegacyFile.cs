@@ -325,6 +325,8 @@ public sealed unsafe class GgmlLegacyFile : IModelFile
 
     public ReadOnlySpan<byte> GetTensorData(string name) => GetTensorData(GetTensor(name));
 
+    void IModelFile.ReleasePages(byte* start, long bytes) => _file?.ReleasePages(start, bytes);
+
     public void Dispose()
     {
         _base = null;
