@@ -43,9 +43,10 @@ public class RepackedWeightsTests
         AssertGroupEqualsRowDot([GgmlType.Q4_0, GgmlType.Q4_0, GgmlType.Q4_0], weights, rows, [true, true, true], cols, RandomActivation(random, n, cols), n);
     }
 
-    /// <summary>Q8_0: one row (the mapped row dot), a few (conversations decoding together), tiles of 8 and the rows left.</summary>
+    /// <summary>Q8_0: one row (generation), a few (conversations decoding together), tiles of 8 and the rows left.</summary>
     [Theory]
-    [InlineData(64, 1)]   // the mapped row dot: one row reads no copy
+    [InlineData(64, 1)]   // the one-row pass over 2 blocks: every stream's prefetch in the next group
+    [InlineData(2304, 1)] // 72 blocks: prefetches in the group and past it
     [InlineData(96, 2)]   // the four-row pass, two rows of it zeros
     [InlineData(128, 5)]  // the eight-row pass, three rows of it zeros
     [InlineData(32, 8)]   // one block
@@ -69,6 +70,7 @@ public class RepackedWeightsTests
     /// (one, four and eight rows), in full tiles and in a shorter last tile.
     /// </summary>
     [Theory]
+    [InlineData(1)]
     [InlineData(9)]
     [InlineData(3)]
     [InlineData(8)]
