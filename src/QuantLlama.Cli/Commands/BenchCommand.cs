@@ -19,7 +19,7 @@ public static class BenchCommand
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Print each repetition's speed to stderr" };
         var contexts = new Option<int>("--contexts", "-np") { Description = "Conversations on one loaded model, run at the same time (t/s of all together)", DefaultValueFactory = _ => 1 };
         var batched = new Option<bool>("--batched", "-cb") { Description = "With --contexts, generate all contexts' tokens together, one pass through the weights per step (continuous batching)" };
-        var noRepack = new Option<bool>("--no-repack") { Description = "Read Q4_0, Q4_K and Q8_0 weights from the mapped file instead of copies repacked at load for the AVX-512 kernels (saves the copies' memory and load time; prompts read up to half as fast, and conversations decoding together, and Q4_0/Q4_K generation, slower)" };
+        var noRepack = RepackOption.Create();
         foreach (var o in new Option[] { model, prompt, generate, threads, reps, verbose, contexts, batched, noRepack }) command.Options.Add(o);
         var attention = new AttentionOptions(command);
         command.SetAction(parse => CliErrors.Run(() =>

@@ -25,7 +25,7 @@ public static class ServeCommand
         var queue = new Option<int>("--queue") { Description = "Requests that may wait for a slot; more get 503 with Retry-After", DefaultValueFactory = _ => 16 };
         var noBatching = new Option<bool>("--no-batching") { Description = "Generate each slot on its own instead of all busy slots' tokens in one pass through the weights (the same tokens, slower in aggregate)" };
         var ubatch = new Option<int>("--ubatch-size", "-ub") { Description = "Prompt tokens per pass through the weights; a prompt read beside generating slots delays their next token by one such pass at most", DefaultValueFactory = _ => ServerOptions.DefaultPromptBatch };
-        var noRepack = new Option<bool>("--no-repack") { Description = "Read Q4_0, Q4_K and Q8_0 weights from the mapped file instead of copies repacked at load for the AVX-512 kernels (saves the copies' memory and load time; prompts read up to half as fast, and conversations decoding together, and Q4_0/Q4_K generation, slower)" };
+        var noRepack = RepackOption.Create();
         var noWarmup = new Option<bool>("--no-warmup") { Description = "Skip the throwaway forward pass run at load (the first request then compiles and faults in the model itself)" };
         foreach (var o in new Option[] { model, which, tokenizer, gqa, host, port, parallel, ctx, apiKey, threads, queue, noBatching, ubatch, noRepack, noWarmup })
             command.Options.Add(o);
