@@ -162,7 +162,7 @@ public static unsafe class MatMul
     {
         if (count <= 0 || n <= 0) return;
         var first = QuantKernels.Get(products[0].Type);
-        // Repacked weights (every product's, of one type) take every activation row count from their kernel's fewest.
+        // Repacked weights (every product's, of one type) take every activation row count, generation's single row included.
         var repacked = n >= MinRepackedRows && WideTiles && TilesOn(Kernels.Path) ? RepackedWeights.AllRepacked(products, count, cols) : null;
         if (n >= MinPaddedRows && n < WideTile && WideTiles && TilesOn(Kernels.Path) && repacked == null && PackedTilesForAll(products, count))
         {

@@ -88,7 +88,7 @@ public class ModelOptionsTests
         string dir = TestPaths.NewTempDirectory();
         try
         {
-            // Matrices of 256 x 1024 values, 64 KiB and more each in the file, so whole pages of them can be released.
+            // The smallest matrices (K and V) 256 x 1024 values, 144 KiB and more in the file: many whole pages to release.
             string path = SyntheticLlama.Write(dir, type, new SyntheticLlama.Shape { Dim = 1024, FeedForward = 2048, Heads = 8, KvHeads = 2 });
             using var mapped = LlamaModel.Load(path, options: new ModelOptions { RepackForPrompts = false, WarmUp = false });
             using var repacked = LlamaModel.Load(path, options: new ModelOptions { WarmUp = false });
