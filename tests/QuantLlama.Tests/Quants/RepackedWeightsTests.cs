@@ -25,7 +25,10 @@ public class RepackedWeightsTests
     [InlineData(320, 9)]  // 5 pairs: passes of 2, 1, 1 and 1 pairs
     [InlineData(448, 16)] // 7 pairs
     [InlineData(2048, 43)]
-    [InlineData(64, 1)]
+    [InlineData(64, 1)]   // one row: the passes side by side, one pair left after no whole quad
+    [InlineData(384, 1)]  // 6 pairs: one quad, then two pairs left
+    [InlineData(448, 1)]  // 7 pairs: one quad, then three pairs left
+    [InlineData(2304, 1)] // 36 pairs: quads only, prefetches within the group and past it
     [InlineData(64, 2)]
     [InlineData(192, 3)]  // 3 pairs: passes of 1, 1, 1 and 0 pairs
     [InlineData(320, 4)]

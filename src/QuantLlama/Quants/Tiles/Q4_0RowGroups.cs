@@ -22,7 +22,9 @@ namespace QuantLlama.Quants.Tiles;
 /// its own pairs in a pass of its own (chains are independent until the final sum), so a pass keeps one accumulator
 /// per activation row and the 8 weight groups in registers. The pairs are stored in the passes' order (p ≡ 0 mod 4
 /// first, then 1, 2, 3; <see cref="PassStart"/>), so the kernel reads a group, and a matrix of consecutive groups,
-/// as one forward stream, asking for the lines <see cref="PrefetchDistance"/> bytes ahead.
+/// as one forward stream, asking for the lines <see cref="PrefetchDistance"/> bytes ahead. One activation row
+/// (generation) runs the 4 passes side by side instead (<see cref="OneRow"/>): 4 streams, each asking for the pair 4
+/// ahead, in the next group past this one's end.
 /// Activation tile of m rows (<see cref="PackActivationRows"/>, at most <see cref="Q8Products.PackedTileBytes"/>),
 /// per pair 80·m bytes in natural pair order: for each row 80 bytes: group g (values 4g..4g+3) of both blocks at 8g
 /// (block 2p, then 2p + 1), the two scales d_y as f32 at 64, the two sums of quants times 8 at 72.
@@ -103,7 +105,88 @@ internal static unsafe class Q4_0RowGroups
 
     /// <summary>One repacked group against a tile of <paramref name="activationRows"/> (1 to 8) rows: the kernel compiled for that count.</summary>
     internal static void DotRows(byte* group, byte* tile, int n, float* y, nint yStride, int activationRows)
-        => ActivationRows.Dot<Kernel>(group, tile, n, y, yStride, activationRows);
+    {
+        if (activationRows == 1) OneRow(group, tile, n, y);
+        else ActivationRows.Dot<Kernel>(group, tile, n, y, yStride, activationRows);
+    }
+
+    /// <summary>Pairs ahead of the one being read that <see cref="OneRow"/> asks for, in each of its 4 streams (2 and 8 generated slower).</summary>
+    private const int OneRowPrefetchPairs = 4;
+
+    /// <summary>
+    /// One activation row: the 4 passes side by side (4 streams, one register each), each register's pairs in the
+    /// passes' order, so the bits of <see cref="Dot{TRows}"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    private static void OneRow(byte* group, byte* tile, int n, float* y)
+    {
+        int pairs = n / PairValues, quads = pairs / 4;
+        long groupBytes = GroupBytes(n);
+        byte* s0 = group, s1 = group + (long)PassStart(1, pairs) * PairBytes;
+        byte* s2 = group + (long)PassStart(2, pairs) * PairBytes, s3 = group + (long)PassStart(3, pairs) * PairBytes;
+        Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
+        for (int i = 0; i < quads; i++)
+        {
+            long at = (long)i * PairBytes;
+            // Each stream's pair OneRowPrefetchPairs ahead, in the next group past this one's end.
+            long ahead = at + OneRowPrefetchPairs * PairBytes + (i + OneRowPrefetchPairs >= quads ? groupBytes - (long)quads * PairBytes : 0);
+            PrefetchPair(s0 + ahead); PrefetchPair(s1 + ahead); PrefetchPair(s2 + ahead); PrefetchPair(s3 + ahead);
+            byte* a = tile + (long)(4 * i) * ActivationPairBytes;
+            c0 = PairStep(s0 + at, a, c0);
+            c1 = PairStep(s1 + at, a + ActivationPairBytes, c1);
+            c2 = PairStep(s2 + at, a + 2 * ActivationPairBytes, c2);
+            c3 = PairStep(s3 + at, a + 3 * ActivationPairBytes, c3);
+        }
+        // Pairs past the last whole quad: passes 0, 1 and 2 hold one more each, in order.
+        int rest = pairs - 4 * quads;
+        byte* last = tile + (long)(4 * quads) * ActivationPairBytes;
+        long end = (long)quads * PairBytes;
+        if (rest > 0) c0 = PairStep(s0 + end, last, c0);
+        if (rest > 1) c1 = PairStep(s1 + end, last + ActivationPairBytes, c1);
+        if (rest > 2) c2 = PairStep(s2 + end, last + 2 * ActivationPairBytes, c2);
+        var total = Avx512F.Add(Avx512F.Add(c0, c2), Avx512F.Add(c1, c3));
+        var evens = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14);
+        var odds = Vector512.Create(1, 3, 5, 7, 9, 11, 13, 15, 1, 3, 5, 7, 9, 11, 13, 15);
+        Avx.Add(Avx512F.PermuteVar16x32(total, evens).GetLower(), Avx512F.PermuteVar16x32(total, odds).GetLower()).Store(y);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchPair(byte* w)
+    {
+        Sse.Prefetch0(w);
+        Sse.Prefetch0(w + 64);
+        Sse.Prefetch0(w + 128);
+        Sse.Prefetch0(w + 192);
+        Sse.Prefetch0(w + 256);
+    }
+
+    /// <summary>One pair of blocks of the 8 weight rows against one activation row's pair: <see cref="Step"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> PairStep(byte* w, byte* a, Vector512<float> chains)
+    {
+        Nibbles(w, out var w0, out var w1, out var w2, out var w3, out var w4, out var w5, out var w6, out var w7);
+        return Step(w0, w1, w2, w3, w4, w5, w6, w7, Avx512F.LoadVector512((float*)(w + ScalesAt)), a, chains);
+    }
+
+    /// <summary>A pair's 4 segments of nibble bytes: low nibbles in w0..w3, high nibbles in w4..w7.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Nibbles(byte* w, out Vector512<byte> w0, out Vector512<byte> w1, out Vector512<byte> w2, out Vector512<byte> w3,
+        out Vector512<byte> w4, out Vector512<byte> w5, out Vector512<byte> w6, out Vector512<byte> w7)
+    {
+        var mask = Vector512.Create((byte)0x0F);
+        var v0 = Avx512F.LoadVector512(w);
+        var v1 = Avx512F.LoadVector512(w + 64);
+        var v2 = Avx512F.LoadVector512(w + 128);
+        var v3 = Avx512F.LoadVector512(w + 192);
+        w0 = Avx512F.And(v0, mask);
+        w1 = Avx512F.And(v1, mask);
+        w2 = Avx512F.And(v2, mask);
+        w3 = Avx512F.And(v3, mask);
+        w4 = Avx512F.And(Avx512BW.ShiftRightLogical(v0.AsUInt16(), 4).AsByte(), mask);
+        w5 = Avx512F.And(Avx512BW.ShiftRightLogical(v1.AsUInt16(), 4).AsByte(), mask);
+        w6 = Avx512F.And(Avx512BW.ShiftRightLogical(v2.AsUInt16(), 4).AsByte(), mask);
+        w7 = Avx512F.And(Avx512BW.ShiftRightLogical(v3.AsUInt16(), 4).AsByte(), mask);
+    }
 
     /// <summary>This layout's kernel, for <see cref="ActivationRows.Dot{TKernel}"/>.</summary>
     private struct Kernel : IRowGroupKernel
@@ -137,19 +220,7 @@ internal static unsafe class Q4_0RowGroups
                 Sse.Prefetch0(w + PrefetchDistance + 128);
                 Sse.Prefetch0(w + PrefetchDistance + 192);
                 Sse.Prefetch0(w + PrefetchDistance + 256);
-                var mask = Vector512.Create((byte)0x0F);
-                var v0 = Avx512F.LoadVector512(w);
-                var v1 = Avx512F.LoadVector512(w + 64);
-                var v2 = Avx512F.LoadVector512(w + 128);
-                var v3 = Avx512F.LoadVector512(w + 192);
-                var w0 = Avx512F.And(v0, mask);
-                var w1 = Avx512F.And(v1, mask);
-                var w2 = Avx512F.And(v2, mask);
-                var w3 = Avx512F.And(v3, mask);
-                var w4 = Avx512F.And(Avx512BW.ShiftRightLogical(v0.AsUInt16(), 4).AsByte(), mask);
-                var w5 = Avx512F.And(Avx512BW.ShiftRightLogical(v1.AsUInt16(), 4).AsByte(), mask);
-                var w6 = Avx512F.And(Avx512BW.ShiftRightLogical(v2.AsUInt16(), 4).AsByte(), mask);
-                var w7 = Avx512F.And(Avx512BW.ShiftRightLogical(v3.AsUInt16(), 4).AsByte(), mask);
+                Nibbles(w, out var w0, out var w1, out var w2, out var w3, out var w4, out var w5, out var w6, out var w7);
                 var dw = Avx512F.LoadVector512((float*)(w + ScalesAt));
                 c0 = Step(w0, w1, w2, w3, w4, w5, w6, w7, dw, a, c0);
                 if (m > 1) c1 = Step(w0, w1, w2, w3, w4, w5, w6, w7, dw, a + ActivationPairBytes, c1);
