@@ -50,7 +50,9 @@ public class RepackedWeightsTests
     [Theory]
     [InlineData(64, 1)]   // the one-row pass over 2 blocks: every stream's prefetch in the next group
     [InlineData(2304, 1)] // 72 blocks: prefetches in the group and past it
-    [InlineData(96, 2)]   // the four-row pass, two rows of it zeros
+    [InlineData(96, 2)]   // two rows: the passes side by side, as for one
+    [InlineData(2304, 2)] // 72 blocks: prefetches in the group and past it
+    [InlineData(96, 3)]   // the four-row pass, one row of it zeros
     [InlineData(128, 5)]  // the eight-row pass, three rows of it zeros
     [InlineData(32, 8)]   // one block
     [InlineData(96, 23)]  // 3 blocks
@@ -70,11 +72,13 @@ public class RepackedWeightsTests
     /// <summary>
     /// Q8_0 quants -128 and ±127 against activations quantized to ±127 (the quantizer's range), every sign mix: the
     /// unsigned activations (y + 128 up to 255) and the -128 · Σ w start keep each group's sum exact, in each pass
-    /// (one, four and eight rows), in full tiles and in a shorter last tile.
+    /// (one and two rows side by side, four and eight rows), in full tiles and in a shorter last tile.
     /// </summary>
     [Theory]
     [InlineData(1)]
+    [InlineData(2)]
     [InlineData(9)]
+    [InlineData(10)]
     [InlineData(3)]
     [InlineData(8)]
     [InlineData(13)]

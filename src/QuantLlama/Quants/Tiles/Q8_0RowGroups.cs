@@ -20,9 +20,10 @@ namespace QuantLlama.Quants.Tiles;
 /// r), then 4 passes' regions of nb · 64 bytes; pass k holds groups <see cref="PassGroups"/>[2k] and [2k + 1] of each
 /// block (32 bytes each: row r's 4 bytes at 4r), so a pass reads its weights in order. Chains g and g + 4 run in the
 /// same pass (16 accumulators for 8 activation rows, in the 32 registers of AVX-512), so a pass ends with
-/// c_g + c_{g+4}, the first step of the sum. One activation row (generation) runs the 4 passes side by side instead
-/// (<see cref="OneRow"/>): 8 chains, 4 forward streams, each asking for its line 32 blocks ahead, in the next group
-/// once past this one's end. Run pass after pass, one stream asking 16 KiB ahead, one row generated 17–21 % slower.
+/// c_g + c_{g+4}, the first step of the sum. One or two activation rows (generation, two conversations decoding
+/// together) run the 4 passes side by side instead (<see cref="SideBySide{TRows}"/>): 8 chains per row, 4 forward
+/// streams, each asking for its line 32 blocks ahead, in the next group once past this one's end. Run pass after
+/// pass, one stream asking 16 KiB ahead, one row generated 17–21 % slower.
 /// Activation tile (<see cref="PackActivationRows"/>), per block 8 rows of 40 bytes: the 32 quants + 128, the scale
 /// d_y as f32, 4 bytes of padding.
 /// </remarks>
@@ -138,17 +139,16 @@ internal static unsafe class Q8_0RowGroups
     {
         int nb = n / BlockSize;
         var pairSums = stackalloc Vector256<float>[8 * 4]; // [activation row][pass]: c_g + c_{g+4}
-        if (activationRows == 1)
+        if (activationRows == 1) SideBySide<ActivationRows.One>(group, tile, nb, pairSums);
+        else if (activationRows == 2) SideBySide<ActivationRows.Two>(group, tile, nb, pairSums);
+        else
         {
-            OneRow(group, tile, nb, pairSums);
-            Avx.Store(y, Avx.Add(Avx.Add(pairSums[0], pairSums[1]), Avx.Add(pairSums[2], pairSums[3])));
-            return;
-        }
-        for (int k = 0; k < 4; k++)
-        {
-            byte* weights = group + (long)nb * ScaleBytes + (long)k * nb * PassBlockBytes;
-            if (activationRows > 4) Pass<ActivationRows.Eight>(group, weights, tile, nb, PassGroups[2 * k], PassGroups[2 * k + 1], pairSums + k);
-            else Pass<ActivationRows.Four>(group, weights, tile, nb, PassGroups[2 * k], PassGroups[2 * k + 1], pairSums + k);
+            for (int k = 0; k < 4; k++)
+            {
+                byte* weights = group + (long)nb * ScaleBytes + (long)k * nb * PassBlockBytes;
+                if (activationRows > 4) Pass<ActivationRows.Eight>(group, weights, tile, nb, PassGroups[2 * k], PassGroups[2 * k + 1], pairSums + k);
+                else Pass<ActivationRows.Four>(group, weights, tile, nb, PassGroups[2 * k], PassGroups[2 * k + 1], pairSums + k);
+            }
         }
         for (int j = 0; j < activationRows; j++)
         {
@@ -214,50 +214,65 @@ internal static unsafe class Q8_0RowGroups
     }
 
     /// <summary>
-    /// One activation row against all 8 groups of every block: the 4 passes' chains side by side (8 chains, 4 weight
-    /// streams, each block's scales read once), each chain's additions in the passes' order, so the same bits. The
-    /// requests run <see cref="OneRowPrefetchBlocks"/> blocks ahead in every stream (8 KiB in all), past the group's
-    /// end into the same stream of the next group, which the next call reads.
+    /// One or two activation rows against all 8 groups of every block: the 4 passes' chains side by side (8 chains per
+    /// row, 4 weight streams, each block's scales and weights read once for both rows), each chain's additions in the
+    /// passes' order, so the same bits. The requests run <see cref="SideBySidePrefetchBlocks"/> blocks ahead in every
+    /// stream (8 KiB in all), past the group's end into the same stream of the next group, which the next call reads.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void OneRow(byte* group, byte* tile, int nb, Vector256<float>* pairSums)
+    private static void SideBySide<TRows>(byte* group, byte* tile, int nb, Vector256<float>* pairSums) where TRows : struct, IActivationRows
     {
         float* scales = (float*)group;
         byte* w0 = group + (long)nb * ScaleBytes;
         long passBytes = (long)nb * PassBlockBytes, groupBytes = GroupBytes(nb * BlockSize);
         var offsets = Vector256.Create((byte)0x80);
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
+        Vector256<float> e0 = default, e1 = default, e2 = default, e3 = default, f0 = default, f1 = default, f2 = default, f3 = default;
         for (int b = 0; b < nb; b++)
         {
             byte* w = w0 + (long)b * PassBlockBytes;
             byte* t = tile + (long)b * TileBlockBytes;
-            var d = Avx.Multiply(Avx.LoadVector256(scales + 8 * b), Vector256.Create(*(float*)(t + ActivationScaleAt)));
-            // Each stream's block OneRowPrefetchBlocks ahead, in the next group (the same stream) past this one's end;
-            // and the next group's scales.
-            byte* ahead = w + OneRowPrefetchBlocks * PassBlockBytes + (b + OneRowPrefetchBlocks >= nb ? groupBytes - passBytes : 0);
+            var dw = Avx.LoadVector256(scales + 8 * b);
+            var d = Avx.Multiply(dw, Vector256.Create(*(float*)(t + ActivationScaleAt)));
+            var d1 = TRows.Count > 1 ? Avx.Multiply(dw, Vector256.Create(*(float*)(t + ActivationRowBytes + ActivationScaleAt))) : default;
+            // Each stream's block SideBySidePrefetchBlocks ahead, in the next group (the same stream) past this one's
+            // end; and the next group's scales.
+            byte* ahead = w + SideBySidePrefetchBlocks * PassBlockBytes + (b + SideBySidePrefetchBlocks >= nb ? groupBytes - passBytes : 0);
             Sse.Prefetch0(ahead);
             Sse.Prefetch0(ahead + passBytes);
             Sse.Prefetch0(ahead + 2 * passBytes);
             Sse.Prefetch0(ahead + 3 * passBytes);
             if ((b & 1) == 0) Sse.Prefetch0((byte*)(scales + 8 * b) + groupBytes);
             // PassGroups: (0, 4), (2, 6), (1, 5), (3, 7).
-            OneRowStep(w, offsets, d, t, 0, 16, ref a0, ref b0);
-            OneRowStep(w + passBytes, offsets, d, t, 8, 24, ref a1, ref b1);
-            OneRowStep(w + 2 * passBytes, offsets, d, t, 4, 20, ref a2, ref b2);
-            OneRowStep(w + 3 * passBytes, offsets, d, t, 12, 28, ref a3, ref b3);
+            StreamStep<TRows>(w, offsets, d, d1, t, 0, 16, ref a0, ref b0, ref e0, ref f0);
+            StreamStep<TRows>(w + passBytes, offsets, d, d1, t, 8, 24, ref a1, ref b1, ref e1, ref f1);
+            StreamStep<TRows>(w + 2 * passBytes, offsets, d, d1, t, 4, 20, ref a2, ref b2, ref e2, ref f2);
+            StreamStep<TRows>(w + 3 * passBytes, offsets, d, d1, t, 12, 28, ref a3, ref b3, ref e3, ref f3);
         }
         pairSums[0] = Avx.Add(a0, b0);
         pairSums[1] = Avx.Add(a1, b1);
         pairSums[2] = Avx.Add(a2, b2);
         pairSums[3] = Avx.Add(a3, b3);
+        if (TRows.Count > 1)
+        {
+            pairSums[4] = Avx.Add(e0, f0);
+            pairSums[5] = Avx.Add(e1, f1);
+            pairSums[6] = Avx.Add(e2, f2);
+            pairSums[7] = Avx.Add(e3, f3);
+        }
     }
 
-    /// <summary>Blocks ahead of the one being read that <see cref="OneRow"/> asks for (16 and 64 generated slower).</summary>
-    private const int OneRowPrefetchBlocks = 32;
+    /// <summary>Blocks ahead of the one being read that <see cref="SideBySide{TRows}"/> asks for (16 and 64 generated slower).</summary>
+    private const int SideBySidePrefetchBlocks = 32;
 
+    /// <summary>
+    /// One pass's block (groups at byte offsets quantsA and quantsB) against the first one or two activation rows of
+    /// the tile block <paramref name="a"/>: chains (chainA, chainB) for row 0, (chainA1, chainB1) for row 1.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void OneRowStep(byte* w, Vector256<byte> offsets, Vector256<float> d, byte* a, nint quantsA, nint quantsB,
-        ref Vector256<float> chainA, ref Vector256<float> chainB)
+    private static void StreamStep<TRows>(byte* w, Vector256<byte> offsets, Vector256<float> d, Vector256<float> d1, byte* a, nint quantsA, nint quantsB,
+        ref Vector256<float> chainA, ref Vector256<float> chainB, ref Vector256<float> chainA1, ref Vector256<float> chainB1)
+        where TRows : struct, IActivationRows
     {
         var wa = Avx.LoadVector256(w).AsSByte();
         var wb = Avx.LoadVector256(w + 32).AsSByte();
@@ -267,6 +282,14 @@ internal static unsafe class Q8_0RowGroups
         chainA = Fma.MultiplyAdd(d, Avx.ConvertToVector256Single(sa), chainA);
         var sb = AvxVnni.MultiplyWideningAndAdd(cb, Vector256.Create(*(int*)(a + quantsB)).AsByte(), wb);
         chainB = Fma.MultiplyAdd(d, Avx.ConvertToVector256Single(sb), chainB);
+        if (TRows.Count > 1)
+        {
+            byte* a1 = a + ActivationRowBytes;
+            var sa1 = AvxVnni.MultiplyWideningAndAdd(ca, Vector256.Create(*(int*)(a1 + quantsA)).AsByte(), wa);
+            chainA1 = Fma.MultiplyAdd(d1, Avx.ConvertToVector256Single(sa1), chainA1);
+            var sb1 = AvxVnni.MultiplyWideningAndAdd(cb, Vector256.Create(*(int*)(a1 + quantsB)).AsByte(), wb);
+            chainB1 = Fma.MultiplyAdd(d1, Avx.ConvertToVector256Single(sb1), chainB1);
+        }
     }
 
     /// <summary>
