@@ -131,7 +131,8 @@ internal static unsafe class Q8_0RowGroups
 
     /// <summary>
     /// One repacked group of 8 weight rows against a tile of up to 8 activation rows: y[j·yStride + r] for activation
-    /// row j below <paramref name="activationRows"/> (the tile's other rows are zeros; 4 or 8 rows run), weight row r.
+    /// row j below <paramref name="activationRows"/> (1 or 2 rows run side by side, else 4 or 8, the tile's other rows
+    /// being zeros), weight row r.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     [SkipLocalsInit] // the rows read are the rows written: no 1 KB clear per call
