@@ -685,11 +685,11 @@ internal static unsafe class Attention
         int d = 0;
         if (Kernels.UseAvx512 && Vector512.IsHardwareAccelerated)
             for (; d + 16 <= n; d += 16)
-                if (!TryUpdateHalf16(y + d, x + d, rowStride, steps, rescales, weights, grows))
-                    UpdateHalf16(y + d, x + d, rowStride, steps, rescales, weights, grows);
+                if (!TryUpdateHalf<Lanes16, Vector512<float>>(y + d, x + d, rowStride, steps, rescales, weights, grows))
+                    UpdateHalf<Lanes16, Vector512<float>>(y + d, x + d, rowStride, steps, rescales, weights, grows);
         for (; d + 8 <= n; d += 8)
-            if (!TryUpdateHalf8(y + d, x + d, rowStride, steps, rescales, weights, grows))
-                UpdateHalf8(y + d, x + d, rowStride, steps, rescales, weights, grows);
+            if (!TryUpdateHalf<Lanes8, Vector256<float>>(y + d, x + d, rowStride, steps, rescales, weights, grows))
+                UpdateHalf<Lanes8, Vector256<float>>(y + d, x + d, rowStride, steps, rescales, weights, grows);
         for (; d < n; d++)
         {
             float a = y[d];
@@ -703,78 +703,96 @@ internal static unsafe class Attention
         }
     }
 
-    /// <summary><see cref="UpdateHalf"/> of y[0..16) by the in-range rounding; false, y untouched, where a value left f16's range.</summary>
+    /// <summary>
+    /// <see cref="UpdateHalf"/> of one vector of y by the in-range rounding, tracking the largest magnitude met; false,
+    /// y untouched, where a value left f16's range.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool TryUpdateHalf16(float* y, float* x, long rowStride, int steps, float* rescales, float* weights, float* grows)
+    private static bool TryUpdateHalf<TLanes, TVector>(float* y, float* x, long rowStride, int steps, float* rescales, float* weights, float* grows)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        var a = Vector512.Load(y);
-        var largest = Vector512<uint>.Zero; // the largest magnitude's bits before each rounding
-        var magnitude = Vector512.Create(0x7FFFFFFFu);
+        var a = TLanes.Load(y);
+        TVector largest = default; // the largest magnitude's bits before each rounding
         for (int t = 0; t < steps; t++, x += rowStride)
         {
             if (grows[t] != 0)
             {
-                a *= Vector512.Create(rescales[t]);
-                largest = Vector512.Max(largest, a.AsUInt32() & magnitude);
-                a = RoundInRange(a);
+                a = TLanes.Multiply(a, TLanes.Splat(rescales[t]));
+                largest = TLanes.LargerMagnitude(largest, a);
+                a = TLanes.RoundInRange(a);
             }
-            a = Vector512.FusedMultiplyAdd(Vector512.Load(x), Vector512.Create(weights[t]), a);
-            largest = Vector512.Max(largest, a.AsUInt32() & magnitude);
-            a = RoundInRange(a);
+            a = TLanes.MultiplyAdd(TLanes.Load(x), TLanes.Splat(weights[t]), a);
+            largest = TLanes.LargerMagnitude(largest, a);
+            a = TLanes.RoundInRange(a);
         }
-        if (!Vector512.LessThanAll(largest, Vector512.Create(HalfOverflowBits))) return false;
-        Vector512.Store(a, y);
+        if (!TLanes.BelowHalfOverflow(largest)) return false;
+        TLanes.Store(a, y);
         return true;
     }
 
-    /// <summary><see cref="UpdateHalf"/> of y[0..16) with the full rounding.</summary>
+    /// <summary><see cref="UpdateHalf"/> of one vector of y with the full rounding.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void UpdateHalf16(float* y, float* x, long rowStride, int steps, float* rescales, float* weights, float* grows)
+    private static void UpdateHalf<TLanes, TVector>(float* y, float* x, long rowStride, int steps, float* rescales, float* weights, float* grows)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        var a = Vector512.Load(y);
+        var a = TLanes.Load(y);
         for (int t = 0; t < steps; t++, x += rowStride)
         {
-            if (grows[t] != 0) a = RoundToHalf(a * Vector512.Create(rescales[t]));
-            a = RoundToHalf(Vector512.FusedMultiplyAdd(Vector512.Load(x), Vector512.Create(weights[t]), a));
+            if (grows[t] != 0) a = TLanes.RoundToHalf(TLanes.Multiply(a, TLanes.Splat(rescales[t])));
+            a = TLanes.RoundToHalf(TLanes.MultiplyAdd(TLanes.Load(x), TLanes.Splat(weights[t]), a));
         }
-        Vector512.Store(a, y);
+        TLanes.Store(a, y);
     }
 
-    /// <summary><see cref="TryUpdateHalf16"/> for y[0..8).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool TryUpdateHalf8(float* y, float* x, long rowStride, int steps, float* rescales, float* weights, float* grows)
+    /// <summary>
+    /// One vector width's steps for the drivers written once for both (<see cref="TryUpdateHalf{TLanes, TVector}"/>,
+    /// <see cref="TileScores{TLanes, TVector}"/>, <see cref="TileValues{TLanes, TVector}"/>): 8 lanes (AVX2) or 16 (AVX-512).
+    /// </summary>
+    private interface ILanes<TVector> where TVector : struct
     {
-        var a = Vector256.Load(y);
-        var largest = Vector256<uint>.Zero;
-        var magnitude = Vector256.Create(0x7FFFFFFFu);
-        for (int t = 0; t < steps; t++, x += rowStride)
-        {
-            if (grows[t] != 0)
-            {
-                a *= Vector256.Create(rescales[t]);
-                largest = Vector256.Max(largest, a.AsUInt32() & magnitude);
-                a = RoundInRange(a);
-            }
-            a = Vector256.FusedMultiplyAdd(Vector256.Load(x), Vector256.Create(weights[t]), a);
-            largest = Vector256.Max(largest, a.AsUInt32() & magnitude);
-            a = RoundInRange(a);
-        }
-        if (!Vector256.LessThanAll(largest, Vector256.Create(HalfOverflowBits))) return false;
-        Vector256.Store(a, y);
-        return true;
+        static abstract int Count { get; }
+        static abstract TVector Load(float* p);
+        static abstract void Store(TVector v, float* p);
+        static abstract TVector Splat(float x);
+        static abstract TVector Multiply(TVector a, TVector b);
+        /// <summary>fma(x, w, a), rounded once.</summary>
+        static abstract TVector MultiplyAdd(TVector x, TVector w, TVector a);
+        static abstract TVector RoundToHalf(TVector v);
+        static abstract TVector RoundInRange(TVector v);
+        /// <summary>Per lane the larger of <paramref name="largest"/>'s bits and the bits of |v| (NaN's above every number's).</summary>
+        static abstract TVector LargerMagnitude(TVector largest, TVector v);
+        /// <summary>True when every lane's magnitude bits (<see cref="LargerMagnitude"/>) lie below 65520's.</summary>
+        static abstract bool BelowHalfOverflow(TVector largest);
     }
 
-    /// <summary><see cref="UpdateHalf16"/> for y[0..8).</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void UpdateHalf8(float* y, float* x, long rowStride, int steps, float* rescales, float* weights, float* grows)
+    private readonly struct Lanes8 : ILanes<Vector256<float>>
     {
-        var a = Vector256.Load(y);
-        for (int t = 0; t < steps; t++, x += rowStride)
-        {
-            if (grows[t] != 0) a = RoundToHalf(a * Vector256.Create(rescales[t]));
-            a = RoundToHalf(Vector256.FusedMultiplyAdd(Vector256.Load(x), Vector256.Create(weights[t]), a));
-        }
-        Vector256.Store(a, y);
+        public static int Count => 8;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Load(float* p) => Vector256.Load(p);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector256<float> v, float* p) => Vector256.Store(v, p);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Splat(float x) => Vector256.Create(x);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Multiply(Vector256<float> a, Vector256<float> b) => a * b;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> MultiplyAdd(Vector256<float> x, Vector256<float> w, Vector256<float> a) => Vector256.FusedMultiplyAdd(x, w, a);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> RoundToHalf(Vector256<float> v) => Attention.RoundToHalf(v);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> RoundInRange(Vector256<float> v) => Attention.RoundInRange(v);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> LargerMagnitude(Vector256<float> largest, Vector256<float> v)
+            => Vector256.Max(largest.AsUInt32(), v.AsUInt32() & Vector256.Create(0x7FFFFFFFu)).AsSingle();
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool BelowHalfOverflow(Vector256<float> largest) => Vector256.LessThanAll(largest.AsUInt32(), Vector256.Create(HalfOverflowBits));
+    }
+
+    private readonly struct Lanes16 : ILanes<Vector512<float>>
+    {
+        public static int Count => 16;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Load(float* p) => Vector512.Load(p);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector512<float> v, float* p) => Vector512.Store(v, p);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Splat(float x) => Vector512.Create(x);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Multiply(Vector512<float> a, Vector512<float> b) => a * b;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> MultiplyAdd(Vector512<float> x, Vector512<float> w, Vector512<float> a) => Vector512.FusedMultiplyAdd(x, w, a);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> RoundToHalf(Vector512<float> v) => Attention.RoundToHalf(v);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> RoundInRange(Vector512<float> v) => Attention.RoundInRange(v);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> LargerMagnitude(Vector512<float> largest, Vector512<float> v)
+            => Vector512.Max(largest.AsUInt32(), v.AsUInt32() & Vector512.Create(0x7FFFFFFFu)).AsSingle();
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool BelowHalfOverflow(Vector512<float> largest) => Vector512.LessThanAll(largest.AsUInt32(), Vector512.Create(HalfOverflowBits));
     }
 
     /// <summary>
@@ -825,8 +843,8 @@ internal static unsafe class Attention
                 int first = window > 0 ? Math.Max(0, start + i + 1 - window) : 0;
                 if (ic + valid <= first) continue;
                 float* q = q0 + (long)i * dim, o = o0 + (long)i * dim;
-                if (wide) TileScores512(q, keysT, headDim, scale, kq);
-                else TileScores256(q, keysT, headDim, scale, kq);
+                if (wide) TileScores<Lanes16, Vector512<float>>(q, keysT, headDim, scale, kq);
+                else TileScores<Lanes8, Vector256<float>>(q, keysT, headDim, scale, kq);
                 if (softCap != 0)
                     for (int tk = 0; tk < valid; tk++) kq[tk] = softCap * MathF.Tanh(kq[tk]);
                 for (int tk = 0; tk < first - ic; tk++) kq[tk] = float.NegativeInfinity;
@@ -843,7 +861,9 @@ internal static unsafe class Attention
                 }
                 rowMax[i] = max;
                 rowSum[i] = (float)(rowSum[i] + ExpSum(kq, tile, max));
-                TileValues(o, valueTile, kq, valid, headDim, rescale, wide);
+                int d = wide ? TileValues<Lanes16, Vector512<float>>(o, valueTile, kq, valid, headDim, rescale, 0) : 0;
+                d = TileValues<Lanes8, Vector256<float>>(o, valueTile, kq, valid, headDim, rescale, d);
+                TileValuesRest(o, valueTile, kq, valid, headDim, rescale, d);
             }
         }
         for (int i = 0; i < n; i++)
@@ -855,102 +875,76 @@ internal static unsafe class Attention
         }
     }
 
-    /// <summary>kq[tk] = (Σ_d k_tk[d]·q[d], fused in d order) · scale for the tile's 64 positions, 8 at a time.</summary>
+    /// <summary>
+    /// kq[tk] = (Σ_d k_tk[d]·q[d], fused in d order) · scale for the tile's 64 positions, 4 vectors of positions side by
+    /// side per pass over the head.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void TileScores256(float* q, float* keysT, int headDim, float scale, float* kq)
+    private static void TileScores<TLanes, TVector>(float* q, float* keysT, int headDim, float scale, float* kq)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
-        for (int d = 0; d < headDim; d++)
+        int w = TLanes.Count;
+        for (int p = 0; p < FlashTile; p += 4 * w)
         {
-            float* k = keysT + d * FlashTile;
-            var qd = Vector256.Create(q[d]);
-            a0 = Vector256.FusedMultiplyAdd(Vector256.Load(k), qd, a0);
-            a1 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 8), qd, a1);
-            a2 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 16), qd, a2);
-            a3 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 24), qd, a3);
-            a4 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 32), qd, a4);
-            a5 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 40), qd, a5);
-            a6 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 48), qd, a6);
-            a7 = Vector256.FusedMultiplyAdd(Vector256.Load(k + 56), qd, a7);
+            TVector a0 = default, a1 = default, a2 = default, a3 = default;
+            for (int d = 0; d < headDim; d++)
+            {
+                float* k = keysT + d * FlashTile + p;
+                var qd = TLanes.Splat(q[d]);
+                a0 = TLanes.MultiplyAdd(TLanes.Load(k), qd, a0);
+                a1 = TLanes.MultiplyAdd(TLanes.Load(k + w), qd, a1);
+                a2 = TLanes.MultiplyAdd(TLanes.Load(k + 2 * w), qd, a2);
+                a3 = TLanes.MultiplyAdd(TLanes.Load(k + 3 * w), qd, a3);
+            }
+            var vscale = TLanes.Splat(scale);
+            TLanes.Store(TLanes.Multiply(a0, vscale), kq + p); TLanes.Store(TLanes.Multiply(a1, vscale), kq + p + w);
+            TLanes.Store(TLanes.Multiply(a2, vscale), kq + p + 2 * w); TLanes.Store(TLanes.Multiply(a3, vscale), kq + p + 3 * w);
         }
-        var vscale = Vector256.Create(scale);
-        Vector256.Store(a0 * vscale, kq); Vector256.Store(a1 * vscale, kq + 8);
-        Vector256.Store(a2 * vscale, kq + 16); Vector256.Store(a3 * vscale, kq + 24);
-        Vector256.Store(a4 * vscale, kq + 32); Vector256.Store(a5 * vscale, kq + 40);
-        Vector256.Store(a6 * vscale, kq + 48); Vector256.Store(a7 * vscale, kq + 56);
-    }
-
-    /// <summary><see cref="TileScores256"/>, 16 positions at a time.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void TileScores512(float* q, float* keysT, int headDim, float scale, float* kq)
-    {
-        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        for (int d = 0; d < headDim; d++)
-        {
-            float* k = keysT + d * FlashTile;
-            var qd = Vector512.Create(q[d]);
-            a0 = Vector512.FusedMultiplyAdd(Vector512.Load(k), qd, a0);
-            a1 = Vector512.FusedMultiplyAdd(Vector512.Load(k + 16), qd, a1);
-            a2 = Vector512.FusedMultiplyAdd(Vector512.Load(k + 32), qd, a2);
-            a3 = Vector512.FusedMultiplyAdd(Vector512.Load(k + 48), qd, a3);
-        }
-        var vscale = Vector512.Create(scale);
-        Vector512.Store(a0 * vscale, kq); Vector512.Store(a1 * vscale, kq + 16);
-        Vector512.Store(a2 * vscale, kq + 32); Vector512.Store(a3 * vscale, kq + 48);
     }
 
     /// <summary>
-    /// o = o · rescale, then o[d] = fma(v_tk[d], w_tk, o[d]) for the tile's valid positions in order, each slice of the
-    /// head held in registers across the positions.
+    /// From o[d] on, 4 vectors at a time: o = o · rescale, then o = fma(v_tk, w_tk, o) for the tile's valid positions in
+    /// order, each slice of the head held in registers across the positions; returns the first element left.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void TileValues(float* o, float* valueTile, float* w, int valid, int headDim, float rescale, bool wide)
+    private static int TileValues<TLanes, TVector>(float* o, float* valueTile, float* w, int valid, int headDim, float rescale, int d)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
     {
+        int lanes = TLanes.Count;
         bool scaled = rescale != 1;
-        int d = 0;
-        if (wide)
+        var r = TLanes.Splat(rescale);
+        for (; d + 4 * lanes <= headDim; d += 4 * lanes)
         {
-            var r = Vector512.Create(rescale);
-            for (; d + 64 <= headDim; d += 64)
+            var o0 = TLanes.Load(o + d); var o1 = TLanes.Load(o + d + lanes);
+            var o2 = TLanes.Load(o + d + 2 * lanes); var o3 = TLanes.Load(o + d + 3 * lanes);
+            if (scaled)
             {
-                var o0 = Vector512.Load(o + d); var o1 = Vector512.Load(o + d + 16);
-                var o2 = Vector512.Load(o + d + 32); var o3 = Vector512.Load(o + d + 48);
-                if (scaled) { o0 *= r; o1 *= r; o2 *= r; o3 *= r; }
-                float* v = valueTile + d;
-                for (int tk = 0; tk < valid; tk++, v += headDim)
-                {
-                    var wt = Vector512.Create(w[tk]);
-                    o0 = Vector512.FusedMultiplyAdd(Vector512.Load(v), wt, o0);
-                    o1 = Vector512.FusedMultiplyAdd(Vector512.Load(v + 16), wt, o1);
-                    o2 = Vector512.FusedMultiplyAdd(Vector512.Load(v + 32), wt, o2);
-                    o3 = Vector512.FusedMultiplyAdd(Vector512.Load(v + 48), wt, o3);
-                }
-                Vector512.Store(o0, o + d); Vector512.Store(o1, o + d + 16);
-                Vector512.Store(o2, o + d + 32); Vector512.Store(o3, o + d + 48);
+                o0 = TLanes.Multiply(o0, r); o1 = TLanes.Multiply(o1, r);
+                o2 = TLanes.Multiply(o2, r); o3 = TLanes.Multiply(o3, r);
             }
-        }
-        var r8 = Vector256.Create(rescale);
-        for (; d + 32 <= headDim; d += 32)
-        {
-            var o0 = Vector256.Load(o + d); var o1 = Vector256.Load(o + d + 8);
-            var o2 = Vector256.Load(o + d + 16); var o3 = Vector256.Load(o + d + 24);
-            if (scaled) { o0 *= r8; o1 *= r8; o2 *= r8; o3 *= r8; }
             float* v = valueTile + d;
             for (int tk = 0; tk < valid; tk++, v += headDim)
             {
-                var wt = Vector256.Create(w[tk]);
-                o0 = Vector256.FusedMultiplyAdd(Vector256.Load(v), wt, o0);
-                o1 = Vector256.FusedMultiplyAdd(Vector256.Load(v + 8), wt, o1);
-                o2 = Vector256.FusedMultiplyAdd(Vector256.Load(v + 16), wt, o2);
-                o3 = Vector256.FusedMultiplyAdd(Vector256.Load(v + 24), wt, o3);
+                var wt = TLanes.Splat(w[tk]);
+                o0 = TLanes.MultiplyAdd(TLanes.Load(v), wt, o0);
+                o1 = TLanes.MultiplyAdd(TLanes.Load(v + lanes), wt, o1);
+                o2 = TLanes.MultiplyAdd(TLanes.Load(v + 2 * lanes), wt, o2);
+                o3 = TLanes.MultiplyAdd(TLanes.Load(v + 3 * lanes), wt, o3);
             }
-            Vector256.Store(o0, o + d); Vector256.Store(o1, o + d + 8);
-            Vector256.Store(o2, o + d + 16); Vector256.Store(o3, o + d + 24);
+            TLanes.Store(o0, o + d); TLanes.Store(o1, o + d + lanes);
+            TLanes.Store(o2, o + d + 2 * lanes); TLanes.Store(o3, o + d + 3 * lanes);
         }
+        return d;
+    }
+
+    /// <summary><see cref="TileValues{TLanes, TVector}"/> for the last eights of the head (fewer than 32 values).</summary>
+    private static void TileValuesRest(float* o, float* valueTile, float* w, int valid, int headDim, float rescale, int d)
+    {
+        var r8 = Vector256.Create(rescale);
         for (; d < headDim; d += 8)
         {
             var o0 = Vector256.Load(o + d);
-            if (scaled) o0 *= r8;
+            if (rescale != 1) o0 *= r8;
             float* v = valueTile + d;
             for (int tk = 0; tk < valid; tk++, v += headDim) o0 = Vector256.FusedMultiplyAdd(Vector256.Load(v), Vector256.Create(w[tk]), o0);
             Vector256.Store(o0, o + d);
