@@ -51,7 +51,7 @@ public sealed record ContextOptions
 public sealed record ModelOptions
 {
     /// <summary>
-    /// True (the default): on CPUs with AVX-512, the Q4_0, Q4_K and Q8_0 matrices (Q4_0's output matrix too) are
+    /// True (the default): on CPUs with AVX-512, the Q4_0, Q4_K and Q8_0 matrices (the output matrix too) are
     /// copied at load into layouts of 8 interleaved weight rows, which read prompts 1.3–2x as fast and let several
     /// conversations decoding together share each weight load; generation reads the copy as well. On Linux the copied
     /// matrices' pages of the mapping then leave resident memory, so the process holds about the file's size either
